@@ -1,0 +1,38 @@
+/**
+ * The messages the main thread and its worker threads exchange.
+ *
+ * @module
+ */
+
+import type { ServeConfig } from "./config.ts";
+
+/** Main thread to worker: start serving. */
+export interface StartMessage {
+  type: "start";
+  config: ServeConfig;
+  /** The port to bind; thread 0 may bind 0 and report the port the others then share. */
+  port: number;
+  thread: number;
+  counterBuffer: SharedArrayBuffer;
+  statsBuffer: SharedArrayBuffer;
+}
+
+/** Main thread to worker: serve with a new configuration from now on. */
+export interface ConfigureMessage {
+  type: "configure";
+  config: ServeConfig;
+}
+
+/** Main thread to worker: stop accepting, finish replies in flight, close connections. */
+export interface DrainMessage {
+  type: "drain";
+}
+
+/** Everything a worker receives. */
+export type ToWorker = StartMessage | ConfigureMessage | DrainMessage;
+
+/** Everything a worker sends. */
+export type FromWorker =
+  | { type: "listening"; port: number; runtime: string }
+  | { type: "failed"; code: string; message: string }
+  | { type: "drained" };

@@ -1,0 +1,182 @@
+/**
+ * The Bun adapter: one `Bun.listen` per thread with SO_REUSEPORT.
+ *
+ * Modelled on Bun's own `node:net`: one handler object serves every socket, per-connection state
+ * lives on `socket.data`, and no closure or promise is made per connection. `socket.write`
+ * returns how many bytes the kernel took; the rest is queued and sent from `drain`, and a
+ * connection whose queue passes the high-water mark stops being read until it empties, so a
+ * client that never reads cannot grow the server's memory.
+ *
+ * @module
+ */
+
+import { Connection } from "../connection.ts";
+import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
+import { Stat } from "../thread_stats.ts";
+import {
+  AddressInUseError,
+  type ListenOptions,
+  type ThreadListener,
+} from "./thread_listener.ts";
+
+/** Unsent reply bytes above which a connection stops being read. */
+export const HIGH_WATER_BYTES = 1024 * 1024;
+
+// The few parts of Bun's API this adapter uses, declared here so that shared code never loads
+// bun-types (whose globals clash with Deno's).
+interface BunSocket {
+  data: Connection;
+  write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
+  end(): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+}
+interface BunListener {
+  readonly port: number;
+  stop(closeActiveConnections?: boolean): void;
+}
+interface BunSocketHandler {
+  open(socket: BunSocket): void;
+  data(socket: BunSocket, chunk: Uint8Array): void;
+  drain(socket: BunSocket): void;
+  close(socket: BunSocket): void;
+  error(socket: BunSocket, error: Error): void;
+}
+interface BunGlobal {
+  listen(options: {
+    hostname: string;
+    port: number;
+    reusePort: boolean;
+    socket: BunSocketHandler;
+  }): BunListener;
+}
+
+class BunThreadListener implements ThreadListener, BunSocketHandler {
+  readonly runtime = "bun";
+  readonly port: number;
+  readonly #listener: BunListener;
+  readonly #handler: MessageHandler;
+  readonly #stats: Float64Array;
+  readonly #sockets = new Set<BunSocket>();
+
+  constructor({ host, port, handler, stats }: ListenOptions) {
+    this.#handler = handler;
+    this.#stats = stats;
+    const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+    // One handler object, made once per listener, serves every socket.
+    const socket: BunSocketHandler = {
+      open: (s) => this.open(s),
+      data: (s, chunk) => this.data(s, chunk),
+      drain: (s) => this.drain(s),
+      close: (s) => this.close(s),
+      error: (s, e) => this.error(s, e),
+    };
+    try {
+      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket });
+    } catch (error) {
+      if ((error as { code?: string }).code === "EADDRINUSE") {
+        throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
+      }
+      throw error;
+    }
+    this.port = this.#listener.port;
+  }
+
+  open(socket: BunSocket): void {
+    socket.data = new Connection();
+    this.#sockets.add(socket);
+    this.#stats[Stat.connectionsAccepted]!++;
+    this.#stats[Stat.connectionsActive]!++;
+  }
+
+  data(socket: BunSocket, chunk: Uint8Array): void {
+    const connection = socket.data;
+    if (connection.closing) return;
+    const length = this.#handler.handle(connection, chunk);
+    if (length > 0) this.#send(socket, connection, this.#handler.output, length);
+    else if (length < 0) {
+      connection.closing = true;
+      // A peer breaking the protocol is cut at once; its queued replies are dropped.
+      if (length === CLOSE_LINE_TOO_LONG) socket.terminate();
+      else socket.end();
+    }
+  }
+
+  #send(socket: BunSocket, connection: Connection, bytes: Uint8Array, length: number): void {
+    let written = 0;
+    if (connection.queuedBytes === 0) {
+      written = socket.write(bytes, 0, length);
+      if (written >= length) return;
+      if (written < 0) written = 0;
+    }
+    // The output buffer is reused for the next read, so what the kernel did not take is copied.
+    connection.queue.push(bytes.slice(written, length));
+    connection.queuedBytes += length - written;
+    if (connection.queuedBytes > HIGH_WATER_BYTES && !connection.readPaused) {
+      connection.readPaused = true;
+      this.#stats[Stat.readPauses]!++;
+      socket.pause();
+    }
+  }
+
+  drain(socket: BunSocket): void {
+    const connection = socket.data;
+    const queue = connection.queue;
+    while (queue.length > 0) {
+      const head = queue[0]!;
+      const written = socket.write(head);
+      if (written < head.length) {
+        if (written > 0) {
+          queue[0] = head.subarray(written);
+          connection.queuedBytes -= written;
+        }
+        return;
+      }
+      queue.shift();
+      connection.queuedBytes -= head.length;
+    }
+    if (connection.closing) socket.end();
+    else if (connection.readPaused) {
+      connection.readPaused = false;
+      socket.resume();
+    }
+  }
+
+  close(socket: BunSocket): void {
+    if (!this.#sockets.delete(socket)) return;
+    this.#stats[Stat.connectionsActive]!--;
+    const connection = socket.data;
+    connection.queue.length = 0;
+    connection.queuedBytes = 0;
+  }
+
+  error(_socket: BunSocket, _error: Error): void {
+    this.#stats[Stat.closedPeerError]!++;
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    this.#listener.stop(false);
+    for (const socket of this.#sockets) {
+      socket.data.closing = true;
+      if (socket.data.queuedBytes === 0) socket.end();
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.#sockets.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    for (const socket of this.#sockets) socket.terminate();
+    this.#listener.stop(true);
+  }
+}
+
+/**
+ * Starts one thread's listener on Bun.
+ *
+ * @param options Where to listen and how to answer.
+ * @returns The running listener.
+ * @throws {AddressInUseError} When the address is taken.
+ */
+export function listenBun(options: ListenOptions): ThreadListener {
+  return new BunThreadListener(options);
+}

@@ -1,0 +1,149 @@
+/**
+ * The Deno adapter: one `Deno.listen({ reusePort: true })` per thread (needs `--unstable-net`)
+ * and one read loop per connection.
+ *
+ * Each loop awaits its write before it reads again, so a client that never reads stops being
+ * read once the kernel's buffers are full and cannot grow the server's memory. A connection's
+ * read buffer starts small and grows only when reads fill it, so idle connections stay cheap.
+ *
+ * @module
+ */
+
+import { Connection } from "../connection.ts";
+import type { MessageHandler } from "../message_handler.ts";
+import { Stat } from "../thread_stats.ts";
+import {
+  AddressInUseError,
+  type ListenOptions,
+  type ThreadListener,
+} from "./thread_listener.ts";
+
+const FIRST_READ_BYTES = 1024;
+const MAX_READ_BYTES = 64 * 1024;
+
+interface Tracked {
+  conn: Deno.Conn;
+  state: Connection;
+  /** Whether a write is in flight; a drain lets it finish before closing. */
+  writing: boolean;
+}
+
+class DenoThreadListener implements ThreadListener {
+  readonly runtime = "deno";
+  readonly port: number;
+  readonly #listener: Deno.TcpListener;
+  readonly #handler: MessageHandler;
+  readonly #stats: Float64Array;
+  readonly #open = new Set<Tracked>();
+  #draining = false;
+
+  constructor({ host, port, handler, stats }: ListenOptions) {
+    this.#handler = handler;
+    this.#stats = stats;
+    try {
+      this.#listener = Deno.listen({ hostname: host, port, reusePort: true, transport: "tcp" });
+    } catch (error) {
+      if (error instanceof Deno.errors.AddrInUse) {
+        throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
+      }
+      throw error;
+    }
+    this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#acceptLoop();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return; // The listener was closed by a drain.
+      }
+      this.#serve(conn);
+    }
+  }
+
+  async #serve(conn: Deno.Conn): Promise<void> {
+    const stats = this.#stats;
+    const handler = this.#handler;
+    const tracked: Tracked = { conn, state: new Connection(), writing: false };
+    this.#open.add(tracked);
+    stats[Stat.connectionsAccepted]!++;
+    stats[Stat.connectionsActive]!++;
+    let buffer = new Uint8Array(FIRST_READ_BYTES);
+    try {
+      while (!this.#draining) {
+        const read = await conn.read(buffer);
+        if (read === null) break;
+        const length = handler.handle(tracked.state, buffer.subarray(0, read));
+        if (length < 0) break;
+        if (length > 0) {
+          // The handler's output is reused by every connection of this thread, so anything that
+          // is not the connection's own fixed reply is copied before the await.
+          const out = handler.output === tracked.state.reply
+            ? handler.output
+            : handler.output.slice(0, length);
+          tracked.writing = true;
+          await writeAll(conn, out, length);
+          tracked.writing = false;
+        }
+        if (read === buffer.length && buffer.length < MAX_READ_BYTES) {
+          buffer = new Uint8Array(buffer.length * 2);
+        }
+      }
+    } catch {
+      if (!this.#draining) stats[Stat.closedPeerError]!++;
+    } finally {
+      this.#open.delete(tracked);
+      stats[Stat.connectionsActive]!--;
+      try {
+        conn.close();
+      } catch {
+        // Already closed by a drain.
+      }
+    }
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    this.#listener.close();
+    // Connections waiting to read are closed now; one being written closes after its write.
+    for (const tracked of this.#open) {
+      if (!tracked.writing) closeQuietly(tracked.conn);
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.#open.size > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    for (const tracked of this.#open) closeQuietly(tracked.conn);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array, length: number): Promise<void> {
+  let written = 0;
+  while (written < length) {
+    written += await conn.write(written === 0 && length === bytes.length
+      ? bytes
+      : bytes.subarray(written, length));
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch {
+    // Closed already.
+  }
+}
+
+/**
+ * Starts one thread's listener on Deno.
+ *
+ * @param options Where to listen and how to answer.
+ * @returns The running listener.
+ * @throws {AddressInUseError} When the address is taken.
+ */
+export function listenDeno(options: ListenOptions): ThreadListener {
+  return new DenoThreadListener(options);
+}

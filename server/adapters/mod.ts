@@ -1,0 +1,22 @@
+/**
+ * The one place where the runtime is chosen.
+ *
+ * @module
+ */
+
+import { listenBun } from "./bun_listener.ts";
+import { listenDeno } from "./deno_listener.ts";
+import type { Listen } from "./thread_listener.ts";
+
+export * from "./thread_listener.ts";
+
+/** `"bun"` or `"deno"`: the runtime this process runs on. */
+export const RUNTIME: "bun" | "deno" = "Bun" in globalThis ? "bun" : "deno";
+
+/** The runtime's version, for logs and `--version`. */
+export const RUNTIME_VERSION: string = RUNTIME === "bun"
+  ? (globalThis as unknown as { Bun: { version: string } }).Bun.version
+  : (globalThis as unknown as { Deno: { version: { deno: string } } }).Deno.version.deno;
+
+/** Starts a thread's listener on this runtime. */
+export const listen: Listen = RUNTIME === "bun" ? listenBun : listenDeno;

@@ -1,0 +1,38 @@
+/**
+ * The seam between the core and a runtime: what one thread's listener must do.
+ *
+ * @module
+ */
+
+import type { MessageHandler } from "../message_handler.ts";
+
+/** What a runtime adapter is given to start one thread's listener. */
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** The thread's message handler (framing, numbering, reply bytes). */
+  handler: MessageHandler;
+  /** The thread's stats row. */
+  stats: Float64Array;
+}
+
+/** One thread's running listener. */
+export interface ThreadListener {
+  /** Which adapter serves it. */
+  readonly runtime: "bun" | "deno";
+  /** The port actually bound. */
+  readonly port: number;
+  /**
+   * Stops accepting, lets replies already accepted for writing finish, closes every connection
+   * and resolves once none is left or `timeoutMs` has passed (then the rest are cut).
+   */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+/** Starts a listener on the current runtime. */
+export type Listen = (options: ListenOptions) => ThreadListener | Promise<ThreadListener>;
+
+/** Thrown by an adapter when the address is taken; the CLI reports it in one line. */
+export class AddressInUseError extends Error {
+  override name = "AddressInUseError";
+}

@@ -1,0 +1,25 @@
+/**
+ * What tallyho remembers about one connection, whatever the runtime.
+ *
+ * @module
+ */
+
+import type { LineState } from "./line_scanner.ts";
+
+/** Per-connection state; the adapters keep one per socket and nothing else per connection. */
+export class Connection implements LineState {
+  /** The connection's number in `connection` numbering; 0 until its first message. */
+  number = 0;
+  /** Its reply bytes in `connection` numbering, encoded once with its first message. */
+  reply: Uint8Array | null = null;
+  pendingLineBytes = 0;
+  pendingEndsWithCr = false;
+  /** Reply bytes accepted but not yet written to the socket, oldest first (Bun only). */
+  queue: Uint8Array[] = [];
+  /** Total bytes in {@linkcode queue}. */
+  queuedBytes = 0;
+  /** Whether reading is paused because {@linkcode queuedBytes} passed the high-water mark. */
+  readPaused = false;
+  /** Whether the server is closing this connection once its queue is written. */
+  closing = false;
+}

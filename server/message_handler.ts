@@ -1,0 +1,137 @@
+/**
+ * Turns the bytes a connection delivers into reply bytes: framing, numbering and encoding in one
+ * place, shared by the Bun and Deno adapters.
+ *
+ * @module
+ */
+
+import type { ServeConfig } from "./config.ts";
+import type { Connection } from "./connection.ts";
+import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
+import { ReplyEncoder } from "./reply_encoder.ts";
+import { NumbersExhaustedError, type SharedCounter } from "./shared_counter.ts";
+import { Stat } from "./thread_stats.ts";
+
+/** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
+export const CLOSE_LINE_TOO_LONG = -1;
+/** The number space is used up. */
+export const CLOSE_NUMBERS_EXHAUSTED = -2;
+
+const INITIAL_OUTPUT_BYTES = 64 * 1024;
+
+/**
+ * One per thread. {@linkcode handle} writes the replies for a read into {@linkcode output}, a
+ * buffer reused for every read (or points it at the connection's own reply bytes), and returns
+ * how many bytes to send from it.
+ */
+export class MessageHandler {
+  /** The bytes to send after {@linkcode handle}: valid until the next call. */
+  output: Uint8Array;
+  #scratch = new Uint8Array(INITIAL_OUTPUT_BYTES);
+  #config: ServeConfig;
+  #encoder: ReplyEncoder;
+  readonly #counter: SharedCounter;
+  readonly #stats: Float64Array;
+
+  /**
+   * @param config The configuration to serve with; see {@linkcode configure}.
+   * @param counter The process's shared counter.
+   * @param stats This thread's stats row.
+   */
+  constructor(config: ServeConfig, counter: SharedCounter, stats: Float64Array) {
+    this.#config = config;
+    this.#encoder = new ReplyEncoder(config.greeting);
+    this.#counter = counter;
+    this.#stats = stats;
+    this.output = this.#scratch;
+  }
+
+  /** The configuration in force. */
+  get config(): ServeConfig {
+    return this.#config;
+  }
+
+  /**
+   * Switches to a new configuration. Connections that already have their number keep their
+   * reply; every reply encoded from now on uses the new greeting, framing and numbering.
+   *
+   * @param config The new configuration.
+   */
+  configure(config: ServeConfig): void {
+    if (config.greeting !== this.#config.greeting) this.#encoder = new ReplyEncoder(config.greeting);
+    this.#config = config;
+  }
+
+  /**
+   * Handles one read.
+   *
+   * @param connection The connection the bytes came from.
+   * @param chunk The bytes read; not kept after the call.
+   * @returns Bytes of {@linkcode output} to send (0 when a line is still unfinished), or a
+   *   negative `CLOSE_*` reason when the connection must be closed.
+   */
+  handle(connection: Connection, chunk: Uint8Array): number {
+    const stats = this.#stats;
+    stats[Stat.bytesIn]! += chunk.length;
+    let messages = 1;
+    if (this.#config.framing === "line") {
+      messages = scanLines(chunk, connection, this.#config.maxLineBytes);
+      if (messages === LINE_TOO_LONG) {
+        stats[Stat.closedLineTooLong]!++;
+        return CLOSE_LINE_TOO_LONG;
+      }
+      if (messages === 0) return 0;
+    }
+    stats[Stat.messages]! += messages;
+    try {
+      const length = this.#config.numberBy === "connection"
+        ? this.#repeatConnectionReply(connection, messages)
+        : this.#numberEachMessage(messages);
+      stats[Stat.replies]! += messages;
+      stats[Stat.bytesOut]! += length;
+      return length;
+    } catch (error) {
+      if (!(error instanceof NumbersExhaustedError)) throw error;
+      stats[Stat.closedNumbersExhausted]!++;
+      return CLOSE_NUMBERS_EXHAUSTED;
+    }
+  }
+
+  #repeatConnectionReply(connection: Connection, messages: number): number {
+    let reply = connection.reply;
+    if (reply === null) {
+      connection.number = this.#counter.take(1);
+      this.#stats[Stat.lastNumber] = connection.number;
+      reply = connection.reply = this.#encoder.encode(connection.number);
+    }
+    if (messages === 1) {
+      this.output = reply;
+      return reply.length;
+    }
+    const total = reply.length * messages;
+    const out = this.#reserve(total);
+    for (let offset = 0; offset < total; offset += reply.length) out.set(reply, offset);
+    return total;
+  }
+
+  #numberEachMessage(messages: number): number {
+    // One atomic operation reserves the whole run of numbers for this read.
+    const first = this.#counter.take(messages);
+    const encoder = this.#encoder;
+    const out = this.#reserve(encoder.maxReplyBytes * messages);
+    let offset = 0;
+    for (let i = 0; i < messages; i++) offset = encoder.write(out, offset, first + i);
+    this.#stats[Stat.lastNumber] = first + messages - 1;
+    return offset;
+  }
+
+  #reserve(bytes: number): Uint8Array {
+    if (this.#scratch.length < bytes) {
+      let size = this.#scratch.length;
+      while (size < bytes) size *= 2;
+      this.#scratch = new Uint8Array(size);
+    }
+    this.output = this.#scratch;
+    return this.#scratch;
+  }
+}

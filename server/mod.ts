@@ -1,0 +1,15 @@
+/**
+ * tallyho's server: configuration, the shared counter, reply bytes, framing and the thread pool.
+ *
+ * @module
+ */
+
+export * from "./config.ts";
+export * from "./shared_counter.ts";
+export * from "./reply_encoder.ts";
+export * from "./line_scanner.ts";
+export * from "./message_handler.ts";
+export * from "./thread_stats.ts";
+export * from "./serve.ts";
+export { main, usage } from "./cli.ts";
+export { VERSION } from "./version.ts";

@@ -1,0 +1,48 @@
+/**
+ * Entry point of every worker thread: builds the thread's handler over the shared counter and
+ * stats, starts the runtime's listener and obeys the main thread.
+ *
+ * @module
+ */
+
+import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
+import { MessageHandler } from "./message_handler.ts";
+import { SharedCounter } from "./shared_counter.ts";
+import { statsRow } from "./thread_stats.ts";
+import type { FromWorker, ToWorker } from "./_thread_messages.ts";
+
+// `self` in a worker on both runtimes; declared narrowly so this file needs no DOM or worker lib.
+const scope = globalThis as unknown as {
+  onmessage: ((event: MessageEvent<ToWorker>) => void) | null;
+  postMessage(message: FromWorker): void;
+  close(): void;
+};
+
+let handler: MessageHandler | null = null;
+let listener: ThreadListener | null = null;
+
+scope.onmessage = async (event) => {
+  const message = event.data;
+  switch (message.type) {
+    case "start": {
+      const counter = new SharedCounter(message.counterBuffer, message.config.firstNumber);
+      const stats = statsRow(message.statsBuffer, message.thread);
+      handler = new MessageHandler(message.config, counter, stats);
+      try {
+        listener = await listen({ host: message.config.host, port: message.port, handler, stats });
+        scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
+      } catch (error) {
+        const code = error instanceof AddressInUseError ? "EADDRINUSE" : "LISTEN_FAILED";
+        scope.postMessage({ type: "failed", code, message: (error as Error).message });
+      }
+      break;
+    }
+    case "configure":
+      handler?.configure(message.config);
+      break;
+    case "drain":
+      await listener?.shutdown(handler?.config.drainTimeoutMs ?? 0);
+      scope.postMessage({ type: "drained" });
+      break;
+  }
+};
