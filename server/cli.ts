@@ -133,7 +133,7 @@ function parseServeArgs(args: string[]): ServeOptions | "help" | "version" {
 // node:util's messages run long and mention positionals; say the one thing that matters.
 function rewordParseError(error: Error): string {
   const code = (error as { code?: string }).code;
-  const flag = /'(-[^']*)'/.exec(error.message)?.[1];
+  const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `Unknown option '${flag}'`;
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     return `Option '${flag ?? "?"}' needs a value`;
@@ -227,6 +227,10 @@ async function serve(options: ServeOptions, io: CliIo): Promise<number> {
   }
   io.out(`tallyho: ${winner.name}: draining (up to ${c.drainTimeoutMs} ms)`);
   await server.shutdown();
-  io.out(`tallyho: stopped; last number handed out: ${server.lastNumber()}`);
+  const perThread = server.stats().map((thread) => thread.connectionsAccepted);
+  io.out(
+    `tallyho: stopped; last number handed out: ${server.lastNumber()};` +
+      ` connections per thread: [${perThread.join(", ")}]`,
+  );
   return 0;
 }

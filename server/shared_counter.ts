@@ -69,7 +69,8 @@ export class SharedCounter {
   take(count: number): number {
     const before = Atomics.add(this.#slot, 0, count === 1 ? ONE : BigInt(count));
     const first = this.#first + Number(before);
-    if (first + count - 1 > MAX_NUMBER) {
+    // Compared as `first > MAX - count + 1`: `first + count - 1` itself rounds above 2^53.
+    if (first > MAX_NUMBER - count + 1) {
       throw new NumbersExhaustedError(
         `Cannot hand out more numbers: the next would pass ${MAX_NUMBER}`,
       );

@@ -20,6 +20,7 @@ export const STAT_NAMES = [
   "closedLineTooLong",
   "closedNumbersExhausted",
   "closedPeerError",
+  "acceptErrors",
   "readPauses",
 ] as const;
 

@@ -20,6 +20,7 @@ import {
 
 const FIRST_READ_BYTES = 1024;
 const MAX_READ_BYTES = 64 * 1024;
+const ACCEPT_BACKOFF_MS = 10;
 
 interface Tracked {
   conn: Deno.Conn;
@@ -53,12 +54,19 @@ class DenoThreadListener implements ThreadListener {
   }
 
   async #acceptLoop(): Promise<void> {
-    for (;;) {
+    while (!this.#draining) {
       let conn: Deno.Conn;
       try {
         conn = await this.#listener.accept();
-      } catch {
-        return; // The listener was closed by a drain.
+      } catch (error) {
+        if (this.#draining || error instanceof Deno.errors.BadResource) return;
+        // Deno 2.9's accept() also rejects, with NotConnected (ENOTCONN from reading the peer's
+        // address), for a connection its peer reset while it waited in the queue; that ends only
+        // that connection, never the loop. Anything else (EMFILE: out of descriptors) backs off
+        // briefly so the loop does not spin while the table is full.
+        this.#stats[Stat.acceptErrors]!++;
+        if (!isPeerGone(error)) await sleep(ACCEPT_BACKOFF_MS);
+        continue;
       }
       this.#serve(conn);
     }
@@ -114,7 +122,7 @@ class DenoThreadListener implements ThreadListener {
     }
     const deadline = Date.now() + timeoutMs;
     while (this.#open.size > 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await sleep(10);
     }
     for (const tracked of this.#open) closeQuietly(tracked.conn);
   }
@@ -127,6 +135,16 @@ async function writeAll(conn: Deno.Conn, bytes: Uint8Array, length: number): Pro
       ? bytes
       : bytes.subarray(written, length));
   }
+}
+
+function isPeerGone(error: unknown): boolean {
+  return error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.ConnectionReset;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function closeQuietly(conn: Deno.Conn): void {

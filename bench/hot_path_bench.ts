@@ -1,0 +1,69 @@
+/**
+ * Micro-benchmarks of the per-message hot path: reply bytes, line scanning, taking a number and
+ * a whole read through the message handler. Prints figures; never fails.
+ *
+ *   bun bench/hot_path_bench.ts
+ *   deno run -A bench/hot_path_bench.ts
+ */
+import { bench, do_not_optimize, group, run, summary } from "mitata";
+import { availableParallelism, cpus, release } from "node:os";
+import { defaultConfig, resolveConfig } from "../server/config.ts";
+import { Connection } from "../server/connection.ts";
+import { scanLines } from "../server/line_scanner.ts";
+import { MessageHandler } from "../server/message_handler.ts";
+import { ReplyEncoder } from "../server/reply_encoder.ts";
+import { SharedCounter } from "../server/shared_counter.ts";
+import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
+import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
+
+console.log(
+  `# tallyho hot path on ${RUNTIME} ${RUNTIME_VERSION}, ${availableParallelism()} cores ` +
+    `(${cpus()[0]?.model ?? "unknown cpu"}), kernel ${release()}, ${new Date().toISOString()}`,
+);
+
+const encoder = new ReplyEncoder("Hello World");
+const out = new Uint8Array(encoder.maxReplyBytes);
+let n = 1_000_000;
+
+group("reply bytes", () => {
+  bench("ReplyEncoder.write (into a reused buffer)", () => do_not_optimize(encoder.write(out, 0, n++)));
+  bench("baseline: TextEncoder.encode(template string)", () =>
+    do_not_optimize(new TextEncoder().encode(`Hello World${n++}\n`)));
+});
+
+const counter = SharedCounter.create(1);
+const plain = new BigInt64Array(new SharedArrayBuffer(8));
+const plain32 = new Int32Array(new SharedArrayBuffer(4));
+summary(() => {
+  group("taking a number", () => {
+    bench("SharedCounter.take(1)", () => do_not_optimize(counter.take(1)));
+    bench("baseline: Atomics.add on BigInt64Array", () => do_not_optimize(Atomics.add(plain, 0, 1n)));
+    bench("baseline: Atomics.add on Int32Array (wraps at 2^31)", () =>
+      do_not_optimize(Atomics.add(plain32, 0, 1)));
+  });
+});
+
+const lines100 = new TextEncoder().encode("ping\n".repeat(100));
+const lineState = { pendingLineBytes: 0, pendingEndsWithCr: false };
+group("line scanning", () => {
+  bench("scanLines, 100 lines in one read", () => do_not_optimize(scanLines(lines100, lineState, 65536)));
+});
+
+const base = defaultConfig(1);
+const stats = statsRow(createStatsBuffer(1), 0);
+const chunkHandler = new MessageHandler(resolveConfig({}, base), SharedCounter.create(1), stats);
+const messageHandler = new MessageHandler(
+  resolveConfig({ framing: "line", numberBy: "message" }, base),
+  SharedCounter.create(1),
+  stats,
+);
+const connection = new Connection();
+const hi = new TextEncoder().encode("hi\n");
+group("one read through MessageHandler", () => {
+  bench("chunk framing, connection numbering (1 reply)", () =>
+    do_not_optimize(chunkHandler.handle(connection, hi)));
+  bench("line framing, message numbering, 100 lines (100 replies)", () =>
+    do_not_optimize(messageHandler.handle(new Connection(), lines100)));
+});
+
+await run();

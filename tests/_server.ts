@@ -1,0 +1,150 @@
+/**
+ * Test fixture: the real server as a subprocess, on whichever runtime runs the tests, or the
+ * compiled binary when `TALLYHO_BIN` names one (then it runs from a temporary directory, to
+ * prove it needs nothing beside it).
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const IS_BUN = "Bun" in globalThis;
+/** Which server the suite drives, for test names and messages. */
+export const UNDER_TEST = process.env.TALLYHO_BIN
+  ? "binary"
+  : IS_BUN
+  ? "bun"
+  : "deno";
+
+/**
+ * The command that runs tallyho with the given arguments.
+ *
+ * @param args CLI arguments.
+ * @returns The program, its arguments and the directory to run it in.
+ */
+export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; cwd: string } {
+  const bin = process.env.TALLYHO_BIN;
+  if (bin) {
+    return { cmd: bin, argv: args, cwd: mkdtempSync(join(tmpdir(), "tallyho-bin-")) };
+  }
+  const runtimeArgs = IS_BUN ? [] : ["run", "-A", "--unstable-net"];
+  return { cmd: process.execPath, argv: [...runtimeArgs, join(ROOT, "mod.ts"), ...args], cwd: ROOT };
+}
+
+/** A server started by {@linkcode startTallyho}. */
+export interface TestServer {
+  readonly port: number;
+  readonly pid: number;
+  readonly child: ChildProcess;
+  /** Everything printed so far. */
+  output(): string;
+  /** Resident memory of the server process, in bytes (Linux). */
+  rss(): number;
+  /** Sends `signal` and resolves with the exit code (or the signal's name). */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+  /** Resolves when the process exits, with its exit code or signal name. */
+  exited: Promise<number | string>;
+}
+
+/**
+ * Starts tallyho and waits for its "listening on" line.
+ *
+ * @param args CLI arguments; `--port 0` and `--host 127.0.0.1` are added unless given.
+ * @returns The running server.
+ */
+export function startTallyho(args: string[] = []): Promise<TestServer> {
+  const full = [...args];
+  if (!full.includes("--port")) full.push("--port", "0");
+  if (!full.includes("--host")) full.push("--host", "127.0.0.1");
+  const { cmd, argv, cwd } = tallyhoCommand(["serve", ...full]);
+  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const exited = new Promise<number | string>((resolve) =>
+    child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown"))
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`tallyho did not start within 20 s; output:\n${output}`));
+    }, 20_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /listening on \S+:(\d+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        child.stdout?.off("data", onData);
+        child.stdout?.on("data", (more: Buffer) => (output += more.toString()));
+        resolve({
+          port: Number(match[1]),
+          pid: child.pid!,
+          child,
+          output: () => output,
+          rss: () => readRss(child.pid!),
+          stop: (signal = "SIGTERM") => {
+            // process.kill, not child.kill: Deno's node:child_process records a signal sent with
+            // child.kill as the exit cause even when the child catches it and exits 0, and refuses
+            // a second signal (denoland/deno#36643).
+            try {
+              process.kill(child.pid!, signal);
+            } catch {
+              // Already gone.
+            }
+            return exited;
+          },
+          exited,
+        });
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`tallyho exited with ${code} before listening; output:\n${output}`));
+    });
+  });
+}
+
+/**
+ * Runs tallyho to completion (for commands that exit by themselves).
+ *
+ * @param args CLI arguments.
+ * @param timeoutMs Kill it after this long.
+ * @returns Exit code, stdout and stderr.
+ */
+export function runTallyho(
+  args: string[],
+  timeoutMs = 20_000,
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const { cmd, argv, cwd } = tallyhoCommand(args);
+  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (c: Buffer) => (stdout += c.toString()));
+  child.stderr?.on("data", (c: Buffer) => (stderr += c.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  return new Promise((resolve) =>
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? "unknown", stdout, stderr });
+    })
+  );
+}
+
+/**
+ * Resident memory of a process, from /proc.
+ *
+ * @param pid The process.
+ * @returns Bytes.
+ */
+export function readRss(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) * 1024 : 0;
+}

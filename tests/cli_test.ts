@@ -1,0 +1,102 @@
+/**
+ * The command line as an operator meets it: one-line errors, exit codes, signals.
+ */
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+import { test } from "node:test";
+import { LineClient } from "./_client.ts";
+import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import pkg from "../package.json" with { type: "json" };
+
+function assertOneLineError(stderr: string, expected: RegExp) {
+  const lines = stderr.trim().split("\n");
+  assert.match(lines[0]!, expected);
+  assert.ok(lines.length <= 2, `more than an error and a hint:\n${stderr}`);
+  assert.doesNotMatch(stderr, /^\s+at /m, "no stack trace");
+}
+
+const badCommandLines: Array<[string[], RegExp]> = [
+  [["--bogus"], /^tallyho: Unknown option '--bogus'$/],
+  [["--port", "70000"], /^tallyho: 'port' must be an integer from 0 to 65535: got 70000$/],
+  [["--port", "abc"], /^tallyho: 'port' must be an integer: got "abc"$/],
+  [["--threads", "0"], /^tallyho: 'threads' must be an integer from 1 to 256: got 0$/],
+  [["--framing", "words"], /^tallyho: 'framing' must be one of chunk, line: got "words"$/],
+  [["--number-by", "client"], /^tallyho: 'number-by' must be one of connection, message: got "client"$/],
+  [["--first-number", "9007199254740992"], /^tallyho: 'first-number' must be an integer from 1 to 9007199254740991/],
+  [["--port"], /^tallyho: Option '--port' needs a value$/],
+  [["serve", "extra"], /^tallyho: Unexpected argument "extra"$/],
+  [["frobnicate"], /^tallyho: Unknown command "frobnicate"$/],
+];
+
+for (const [args, expected] of badCommandLines) {
+  test(`[${UNDER_TEST}] cli: '${args.join(" ")}' is one line naming the problem and exit code 2`, async () => {
+    const { code, stderr, stdout } = await runTallyho(args);
+    assert.equal(code, 2, `exit code; stderr:\n${stderr}`);
+    assertOneLineError(stderr, expected);
+    assert.match(stderr, /Run 'tallyho --help' for usage\./);
+    assert.equal(stdout, "", "nothing starts");
+  });
+}
+
+test(`[${UNDER_TEST}] cli: a busy port is one line and exit code 1, whoever holds it`, async () => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen({ port: 0, host: "127.0.0.1" }, resolve));
+  const port = (holder.address() as { port: number }).port;
+  try {
+    const { code, stderr } = await runTallyho(["serve", "--host", "127.0.0.1", "--port", String(port)]);
+    assert.equal(code, 1);
+    assertOneLineError(stderr, new RegExp(`^tallyho: Cannot listen on 127.0.0.1:${port}: the address is in use`));
+  } finally {
+    holder.close();
+  }
+  // Another tallyho holds its port with SO_REUSEPORT; a second one must refuse, not share it.
+  const first = await startTallyho(["--threads", "1"]);
+  try {
+    const { code, stderr } = await runTallyho(["--host", "127.0.0.1", "--port", String(first.port)]);
+    assert.equal(code, 1);
+    assertOneLineError(stderr, /the address is in use/);
+  } finally {
+    await first.stop();
+  }
+});
+
+test(`[${UNDER_TEST}] cli: --help and --version`, async () => {
+  const help = await runTallyho(["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage:/);
+  for (const flag of ["--host", "--port", "--threads", "--framing", "--number-by", "--greeting", "--max-line-bytes", "--first-number"]) {
+    assert.ok(help.stdout.includes(flag), `usage names ${flag}`);
+  }
+  const version = await runTallyho(["--version"]);
+  assert.equal(version.code, 0);
+  assert.match(version.stdout.trim(), new RegExp(`^tallyho ${pkg.version.replaceAll(".", "\\.")} \\((bun|deno) \\d+\\.\\d+\\.\\d+\\)$`));
+});
+
+test(`[${UNDER_TEST}] cli: the start line names version, runtime, bound address and threads`, async () => {
+  const server = await startTallyho(["--threads", "3"]);
+  try {
+    assert.match(
+      server.output(),
+      new RegExp(`^tallyho ${pkg.version.replaceAll(".", "\\.")} on (bun|deno) [\\d.]+: listening on 127\\.0\\.0\\.1:${server.port} with 3 threads`),
+    );
+    assert.notEqual(server.port, 0);
+  } finally {
+    await server.stop();
+  }
+});
+
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  test(`[${UNDER_TEST}] cli: ${signal} stops accepting, lets in-flight replies finish and exits 0`, async () => {
+    const server = await startTallyho(["--threads", "2", "--framing", "line", "--number-by", "message"]);
+    const client = await LineClient.connect(server.port);
+    client.send("x\n".repeat(20_000));
+    await client.lines(1);
+    const code = await server.stop(signal);
+    assert.equal(code, 0);
+    // Every reply to the 20,000 lines already read was written before the close.
+    const lines = await client.lines(20_000, 5000);
+    assert.equal(lines.length, 20_000, `${lines.length} replies before close`);
+    await client.closedPromise;
+    await assert.rejects(LineClient.connect(server.port), "no longer accepting");
+  });
+}

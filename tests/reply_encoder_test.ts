@@ -1,0 +1,28 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ReplyEncoder } from "../server/reply_encoder.ts";
+
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+test("reply encoder writes greeting, exact digits and a newline", () => {
+  const encoder = new ReplyEncoder("Hello World");
+  for (
+    const n of [1, 9, 10, 99, 100, 12345, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1]
+  ) {
+    assert.equal(decode(encoder.encode(n)), `Hello World${n}\n`);
+  }
+});
+
+test("reply encoder writes consecutive replies into one buffer at offsets", () => {
+  const encoder = new ReplyEncoder("héllo ");
+  const buffer = new Uint8Array(encoder.maxReplyBytes * 3);
+  let offset = encoder.write(buffer, 0, 7);
+  offset = encoder.write(buffer, offset, 4294967296);
+  offset = encoder.write(buffer, offset, 9007199254740991);
+  assert.equal(decode(buffer.subarray(0, offset)), "héllo 7\nhéllo 4294967296\nhéllo 9007199254740991\n");
+});
+
+test("reply encoder's maxReplyBytes fits the largest number", () => {
+  const encoder = new ReplyEncoder("x");
+  assert.equal(encoder.encode(2 ** 53 - 1).length, encoder.maxReplyBytes);
+});

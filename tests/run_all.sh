@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The whole suite: under Bun, under Deno, then the end-to-end tests again against the compiled
+# binary (run from a temporary directory). Ends with one line "N passed, N failed".
+# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary])
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PATH="$PWD/node_modules/.bin:$PATH"
+export NO_COLOR=1
+
+passed=0
+failed=0
+summary_file="${TALLYHO_SUMMARY_FILE:-}"
+log_dir="$(mktemp -d)"
+
+# bun prints " N pass" / " N fail"; deno prints "ok | N passed | N failed" (or FAILED | ...).
+count_bun() {
+  local log="$1" p f
+  p=$(grep -Eo '^ *[0-9]+ pass$' "$log" | grep -Eo '[0-9]+' | tail -n1)
+  f=$(grep -Eo '^ *[0-9]+ fail$' "$log" | grep -Eo '[0-9]+' | tail -n1)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+}
+count_deno() {
+  local log="$1" line p f
+  line=$(grep -E '(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n1)
+  p=$(echo "$line" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+')
+  f=$(echo "$line" | grep -Eo '[0-9]+ failed' | grep -Eo '[0-9]+')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+}
+# A runner that dies before reporting still counts as a failure.
+run_suite() {
+  local name="$1" counter="$2"; shift 2
+  echo "=== $name: $*"
+  local before=$((passed + failed)) failed_before=$failed
+  "$@" 2>&1 | tee "$log_dir/$name.log"
+  local rc=${PIPESTATUS[0]}
+  "$counter" "$log_dir/$name.log"
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq "$failed_before" ]; then
+    echo "=== $name: runner exited $rc without reporting a failed test; counting it as one"
+    failed=$((failed + 1))
+  fi
+  [ $((passed + failed)) -gt "$before" ] || { echo "=== $name: ran no test"; failed=$((failed + 1)); }
+}
+
+run_suite bun count_bun bun test --timeout 120000 tests/
+run_suite deno count_deno deno test -A --unstable-net tests/
+
+if [ "${1:-}" != "--skip-binary" ]; then
+  if ./compile.sh >"$log_dir/compile.log" 2>&1; then
+    echo "=== compiled dist/tallyho ($(du -h dist/tallyho | cut -f1))"
+    TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
+      bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts
+  else
+    cat "$log_dir/compile.log"
+    echo "=== compile.sh failed"
+    failed=$((failed + 1))
+  fi
+fi
+
+rm -rf "$log_dir"
+line="$passed passed, $failed failed"
+[ -n "$summary_file" ] && echo "$line" >"$summary_file"
+echo "$line"
+[ "$failed" -eq 0 ]
