@@ -26,9 +26,14 @@ const out = new Uint8Array(encoder.maxReplyBytes);
 let n = 1_000_000;
 
 group("reply bytes", () => {
-  bench("ReplyEncoder.write (into a reused buffer)", () => do_not_optimize(encoder.write(out, 0, n++)));
-  bench("baseline: TextEncoder.encode(template string)", () =>
-    do_not_optimize(new TextEncoder().encode(`Hello World${n++}\n`)));
+  bench(
+    "ReplyEncoder.write (into a reused buffer)",
+    () => do_not_optimize(encoder.write(out, 0, n++)),
+  );
+  bench(
+    "baseline: TextEncoder.encode(template string)",
+    () => do_not_optimize(new TextEncoder().encode(`Hello World${n++}\n`)),
+  );
 });
 
 const counter = SharedCounter.create(1);
@@ -37,16 +42,24 @@ const plain32 = new Int32Array(new SharedArrayBuffer(4));
 summary(() => {
   group("taking a number", () => {
     bench("SharedCounter.take(1)", () => do_not_optimize(counter.take(1)));
-    bench("baseline: Atomics.add on BigInt64Array", () => do_not_optimize(Atomics.add(plain, 0, 1n)));
-    bench("baseline: Atomics.add on Int32Array (wraps at 2^31)", () =>
-      do_not_optimize(Atomics.add(plain32, 0, 1)));
+    bench(
+      "baseline: Atomics.add on BigInt64Array",
+      () => do_not_optimize(Atomics.add(plain, 0, 1n)),
+    );
+    bench(
+      "baseline: Atomics.add on Int32Array (wraps at 2^31)",
+      () => do_not_optimize(Atomics.add(plain32, 0, 1)),
+    );
   });
 });
 
 const lines100 = new TextEncoder().encode("ping\n".repeat(100));
 const lineState = { pendingLineBytes: 0, pendingEndsWithCr: false };
 group("line scanning", () => {
-  bench("scanLines, 100 lines in one read", () => do_not_optimize(scanLines(lines100, lineState, 65536)));
+  bench(
+    "scanLines, 100 lines in one read",
+    () => do_not_optimize(scanLines(lines100, lineState, 65536)),
+  );
 });
 
 const base = defaultConfig(1);
@@ -60,10 +73,14 @@ const messageHandler = new MessageHandler(
 const connection = new Connection();
 const hi = new TextEncoder().encode("hi\n");
 group("one read through MessageHandler", () => {
-  bench("chunk framing, connection numbering (1 reply)", () =>
-    do_not_optimize(chunkHandler.handle(connection, hi)));
-  bench("line framing, message numbering, 100 lines (100 replies)", () =>
-    do_not_optimize(messageHandler.handle(new Connection(), lines100)));
+  bench(
+    "chunk framing, connection numbering (1 reply)",
+    () => do_not_optimize(chunkHandler.handle(connection, hi)),
+  );
+  bench(
+    "line framing, message numbering, 100 lines (100 replies)",
+    () => do_not_optimize(messageHandler.handle(new Connection(), lines100)),
+  );
 });
 
 await run();

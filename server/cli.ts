@@ -13,6 +13,7 @@ import { parseArgs } from "node:util";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
+import { parseDuration } from "./config_json.ts";
 import { startServer } from "./serve.ts";
 import { VERSION } from "./version.ts";
 
@@ -81,17 +82,6 @@ function integerFlag(flag: string, text: string): number {
   return Number(text);
 }
 
-function durationFlag(flag: string, text: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text);
-  if (!match) {
-    throw new UsageError(
-      `'${flag}' must be a duration such as 10s or 500ms: got ${describe(text)}`,
-    );
-  }
-  const value = Number(match[1]);
-  return Math.round(match[2] === "ms" ? value : value * 1000);
-}
-
 /**
  * Turns `serve` flags into options.
  *
@@ -125,7 +115,7 @@ function parseServeArgs(args: string[]): ServeOptions | "help" | "version" {
     options.firstNumber = integerFlag(FLAG_NAMES.firstNumber, v["first-number"]);
   }
   if (v["drain-timeout"] !== undefined) {
-    options.drainTimeoutMs = durationFlag(FLAG_NAMES.drainTimeoutMs, v["drain-timeout"]);
+    options.drainTimeoutMs = parseDuration(FLAG_NAMES.drainTimeoutMs, v["drain-timeout"]);
   }
   return options;
 }

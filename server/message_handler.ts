@@ -58,7 +58,9 @@ export class MessageHandler {
    * @param config The new configuration.
    */
   configure(config: ServeConfig): void {
-    if (config.greeting !== this.#config.greeting) this.#encoder = new ReplyEncoder(config.greeting);
+    if (config.greeting !== this.#config.greeting) {
+      this.#encoder = new ReplyEncoder(config.greeting);
+    }
     this.#config = config;
   }
 

@@ -5,6 +5,7 @@
  */
 
 export * from "./config.ts";
+export * from "./config_json.ts";
 export * from "./shared_counter.ts";
 export * from "./reply_encoder.ts";
 export * from "./line_scanner.ts";

@@ -17,11 +17,7 @@ import { fileURLToPath } from "node:url";
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const IS_BUN = "Bun" in globalThis;
 /** Which server the suite drives, for test names and messages. */
-export const UNDER_TEST = process.env.TALLYHO_BIN
-  ? "binary"
-  : IS_BUN
-  ? "bun"
-  : "deno";
+export const UNDER_TEST = process.env.TALLYHO_BIN ? "binary" : IS_BUN ? "bun" : "deno";
 
 /**
  * The command that runs tallyho with the given arguments.
@@ -35,7 +31,11 @@ export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; c
     return { cmd: bin, argv: args, cwd: mkdtempSync(join(tmpdir(), "tallyho-bin-")) };
   }
   const runtimeArgs = IS_BUN ? [] : ["run", "-A", "--unstable-net"];
-  return { cmd: process.execPath, argv: [...runtimeArgs, join(ROOT, "mod.ts"), ...args], cwd: ROOT };
+  return {
+    cmd: process.execPath,
+    argv: [...runtimeArgs, join(ROOT, "mod.ts"), ...args],
+    cwd: ROOT,
+  };
 }
 
 /** A server started by {@linkcode startTallyho}. */

@@ -21,8 +21,14 @@ const badCommandLines: Array<[string[], RegExp]> = [
   [["--port", "abc"], /^tallyho: 'port' must be an integer: got "abc"$/],
   [["--threads", "0"], /^tallyho: 'threads' must be an integer from 1 to 256: got 0$/],
   [["--framing", "words"], /^tallyho: 'framing' must be one of chunk, line: got "words"$/],
-  [["--number-by", "client"], /^tallyho: 'number-by' must be one of connection, message: got "client"$/],
-  [["--first-number", "9007199254740992"], /^tallyho: 'first-number' must be an integer from 1 to 9007199254740991/],
+  [
+    ["--number-by", "client"],
+    /^tallyho: 'number-by' must be one of connection, message: got "client"$/,
+  ],
+  [
+    ["--first-number", "9007199254740992"],
+    /^tallyho: 'first-number' must be an integer from 1 to 9007199254740991/,
+  ],
   [["--port"], /^tallyho: Option '--port' needs a value$/],
   [["serve", "extra"], /^tallyho: Unexpected argument "extra"$/],
   [["frobnicate"], /^tallyho: Unknown command "frobnicate"$/],
@@ -43,16 +49,30 @@ test(`[${UNDER_TEST}] cli: a busy port is one line and exit code 1, whoever hold
   await new Promise<void>((resolve) => holder.listen({ port: 0, host: "127.0.0.1" }, resolve));
   const port = (holder.address() as { port: number }).port;
   try {
-    const { code, stderr } = await runTallyho(["serve", "--host", "127.0.0.1", "--port", String(port)]);
+    const { code, stderr } = await runTallyho([
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ]);
     assert.equal(code, 1);
-    assertOneLineError(stderr, new RegExp(`^tallyho: Cannot listen on 127.0.0.1:${port}: the address is in use`));
+    assertOneLineError(
+      stderr,
+      new RegExp(`^tallyho: Cannot listen on 127.0.0.1:${port}: the address is in use`),
+    );
   } finally {
     holder.close();
   }
   // Another tallyho holds its port with SO_REUSEPORT; a second one must refuse, not share it.
   const first = await startTallyho(["--threads", "1"]);
   try {
-    const { code, stderr } = await runTallyho(["--host", "127.0.0.1", "--port", String(first.port)]);
+    const { code, stderr } = await runTallyho([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(first.port),
+    ]);
     assert.equal(code, 1);
     assertOneLineError(stderr, /the address is in use/);
   } finally {
@@ -64,12 +84,28 @@ test(`[${UNDER_TEST}] cli: --help and --version`, async () => {
   const help = await runTallyho(["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /Usage:/);
-  for (const flag of ["--host", "--port", "--threads", "--framing", "--number-by", "--greeting", "--max-line-bytes", "--first-number"]) {
+  for (
+    const flag of [
+      "--host",
+      "--port",
+      "--threads",
+      "--framing",
+      "--number-by",
+      "--greeting",
+      "--max-line-bytes",
+      "--first-number",
+    ]
+  ) {
     assert.ok(help.stdout.includes(flag), `usage names ${flag}`);
   }
   const version = await runTallyho(["--version"]);
   assert.equal(version.code, 0);
-  assert.match(version.stdout.trim(), new RegExp(`^tallyho ${pkg.version.replaceAll(".", "\\.")} \\((bun|deno) \\d+\\.\\d+\\.\\d+\\)$`));
+  assert.match(
+    version.stdout.trim(),
+    new RegExp(
+      `^tallyho ${pkg.version.replaceAll(".", "\\.")} \\((bun|deno) \\d+\\.\\d+\\.\\d+\\)$`,
+    ),
+  );
 });
 
 test(`[${UNDER_TEST}] cli: the start line names version, runtime, bound address and threads`, async () => {
@@ -77,7 +113,11 @@ test(`[${UNDER_TEST}] cli: the start line names version, runtime, bound address 
   try {
     assert.match(
       server.output(),
-      new RegExp(`^tallyho ${pkg.version.replaceAll(".", "\\.")} on (bun|deno) [\\d.]+: listening on 127\\.0\\.0\\.1:${server.port} with 3 threads`),
+      new RegExp(
+        `^tallyho ${
+          pkg.version.replaceAll(".", "\\.")
+        } on (bun|deno) [\\d.]+: listening on 127\\.0\\.0\\.1:${server.port} with 3 threads`,
+      ),
     );
     assert.notEqual(server.port, 0);
   } finally {
@@ -87,7 +127,14 @@ test(`[${UNDER_TEST}] cli: the start line names version, runtime, bound address 
 
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
   test(`[${UNDER_TEST}] cli: ${signal} stops accepting, lets in-flight replies finish and exits 0`, async () => {
-    const server = await startTallyho(["--threads", "2", "--framing", "line", "--number-by", "message"]);
+    const server = await startTallyho([
+      "--threads",
+      "2",
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+    ]);
     const client = await LineClient.connect(server.port);
     client.send("x\n".repeat(20_000));
     await client.lines(1);

@@ -21,7 +21,10 @@ test("config rejects out-of-range values naming the field, bounds and what was g
     message: "'port' must be an integer from 0 to 65535: got 70000",
   });
   assert.throws(() => resolveConfig({ threads: 0 }, base), /'threads' must be .* got 0/);
-  assert.throws(() => resolveConfig({ firstNumber: 2 ** 53 }, base), /'first-number'.*9007199254740991/);
+  assert.throws(
+    () => resolveConfig({ firstNumber: 2 ** 53 }, base),
+    /'first-number'.*9007199254740991/,
+  );
   assert.throws(
     () => resolveConfig({ framing: "words" as "line" }, base),
     /'framing' must be one of chunk, line: got "words"/,

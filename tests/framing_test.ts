@@ -25,7 +25,14 @@ test(`[${UNDER_TEST}] chunk framing: a naive client's send gets one reply, and n
 });
 
 test(`[${UNDER_TEST}] line framing: 1,000 pipelined lines in one write get 1,000 replies in order`, async () => {
-  const server = await startTallyho(["--threads", "2", "--framing", "line", "--number-by", "message"]);
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+  ]);
   try {
     const client = await LineClient.connect(server.port);
     client.send("ping\n".repeat(1000));
@@ -58,12 +65,23 @@ test(`[${UNDER_TEST}] line framing: CRLF is one terminator and a line split acro
 });
 
 test(`[${UNDER_TEST}] line framing: an over-long line closes only that connection`, async () => {
-  const server = await startTallyho(["--threads", "2", "--framing", "line", "--max-line-bytes", "100"]);
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--max-line-bytes",
+    "100",
+  ]);
   try {
     const bystander = await LineClient.connect(server.port);
     assert.equal(await bystander.request("hello\n"), "Hello World1");
     const offender = await LineClient.connect(server.port);
-    assert.equal(await offender.request("x".repeat(100) + "\n"), "Hello World2", "100 bytes is allowed");
+    assert.equal(
+      await offender.request("x".repeat(100) + "\n"),
+      "Hello World2",
+      "100 bytes is allowed",
+    );
     offender.send("y".repeat(101));
     await offender.closedPromise;
     assert.equal(offender.closed, true);
@@ -78,7 +96,14 @@ test(`[${UNDER_TEST}] line framing: an over-long line closes only that connectio
 });
 
 test(`[${UNDER_TEST}] binary garbage is just a message: NULs, invalid UTF-8 and newlines in chunks`, async () => {
-  const server = await startTallyho(["--threads", "1", "--framing", "line", "--number-by", "message"]);
+  const server = await startTallyho([
+    "--threads",
+    "1",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+  ]);
   try {
     const client = await LineClient.connect(server.port);
     const garbage = new Uint8Array(4096);
@@ -96,7 +121,14 @@ test(`[${UNDER_TEST}] binary garbage is just a message: NULs, invalid UTF-8 and 
 });
 
 test(`[${UNDER_TEST}] a client that vanishes while its replies are written does not disturb others`, async () => {
-  const server = await startTallyho(["--threads", "2", "--framing", "line", "--number-by", "message"]);
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+  ]);
   try {
     for (let i = 0; i < 20; i++) {
       const socket = connect({ port: server.port, host: "127.0.0.1" });

@@ -40,7 +40,14 @@ async function floodWithoutReading(port: number, pattern: string, total: number,
 }
 
 async function measure(framing: string, pattern: string) {
-  const server = await startTallyho(["--threads", "2", "--framing", framing, "--number-by", "message"]);
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    framing,
+    "--number-by",
+    "message",
+  ]);
   try {
     const baseline = server.rss();
     let peak = baseline;
@@ -71,7 +78,9 @@ test(`[${UNDER_TEST}] a client that sends 200 MB of lines and never reads is hel
     assert.ok(sent < TOTAL, `server kept reading: ${sent} bytes accepted`);
     assert.ok(
       peak - baseline < 96 * MiB,
-      `RSS grew by ${((peak - baseline) / MiB).toFixed(1)} MiB (baseline ${(baseline / MiB).toFixed(1)} MiB)`,
+      `RSS grew by ${((peak - baseline) / MiB).toFixed(1)} MiB (baseline ${
+        (baseline / MiB).toFixed(1)
+      } MiB)`,
     );
   } finally {
     assert.equal(await server.stop(), 0);
@@ -83,7 +92,9 @@ test(`[${UNDER_TEST}] a client that sends 200 MB in chunk framing and never read
   try {
     assert.ok(
       peak - baseline < 96 * MiB,
-      `RSS grew by ${((peak - baseline) / MiB).toFixed(1)} MiB (baseline ${(baseline / MiB).toFixed(1)} MiB)`,
+      `RSS grew by ${((peak - baseline) / MiB).toFixed(1)} MiB (baseline ${
+        (baseline / MiB).toFixed(1)
+      } MiB)`,
     );
   } finally {
     assert.equal(await server.stop(), 0);

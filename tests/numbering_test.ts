@@ -20,7 +20,9 @@ test(`[${UNDER_TEST}] connection numbering: 2,000 concurrent clients on 4 thread
     // Every connection is open before any sends, so all 2,000 are concurrent.
     const perClient = await inBatches(clients, 500, async (client) => {
       const numbers: number[] = [];
-      for (let i = 0; i < MESSAGES_EACH; i++) numbers.push(replyNumber(await client.request(`m${i}\n`)));
+      for (let i = 0; i < MESSAGES_EACH; i++) {
+        numbers.push(replyNumber(await client.request(`m${i}\n`)));
+      }
       return numbers;
     });
     for (const client of clients) client.close();
@@ -45,7 +47,14 @@ test(`[${UNDER_TEST}] connection numbering: 2,000 concurrent clients on 4 thread
 });
 
 test(`[${UNDER_TEST}] message numbering: every reply on 2,000 connections carries a distinct N`, async () => {
-  const server = await startTallyho(["--threads", "4", "--number-by", "message", "--framing", "line"]);
+  const server = await startTallyho([
+    "--threads",
+    "4",
+    "--number-by",
+    "message",
+    "--framing",
+    "line",
+  ]);
   try {
     const clients = await openAll(server.port, CONNECTIONS);
     const perClient = await inBatches(clients, 500, async (client) => {

@@ -19,7 +19,10 @@ test("reply encoder writes consecutive replies into one buffer at offsets", () =
   let offset = encoder.write(buffer, 0, 7);
   offset = encoder.write(buffer, offset, 4294967296);
   offset = encoder.write(buffer, offset, 9007199254740991);
-  assert.equal(decode(buffer.subarray(0, offset)), "héllo 7\nhéllo 4294967296\nhéllo 9007199254740991\n");
+  assert.equal(
+    decode(buffer.subarray(0, offset)),
+    "héllo 7\nhéllo 4294967296\nhéllo 9007199254740991\n",
+  );
 });
 
 test("reply encoder's maxReplyBytes fits the largest number", () => {

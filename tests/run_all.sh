@@ -41,6 +41,13 @@ run_suite() {
   [ $((passed + failed)) -gt "$before" ] || { echo "=== $name: ran no test"; failed=$((failed + 1)); }
 }
 
+# Static checks, one counted result each: types, lint rules and formatting (style.md, rule 10).
+for check in "check mod.ts server/ admin/ tests/ bench/" "lint" "fmt --check"; do
+  echo "=== deno $check"
+  # shellcheck disable=SC2086
+  if deno $check; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+
 run_suite bun count_bun bun test --timeout 120000 tests/
 run_suite deno count_deno deno test -A --unstable-net tests/
 

@@ -9,18 +9,20 @@ async function takeInThreads(
   batch: number,
 ): Promise<Float64Array[]> {
   const counter = SharedCounter.create(first);
-  return await Promise.all(Array.from({ length: threads }, () =>
-    new Promise<Float64Array>((resolve, reject) => {
-      const worker = new Worker(new URL("./_counter_worker.ts", import.meta.url).href, {
-        type: "module",
-      });
-      worker.onmessage = (event: MessageEvent<Float64Array>) => {
-        worker.terminate();
-        resolve(event.data);
-      };
-      worker.onerror = (event: ErrorEvent) => reject(new Error(event.message));
-      worker.postMessage({ buffer: counter.buffer, first, takes, batch });
-    })));
+  return await Promise.all(
+    Array.from({ length: threads }, () =>
+      new Promise<Float64Array>((resolve, reject) => {
+        const worker = new Worker(new URL("./_counter_worker.ts", import.meta.url).href, {
+          type: "module",
+        });
+        worker.onmessage = (event: MessageEvent<Float64Array>) => {
+          worker.terminate();
+          resolve(event.data);
+        };
+        worker.onerror = (event: ErrorEvent) => reject(new Error(event.message));
+        worker.postMessage({ buffer: counter.buffer, first, takes, batch });
+      })),
+  );
 }
 
 test("counter never repeats a number across 4 threads taking 50,000 each", async () => {

@@ -13,11 +13,7 @@
 import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
 import { Stat } from "../thread_stats.ts";
-import {
-  AddressInUseError,
-  type ListenOptions,
-  type ThreadListener,
-} from "./thread_listener.ts";
+import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
 
 /** Unsent reply bytes above which a connection stops being read. */
 export const HIGH_WATER_BYTES = 1024 * 1024;

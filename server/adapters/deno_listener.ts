@@ -12,11 +12,7 @@
 import { Connection } from "../connection.ts";
 import type { MessageHandler } from "../message_handler.ts";
 import { Stat } from "../thread_stats.ts";
-import {
-  AddressInUseError,
-  type ListenOptions,
-  type ThreadListener,
-} from "./thread_listener.ts";
+import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
 
 const FIRST_READ_BYTES = 1024;
 const MAX_READ_BYTES = 64 * 1024;
@@ -131,9 +127,9 @@ class DenoThreadListener implements ThreadListener {
 async function writeAll(conn: Deno.Conn, bytes: Uint8Array, length: number): Promise<void> {
   let written = 0;
   while (written < length) {
-    written += await conn.write(written === 0 && length === bytes.length
-      ? bytes
-      : bytes.subarray(written, length));
+    written += await conn.write(
+      written === 0 && length === bytes.length ? bytes : bytes.subarray(written, length),
+    );
   }
 }
 

@@ -1,0 +1,82 @@
+/**
+ * The configuration as JSON, for the `--config` file and the admin API. Keys are the flags'
+ * names (`number-by`, `max-line-bytes`), so an operator uses one vocabulary everywhere, and
+ * errors name the key as the operator wrote it.
+ *
+ * @module
+ */
+
+import { describe, FLAG_NAMES, type ServeConfig, type ServeOptions } from "./config.ts";
+
+const OPTION_BY_FLAG = new Map(
+  Object.entries(FLAG_NAMES).map(([option, flag]) => [flag, option as keyof ServeOptions]),
+);
+
+/**
+ * Parses a duration: `"10s"`, `"500ms"`, `"1.5s"`, or a number of seconds.
+ *
+ * @param flag The key or flag it came from, for the error.
+ * @param value What was given.
+ * @returns Milliseconds.
+ * @throws {RangeError} When it is not a duration.
+ */
+export function parseDuration(flag: string, value: unknown): number {
+  if (typeof value === "number" && Number.isFinite(value) && value >= 0) {
+    return Math.round(value * 1000);
+  }
+  const match = typeof value === "string" ? /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value) : null;
+  if (!match) {
+    throw new RangeError(
+      `'${flag}' must be a duration such as 10s or 500ms: got ${describe(value)}`,
+    );
+  }
+  const amount = Number(match[1]);
+  return Math.round(match[2] === "ms" ? amount : amount * 1000);
+}
+
+/**
+ * Formats milliseconds the way {@linkcode parseDuration} reads them back.
+ *
+ * @param ms Milliseconds.
+ * @returns `"10s"` or `"250ms"`.
+ */
+export function formatDuration(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
+/**
+ * Turns a JSON object with flag-named keys into options. Values keep their JSON types
+ * (numbers stay numbers); `resolveConfig` then checks their ranges.
+ *
+ * @param json A parsed JSON value.
+ * @returns The options it sets.
+ * @throws {TypeError} When it is not an object or names an unknown key.
+ * @throws {RangeError} When a duration cannot be read.
+ */
+export function optionsFromJson(json: unknown): ServeOptions {
+  if (typeof json !== "object" || json === null || Array.isArray(json)) {
+    throw new TypeError(`Configuration must be a JSON object: got ${describe(json)}`);
+  }
+  const options: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(json)) {
+    const option = OPTION_BY_FLAG.get(key);
+    if (option === undefined) throw new TypeError(`Unknown configuration key '${key}'`);
+    options[option] = option === "drainTimeoutMs" ? parseDuration(key, value) : value;
+  }
+  return options as ServeOptions;
+}
+
+/**
+ * The configuration as JSON with flag-named keys; the inverse of {@linkcode optionsFromJson}.
+ *
+ * @param config A resolved configuration.
+ * @returns A plain object.
+ */
+export function configToJson(config: ServeConfig): Record<string, unknown> {
+  const json: Record<string, unknown> = {};
+  for (const [option, flag] of Object.entries(FLAG_NAMES)) {
+    const value = config[option as keyof ServeConfig];
+    json[flag] = option === "drainTimeoutMs" ? formatDuration(value as number) : value;
+  }
+  return json;
+}
