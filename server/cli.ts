@@ -181,18 +181,8 @@ function printUsage(io: CliIo): number {
 }
 
 async function serve(options: ServeOptions, io: CliIo): Promise<number> {
-  let crashed: ((reason: string) => void) | null = null;
-  const crashLoop = new Promise<string>((resolve) => (crashed = resolve));
-  const server = await startServer(options, {
-    log: (line) => io.out(`tallyho: ${line}`),
-    onCrashLoop: (reason) => crashed?.(reason),
-  });
-  const c = server.config;
-  io.out(
-    `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}: listening on ${c.host}:${server.port}` +
-      ` with ${c.threads} thread${c.threads === 1 ? "" : "s"}` +
-      ` (framing ${c.framing}, numbering by ${c.numberBy}, first number ${c.firstNumber})`,
-  );
+  // Installed before the server starts, so a signal that arrives as soon as the start line is
+  // printed is never met by the default action.
   const signal = new Promise<string>((resolve) => {
     let received = 0;
     const onSignal = (name: string) => {
@@ -206,6 +196,18 @@ async function serve(options: ServeOptions, io: CliIo): Promise<number> {
     process.on("SIGINT", () => onSignal("SIGINT"));
     process.on("SIGTERM", () => onSignal("SIGTERM"));
   });
+  let crashed: ((reason: string) => void) | null = null;
+  const crashLoop = new Promise<string>((resolve) => (crashed = resolve));
+  const server = await startServer(options, {
+    log: (line) => io.out(`tallyho: ${line}`),
+    onCrashLoop: (reason) => crashed?.(reason),
+  });
+  const c = server.config;
+  io.out(
+    `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}: listening on ${c.host}:${server.port}` +
+      ` with ${c.threads} thread${c.threads === 1 ? "" : "s"}` +
+      ` (framing ${c.framing}, numbering by ${c.numberBy}, first number ${c.firstNumber})`,
+  );
   const winner = await Promise.race([
     signal.then((name) => ({ kind: "signal" as const, name })),
     crashLoop.then((reason) => ({ kind: "crash" as const, name: reason })),

@@ -139,7 +139,7 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     client.send("x\n".repeat(20_000));
     await client.lines(1);
     const code = await server.stop(signal);
-    assert.equal(code, 0);
+    assert.equal(code, 0, `exit; server output:\n${server.output()}`);
     // Every reply to the 20,000 lines already read was written before the close.
     const lines = await client.lines(20_000, 5000);
     assert.equal(lines.length, 20_000, `${lines.length} replies before close`);
