@@ -13,6 +13,7 @@ import { scanLines } from "../server/line_scanner.ts";
 import { MessageHandler } from "../server/message_handler.ts";
 import { ReplyEncoder } from "../server/reply_encoder.ts";
 import { SharedCounter } from "../server/shared_counter.ts";
+import { BLOCK_SIZE, NumberLedger } from "../server/lease/number_ledger.ts";
 import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 
@@ -37,10 +38,31 @@ group("reply bytes", () => {
 });
 
 const counter = SharedCounter.create(1);
+
+/** A ledger kept supplied the way a process's lease keeper does, one grant per 256 blocks. */
+function suppliedLedger(): NumberLedger {
+  const ledger = NumberLedger.create();
+  let next = 1;
+  const top = () => {
+    ledger.grant(next, 256);
+    next += 256 * BLOCK_SIZE;
+  };
+  top();
+  ledger.onStarved = top;
+  return ledger;
+}
+const ledger = suppliedLedger();
+// Tops the ledger up at each block boundary, outside the lookup being measured.
+function takeLeased(): number {
+  const position = ledger.reserve(1);
+  if (position % BLOCK_SIZE === 0 && ledger.remaining < 128 * BLOCK_SIZE) ledger.onStarved!();
+  return ledger.numberAt(position);
+}
 const plain = new BigInt64Array(new SharedArrayBuffer(8));
 const plain32 = new Int32Array(new SharedArrayBuffer(4));
 summary(() => {
   group("taking a number", () => {
+    bench("leased: NumberLedger reserve + numberAt", () => do_not_optimize(takeLeased()));
     bench("SharedCounter.take(1)", () => do_not_optimize(counter.take(1)));
     bench(
       "baseline: Atomics.add on BigInt64Array",
@@ -64,11 +86,12 @@ group("line scanning", () => {
 
 const base = defaultConfig(1);
 const stats = statsRow(createStatsBuffer(1), 0);
-const chunkHandler = new MessageHandler(resolveConfig({}, base), SharedCounter.create(1), stats);
+const chunkHandler = new MessageHandler(resolveConfig({}, base), suppliedLedger(), stats, 0);
 const messageHandler = new MessageHandler(
   resolveConfig({ framing: "line", numberBy: "message" }, base),
-  SharedCounter.create(1),
+  suppliedLedger(),
   stats,
+  0,
 );
 const connection = new Connection();
 const hi = new TextEncoder().encode("hi\n");

@@ -13,7 +13,8 @@ export interface StartMessage {
   /** The port to bind; thread 0 may bind 0 and report the port the others then share. */
   port: number;
   thread: number;
-  counterBuffer: SharedArrayBuffer;
+  /** The process's number ledger (see lease/number_ledger.ts). */
+  ledgerBuffer: SharedArrayBuffer;
   statsBuffer: SharedArrayBuffer;
 }
 
@@ -35,4 +36,6 @@ export type ToWorker = StartMessage | ConfigureMessage | DrainMessage;
 export type FromWorker =
   | { type: "listening"; port: number; runtime: string }
   | { type: "failed"; code: string; message: string }
-  | { type: "drained" };
+  | { type: "drained" }
+  /** The thread had to wait for a block of numbers: lease more now. */
+  | { type: "starved" };

@@ -8,13 +8,15 @@
  * @module
  */
 
-import process from "node:process";
 import { parseArgs } from "node:util";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
-import { parseDuration } from "./config_json.ts";
-import { startServer } from "./serve.ts";
+import { ConfigFileError, parseDuration } from "./config_json.ts";
+import { StateFileError } from "./lease/state_file.ts";
+import { runChild } from "./process/child_main.ts";
+import { CHILD_COMMAND } from "./process/supervisor.ts";
+import { runServe } from "./serve_command.ts";
 import { VERSION } from "./version.ts";
 
 /** Exit code for a mistake in the command line. */
@@ -53,8 +55,14 @@ Options for serve:
   --max-line-bytes N      longest line in line framing; longer closes the connection (default 65536)
   --first-number N        first number handed out, 1 to 2^53-1 (default 1)
   --drain-timeout TIME    how long a graceful stop waits, e.g. 10s or 500ms (default 10s)
+  --processes N           serving processes under one supervisor, 1-64 (default 1)
+  --state FILE            record the numbering high-water mark durably in FILE, so a restart
+                          never repeats a number (default: none; numbers restart on restart)
+  --config FILE           JSON file with the same keys as these flags; flags override it, and
+                          SIGHUP re-reads it
 
-Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line.`;
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config.
+Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;
 }
 
 class UsageError extends Error {
@@ -71,6 +79,9 @@ const SERVE_FLAGS = {
   "max-line-bytes": { type: "string" },
   "first-number": { type: "string" },
   "drain-timeout": { type: "string" },
+  processes: { type: "string" },
+  state: { type: "string" },
+  config: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const;
@@ -89,7 +100,9 @@ function integerFlag(flag: string, text: string): number {
  * @returns The options, or `"help"` / `"version"`.
  * @throws {UsageError} For an unknown flag or an unparsable value.
  */
-function parseServeArgs(args: string[]): ServeOptions | "help" | "version" {
+function parseServeArgs(
+  args: string[],
+): { options: ServeOptions; configFile: string | null } | "help" | "version" {
   let parsed;
   try {
     parsed = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false });
@@ -117,7 +130,9 @@ function parseServeArgs(args: string[]): ServeOptions | "help" | "version" {
   if (v["drain-timeout"] !== undefined) {
     options.drainTimeoutMs = parseDuration(FLAG_NAMES.drainTimeoutMs, v["drain-timeout"]);
   }
-  return options;
+  if (v.processes !== undefined) options.processes = integerFlag(FLAG_NAMES.processes, v.processes);
+  if (v.state !== undefined) options.state = v.state;
+  return { options, configFile: v.config ?? null };
 }
 
 // node:util's messages run long and mention positionals; say the one thing that matters.
@@ -152,16 +167,24 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
   }
   try {
     if (command === "help") return printUsage(io);
+    if (command === CHILD_COMMAND) return await runChild();
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
-    const options = parseServeArgs(commandArgs);
-    if (options === "help") return printUsage(io);
-    if (options === "version") {
+    const parsed = parseServeArgs(commandArgs);
+    if (parsed === "help") return printUsage(io);
+    if (parsed === "version") {
       io.out(`tallyho ${VERSION} (${RUNTIME} ${RUNTIME_VERSION})`);
       return 0;
     }
-    return await serve(options, io);
+    return await runServe(parsed.options, parsed.configFile, io);
   } catch (error) {
-    if (error instanceof UsageError || error instanceof RangeError || error instanceof TypeError) {
+    if (error instanceof StateFileError) {
+      io.err(`tallyho: ${error.message}`);
+      return EXIT_FAILURE;
+    }
+    if (
+      error instanceof UsageError || error instanceof RangeError || error instanceof TypeError ||
+      error instanceof ConfigFileError
+    ) {
       io.err(`tallyho: ${error.message}`);
       io.err(`Run 'tallyho --help' for usage.`);
       return EXIT_USAGE;
@@ -177,52 +200,5 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
 
 function printUsage(io: CliIo): number {
   io.out(usage());
-  return 0;
-}
-
-async function serve(options: ServeOptions, io: CliIo): Promise<number> {
-  // Installed before the server starts, so a signal that arrives as soon as the start line is
-  // printed is never met by the default action.
-  const signal = new Promise<string>((resolve) => {
-    let received = 0;
-    const onSignal = (name: string) => {
-      received++;
-      if (received === 1) resolve(name);
-      else {
-        io.err(`tallyho: second ${name}: exiting at once`);
-        process.exit(EXIT_FAILURE);
-      }
-    };
-    process.on("SIGINT", () => onSignal("SIGINT"));
-    process.on("SIGTERM", () => onSignal("SIGTERM"));
-  });
-  let crashed: ((reason: string) => void) | null = null;
-  const crashLoop = new Promise<string>((resolve) => (crashed = resolve));
-  const server = await startServer(options, {
-    log: (line) => io.out(`tallyho: ${line}`),
-    onCrashLoop: (reason) => crashed?.(reason),
-  });
-  const c = server.config;
-  io.out(
-    `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}: listening on ${c.host}:${server.port}` +
-      ` with ${c.threads} thread${c.threads === 1 ? "" : "s"}` +
-      ` (framing ${c.framing}, numbering by ${c.numberBy}, first number ${c.firstNumber})`,
-  );
-  const winner = await Promise.race([
-    signal.then((name) => ({ kind: "signal" as const, name })),
-    crashLoop.then((reason) => ({ kind: "crash" as const, name: reason })),
-  ]);
-  if (winner.kind === "crash") {
-    io.err(`tallyho: stopping: worker threads are crashing in a loop: ${winner.name}`);
-    await server.shutdown();
-    return EXIT_FAILURE;
-  }
-  io.out(`tallyho: ${winner.name}: draining (up to ${c.drainTimeoutMs} ms)`);
-  await server.shutdown();
-  const perThread = server.stats().map((thread) => thread.connectionsAccepted);
-  io.out(
-    `tallyho: stopped; last number handed out: ${server.lastNumber()};` +
-      ` connections per thread: [${perThread.join(", ")}]`,
-  );
   return 0;
 }

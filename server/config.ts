@@ -65,6 +65,17 @@ export interface ServeOptions {
    * @default {10000}
    */
   drainTimeoutMs?: number;
+  /**
+   * Serving processes under the supervisor, each running `threads` threads on the port.
+   * @default {1}
+   */
+  processes?: number;
+  /**
+   * File that records the numbering high-water mark durably, so a restart never repeats a
+   * number; `null` keeps it in memory (numbers restart at `firstNumber` on the next start).
+   * @default {null}
+   */
+  state?: string | null;
 }
 
 /** A fully resolved, validated configuration. */
@@ -77,6 +88,7 @@ export const LIMITS = {
   maxLineBytes: { min: 1, max: 64 * 1024 * 1024 },
   firstNumber: { min: 1, max: MAX_NUMBER },
   drainTimeoutMs: { min: 0, max: 3_600_000 },
+  processes: { min: 1, max: 64 },
   greetingBytes: { min: 0, max: 1024 },
 } as const;
 
@@ -91,7 +103,17 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   maxLineBytes: "max-line-bytes",
   firstNumber: "first-number",
   drainTimeoutMs: "drain-timeout",
+  processes: "processes",
+  state: "state",
 };
+
+/** Keys that only take effect when the listener is bound or the numbers are opened. */
+export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
+  "host",
+  "port",
+  "firstNumber",
+  "state",
+];
 
 /**
  * Returns the defaults for this host.
@@ -110,6 +132,8 @@ export function defaultConfig(cores: number): ServeConfig {
     maxLineBytes: 64 * 1024,
     firstNumber: 1,
     drainTimeoutMs: 10_000,
+    processes: 1,
+    state: null,
   };
 }
 
@@ -149,6 +173,14 @@ export function describe(value: unknown): string {
   if (value === undefined) return "nothing";
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 60 ? text.slice(0, 57) + "..." : text;
+}
+
+function stateFile(value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value !== "string" || value.length === 0) {
+    throw new RangeError(`'state' must be a file path or null: got ${describe(value)}`);
+  }
+  return value;
 }
 
 /**
@@ -202,5 +234,7 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     maxLineBytes: integerIn("maxLineBytes", merged.maxLineBytes),
     firstNumber: integerIn("firstNumber", merged.firstNumber),
     drainTimeoutMs: integerIn("drainTimeoutMs", merged.drainTimeoutMs),
+    processes: integerIn("processes", merged.processes),
+    state: stateFile(merged.state),
   };
 }

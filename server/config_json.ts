@@ -6,7 +6,41 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
 import { describe, FLAG_NAMES, type ServeConfig, type ServeOptions } from "./config.ts";
+
+/** A configuration file that cannot be read or parsed; the message names the file. */
+export class ConfigFileError extends Error {
+  override name = "ConfigFileError";
+}
+
+/**
+ * Reads a `--config` file: a JSON object with the flags' names as keys.
+ *
+ * @param path The file.
+ * @returns The options it sets.
+ * @throws {ConfigFileError} When it cannot be read, is not JSON, or holds a bad key or value.
+ */
+export function readConfigFile(path: string): ServeOptions {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? (error as Error).message;
+    throw new ConfigFileError(`Cannot read config file ${path}: ${code}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigFileError(`Config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  try {
+    return optionsFromJson(json);
+  } catch (error) {
+    throw new ConfigFileError(`Config file ${path}: ${(error as Error).message}`);
+  }
+}
 
 const OPTION_BY_FLAG = new Map(
   Object.entries(FLAG_NAMES).map(([option, flag]) => [flag, option as keyof ServeOptions]),

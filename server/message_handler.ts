@@ -9,13 +9,20 @@ import type { ServeConfig } from "./config.ts";
 import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
-import { NumbersExhaustedError, type SharedCounter } from "./shared_counter.ts";
+import { type NumberLedger, NumbersUnavailableError } from "./lease/number_ledger.ts";
 import { Stat } from "./thread_stats.ts";
 
 /** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
 export const CLOSE_LINE_TOO_LONG = -1;
-/** The number space is used up. */
-export const CLOSE_NUMBERS_EXHAUSTED = -2;
+/** No leased number was available in time (the number source is down or used up). */
+export const CLOSE_NUMBERS_UNAVAILABLE = -2;
+
+/**
+ * How long a thread may wait for its process's next block before it refuses the connection.
+ * Blocks are leased ahead, so this wait happens only when the source cannot keep up or is down,
+ * and then only once until a block arrives (see NumberLedger).
+ */
+export const NUMBER_WAIT_MS = 100;
 
 const INITIAL_OUTPUT_BYTES = 64 * 1024;
 
@@ -30,18 +37,26 @@ export class MessageHandler {
   #scratch = new Uint8Array(INITIAL_OUTPUT_BYTES);
   #config: ServeConfig;
   #encoder: ReplyEncoder;
-  readonly #counter: SharedCounter;
+  readonly #ledger: NumberLedger;
+  readonly #waitMs: number;
   readonly #stats: Float64Array;
 
   /**
    * @param config The configuration to serve with; see {@linkcode configure}.
-   * @param counter The process's shared counter.
+   * @param ledger The process's numbers.
    * @param stats This thread's stats row.
+   * @param waitMs How long to wait for a block (0 on a main thread, which may not wait).
    */
-  constructor(config: ServeConfig, counter: SharedCounter, stats: Float64Array) {
+  constructor(
+    config: ServeConfig,
+    ledger: NumberLedger,
+    stats: Float64Array,
+    waitMs = NUMBER_WAIT_MS,
+  ) {
     this.#config = config;
     this.#encoder = new ReplyEncoder(config.greeting);
-    this.#counter = counter;
+    this.#ledger = ledger;
+    this.#waitMs = waitMs;
     this.#stats = stats;
     this.output = this.#scratch;
   }
@@ -93,16 +108,16 @@ export class MessageHandler {
       stats[Stat.bytesOut]! += length;
       return length;
     } catch (error) {
-      if (!(error instanceof NumbersExhaustedError)) throw error;
-      stats[Stat.closedNumbersExhausted]!++;
-      return CLOSE_NUMBERS_EXHAUSTED;
+      if (!(error instanceof NumbersUnavailableError)) throw error;
+      stats[Stat.closedNumbersUnavailable]!++;
+      return CLOSE_NUMBERS_UNAVAILABLE;
     }
   }
 
   #repeatConnectionReply(connection: Connection, messages: number): number {
     let reply = connection.reply;
     if (reply === null) {
-      connection.number = this.#counter.take(1);
+      connection.number = this.#ledger.numberAt(this.#ledger.reserve(1), this.#waitMs);
       this.#stats[Stat.lastNumber] = connection.number;
       reply = connection.reply = this.#encoder.encode(connection.number);
     }
@@ -117,13 +132,19 @@ export class MessageHandler {
   }
 
   #numberEachMessage(messages: number): number {
-    // One atomic operation reserves the whole run of numbers for this read.
-    const first = this.#counter.take(messages);
+    // One atomic operation reserves the whole run of positions for this read; a run may cross
+    // from one leased block into the next, so each position is looked up (cached per block).
+    const ledger = this.#ledger;
+    const first = ledger.reserve(messages);
     const encoder = this.#encoder;
     const out = this.#reserve(encoder.maxReplyBytes * messages);
     let offset = 0;
-    for (let i = 0; i < messages; i++) offset = encoder.write(out, offset, first + i);
-    this.#stats[Stat.lastNumber] = first + messages - 1;
+    let n = 0;
+    for (let i = 0; i < messages; i++) {
+      n = ledger.numberAt(first + i, this.#waitMs);
+      offset = encoder.write(out, offset, n);
+    }
+    this.#stats[Stat.lastNumber] = n;
     return offset;
   }
 

@@ -1,6 +1,7 @@
 /**
- * Starts a tallyho server in this process: validated configuration, one shared counter and a pool
- * of worker threads on one port.
+ * Starts a tallyho server in this process: validated configuration, a number ledger kept supplied
+ * by a lease source, and a pool of worker threads on one port. The supervisor runs one of these
+ * in each child process; tests and embedders can run one directly.
  *
  * @module
  */
@@ -8,7 +9,9 @@
 import { availableParallelism } from "node:os";
 import { assertAddressFree } from "./address_probe.ts";
 import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
-import { SharedCounter } from "./shared_counter.ts";
+import { LeaseKeeper } from "./lease/lease_keeper.ts";
+import { MemoryLeaseSource } from "./lease/lease_source.ts";
+import { BLOCK_SIZE, NumberLedger } from "./lease/number_ledger.ts";
 import { ThreadPool } from "./thread_pool.ts";
 import type { ThreadFigures } from "./thread_stats.ts";
 
@@ -18,6 +21,16 @@ export interface StartOptions {
   log?: (line: string) => void;
   /** Called when threads crash in a loop; defaults to logging. */
   onCrashLoop?: (reason: string) => void;
+  /**
+   * Leases `count` numbers and resolves with the first. Defaults to an in-memory source starting
+   * at `firstNumber` (unique while this process lives).
+   */
+  leaseNumbers?: (count: number) => Promise<number>;
+  /**
+   * Port to join instead of `config.port`, and skip the probe: the supervisor already probed it
+   * and another process of the same server may hold it.
+   */
+  joinPort?: number;
 }
 
 /** A running server. */
@@ -28,8 +41,10 @@ export interface RunningServer {
   readonly port: number;
   /** Each thread's figures. */
   stats(): ThreadFigures[];
-  /** The last number handed out, or `firstNumber - 1` before any. */
+  /** The highest number handed out so far, or 0 before any. */
   lastNumber(): number;
+  /** Applies a new configuration (same host and port) to every thread. */
+  configure(config: ServeConfig): Promise<void>;
   /** Stops accepting, finishes replies in flight, closes connections, ends the threads. */
   shutdown(): Promise<void>;
 }
@@ -38,7 +53,7 @@ export interface RunningServer {
  * Starts serving.
  *
  * @param options The configuration; unset fields take their defaults.
- * @param start Logging hooks.
+ * @param start Logging hooks and the lease source.
  * @returns The running server.
  * @throws {TypeError | RangeError} For a bad option, naming it.
  * @throws {AddressInUseError} When the address is taken.
@@ -55,20 +70,37 @@ export async function startServer(
   start: StartOptions = {},
 ): Promise<RunningServer> {
   const config = resolveConfig(options, defaultConfig(availableParallelism()));
-  await assertAddressFree(config.host, config.port);
-  const counter = SharedCounter.create(config.firstNumber);
+  if (start.joinPort === undefined) await assertAddressFree(config.host, config.port);
   const log = start.log ?? (() => {});
-  const pool = await ThreadPool.start(config, counter, {
-    log,
-    onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
+  const source = new MemoryLeaseSource(config.firstNumber);
+  const leaseNumbers = start.leaseNumbers ?? ((count: number) => source.lease(count));
+  const ledger = NumberLedger.create();
+  const keeper = new LeaseKeeper(ledger, (blocks) => leaseNumbers(blocks * BLOCK_SIZE), {
+    onError: (error) => log(`cannot lease numbers: ${error.message}; retrying`),
   });
+  let pool: ThreadPool;
+  try {
+    await keeper.prime();
+    pool = await ThreadPool.start(config, ledger, start.joinPort ?? config.port, {
+      log,
+      onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
+      onStarved: () => keeper.check(),
+    });
+  } catch (error) {
+    keeper.stop();
+    throw error;
+  }
   return {
     get config() {
       return pool.config;
     },
     port: pool.port,
     stats: () => pool.stats(),
-    lastNumber: () => counter.last,
-    shutdown: () => pool.shutdown(),
+    lastNumber: () => Math.max(0, ...pool.stats().map((thread) => thread.lastNumber)),
+    configure: (next) => pool.configure(next),
+    shutdown: async () => {
+      await pool.shutdown();
+      keeper.stop();
+    },
   };
 }

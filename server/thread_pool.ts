@@ -1,13 +1,14 @@
 /**
  * The main thread's side of the worker threads: starts them on one port, restarts one that dies,
- * passes configuration changes on and drains them all on shutdown.
+ * grows or shrinks the pool live, passes configuration changes on and drains them all on
+ * shutdown.
  *
  * @module
  */
 
-import type { ServeConfig } from "./config.ts";
+import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
-import type { SharedCounter } from "./shared_counter.ts";
+import type { NumberLedger } from "./lease/number_ledger.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -20,6 +21,8 @@ export interface ThreadPoolOptions {
    * `crashLimit` deaths within `crashWindowMs`.
    */
   onCrashLoop?: (reason: string) => void;
+  /** Called when a thread had to wait for numbers, so more are leased at once. */
+  onStarved?: () => void;
   /** @default {5} */
   crashLimit?: number;
   /** @default {10000} */
@@ -37,51 +40,58 @@ const WORKER_URL = import.meta.url.endsWith("/thread_pool.ts")
 interface Slot {
   worker: Worker;
   listening: boolean;
+  retired: boolean;
 }
 
-/** Worker threads sharing one port, one counter and one stats buffer. */
+/** Worker threads sharing one port, one number ledger and one stats buffer. */
 export class ThreadPool {
   /** The port every thread listens on. */
   port = 0;
-  readonly statsBuffer: SharedArrayBuffer;
+  /** Rows for the most threads a pool can have, so it can grow without moving them. */
+  readonly statsBuffer: SharedArrayBuffer = createStatsBuffer(LIMITS.threads.max);
   #config: ServeConfig;
-  readonly #counter: SharedCounter;
+  readonly #ledger: NumberLedger;
   readonly #slots: Slot[] = [];
   readonly #log: (line: string) => void;
   readonly #onCrashLoop: (reason: string) => void;
+  readonly #onStarved: () => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
   readonly #deaths: number[] = [];
+  #highestThread = 0;
   #stopping = false;
 
-  private constructor(config: ServeConfig, counter: SharedCounter, options: ThreadPoolOptions) {
+  private constructor(config: ServeConfig, ledger: NumberLedger, options: ThreadPoolOptions) {
     this.#config = config;
-    this.#counter = counter;
-    this.statsBuffer = createStatsBuffer(config.threads);
+    this.#ledger = ledger;
     this.#log = options.log ?? (() => {});
     this.#onCrashLoop = options.onCrashLoop ?? (() => {});
+    this.#onStarved = options.onStarved ?? (() => {});
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
   }
 
   /**
-   * Starts `config.threads` threads listening on `config.host:config.port`. With port 0 the first
-   * thread picks a free port and the others join it.
+   * Starts `config.threads` threads listening on `config.host:port`. With port 0 the first thread
+   * picks a free port and the others join it.
    *
    * @param config The resolved configuration.
-   * @param counter The counter every thread takes numbers from.
+   * @param ledger The numbers every thread takes from.
+   * @param port The port to bind (overrides `config.port`, so a process can join a port its
+   *   supervisor already picked).
    * @param options Logging and crash-loop handling.
    * @returns The running pool.
    * @throws {AddressInUseError} When the address is taken.
    */
   static async start(
     config: ServeConfig,
-    counter: SharedCounter,
+    ledger: NumberLedger,
+    port: number,
     options: ThreadPoolOptions = {},
   ): Promise<ThreadPool> {
-    const pool = new ThreadPool(config, counter, options);
+    const pool = new ThreadPool(config, ledger, options);
     try {
-      pool.port = await pool.#startThread(0, config.port);
+      pool.port = await pool.#startThread(0, port);
       await Promise.all(
         Array.from({ length: config.threads - 1 }, (_, i) => pool.#startThread(i + 1, pool.port)),
       );
@@ -95,12 +105,14 @@ export class ThreadPool {
 
   #startThread(thread: number, port: number): Promise<number> {
     const worker = new Worker(WORKER_URL, { type: "module" });
-    const slot: Slot = { worker, listening: false };
+    const slot: Slot = { worker, listening: false, retired: false };
     this.#slots[thread] = slot;
+    this.#highestThread = Math.max(this.#highestThread, thread + 1);
     return new Promise((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
-        if (message.type === "listening") {
+        if (message.type === "starved") this.#onStarved();
+        else if (message.type === "listening") {
           slot.listening = true;
           resolve(message.port);
         } else if (message.type === "failed") {
@@ -116,14 +128,14 @@ export class ThreadPool {
           reject(new Error(`Thread ${thread} failed to start: ${event.message}`));
           return;
         }
-        this.#restart(thread, event.message);
+        if (!slot.retired) this.#restart(thread, event.message);
       };
       this.#post(worker, {
         type: "start",
         config: this.#config,
         port,
         thread,
-        counterBuffer: this.#counter.buffer,
+        ledgerBuffer: this.#ledger.buffer,
         statsBuffer: this.statsBuffer,
       });
     });
@@ -158,19 +170,56 @@ export class ThreadPool {
     return this.#config;
   }
 
-  /**
-   * Passes a new configuration to every thread; it applies to the next message each reads.
-   *
-   * @param config The new configuration (same host, port and thread count).
-   */
-  configure(config: ServeConfig): void {
-    this.#config = config;
-    for (const slot of this.#slots) this.#post(slot.worker, { type: "configure", config });
+  /** Threads serving now. */
+  get threads(): number {
+    return this.#slots.length;
   }
 
-  /** Each thread's figures, in thread order. */
+  /**
+   * Passes a new configuration to every thread; it applies to the next message each reads.
+   * A new thread count grows or shrinks the pool: new threads join the port, surplus ones drain
+   * (their connections finish) and end.
+   *
+   * @param config The new configuration (same host and port).
+   */
+  async configure(config: ServeConfig): Promise<void> {
+    this.#config = config;
+    for (const slot of this.#slots) this.#post(slot.worker, { type: "configure", config });
+    const current = this.#slots.length;
+    if (config.threads > current) {
+      await Promise.all(
+        Array.from(
+          { length: config.threads - current },
+          (_, i) => this.#startThread(current + i, this.port),
+        ),
+      );
+    } else if (config.threads < current) {
+      const surplus = this.#slots.splice(config.threads);
+      await Promise.all(surplus.map((slot) => this.#drainSlot(slot)));
+      this.#log(`threads: ${current} -> ${config.threads}`);
+    }
+  }
+
+  /**
+   * Each thread's figures, in thread order, including threads that have since been retired (their
+   * totals still count).
+   */
   stats(): ThreadFigures[] {
-    return readStats(this.statsBuffer);
+    return readStats(this.statsBuffer).slice(0, this.#highestThread);
+  }
+
+  #drainSlot(slot: Slot): Promise<void> {
+    slot.retired = true;
+    const grace = this.#config.drainTimeoutMs + 1000;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, grace);
+      slot.worker.onmessage = (event: MessageEvent<FromWorker>) => {
+        if (event.data.type !== "drained") return;
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#post(slot.worker, { type: "drain" });
+    }).then(() => slot.worker.terminate());
   }
 
   /**
@@ -179,18 +228,6 @@ export class ThreadPool {
    */
   async shutdown(): Promise<void> {
     this.#stopping = true;
-    const grace = this.#config.drainTimeoutMs + 1000;
-    await Promise.all(this.#slots.map((slot) =>
-      new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, grace);
-        slot.worker.onmessage = (event: MessageEvent<FromWorker>) => {
-          if (event.data.type !== "drained") return;
-          clearTimeout(timer);
-          resolve();
-        };
-        this.#post(slot.worker, { type: "drain" });
-      })
-    ));
-    for (const slot of this.#slots) slot.worker.terminate();
+    await Promise.all(this.#slots.map((slot) => this.#drainSlot(slot)));
   }
 }

@@ -18,7 +18,7 @@ export const STAT_NAMES = [
   "bytesOut",
   "lastNumber",
   "closedLineTooLong",
-  "closedNumbersExhausted",
+  "closedNumbersUnavailable",
   "closedPeerError",
   "acceptErrors",
   "readPauses",

@@ -1,13 +1,13 @@
 /**
- * Entry point of every worker thread: builds the thread's handler over the shared counter and
- * stats, starts the runtime's listener and obeys the main thread.
+ * Entry point of every worker thread: builds the thread's handler over the process's number
+ * ledger and stats, starts the runtime's listener and obeys the main thread.
  *
  * @module
  */
 
 import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
 import { MessageHandler } from "./message_handler.ts";
-import { SharedCounter } from "./shared_counter.ts";
+import { NumberLedger } from "./lease/number_ledger.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -25,9 +25,10 @@ scope.onmessage = async (event) => {
   const message = event.data;
   switch (message.type) {
     case "start": {
-      const counter = new SharedCounter(message.counterBuffer, message.config.firstNumber);
+      const ledger = new NumberLedger(message.ledgerBuffer);
+      ledger.onStarved = () => scope.postMessage({ type: "starved" });
       const stats = statsRow(message.statsBuffer, message.thread);
-      handler = new MessageHandler(message.config, counter, stats);
+      handler = new MessageHandler(message.config, ledger, stats);
       try {
         listener = await listen({ host: message.config.host, port: message.port, handler, stats });
         scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });

@@ -116,7 +116,8 @@ test(`[${UNDER_TEST}] cli: the start line names version, runtime, bound address 
       new RegExp(
         `^tallyho ${
           pkg.version.replaceAll(".", "\\.")
-        } on (bun|deno) [\\d.]+: listening on 127\\.0\\.0\\.1:${server.port} with 3 threads`,
+        } on (bun|deno) [\\d.]+: listening on 127\\.0\\.0\\.1:${server.port} with 1 process x 3 threads`,
+        "m",
       ),
     );
     assert.notEqual(server.port, 0);

@@ -1,0 +1,74 @@
+/**
+ * Where a supervisor's numbers come from. Every implementation hands out each number at most
+ * once, ever: a lease returns the start of a run of numbers no earlier lease returned, and a run
+ * leased and never used is abandoned, not handed out again.
+ *
+ * @module
+ */
+
+import { MAX_NUMBER } from "../config.ts";
+
+/** A source of number leases. */
+export interface LeaseSource {
+  /** Says what the source is, for logs and the admin API (never a secret). */
+  readonly description: string;
+  /**
+   * Leases `count` consecutive numbers.
+   *
+   * @param count How many.
+   * @returns The first; the run is `first` to `first + count - 1`.
+   * @throws {RangeError} When the run would pass 2^53 - 1.
+   */
+  lease(count: number): Promise<number>;
+  /** The first number not yet leased (the high-water mark). */
+  readonly next: number;
+  /** Releases what the source holds (a lock, a connection). */
+  close(): Promise<void>;
+}
+
+/**
+ * Checks that `count` numbers from `next` stay exact.
+ *
+ * @param next The first number of the run.
+ * @param count Its length.
+ * @throws {RangeError} When the run would pass 2^53 - 1.
+ */
+export function assertLeaseFits(next: number, count: number): void {
+  if (!Number.isSafeInteger(count) || count < 1) {
+    throw new RangeError(`A lease must be a positive integer count: got ${count}`);
+  }
+  // Compared this way round: `next + count - 1` rounds once it passes 2^53.
+  if (next > MAX_NUMBER - count + 1) {
+    throw new RangeError(`Cannot lease ${count} more numbers: the next would pass ${MAX_NUMBER}`);
+  }
+}
+
+/** Numbers kept in memory only: unique while the process lives, from `first` again after. */
+export class MemoryLeaseSource implements LeaseSource {
+  readonly description = "memory (numbers restart on the next start)";
+  #next: number;
+
+  /** @param first The first number to lease. */
+  constructor(first: number) {
+    this.#next = first;
+  }
+
+  lease(count: number): Promise<number> {
+    try {
+      assertLeaseFits(this.#next, count);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const first = this.#next;
+    this.#next += count;
+    return Promise.resolve(first);
+  }
+
+  get next(): number {
+    return this.#next;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}

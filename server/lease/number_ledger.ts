@@ -1,0 +1,166 @@
+/**
+ * A process's numbers: one virtual counter shared by its threads, mapped onto blocks of real
+ * numbers that the supervisor leases to the process.
+ *
+ * Threads take virtual positions 0, 1, 2, ... with one `Atomics.add`, exactly as with a plain
+ * counter, so with one process the real numbers stay dense and in order of arrival. Position `v`
+ * lies in block `floor(v / BLOCK_SIZE)`; the main thread records each granted block's first real
+ * number in a ring in shared memory, and a thread turns `v` into its real number with one lookup.
+ * A block is written before it is published (the granted count is stored last), so a thread
+ * never reads a block that is not there; a position whose block is not granted yet waits briefly
+ * and is then refused, never guessed.
+ *
+ * @module
+ */
+
+/** Numbers per block. A grant carries one or more whole blocks. */
+export const BLOCK_SIZE = 4096;
+/** Blocks the ring remembers: how far ahead of the threads the main thread may lease. */
+export const RING_BLOCKS = 1024;
+
+// Layout of the shared buffer, in bytes.
+const TAKEN_OFFSET = 0; // BigInt64: virtual positions handed out
+const GRANTED_OFFSET = 8; // Int32: blocks published (indices below it are readable)
+const STARTS_OFFSET = 16; // Float64[RING_BLOCKS]: each block's first real number
+const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // Int32[RING_BLOCKS]: which block a slot holds
+/** Bytes a ledger needs in shared memory. */
+export const LEDGER_BYTES = TAGS_OFFSET + RING_BLOCKS * 4;
+
+/** Thrown when a position's block has not been leased in time; the connection is refused. */
+export class NumbersUnavailableError extends Error {
+  override name = "NumbersUnavailableError";
+}
+
+/**
+ * One view of a ledger; every thread of a process makes its own over the same buffer.
+ *
+ * @example
+ * ```ts
+ * const ledger = NumberLedger.create();
+ * ledger.grant(1, 2); // blocks 0 and 1: real numbers 1..8192
+ * const v = ledger.reserve(1);
+ * ledger.numberAt(v); // 1
+ * ```
+ */
+export class NumberLedger {
+  readonly buffer: SharedArrayBuffer;
+  readonly #taken: BigInt64Array;
+  readonly #granted: Int32Array;
+  readonly #starts: Float64Array;
+  readonly #tags: Int32Array;
+  // The last block this view looked up: most lookups hit it.
+  #cachedBlock = -1;
+  #cachedStart = 0;
+  // The granted count when this view's last wait timed out: until it changes, a position past it
+  // is refused at once, so a source that is down costs each connection no wait.
+  #starvedAtGranted = -1;
+  /** Called (at most once per wait) when a thread had to wait for a block; see `onStarved`. */
+  onStarved: (() => void) | null = null;
+
+  /** @param buffer A buffer of {@linkcode LEDGER_BYTES} bytes from {@linkcode create}. */
+  constructor(buffer: SharedArrayBuffer) {
+    this.buffer = buffer;
+    this.#taken = new BigInt64Array(buffer, TAKEN_OFFSET, 1);
+    this.#granted = new Int32Array(buffer, GRANTED_OFFSET, 1);
+    this.#starts = new Float64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
+    this.#tags = new Int32Array(buffer, TAGS_OFFSET, RING_BLOCKS);
+  }
+
+  /** Makes a ledger in fresh shared memory, with no block granted. */
+  static create(): NumberLedger {
+    const ledger = new NumberLedger(new SharedArrayBuffer(LEDGER_BYTES));
+    ledger.#tags.fill(-1);
+    return ledger;
+  }
+
+  /**
+   * Reserves `count` consecutive virtual positions with one atomic operation.
+   *
+   * @param count How many (1 or more).
+   * @returns The first position; turn each into a number with {@linkcode numberAt}.
+   */
+  reserve(count: number): number {
+    return Number(Atomics.add(this.#taken, 0, count === 1 ? 1n : BigInt(count)));
+  }
+
+  /**
+   * The real number at a reserved position.
+   *
+   * @param position A position from {@linkcode reserve}.
+   * @param waitMs How long to wait for its block to be granted; only worker threads may wait.
+   * @returns The number.
+   * @throws {NumbersUnavailableError} When its block is not granted within `waitMs`.
+   */
+  numberAt(position: number, waitMs = 0): number {
+    const block = Math.floor(position / BLOCK_SIZE);
+    if (block === this.#cachedBlock) return this.#cachedStart + (position - block * BLOCK_SIZE);
+    if (block >= Atomics.load(this.#granted, 0)) this.#waitFor(block, waitMs);
+    const slot = block % RING_BLOCKS;
+    const start = this.#starts[slot]!;
+    // The slot is reused RING_BLOCKS blocks later; a thread stalled that long would read another
+    // block's start. Refusing is safe; reading it would repeat a number.
+    if (Atomics.load(this.#tags, slot) !== block) {
+      throw new NumbersUnavailableError(`Block ${block} is no longer in the ledger`);
+    }
+    this.#cachedBlock = block;
+    this.#cachedStart = start;
+    return start + (position - block * BLOCK_SIZE);
+  }
+
+  #waitFor(block: number, waitMs: number): void {
+    this.onStarved?.();
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const granted = Atomics.load(this.#granted, 0);
+      if (block < granted) return;
+      const left = granted === this.#starvedAtGranted ? 0 : deadline - Date.now();
+      if (left <= 0) {
+        this.#starvedAtGranted = granted;
+        throw new NumbersUnavailableError(
+          `No leased numbers: block ${block} was not granted within ${waitMs} ms`,
+        );
+      }
+      Atomics.wait(this.#granted, 0, granted, left);
+    }
+  }
+
+  /**
+   * Publishes `blocks` blocks of real numbers starting at `start` (main thread only).
+   *
+   * @param start The first real number of the first block.
+   * @param blocks How many blocks; they cover `start` to `start + blocks * BLOCK_SIZE - 1`.
+   * @throws {RangeError} When the ring would overwrite blocks the threads have not used up.
+   */
+  grant(start: number, blocks: number): void {
+    const granted = Atomics.load(this.#granted, 0);
+    const inUse = Math.floor(this.taken / BLOCK_SIZE);
+    if (granted + blocks - inUse > RING_BLOCKS) {
+      throw new RangeError(
+        `Cannot grant ${blocks} blocks: at most ${RING_BLOCKS} may be ahead of the threads`,
+      );
+    }
+    for (let i = 0; i < blocks; i++) {
+      const slot = (granted + i) % RING_BLOCKS;
+      this.#starts[slot] = start + i * BLOCK_SIZE;
+      Atomics.store(this.#tags, slot, granted + i);
+    }
+    // Stored last: a thread that sees the new count also sees the starts written above.
+    Atomics.store(this.#granted, 0, granted + blocks);
+    Atomics.notify(this.#granted, 0);
+  }
+
+  /** Virtual positions handed out so far. */
+  get taken(): number {
+    return Number(Atomics.load(this.#taken, 0));
+  }
+
+  /** Positions granted and not yet handed out (negative when threads are waiting). */
+  get remaining(): number {
+    return Atomics.load(this.#granted, 0) * BLOCK_SIZE - this.taken;
+  }
+
+  /** Blocks granted so far. */
+  get grantedBlocks(): number {
+    return Atomics.load(this.#granted, 0);
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * The messages the supervisor and its child processes exchange, one JSON line each.
+ *
+ * @module
+ */
+
+import type { ServeConfig } from "../config.ts";
+import type { ThreadFigures } from "../thread_stats.ts";
+
+/** Supervisor to child, on the child's stdin. */
+export type ToChild =
+  /** Serve: bind `port` (0 only for the first child, which then reports the port it got). */
+  | { type: "start"; index: number; port: number; config: ServeConfig }
+  /** The answer to a lease: the first of `count` numbers. */
+  | { type: "grant"; id: number; first: number }
+  /** A lease that could not be made; the child retries with backoff. */
+  | { type: "deny"; id: number; message: string }
+  | { type: "configure"; config: ServeConfig }
+  | { type: "drain" };
+
+/** Child to supervisor, on the child's stdout. */
+export type FromChild =
+  | { type: "listening"; port: number; pid: number }
+  | { type: "failed"; code: string; message: string }
+  | { type: "lease"; id: number; count: number }
+  | { type: "stats"; threads: ThreadFigures[] }
+  | { type: "drained"; threads: ThreadFigures[] };

@@ -1,0 +1,101 @@
+/**
+ * A serving child process: takes its configuration and number leases from the supervisor on
+ * stdin, answers on stdout, serves with its own thread pool, and drains and exits when told to
+ * or when the supervisor goes away (stdin closes), so no child outlives its supervisor.
+ *
+ * stdout carries only protocol lines; the child logs to stderr.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { AddressInUseError } from "../adapters/thread_listener.ts";
+import { type RunningServer, startServer } from "../serve.ts";
+import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import type { FromChild, ToChild } from "./_process_messages.ts";
+
+/** How often a child reports its figures to the supervisor. */
+export const STATS_EVERY_MS = 1000;
+
+/**
+ * Runs this process as a child of a supervisor until told to stop.
+ *
+ * @returns The exit code.
+ */
+export function runChild(): Promise<number> {
+  const send = (message: FromChild) => writeJsonLine(process.stdout, message);
+  const pendingLeases = new Map<number, { resolve(first: number): void; reject(e: Error): void }>();
+  let nextLeaseId = 1;
+  let server: RunningServer | null = null;
+  let statsTimer: ReturnType<typeof setInterval> | undefined;
+  let index = -1;
+  let stopping = false;
+  const log = (line: string) => console.error(`tallyho[process ${index}]: ${line}`);
+
+  const leaseNumbers = (count: number) =>
+    new Promise<number>((resolve, reject) => {
+      const id = nextLeaseId++;
+      pendingLeases.set(id, { resolve, reject });
+      send({ type: "lease", id, count });
+    });
+
+  return new Promise((resolveExit) => {
+    const stop = async (code: number) => {
+      if (stopping) return;
+      stopping = true;
+      clearInterval(statsTimer);
+      for (const lease of pendingLeases.values()) lease.reject(new Error("stopping"));
+      if (server) {
+        await server.shutdown();
+        await send({ type: "drained", threads: server.stats() });
+      }
+      resolveExit(code);
+    };
+
+    readJsonLines<ToChild>(process.stdin, {
+      onMessage: async (message) => {
+        switch (message.type) {
+          case "start":
+            index = message.index;
+            try {
+              server = await startServer(message.config, {
+                log,
+                leaseNumbers,
+                joinPort: message.port,
+                onCrashLoop: (reason) => {
+                  log(`threads are crashing in a loop (${reason}); exiting`);
+                  stop(1);
+                },
+              });
+              await send({ type: "listening", port: server.port, pid: process.pid });
+              statsTimer = setInterval(() => {
+                if (server) send({ type: "stats", threads: server.stats() });
+              }, STATS_EVERY_MS);
+            } catch (error) {
+              const code = error instanceof AddressInUseError ? "EADDRINUSE" : "START_FAILED";
+              await send({ type: "failed", code, message: (error as Error).message });
+              resolveExit(1);
+            }
+            break;
+          case "grant":
+            pendingLeases.get(message.id)?.resolve(message.first);
+            pendingLeases.delete(message.id);
+            break;
+          case "deny":
+            pendingLeases.get(message.id)?.reject(new Error(message.message));
+            pendingLeases.delete(message.id);
+            break;
+          case "configure":
+            await server?.configure(message.config);
+            break;
+          case "drain":
+            await stop(0);
+            break;
+        }
+      },
+      // The supervisor is gone (exited, or killed with -9): drain rather than serve on unsupervised.
+      onEnd: () => stop(0),
+      onBadLine: (line) => log(`ignoring a line from the supervisor that is not JSON: ${line}`),
+    });
+  });
+}

@@ -1,0 +1,322 @@
+/**
+ * The supervisor: the first process. It owns the number space (a lease source), starts the
+ * serving child processes by running its own executable again, leases them blocks of numbers
+ * over their stdin/stdout, restarts a child that dies (with backoff, and gives up on a crash
+ * loop), applies configuration changes to every child, and drains them all on shutdown.
+ *
+ * It never serves clients itself, so a crash in serving code never takes the number space down.
+ *
+ * @module
+ */
+
+import { type ChildProcess, spawn } from "node:child_process";
+import { assertAddressFree } from "../address_probe.ts";
+import { selfCommand } from "../adapters/self_command.ts";
+import { AddressInUseError } from "../adapters/thread_listener.ts";
+import { RESTART_KEYS, type ServeConfig } from "../config.ts";
+import { configToJson } from "../config_json.ts";
+import type { LeaseSource } from "../lease/lease_source.ts";
+import type { ThreadFigures } from "../thread_stats.ts";
+import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import type { FromChild, ToChild } from "./_process_messages.ts";
+
+/** The internal command a child runs; not for people. */
+export const CHILD_COMMAND = "_child";
+
+/** Options for {@linkcode Supervisor.start}. */
+export interface SupervisorOptions {
+  /** Receives log lines. */
+  log: (line: string) => void;
+  /**
+   * Child deaths within `crashWindowMs` that make a crash loop.
+   * @default {5}
+   */
+  crashLimit?: number;
+  /** @default {10000} */
+  crashWindowMs?: number;
+  /** Called once when children crash in a loop; the supervisor then stops. */
+  onCrashLoop?: (reason: string) => void;
+}
+
+/** One serving process's figures, as the admin API and the shutdown log show them. */
+export interface ProcessFigures {
+  index: number;
+  pid: number;
+  threads: ThreadFigures[];
+}
+
+interface Child {
+  index: number;
+  process: ChildProcess;
+  pid: number;
+  threads: ThreadFigures[];
+  exited: Promise<void>;
+  /** Set when the supervisor itself ends this child, so its exit is not a crash. */
+  retiring: boolean;
+}
+
+/** The running supervisor. */
+export class Supervisor {
+  /** The port every child listens on. */
+  port = 0;
+  #config: ServeConfig;
+  #generation = 1;
+  readonly #source: LeaseSource;
+  readonly #log: (line: string) => void;
+  readonly #crashLimit: number;
+  readonly #crashWindowMs: number;
+  readonly #onCrashLoop: (reason: string) => void;
+  readonly #children: Child[] = [];
+  readonly #deaths: number[] = [];
+  /** The highest number any child ever reported, including children that have since died. */
+  #highestNumberSeen = 0;
+  #stopping = false;
+
+  private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
+    this.#config = config;
+    this.#source = source;
+    this.#log = options.log;
+    this.#crashLimit = options.crashLimit ?? 5;
+    this.#crashWindowMs = options.crashWindowMs ?? 10_000;
+    this.#onCrashLoop = options.onCrashLoop ?? (() => {});
+  }
+
+  /**
+   * Probes the address, then starts `config.processes` children and waits until all listen.
+   *
+   * @param config The resolved configuration.
+   * @param source Where numbers come from.
+   * @param options Logging and crash-loop handling.
+   * @returns The running supervisor.
+   * @throws {AddressInUseError} When the address is taken.
+   */
+  static async start(
+    config: ServeConfig,
+    source: LeaseSource,
+    options: SupervisorOptions,
+  ): Promise<Supervisor> {
+    await assertAddressFree(config.host, config.port);
+    const supervisor = new Supervisor(config, source, options);
+    try {
+      supervisor.port = await supervisor.#startChild(0, config.port);
+      await Promise.all(
+        Array.from(
+          { length: config.processes - 1 },
+          (_, i) => supervisor.#startChild(i + 1, supervisor.port),
+        ),
+      );
+    } catch (error) {
+      await supervisor.kill();
+      throw error;
+    }
+    return supervisor;
+  }
+
+  #startChild(index: number, port: number): Promise<number> {
+    const self = selfCommand();
+    const proc = spawn(self.command, [...self.args, CHILD_COMMAND], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+    const child: Child = {
+      index,
+      process: proc,
+      pid: proc.pid ?? 0,
+      threads: [],
+      exited,
+      retiring: false,
+    };
+    this.#children[index] = child;
+    return new Promise((resolve, reject) => {
+      let listening = false;
+      readJsonLines<FromChild>(proc.stdout!, {
+        onMessage: (message) => {
+          switch (message.type) {
+            case "listening":
+              listening = true;
+              this.#log(`process ${index} listening (pid ${message.pid})`);
+              resolve(message.port);
+              break;
+            case "failed":
+              reject(
+                message.code === "EADDRINUSE"
+                  ? new AddressInUseError(message.message)
+                  : new Error(`process ${index} failed to start: ${message.message}`),
+              );
+              break;
+            case "lease":
+              this.#lease(child, message.id, message.count);
+              break;
+            case "stats":
+            case "drained":
+              child.threads = message.threads;
+              for (const thread of message.threads) {
+                this.#highestNumberSeen = Math.max(this.#highestNumberSeen, thread.lastNumber);
+              }
+              break;
+          }
+        },
+        onEnd: () => {},
+        onBadLine: (line) => this.#log(`process ${index} wrote a line that is not JSON: ${line}`),
+      });
+      proc.once("exit", (code, signal) => {
+        if (!listening) {
+          reject(
+            new Error(`process ${index} exited (${signal ?? `code ${code}`}) before listening`),
+          );
+          return;
+        }
+        if (!this.#stopping && !child.retiring) this.#childDied(child, signal ?? `code ${code}`);
+      });
+      proc.stdin!.on("error", () => {}); // a dead child's stdin: its exit is handled above
+      this.#send(child, { type: "start", index, port, config: this.#config });
+    });
+  }
+
+  #send(child: Child, message: ToChild): Promise<void> {
+    if (child.process.stdin?.writable !== true) return Promise.resolve();
+    return writeJsonLine(child.process.stdin, message);
+  }
+
+  #lease(child: Child, id: number, count: number): void {
+    this.#source.lease(count).then(
+      (first) => this.#send(child, { type: "grant", id, first }),
+      (error: Error) => {
+        this.#log(`cannot lease ${count} numbers to process ${child.index}: ${error.message}`);
+        this.#send(child, { type: "deny", id, message: error.message });
+      },
+    );
+  }
+
+  #childDied(child: Child, how: string): void {
+    const now = Date.now();
+    this.#deaths.push(now);
+    while (this.#deaths.length > 0 && this.#deaths[0]! < now - this.#crashWindowMs) {
+      this.#deaths.shift();
+    }
+    if (this.#deaths.length >= this.#crashLimit) {
+      this.#onCrashLoop(
+        `${this.#deaths.length} child processes died within ${this.#crashWindowMs} ms` +
+          ` (last: process ${child.index}, ${how})`,
+      );
+      return;
+    }
+    // Back off 100 ms, 200 ms, 400 ms ... for deaths close together.
+    const delay = Math.min(100 * 2 ** (this.#deaths.length - 1), 5000);
+    this.#log(`process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`);
+    setTimeout(() => {
+      if (this.#stopping || this.#children[child.index] !== child) return;
+      this.#startChild(child.index, this.port).catch((error) =>
+        this.#childDied(child, (error as Error).message)
+      );
+    }, delay);
+  }
+
+  /** The configuration in force. */
+  get config(): ServeConfig {
+    return this.#config;
+  }
+
+  /** Bumped by every applied change; the admin API's ETag. */
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Where numbers come from. */
+  get source(): LeaseSource {
+    return this.#source;
+  }
+
+  /**
+   * Applies a validated configuration to every child: live keys change at once, the process
+   * count grows or shrinks. Keys that need a restart must be unchanged.
+   *
+   * @param next The new configuration.
+   * @throws {RangeError} When a restart-only key differs; nothing is applied then.
+   */
+  async applyConfig(next: ServeConfig): Promise<void> {
+    const before = configToJson(this.#config);
+    const after = configToJson(next);
+    for (const key of RESTART_KEYS) {
+      if (next[key] !== this.#config[key]) {
+        throw new RangeError(`'${key}' cannot change while running: restart tallyho to change it`);
+      }
+    }
+    const changed = Object.keys(after).filter((key) => before[key] !== after[key]);
+    this.#config = next;
+    this.#generation++;
+    await Promise.all(
+      this.#children.filter((c) => c !== undefined).map((c) =>
+        this.#send(c, { type: "configure", config: next })
+      ),
+    );
+    const current = this.#children.length;
+    if (next.processes > current) {
+      await Promise.all(
+        Array.from(
+          { length: next.processes - current },
+          (_, i) => this.#startChild(current + i, this.port),
+        ),
+      );
+    } else if (next.processes < current) {
+      const surplus = this.#children.splice(next.processes);
+      await Promise.all(surplus.map((child) => this.#drainChild(child)));
+    }
+    this.#log(
+      `configuration generation ${this.#generation}: ` +
+        (changed.length === 0
+          ? "no change"
+          : changed.map((key) =>
+            `${key} ${JSON.stringify(before[key])} -> ${JSON.stringify(after[key])}`
+          )
+            .join(", ")),
+    );
+  }
+
+  /** Each serving process's latest figures (reported every second). */
+  processes(): ProcessFigures[] {
+    return this.#children.filter((c) => c !== undefined).map((c) => ({
+      index: c.index,
+      pid: c.pid,
+      threads: c.threads,
+    }));
+  }
+
+  /** The highest number any child has reported handing out. */
+  lastNumber(): number {
+    let highest = this.#highestNumberSeen;
+    for (const child of this.#children) {
+      for (const thread of child?.threads ?? []) highest = Math.max(highest, thread.lastNumber);
+    }
+    return highest;
+  }
+
+  async #drainChild(child: Child): Promise<void> {
+    child.retiring = true;
+    await this.#send(child, { type: "drain" });
+    const grace = this.#config.drainTimeoutMs + 2000;
+    const timer = setTimeout(() => child.process.kill("SIGKILL"), grace);
+    await child.exited;
+    clearTimeout(timer);
+  }
+
+  /**
+   * Drains every child (they stop accepting, finish replies in flight, close connections and
+   * exit) within the drain timeout, killing any that overrun, then closes the lease source.
+   */
+  async shutdown(): Promise<void> {
+    this.#stopping = true;
+    await Promise.all(
+      this.#children.filter((c) => c !== undefined).map((c) => this.#drainChild(c)),
+    );
+    await this.#source.close();
+  }
+
+  /** Kills every child at once (a second signal, or a failed start) and closes the source. */
+  async kill(): Promise<void> {
+    this.#stopping = true;
+    for (const child of this.#children) child?.process.kill("SIGKILL");
+    await Promise.all(this.#children.filter((c) => c !== undefined).map((c) => c.exited));
+    await this.#source.close();
+  }
+}
