@@ -37,5 +37,7 @@ export type FromWorker =
   | { type: "listening"; port: number; runtime: string }
   | { type: "failed"; code: string; message: string }
   | { type: "drained" }
+  /** The thread now serves with the configuration it was last sent. */
+  | { type: "configured" }
   /** The thread had to wait for a block of numbers: lease more now. */
   | { type: "starved" };

@@ -41,6 +41,8 @@ interface Slot {
   worker: Worker;
   listening: boolean;
   retired: boolean;
+  /** Resolvers waiting for this thread to confirm a configuration. */
+  configured: Array<() => void>;
 }
 
 /** Worker threads sharing one port, one number ledger and one stats buffer. */
@@ -105,13 +107,14 @@ export class ThreadPool {
 
   #startThread(thread: number, port: number): Promise<number> {
     const worker = new Worker(WORKER_URL, { type: "module" });
-    const slot: Slot = { worker, listening: false, retired: false };
+    const slot: Slot = { worker, listening: false, retired: false, configured: [] };
     this.#slots[thread] = slot;
     this.#highestThread = Math.max(this.#highestThread, thread + 1);
     return new Promise((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         if (message.type === "starved") this.#onStarved();
+        else if (message.type === "configured") slot.configured.shift()?.();
         else if (message.type === "listening") {
           slot.listening = true;
           resolve(message.port);
@@ -178,13 +181,20 @@ export class ThreadPool {
   /**
    * Passes a new configuration to every thread; it applies to the next message each reads.
    * A new thread count grows or shrinks the pool: new threads join the port, surplus ones drain
-   * (their connections finish) and end.
+   * (their connections finish) and end. Resolves once every thread serves with it.
    *
    * @param config The new configuration (same host and port).
    */
   async configure(config: ServeConfig): Promise<void> {
     this.#config = config;
-    for (const slot of this.#slots) this.#post(slot.worker, { type: "configure", config });
+    // Resolves once every thread has confirmed, so a client that connects after this returns is
+    // served with the new configuration.
+    await Promise.all(this.#slots.map((slot) =>
+      new Promise<void>((resolve) => {
+        slot.configured.push(resolve);
+        this.#post(slot.worker, { type: "configure", config });
+      })
+    ));
     const current = this.#slots.length;
     if (config.threads > current) {
       await Promise.all(

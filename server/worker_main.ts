@@ -40,6 +40,7 @@ scope.onmessage = async (event) => {
     }
     case "configure":
       handler?.configure(message.config);
+      scope.postMessage({ type: "configured" });
       break;
     case "drain":
       await listener?.shutdown(handler?.config.drainTimeoutMs ?? 0);

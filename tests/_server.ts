@@ -41,7 +41,12 @@ export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; c
 /** A server started by {@linkcode startTallyho}. */
 export interface TestServer {
   readonly port: number;
+  /** The supervisor's pid. */
   readonly pid: number;
+  /** Each serving process's pid by index, as last logged ("process I listening (pid P)"). */
+  childPids(): Map<number, number>;
+  /** Resolves once `pattern` appears in the output, or rejects after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpExecArray>;
   readonly child: ChildProcess;
   /** Everything printed so far. */
   output(): string;
@@ -86,6 +91,26 @@ export function startTallyho(args: string[] = []): Promise<TestServer> {
           pid: child.pid!,
           child,
           output: () => output,
+          childPids: () => {
+            const pids = new Map<number, number>();
+            for (const match of output.matchAll(/process (\d+) listening \(pid (\d+)\)/g)) {
+              pids.set(Number(match[1]), Number(match[2]));
+            }
+            return pids;
+          },
+          waitFor: async (pattern, timeoutMs = 10_000) => {
+            const deadline = Date.now() + timeoutMs;
+            for (;;) {
+              const match = pattern.exec(output);
+              if (match) return match;
+              if (Date.now() > deadline) {
+                throw new Error(
+                  `${pattern} did not appear within ${timeoutMs} ms; output:\n${output}`,
+                );
+              }
+              await new Promise((resolve) => setTimeout(resolve, 20));
+            }
+          },
           rss: () => readRss(child.pid!),
           stop: (signal = "SIGTERM") => {
             // process.kill, not child.kill: Deno's node:child_process records a signal sent with

@@ -24,6 +24,7 @@ interface BunSocket {
   data: Connection;
   write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
   end(): void;
+  shutdown(halfClose?: boolean): void;
   terminate(): void;
   pause(): void;
   resume(): void;
@@ -93,9 +94,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     if (length > 0) this.#send(socket, connection, this.#handler.output, length);
     else if (length < 0) {
       connection.closing = true;
-      // A peer breaking the protocol is cut at once; its queued replies are dropped.
+      // A peer breaking the protocol is cut at once; its queued replies are dropped. A refusal
+      // (no numbers) is a clean close after what was already queued.
       if (length === CLOSE_LINE_TOO_LONG) socket.terminate();
-      else socket.end();
+      else if (connection.queuedBytes === 0) socket.shutdown();
     }
   }
 
@@ -132,7 +134,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       queue.shift();
       connection.queuedBytes -= head.length;
     }
-    if (connection.closing) socket.end();
+    if (connection.closing) socket.shutdown();
     else if (connection.readPaused) {
       connection.readPaused = false;
       socket.resume();
@@ -153,9 +155,12 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   async shutdown(timeoutMs: number): Promise<void> {
     this.#listener.stop(false);
+    // Half-close (FIN) rather than close: a request the client sends meanwhile is read and
+    // dropped instead of drawing a reset, and the client sees a clean end of stream. The socket
+    // closes when the client closes its side (allowHalfOpen is off), or at the deadline.
     for (const socket of this.#sockets) {
       socket.data.closing = true;
-      if (socket.data.queuedBytes === 0) socket.end();
+      if (socket.data.queuedBytes === 0) socket.shutdown();
     }
     const deadline = Date.now() + timeoutMs;
     while (this.#sockets.size > 0 && Date.now() < deadline) {

@@ -77,9 +77,12 @@ class DenoThreadListener implements ThreadListener {
     stats[Stat.connectionsActive]!++;
     let buffer = new Uint8Array(FIRST_READ_BYTES);
     try {
-      while (!this.#draining) {
+      for (;;) {
         const read = await conn.read(buffer);
         if (read === null) break;
+        // Draining: our FIN is sent; what the client still sends is read and dropped (a close
+        // with unread data would reset the connection) until it closes its side.
+        if (this.#draining) continue;
         const length = handler.handle(tracked.state, buffer.subarray(0, read));
         if (length < 0) break;
         if (length > 0) {
@@ -91,6 +94,7 @@ class DenoThreadListener implements ThreadListener {
           tracked.writing = true;
           await writeAll(conn, out, length);
           tracked.writing = false;
+          if (this.#draining) await closeWriteQuietly(conn);
         }
         if (read === buffer.length && buffer.length < MAX_READ_BYTES) {
           buffer = new Uint8Array(buffer.length * 2);
@@ -112,9 +116,10 @@ class DenoThreadListener implements ThreadListener {
   async shutdown(timeoutMs: number): Promise<void> {
     this.#draining = true;
     this.#listener.close();
-    // Connections waiting to read are closed now; one being written closes after its write.
+    // Half-close (FIN) connections waiting to read now, one being written after its write; each
+    // closes when its client closes its side, or at the deadline.
     for (const tracked of this.#open) {
-      if (!tracked.writing) closeQuietly(tracked.conn);
+      if (!tracked.writing) closeWriteQuietly(tracked.conn);
     }
     const deadline = Date.now() + timeoutMs;
     while (this.#open.size > 0 && Date.now() < deadline) {
@@ -141,6 +146,14 @@ function isPeerGone(error: unknown): boolean {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function closeWriteQuietly(conn: Deno.Conn): Promise<void> {
+  try {
+    await conn.closeWrite();
+  } catch {
+    // Closed already.
+  }
 }
 
 function closeQuietly(conn: Deno.Conn): void {

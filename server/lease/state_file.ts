@@ -115,9 +115,14 @@ export function writeStateFile(path: string, next: number): void {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     return (error as { code?: string }).code === "EPERM";
+  }
+  // A killed holder whose parent has not reaped it yet is a zombie: it holds nothing.
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return true; // No /proc: trust kill(pid, 0).
   }
 }
 

@@ -15,7 +15,8 @@ export type ToChild =
   | { type: "grant"; id: number; first: number }
   /** A lease that could not be made; the child retries with backoff. */
   | { type: "deny"; id: number; message: string }
-  | { type: "configure"; config: ServeConfig }
+  /** Serve with `config` from now on; answered with `configured` and the same id. */
+  | { type: "configure"; id: number; config: ServeConfig }
   | { type: "drain" };
 
 /** Child to supervisor, on the child's stdout. */
@@ -24,4 +25,6 @@ export type FromChild =
   | { type: "failed"; code: string; message: string }
   | { type: "lease"; id: number; count: number }
   | { type: "stats"; threads: ThreadFigures[] }
+  /** Every thread of the child now serves with the configuration sent with `id`. */
+  | { type: "configured"; id: number }
   | { type: "drained"; threads: ThreadFigures[] };

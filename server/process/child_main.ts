@@ -87,6 +87,7 @@ export function runChild(): Promise<number> {
             break;
           case "configure":
             await server?.configure(message.config);
+            await send({ type: "configured", id: message.id });
             break;
           case "drain":
             await stop(0);

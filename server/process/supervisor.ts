@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { assertAddressFree } from "../address_probe.ts";
 import { selfCommand } from "../adapters/self_command.ts";
 import { AddressInUseError } from "../adapters/thread_listener.ts";
-import { RESTART_KEYS, type ServeConfig } from "../config.ts";
+import { FLAG_NAMES, RESTART_KEYS, type ServeConfig } from "../config.ts";
 import { configToJson } from "../config_json.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../thread_stats.ts";
@@ -51,6 +51,8 @@ interface Child {
   pid: number;
   threads: ThreadFigures[];
   exited: Promise<void>;
+  /** Configuration acknowledgements awaited, by id. */
+  configured: Map<number, () => void>;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
   retiring: boolean;
 }
@@ -125,6 +127,7 @@ export class Supervisor {
       threads: [],
       exited,
       retiring: false,
+      configured: new Map(),
     };
     this.#children[index] = child;
     return new Promise((resolve, reject) => {
@@ -146,6 +149,10 @@ export class Supervisor {
               break;
             case "lease":
               this.#lease(child, message.id, message.count);
+              break;
+            case "configured":
+              child.configured.get(message.id)?.();
+              child.configured.delete(message.id);
               break;
             case "stats":
             case "drained":
@@ -239,15 +246,24 @@ export class Supervisor {
     const after = configToJson(next);
     for (const key of RESTART_KEYS) {
       if (next[key] !== this.#config[key]) {
-        throw new RangeError(`'${key}' cannot change while running: restart tallyho to change it`);
+        throw new RangeError(
+          `'${FLAG_NAMES[key]}' cannot change while running: restart tallyho to change it`,
+        );
       }
     }
     const changed = Object.keys(after).filter((key) => before[key] !== after[key]);
     this.#config = next;
     this.#generation++;
+    const id = this.#generation;
+    // Wait for every child to confirm that all its threads serve with it; a child that dies
+    // meanwhile is restarted with the new configuration anyway.
     await Promise.all(
       this.#children.filter((c) => c !== undefined).map((c) =>
-        this.#send(c, { type: "configure", config: next })
+        new Promise<void>((resolve) => {
+          c.configured.set(id, resolve);
+          c.exited.then(resolve);
+          this.#send(c, { type: "configure", id, config: next });
+        })
       ),
     );
     const current = this.#children.length;

@@ -1,0 +1,162 @@
+/**
+ * The durable state file: its format, its checks, its lock, and the one-line errors an operator
+ * sees for each problem.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import {
+  lockStateFile,
+  readStateFile,
+  StateFileError,
+  StateFileLeaseSource,
+  writeStateFile,
+} from "../server/lease/state_file.ts";
+import { LineClient, replyNumber } from "./_client.ts";
+import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "tallyho-state-test-"));
+}
+
+test("state file round-trips its mark and a missing file reads as none", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    assert.equal(readStateFile(path), null);
+    writeStateFile(path, 2 ** 53 - 1);
+    assert.equal(readStateFile(path), 2 ** 53 - 1);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file leases persist the new mark before returning, once per lease", async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    const source = StateFileLeaseSource.open(path, 100);
+    assert.equal(readStateFile(path), 100, "created at the first number");
+    assert.equal(await source.lease(4096), 100);
+    assert.equal(readStateFile(path), 4196);
+    assert.equal(await source.lease(10), 4196);
+    assert.equal(readStateFile(path), 4206);
+    assert.equal(source.writes, 2);
+    await source.close();
+    const reopened = StateFileLeaseSource.open(path, 1);
+    assert.equal(await reopened.lease(1), 4206, "a restart resumes above the mark");
+    await reopened.close();
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file refuses corrupt, truncated, edited and foreign content, naming the file", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    writeStateFile(path, 12345);
+    const good = readFileSync(path, "utf8");
+    const cases: Array<[string, RegExp]> = [
+      [good.slice(0, good.length - 10), /corrupt or truncated/],
+      ["\u0000\u0001garbage", /corrupt or truncated/],
+      [good.replace("12345", "12"), /checksum does not match/],
+      [JSON.stringify({ format: "other", version: 1, next: 5 }), /is not a tallyho-state v1 file/],
+      ["", /corrupt or truncated/],
+    ];
+    for (const [content, expected] of cases) {
+      writeFileSync(path, content);
+      assert.throws(() => readStateFile(path), (error: Error) => {
+        assert.ok(error instanceof StateFileError);
+        assert.match(error.message, expected);
+        assert.ok(error.message.includes(path), "names the file");
+        return true;
+      });
+    }
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file lock refuses a second holder and takes over a dead one's", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    const unlock = lockStateFile(path);
+    assert.throws(() => lockStateFile(path), /is in use by another tallyho \(pid \d+/);
+    unlock();
+    writeFileSync(`${path}.lock`, "999999999\n"); // a pid that cannot exist
+    lockStateFile(path)();
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+const badStates: Array<[string, (path: string) => void, RegExp]> = [
+  ["corrupt", (p) => writeFileSync(p, "not json at all"), /is corrupt or truncated/],
+  ["truncated", (p) => {
+    writeStateFile(p, 777);
+    writeFileSync(p, readFileSync(p, "utf8").slice(0, 20));
+  }, /is corrupt or truncated/],
+  ["unreadable (a directory)", (p) => mkdirSync(p), /Cannot read state file .*: EISDIR/],
+];
+
+for (const [what, make, expected] of badStates) {
+  test(`[${UNDER_TEST}] cli: a ${what} state file stops the server with one line and exit 1`, async () => {
+    const dir = tempDir();
+    try {
+      const path = join(dir, "numbers.state");
+      make(path);
+      const { code, stderr, stdout } = await runTallyho(["--port", "0", "--state", path]);
+      assert.equal(code, 1, `exit code; stderr: ${stderr}`);
+      const lines = stderr.trim().split("\n");
+      assert.equal(lines.length, 1, `one line:\n${stderr}`);
+      assert.match(lines[0]!, expected);
+      assert.ok(lines[0]!.includes(path), "names the file");
+      assert.doesNotMatch(stdout, /listening/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test(`[${UNDER_TEST}] cli: a second server on a locked state file refuses with one line`, async () => {
+  const dir = tempDir();
+  const path = join(dir, "numbers.state");
+  const first = await startTallyho(["--threads", "1", "--state", path]);
+  try {
+    const { code, stderr } = await runTallyho(["--port", "0", "--state", path]);
+    assert.equal(code, 1);
+    assert.match(
+      stderr.trim(),
+      new RegExp(`^tallyho: State file ${path} is in use by another tallyho \\(pid ${first.pid},`),
+    );
+  } finally {
+    await first.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] cli: without --state the start says numbers restart; with it, numbers continue`, async () => {
+  const plain = await startTallyho(["--threads", "1"]);
+  await plain.stop();
+  assert.match(plain.output(), /numbers are kept in memory: they restart from 1 on the next start/);
+  const dir = tempDir();
+  try {
+    const path = join(dir, "numbers.state");
+    const seen: number[] = [];
+    for (let run = 0; run < 2; run++) {
+      const server = await startTallyho(["--threads", "1", "--state", path]);
+      const client = await LineClient.connect(server.port);
+      seen.push(replyNumber(await client.request("hi")));
+      client.close();
+      assert.equal(await server.stop(), 0);
+    }
+    assert.equal(seen[0], 1);
+    assert.ok(seen[1]! > seen[0]!, `second run continued above the first: ${seen}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
