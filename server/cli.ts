@@ -14,6 +14,7 @@ import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
 import { parseDuration } from "./config_json.ts";
+import { doctorMain } from "./doctor/doctor_main.ts";
 import { startServer } from "./serve.ts";
 import { VERSION } from "./version.ts";
 
@@ -41,6 +42,7 @@ Usage:
   tallyho [serve] [options]    start the server (the default command)
   tallyho --help               show this text
   tallyho --version            show the version and runtime
+  tallyho doctor [--json]      check this host's TCP settings against floods
 
 Options for serve:
   --host ADDRESS          address to listen on (default 0.0.0.0)
@@ -152,6 +154,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
   }
   try {
     if (command === "help") return printUsage(io);
+    if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const options = parseServeArgs(commandArgs);
     if (options === "help") return printUsage(io);
