@@ -13,6 +13,7 @@ import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
 import { ConfigFileError, parseDuration } from "./config_json.ts";
+import { doctorMain } from "./doctor/doctor_main.ts";
 import { StateFileError } from "./lease/state_file.ts";
 import { runChild } from "./process/child_main.ts";
 import { CHILD_COMMAND } from "./process/supervisor.ts";
@@ -43,6 +44,7 @@ Usage:
   tallyho [serve] [options]    start the server (the default command)
   tallyho --help               show this text
   tallyho --version            show the version and runtime
+  tallyho doctor [--json]      check this host's TCP settings against floods
 
 Options for serve:
   --host ADDRESS          address to listen on (default 0.0.0.0)
@@ -168,6 +170,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
   try {
     if (command === "help") return printUsage(io);
     if (command === CHILD_COMMAND) return await runChild();
+    if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);

@@ -1,0 +1,93 @@
+/**
+ * `tallyho doctor [--json]`: says, setting by setting, whether this host's TCP settings stand up
+ * to floods, and the command that fixes each one that does not.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import type { CliIo } from "../cli.ts";
+import { RUNTIME, RUNTIME_VERSION } from "../adapters/mod.ts";
+import { describe } from "../config.ts";
+import { diagnose, type DoctorOptions } from "./diagnose.ts";
+import { renderJson, renderText } from "./render.ts";
+
+/** Exit code when SYN cookies are off. */
+export const EXIT_SYNCOOKIES_OFF = 1;
+const EXIT_USAGE = 2;
+
+/** The usage text printed by `tallyho doctor --help`. */
+export function doctorUsage(): string {
+  return `Usage: tallyho doctor [--json]
+
+Reads this host's TCP settings (net.ipv4.tcp_syncookies, tcp_max_syn_backlog, tcp_synack_retries,
+net.core.somaxconn, tcp_abort_on_overflow, tcp_migrate_req, ip_local_port_range), the open-file
+limit and the listen backlog the runtime really gets, and says for each what is ok, what is risky
+and the command that changes it. Under 'ip netns exec NAME' it reports that namespace.
+
+Options:
+  --json       print the findings as JSON: { items: [{ name, value, verdict, why, fix }] }
+  -h, --help   show this text
+
+Exit codes: 0 done, 1 SYN cookies are off, 2 bad command line.`;
+}
+
+const FLAGS = {
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function parseError(error: Error): string {
+  const code = (error as { code?: string }).code;
+  const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `Unknown option '${flag}'`;
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    // A boolean flag given a value (`--json=yes`) is the only way to get here.
+    return `Option '${flag ?? "?"}' takes no value`;
+  }
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+    return `Unexpected argument ${describe(/'([^']*)'/.exec(error.message)?.[1] ?? "")}`;
+  }
+  return error.message.split("\n")[0]!;
+}
+
+const defaultIo: CliIo = {
+  out: (line) => console.log(line),
+  err: (line) => console.error(line),
+};
+
+/**
+ * Runs `tallyho doctor`.
+ *
+ * @param args The arguments after `doctor`.
+ * @param io Where to write; defaults to the console.
+ * @param options Where to read the host from; tests pass fake `/proc` values.
+ * @returns 0, 1 when SYN cookies are off, 2 for a bad command line.
+ *
+ * @example
+ * ```ts
+ * const code = await doctorMain(["--json"]);
+ * ```
+ */
+export async function doctorMain(
+  args: string[],
+  io: CliIo = defaultIo,
+  options: DoctorOptions = {},
+): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({ args, options: FLAGS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    io.err(`tallyho: ${parseError(error as Error)}`);
+    io.err(`Run 'tallyho doctor --help' for usage.`);
+    return EXIT_USAGE;
+  }
+  if (values.help) {
+    io.out(doctorUsage());
+    return 0;
+  }
+  const report = await diagnose(options);
+  if (values.json) io.out(renderJson(report));
+  else for (const line of renderText(report, `${RUNTIME} ${RUNTIME_VERSION}`)) io.out(line);
+  return report.syncookiesOff ? EXIT_SYNCOOKIES_OFF : 0;
+}
