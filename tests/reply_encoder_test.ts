@@ -29,3 +29,20 @@ test("reply encoder's maxReplyBytes fits the largest number", () => {
   const encoder = new ReplyEncoder("x");
   assert.equal(encoder.encode(2 ** 53 - 1).length, encoder.maxReplyBytes);
 });
+
+test("reply encoder is exact for every digit count and across the int32 split at 2^31", () => {
+  const encoder = new ReplyEncoder("");
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  for (let n = 1; n < 2 ** 53; n = n * 10 + 7) {
+    for (const v of [n, n + 1, n * 3]) {
+      if (v <= Number.MAX_SAFE_INTEGER) assert.equal(decode(encoder.encode(v)), `${v}\n`);
+    }
+  }
+  for (
+    const v of [2 ** 31 - 1, 2 ** 31, 2 ** 31 + 1, 1e9, 1e9 - 1, 2 ** 31 + 1e9, 5_000_000_000_000]
+  ) {
+    assert.equal(decode(encoder.encode(v)), `${v}\n`);
+  }
+  const long = new ReplyEncoder("g".repeat(40));
+  assert.equal(decode(long.encode(123)), `${"g".repeat(40)}123\n`);
+});
