@@ -16,6 +16,8 @@ export interface StartMessage {
   /** The process's number ledger (see lease/number_ledger.ts). */
   ledgerBuffer: SharedArrayBuffer;
   statsBuffer: SharedArrayBuffer;
+  /** The process's admission state (connection count, address table). */
+  gateBuffers: { active: SharedArrayBuffer; addresses: SharedArrayBuffer };
 }
 
 /** Main thread to worker: serve with a new configuration from now on. */

@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
-import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
+import { describe, DURATION_KEYS, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
 import { ConfigFileError, parseDuration } from "./config_json.ts";
 import { doctorMain } from "./doctor/doctor_main.ts";
 import { StateFileError } from "./lease/state_file.ts";
@@ -58,6 +58,17 @@ Options for serve:
   --first-number N        first number handed out, 1 to 2^53-1 (default 1)
   --drain-timeout TIME    how long a graceful stop waits, e.g. 10s or 500ms (default 10s)
   --processes N           serving processes under one supervisor, 1-64 (default 1)
+  --max-connections N     connections one process holds; more are closed at once
+                          (default: the open-file limit less 256, or less if memory is short)
+  --max-connections-per-address N   concurrent connections per client address (default 0: off)
+  --connection-rate N     new connections per second per client address (default 0: off)
+  --connection-burst N    connections an address may open at once (default: the rate)
+  --first-message-timeout TIME   close a connection silent this long (default 10s; 0 off)
+  --idle-timeout TIME     close a connection idle, mid-line or not reading this long (default 60s)
+  --max-pending-reply-bytes N    unsent replies above which a connection stops being read
+                          (default 1048576)
+  --allow CIDR,...        only these client ranges may connect (default: all)
+  --deny CIDR,...         client ranges refused at once (default: none)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
   --config FILE           JSON file with the same keys as these flags; flags override it, and
@@ -72,21 +83,11 @@ class UsageError extends Error {
 }
 
 const SERVE_FLAGS = {
-  host: { type: "string" },
-  port: { type: "string" },
-  threads: { type: "string" },
-  framing: { type: "string" },
-  "number-by": { type: "string" },
-  greeting: { type: "string" },
-  "max-line-bytes": { type: "string" },
-  "first-number": { type: "string" },
-  "drain-timeout": { type: "string" },
-  processes: { type: "string" },
-  state: { type: "string" },
+  ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
   config: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
-} as const;
+} as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
 
 function integerFlag(flag: string, text: string): number {
   if (!/^-?\d+$/.test(text)) {
@@ -96,45 +97,40 @@ function integerFlag(flag: string, text: string): number {
 }
 
 /**
- * Turns `serve` flags into options.
+ * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
+ * comma-separated lists for `allow` and `deny`, text for the rest.
  *
  * @param args The arguments after the command.
- * @returns The options, or `"help"` / `"version"`.
+ * @returns The options and the config file, or `"help"` / `"version"`.
  * @throws {UsageError} For an unknown flag or an unparsable value.
  */
 function parseServeArgs(
   args: string[],
 ): { options: ServeOptions; configFile: string | null } | "help" | "version" {
-  let parsed;
+  let values: Record<string, string | boolean | undefined>;
   try {
-    parsed = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false });
+    values = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false })
+      .values;
   } catch (error) {
     throw new UsageError(rewordParseError(error as Error));
   }
-  const v = parsed.values;
-  if (v.help) return "help";
-  if (v.version) return "version";
-  const options: ServeOptions = {};
-  if (v.host !== undefined) options.host = v.host;
-  if (v.port !== undefined) options.port = integerFlag(FLAG_NAMES.port, v.port);
-  if (v.threads !== undefined) options.threads = integerFlag(FLAG_NAMES.threads, v.threads);
-  if (v.framing !== undefined) options.framing = v.framing as ServeOptions["framing"] & string;
-  if (v["number-by"] !== undefined) {
-    options.numberBy = v["number-by"] as ServeOptions["numberBy"] & string;
+  if (values.help) return "help";
+  if (values.version) return "version";
+  const options: Record<string, unknown> = {};
+  for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
+    const text = values[flag];
+    if (typeof text !== "string") continue;
+    if (DURATION_KEYS.has(option)) options[option] = parseDuration(flag, text);
+    else if (option in LIMITS) options[option] = integerFlag(flag, text);
+    else if (option === "allow" || option === "deny") {
+      options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
+    } else options[option] = text;
   }
-  if (v.greeting !== undefined) options.greeting = v.greeting;
-  if (v["max-line-bytes"] !== undefined) {
-    options.maxLineBytes = integerFlag(FLAG_NAMES.maxLineBytes, v["max-line-bytes"]);
-  }
-  if (v["first-number"] !== undefined) {
-    options.firstNumber = integerFlag(FLAG_NAMES.firstNumber, v["first-number"]);
-  }
-  if (v["drain-timeout"] !== undefined) {
-    options.drainTimeoutMs = parseDuration(FLAG_NAMES.drainTimeoutMs, v["drain-timeout"]);
-  }
-  if (v.processes !== undefined) options.processes = integerFlag(FLAG_NAMES.processes, v.processes);
-  if (v.state !== undefined) options.state = v.state;
-  return { options, configFile: v.config ?? null };
+  const configFile = values.config;
+  return {
+    options: options as ServeOptions,
+    configFile: typeof configFile === "string" ? configFile : null,
+  };
 }
 
 // node:util's messages run long and mention positionals; say the one thing that matters.

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { CidrList } from "./limits/cidr_list.ts";
+
 /** How incoming bytes are cut into messages. */
 export type Framing = "chunk" | "line";
 /** Whether a connection keeps one number or every reply takes a new one. */
@@ -76,7 +78,71 @@ export interface ServeOptions {
    * @default {null}
    */
   state?: string | null;
+  /**
+   * Most connections one process holds; over it a new connection is accepted and closed at once
+   * (counted as `max_connections`). The default comes from the host: see {@linkcode HostFacts}.
+   * @default {open-file limit - 256, or less where memory is short}
+   */
+  maxConnections?: number;
+  /**
+   * Most concurrent connections from one client address (0: no limit). With P processes each
+   * process allows its share, `ceil(n / P)`.
+   * @default {0}
+   */
+  maxConnectionsPerAddress?: number;
+  /**
+   * New connections per second one client address may open (0: no limit), as a token bucket.
+   * With P processes each process allows `rate / P`.
+   * @default {0}
+   */
+  connectionRate?: number;
+  /**
+   * Connections one address may open at once after a quiet spell (0: the same as the rate).
+   * @default {0}
+   */
+  connectionBurst?: number;
+  /**
+   * Milliseconds a new connection may stay silent before it is closed (0: never).
+   * @default {10000}
+   */
+  firstMessageTimeoutMs?: number;
+  /**
+   * Milliseconds a connection may stay idle, a line may stay unfinished, or a client may leave
+   * replies unread before it is closed (0: never).
+   * @default {60000}
+   */
+  idleTimeoutMs?: number;
+  /**
+   * Unsent reply bytes above which a connection stops being read (a client that does not read).
+   * @default {1048576}
+   */
+  maxPendingReplyBytes?: number;
+  /**
+   * Client ranges allowed to connect (CIDR); empty allows everyone not denied.
+   * @default {[]}
+   */
+  allow?: string[];
+  /**
+   * Client ranges refused at once (CIDR); checked after `allow`.
+   * @default {[]}
+   */
+  deny?: string[];
 }
+
+/** What the defaults are derived from. */
+export interface HostFacts {
+  /** Cores to size the thread pool for. */
+  cores: number;
+  /** The process's open-file limit (the runtimes raise the soft limit to the hard one). */
+  openFiles: number;
+  /** Memory in bytes. */
+  memoryBytes: number;
+}
+
+/** Descriptors kept back from the connection cap for listeners, logs, pipes and the runtime. */
+export const RESERVED_FILES = 256;
+/** Kernel and server memory budgeted per connection when deriving the cap from memory. */
+export const BUDGET_BYTES_PER_CONNECTION = 64 * 1024;
 
 /** A fully resolved, validated configuration. */
 export type ServeConfig = Required<ServeOptions>;
@@ -89,6 +155,13 @@ export const LIMITS = {
   firstNumber: { min: 1, max: MAX_NUMBER },
   drainTimeoutMs: { min: 0, max: 3_600_000 },
   processes: { min: 1, max: 64 },
+  maxConnections: { min: 1, max: 10_000_000 },
+  maxConnectionsPerAddress: { min: 0, max: 10_000_000 },
+  connectionRate: { min: 0, max: 10_000_000 },
+  connectionBurst: { min: 0, max: 10_000_000 },
+  firstMessageTimeoutMs: { min: 0, max: 86_400_000 },
+  idleTimeoutMs: { min: 0, max: 86_400_000 },
+  maxPendingReplyBytes: { min: 1024, max: 1024 * 1024 * 1024 },
   greetingBytes: { min: 0, max: 1024 },
 } as const;
 
@@ -105,7 +178,23 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   drainTimeoutMs: "drain-timeout",
   processes: "processes",
   state: "state",
+  maxConnections: "max-connections",
+  maxConnectionsPerAddress: "max-connections-per-address",
+  connectionRate: "connection-rate",
+  connectionBurst: "connection-burst",
+  firstMessageTimeoutMs: "first-message-timeout",
+  idleTimeoutMs: "idle-timeout",
+  maxPendingReplyBytes: "max-pending-reply-bytes",
+  allow: "allow",
+  deny: "deny",
 };
+
+/** Keys whose values are durations (milliseconds inside, `10s` / `500ms` outside). */
+export const DURATION_KEYS: ReadonlySet<keyof ServeOptions> = new Set([
+  "drainTimeoutMs",
+  "firstMessageTimeoutMs",
+  "idleTimeoutMs",
+]);
 
 /** Keys that only take effect when the listener is bound or the numbers are opened. */
 export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
@@ -116,16 +205,32 @@ export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
 ];
 
 /**
+ * The connection cap a host can hold: its open-file limit less a reserve, and no more than half
+ * its memory at {@linkcode BUDGET_BYTES_PER_CONNECTION} each.
+ *
+ * @param host The host's facts.
+ * @returns Connections per process.
+ */
+export function hostConnectionCap(host: HostFacts): number {
+  const byFiles = Math.max(1, host.openFiles - RESERVED_FILES);
+  const byMemory = Math.max(1, Math.floor(host.memoryBytes / 2 / BUDGET_BYTES_PER_CONNECTION));
+  return Math.min(byFiles, byMemory, LIMITS.maxConnections.max);
+}
+
+/**
  * Returns the defaults for this host.
  *
- * @param cores The number of cores to size the thread pool for.
+ * @param cores The number of cores to size the thread pool for, or the host's facts.
  * @returns A complete configuration.
  */
-export function defaultConfig(cores: number): ServeConfig {
+export function defaultConfig(cores: number | HostFacts): ServeConfig {
+  const host: HostFacts = typeof cores === "number"
+    ? { cores, openFiles: 20_000, memoryBytes: 4 * 1024 ** 3 }
+    : cores;
   return {
     host: "0.0.0.0",
     port: 9000,
-    threads: Math.max(1, Math.min(cores, LIMITS.threads.max)),
+    threads: Math.max(1, Math.min(host.cores, LIMITS.threads.max)),
     framing: "chunk",
     numberBy: "connection",
     greeting: "Hello World",
@@ -134,6 +239,15 @@ export function defaultConfig(cores: number): ServeConfig {
     drainTimeoutMs: 10_000,
     processes: 1,
     state: null,
+    maxConnections: hostConnectionCap(host),
+    maxConnectionsPerAddress: 0,
+    connectionRate: 0,
+    connectionBurst: 0,
+    firstMessageTimeoutMs: 10_000,
+    idleTimeoutMs: 60_000,
+    maxPendingReplyBytes: 1024 * 1024,
+    allow: [],
+    deny: [],
   };
 }
 
@@ -173,6 +287,45 @@ export function describe(value: unknown): string {
   if (value === undefined) return "nothing";
   const text = JSON.stringify(value) ?? String(value);
   return text.length > 60 ? text.slice(0, 57) + "..." : text;
+}
+
+function cidrs(name: "allow" | "deny", value: unknown): string[] {
+  if (!Array.isArray(value) || value.some((item) => typeof item !== "string")) {
+    throw new TypeError(`'${name}' must be a list of CIDR ranges: got ${describe(value)}`);
+  }
+  new CidrList(value, name); // throws a RangeError naming the range that is not valid
+  return [...value];
+}
+
+/**
+ * Lowers what the host cannot hold, with a warning for each that names the limit and how to
+ * raise it.
+ *
+ * @param config A resolved configuration.
+ * @param host The host's facts.
+ * @returns The configuration to run with, and the warnings.
+ */
+export function clampToHost(
+  config: ServeConfig,
+  host: HostFacts,
+): { config: ServeConfig; warnings: string[] } {
+  const warnings: string[] = [];
+  const cap = Math.max(1, host.openFiles - RESERVED_FILES);
+  if (config.maxConnections > cap) {
+    warnings.push(
+      `'max-connections' ${config.maxConnections} is above what this process can open ` +
+        `(open-file limit ${host.openFiles} less ${RESERVED_FILES} reserved): using ${cap}. ` +
+        `Raise it with 'ulimit -n' (or LimitNOFILE= in a systemd unit) and restart`,
+    );
+    config = { ...config, maxConnections: cap };
+  }
+  if (config.threads > host.cores * 4) {
+    warnings.push(
+      `'threads' ${config.threads} is more than 4 per core on this ${host.cores}-core host: ` +
+        `threads beyond the cores only add context switches`,
+    );
+  }
+  return { config, warnings };
 }
 
 function stateFile(value: unknown): string | null {
@@ -236,5 +389,17 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     drainTimeoutMs: integerIn("drainTimeoutMs", merged.drainTimeoutMs),
     processes: integerIn("processes", merged.processes),
     state: stateFile(merged.state),
+    maxConnections: integerIn("maxConnections", merged.maxConnections),
+    maxConnectionsPerAddress: integerIn(
+      "maxConnectionsPerAddress",
+      merged.maxConnectionsPerAddress,
+    ),
+    connectionRate: integerIn("connectionRate", merged.connectionRate),
+    connectionBurst: integerIn("connectionBurst", merged.connectionBurst),
+    firstMessageTimeoutMs: integerIn("firstMessageTimeoutMs", merged.firstMessageTimeoutMs),
+    idleTimeoutMs: integerIn("idleTimeoutMs", merged.idleTimeoutMs),
+    maxPendingReplyBytes: integerIn("maxPendingReplyBytes", merged.maxPendingReplyBytes),
+    allow: cidrs("allow", merged.allow),
+    deny: cidrs("deny", merged.deny),
   };
 }

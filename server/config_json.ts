@@ -7,7 +7,13 @@
  */
 
 import { readFileSync } from "node:fs";
-import { describe, FLAG_NAMES, type ServeConfig, type ServeOptions } from "./config.ts";
+import {
+  describe,
+  DURATION_KEYS,
+  FLAG_NAMES,
+  type ServeConfig,
+  type ServeOptions,
+} from "./config.ts";
 
 /** A configuration file that cannot be read or parsed; the message names the file. */
 export class ConfigFileError extends Error {
@@ -95,7 +101,7 @@ export function optionsFromJson(json: unknown): ServeOptions {
   for (const [key, value] of Object.entries(json)) {
     const option = OPTION_BY_FLAG.get(key);
     if (option === undefined) throw new TypeError(`Unknown configuration key '${key}'`);
-    options[option] = option === "drainTimeoutMs" ? parseDuration(key, value) : value;
+    options[option] = DURATION_KEYS.has(option) ? parseDuration(key, value) : value;
   }
   return options as ServeOptions;
 }
@@ -110,7 +116,9 @@ export function configToJson(config: ServeConfig): Record<string, unknown> {
   const json: Record<string, unknown> = {};
   for (const [option, flag] of Object.entries(FLAG_NAMES)) {
     const value = config[option as keyof ServeConfig];
-    json[flag] = option === "drainTimeoutMs" ? formatDuration(value as number) : value;
+    json[flag] = DURATION_KEYS.has(option as keyof ServeConfig)
+      ? formatDuration(value as number)
+      : value;
   }
   return json;
 }

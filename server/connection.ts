@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { IpWords } from "./limits/ip_key.ts";
 import type { LineState } from "./line_scanner.ts";
 
 /** Per-connection state; the adapters keep one per socket and nothing else per connection. */
@@ -22,4 +23,18 @@ export class Connection implements LineState {
   readPaused = false;
   /** Whether the server is closing this connection once its queue is written. */
   closing = false;
+  /** Whether the gate admitted it (and must count it out when it closes). */
+  admitted = false;
+  /** The client's address while the address table counts it. */
+  address: IpWords | null = null;
+  /** When it was accepted (ms). */
+  openedAt = 0;
+  /** When it last delivered data (ms); 0 until its first read. */
+  lastReadAt = 0;
+  /** When it last read or had replies written (ms). */
+  lastActivityAt = 0;
+  /** When its unfinished line began (ms); 0 when no line is unfinished. */
+  lineStartedAt = 0;
+  /** Since when replies have waited on a client that does not read (ms); 0 when none wait. */
+  blockedSince = 0;
 }

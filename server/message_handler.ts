@@ -10,6 +10,7 @@ import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
 import { type NumberLedger, NumbersUnavailableError } from "./lease/number_ledger.ts";
+import type { CoarseClock } from "./limits/timeouts.ts";
 import { Stat } from "./thread_stats.ts";
 
 /** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
@@ -39,6 +40,7 @@ export class MessageHandler {
   #encoder: ReplyEncoder;
   readonly #ledger: NumberLedger;
   readonly #waitMs: number;
+  readonly #clock: CoarseClock;
   readonly #stats: Float64Array;
 
   /**
@@ -46,13 +48,16 @@ export class MessageHandler {
    * @param ledger The process's numbers.
    * @param stats This thread's stats row.
    * @param waitMs How long to wait for a block (0 on a main thread, which may not wait).
+   * @param clock The thread's coarse clock, for the timeouts' timestamps.
    */
   constructor(
     config: ServeConfig,
     ledger: NumberLedger,
     stats: Float64Array,
     waitMs = NUMBER_WAIT_MS,
+    clock: CoarseClock = { now: 0 },
   ) {
+    this.#clock = clock;
     this.#config = config;
     this.#encoder = new ReplyEncoder(config.greeting);
     this.#ledger = ledger;
@@ -89,7 +94,10 @@ export class MessageHandler {
    */
   handle(connection: Connection, chunk: Uint8Array): number {
     const stats = this.#stats;
+    const now = this.#clock.now;
     stats[Stat.bytesIn]! += chunk.length;
+    connection.lastReadAt = now;
+    connection.lastActivityAt = now;
     let messages = 1;
     if (this.#config.framing === "line") {
       messages = scanLines(chunk, connection, this.#config.maxLineBytes);
@@ -97,6 +105,9 @@ export class MessageHandler {
         stats[Stat.closedLineTooLong]!++;
         return CLOSE_LINE_TOO_LONG;
       }
+      // A line left unfinished starts its clock when it begins, not at each byte (slowloris).
+      if (connection.pendingLineBytes === 0) connection.lineStartedAt = 0;
+      else if (messages > 0 || connection.lineStartedAt === 0) connection.lineStartedAt = now;
       if (messages === 0) return 0;
     }
     stats[Stat.messages]! += messages;

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { availableParallelism } from "node:os";
 import { assertAddressFree } from "./address_probe.ts";
 import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
+import { readHostFacts } from "./host_facts.ts";
 import { LeaseKeeper } from "./lease/lease_keeper.ts";
 import { MemoryLeaseSource } from "./lease/lease_source.ts";
 import { BLOCK_SIZE, NumberLedger } from "./lease/number_ledger.ts";
@@ -69,7 +69,7 @@ export async function startServer(
   options: ServeOptions = {},
   start: StartOptions = {},
 ): Promise<RunningServer> {
-  const config = resolveConfig(options, defaultConfig(availableParallelism()));
+  const config = resolveConfig(options, defaultConfig(readHostFacts()));
   if (start.joinPort === undefined) await assertAddressFree(config.host, config.port);
   const log = start.log ?? (() => {});
   const source = new MemoryLeaseSource(config.firstNumber);

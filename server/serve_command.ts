@@ -7,10 +7,17 @@
  * @module
  */
 
-import { availableParallelism } from "node:os";
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
-import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
+import {
+  clampToHost,
+  defaultConfig,
+  resolveConfig,
+  type ServeConfig,
+  type ServeOptions,
+} from "./config.ts";
+import { readHostFacts } from "./host_facts.ts";
+import { ADDRESS_TABLE_BYTES } from "./limits/connection_gate.ts";
 import { readConfigFile } from "./config_json.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
 import { StateFileLeaseSource } from "./lease/state_file.ts";
@@ -24,16 +31,21 @@ export interface ServeIo {
 }
 
 /**
- * Resolves the configuration: defaults, then the config file, then the flags.
+ * Resolves the configuration: defaults derived from this host, then the config file, then the
+ * flags; then lowers what the host cannot hold, with a warning for each.
  *
  * @param flags What the command line set.
  * @param configFile The `--config` file, if any.
- * @returns The validated configuration.
+ * @returns The validated configuration and the warnings.
  * @throws {ConfigFileError | TypeError | RangeError} Naming the file or the field.
  */
-export function loadConfig(flags: ServeOptions, configFile: string | null): ServeConfig {
+export function loadConfig(
+  flags: ServeOptions,
+  configFile: string | null,
+): { config: ServeConfig; warnings: string[] } {
+  const host = readHostFacts();
   const fromFile = configFile === null ? {} : readConfigFile(configFile);
-  return resolveConfig({ ...fromFile, ...flags }, defaultConfig(availableParallelism()));
+  return clampToHost(resolveConfig({ ...fromFile, ...flags }, defaultConfig(host)), host);
 }
 
 function openSource(config: ServeConfig): LeaseSource {
@@ -55,8 +67,9 @@ export async function runServe(
   configFile: string | null,
   io: ServeIo,
 ): Promise<number> {
-  const config = loadConfig(flags, configFile);
+  const { config, warnings } = loadConfig(flags, configFile);
   const log = (line: string) => io.out(`tallyho: ${line}`);
+  for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
   const source = openSource(config);
@@ -84,7 +97,9 @@ export async function runServe(
       return;
     }
     try {
-      await supervisor.applyConfig(loadConfig(flags, configFile));
+      const reloaded = loadConfig(flags, configFile);
+      for (const warning of reloaded.warnings) io.err(`tallyho: warning: ${warning}`);
+      await supervisor.applyConfig(reloaded.config);
     } catch (error) {
       log(
         `SIGHUP: configuration not applied, keeping generation ${supervisor.generation}: ${
@@ -99,6 +114,13 @@ export async function runServe(
       ` with ${c.processes} process${c.processes === 1 ? "" : "es"} x ${c.threads} thread${
         c.threads === 1 ? "" : "s"
       } (framing ${c.framing}, numbering by ${c.numberBy})`,
+  );
+  log(
+    `limits per process: ${c.maxConnections} connections` +
+      `, ${c.maxConnectionsPerAddress || "unlimited"} per address` +
+      `, ${c.connectionRate ? `${c.connectionRate}/s per address` : "no rate limit"}` +
+      `; timeouts: first message ${c.firstMessageTimeoutMs} ms, idle ${c.idleTimeoutMs} ms` +
+      `; address table ${ADDRESS_TABLE_BYTES} bytes`,
   );
   const winner = await Promise.race([
     signals.first.then((name) => ({ crash: false, name })),

@@ -9,6 +9,7 @@
 import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
+import { createGateBuffers } from "./limits/connection_gate.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -60,6 +61,7 @@ export class ThreadPool {
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
   readonly #deaths: number[] = [];
+  readonly #gateBuffers = createGateBuffers();
   #highestThread = 0;
   #stopping = false;
 
@@ -140,6 +142,7 @@ export class ThreadPool {
         thread,
         ledgerBuffer: this.#ledger.buffer,
         statsBuffer: this.statsBuffer,
+        gateBuffers: this.#gateBuffers,
       });
     });
   }

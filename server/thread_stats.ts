@@ -21,6 +21,15 @@ export const STAT_NAMES = [
   "closedNumbersUnavailable",
   "closedPeerError",
   "acceptErrors",
+  "rejectedMaxConnections",
+  "rejectedAddressCap",
+  "rejectedRate",
+  "rejectedDenied",
+  "untrackedAddresses",
+  "closedFirstMessageTimeout",
+  "closedIdleTimeout",
+  "closedUnfinishedLine",
+  "closedSlowReader",
   "readPauses",
 ] as const;
 

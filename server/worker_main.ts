@@ -8,6 +8,8 @@
 import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
+import { ConnectionGate } from "./limits/connection_gate.ts";
+import { type CoarseClock, SWEEP_EVERY_MS } from "./limits/timeouts.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -19,7 +21,11 @@ const scope = globalThis as unknown as {
 };
 
 let handler: MessageHandler | null = null;
+let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
+// One Date.now() per tick for every timestamp the hot path takes (see limits/timeouts.ts).
+const clock: CoarseClock = { now: Date.now() };
+setInterval(() => (clock.now = Date.now()), SWEEP_EVERY_MS / 5);
 
 scope.onmessage = async (event) => {
   const message = event.data;
@@ -28,9 +34,17 @@ scope.onmessage = async (event) => {
       const ledger = new NumberLedger(message.ledgerBuffer);
       ledger.onStarved = () => scope.postMessage({ type: "starved" });
       const stats = statsRow(message.statsBuffer, message.thread);
-      handler = new MessageHandler(message.config, ledger, stats);
+      handler = new MessageHandler(message.config, ledger, stats, undefined, clock);
+      gate = new ConnectionGate(message.gateBuffers, message.config, stats);
       try {
-        listener = await listen({ host: message.config.host, port: message.port, handler, stats });
+        listener = await listen({
+          host: message.config.host,
+          port: message.port,
+          handler,
+          stats,
+          gate,
+          clock,
+        });
         scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
       } catch (error) {
         const code = error instanceof AddressInUseError ? "EADDRINUSE" : "LISTEN_FAILED";
@@ -40,6 +54,7 @@ scope.onmessage = async (event) => {
     }
     case "configure":
       handler?.configure(message.config);
+      gate?.configure(message.config);
       scope.postMessage({ type: "configured" });
       break;
     case "drain":

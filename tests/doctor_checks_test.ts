@@ -17,7 +17,7 @@ import {
   renderText,
 } from "../server/doctor/mod.ts";
 
-/** Values of a host set up as server/doctor/README.md recommends. */
+/** Values of a host set up as the README's "Running tallyho on the internet" recommends. */
 const GOOD: Record<string, string> = {
   "sys/net/ipv4/tcp_syncookies": "1\n",
   "sys/net/ipv4/tcp_max_syn_backlog": "8192\n",

@@ -12,16 +12,16 @@
 
 import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
+import type { ConnectionGate } from "../limits/connection_gate.ts";
+import { type CoarseClock, overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
-
-/** Unsent reply bytes above which a connection stops being read. */
-export const HIGH_WATER_BYTES = 1024 * 1024;
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).
 interface BunSocket {
   data: Connection;
+  readonly remoteAddress: string;
   write(data: Uint8Array, byteOffset?: number, byteLength?: number): number;
   end(): void;
   shutdown(halfClose?: boolean): void;
@@ -56,10 +56,15 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
+  readonly #gate: ConnectionGate;
+  readonly #clock: CoarseClock;
+  readonly #sweeper: ReturnType<typeof setInterval>;
 
-  constructor({ host, port, handler, stats }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
+    this.#gate = gate;
+    this.#clock = clock;
     const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
     // One handler object, made once per listener, serves every socket.
     const socket: BunSocketHandler = {
@@ -78,10 +83,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       throw error;
     }
     this.port = this.#listener.port;
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_EVERY_MS);
   }
 
   open(socket: BunSocket): void {
-    socket.data = new Connection();
+    const connection = new Connection();
+    socket.data = connection;
+    if (!this.#gate.admit(connection, socket.remoteAddress, this.#clock.now)) {
+      // Refused: closed at once with a reset, so a flood costs no TIME_WAIT and no buffers here.
+      connection.closing = true;
+      socket.terminate();
+      return;
+    }
     this.#sockets.add(socket);
     this.#stats[Stat.connectionsAccepted]!++;
     this.#stats[Stat.connectionsActive]!++;
@@ -111,7 +124,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     // The output buffer is reused for the next read, so what the kernel did not take is copied.
     connection.queue.push(bytes.slice(written, length));
     connection.queuedBytes += length - written;
-    if (connection.queuedBytes > HIGH_WATER_BYTES && !connection.readPaused) {
+    if (connection.blockedSince === 0) connection.blockedSince = this.#clock.now;
+    if (
+      connection.queuedBytes > this.#handler.config.maxPendingReplyBytes && !connection.readPaused
+    ) {
       connection.readPaused = true;
       this.#stats[Stat.readPauses]!++;
       socket.pause();
@@ -134,6 +150,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       queue.shift();
       connection.queuedBytes -= head.length;
     }
+    connection.blockedSince = 0;
+    connection.lastActivityAt = this.#clock.now;
     if (connection.closing) socket.shutdown();
     else if (connection.readPaused) {
       connection.readPaused = false;
@@ -145,6 +163,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     if (!this.#sockets.delete(socket)) return;
     this.#stats[Stat.connectionsActive]!--;
     const connection = socket.data;
+    this.#gate.release(connection, this.#clock.now);
     connection.queue.length = 0;
     connection.queuedBytes = 0;
   }
@@ -153,7 +172,28 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     this.#stats[Stat.closedPeerError]!++;
   }
 
+  #sweep(): void {
+    const now = this.#clock.now;
+    const config = this.#handler.config;
+    for (const socket of this.#sockets) {
+      const connection = socket.data;
+      if (connection.closing) continue;
+      const reason = overstayed(connection, now, config);
+      if (reason < 0) continue;
+      this.#stats[reason]!++;
+      connection.closing = true;
+      // Idle and silent clients get a clean close; a slowloris or a client that never reads
+      // gets a reset, which frees the socket and its unsent replies at once.
+      if (reason === Stat.closedIdleTimeout || reason === Stat.closedFirstMessageTimeout) {
+        socket.end();
+      } else {
+        socket.terminate();
+      }
+    }
+  }
+
   async shutdown(timeoutMs: number): Promise<void> {
+    clearInterval(this.#sweeper);
     this.#listener.stop(false);
     // Half-close (FIN) rather than close: a request the client sends meanwhile is read and
     // dropped instead of drawing a reset, and the client sees a clean end of stream. The socket

@@ -11,6 +11,8 @@
 
 import { Connection } from "../connection.ts";
 import type { MessageHandler } from "../message_handler.ts";
+import type { ConnectionGate } from "../limits/connection_gate.ts";
+import { type CoarseClock, overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
 
@@ -32,11 +34,16 @@ class DenoThreadListener implements ThreadListener {
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #open = new Set<Tracked>();
+  readonly #gate: ConnectionGate;
+  readonly #clock: CoarseClock;
+  readonly #sweeper: ReturnType<typeof setInterval>;
   #draining = false;
 
-  constructor({ host, port, handler, stats }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
+    this.#gate = gate;
+    this.#clock = clock;
     try {
       this.#listener = Deno.listen({ hostname: host, port, reusePort: true, transport: "tcp" });
     } catch (error) {
@@ -46,7 +53,20 @@ class DenoThreadListener implements ThreadListener {
       throw error;
     }
     this.port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_EVERY_MS);
     this.#acceptLoop();
+  }
+
+  #sweep(): void {
+    const now = this.#clock.now;
+    const config = this.#handler.config;
+    for (const tracked of this.#open) {
+      const reason = overstayed(tracked.state, now, config);
+      if (reason < 0 || tracked.state.closing) continue;
+      this.#stats[reason]!++;
+      tracked.state.closing = true;
+      closeQuietly(tracked.conn); // the pending read or write rejects and the loop ends
+    }
   }
 
   async #acceptLoop(): Promise<void> {
@@ -72,6 +92,11 @@ class DenoThreadListener implements ThreadListener {
     const stats = this.#stats;
     const handler = this.#handler;
     const tracked: Tracked = { conn, state: new Connection(), writing: false };
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    if (!this.#gate.admit(tracked.state, remote.hostname, this.#clock.now)) {
+      closeQuietly(conn); // refused: closed at once, counted by the gate
+      return;
+    }
     this.#open.add(tracked);
     stats[Stat.connectionsAccepted]!++;
     stats[Stat.connectionsActive]!++;
@@ -92,7 +117,12 @@ class DenoThreadListener implements ThreadListener {
             ? handler.output
             : handler.output.slice(0, length);
           tracked.writing = true;
+          // A write that does not finish means the client is not reading: the sweep closes it
+          // once it has waited longer than the idle timeout.
+          tracked.state.blockedSince = this.#clock.now;
           await writeAll(conn, out, length);
+          tracked.state.blockedSince = 0;
+          tracked.state.lastActivityAt = this.#clock.now;
           tracked.writing = false;
           if (this.#draining) await closeWriteQuietly(conn);
         }
@@ -104,6 +134,7 @@ class DenoThreadListener implements ThreadListener {
       if (!this.#draining) stats[Stat.closedPeerError]!++;
     } finally {
       this.#open.delete(tracked);
+      this.#gate.release(tracked.state, this.#clock.now);
       stats[Stat.connectionsActive]!--;
       try {
         conn.close();
@@ -114,6 +145,7 @@ class DenoThreadListener implements ThreadListener {
   }
 
   async shutdown(timeoutMs: number): Promise<void> {
+    clearInterval(this.#sweeper);
     this.#draining = true;
     this.#listener.close();
     // Half-close (FIN) connections waiting to read now, one being written after its write; each

@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { ConnectionGate } from "../limits/connection_gate.ts";
+import type { CoarseClock } from "../limits/timeouts.ts";
 import type { MessageHandler } from "../message_handler.ts";
 
 /** What a runtime adapter is given to start one thread's listener. */
@@ -14,6 +16,10 @@ export interface ListenOptions {
   handler: MessageHandler;
   /** The thread's stats row. */
   stats: Float64Array;
+  /** Admission: allow/deny lists, the connection cap, per-address limits. */
+  gate: ConnectionGate;
+  /** The thread's coarse clock. */
+  clock: CoarseClock;
 }
 
 /** One thread's running listener. */

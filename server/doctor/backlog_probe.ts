@@ -15,6 +15,7 @@ import { type Listen, listen as runtimeListen } from "../adapters/mod.ts";
 import { defaultConfig, resolveConfig } from "../config.ts";
 import { MessageHandler } from "../message_handler.ts";
 import { NumberLedger } from "../lease/number_ledger.ts";
+import { ConnectionGate, createGateBuffers } from "../limits/connection_gate.ts";
 import { createStatsBuffer, statsRow } from "../thread_stats.ts";
 import { parseSsBacklog } from "./parse_ss_listen.ts";
 
@@ -88,7 +89,16 @@ export async function probeListenBacklog(
   const stats = statsRow(createStatsBuffer(1), 0);
   // No block is ever granted: the probe only listens, it never numbers anyone.
   const handler = new MessageHandler(config, NumberLedger.create(), stats, 0);
-  const listener = await (options.listen ?? runtimeListen)({ host, port: 0, handler, stats });
+  const gate = new ConnectionGate(createGateBuffers(), config, stats);
+  const clock = { now: Date.now() };
+  const listener = await (options.listen ?? runtimeListen)({
+    host,
+    port: 0,
+    handler,
+    stats,
+    gate,
+    clock,
+  });
   try {
     // A filter, not a full listing: the host may have tens of thousands of sockets.
     const text = await (options.runSs ?? runSs)(["-ltn", `sport = :${listener.port}`]);

@@ -1,0 +1,133 @@
+/**
+ * Admission of new connections, the same on every runtime: the allow and deny lists, the
+ * process's connection cap and the per-address cap and rate. A refused connection is accepted and
+ * closed at once by the adapter, so the kernel's queues keep moving, and is counted by reason.
+ *
+ * @module
+ */
+
+import type { ServeConfig } from "../config.ts";
+import type { Connection } from "../connection.ts";
+import { Stat } from "../thread_stats.ts";
+import {
+  type AddressLimits,
+  AddressTable,
+  BYTES_PER_ADDRESS,
+  OVER_ADDRESS_CAP,
+  OVER_RATE,
+  UNTRACKED,
+} from "./address_table.ts";
+import { CidrList } from "./cidr_list.ts";
+import { parseIp } from "./ip_key.ts";
+
+/** Addresses a process tracks at once: 64 Ki slots, 4.25 MiB of shared memory. */
+export const ADDRESS_TABLE_SLOTS = 65536;
+
+/** Shared memory for a process's gate: its connection count and its address table. */
+export function createGateBuffers(): { active: SharedArrayBuffer; addresses: SharedArrayBuffer } {
+  return {
+    active: new SharedArrayBuffer(4),
+    addresses: AddressTable.create(ADDRESS_TABLE_SLOTS).buffer,
+  };
+}
+
+/** Bytes the address table costs per process, for the README and the start log. */
+export const ADDRESS_TABLE_BYTES = ADDRESS_TABLE_SLOTS * (BYTES_PER_ADDRESS + 4);
+
+/** One thread's view of its process's gate. */
+export class ConnectionGate {
+  readonly #active: Int32Array;
+  readonly #table: AddressTable;
+  readonly #stats: Float64Array;
+  #config!: ServeConfig;
+  #allow!: CidrList;
+  #deny!: CidrList;
+  #limits!: AddressLimits;
+
+  /**
+   * @param buffers From {@linkcode createGateBuffers}, shared by the process's threads.
+   * @param config The configuration in force.
+   * @param stats This thread's stats row.
+   */
+  constructor(
+    buffers: { active: SharedArrayBuffer; addresses: SharedArrayBuffer },
+    config: ServeConfig,
+    stats: Float64Array,
+  ) {
+    this.#active = new Int32Array(buffers.active);
+    this.#table = new AddressTable(buffers.addresses);
+    this.#stats = stats;
+    this.configure(config);
+  }
+
+  /** Applies new limits to connections admitted from now on. */
+  configure(config: ServeConfig): void {
+    this.#config = config;
+    this.#allow = new CidrList(config.allow, "allow");
+    this.#deny = new CidrList(config.deny, "deny");
+    // The kernel spreads an address's connections over every process; each enforces its share.
+    const processes = config.processes;
+    this.#limits = {
+      maxPerAddress: Math.ceil(config.maxConnectionsPerAddress / processes),
+      rate: config.connectionRate / processes,
+      burst: Math.ceil((config.connectionBurst || config.connectionRate) / processes),
+    };
+  }
+
+  /**
+   * Decides whether a new connection may stay, and counts it if so.
+   *
+   * @param connection Its state; remembers the address for {@linkcode release}.
+   * @param remoteAddress The client's address as the runtime reports it.
+   * @param now The time in ms.
+   * @returns Whether it was admitted; a refusal is counted by reason.
+   */
+  admit(connection: Connection, remoteAddress: string, now: number): boolean {
+    const stats = this.#stats;
+    const address = parseIp(remoteAddress);
+    if (address !== null) {
+      if ((!this.#allow.empty && !this.#allow.contains(address)) || this.#deny.contains(address)) {
+        stats[Stat.rejectedDenied]!++;
+        return false;
+      }
+    }
+    if (Atomics.add(this.#active, 0, 1) >= this.#config.maxConnections) {
+      Atomics.sub(this.#active, 0, 1);
+      stats[Stat.rejectedMaxConnections]!++;
+      return false;
+    }
+    const limits = this.#limits;
+    if (address !== null && (limits.maxPerAddress > 0 || limits.rate > 0)) {
+      const verdict = this.#table.admit(address, limits, now);
+      if (verdict === OVER_ADDRESS_CAP || verdict === OVER_RATE) {
+        Atomics.sub(this.#active, 0, 1);
+        stats[verdict === OVER_RATE ? Stat.rejectedRate : Stat.rejectedAddressCap]!++;
+        return false;
+      }
+      if (verdict === UNTRACKED) stats[Stat.untrackedAddresses]!++;
+      else connection.address = address;
+    }
+    connection.admitted = true;
+    connection.openedAt = now;
+    connection.lastActivityAt = now;
+    return true;
+  }
+
+  /**
+   * Counts an admitted connection as closed (safe to call twice).
+   *
+   * @param connection Its state.
+   * @param now The time in ms.
+   */
+  release(connection: Connection, now: number): void {
+    if (!connection.admitted) return;
+    connection.admitted = false;
+    Atomics.sub(this.#active, 0, 1);
+    if (connection.address !== null) this.#table.release(connection.address, now);
+  }
+
+  /** Connections the whole process holds now. */
+  get processConnections(): number {
+    return Atomics.load(this.#active, 0);
+  }
+}

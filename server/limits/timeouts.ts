@@ -1,0 +1,44 @@
+/**
+ * Which connections have overstayed: silent since they connected, idle, holding an unfinished
+ * line (slowloris), or leaving replies unread. Adapters sweep their connections with this a few
+ * times a second and close what it names, counting each by reason.
+ *
+ * @module
+ */
+
+import type { ServeConfig } from "../config.ts";
+import type { Connection } from "../connection.ts";
+import { Stat } from "../thread_stats.ts";
+
+/** How often adapters sweep, in milliseconds: the timeouts' resolution. */
+export const SWEEP_EVERY_MS = 250;
+
+/**
+ * The stat to count when `connection` must be closed now, or -1 when it may stay.
+ *
+ * @param connection Its state.
+ * @param now The time in ms.
+ * @param config The timeouts in force.
+ * @returns An index into the stats row, or -1.
+ */
+export function overstayed(connection: Connection, now: number, config: ServeConfig): number {
+  const idle = config.idleTimeoutMs;
+  if (connection.lastReadAt === 0) {
+    const first = config.firstMessageTimeoutMs;
+    if (first > 0 && now - connection.openedAt > first) return Stat.closedFirstMessageTimeout;
+  }
+  if (idle === 0) return -1;
+  if (connection.blockedSince > 0 && now - connection.blockedSince > idle) {
+    return Stat.closedSlowReader;
+  }
+  if (connection.lineStartedAt > 0 && now - connection.lineStartedAt > idle) {
+    return Stat.closedUnfinishedLine;
+  }
+  if (now - connection.lastActivityAt > idle) return Stat.closedIdleTimeout;
+  return -1;
+}
+
+/** A clock read by hot paths: one `Date.now()` per sweep instead of one per read. */
+export interface CoarseClock {
+  now: number;
+}
