@@ -21,7 +21,7 @@ import { ADDRESS_TABLE_BYTES } from "./limits/connection_gate.ts";
 import { readConfigFile } from "./config_json.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
 import { StateFileLeaseSource } from "./lease/state_file.ts";
-import { Supervisor } from "./process/supervisor.ts";
+import { type ProcessFigures, Supervisor } from "./process/supervisor.ts";
 import { VERSION } from "./version.ts";
 
 /** Where the serve command writes. */
@@ -141,9 +141,22 @@ export async function runServe(
   log(
     `stopped; last number handed out: ${supervisor.lastNumber()};` +
       ` connections per process: [${perProcess.join(", ")}];` +
-      ` connections per thread: [${perThread.join(", ")}]`,
+      ` connections per thread: [${perThread.join(", ")}];` +
+      ` refused and closed: ${JSON.stringify(refusals(processes))}`,
   );
   return 0;
+}
+
+/** Every refusal and forced close, summed over processes and threads, leaving out zeros. */
+function refusals(processes: ProcessFigures[]): Record<string, number> {
+  const totals: Record<string, number> = {};
+  for (const thread of processes.flatMap((p) => p.threads)) {
+    for (const [name, value] of Object.entries(thread)) {
+      if (!/^(rejected|closed|untracked)/.test(name) || value === 0) continue;
+      totals[name] = (totals[name] ?? 0) + value;
+    }
+  }
+  return totals;
 }
 
 interface Signals {

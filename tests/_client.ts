@@ -49,11 +49,12 @@ export class LineClient {
    *
    * @param port The port.
    * @param host The address.
+   * @param localAddress The source address to connect from (any of 127.0.0.0/8 on loopback).
    * @returns The client once connected.
    */
-  static connect(port: number, host = "127.0.0.1"): Promise<LineClient> {
+  static connect(port: number, host = "127.0.0.1", localAddress?: string): Promise<LineClient> {
     return new Promise((resolve, reject) => {
-      const socket = connect({ port, host });
+      const socket = connect(localAddress ? { port, host, localAddress } : { port, host });
       socket.once("connect", () => resolve(new LineClient(socket)));
       socket.once("error", reject);
     });
@@ -136,4 +137,30 @@ export async function inBatches<T, R>(
   });
   await Promise.all(runners);
   return results;
+}
+
+/**
+ * One request on a fresh connection: connect (from `localAddress`), send a line, read one reply,
+ * close.
+ *
+ * @returns The reply's number, or null when the connection was refused, reset or closed first.
+ */
+export async function oneRequest(
+  port: number,
+  localAddress = "127.0.0.1",
+  timeoutMs = 5000,
+): Promise<number | null> {
+  let client: LineClient;
+  try {
+    client = await LineClient.connect(port, "127.0.0.1", localAddress);
+  } catch {
+    return null;
+  }
+  try {
+    return replyNumber(await client.request("hi\n", timeoutMs));
+  } catch {
+    return null;
+  } finally {
+    client.close();
+  }
 }

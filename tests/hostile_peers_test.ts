@@ -100,3 +100,37 @@ test(`[${UNDER_TEST}] a client that sends 200 MB in chunk framing and never read
     assert.equal(await server.stop(), 0);
   }
 });
+
+test(`[${UNDER_TEST}] a client that never reads is closed once its replies wait longer than the idle timeout`, async () => {
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--idle-timeout",
+    "1500ms",
+  ]);
+  try {
+    const started = Date.now();
+    const { socket } = await floodWithoutReading(server.port, "a\n", 64 * MiB, 2);
+    // Still never reading: a write is what notices the server's reset on a paused socket.
+    const closed = new Promise<boolean>((resolve) => {
+      if (socket.destroyed) return resolve(true);
+      socket.once("close", () => resolve(true));
+      const poke = setInterval(() => socket.destroyed || socket.write("a\n"), 200);
+      setTimeout(() => {
+        clearInterval(poke);
+        resolve(socket.destroyed);
+      }, 8000);
+      socket.once("close", () => clearInterval(poke));
+    });
+    assert.equal(await closed, true, "the server kept a client that never read");
+    assert.ok(Date.now() - started < 10_000);
+    const bystander = await LineClient.connect(server.port);
+    assert.ok(replyNumber(await bystander.request("hi\n")) > 0);
+    bystander.close();
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+  assert.match(server.output(), /"closedSlowReader":1/);
+});

@@ -111,9 +111,12 @@ export class AddressTable {
     }
     if (limits.rate > 0) {
       const burst = Math.max(1, limits.burst);
-      const elapsed = Math.max(0, now - floats[fbase + REFILLED]!);
+      // Threads' clocks differ by up to a tick: the refill time only ever moves forward, or a
+      // thread with a late clock would hand the same interval's tokens out twice.
+      const refilled = floats[fbase + REFILLED]!;
+      const elapsed = Math.max(0, now - refilled);
       const tokens = Math.min(burst, floats[fbase + TOKENS]! + (elapsed * limits.rate) / 1000);
-      floats[fbase + REFILLED] = now;
+      floats[fbase + REFILLED] = Math.max(refilled, now);
       if (tokens < 1) {
         floats[fbase + TOKENS] = tokens;
         return OVER_RATE;

@@ -96,9 +96,10 @@ export class ConnectionGate {
       stats[Stat.rejectedMaxConnections]!++;
       return false;
     }
-    const limits = this.#limits;
-    if (address !== null && (limits.maxPerAddress > 0 || limits.rate > 0)) {
-      const verdict = this.#table.admit(address, limits, now);
+    // Addresses are counted even while no per-address limit is set, so a limit turned on live
+    // counts the connections already open.
+    if (address !== null) {
+      const verdict = this.#table.admit(address, this.#limits, now);
       if (verdict === OVER_ADDRESS_CAP || verdict === OVER_RATE) {
         Atomics.sub(this.#active, 0, 1);
         stats[verdict === OVER_RATE ? Stat.rejectedRate : Stat.rejectedAddressCap]!++;

@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  AddressTable,
+  ADMITTED,
+  EXPIRE_MS,
+  OVER_ADDRESS_CAP,
+  OVER_RATE,
+  UNTRACKED,
+} from "../server/limits/address_table.ts";
+import { CidrList } from "../server/limits/cidr_list.ts";
+import { parseIp } from "../server/limits/ip_key.ts";
+import { overstayed } from "../server/limits/timeouts.ts";
+import { Connection } from "../server/connection.ts";
+import { defaultConfig, resolveConfig } from "../server/config.ts";
+import { Stat } from "../server/thread_stats.ts";
+
+test("ip keys: IPv4, IPv6, IPv4-mapped and zones parse to the same 128-bit space", () => {
+  assert.deepEqual(parseIp("1.2.3.4"), [0, 0, 0xffff, 0x01020304]);
+  assert.deepEqual(parseIp("::ffff:1.2.3.4"), [0, 0, 0xffff, 0x01020304]);
+  assert.deepEqual(parseIp("::1"), [0, 0, 0, 1]);
+  assert.deepEqual(parseIp("2001:db8::8a2e:370:7334"), [0x20010db8, 0, 0x8a2e, 0x03707334]);
+  assert.deepEqual(parseIp("fe80::1%eth0"), [0xfe800000, 0, 0, 1]);
+  for (const bad of ["1.2.3", "1.2.3.256", "::1::2", "hello", "1:2:3:4:5:6:7:8:9", ""]) {
+    assert.equal(parseIp(bad), null, bad);
+  }
+});
+
+test("cidr lists match IPv4 and IPv6 ranges and reject bad ranges naming the key", () => {
+  const list = new CidrList(["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"], "deny");
+  assert.equal(list.contains(parseIp("10.200.3.4")!), true);
+  assert.equal(list.contains(parseIp("11.0.0.1")!), false);
+  assert.equal(list.contains(parseIp("192.168.1.7")!), true);
+  assert.equal(list.contains(parseIp("192.168.1.8")!), false);
+  assert.equal(list.contains(parseIp("2001:db8:ffff::1")!), true);
+  assert.equal(list.contains(parseIp("2001:db9::1")!), false);
+  assert.equal(new CidrList(["0.0.0.0/0"]).contains(parseIp("8.8.8.8")!), true);
+  assert.throws(
+    () => new CidrList(["10.0.0.0/33"], "allow"),
+    /'allow' must hold CIDR ranges .* got "10.0.0.0\/33"/,
+  );
+  assert.throws(() => new CidrList(["nope"], "deny"), /'deny'/);
+});
+
+test("address table holds an address at its cap across views (threads) and frees on release", () => {
+  const table = AddressTable.create(1024);
+  const other = new AddressTable(table.buffer); // another thread's view
+  const a = parseIp("127.0.0.2")!;
+  const limits = { maxPerAddress: 3, rate: 0, burst: 0 };
+  assert.equal(table.admit(a, limits, 0), ADMITTED);
+  assert.equal(other.admit(a, limits, 0), ADMITTED);
+  assert.equal(table.admit(a, limits, 0), ADMITTED);
+  assert.equal(other.admit(a, limits, 0), OVER_ADDRESS_CAP, "the cap is shared, not per view");
+  assert.equal(table.admit(parseIp("127.0.0.3")!, limits, 0), ADMITTED, "others unaffected");
+  other.release(a, 1);
+  assert.equal(table.admit(a, limits, 1), ADMITTED);
+  assert.equal(table.active(a), 3);
+});
+
+test("address table rate limit is a token bucket: burst at once, then the rate", () => {
+  const table = AddressTable.create(64);
+  const a = parseIp("127.0.0.4")!;
+  const limits = { maxPerAddress: 0, rate: 10, burst: 5 };
+  let admitted = 0;
+  for (let i = 0; i < 20; i++) if (table.admit(a, limits, 1000) === ADMITTED) admitted++;
+  assert.equal(admitted, 5, "the burst");
+  assert.equal(table.admit(a, limits, 1000), OVER_RATE);
+  assert.equal(table.admit(a, limits, 1100), ADMITTED, "one token after 100 ms at 10/s");
+  assert.equal(table.admit(a, limits, 1100), OVER_RATE);
+});
+
+test("address table is bounded: quiet entries are reused and a full table admits untracked", () => {
+  const table = AddressTable.create(16);
+  const limits = { maxPerAddress: 1, rate: 0, burst: 0 };
+  let untracked = 0;
+  for (let i = 0; i < 40; i++) {
+    if (table.admit(parseIp(`10.0.0.${i}`)!, limits, 0) === UNTRACKED) untracked++;
+  }
+  assert.equal(table.size, 16, "never more entries than slots");
+  assert.equal(untracked, 24);
+  for (let i = 0; i < 40; i++) table.release(parseIp(`10.0.0.${i}`)!, 0);
+  // After the expiry, quiet entries make room for new addresses.
+  assert.equal(table.admit(parseIp("10.1.0.1")!, limits, EXPIRE_MS + 1), ADMITTED);
+  assert.equal(table.size, 16);
+});
+
+test("timeouts: silent, idle, unfinished line and unread replies each close with their reason", () => {
+  const config = resolveConfig(
+    { firstMessageTimeoutMs: 1000, idleTimeoutMs: 5000 },
+    defaultConfig(1),
+  );
+  const fresh = () => Object.assign(new Connection(), { openedAt: 0, lastActivityAt: 0 });
+  assert.equal(overstayed(fresh(), 999, config), -1);
+  assert.equal(overstayed(fresh(), 1001, config), Stat.closedFirstMessageTimeout);
+  const talked = Object.assign(fresh(), { lastReadAt: 100, lastActivityAt: 100 });
+  assert.equal(overstayed(talked, 5000, config), -1);
+  assert.equal(overstayed(talked, 5101, config), Stat.closedIdleTimeout);
+  const slowloris = Object.assign(fresh(), {
+    lastReadAt: 4900,
+    lastActivityAt: 4900,
+    lineStartedAt: 10,
+  });
+  assert.equal(overstayed(slowloris, 5011, config), Stat.closedUnfinishedLine);
+  const notReading = Object.assign(fresh(), {
+    lastReadAt: 4900,
+    lastActivityAt: 4900,
+    blockedSince: 20,
+  });
+  assert.equal(overstayed(notReading, 5021, config), Stat.closedSlowReader);
+  const off = resolveConfig({ firstMessageTimeoutMs: 0, idleTimeoutMs: 0 }, defaultConfig(1));
+  assert.equal(overstayed(fresh(), 1e9, off), -1, "0 turns the timeouts off");
+});
+
+test("address table rate limit holds when threads' clocks disagree by a tick", () => {
+  const table = AddressTable.create(64);
+  const a = parseIp("127.0.0.12")!;
+  const limits = { maxPerAddress: 0, rate: 10, burst: 1 };
+  let admitted = 0;
+  // Two threads alternate every 10 ms, one clock 50 ms behind the other, for one second.
+  for (let t = 0; t < 1000; t += 10) {
+    if (table.admit(a, limits, t + 50) === ADMITTED) admitted++;
+    if (table.admit(a, limits, t) === ADMITTED) admitted++;
+  }
+  assert.ok(admitted <= 1 + 10 + 1, `${admitted} admitted at 10/s over 1 s`);
+});
