@@ -5,7 +5,10 @@
  */
 
 import { listenBun } from "./bun_listener.ts";
+import { serveHttpBun } from "./bun_http.ts";
 import { listenDeno } from "./deno_listener.ts";
+import { serveHttpDeno } from "./deno_http.ts";
+import type { ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
 
 export * from "./thread_listener.ts";
@@ -20,3 +23,6 @@ export const RUNTIME_VERSION: string = RUNTIME === "bun"
 
 /** Starts a thread's listener on this runtime. */
 export const listen: Listen = RUNTIME === "bun" ? listenBun : listenDeno;
+
+/** Serves a fetch handler (the admin API) over HTTP on this runtime. */
+export const serveHttp: ServeHttp = RUNTIME === "bun" ? serveHttpBun : serveHttpDeno;

@@ -1,0 +1,133 @@
+/**
+ * The checks every admin request passes before it reaches an endpoint: the `Host` it was sent to
+ * (DNS rebinding), where a browser sent it from (CSRF) and its bearer token.
+ *
+ * @module
+ */
+
+import { createHash, timingSafeEqual } from "node:crypto";
+import { HttpError } from "./_http_error.ts";
+
+/** What {@linkcode RequestGuard} checks against. */
+export interface GuardOptions {
+  token: string;
+  hostname: string;
+  port: () => number;
+  allowedHosts: readonly string[];
+}
+
+function digest(text: string): Uint8Array {
+  return createHash("sha256").update(text).digest();
+}
+
+function withPort(host: string, port: number): string {
+  const bracketed = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return `${bracketed.toLowerCase()}:${port}`;
+}
+
+/** Host, origin and token checks for one admin app. */
+export class RequestGuard {
+  readonly #tokenDigest: Uint8Array;
+  readonly #options: GuardOptions;
+  #hostsPort = -1;
+  #hosts = new Set<string>();
+
+  constructor(options: GuardOptions) {
+    this.#options = options;
+    // Comparing digests of equal length lets timingSafeEqual run on tokens of any length, and
+    // keeps the time independent of how much of a guess is right.
+    this.#tokenDigest = digest(options.token);
+  }
+
+  /** The `Host` values accepted: the admin address and loopback names, with the port. */
+  hosts(): Set<string> {
+    const port = this.#options.port();
+    if (port !== this.#hostsPort) {
+      const names = [this.#options.hostname, "localhost", "127.0.0.1", "::1"];
+      const hosts = new Set(names.map((name) => withPort(name, port)));
+      // Browsers and curl leave out the default port.
+      if (port === 80) { for (const name of names) hosts.add(withPort(name, port).slice(0, -3)); }
+      for (const host of this.#options.allowedHosts) hosts.add(host.toLowerCase());
+      this.#hosts = hosts;
+      this.#hostsPort = port;
+    }
+    return this.#hosts;
+  }
+
+  /**
+   * Refuses a request addressed to a name that is not this API's: a page whose DNS name was
+   * rebound to 127.0.0.1 sends its own name.
+   *
+   * @throws {HttpError} 400 without a `Host`, 403 for a foreign one.
+   */
+  checkHost(request: Request): void {
+    const host = request.headers.get("host");
+    if (host === null) {
+      throw new HttpError(400, "The request has no Host header", { field: "host" });
+    }
+    if (!this.hosts().has(host.toLowerCase())) {
+      throw new HttpError(
+        403,
+        `Host ${JSON.stringify(host)} is not this admin API's address: use one of ${
+          [...this.hosts()].join(", ")
+        }`,
+        { field: "host" },
+      );
+    }
+  }
+
+  /**
+   * Refuses what a browser sends on another site's behalf: a foreign or `null` `Origin`, or a
+   * `Sec-Fetch-Site` other than `same-origin` or `none` (which also covers an `<img>` GET, which
+   * carries no `Origin`).
+   *
+   * @throws {HttpError} 403.
+   */
+  checkOrigin(request: Request): void {
+    const origin = request.headers.get("origin");
+    if (origin !== null) {
+      const match = /^https?:\/\/(.+)$/i.exec(origin);
+      if (!match || !this.hosts().has(match[1]!.toLowerCase())) {
+        throw new HttpError(
+          403,
+          `Requests from another origin are refused: got Origin ${JSON.stringify(origin)}`,
+          { field: "origin" },
+        );
+      }
+    }
+    const site = request.headers.get("sec-fetch-site");
+    if (site !== null && site !== "same-origin" && site !== "none") {
+      throw new HttpError(
+        403,
+        `Requests from another site are refused: got Sec-Fetch-Site ${JSON.stringify(site)}`,
+        { field: "sec-fetch-site" },
+      );
+    }
+  }
+
+  /**
+   * Requires `Authorization: Bearer <token>`, compared in constant time.
+   *
+   * @throws {HttpError} 401 with `WWW-Authenticate: Bearer`.
+   */
+  checkToken(request: Request): void {
+    const header = request.headers.get("authorization");
+    const match = header === null ? null : /^Bearer +([\x21-\x7e]+) *$/i.exec(header);
+    const challenge = { headers: { "www-authenticate": 'Bearer realm="tallyho-admin"' } };
+    if (!match) {
+      throw new HttpError(
+        401,
+        header === null
+          ? "The request needs an Authorization: Bearer <token> header"
+          : "The Authorization header must read Bearer <token>",
+        { ...challenge, field: "authorization" },
+      );
+    }
+    if (!timingSafeEqual(digest(match[1]!), this.#tokenDigest)) {
+      throw new HttpError(401, "The bearer token is wrong", {
+        ...challenge,
+        field: "authorization",
+      });
+    }
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * The admin API as a Hono app that never mentions a runtime: serve its `fetch` with
+ * `serveHttp` from `server/adapters/mod.ts`, or test it with `app.request()`.
+ *
+ * @module
+ */
+
+import { type Context, Hono } from "hono";
+import { describe } from "../server/config.ts";
+import type { AdminBackend, ConfigChange } from "./backend.ts";
+import { RestartRequiredError, StaleGenerationError, StateConflictError } from "./errors.ts";
+import { fieldOf, HttpError } from "./_http_error.ts";
+import { readJsonBody } from "./_json_body.ts";
+import { RequestGuard } from "./_request_guard.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { type ProcessMetrics, readProcessMetrics } from "./process_metrics.ts";
+import { ReplyRate } from "./reply_rate.ts";
+import { statsView } from "./stats_view.ts";
+
+/** Options for {@linkcode createAdminApp}. */
+export interface AdminAppOptions {
+  /**
+   * The bearer token every endpoint but `/livez` and `/readyz` requires (see `token.ts`).
+   * Required: there is no safe default.
+   */
+  token: string;
+  /**
+   * The port the API is served on, for the `Host` and `Origin` checks; a function when it is
+   * only known once bound (port 0). Required, for the same reason.
+   */
+  port: number | (() => number);
+  /**
+   * The address the API is served on; `Host` may name it, `localhost`, `127.0.0.1` or `[::1]`,
+   * with the port.
+   * @default {"127.0.0.1"}
+   */
+  hostname?: string;
+  /**
+   * More `Host` values to accept, as `name:port` (for example the name a load balancer uses).
+   * @default {[]}
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * Receives a line for every applied change (its diff and new generation), every listener
+   * action and every internal error. Never given the token.
+   * @default {nothing}
+   */
+  log?: (line: string) => void;
+  /**
+   * The clock for replies per second, in milliseconds.
+   * @default {Date.now}
+   */
+  now?: () => number;
+  /**
+   * Reads the `process_*` figures for `/metrics`.
+   * @default {readProcessMetrics}
+   */
+  processMetrics?: () => ProcessMetrics;
+}
+
+type Handler = (c: Context) => Promise<Response>;
+
+/** Paths anyone may read: a probe carries no token and may name the pod's own address. */
+const PROBES = new Set(["/livez", "/readyz"]);
+
+function etag(generation: number): string {
+  return `"${generation}"`;
+}
+
+/** Whether an `If-Match` / `If-None-Match` list names the tag (`weak`: W/ prefixes ignored). */
+function listMatches(header: string, tag: string, weak: boolean): boolean {
+  return header.split(",").some((item) => {
+    const value = item.trim();
+    if (value === "*") return true;
+    return (weak ? value.replace(/^W\//, "") : value) === tag;
+  });
+}
+
+function describeChanges(change: ConfigChange): string {
+  return Object.entries(change.changes)
+    .map(([key, { from, to }]) => `${key} ${describe(from)} -> ${describe(to)}`)
+    .join(", ");
+}
+
+/**
+ * Creates the admin API.
+ *
+ * | endpoint | |
+ * | --- | --- |
+ * | `GET /livez`, `GET /readyz` | probes, no token; `/readyz` is 503 unless running |
+ * | `GET /metrics` | Prometheus text |
+ * | `GET /v1/info`, `GET /v1/stats` | JSON |
+ * | `GET /v1/config`, `PATCH /v1/config` | merge patch, `ETag` / `If-Match` |
+ * | `POST /v1/config/validate` | checks a patch without applying it |
+ * | `POST /v1/listener/pause`, `POST /v1/listener/resume`, `POST /v1/drain` | listener state |
+ *
+ * @param backend The server it administers.
+ * @param options The token, the address it is served on, logging.
+ * @returns A Hono app; serve `app.fetch`.
+ * @throws {TypeError} When the token or port is missing.
+ *
+ * @example
+ * ```ts
+ * const app = createAdminApp(new MemoryBackend(), { token: "secret", port: 9001 });
+ * const res = await app.request("http://127.0.0.1:9001/v1/info", {
+ *   headers: { authorization: "Bearer secret" },
+ * });
+ * ```
+ */
+export function createAdminApp(backend: AdminBackend, options: AdminAppOptions): Hono {
+  if (typeof options.token !== "string" || options.token.length === 0) {
+    throw new TypeError("The admin API needs a non-empty 'token': got none");
+  }
+  const port = options.port;
+  if (typeof port !== "function" && !(Number.isInteger(port) && port >= 0 && port <= 65535)) {
+    throw new TypeError(
+      `The admin API needs 'port' (an integer from 0 to 65535, or a function): got ${
+        describe(port)
+      }`,
+    );
+  }
+  const log = options.log ?? (() => {});
+  const now = options.now ?? Date.now;
+  const processMetrics = options.processMetrics ?? readProcessMetrics;
+  const guard = new RequestGuard({
+    token: options.token,
+    hostname: options.hostname ?? "127.0.0.1",
+    port: typeof port === "function" ? port : () => port,
+    allowedHosts: options.allowedHosts ?? [],
+  });
+  const replyRate = new ReplyRate();
+  const app = new Hono();
+
+  app.use("*", async (c, next) => {
+    const probe = PROBES.has(c.req.path);
+    if (!probe) guard.checkHost(c.req.raw);
+    guard.checkOrigin(c.req.raw);
+    if (!probe) guard.checkToken(c.req.raw);
+    await next();
+    c.header("cache-control", "no-store");
+    c.header("x-content-type-options", "nosniff");
+  });
+
+  // Configuration calls: a TypeError or RangeError from validation is the client's mistake.
+  async function configCall(call: () => ConfigChange | Promise<ConfigChange>) {
+    try {
+      return await call();
+    } catch (error) {
+      if (error instanceof TypeError || error instanceof RangeError) {
+        const field = fieldOf(error.message);
+        throw new HttpError(
+          error instanceof TypeError ? 400 : 422,
+          error.message,
+          field === undefined ? {} : { field },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async function patchBody(c: Context): Promise<unknown> {
+    const body = await readJsonBody(c.req.raw);
+    if (body === undefined) {
+      throw new HttpError(400, "The request needs a JSON body: a merge patch object");
+    }
+    return body;
+  }
+
+  async function listenerAction(
+    c: Context,
+    action: "pause" | "resume" | "drain",
+  ): Promise<Response> {
+    await readJsonBody(c.req.raw); // Optional and ignored, but held to the same rules.
+    await backend[action]();
+    const { state } = await backend.info();
+    log(`admin: ${action}: listener ${state}`);
+    return c.json({ state }, action === "drain" ? 202 : 200);
+  }
+
+  const routes: Record<string, Record<string, Handler>> = {
+    "/livez": { GET: (c) => Promise.resolve(c.json({ live: true })) },
+    "/readyz": {
+      GET: async (c) => {
+        const { state } = await backend.info();
+        return c.json({ ready: state === "running", state }, state === "running" ? 200 : 503);
+      },
+    },
+    "/metrics": {
+      GET: async (c) => {
+        const [info, processes] = await Promise.all([backend.info(), backend.stats()]);
+        const text = renderMetrics({ info, processes, process: processMetrics() });
+        return c.body(text, 200, { "content-type": METRICS_CONTENT_TYPE });
+      },
+    },
+    "/v1/info": { GET: async (c) => c.json(await backend.info()) },
+    "/v1/stats": {
+      GET: async (c) => {
+        const processes = await backend.stats();
+        return c.json(statsView(processes, replyRate.measure(processes, now())));
+      },
+    },
+    "/v1/config": {
+      GET: async (c) => {
+        const { generation, config } = await backend.config();
+        const tag = etag(generation);
+        const ifNoneMatch = c.req.header("if-none-match");
+        if (ifNoneMatch !== undefined && listMatches(ifNoneMatch, tag, true)) {
+          return c.body(null, 304, { etag: tag });
+        }
+        return c.json(config, 200, { etag: tag });
+      },
+      PATCH: async (c) => {
+        const patch = await patchBody(c);
+        const ifMatch = c.req.header("if-match");
+        let ifGeneration: number | undefined;
+        // "*" matches whatever is current, so it pins no generation.
+        if (ifMatch !== undefined && ifMatch.trim() !== "*") {
+          const { generation } = await backend.config();
+          if (!listMatches(ifMatch, etag(generation), false)) {
+            throw new StaleGenerationError(
+              `If-Match ${ifMatch} is not the configuration's ETag ${
+                etag(generation)
+              }: it changed since it was read; read it again and reapply the change`,
+            );
+          }
+          // The backend checks it again in the same step as the change.
+          ifGeneration = generation;
+        }
+        const change = await configCall(() =>
+          backend.applyConfig(patch, ifGeneration === undefined ? {} : { ifGeneration })
+        );
+        if (Object.keys(change.changes).length > 0) {
+          log(`admin: configuration generation ${change.generation}: ${describeChanges(change)}`);
+        }
+        return c.json(change.config, 200, { etag: etag(change.generation) });
+      },
+    },
+    "/v1/config/validate": {
+      POST: async (c) => {
+        const patch = await patchBody(c);
+        const change = await configCall(() => backend.validateConfig(patch));
+        return c.json({ valid: true, ...change });
+      },
+    },
+    "/v1/listener/pause": { POST: (c) => listenerAction(c, "pause") },
+    "/v1/listener/resume": { POST: (c) => listenerAction(c, "resume") },
+    "/v1/drain": { POST: (c) => listenerAction(c, "drain") },
+  };
+
+  for (const [path, handlers] of Object.entries(routes)) {
+    for (const [method, handler] of Object.entries(handlers)) app.on(method, path, handler);
+    // Hono answers HEAD from the GET route.
+    const allow = [...Object.keys(handlers), ...("GET" in handlers ? ["HEAD"] : [])].join(", ");
+    app.all(path, () => {
+      throw new HttpError(405, `${path} answers only ${allow}`, { headers: { allow } });
+    });
+  }
+
+  function errorResponse(c: Context, failure: HttpError): Response {
+    const headers = {
+      ...failure.headers,
+      "cache-control": "no-store",
+      "x-content-type-options": "nosniff",
+    };
+    return c.json(failure.body(), failure.status as 400, headers);
+  }
+
+  app.notFound((c) => errorResponse(c, new HttpError(404, `No endpoint at ${c.req.path}`)));
+
+  app.onError((error, c) => {
+    if (error instanceof HttpError) return errorResponse(c, error);
+    if (error instanceof RestartRequiredError) {
+      return errorResponse(c, new HttpError(409, error.message, { field: error.field }));
+    }
+    if (error instanceof StateConflictError) {
+      return errorResponse(c, new HttpError(409, error.message));
+    }
+    if (error instanceof StaleGenerationError) {
+      return errorResponse(c, new HttpError(412, error.message, { field: "if-match" }));
+    }
+    log(`admin: ${c.req.method} ${c.req.path} failed: ${error.stack ?? error.message}`);
+    return errorResponse(c, new HttpError(500, "Internal error; the server's log has the details"));
+  });
+
+  return app;
+}

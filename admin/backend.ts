@@ -1,0 +1,150 @@
+/**
+ * The seam between the admin API and the server it administers.
+ *
+ * The Hono app in `app.ts` knows nothing of processes, threads or runtimes: it talks to an
+ * {@linkcode AdminBackend}. The supervisor implements one over its processes; `memory_backend.ts`
+ * implements one in memory for tests and as a reference.
+ *
+ * Configuration changes are validated in one shared place, `config_plan.ts`
+ * ({@linkcode planConfigChange}, built on `optionsFromJson` and `resolveConfig`): a backend calls
+ * it from both {@linkcode AdminBackend.validateConfig} and {@linkcode AdminBackend.applyConfig}
+ * and throws what it throws, so the HTTP status of every rejection is the same whoever implements
+ * the backend.
+ *
+ * @module
+ */
+
+import type { ThreadFigures } from "../server/thread_stats.ts";
+
+/**
+ * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
+ * accepts no new ones, `draining` is stopping for good.
+ */
+export type ListenerState = "running" | "paused" | "draining";
+
+/** What `GET /v1/info` reports. */
+export interface AdminInfo {
+  /** tallyho's version. */
+  version: string;
+  /** The runtime serving clients. */
+  runtime: "bun" | "deno";
+  /** The runtime's version. */
+  runtimeVersion: string;
+  /** The pid of the process that answers the admin API (the supervisor). */
+  pid: number;
+  /** Seconds since the server started. */
+  uptimeSeconds: number;
+  /** Whether the listener accepts connections. */
+  state: ListenerState;
+  /** The address clients connect to, as bound (the real port when 0 was asked for). */
+  listen: { host: string; port: number };
+  /** The configuration's generation: 1 at start, one more for every applied change. */
+  configGeneration: number;
+}
+
+/** One serving process's figures. */
+export interface ProcessStats {
+  /** The process's index among its siblings, from 0; stable across restarts of that process. */
+  index: number;
+  /** Its operating-system pid. */
+  pid: number;
+  /** One entry per thread, in thread-index order (see `server/thread_stats.ts`). */
+  threads: ThreadFigures[];
+}
+
+/** The configuration in force. */
+export interface ConfigSnapshot {
+  /** See {@linkcode AdminInfo.configGeneration}; the admin API's ETag is made from it. */
+  generation: number;
+  /** The whole configuration as JSON with the flags' names as keys (`configToJson`). */
+  config: Record<string, unknown>;
+}
+
+/** One key's change: its value before and after, as JSON. */
+export interface ValueChange {
+  from: unknown;
+  to: unknown;
+}
+
+/** The outcome of a validated or applied patch. */
+export interface ConfigChange extends ConfigSnapshot {
+  /**
+   * The keys whose values differ, by flag name. Empty when the patch changes nothing; then the
+   * generation does not move.
+   */
+  changes: Record<string, ValueChange>;
+}
+
+/** Options for {@linkcode AdminBackend.applyConfig}. */
+export interface ApplyConfigOptions {
+  /**
+   * Apply only if the configuration is still at this generation (the client's `If-Match`);
+   * otherwise throw `StaleGenerationError`. The check and the change must be one step, so that no
+   * other change slips in between.
+   * @default {undefined: apply whatever the generation}
+   */
+  ifGeneration?: number;
+}
+
+/**
+ * What the admin API needs from the server. Methods may answer synchronously or with a promise.
+ *
+ * Errors a method throws become HTTP statuses: `TypeError` 400 (wrong shape, unknown key),
+ * `RangeError` 422 (value out of bounds), `RestartRequiredError` 409, `StateConflictError` 409,
+ * `StaleGenerationError` 412 (see `errors.ts`); anything else is a 500 whose message is logged
+ * but not sent.
+ */
+export interface AdminBackend {
+  /** Version, runtime, pid, uptime, listener state, listen address and config generation. */
+  info(): AdminInfo | Promise<AdminInfo>;
+
+  /** Every serving process's per-thread figures, processes in index order. */
+  stats(): ProcessStats[] | Promise<ProcessStats[]>;
+
+  /** The configuration in force and its generation. */
+  config(): ConfigSnapshot | Promise<ConfigSnapshot>;
+
+  /**
+   * Checks a JSON merge patch (RFC 7396; `null` puts a key back to its default) against the
+   * configuration in force, without applying it.
+   *
+   * @param patch The parsed request body.
+   * @returns What applying it would give; the generation is the current one.
+   * @throws {TypeError} For a patch that is not an object or names an unknown key.
+   * @throws {RangeError} For a value out of bounds.
+   * @throws {RestartRequiredError} For a change to a key that needs a restart.
+   */
+  validateConfig(patch: unknown): ConfigChange | Promise<ConfigChange>;
+
+  /**
+   * Validates a patch as {@linkcode validateConfig} does and, if it passes, puts it in force on
+   * every process and thread. A rejected patch changes nothing.
+   *
+   * @param patch The parsed request body.
+   * @param options The generation the client read, if it gave one.
+   * @returns The configuration now in force, its generation (one more when anything changed)
+   *   and what changed.
+   * @throws The errors of {@linkcode validateConfig}, and `StaleGenerationError` when
+   *   `options.ifGeneration` is not the current generation.
+   */
+  applyConfig(patch: unknown, options?: ApplyConfigOptions): ConfigChange | Promise<ConfigChange>;
+
+  /**
+   * Stops accepting new connections; open ones keep being served. Idempotent.
+   * @throws {StateConflictError} While draining.
+   */
+  pause(): void | Promise<void>;
+
+  /**
+   * Accepts connections again after {@linkcode pause}. Idempotent.
+   * @throws {StateConflictError} While draining.
+   */
+  resume(): void | Promise<void>;
+
+  /**
+   * Starts a graceful stop (stop accepting, finish replies in flight, exit within
+   * `drain-timeout`). Resolves once the state is `draining`, not once the drain is over, so that
+   * the HTTP answer gets out before the process ends. Idempotent.
+   */
+  drain(): void | Promise<void>;
+}

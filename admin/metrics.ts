@@ -1,0 +1,218 @@
+/**
+ * `GET /metrics`: the stats in Prometheus' text format (version 0.0.4), written by hand rather
+ * than with prom-client, whose default collectors break on Bun and Deno.
+ *
+ * Counters end in `_total`, sizes are in bytes and times in seconds, and the only labels are the
+ * process index, the thread index and a reason or state, never a client's address, so the number
+ * of series is bounded by the configuration.
+ *
+ * @module
+ */
+
+import type { StatName } from "../server/thread_stats.ts";
+import { STAT_NAMES } from "../server/thread_stats.ts";
+import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
+import type { ProcessMetrics } from "./process_metrics.ts";
+
+/** The `Content-Type` of the text format. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+type MetricType = "counter" | "gauge";
+type Labels = Record<string, string>;
+
+interface Family {
+  name: string;
+  type: MetricType;
+  help: string;
+  samples: Array<[Labels, number]>;
+}
+
+/** Figures counted by reason: `closedLineTooLong` -> closed, reason `line_too_long`. */
+type ReasonStat = Extract<StatName, `closed${string}` | `rejected${string}`>;
+
+const REASON_FAMILIES = {
+  closed: {
+    name: "tallyho_connections_closed_total",
+    help: "Connections the server closed, by reason.",
+  },
+  rejected: {
+    name: "tallyho_connections_rejected_total",
+    help: "Connections refused, by reason.",
+  },
+} as const;
+
+// Every other figure needs an entry here: adding one to STAT_NAMES without deciding its name and
+// type fails `deno check`.
+const FIGURES: {
+  readonly [K in Exclude<StatName, ReasonStat>]: { name: string; type: MetricType; help: string };
+} = {
+  connectionsAccepted: {
+    name: "tallyho_connections_accepted_total",
+    type: "counter",
+    help: "Connections accepted.",
+  },
+  connectionsActive: {
+    name: "tallyho_connections_active",
+    type: "gauge",
+    help: "Connections open now.",
+  },
+  replies: { name: "tallyho_replies_total", type: "counter", help: "Replies sent." },
+  messages: {
+    name: "tallyho_messages_total",
+    type: "counter",
+    help: "Messages received: reads in chunk framing, lines in line framing.",
+  },
+  bytesIn: {
+    name: "tallyho_received_bytes_total",
+    type: "counter",
+    help: "Bytes read from clients.",
+  },
+  bytesOut: { name: "tallyho_sent_bytes_total", type: "counter", help: "Bytes sent to clients." },
+  lastNumber: {
+    name: "tallyho_last_number",
+    type: "gauge",
+    help: "The last number the thread handed out; 0 before any.",
+  },
+  acceptErrors: {
+    name: "tallyho_accept_errors_total",
+    type: "counter",
+    help: "Failed accepts.",
+  },
+  readPauses: {
+    name: "tallyho_read_pauses_total",
+    type: "counter",
+    help: "Times a connection stopped being read because its unsent replies passed 1 MiB.",
+  },
+};
+
+const STATES: readonly ListenerState[] = ["running", "paused", "draining"];
+
+function snakeCase(camel: string): string {
+  return camel.replace(/[A-Z]/g, (letter) => "_" + letter.toLowerCase()).replace(/^_/, "");
+}
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"');
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+function renderFamily(family: Family): string {
+  let text = `# HELP ${family.name} ${family.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n` +
+    `# TYPE ${family.name} ${family.type}\n`;
+  for (const [labels, value] of family.samples) {
+    const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
+    text += `${family.name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${formatValue(value)}\n`;
+  }
+  return text;
+}
+
+function figureFamilies(processes: ProcessStats[]): Family[] {
+  const families = new Map<string, Family>();
+  const familyFor = (name: string, type: MetricType, help: string): Family => {
+    let family = families.get(name);
+    if (!family) families.set(name, family = { name, type, help, samples: [] });
+    return family;
+  };
+  for (const stat of STAT_NAMES) {
+    const kind = stat.startsWith("closed")
+      ? "closed"
+      : stat.startsWith("rejected")
+      ? "rejected"
+      : undefined;
+    const family = kind
+      ? familyFor(REASON_FAMILIES[kind].name, "counter", REASON_FAMILIES[kind].help)
+      : familyFor(
+        FIGURES[stat as Exclude<StatName, ReasonStat>].name,
+        FIGURES[stat as Exclude<StatName, ReasonStat>].type,
+        FIGURES[stat as Exclude<StatName, ReasonStat>].help,
+      );
+    for (const process of processes) {
+      process.threads.forEach((figures, thread) => {
+        const labels: Labels = { process: String(process.index), thread: String(thread) };
+        if (kind) labels.reason = snakeCase(stat.slice(kind.length));
+        family.samples.push([labels, figures[stat]]);
+      });
+    }
+  }
+  return [...families.values()].filter((family) => family.samples.length > 0);
+}
+
+function processFamilies(metrics: ProcessMetrics): Family[] {
+  const gauges: Array<[keyof ProcessMetrics, string, MetricType, string]> = [
+    [
+      "cpuSecondsTotal",
+      "process_cpu_seconds_total",
+      "counter",
+      "User and system CPU time, in seconds.",
+    ],
+    ["residentMemoryBytes", "process_resident_memory_bytes", "gauge", "Resident memory, in bytes."],
+    ["virtualMemoryBytes", "process_virtual_memory_bytes", "gauge", "Virtual memory, in bytes."],
+    [
+      "startTimeSeconds",
+      "process_start_time_seconds",
+      "gauge",
+      "Start time since the Unix epoch, in seconds.",
+    ],
+    ["openFds", "process_open_fds", "gauge", "Open file descriptors."],
+    ["maxFds", "process_max_fds", "gauge", "Limit on open file descriptors."],
+  ];
+  const families: Family[] = [];
+  for (const [field, name, type, help] of gauges) {
+    const value = metrics[field];
+    if (value !== undefined) families.push({ name, type, help, samples: [[{}, value]] });
+  }
+  return families;
+}
+
+/** What {@linkcode renderMetrics} reports. */
+export interface MetricsInput {
+  /** From the backend's `info()`. */
+  info: AdminInfo;
+  /** From the backend's `stats()`. */
+  processes: ProcessStats[];
+  /** The admin process's own figures (see `readProcessMetrics`). */
+  process: ProcessMetrics;
+}
+
+/**
+ * Renders the Prometheus text format.
+ *
+ * @param input The backend's info and stats and the process's figures.
+ * @returns The exposition, ending in a newline.
+ *
+ * @example
+ * ```ts
+ * const text = renderMetrics({ info, processes, process: readProcessMetrics() });
+ * ```
+ */
+export function renderMetrics({ info, processes, process }: MetricsInput): string {
+  const families: Family[] = [
+    {
+      name: "tallyho_build_info",
+      type: "gauge",
+      help: "Always 1; the labels name the version and the runtime.",
+      samples: [[{ version: info.version, runtime: info.runtime }, 1]],
+    },
+    {
+      name: "tallyho_listener_state",
+      type: "gauge",
+      help: "1 for the listener's current state, 0 for the others.",
+      samples: STATES.map((state) => [{ state }, state === info.state ? 1 : 0]),
+    },
+    {
+      name: "tallyho_config_generation",
+      type: "gauge",
+      help: "The configuration's generation: 1 at start, one more per applied change.",
+      samples: [[{}, info.configGeneration]],
+    },
+    ...figureFamilies(processes),
+    ...processFamilies(process),
+  ];
+  return families.map(renderFamily).join("");
+}

@@ -1,0 +1,20 @@
+/**
+ * tallyho's admin API: a runtime-neutral Hono app over an {@linkcode AdminBackend}, its
+ * Prometheus metrics and its bearer token.
+ *
+ * @module
+ */
+
+export * from "./app.ts";
+export * from "./backend.ts";
+export * from "./config_plan.ts";
+export * from "./errors.ts";
+export * from "./memory_backend.ts";
+export * from "./merge_patch.ts";
+export * from "./metrics.ts";
+export * from "./process_metrics.ts";
+export * from "./reply_rate.ts";
+export * from "./stats_view.ts";
+export * from "./token.ts";
+export { MAX_BODY_BYTES } from "./_json_body.ts";
+export type { ErrorBody } from "./_http_error.ts";

@@ -1,0 +1,228 @@
+/**
+ * The admin API's bearer token: where it comes from, and the rule that keeps a generated one off
+ * the network.
+ *
+ * In order: the file named by `--admin-token-file`, then the `TALLYHO_ADMIN_TOKEN` environment
+ * variable, then a file tallyho generates and keeps for the user: `$XDG_RUNTIME_DIR/tallyho/
+ * admin-token`, or `<tmpdir>/tallyho-<uid>/admin-token` without `XDG_RUNTIME_DIR`. A generated
+ * token holds 32 random bytes in hex, sits in a directory of mode 0700 owned by the user, has mode
+ * 0600, and is reused by the next start (delete the file to rotate it). The server logs the
+ * file's path, never the token.
+ *
+ * @module
+ */
+
+import { randomBytes } from "node:crypto";
+import {
+  chmodSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import process from "node:process";
+
+/** The environment variable that may hold the token. */
+export const TOKEN_ENV = "TALLYHO_ADMIN_TOKEN";
+
+/** Options for {@linkcode resolveAdminToken} and {@linkcode assertAdminBindAllowed}. */
+export interface AdminTokenOptions {
+  /**
+   * The file given with `--admin-token-file`; its content, without surrounding whitespace, is the
+   * token.
+   * @default {undefined: not given}
+   */
+  tokenFile?: string;
+  /**
+   * The environment to read {@linkcode TOKEN_ENV} from.
+   * @default {process.env}
+   */
+  env?: Record<string, string | undefined>;
+  /**
+   * Where a generated token is kept.
+   * @default {defaultTokenPath(env)}
+   */
+  generatedPath?: string;
+}
+
+/** Where the token came from. */
+export type TokenSource = "file" | "env" | "generated";
+
+/** A resolved token. */
+export interface AdminToken {
+  /** The token. Never log it. */
+  token: string;
+  source: TokenSource;
+  /** The file it was read from or written to; absent for `env`. Safe to log. */
+  path?: string;
+  /** Whether this call wrote a new generated token (as opposed to reusing the file's). */
+  created: boolean;
+}
+
+// RFC 6750's b64token is stricter; any visible ASCII keeps the header parseable and lets an
+// operator use whatever their secret store produces.
+const TOKEN_SYNTAX = /^[\x21-\x7e]+$/;
+const GENERATED_SYNTAX = /^[0-9a-f]{64}$/;
+
+/**
+ * The default path of a generated token.
+ *
+ * @param env The environment.
+ * @returns `$XDG_RUNTIME_DIR/tallyho/admin-token`, else `<tmpdir>/tallyho-<uid>/admin-token`.
+ */
+export function defaultTokenPath(env: Record<string, string | undefined> = process.env): string {
+  const runtimeDir = env.XDG_RUNTIME_DIR;
+  if (runtimeDir) return join(runtimeDir, "tallyho", "admin-token");
+  return join(tmpdir(), `tallyho-${process.getuid?.() ?? "user"}`, "admin-token");
+}
+
+function checkToken(token: string, where: string): string {
+  if (token.length === 0) throw new RangeError(`The admin token ${where} is empty`);
+  if (!TOKEN_SYNTAX.test(token)) {
+    // Never echo the token: say only what is wrong with it.
+    throw new RangeError(
+      `The admin token ${where} must be visible ASCII without spaces: it holds other characters`,
+    );
+  }
+  return token;
+}
+
+function errorCode(error: unknown): string | undefined {
+  return (error as { code?: string }).code;
+}
+
+// A shared temporary directory lets anyone create `tallyho-<uid>` first: only a directory that is
+// ours, not a link and closed to others may hold the token.
+function privateDirectory(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const stat = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) {
+    throw new RangeError(
+      `Cannot keep the admin token in '${dir}': it is not a directory owned by this user`,
+    );
+  }
+  if ((stat.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+}
+
+function reusable(path: string): string | undefined {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return undefined;
+    throw error;
+  }
+  const uid = process.getuid?.();
+  // A file others could have read is no longer secret: replace it.
+  if (!stat.isFile() || (uid !== undefined && stat.uid !== uid) || (stat.mode & 0o077) !== 0) {
+    return undefined;
+  }
+  const token = readFileSync(path, "utf8").trim();
+  return GENERATED_SYNTAX.test(token) ? token : undefined;
+}
+
+function generate(path: string): AdminToken {
+  privateDirectory(dirname(path));
+  const existing = reusable(path);
+  if (existing !== undefined) {
+    return { token: existing, source: "generated", path, created: false };
+  }
+  const token = randomBytes(32).toString("hex");
+  const temporary = `${path}.${process.pid}.tmp`;
+  // Left over by a crashed server of the same pid, in our own directory.
+  rmSync(temporary, { force: true });
+  writeFileSync(temporary, token + "\n", { mode: 0o600, flag: "wx" });
+  chmodSync(temporary, 0o600);
+  try {
+    // link() never replaces: when two servers start at once, the first token written wins and
+    // the other server reads it back.
+    linkSync(temporary, path);
+  } catch (error) {
+    if (errorCode(error) !== "EEXIST") throw error;
+    const winner = reusable(path);
+    if (winner !== undefined) {
+      rmSync(temporary);
+      return { token: winner, source: "generated", path, created: false };
+    }
+    // What is there is not a usable token file (wrong mode or content): replace it.
+    renameSync(temporary, path);
+    return { token, source: "generated", path, created: true };
+  }
+  rmSync(temporary);
+  return { token, source: "generated", path, created: true };
+}
+
+/**
+ * Resolves the admin token.
+ *
+ * @param options The token file, the environment and where to generate.
+ * @returns The token, where it came from and, for a file, its path (log that, never the token).
+ * @throws {RangeError} When the token file cannot be read or a given token is empty or holds
+ *   spaces or control characters; the message names the file or variable, never the token.
+ *
+ * @example
+ * ```ts
+ * const { token, path } = resolveAdminToken({ tokenFile: args["admin-token-file"] });
+ * if (path) log(`admin token in ${path}`);
+ * ```
+ */
+export function resolveAdminToken(options: AdminTokenOptions = {}): AdminToken {
+  const env = options.env ?? process.env;
+  if (options.tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(options.tokenFile, "utf8");
+    } catch (error) {
+      throw new RangeError(
+        `Cannot read 'admin-token-file' '${options.tokenFile}': ${
+          errorCode(error) ?? (error as Error).message
+        }`,
+      );
+    }
+    const token = checkToken(text.trim(), `in '${options.tokenFile}'`);
+    return { token, source: "file", path: options.tokenFile, created: false };
+  }
+  const fromEnv = env[TOKEN_ENV];
+  if (fromEnv !== undefined) {
+    return { token: checkToken(fromEnv.trim(), `in ${TOKEN_ENV}`), source: "env", created: false };
+  }
+  return generate(options.generatedPath ?? defaultTokenPath(env));
+}
+
+/**
+ * Whether an address only reaches this machine: `localhost`, 127.0.0.0/8 or `::1`.
+ *
+ * @param hostname An address or host name, IPv6 with or without brackets.
+ * @returns `true` for a loopback address.
+ */
+export function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  return host === "localhost" || host === "::1" || /^127(\.\d{1,3}){3}$/.test(host) ||
+    /^::ffff:127(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * Refuses to serve the admin API beyond this machine with a token nobody configured: a generated
+ * token is for local use, read from a file on this machine.
+ *
+ * @param hostname The admin API's bind address.
+ * @param options The same options as {@linkcode resolveAdminToken}.
+ * @throws {RangeError} For a non-loopback address without `--admin-token-file` or
+ *   `TALLYHO_ADMIN_TOKEN`; one line that names the address.
+ */
+export function assertAdminBindAllowed(hostname: string, options: AdminTokenOptions = {}): void {
+  const env = options.env ?? process.env;
+  if (isLoopback(hostname) || options.tokenFile !== undefined || env[TOKEN_ENV] !== undefined) {
+    return;
+  }
+  throw new RangeError(
+    `Cannot serve the admin API on ${hostname} without a configured token: ` +
+      `pass --admin-token-file or set ${TOKEN_ENV}, or bind it to 127.0.0.1`,
+  );
+}

@@ -1,0 +1,175 @@
+/**
+ * The admin API's /metrics: names, types and labels, checked by promtool itself.
+ */
+import assert from "node:assert/strict";
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import process from "node:process";
+import { test } from "node:test";
+import type { AdminInfo, ProcessStats } from "../admin/backend.ts";
+import { renderMetrics } from "../admin/metrics.ts";
+import { type ProcessMetrics, readProcessMetrics } from "../admin/process_metrics.ts";
+import { STAT_NAMES } from "../server/thread_stats.ts";
+import { figures } from "./_admin.ts";
+
+const INFO: AdminInfo = {
+  version: "1.2.3",
+  runtime: "bun",
+  runtimeVersion: "1.4.5",
+  pid: 42,
+  uptimeSeconds: 3,
+  state: "paused",
+  listen: { host: "0.0.0.0", port: 9000 },
+  configGeneration: 5,
+};
+
+const PROCESSES: ProcessStats[] = [
+  {
+    index: 0,
+    pid: 1000,
+    threads: [
+      figures({
+        connectionsAccepted: 10,
+        connectionsActive: 2,
+        replies: 30,
+        messages: 31,
+        bytesIn: 400,
+        bytesOut: 500,
+        lastNumber: 2 ** 53 - 1,
+        closedLineTooLong: 1,
+        closedPeerError: 2,
+        acceptErrors: 3,
+        readPauses: 4,
+      }),
+      figures({ connectionsAccepted: 1 }),
+    ],
+  },
+  { index: 1, pid: 1001, threads: [figures({ replies: 6 })] },
+];
+
+const PROCESS: ProcessMetrics = {
+  residentMemoryBytes: 1024,
+  virtualMemoryBytes: 4096,
+  startTimeSeconds: 1700000000.5,
+  cpuSecondsTotal: 1.25,
+  openFds: 9,
+  maxFds: 1024,
+};
+
+function render(processes = PROCESSES, process: ProcessMetrics = PROCESS): string {
+  return renderMetrics({ info: INFO, processes, process });
+}
+
+function promtoolPath(): string | undefined {
+  const found = spawnSync("promtool", ["--version"], { encoding: "utf8" });
+  return found.status === 0 ? "promtool" : undefined;
+}
+
+const PROMTOOL = promtoolPath();
+
+// CI installs promtool (.ci/run); there its absence is a failure, not a reason to skip.
+test(
+  "metrics pass promtool check metrics",
+  { skip: PROMTOOL === undefined && !process.env.CI },
+  () => {
+    assert.ok(PROMTOOL, "promtool is not installed (package prometheus); CI must have it");
+    for (const text of [render(), render([], {}), render(PROCESSES, {})]) {
+      const checked: SpawnSyncReturns<string> = spawnSync(PROMTOOL, ["check", "metrics"], {
+        input: text,
+        encoding: "utf8",
+      });
+      assert.equal(
+        checked.status,
+        0,
+        `promtool check metrics:\n${checked.stdout}${checked.stderr}\n--- input ---\n${text}`,
+      );
+    }
+  },
+);
+
+test("metrics: promtool would catch a counter without _total (the check can fail)", {
+  skip: PROMTOOL === undefined && !process.env.CI,
+}, () => {
+  assert.ok(PROMTOOL);
+  const bad = render().replace(/tallyho_replies_total/g, "tallyho_replies");
+  const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: bad, encoding: "utf8" });
+  assert.notEqual(checked.status, 0);
+});
+
+test("metrics name every figure per process and thread, with reasons as labels", () => {
+  const text = render();
+  const expected = [
+    'tallyho_build_info{version="1.2.3",runtime="bun"} 1',
+    'tallyho_listener_state{state="running"} 0',
+    'tallyho_listener_state{state="paused"} 1',
+    "tallyho_config_generation 5",
+    'tallyho_connections_accepted_total{process="0",thread="0"} 10',
+    'tallyho_connections_accepted_total{process="0",thread="1"} 1',
+    'tallyho_connections_accepted_total{process="1",thread="0"} 0',
+    'tallyho_connections_active{process="0",thread="0"} 2',
+    'tallyho_replies_total{process="1",thread="0"} 6',
+    'tallyho_messages_total{process="0",thread="0"} 31',
+    'tallyho_received_bytes_total{process="0",thread="0"} 400',
+    'tallyho_sent_bytes_total{process="0",thread="0"} 500',
+    'tallyho_last_number{process="0",thread="0"} 9007199254740991',
+    'tallyho_connections_closed_total{process="0",thread="0",reason="line_too_long"} 1',
+    'tallyho_connections_closed_total{process="0",thread="0",reason="numbers_exhausted"} 0',
+    'tallyho_connections_closed_total{process="0",thread="0",reason="peer_error"} 2',
+    'tallyho_accept_errors_total{process="0",thread="0"} 3',
+    'tallyho_read_pauses_total{process="0",thread="0"} 4',
+    "process_resident_memory_bytes 1024",
+    "process_virtual_memory_bytes 4096",
+    "process_start_time_seconds 1700000000.5",
+    "process_cpu_seconds_total 1.25",
+    "process_open_fds 9",
+    "process_max_fds 1024",
+  ];
+  const lines = new Set(text.split("\n"));
+  for (const line of expected) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  // One sample per figure per thread: 3 threads.
+  const samples = text.split("\n").filter((line) =>
+    line.startsWith("tallyho_") && line.includes("thread=")
+  );
+  assert.equal(samples.length, STAT_NAMES.length * 3);
+  assert.ok(text.endsWith("\n"));
+});
+
+test("metrics give every family HELP and TYPE once, samples together, no client address", () => {
+  const text = render();
+  const seen = new Set<string>();
+  let current = "";
+  for (const line of text.trimEnd().split("\n")) {
+    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+    if (type) {
+      assert.ok(!seen.has(type[1]!), `family ${type[1]} twice`);
+      seen.add(type[1]!);
+      current = type[1]!;
+      if (type[2] === "counter") assert.match(current, /_total$/);
+      continue;
+    }
+    if (line.startsWith("# HELP ")) continue;
+    assert.equal(line.split(/[{ ]/)[0], current, `sample outside its family: ${line}`);
+    for (const label of line.matchAll(/(\w+)="/g)) {
+      assert.ok(["process", "thread", "reason", "state", "version", "runtime"].includes(label[1]!));
+    }
+  }
+});
+
+test("metrics escape label values", () => {
+  const text = renderMetrics({
+    info: { ...INFO, version: 'a"b\\c\nd' },
+    processes: [],
+    process: {},
+  });
+  assert.match(text, /^tallyho_build_info\{version="a\\"b\\\\c\\nd",runtime="bun"\} 1$/m);
+});
+
+test("process metrics are read from /proc on Linux", { skip: process.platform !== "linux" }, () => {
+  const metrics = readProcessMetrics();
+  assert.ok(metrics.residentMemoryBytes! > 1024 * 1024, `rss ${metrics.residentMemoryBytes}`);
+  assert.ok(metrics.virtualMemoryBytes! >= metrics.residentMemoryBytes!);
+  assert.ok(metrics.openFds! >= 3, `open fds ${metrics.openFds}`);
+  assert.ok(metrics.maxFds! >= metrics.openFds!);
+  assert.ok(metrics.cpuSecondsTotal! > 0);
+  const age = Date.now() / 1000 - metrics.startTimeSeconds!;
+  assert.ok(age >= 0 && age < 3600, `started ${age} s ago`);
+});

@@ -1,0 +1,178 @@
+/**
+ * The admin token: where it is read from, how a generated one is kept, and the bind rule.
+ */
+import assert from "node:assert/strict";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { test } from "node:test";
+import {
+  assertAdminBindAllowed,
+  defaultTokenPath,
+  isLoopback,
+  resolveAdminToken,
+  TOKEN_ENV,
+} from "../admin/token.ts";
+
+const POSIX = process.platform !== "win32";
+
+function scratch(): { dir: string; [Symbol.dispose](): void } {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-token-test-"));
+  return { dir, [Symbol.dispose]: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+test("token: a generated one is 32 random bytes in hex, mode 0600 in a 0700 directory", {
+  skip: !POSIX,
+}, () => {
+  using tmp = scratch();
+  const path = join(tmp.dir, "run", "tallyho", "admin-token");
+  const token = resolveAdminToken({ env: {}, generatedPath: path });
+  assert.equal(token.source, "generated");
+  assert.equal(token.path, path);
+  assert.equal(token.created, true);
+  assert.match(token.token, /^[0-9a-f]{64}$/);
+  assert.equal(readFileSync(path, "utf8"), token.token + "\n");
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  assert.equal(statSync(join(tmp.dir, "run", "tallyho")).mode & 0o777, 0o700);
+  // Reused by the next start; nothing else left in the directory.
+  const again = resolveAdminToken({ env: {}, generatedPath: path });
+  assert.equal(again.token, token.token);
+  assert.equal(again.created, false);
+  // Another directory gets another token.
+  const other = resolveAdminToken({ env: {}, generatedPath: join(tmp.dir, "other", "t") });
+  assert.notEqual(other.token, token.token);
+});
+
+test("token: a generated file that others could read, or that is not a token, is replaced", {
+  skip: !POSIX,
+}, () => {
+  using tmp = scratch();
+  const path = join(tmp.dir, "admin-token");
+  const first = resolveAdminToken({ env: {}, generatedPath: path });
+  chmodSync(path, 0o644);
+  const second = resolveAdminToken({ env: {}, generatedPath: path });
+  assert.equal(second.created, true);
+  assert.notEqual(second.token, first.token);
+  assert.equal(statSync(path).mode & 0o777, 0o600);
+  writeFileSync(path, "not a token\n", { mode: 0o600 });
+  const third = resolveAdminToken({ env: {}, generatedPath: path });
+  assert.equal(third.created, true);
+  assert.match(readFileSync(path, "utf8"), /^[0-9a-f]{64}\n$/);
+});
+
+test("token: a directory that is a symbolic link, or open to others, is tightened or refused", {
+  skip: !POSIX,
+}, () => {
+  using tmp = scratch();
+  const real = join(tmp.dir, "real");
+  mkdirSync(real, { mode: 0o700 });
+  const link = join(tmp.dir, "link");
+  symlinkSync(real, link);
+  assert.throws(() => resolveAdminToken({ env: {}, generatedPath: join(link, "admin-token") }), {
+    name: "RangeError",
+    message: `Cannot keep the admin token in '${link}': it is not a directory owned by this user`,
+  });
+  const open = join(tmp.dir, "open");
+  mkdirSync(open);
+  chmodSync(open, 0o777);
+  resolveAdminToken({ env: {}, generatedPath: join(open, "admin-token") });
+  assert.equal(statSync(open).mode & 0o777, 0o700);
+});
+
+test("token: --admin-token-file is read and trimmed, and wins over the environment", () => {
+  using tmp = scratch();
+  const file = join(tmp.dir, "secret");
+  writeFileSync(file, "  s3cret-from-file\n");
+  const token = resolveAdminToken({ tokenFile: file, env: { [TOKEN_ENV]: "from-env" } });
+  assert.deepEqual(token, {
+    token: "s3cret-from-file",
+    source: "file",
+    path: file,
+    created: false,
+  });
+});
+
+test("token: TALLYHO_ADMIN_TOKEN is honoured when no file is given, and nothing is written", () => {
+  using tmp = scratch();
+  const generatedPath = join(tmp.dir, "admin-token");
+  const token = resolveAdminToken({ env: { [TOKEN_ENV]: "from-env\n" }, generatedPath });
+  assert.deepEqual(token, { token: "from-env", source: "env", created: false });
+  assert.throws(() => statSync(generatedPath), { code: "ENOENT" });
+});
+
+test("token: a missing file, an empty token or one with spaces is one error that never shows it", () => {
+  using tmp = scratch();
+  const missing = join(tmp.dir, "nope");
+  assert.throws(() => resolveAdminToken({ tokenFile: missing }), {
+    name: "RangeError",
+    message: `Cannot read 'admin-token-file' '${missing}': ENOENT`,
+  });
+  const empty = join(tmp.dir, "empty");
+  writeFileSync(empty, "\n");
+  assert.throws(() => resolveAdminToken({ tokenFile: empty }), {
+    name: "RangeError",
+    message: `The admin token in '${empty}' is empty`,
+  });
+  const spaced = join(tmp.dir, "spaced");
+  writeFileSync(spaced, "top secret words");
+  assert.throws(() => resolveAdminToken({ tokenFile: spaced }), (error: Error) => {
+    assert.ok(error instanceof RangeError);
+    assert.match(error.message, /must be visible ASCII without spaces/);
+    assert.doesNotMatch(error.message, /secret/);
+    return true;
+  });
+  assert.throws(() => resolveAdminToken({ env: { [TOKEN_ENV]: "" } }), {
+    message: `The admin token in ${TOKEN_ENV} is empty`,
+  });
+});
+
+test("token: the default path is under XDG_RUNTIME_DIR, else a per-user temporary directory", () => {
+  assert.equal(
+    defaultTokenPath({ XDG_RUNTIME_DIR: "/run/user/1000" }),
+    "/run/user/1000/tallyho/admin-token",
+  );
+  const fallback = defaultTokenPath({});
+  assert.ok(fallback.startsWith(tmpdir()), fallback);
+  assert.match(fallback, /tallyho-[^/\\]+[/\\]admin-token$/);
+  if (process.getuid) assert.ok(fallback.includes(`tallyho-${process.getuid()}`));
+});
+
+test("token: a non-loopback admin bind without a configured token is refused in one line", () => {
+  for (const host of ["0.0.0.0", "::", "10.0.0.5", "admin.example"]) {
+    assert.throws(() => assertAdminBindAllowed(host, { env: {} }), (error: Error) => {
+      assert.ok(error instanceof RangeError);
+      assert.ok(error.message.startsWith(`Cannot serve the admin API on ${host} without`));
+      assert.match(error.message, /--admin-token-file or set TALLYHO_ADMIN_TOKEN/);
+      assert.ok(!error.message.includes("\n"));
+      return true;
+    }, host);
+    assertAdminBindAllowed(host, { env: { [TOKEN_ENV]: "t" } });
+    assertAdminBindAllowed(host, { env: {}, tokenFile: "/some/file" });
+  }
+  for (const host of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]) {
+    assertAdminBindAllowed(host, { env: {} });
+  }
+});
+
+test("token: loopback means localhost, 127.0.0.0/8 and ::1, nothing else", () => {
+  for (
+    const host of ["localhost", "127.0.0.1", "127.255.0.9", "::1", "[::1]", "::ffff:127.0.0.1"]
+  ) {
+    assert.equal(isLoopback(host), true, host);
+  }
+  for (
+    const host of ["0.0.0.0", "::", "128.0.0.1", "127.0.0.1.evil.example", "localhost.evil", ""]
+  ) {
+    assert.equal(isLoopback(host), false, host);
+  }
+});
