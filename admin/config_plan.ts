@@ -7,18 +7,24 @@
  * @module
  */
 
-import { describe, resolveConfig, type ServeConfig } from "../server/config.ts";
+import {
+  describe,
+  FLAG_NAMES,
+  resolveConfig,
+  RESTART_KEYS as RESTART_OPTIONS,
+  type ServeConfig,
+} from "../server/config.ts";
 import { configToJson, optionsFromJson } from "../server/config_json.ts";
 import type { ValueChange } from "./backend.ts";
 import { RestartRequiredError } from "./errors.ts";
 import { applyMergePatch } from "./merge_patch.ts";
 
 /**
- * Keys that a running server cannot change: the listeners would have to be bound again
- * (`host`, `port`) or the counter restarted (`first-number`). Every other key is live, so a key
- * added to the configuration later is live unless it is added here.
+ * Keys that a running server cannot change, by their flag names: the listeners would have to be
+ * bound again (`host`, `port`) or the number source reopened (`first-number`, `state`). The list
+ * is the server's own (`RESTART_KEYS` in server/config.ts); every other key is live.
  */
-export const RESTART_KEYS: readonly string[] = ["host", "port", "first-number"];
+export const RESTART_KEYS: readonly string[] = RESTART_OPTIONS.map((key) => FLAG_NAMES[key]);
 
 /** What a patch would put in force. */
 export interface ConfigPlan {

@@ -81,7 +81,13 @@ const FIGURES: {
   readPauses: {
     name: "tallyho_read_pauses_total",
     type: "counter",
-    help: "Times a connection stopped being read because its unsent replies passed 1 MiB.",
+    help: "Times a connection stopped being read because its unsent replies passed " +
+      "max-pending-reply-bytes.",
+  },
+  untrackedAddresses: {
+    name: "tallyho_untracked_addresses_total",
+    type: "counter",
+    help: "Connections admitted without per-address limits because the address table was full.",
   },
 };
 

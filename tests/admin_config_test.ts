@@ -58,8 +58,8 @@ test("config plan lists only real changes; equal spellings of a value change not
   assert.equal(change.config.drainTimeoutMs, 1500);
 });
 
-test("config plan: restart-only keys are host, port and first-number, every other key is live", () => {
-  assert.deepEqual([...RESTART_KEYS].sort(), ["first-number", "host", "port"]);
+test("config plan: restart-only keys are host, port, first-number and state, every other key is live", () => {
+  assert.deepEqual([...RESTART_KEYS].sort(), ["first-number", "host", "port", "state"]);
   const defaults = defaultConfig(2);
   const current = resolveConfig({}, defaults);
   // A key added later (processes, limits) is live unless it is added to RESTART_KEYS.
@@ -77,7 +77,12 @@ test("config plan: restart-only keys are host, port and first-number, every othe
     const plan = planConfigChange(current, { [key]: values[key] }, defaults);
     assert.deepEqual(Object.keys(plan.changes), [key]);
   }
-  for (const [key, value] of [["host", "::"], ["port", 1], ["first-number", 2]] as const) {
+  for (
+    const [key, value] of [["host", "::"], ["port", 1], ["first-number", 2], [
+      "state",
+      "/tmp/s",
+    ]] as const
+  ) {
     assert.throws(() => planConfigChange(current, { [key]: value }, defaults), {
       name: "RestartRequiredError",
       message: new RegExp(`^'${key}' cannot change while the server runs; a restart is needed`),
