@@ -181,8 +181,9 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     "/livez": { GET: (c) => Promise.resolve(c.json({ live: true })) },
     "/readyz": {
       GET: async (c) => {
-        const { state } = await backend.info();
-        return c.json({ ready: state === "running", state }, state === "running" ? 200 : 503);
+        const { state, numbersAvailable = true } = await backend.info();
+        const ready = state === "running" && numbersAvailable;
+        return c.json({ ready, state, numbersAvailable }, ready ? 200 : 503);
       },
     },
     "/metrics": {

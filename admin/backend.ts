@@ -40,6 +40,11 @@ export interface AdminInfo {
   listen: { host: string; port: number };
   /** The configuration's generation: 1 at start, one more for every applied change. */
   configGeneration: number;
+  /**
+   * Whether new clients can be numbered; false while the number source is down and the leased
+   * numbers are used up. `/readyz` answers 503 then. Absent means true.
+   */
+  numbersAvailable?: boolean;
 }
 
 /** One serving process's figures. */

@@ -65,6 +65,8 @@ export class MemoryBackend implements AdminBackend {
   generation = 1;
   /** The listener's state. */
   state: ListenerState = "running";
+  /** Whether numbers can be handed out (`/readyz` is 503 when not). */
+  numbersAvailable = true;
   readonly #defaults: ServeConfig;
   readonly #boundPort: number;
   readonly #now: () => number;
@@ -99,6 +101,7 @@ export class MemoryBackend implements AdminBackend {
       state: this.state,
       listen: { host: this.current.host, port: this.#boundPort },
       configGeneration: this.generation,
+      numbersAvailable: this.numbersAvailable,
     };
   }
 

@@ -31,15 +31,20 @@ export interface DrainMessage {
   type: "drain";
 }
 
+/** Main thread to worker: stop or start accepting; open connections are served either way. */
+export interface ListenerMessage {
+  type: "pause" | "resume";
+}
+
 /** Everything a worker receives. */
-export type ToWorker = StartMessage | ConfigureMessage | DrainMessage;
+export type ToWorker = StartMessage | ConfigureMessage | DrainMessage | ListenerMessage;
 
 /** Everything a worker sends. */
 export type FromWorker =
   | { type: "listening"; port: number; runtime: string }
   | { type: "failed"; code: string; message: string }
   | { type: "drained" }
-  /** The thread now serves with the configuration it was last sent. */
-  | { type: "configured" }
+  /** The thread has applied the last `configure`, `pause` or `resume` it was sent. */
+  | { type: "ack" }
   /** The thread had to wait for a block of numbers: lease more now. */
   | { type: "starved" };

@@ -17,7 +17,7 @@ import { doctorMain } from "./doctor/doctor_main.ts";
 import { StateFileError } from "./lease/state_file.ts";
 import { runChild } from "./process/child_main.ts";
 import { CHILD_COMMAND } from "./process/supervisor.ts";
-import { runServe } from "./serve_command.ts";
+import { type AdminFlags, DEFAULT_ADMIN_ADDRESS, runServe } from "./serve_command.ts";
 import { VERSION } from "./version.ts";
 
 /** Exit code for a mistake in the command line. */
@@ -67,6 +67,10 @@ Options for serve:
   --idle-timeout TIME     close a connection idle, mid-line or not reading this long (default 60s)
   --max-pending-reply-bytes N    unsent replies above which a connection stops being read
                           (default 1048576)
+  --admin HOST:PORT|off   the admin HTTP API (default 127.0.0.1:9001); a non-loopback address
+                          needs a configured token
+  --admin-token-file FILE the admin API's bearer token (or set TALLYHO_ADMIN_TOKEN); without
+                          either, one is generated into a file only its owner can read
   --allow CIDR,...        only these client ranges may connect (default: all)
   --deny CIDR,...         client ranges refused at once (default: none)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
@@ -85,6 +89,8 @@ class UsageError extends Error {
 const SERVE_FLAGS = {
   ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
   config: { type: "string" },
+  admin: { type: "string" },
+  "admin-token-file": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
@@ -106,7 +112,7 @@ function integerFlag(flag: string, text: string): number {
  */
 function parseServeArgs(
   args: string[],
-): { options: ServeOptions; configFile: string | null } | "help" | "version" {
+): { options: ServeOptions; configFile: string | null; admin: AdminFlags } | "help" | "version" {
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false })
@@ -127,9 +133,14 @@ function parseServeArgs(
     } else options[option] = text;
   }
   const configFile = values.config;
+  const tokenFile = values["admin-token-file"];
   return {
     options: options as ServeOptions,
     configFile: typeof configFile === "string" ? configFile : null,
+    admin: {
+      address: typeof values.admin === "string" ? values.admin : DEFAULT_ADMIN_ADDRESS,
+      ...(typeof tokenFile === "string" ? { tokenFile } : {}),
+    },
   };
 }
 
@@ -174,7 +185,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
       io.out(`tallyho ${VERSION} (${RUNTIME} ${RUNTIME_VERSION})`);
       return 0;
     }
-    return await runServe(parsed.options, parsed.configFile, io);
+    return await runServe(parsed.options, parsed.configFile, io, parsed.admin);
   } catch (error) {
     if (error instanceof StateFileError) {
       io.err(`tallyho: ${error.message}`);

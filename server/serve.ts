@@ -41,8 +41,12 @@ export interface RunningServer {
   readonly port: number;
   /** Each thread's figures. */
   stats(): ThreadFigures[];
+  /** Leased numbers not yet handed out (negative when threads are waiting for more). */
+  numbersRemaining(): number;
   /** The highest number handed out so far, or 0 before any. */
   lastNumber(): number;
+  /** Stops or starts accepting on every thread; open connections are served either way. */
+  setPaused(paused: boolean): Promise<void>;
   /** Applies a new configuration (same host and port) to every thread. */
   configure(config: ServeConfig): Promise<void>;
   /** Stops accepting, finishes replies in flight, closes connections, ends the threads. */
@@ -96,8 +100,10 @@ export async function startServer(
     },
     port: pool.port,
     stats: () => pool.stats(),
+    numbersRemaining: () => ledger.remaining,
     lastNumber: () => Math.max(0, ...pool.stats().map((thread) => thread.lastNumber)),
     configure: (next) => pool.configure(next),
+    setPaused: (paused) => pool.setPaused(paused),
     shutdown: async () => {
       await pool.shutdown();
       keeper.stop();

@@ -8,7 +8,11 @@
  */
 
 import process from "node:process";
-import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
+import { createAdminApp } from "../admin/app.ts";
+import { SupervisorBackend } from "../admin/supervisor_backend.ts";
+import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
+import { RUNTIME, RUNTIME_VERSION, serveHttp } from "./adapters/mod.ts";
+import type { HttpServer } from "./adapters/http_server.ts";
 import {
   clampToHost,
   defaultConfig,
@@ -23,6 +27,38 @@ import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
 import { StateFileLeaseSource } from "./lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "./process/supervisor.ts";
 import { VERSION } from "./version.ts";
+
+/** Where the admin API listens by default: loopback only. */
+export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
+
+/** The admin API's command-line settings. */
+export interface AdminFlags {
+  /** `HOST:PORT` (`[::1]:9001` for IPv6), or `off`. */
+  address: string;
+  /** The bearer token's file; see admin/token.ts for what happens without one. */
+  tokenFile?: string;
+}
+
+/**
+ * Reads `--admin`.
+ *
+ * @param text `HOST:PORT`, `[IPv6]:PORT` or `off`.
+ * @returns Where to listen, or null for off.
+ * @throws {RangeError} Naming the flag and what was given.
+ */
+export function parseAdminAddress(text: string): { hostname: string; port: number } | null {
+  if (text === "off") return null;
+  const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) {
+    throw new RangeError(
+      `'admin' must be HOST:PORT (such as 127.0.0.1:9001 or [::1]:9001) or off: got ${
+        JSON.stringify(text)
+      }`,
+    );
+  }
+  return { hostname: match[1] ?? match[2]!, port };
+}
 
 /** Where the serve command writes. */
 export interface ServeIo {
@@ -66,9 +102,17 @@ export async function runServe(
   flags: ServeOptions,
   configFile: string | null,
   io: ServeIo,
+  adminFlags: AdminFlags = { address: DEFAULT_ADMIN_ADDRESS },
 ): Promise<number> {
   const { config, warnings } = loadConfig(flags, configFile);
   const log = (line: string) => io.out(`tallyho: ${line}`);
+  // The admin API's settings are checked before anything starts, so a mistake costs nothing.
+  const adminAddress = parseAdminAddress(adminFlags.address);
+  const tokenOptions = adminFlags.tokenFile === undefined
+    ? {}
+    : { tokenFile: adminFlags.tokenFile };
+  if (adminAddress) assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
+  const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
@@ -91,6 +135,38 @@ export async function runServe(
     throw error;
   }
   signals.onSecond = () => supervisor.kill();
+  let admin: HttpServer | null = null;
+  if (adminAddress && adminToken) {
+    const backend = new SupervisorBackend(supervisor, {
+      defaults: defaultConfig(readHostFacts()),
+      drain: () => signals.stop("admin drain"),
+      numbersAvailable: () => supervisor.numbersAvailable(),
+    });
+    const app = createAdminApp(backend, {
+      token: adminToken.token,
+      port: () => admin?.port ?? adminAddress.port,
+      hostname: adminAddress.hostname,
+      log,
+    });
+    try {
+      admin = serveHttp(app.fetch, adminAddress);
+    } catch (error) {
+      await supervisor.kill();
+      throw error;
+    }
+    log(
+      `admin API on http://${
+        adminAddress.hostname.includes(":") ? `[${adminAddress.hostname}]` : adminAddress.hostname
+      }:${admin.port}/` +
+        (adminToken.source === "generated"
+          ? ` (bearer token ${
+            adminToken.created ? "generated into" : "read from"
+          } ${adminToken.path})`
+          : adminToken.source === "env"
+          ? " (bearer token from TALLYHO_ADMIN_TOKEN)"
+          : ` (bearer token from ${adminToken.path})`),
+    );
+  }
   signals.onReload = async () => {
     if (configFile === null) {
       log("SIGHUP: no --config file to re-read; nothing changed");
@@ -128,11 +204,13 @@ export async function runServe(
   ]);
   if (winner.crash) {
     io.err(`tallyho: stopping: ${winner.name}`);
+    await admin?.stop();
     await supervisor.kill();
     return 1;
   }
   log(`${winner.name}: draining (up to ${supervisor.config.drainTimeoutMs} ms)`);
   await supervisor.shutdown();
+  await admin?.stop();
   const processes = supervisor.processes();
   const perThread = processes.flatMap((p) => p.threads.map((t) => t.connectionsAccepted));
   const perProcess = processes.map((p) =>
@@ -160,8 +238,10 @@ function refusals(processes: ProcessFigures[]): Record<string, number> {
 }
 
 interface Signals {
-  /** Resolves with the first SIGINT or SIGTERM. */
+  /** Resolves with the first SIGINT or SIGTERM (or {@linkcode stop}). */
   first: Promise<string>;
+  /** Starts the drain as a first signal would. */
+  stop(reason: string): void;
   onSecond: () => Promise<void>;
   onReload: () => Promise<void>;
 }
@@ -171,6 +251,10 @@ function listenForSignals(io: ServeIo): Signals {
   let resolveFirst: (name: string) => void = () => {};
   const signals: Signals = {
     first: new Promise((resolve) => (resolveFirst = resolve)),
+    stop: (reason) => {
+      received++;
+      resolveFirst(reason);
+    },
     onSecond: () => Promise.resolve(),
     onReload: () => Promise.resolve(),
   };

@@ -42,8 +42,8 @@ interface Slot {
   worker: Worker;
   listening: boolean;
   retired: boolean;
-  /** Resolvers waiting for this thread to confirm a configuration. */
-  configured: Array<() => void>;
+  /** Resolvers waiting for this thread to acknowledge a change, oldest first. */
+  acks: Array<() => void>;
 }
 
 /** Worker threads sharing one port, one number ledger and one stats buffer. */
@@ -62,7 +62,7 @@ export class ThreadPool {
   readonly #crashWindowMs: number;
   readonly #deaths: number[] = [];
   readonly #gateBuffers = createGateBuffers();
-  #highestThread = 0;
+  #paused = false;
   #stopping = false;
 
   private constructor(config: ServeConfig, ledger: NumberLedger, options: ThreadPoolOptions) {
@@ -109,16 +109,19 @@ export class ThreadPool {
 
   #startThread(thread: number, port: number): Promise<number> {
     const worker = new Worker(WORKER_URL, { type: "module" });
-    const slot: Slot = { worker, listening: false, retired: false, configured: [] };
+    const slot: Slot = { worker, listening: false, retired: false, acks: [] };
     this.#slots[thread] = slot;
-    this.#highestThread = Math.max(this.#highestThread, thread + 1);
     return new Promise((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         if (message.type === "starved") this.#onStarved();
-        else if (message.type === "configured") slot.configured.shift()?.();
+        else if (message.type === "ack") slot.acks.shift()?.();
         else if (message.type === "listening") {
           slot.listening = true;
+          if (this.#paused) {
+            slot.acks.push(() => {});
+            this.#post(worker, { type: "pause" });
+          }
           resolve(message.port);
         } else if (message.type === "failed") {
           const error = message.code === "EADDRINUSE"
@@ -192,12 +195,7 @@ export class ThreadPool {
     this.#config = config;
     // Resolves once every thread has confirmed, so a client that connects after this returns is
     // served with the new configuration.
-    await Promise.all(this.#slots.map((slot) =>
-      new Promise<void>((resolve) => {
-        slot.configured.push(resolve);
-        this.#post(slot.worker, { type: "configure", config });
-      })
-    ));
+    await this.#everyThread({ type: "configure", config });
     const current = this.#slots.length;
     if (config.threads > current) {
       await Promise.all(
@@ -214,11 +212,32 @@ export class ThreadPool {
   }
 
   /**
-   * Each thread's figures, in thread order, including threads that have since been retired (their
-   * totals still count).
+   * Stops or starts accepting on every thread, now and for threads started later; open
+   * connections are served either way. Resolves once every thread has done so.
+   *
+   * @param paused Whether to stop accepting.
+   */
+  async setPaused(paused: boolean): Promise<void> {
+    this.#paused = paused;
+    await this.#everyThread({ type: paused ? "pause" : "resume" });
+  }
+
+  /** Sends a message every thread acknowledges, and resolves once all have. */
+  #everyThread(message: ToWorker): Promise<unknown> {
+    return Promise.all(this.#slots.map((slot) =>
+      new Promise<void>((resolve) => {
+        slot.acks.push(resolve);
+        this.#post(slot.worker, message);
+      })
+    ));
+  }
+
+  /**
+   * The figures of the threads serving now, in thread order. A thread retired by a shrink drops
+   * out; one started again in its place continues its row, so counters never go backwards.
    */
   stats(): ThreadFigures[] {
-    return readStats(this.statsBuffer).slice(0, this.#highestThread);
+    return readStats(this.statsBuffer).slice(0, this.#slots.length);
   }
 
   #drainSlot(slot: Slot): Promise<void> {

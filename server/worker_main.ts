@@ -55,7 +55,15 @@ scope.onmessage = async (event) => {
     case "configure":
       handler?.configure(message.config);
       gate?.configure(message.config);
-      scope.postMessage({ type: "configured" });
+      scope.postMessage({ type: "ack" });
+      break;
+    case "pause":
+      listener?.pause();
+      scope.postMessage({ type: "ack" });
+      break;
+    case "resume":
+      listener?.resume();
+      scope.postMessage({ type: "ack" });
       break;
     case "drain":
       await listener?.shutdown(handler?.config.drainTimeoutMs ?? 0);

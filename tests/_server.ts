@@ -38,11 +38,18 @@ export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; c
   };
 }
 
+/** The admin token every test server is started with. */
+export const ADMIN_TOKEN = "tallyho-test-token-0123456789abcdef";
+
 /** A server started by {@linkcode startTallyho}. */
 export interface TestServer {
   readonly port: number;
   /** The supervisor's pid. */
   readonly pid: number;
+  /** The admin API's base URL (`http://127.0.0.1:PORT`), or null when started with it off. */
+  readonly adminUrl: string | null;
+  /** Calls the admin API with the test token. */
+  admin(path: string, init?: RequestInit): Promise<Response>;
   /** Each serving process's pid by index, as last logged ("process I listening (pid P)"). */
   childPids(): Map<number, number>;
   /** Resolves once `pattern` appears in the output, or rejects after `timeoutMs`. */
@@ -68,8 +75,13 @@ export function startTallyho(args: string[] = []): Promise<TestServer> {
   const full = [...args];
   if (!full.includes("--port")) full.push("--port", "0");
   if (!full.includes("--host")) full.push("--host", "127.0.0.1");
+  if (!full.includes("--admin")) full.push("--admin", "127.0.0.1:0");
   const { cmd, argv, cwd } = tallyhoCommand(["serve", ...full]);
-  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, argv, {
+    cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN },
+  });
   let output = "";
   const exited = new Promise<number | string>((resolve) =>
     child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown"))
@@ -82,13 +94,24 @@ export function startTallyho(args: string[] = []): Promise<TestServer> {
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
       const match = /listening on \S+:(\d+)/.exec(output);
-      if (match) {
+      const adminOff = argv.includes("off");
+      const adminMatch = /admin API on (http:\/\/[^/\s]+)\//.exec(output);
+      if (match && (adminOff || adminMatch)) {
+        const adminUrl = adminMatch ? adminMatch[1]! : null;
         clearTimeout(timer);
         child.stdout?.off("data", onData);
         child.stdout?.on("data", (more: Buffer) => (output += more.toString()));
         resolve({
           port: Number(match[1]),
           pid: child.pid!,
+          adminUrl,
+          admin: (path, init = {}) => {
+            const headers = new Headers(init.headers);
+            if (!headers.has("authorization")) {
+              headers.set("authorization", `Bearer ${ADMIN_TOKEN}`);
+            }
+            return fetch(`${adminUrl}${path}`, { ...init, headers });
+          },
           child,
           output: () => output,
           childPids: () => {

@@ -36,13 +36,23 @@ test("admin livez and readyz answer without a token; readyz is 503 unless runnin
   assert.deepEqual(await live.json(), { live: true });
   const ready = await call("/readyz", bare);
   assert.equal(ready.status, 200);
-  assert.deepEqual(await ready.json(), { ready: true, state: "running" });
+  assert.deepEqual(await ready.json(), { ready: true, state: "running", numbersAvailable: true });
   backend.state = "paused";
   const paused = await call("/readyz", bare);
   assert.equal(paused.status, 503);
-  assert.deepEqual(await paused.json(), { ready: false, state: "paused" });
+  assert.deepEqual(await paused.json(), { ready: false, state: "paused", numbersAvailable: true });
   backend.state = "draining";
   assert.equal((await call("/readyz", bare)).status, 503);
+  // Running, but no number can be handed out (the number source is down and none is left).
+  backend.state = "running";
+  backend.numbersAvailable = false;
+  const starved = await call("/readyz", bare);
+  assert.equal(starved.status, 503);
+  assert.deepEqual(await starved.json(), {
+    ready: false,
+    state: "running",
+    numbersAvailable: false,
+  });
   // A probe may name the pod's own address in Host.
   assert.equal((await call("/livez", { headers: { host: "10.1.2.3:9001" } })).status, 200);
 });

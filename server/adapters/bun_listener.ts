@@ -51,8 +51,9 @@ interface BunGlobal {
 
 class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly runtime = "bun";
-  readonly port: number;
-  readonly #listener: BunListener;
+  port: number;
+  #listener: BunListener | null;
+  readonly #listen: () => BunListener;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
@@ -74,6 +75,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
     };
+    this.#listen = () => bun.listen({ hostname: host, port: this.port, reusePort: true, socket });
     try {
       this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket });
     } catch (error) {
@@ -192,9 +194,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     }
   }
 
+  pause(): void {
+    this.#listener?.stop(false);
+    this.#listener = null;
+  }
+
+  resume(): void {
+    this.#listener ??= this.#listen();
+  }
+
   async shutdown(timeoutMs: number): Promise<void> {
     clearInterval(this.#sweeper);
-    this.#listener.stop(false);
+    this.#listener?.stop(false);
     // Half-close (FIN) rather than close: a request the client sends meanwhile is read and
     // dropped instead of drawing a reset, and the client sees a clean end of stream. The socket
     // closes when the client closes its side (allowHalfOpen is off), or at the deadline.
@@ -207,7 +218,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     for (const socket of this.#sockets) socket.terminate();
-    this.#listener.stop(true);
+    this.#listener?.stop(true);
+    this.#listener = null;
   }
 }
 

@@ -30,7 +30,8 @@ interface Tracked {
 class DenoThreadListener implements ThreadListener {
   readonly runtime = "deno";
   readonly port: number;
-  readonly #listener: Deno.TcpListener;
+  #listener: Deno.TcpListener | null;
+  readonly #host: string;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #open = new Set<Tracked>();
@@ -42,6 +43,7 @@ class DenoThreadListener implements ThreadListener {
   constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
+    this.#host = host;
     this.#gate = gate;
     this.#clock = clock;
     try {
@@ -54,7 +56,23 @@ class DenoThreadListener implements ThreadListener {
     }
     this.port = (this.#listener.addr as Deno.NetAddr).port;
     this.#sweeper = setInterval(() => this.#sweep(), SWEEP_EVERY_MS);
-    this.#acceptLoop();
+    this.#acceptLoop(this.#listener);
+  }
+
+  pause(): void {
+    this.#listener?.close(); // its accept loop ends with BadResource
+    this.#listener = null;
+  }
+
+  resume(): void {
+    if (this.#listener !== null || this.#draining) return;
+    this.#listener = Deno.listen({
+      hostname: this.#host,
+      port: this.port,
+      reusePort: true,
+      transport: "tcp",
+    });
+    this.#acceptLoop(this.#listener);
   }
 
   #sweep(): void {
@@ -69,11 +87,11 @@ class DenoThreadListener implements ThreadListener {
     }
   }
 
-  async #acceptLoop(): Promise<void> {
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
     while (!this.#draining) {
       let conn: Deno.Conn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (error) {
         if (this.#draining || error instanceof Deno.errors.BadResource) return;
         // Deno 2.9's accept() also rejects, with NotConnected (ENOTCONN from reading the peer's
@@ -147,7 +165,8 @@ class DenoThreadListener implements ThreadListener {
   async shutdown(timeoutMs: number): Promise<void> {
     clearInterval(this.#sweeper);
     this.#draining = true;
-    this.#listener.close();
+    this.#listener?.close();
+    this.#listener = null;
     // Half-close (FIN) connections waiting to read now, one being written after its write; each
     // closes when its client closes its side, or at the deadline.
     for (const tracked of this.#open) {

@@ -33,6 +33,10 @@ export interface ThreadListener {
    * and resolves once none is left or `timeoutMs` has passed (then the rest are cut).
    */
   shutdown(timeoutMs: number): Promise<void>;
+  /** Stops accepting (the kernel refuses new connections); open connections are still served. */
+  pause(): void;
+  /** Accepts again after {@linkcode pause}, on the same port. */
+  resume(): void;
 }
 
 /** Starts a listener on the current runtime. */

@@ -17,14 +17,17 @@ export type ToChild =
   | { type: "deny"; id: number; message: string }
   /** Serve with `config` from now on; answered with `configured` and the same id. */
   | { type: "configure"; id: number; config: ServeConfig }
-  | { type: "drain" };
+  | { type: "drain" }
+  /** Stop or start accepting; open connections are served either way. Answered with `ack`. */
+  | { type: "pause" | "resume"; id: number };
 
 /** Child to supervisor, on the child's stdout. */
 export type FromChild =
   | { type: "listening"; port: number; pid: number }
   | { type: "failed"; code: string; message: string }
   | { type: "lease"; id: number; count: number }
-  | { type: "stats"; threads: ThreadFigures[] }
-  /** Every thread of the child now serves with the configuration sent with `id`. */
-  | { type: "configured"; id: number }
+  /** Figures, every second; `remaining` is how many leased numbers the child has left. */
+  | { type: "stats"; threads: ThreadFigures[]; remaining: number }
+  /** Every thread of the child has applied the `configure`, `pause` or `resume` sent with `id`. */
+  | { type: "ack"; id: number }
   | { type: "drained"; threads: ThreadFigures[] };

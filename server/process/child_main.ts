@@ -69,7 +69,13 @@ export function runChild(): Promise<number> {
               });
               await send({ type: "listening", port: server.port, pid: process.pid });
               statsTimer = setInterval(() => {
-                if (server) send({ type: "stats", threads: server.stats() });
+                if (server) {
+                  send({
+                    type: "stats",
+                    threads: server.stats(),
+                    remaining: server.numbersRemaining(),
+                  });
+                }
               }, STATS_EVERY_MS);
             } catch (error) {
               const code = error instanceof AddressInUseError ? "EADDRINUSE" : "START_FAILED";
@@ -87,7 +93,12 @@ export function runChild(): Promise<number> {
             break;
           case "configure":
             await server?.configure(message.config);
-            await send({ type: "configured", id: message.id });
+            await send({ type: "ack", id: message.id });
+            break;
+          case "pause":
+          case "resume":
+            await server?.setPaused(message.type === "pause");
+            await send({ type: "ack", id: message.id });
             break;
           case "drain":
             await stop(0);

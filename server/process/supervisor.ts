@@ -50,9 +50,11 @@ interface Child {
   process: ChildProcess;
   pid: number;
   threads: ThreadFigures[];
+  /** Leased numbers the child had left at its last report. */
+  remaining: number;
   exited: Promise<void>;
-  /** Configuration acknowledgements awaited, by id. */
-  configured: Map<number, () => void>;
+  /** Acknowledgements awaited, by message id. */
+  acks: Map<number, () => void>;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
   retiring: boolean;
 }
@@ -73,6 +75,10 @@ export class Supervisor {
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
   #stopping = false;
+  #paused = false;
+  #nextId = 1;
+  #leaseFailing = false;
+  #queue: Promise<void> = Promise.resolve();
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.#config = config;
@@ -125,9 +131,10 @@ export class Supervisor {
       process: proc,
       pid: proc.pid ?? 0,
       threads: [],
+      remaining: 1,
       exited,
       retiring: false,
-      configured: new Map(),
+      acks: new Map(),
     };
     this.#children[index] = child;
     return new Promise((resolve, reject) => {
@@ -137,6 +144,7 @@ export class Supervisor {
           switch (message.type) {
             case "listening":
               listening = true;
+              if (this.#paused) this.#send(child, { type: "pause", id: this.#nextId++ });
               this.#log(`process ${index} listening (pid ${message.pid})`);
               resolve(message.port);
               break;
@@ -150,16 +158,18 @@ export class Supervisor {
             case "lease":
               this.#lease(child, message.id, message.count);
               break;
-            case "configured":
-              child.configured.get(message.id)?.();
-              child.configured.delete(message.id);
+            case "ack":
+              child.acks.get(message.id)?.();
+              child.acks.delete(message.id);
               break;
             case "stats":
+              child.remaining = message.remaining;
+              child.threads = message.threads;
+              this.#noteHighest(message.threads);
+              break;
             case "drained":
               child.threads = message.threads;
-              for (const thread of message.threads) {
-                this.#highestNumberSeen = Math.max(this.#highestNumberSeen, thread.lastNumber);
-              }
+              this.#noteHighest(message.threads);
               break;
           }
         },
@@ -180,6 +190,20 @@ export class Supervisor {
     });
   }
 
+  /** Sends every child a message it acknowledges; resolves when all have, or have died. */
+  #everyChild(message: (id: number) => ToChild): Promise<unknown> {
+    return Promise.all(
+      this.#children.filter((c) => c !== undefined).map((child) =>
+        new Promise<void>((resolve) => {
+          const id = this.#nextId++;
+          child.acks.set(id, resolve);
+          child.exited.then(resolve);
+          this.#send(child, message(id));
+        })
+      ),
+    );
+  }
+
   #send(child: Child, message: ToChild): Promise<void> {
     if (child.process.stdin?.writable !== true) return Promise.resolve();
     return writeJsonLine(child.process.stdin, message);
@@ -187,9 +211,18 @@ export class Supervisor {
 
   #lease(child: Child, id: number, count: number): void {
     this.#source.lease(count).then(
-      (first) => this.#send(child, { type: "grant", id, first }),
+      (first) => {
+        if (this.#leaseFailing) {
+          this.#log(`leasing numbers works again (${this.#source.description})`);
+        }
+        this.#leaseFailing = false;
+        this.#send(child, { type: "grant", id, first });
+      },
       (error: Error) => {
-        this.#log(`cannot lease ${count} numbers to process ${child.index}: ${error.message}`);
+        if (!this.#leaseFailing) {
+          this.#log(`cannot lease ${count} numbers to process ${child.index}: ${error.message}`);
+        }
+        this.#leaseFailing = true;
         this.#send(child, { type: "deny", id, message: error.message });
       },
     );
@@ -251,21 +284,14 @@ export class Supervisor {
         );
       }
     }
-    const changed = Object.keys(after).filter((key) => before[key] !== after[key]);
+    const changed = Object.keys(after).filter((key) =>
+      JSON.stringify(before[key]) !== JSON.stringify(after[key])
+    );
     this.#config = next;
     this.#generation++;
-    const id = this.#generation;
     // Wait for every child to confirm that all its threads serve with it; a child that dies
     // meanwhile is restarted with the new configuration anyway.
-    await Promise.all(
-      this.#children.filter((c) => c !== undefined).map((c) =>
-        new Promise<void>((resolve) => {
-          c.configured.set(id, resolve);
-          c.exited.then(resolve);
-          this.#send(c, { type: "configure", id, config: next });
-        })
-      ),
-    );
+    await this.#everyChild((id) => ({ type: "configure", id, config: next }));
     const current = this.#children.length;
     if (next.processes > current) {
       await Promise.all(
@@ -287,6 +313,52 @@ export class Supervisor {
           )
             .join(", ")),
     );
+  }
+
+  /**
+   * Runs `task` after every earlier one has finished: configuration changes from SIGHUP and the
+   * admin API never interleave, so a generation checked inside `task` is still current when it
+   * applies its change.
+   *
+   * @param task The work.
+   * @returns What `task` returns.
+   */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task);
+    this.#queue = run.then(() => {}, () => {});
+    return run;
+  }
+
+  /**
+   * Whether every process can number new clients: true unless leasing fails and some process
+   * has used up the numbers it holds.
+   */
+  numbersAvailable(): boolean {
+    if (!this.#leaseFailing) return true;
+    return this.#children.every((child) => child === undefined || child.remaining > 0);
+  }
+
+  #noteHighest(threads: ThreadFigures[]): void {
+    for (const thread of threads) {
+      this.#highestNumberSeen = Math.max(this.#highestNumberSeen, thread.lastNumber);
+    }
+  }
+
+  /** Whether accepting is paused. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Stops or starts accepting in every process (and in processes started later); open
+   * connections are served either way. While paused the kernel refuses new connections.
+   *
+   * @param paused Whether to stop accepting.
+   */
+  async setPaused(paused: boolean): Promise<void> {
+    this.#paused = paused;
+    await this.#everyChild((id) => ({ type: paused ? "pause" : "resume", id }));
+    this.#log(paused ? "listener paused: not accepting" : "listener resumed: accepting");
   }
 
   /** Each serving process's latest figures (reported every second). */

@@ -1,0 +1,130 @@
+/**
+ * The admin API's view of a running server: the supervisor's configuration, its processes'
+ * figures, and the listener's state. Configuration changes run one at a time (with SIGHUP's), so
+ * `If-Match` is checked against the generation the change is applied on.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
+import type { ServeConfig } from "../server/config.ts";
+import { configToJson } from "../server/config_json.ts";
+import type { Supervisor } from "../server/process/supervisor.ts";
+import { VERSION } from "../server/version.ts";
+import type {
+  AdminBackend,
+  AdminInfo,
+  ApplyConfigOptions,
+  ConfigChange,
+  ConfigSnapshot,
+  ListenerState,
+  ProcessStats,
+} from "./backend.ts";
+import { planConfigChange } from "./config_plan.ts";
+import { StaleGenerationError, StateConflictError } from "./errors.ts";
+
+/** Options for {@linkcode SupervisorBackend}. */
+export interface SupervisorBackendOptions {
+  /** What a key set to `null` returns to: the host's defaults. */
+  defaults: ServeConfig;
+  /** Starts a graceful drain of the whole server, as SIGTERM does. */
+  drain: () => void;
+  /**
+   * Whether new clients can be numbered (false while the number source is down and no numbers
+   * are left); `/readyz` answers 503 when false.
+   * @default {() => true}
+   */
+  numbersAvailable?: () => boolean;
+}
+
+/** {@linkcode AdminBackend} over a running supervisor. */
+export class SupervisorBackend implements AdminBackend {
+  readonly #supervisor: Supervisor;
+  readonly #options: SupervisorBackendOptions;
+  readonly #startedAt = Date.now();
+  #draining = false;
+
+  /**
+   * @param supervisor The running supervisor.
+   * @param options Defaults and the drain hook.
+   */
+  constructor(supervisor: Supervisor, options: SupervisorBackendOptions) {
+    this.#supervisor = supervisor;
+    this.#options = options;
+  }
+
+  /** The listener's state, as `/readyz` and `/v1/info` report it. */
+  get state(): ListenerState {
+    if (this.#draining) return "draining";
+    return this.#supervisor.paused ? "paused" : "running";
+  }
+
+  info(): AdminInfo {
+    const supervisor = this.#supervisor;
+    return {
+      version: VERSION,
+      runtime: RUNTIME,
+      runtimeVersion: RUNTIME_VERSION,
+      pid: process.pid,
+      uptimeSeconds: (Date.now() - this.#startedAt) / 1000,
+      state: this.state,
+      listen: { host: supervisor.config.host, port: supervisor.port },
+      configGeneration: supervisor.generation,
+      numbersAvailable: this.#options.numbersAvailable?.() ?? true,
+    };
+  }
+
+  stats(): ProcessStats[] {
+    return this.#supervisor.processes();
+  }
+
+  config(): ConfigSnapshot {
+    return {
+      generation: this.#supervisor.generation,
+      config: configToJson(this.#supervisor.config),
+    };
+  }
+
+  validateConfig(patch: unknown): ConfigChange {
+    const plan = planConfigChange(this.#supervisor.config, patch, this.#options.defaults);
+    return { generation: this.#supervisor.generation, config: plan.json, changes: plan.changes };
+  }
+
+  applyConfig(patch: unknown, options: ApplyConfigOptions = {}): Promise<ConfigChange> {
+    const supervisor = this.#supervisor;
+    return supervisor.exclusive(async () => {
+      if (options.ifGeneration !== undefined && options.ifGeneration !== supervisor.generation) {
+        throw new StaleGenerationError(
+          `The configuration is at generation ${supervisor.generation}, not ` +
+            `${options.ifGeneration}: read it again and reapply the change`,
+        );
+      }
+      const plan = planConfigChange(supervisor.config, patch, this.#options.defaults);
+      // Resolves once every thread of every process serves with it.
+      if (Object.keys(plan.changes).length > 0) await supervisor.applyConfig(plan.config);
+      return { generation: supervisor.generation, config: plan.json, changes: plan.changes };
+    });
+  }
+
+  async pause(): Promise<void> {
+    this.#refuseWhileDraining("pause");
+    await this.#supervisor.setPaused(true);
+  }
+
+  async resume(): Promise<void> {
+    this.#refuseWhileDraining("resume");
+    await this.#supervisor.setPaused(false);
+  }
+
+  drain(): void {
+    this.#draining = true;
+    this.#options.drain();
+  }
+
+  #refuseWhileDraining(action: string): void {
+    if (this.#draining) {
+      throw new StateConflictError(`Cannot ${action} the listener: the server is draining`);
+    }
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * End to end: the admin API of a real server with 2 processes x 2 threads.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
+import { test } from "node:test";
+import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
+import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+
+const JSON_BODY = { "content-type": "application/json" };
+
+async function patch(server: Awaited<ReturnType<typeof startTallyho>>, body: unknown) {
+  const response = await server.admin("/v1/config", {
+    method: "PATCH",
+    headers: JSON_BODY,
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, json: await response.json() };
+}
+
+test(`[${UNDER_TEST}] admin: a PATCH of the greeting reaches every thread of every process at once`, async () => {
+  const server = await startTallyho(["--processes", "2", "--threads", "2"]);
+  try {
+    const { status } = await patch(server, { greeting: "Howdy " });
+    assert.equal(status, 200);
+    // Right after the response: 200 fresh clients, spread by the kernel over the 4 threads.
+    const replies = await inBatches(Array.from({ length: 200 }), 20, async () => {
+      const client = await LineClient.connect(server.port);
+      try {
+        return await client.request("hi");
+      } finally {
+        client.close();
+      }
+    });
+    for (const reply of replies) assert.match(reply, /^Howdy \d+$/);
+    await new Promise((resolve) => setTimeout(resolve, 1200)); // one stats report
+    const stats = await (await server.admin("/v1/stats")).json();
+    const threads = stats.processes.flatMap((p: { threads: { connectionsAccepted: number }[] }) =>
+      p.threads
+    );
+    assert.equal(stats.processes.length, 2);
+    assert.equal(threads.length, 4);
+    assert.ok(
+      threads.filter((t: { connectionsAccepted: number }) => t.connectionsAccepted > 0).length >= 3,
+    );
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test(`[${UNDER_TEST}] admin: threads and processes scale live, stats follow, numbers stay unique`, async () => {
+  const server = await startTallyho([
+    "--processes",
+    "2",
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+  ]);
+  try {
+    const seen: number[] = [];
+    let stop = false;
+    const load = (async () => {
+      const deadline = Date.now() + 20_000;
+      while (!stop && Date.now() < deadline) {
+        const batch = await Promise.all(Array.from({ length: 10 }, () => oneRequest(server.port)));
+        for (const n of batch) if (n !== null) seen.push(n);
+      }
+    })();
+    assert.equal((await patch(server, { processes: 3, threads: 1 })).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    let stats = await (await server.admin("/v1/stats")).json();
+    assert.equal(stats.processes.length, 3);
+    for (const p of stats.processes) {
+      assert.equal(p.threads.length, 1, JSON.stringify(p.threads.length));
+    }
+    assert.equal((await patch(server, { processes: 1, threads: 3 })).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    stats = await (await server.admin("/v1/stats")).json();
+    assert.equal(stats.processes.length, 1);
+    // Retired threads keep their rows (their totals still count); three serve now.
+    const info = await (await server.admin("/v1/config")).json();
+    assert.equal(info.threads, 3);
+    assert.equal(info.processes, 1);
+    stop = true;
+    await load;
+    assert.ok(seen.length > 100, `only ${seen.length} replies during the changes`);
+    assert.equal(new Set(seen).size, seen.length, "a number was repeated across the change");
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test(`[${UNDER_TEST}] admin: /metrics passes promtool check metrics`, async () => {
+  const server = await startTallyho(["--processes", "2", "--threads", "2"]);
+  try {
+    assert.notEqual(await oneRequest(server.port), null);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const response = await server.admin("/metrics");
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.match(text, /^tallyho_connections_accepted_total\{process="\d",thread="\d"\} \d+$/m);
+    const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+    if (check.error) {
+      if (process.env.CI) throw new Error(`promtool is needed in CI: ${check.error.message}`);
+      return; // not installed here; .ci/run installs it
+    }
+    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+  } finally {
+    await server.stop();
+  }
+});
+
+test(`[${UNDER_TEST}] admin: pause makes /readyz 503 and refuses new connections while open ones are served`, async () => {
+  const server = await startTallyho(["--processes", "2", "--threads", "2", "--framing", "line"]);
+  try {
+    const open = await LineClient.connect(server.port);
+    const n = replyNumber(await open.request("a\n"));
+    assert.equal((await server.admin("/v1/listener/pause", { method: "POST" })).status, 200);
+    const ready = await fetch(`${server.adminUrl}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal((await ready.json()).state, "paused");
+    const refused = await Promise.all(
+      Array.from({ length: 20 }, () => oneRequest(server.port, "127.0.0.1", 1000)),
+    );
+    assert.deepEqual(
+      refused.filter((r) => r !== null),
+      [],
+      "a new connection was served while paused",
+    );
+    assert.equal(replyNumber(await open.request("b\n")), n, "the open connection is still served");
+    assert.equal((await server.admin("/v1/listener/resume", { method: "POST" })).status, 200);
+    assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 200);
+    assert.notEqual(await oneRequest(server.port), null, "accepting again");
+    open.close();
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
+
+test(`[${UNDER_TEST}] admin: POST /v1/drain drains and exits 0 like SIGTERM`, async () => {
+  const server = await startTallyho(["--threads", "1"]);
+  const response = await server.admin("/v1/drain", { method: "POST" });
+  assert.equal(response.status, 202, "accepted: the drain has begun");
+  assert.equal(await server.exited, 0);
+  assert.match(server.output(), /admin drain: draining/);
+});
+
+test(`[${UNDER_TEST}] admin: a non-loopback admin address without a token refuses to start`, async () => {
+  const env = process.env.TALLYHO_ADMIN_TOKEN;
+  assert.equal(env, undefined, "the test process has no token set");
+  const { code, stderr } = await runTallyho(["--port", "0", "--admin", "0.0.0.0:0"]);
+  assert.equal(code, 2);
+  assert.equal(stderr.trim().split("\n").length, 2, stderr);
+  assert.match(stderr, /0\.0\.0\.0/);
+  const bad = await runTallyho(["--port", "0", "--admin", "nowhere"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /'admin' must be HOST:PORT .* got "nowhere"/);
+});
+
+test(`[${UNDER_TEST}] admin: a limit changed with PATCH applies to new connections, 422 names a bad one`, async () => {
+  const server = await startTallyho(["--threads", "2", "--framing", "line"]);
+  try {
+    const held = await Promise.all(
+      Array.from({ length: 6 }, () => LineClient.connect(server.port, "127.0.0.1", "127.0.0.20")),
+    );
+    const bad = await patch(server, { "max-connections-per-address": -1 });
+    assert.equal(bad.status, 422);
+    assert.equal(bad.json.error.field, "max-connections-per-address");
+    assert.equal((await patch(server, { "max-connections-per-address": 3 })).status, 200);
+    assert.equal(await oneRequest(server.port, "127.0.0.20"), null, "over the new cap");
+    assert.notEqual(await oneRequest(server.port, "127.0.0.21"), null, "another address");
+    for (const client of held) assert.ok(replyNumber(await client.request("still\n")) > 0);
+    held.forEach((c) => c.close());
+  } finally {
+    await server.stop();
+  }
+});
