@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { inBatches, LineClient, replyNumber } from "./_client.ts";
+import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
 import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 /** Whether a process still runs; a zombie (an orphan nobody has reaped yet) does not. */
@@ -17,20 +17,6 @@ function isAlive(pid: number): boolean {
     return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
   } catch {
     return false;
-  }
-}
-
-/** One connection: connect, send, read one reply, close. Null when the connection failed. */
-async function oneShot(port: number): Promise<number | null> {
-  try {
-    const client = await LineClient.connect(port);
-    try {
-      return replyNumber(await client.request("hi\n", 5000));
-    } finally {
-      client.close();
-    }
-  } catch {
-    return null;
   }
 }
 
@@ -46,7 +32,7 @@ test(`[${UNDER_TEST}] 2 processes x 2 threads: 20,000 connections get 20,000 dis
     const numbers = await inBatches(
       Array.from({ length: 20_000 }),
       256,
-      () => oneShot(server.port),
+      () => oneRequest(server.port),
     );
     assert.equal(numbers.filter((n) => n === null).length, 0, "every connection answered");
     assert.equal(new Set(numbers).size, 20_000, "a number was handed to two connections");
@@ -101,7 +87,7 @@ test(`[${UNDER_TEST}] kill -9 of one child mid-load: service continues, the chil
     const load = (async () => {
       const deadline = Date.now() + 15_000;
       while (!stop && Date.now() < deadline) {
-        const batch = await Promise.all(Array.from({ length: 20 }, () => oneShot(server.port)));
+        const batch = await Promise.all(Array.from({ length: 20 }, () => oneRequest(server.port)));
         for (const n of batch) n === null ? failures++ : seen.push(n);
       }
     })();
