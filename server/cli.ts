@@ -14,6 +14,8 @@ import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
 import { ConfigFileError, parseDuration } from "./config_json.ts";
 import { doctorMain } from "./doctor/doctor_main.ts";
+import { RedisLeaseError } from "./lease/redis_lease_error.ts";
+import { RedisPasswordError } from "./lease/redis_password.ts";
 import { StateFileError } from "./lease/state_file.ts";
 import { runChild } from "./process/child_main.ts";
 import { CHILD_COMMAND } from "./process/supervisor.ts";
@@ -60,6 +62,14 @@ Options for serve:
   --processes N           serving processes under one supervisor, 1-64 (default 1)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
+  --numbers URL           lease numbers from a Redis key shared by many servers, so none of
+                          them repeats a number: redis://HOST:PORT/KEY, or rediss:// for TLS
+                          (not with --state; never put the password in the URL)
+  --numbers-password-file FILE
+                          file holding the Redis password (default: the environment variable
+                          TALLYHO_REDIS_PASSWORD, if set)
+  --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
+                          certificate no public CA signed (default: the runtime's usual CAs)
   --config FILE           JSON file with the same keys as these flags; flags override it, and
                           SIGHUP re-reads it
 
@@ -83,6 +93,9 @@ const SERVE_FLAGS = {
   "drain-timeout": { type: "string" },
   processes: { type: "string" },
   state: { type: "string" },
+  numbers: { type: "string" },
+  "numbers-password-file": { type: "string" },
+  "numbers-ca-file": { type: "string" },
   config: { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
@@ -134,6 +147,11 @@ function parseServeArgs(
   }
   if (v.processes !== undefined) options.processes = integerFlag(FLAG_NAMES.processes, v.processes);
   if (v.state !== undefined) options.state = v.state;
+  if (v.numbers !== undefined) options.numbers = v.numbers;
+  if (v["numbers-password-file"] !== undefined) {
+    options.numbersPasswordFile = v["numbers-password-file"];
+  }
+  if (v["numbers-ca-file"] !== undefined) options.numbersCaFile = v["numbers-ca-file"];
   return { options, configFile: v.config ?? null };
 }
 
@@ -180,7 +198,10 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
     }
     return await runServe(parsed.options, parsed.configFile, io);
   } catch (error) {
-    if (error instanceof StateFileError) {
+    if (
+      error instanceof StateFileError || error instanceof RedisLeaseError ||
+      error instanceof RedisPasswordError
+    ) {
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;
     }

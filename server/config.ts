@@ -8,6 +8,8 @@
  * @module
  */
 
+import { parseRedisUrl } from "./lease/redis_url.ts";
+
 /** How incoming bytes are cut into messages. */
 export type Framing = "chunk" | "line";
 /** Whether a connection keeps one number or every reply takes a new one. */
@@ -76,6 +78,26 @@ export interface ServeOptions {
    * @default {null}
    */
   state?: string | null;
+  /**
+   * A Redis key that many servers lease their numbers from, as `redis://HOST:PORT/KEY` or
+   * `rediss://HOST:PORT/KEY` (TLS), so that no two of them ever hand out the same number. Never
+   * holds a password (see `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
+   * numbers to `state` or to memory.
+   * @default {null}
+   */
+  numbers?: string | null;
+  /**
+   * File holding the Redis password for `numbers` (one trailing line break is ignored). Without
+   * it the password comes from the environment variable `TALLYHO_REDIS_PASSWORD`, if set.
+   * @default {null}
+   */
+  numbersPasswordFile?: string | null;
+  /**
+   * PEM file of the certificate authority to trust for a `rediss://` `numbers` URL, for a Redis
+   * whose certificate is not signed by a public CA; `null` trusts the runtime's usual CAs.
+   * @default {null}
+   */
+  numbersCaFile?: string | null;
 }
 
 /** A fully resolved, validated configuration. */
@@ -105,6 +127,9 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   drainTimeoutMs: "drain-timeout",
   processes: "processes",
   state: "state",
+  numbers: "numbers",
+  numbersPasswordFile: "numbers-password-file",
+  numbersCaFile: "numbers-ca-file",
 };
 
 /** Keys that only take effect when the listener is bound or the numbers are opened. */
@@ -113,6 +138,9 @@ export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
   "port",
   "firstNumber",
   "state",
+  "numbers",
+  "numbersPasswordFile",
+  "numbersCaFile",
 ];
 
 /**
@@ -134,6 +162,9 @@ export function defaultConfig(cores: number): ServeConfig {
     drainTimeoutMs: 10_000,
     processes: 1,
     state: null,
+    numbers: null,
+    numbersPasswordFile: null,
+    numbersCaFile: null,
   };
 }
 
@@ -183,6 +214,42 @@ function stateFile(value: unknown): string | null {
   return value;
 }
 
+function numbersUrl(value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value !== "string") {
+    throw new RangeError(
+      `'numbers' must be a redis://HOST:PORT/KEY URL or null: got ${describe(value)}`,
+    );
+  }
+  parseRedisUrl(value);
+  return value;
+}
+
+function numbersFile(
+  name: "numbersPasswordFile" | "numbersCaFile",
+  value: unknown,
+  numbers: string | null,
+): string | null {
+  if (value === null) return null;
+  const flag = FLAG_NAMES[name];
+  if (typeof value !== "string" || value.length === 0) {
+    throw new RangeError(`'${flag}' must be a file path or null: got ${describe(value)}`);
+  }
+  if (name === "numbersCaFile" && (numbers === null || !parseRedisUrl(numbers).tls)) {
+    throw new RangeError(
+      `'${flag}' is only used with a rediss:// (TLS) 'numbers' URL: got ${
+        describe(value)
+      } with numbers ${describe(numbers)}`,
+    );
+  }
+  if (numbers === null) {
+    throw new RangeError(
+      `'${flag}' is only used with 'numbers' (a redis:// URL): got ${describe(value)} without it`,
+    );
+  }
+  return value;
+}
+
 /**
  * Validates options and fills in defaults.
  *
@@ -224,6 +291,15 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
       }`,
     );
   }
+  const state = stateFile(merged.state);
+  const numbers = numbersUrl(merged.numbers);
+  if (state !== null && numbers !== null) {
+    throw new RangeError(
+      `'state' and 'numbers' cannot both be set (numbers come from one place): got state ${
+        describe(state)
+      } and numbers ${describe(numbers)}`,
+    );
+  }
   return {
     host: merged.host,
     port: integerIn("port", merged.port),
@@ -235,6 +311,9 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     firstNumber: integerIn("firstNumber", merged.firstNumber),
     drainTimeoutMs: integerIn("drainTimeoutMs", merged.drainTimeoutMs),
     processes: integerIn("processes", merged.processes),
-    state: stateFile(merged.state),
+    state,
+    numbers,
+    numbersPasswordFile: numbersFile("numbersPasswordFile", merged.numbersPasswordFile, numbers),
+    numbersCaFile: numbersFile("numbersCaFile", merged.numbersCaFile, numbers),
   };
 }

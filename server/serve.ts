@@ -43,6 +43,11 @@ export interface RunningServer {
   stats(): ThreadFigures[];
   /** The highest number handed out so far, or 0 before any. */
   lastNumber(): number;
+  /**
+   * Leased numbers not yet handed out: when 0 and the lease source is down, new clients are
+   * closed unanswered.
+   */
+  numbersRemaining(): number;
   /** Applies a new configuration (same host and port) to every thread. */
   configure(config: ServeConfig): Promise<void>;
   /** Stops accepting, finishes replies in flight, closes connections, ends the threads. */
@@ -80,7 +85,19 @@ export async function startServer(
   });
   let pool: ThreadPool;
   try {
-    await keeper.prime();
+    try {
+      await keeper.prime();
+    } catch (error) {
+      // A process (re)started while the source is down (Redis unreachable) listens anyway and
+      // refuses clients with a clean close until the keeper's retries get a lease. Failing here
+      // would make the supervisor restart it in a loop and then stop the whole server, taking
+      // down the processes that still hold numbers.
+      log(
+        `cannot lease numbers yet: ${
+          (error as Error).message
+        }; refusing clients until a lease succeeds`,
+      );
+    }
     pool = await ThreadPool.start(config, ledger, start.joinPort ?? config.port, {
       log,
       onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
@@ -97,6 +114,7 @@ export async function startServer(
     port: pool.port,
     stats: () => pool.stats(),
     lastNumber: () => Math.max(0, ...pool.stats().map((thread) => thread.lastNumber)),
+    numbersRemaining: () => Math.max(0, ledger.remaining),
     configure: (next) => pool.configure(next),
     shutdown: async () => {
       await pool.shutdown();

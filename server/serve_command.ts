@@ -13,6 +13,7 @@ import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
 import { readConfigFile } from "./config_json.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
+import { readRedisPassword } from "./lease/redis_password.ts";
 import { StateFileLeaseSource } from "./lease/state_file.ts";
 import { Supervisor } from "./process/supervisor.ts";
 import { VERSION } from "./version.ts";
@@ -36,7 +37,29 @@ export function loadConfig(flags: ServeOptions, configFile: string | null): Serv
   return resolveConfig({ ...fromFile, ...flags }, defaultConfig(availableParallelism()));
 }
 
-function openSource(config: ServeConfig): LeaseSource {
+/**
+ * Opens where the numbers come from: a Redis key (`numbers`), a state file (`state`), or memory.
+ *
+ * @param config The resolved configuration.
+ * @param log Receives the source's own lines (a Redis connection lost and back).
+ * @returns The open source; nothing above it knows which kind it is.
+ * @throws {StateFileError | RedisLeaseError | RedisPasswordError} Naming the problem.
+ */
+export async function openSource(
+  config: ServeConfig,
+  log: (line: string) => void,
+): Promise<LeaseSource> {
+  if (config.numbers !== null) {
+    // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
+    // processes (started from the same entry point) and servers without Redis need not pay.
+    const { RedisLeaseSource } = await import("./lease/redis_lease_source.ts");
+    return await RedisLeaseSource.open(config.numbers, {
+      password: readRedisPassword(config.numbersPasswordFile, process.env),
+      firstNumber: config.firstNumber,
+      caFile: config.numbersCaFile,
+      log,
+    });
+  }
   return config.state === null
     ? new MemoryLeaseSource(config.firstNumber)
     : StateFileLeaseSource.open(config.state, config.firstNumber);
@@ -59,8 +82,8 @@ export async function runServe(
   const log = (line: string) => io.out(`tallyho: ${line}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
-  const source = openSource(config);
-  if (config.state === null) {
+  const source = await openSource(config, log);
+  if (config.state === null && config.numbers === null) {
     log(
       `numbers are kept in memory: they restart from ${config.firstNumber} on the next start` +
         ` (use --state FILE to make them unique across restarts)`,
@@ -116,10 +139,15 @@ export async function runServe(
   const perProcess = processes.map((p) =>
     p.threads.reduce((sum, t) => sum + t.connectionsAccepted, 0)
   );
+  const unnumbered = processes.reduce(
+    (sum, p) => p.threads.reduce((s, t) => s + t.closedNumbersUnavailable, sum),
+    0,
+  );
   log(
     `stopped; last number handed out: ${supervisor.lastNumber()};` +
       ` connections per process: [${perProcess.join(", ")}];` +
-      ` connections per thread: [${perThread.join(", ")}]`,
+      ` connections per thread: [${perThread.join(", ")}];` +
+      ` closed for want of leased numbers: ${unnumbered}`,
   );
   return 0;
 }

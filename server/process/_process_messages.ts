@@ -24,7 +24,8 @@ export type FromChild =
   | { type: "listening"; port: number; pid: number }
   | { type: "failed"; code: string; message: string }
   | { type: "lease"; id: number; count: number }
-  | { type: "stats"; threads: ThreadFigures[] }
+  /** Every second; `remaining`: leased numbers not yet handed out. */
+  | { type: "stats"; threads: ThreadFigures[]; remaining: number }
   /** Every thread of the child now serves with the configuration sent with `id`. */
   | { type: "configured"; id: number }
-  | { type: "drained"; threads: ThreadFigures[] };
+  | { type: "drained"; threads: ThreadFigures[]; remaining: number };

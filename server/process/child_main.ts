@@ -47,7 +47,11 @@ export function runChild(): Promise<number> {
       for (const lease of pendingLeases.values()) lease.reject(new Error("stopping"));
       if (server) {
         await server.shutdown();
-        await send({ type: "drained", threads: server.stats() });
+        await send({
+          type: "drained",
+          threads: server.stats(),
+          remaining: server.numbersRemaining(),
+        });
       }
       resolveExit(code);
     };
@@ -69,7 +73,13 @@ export function runChild(): Promise<number> {
               });
               await send({ type: "listening", port: server.port, pid: process.pid });
               statsTimer = setInterval(() => {
-                if (server) send({ type: "stats", threads: server.stats() });
+                if (server) {
+                  send({
+                    type: "stats",
+                    threads: server.stats(),
+                    remaining: server.numbersRemaining(),
+                  });
+                }
               }, STATS_EVERY_MS);
             } catch (error) {
               const code = error instanceof AddressInUseError ? "EADDRINUSE" : "START_FAILED";

@@ -43,6 +43,8 @@ export interface ProcessFigures {
   index: number;
   pid: number;
   threads: ThreadFigures[];
+  /** Leased numbers the process has not handed out yet, as of its last report. */
+  numbersRemaining: number;
 }
 
 interface Child {
@@ -50,6 +52,7 @@ interface Child {
   process: ChildProcess;
   pid: number;
   threads: ThreadFigures[];
+  numbersRemaining: number;
   exited: Promise<void>;
   /** Configuration acknowledgements awaited, by id. */
   configured: Map<number, () => void>;
@@ -72,6 +75,8 @@ export class Supervisor {
   readonly #deaths: number[] = [];
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
+  /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
+  #failedLeases = 0;
   #stopping = false;
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
@@ -125,6 +130,7 @@ export class Supervisor {
       process: proc,
       pid: proc.pid ?? 0,
       threads: [],
+      numbersRemaining: 0,
       exited,
       retiring: false,
       configured: new Map(),
@@ -157,6 +163,7 @@ export class Supervisor {
             case "stats":
             case "drained":
               child.threads = message.threads;
+              child.numbersRemaining = message.remaining;
               for (const thread of message.threads) {
                 this.#highestNumberSeen = Math.max(this.#highestNumberSeen, thread.lastNumber);
               }
@@ -187,9 +194,24 @@ export class Supervisor {
 
   #lease(child: Child, id: number, count: number): void {
     this.#source.lease(count).then(
-      (first) => this.#send(child, { type: "grant", id, first }),
+      (first) => {
+        if (this.#failedLeases > 0) {
+          this.#log(
+            `leasing numbers again from ${this.#source.description} after ` +
+              `${this.#failedLeases} failed lease${this.#failedLeases === 1 ? "" : "s"}`,
+          );
+          this.#failedLeases = 0;
+        }
+        this.#send(child, { type: "grant", id, first });
+      },
       (error: Error) => {
-        this.#log(`cannot lease ${count} numbers to process ${child.index}: ${error.message}`);
+        this.#failedLeases++;
+        // The processes serve on from the numbers they hold and retry with backoff; once those
+        // run out they close new clients unanswered (closedNumbersUnavailable).
+        this.#log(
+          `cannot lease ${count} numbers to process ${child.index}: ${error.message}` +
+            (this.#failedLeases === 1 ? "; serving from leased numbers, retrying" : ""),
+        );
         this.#send(child, { type: "deny", id, message: error.message });
       },
     );
@@ -213,8 +235,10 @@ export class Supervisor {
     this.#log(`process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`);
     setTimeout(() => {
       if (this.#stopping || this.#children[child.index] !== child) return;
+      // A failed start is the new child's death: passing the old one would be ignored above
+      // (it is no longer this.#children[index]) and the process would never come back.
       this.#startChild(child.index, this.port).catch((error) =>
-        this.#childDied(child, (error as Error).message)
+        this.#childDied(this.#children[child.index] ?? child, (error as Error).message)
       );
     }, delay);
   }
@@ -295,6 +319,7 @@ export class Supervisor {
       index: c.index,
       pid: c.pid,
       threads: c.threads,
+      numbersRemaining: c.numbersRemaining,
     }));
   }
 
