@@ -26,6 +26,9 @@
 
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
+// node-redis's client package rather than ioredis 6: its connect() rejects with the cause
+// (WRONGPASS, ECONNREFUSED) where ioredis's says only "Connection is closed.", and it has no
+// dependencies. Both reconnected and failed fast while offline on Bun 1.4.5 and Deno 2.9.6.
 import { ClientOfflineError, createClient, ReconnectStrategyError } from "@redis/client";
 import { MAX_NUMBER } from "../config.ts";
 import type { LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
@@ -191,8 +194,9 @@ export class RedisLeaseSource implements LeaseSource {
           tls: true as const,
           // SNI carries host names only; node:tls refuses an IP address there (RFC 6066, 3).
           ...(isIP(target.host) ? {} : { servername: target.host }),
-          // node:tls's `ca` works on Bun and Deno alike; Deno's node:tls reads neither
-          // NODE_EXTRA_CA_CERTS nor DENO_CERT (Deno 2.9.6), so a private CA needs this option.
+          // node:tls's `ca` works on Bun and Deno alike. Deno 2.9.6's node:tls still refused a
+          // self-signed CA given in NODE_EXTRA_CA_CERTS or DENO_CERT here (Bun 1.4.5 takes it),
+          // though denoland/deno#33148 meant to cover it; so a private CA needs this option.
           ...(ca === null ? {} : { ca: [ca] }),
         }
         : { ...common, tls: false as const },
