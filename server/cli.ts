@@ -14,6 +14,8 @@ import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, DURATION_KEYS, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
 import { ConfigFileError, parseDuration } from "./config_json.ts";
 import { doctorMain } from "./doctor/doctor_main.ts";
+import { RedisLeaseError } from "./lease/redis_lease_error.ts";
+import { RedisPasswordError } from "./lease/redis_password.ts";
 import { StateFileError } from "./lease/state_file.ts";
 import { runChild } from "./process/child_main.ts";
 import { CHILD_COMMAND } from "./process/supervisor.ts";
@@ -75,6 +77,14 @@ Options for serve:
   --deny CIDR,...         client ranges refused at once (default: none)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
+  --numbers URL           lease numbers from a Redis key shared by many servers, so none of
+                          them repeats a number: redis://HOST:PORT/KEY, or rediss:// for TLS
+                          (not with --state; never put the password in the URL)
+  --numbers-password-file FILE
+                          file holding the Redis password (default: the environment variable
+                          TALLYHO_REDIS_PASSWORD, if set)
+  --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
+                          certificate no public CA signed (default: the runtime's usual CAs)
   --config FILE           JSON file with the same keys as these flags; flags override it, and
                           SIGHUP re-reads it
 
@@ -187,7 +197,10 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
     }
     return await runServe(parsed.options, parsed.configFile, io, parsed.admin);
   } catch (error) {
-    if (error instanceof StateFileError) {
+    if (
+      error instanceof StateFileError || error instanceof RedisLeaseError ||
+      error instanceof RedisPasswordError
+    ) {
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;
     }

@@ -9,6 +9,7 @@
  */
 
 import { CidrList } from "./limits/cidr_list.ts";
+import { parseRedisUrl } from "./lease/redis_url.ts";
 
 /** How incoming bytes are cut into messages. */
 export type Framing = "chunk" | "line";
@@ -127,6 +128,26 @@ export interface ServeOptions {
    * @default {[]}
    */
   deny?: string[];
+  /**
+   * A Redis key that many servers lease their numbers from, as `redis://HOST:PORT/KEY` or
+   * `rediss://HOST:PORT/KEY` (TLS), so that no two of them ever hand out the same number. Never
+   * holds a password (see `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
+   * numbers to `state` or to memory.
+   * @default {null}
+   */
+  numbers?: string | null;
+  /**
+   * File holding the Redis password for `numbers` (one trailing line break is ignored). Without
+   * it the password comes from the environment variable `TALLYHO_REDIS_PASSWORD`, if set.
+   * @default {null}
+   */
+  numbersPasswordFile?: string | null;
+  /**
+   * PEM file of the certificate authority to trust for a `rediss://` `numbers` URL, for a Redis
+   * whose certificate is not signed by a public CA; `null` trusts the runtime's usual CAs.
+   * @default {null}
+   */
+  numbersCaFile?: string | null;
 }
 
 /** What the defaults are derived from. */
@@ -187,6 +208,9 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   maxPendingReplyBytes: "max-pending-reply-bytes",
   allow: "allow",
   deny: "deny",
+  numbers: "numbers",
+  numbersPasswordFile: "numbers-password-file",
+  numbersCaFile: "numbers-ca-file",
 };
 
 /** Keys whose values are durations (milliseconds inside, `10s` / `500ms` outside). */
@@ -202,6 +226,9 @@ export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
   "port",
   "firstNumber",
   "state",
+  "numbers",
+  "numbersPasswordFile",
+  "numbersCaFile",
 ];
 
 /**
@@ -248,6 +275,9 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     maxPendingReplyBytes: 1024 * 1024,
     allow: [],
     deny: [],
+    numbers: null,
+    numbersPasswordFile: null,
+    numbersCaFile: null,
   };
 }
 
@@ -336,6 +366,42 @@ function stateFile(value: unknown): string | null {
   return value;
 }
 
+function numbersUrl(value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value !== "string") {
+    throw new RangeError(
+      `'numbers' must be a redis://HOST:PORT/KEY URL or null: got ${describe(value)}`,
+    );
+  }
+  parseRedisUrl(value);
+  return value;
+}
+
+function numbersFile(
+  name: "numbersPasswordFile" | "numbersCaFile",
+  value: unknown,
+  numbers: string | null,
+): string | null {
+  if (value === null) return null;
+  const flag = FLAG_NAMES[name];
+  if (typeof value !== "string" || value.length === 0) {
+    throw new RangeError(`'${flag}' must be a file path or null: got ${describe(value)}`);
+  }
+  if (name === "numbersCaFile" && (numbers === null || !parseRedisUrl(numbers).tls)) {
+    throw new RangeError(
+      `'${flag}' is only used with a rediss:// (TLS) 'numbers' URL: got ${
+        describe(value)
+      } with numbers ${describe(numbers)}`,
+    );
+  }
+  if (numbers === null) {
+    throw new RangeError(
+      `'${flag}' is only used with 'numbers' (a redis:// URL): got ${describe(value)} without it`,
+    );
+  }
+  return value;
+}
+
 /**
  * Validates options and fills in defaults.
  *
@@ -377,6 +443,15 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
       }`,
     );
   }
+  const state = stateFile(merged.state);
+  const numbers = numbersUrl(merged.numbers);
+  if (state !== null && numbers !== null) {
+    throw new RangeError(
+      `'state' and 'numbers' cannot both be set (numbers come from one place): got state ${
+        describe(state)
+      } and numbers ${describe(numbers)}`,
+    );
+  }
   return {
     host: merged.host,
     port: integerIn("port", merged.port),
@@ -388,7 +463,10 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     firstNumber: integerIn("firstNumber", merged.firstNumber),
     drainTimeoutMs: integerIn("drainTimeoutMs", merged.drainTimeoutMs),
     processes: integerIn("processes", merged.processes),
-    state: stateFile(merged.state),
+    state,
+    numbers,
+    numbersPasswordFile: numbersFile("numbersPasswordFile", merged.numbersPasswordFile, numbers),
+    numbersCaFile: numbersFile("numbersCaFile", merged.numbersCaFile, numbers),
     maxConnections: integerIn("maxConnections", merged.maxConnections),
     maxConnectionsPerAddress: integerIn(
       "maxConnectionsPerAddress",

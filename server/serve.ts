@@ -41,12 +41,15 @@ export interface RunningServer {
   readonly port: number;
   /** Each thread's figures. */
   stats(): ThreadFigures[];
-  /** Leased numbers not yet handed out (negative when threads are waiting for more). */
-  numbersRemaining(): number;
   /** The highest number handed out so far, or 0 before any. */
   lastNumber(): number;
   /** Stops or starts accepting on every thread; open connections are served either way. */
   setPaused(paused: boolean): Promise<void>;
+  /**
+   * Leased numbers not yet handed out: when 0 and the lease source is down, new clients are
+   * closed unanswered.
+   */
+  numbersRemaining(): number;
   /** Applies a new configuration (same host and port) to every thread. */
   configure(config: ServeConfig): Promise<void>;
   /** Stops accepting, finishes replies in flight, closes connections, ends the threads. */
@@ -84,7 +87,19 @@ export async function startServer(
   });
   let pool: ThreadPool;
   try {
-    await keeper.prime();
+    try {
+      await keeper.prime();
+    } catch (error) {
+      // A process (re)started while the source is down (Redis unreachable) listens anyway and
+      // refuses clients with a clean close until the keeper's retries get a lease. Failing here
+      // would make the supervisor restart it in a loop and then stop the whole server, taking
+      // down the processes that still hold numbers.
+      log(
+        `cannot lease numbers yet: ${
+          (error as Error).message
+        }; refusing clients until a lease succeeds`,
+      );
+    }
     pool = await ThreadPool.start(config, ledger, start.joinPort ?? config.port, {
       log,
       onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
@@ -100,8 +115,8 @@ export async function startServer(
     },
     port: pool.port,
     stats: () => pool.stats(),
-    numbersRemaining: () => ledger.remaining,
     lastNumber: () => Math.max(0, ...pool.stats().map((thread) => thread.lastNumber)),
+    numbersRemaining: () => Math.max(0, ledger.remaining),
     configure: (next) => pool.configure(next),
     setPaused: (paused) => pool.setPaused(paused),
     shutdown: async () => {

@@ -24,6 +24,7 @@ import { readHostFacts } from "./host_facts.ts";
 import { ADDRESS_TABLE_BYTES } from "./limits/connection_gate.ts";
 import { readConfigFile } from "./config_json.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
+import { readRedisPassword } from "./lease/redis_password.ts";
 import { StateFileLeaseSource } from "./lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "./process/supervisor.ts";
 import { VERSION } from "./version.ts";
@@ -84,7 +85,29 @@ export function loadConfig(
   return clampToHost(resolveConfig({ ...fromFile, ...flags }, defaultConfig(host)), host);
 }
 
-function openSource(config: ServeConfig): LeaseSource {
+/**
+ * Opens where the numbers come from: a Redis key (`numbers`), a state file (`state`), or memory.
+ *
+ * @param config The resolved configuration.
+ * @param log Receives the source's own lines (a Redis connection lost and back).
+ * @returns The open source; nothing above it knows which kind it is.
+ * @throws {StateFileError | RedisLeaseError | RedisPasswordError} Naming the problem.
+ */
+export async function openSource(
+  config: ServeConfig,
+  log: (line: string) => void,
+): Promise<LeaseSource> {
+  if (config.numbers !== null) {
+    // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
+    // processes (started from the same entry point) and servers without Redis need not pay.
+    const { RedisLeaseSource } = await import("./lease/redis_lease_source.ts");
+    return await RedisLeaseSource.open(config.numbers, {
+      password: readRedisPassword(config.numbersPasswordFile, process.env),
+      firstNumber: config.firstNumber,
+      caFile: config.numbersCaFile,
+      log,
+    });
+  }
   return config.state === null
     ? new MemoryLeaseSource(config.firstNumber)
     : StateFileLeaseSource.open(config.state, config.firstNumber);
@@ -116,8 +139,8 @@ export async function runServe(
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
-  const source = openSource(config);
-  if (config.state === null) {
+  const source = await openSource(config, log);
+  if (config.state === null && config.numbers === null) {
     log(
       `numbers are kept in memory: they restart from ${config.firstNumber} on the next start` +
         ` (use --state FILE to make them unique across restarts)`,
@@ -216,11 +239,16 @@ export async function runServe(
   const perProcess = processes.map((p) =>
     p.threads.reduce((sum, t) => sum + t.connectionsAccepted, 0)
   );
+  const unnumbered = processes.reduce(
+    (sum, p) => p.threads.reduce((s, t) => s + t.closedNumbersUnavailable, sum),
+    0,
+  );
   log(
     `stopped; last number handed out: ${supervisor.lastNumber()};` +
       ` connections per process: [${perProcess.join(", ")}];` +
       ` connections per thread: [${perThread.join(", ")}];` +
-      ` refused and closed: ${JSON.stringify(refusals(processes))}`,
+      ` refused and closed: ${JSON.stringify(refusals(processes))};` +
+      ` closed for want of leased numbers: ${unnumbered}`,
   );
   return 0;
 }

@@ -139,15 +139,31 @@ export async function inBatches<T, R>(
   return results;
 }
 
+let nextSource = 0;
+
+/**
+ * A source address for the next short-lived connection: 127.0.100.1 to 127.0.100.250 in turn.
+ * The client closes first, so each connection leaves a TIME_WAIT socket holding its ephemeral
+ * port for 60 s; tens of thousands from one address exhaust its port range (28,232 here) and make
+ * connect() crawl. Each source address has a port range of its own.
+ */
+export function rotatingSource(): string {
+  nextSource = (nextSource % 250) + 1;
+  return `127.0.100.${nextSource}`;
+}
+
 /**
  * One request on a fresh connection: connect (from `localAddress`), send a line, read one reply,
  * close.
  *
+ * @param port The server's port on 127.0.0.1.
+ * @param localAddress The source address; by default one of {@linkcode rotatingSource}'s.
+ * @param timeoutMs How long to wait for the reply.
  * @returns The reply's number, or null when the connection was refused, reset or closed first.
  */
 export async function oneRequest(
   port: number,
-  localAddress = "127.0.0.1",
+  localAddress = rotatingSource(),
   timeoutMs = 5000,
 ): Promise<number | null> {
   let client: LineClient;

@@ -58,8 +58,16 @@ test("config plan lists only real changes; equal spellings of a value change not
   assert.equal(change.config.drainTimeoutMs, 1500);
 });
 
-test("config plan: restart-only keys are host, port, first-number and state, every other key is live", () => {
-  assert.deepEqual([...RESTART_KEYS].sort(), ["first-number", "host", "port", "state"]);
+test("config plan: restart-only keys are the listener's and the number source's, every other key is live", () => {
+  assert.deepEqual([...RESTART_KEYS].sort(), [
+    "first-number",
+    "host",
+    "numbers",
+    "numbers-ca-file",
+    "numbers-password-file",
+    "port",
+    "state",
+  ]);
   const defaults = defaultConfig(2);
   const current = resolveConfig({}, defaults);
   // A key added later (processes, limits) is live unless it is added to RESTART_KEYS.

@@ -7,6 +7,7 @@
  */
 
 import { MAX_NUMBER } from "../config.ts";
+import { LeaseTally } from "./_lease_tally.ts";
 
 /** A source of number leases. */
 export interface LeaseSource {
@@ -24,6 +25,34 @@ export interface LeaseSource {
   readonly next: number;
   /** Releases what the source holds (a lock, a connection). */
   close(): Promise<void>;
+  /** How the source is doing, for logs, `/readyz` and metrics. */
+  status(): LeaseSourceStatus;
+}
+
+/**
+ * A lease source's health and figures. Numbers a serving process holds but has not used yet are
+ * not here: they live in each process's ledger (`ProcessFigures.numbersRemaining`).
+ */
+export interface LeaseSourceStatus {
+  /** What the source is (never a secret); the same as {@linkcode LeaseSource.description}. */
+  description: string;
+  /**
+   * Whether the source can lease now: `false` while a remote source (Redis) is unreachable.
+   * Processes then serve from the blocks they hold and refuse new clients once those run out.
+   */
+  connected: boolean;
+  /** The message of the last failed lease or lost connection, or `null` if none yet. */
+  lastError: string | null;
+  /** When `lastError` happened, in milliseconds since the epoch, or `null`. */
+  lastErrorAt: number | null;
+  /** Leases that failed since the start. */
+  leaseErrors: number;
+  /** Leases granted since the start. */
+  leases: number;
+  /** The last run leased (both ends included), or `null` before the first. */
+  lastLease: { first: number; last: number } | null;
+  /** The high-water mark as this source last saw it; see {@linkcode LeaseSource.next}. */
+  next: number;
 }
 
 /**
@@ -47,6 +76,7 @@ export function assertLeaseFits(next: number, count: number): void {
 export class MemoryLeaseSource implements LeaseSource {
   readonly description = "memory (numbers restart on the next start)";
   #next: number;
+  readonly #tally = new LeaseTally();
 
   /** @param first The first number to lease. */
   constructor(first: number) {
@@ -57,10 +87,12 @@ export class MemoryLeaseSource implements LeaseSource {
     try {
       assertLeaseFits(this.#next, count);
     } catch (error) {
+      this.#tally.failed(error as Error);
       return Promise.reject(error);
     }
     const first = this.#next;
     this.#next += count;
+    this.#tally.granted(first, count);
     return Promise.resolve(first);
   }
 
@@ -70,5 +102,9 @@ export class MemoryLeaseSource implements LeaseSource {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  status(): LeaseSourceStatus {
+    return this.#tally.status(this.description, true, this.#next);
   }
 }

@@ -24,7 +24,8 @@ import {
 import { dirname } from "node:path";
 import process from "node:process";
 import { MAX_NUMBER } from "../config.ts";
-import { assertLeaseFits, type LeaseSource } from "./lease_source.ts";
+import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lease_source.ts";
+import { LeaseTally } from "./_lease_tally.ts";
 
 /** The state file cannot be used; the message names the file and the problem. */
 export class StateFileError extends Error {
@@ -164,6 +165,7 @@ export class StateFileLeaseSource implements LeaseSource {
   readonly #unlock: () => void;
   #next: number;
   #writes = 0;
+  readonly #tally = new LeaseTally();
 
   private constructor(path: string, next: number, unlock: () => void) {
     this.#path = path;
@@ -202,8 +204,10 @@ export class StateFileLeaseSource implements LeaseSource {
       writeStateFile(this.#path, first + count);
       this.#writes++;
       this.#next = first + count;
+      this.#tally.granted(first, count);
       return Promise.resolve(first);
     } catch (error) {
+      this.#tally.failed(error as Error);
       return Promise.reject(error);
     }
   }
@@ -220,5 +224,9 @@ export class StateFileLeaseSource implements LeaseSource {
   close(): Promise<void> {
     this.#unlock();
     return Promise.resolve();
+  }
+
+  status(): LeaseSourceStatus {
+    return this.#tally.status(this.description, true, this.#next);
   }
 }

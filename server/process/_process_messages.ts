@@ -30,4 +30,4 @@ export type FromChild =
   | { type: "stats"; threads: ThreadFigures[]; remaining: number }
   /** Every thread of the child has applied the `configure`, `pause` or `resume` sent with `id`. */
   | { type: "ack"; id: number }
-  | { type: "drained"; threads: ThreadFigures[] };
+  | { type: "drained"; threads: ThreadFigures[]; remaining: number };

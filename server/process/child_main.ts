@@ -47,7 +47,11 @@ export function runChild(): Promise<number> {
       for (const lease of pendingLeases.values()) lease.reject(new Error("stopping"));
       if (server) {
         await server.shutdown();
-        await send({ type: "drained", threads: server.stats() });
+        await send({
+          type: "drained",
+          threads: server.stats(),
+          remaining: server.numbersRemaining(),
+        });
       }
       resolveExit(code);
     };

@@ -43,6 +43,8 @@ export interface ProcessFigures {
   index: number;
   pid: number;
   threads: ThreadFigures[];
+  /** Leased numbers the process has not handed out yet, as of its last report. */
+  numbersRemaining: number;
 }
 
 interface Child {
@@ -51,7 +53,7 @@ interface Child {
   pid: number;
   threads: ThreadFigures[];
   /** Leased numbers the child had left at its last report. */
-  remaining: number;
+  numbersRemaining: number;
   exited: Promise<void>;
   /** Acknowledgements awaited, by message id. */
   acks: Map<number, () => void>;
@@ -74,10 +76,11 @@ export class Supervisor {
   readonly #deaths: number[] = [];
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
+  /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
+  #failedLeases = 0;
   #stopping = false;
   #paused = false;
   #nextId = 1;
-  #leaseFailing = false;
   #queue: Promise<void> = Promise.resolve();
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
@@ -131,7 +134,7 @@ export class Supervisor {
       process: proc,
       pid: proc.pid ?? 0,
       threads: [],
-      remaining: 1,
+      numbersRemaining: 0,
       exited,
       retiring: false,
       acks: new Map(),
@@ -163,12 +166,13 @@ export class Supervisor {
               child.acks.delete(message.id);
               break;
             case "stats":
-              child.remaining = message.remaining;
+              child.numbersRemaining = message.remaining;
               child.threads = message.threads;
               this.#noteHighest(message.threads);
               break;
             case "drained":
               child.threads = message.threads;
+              child.numbersRemaining = message.remaining;
               this.#noteHighest(message.threads);
               break;
           }
@@ -212,17 +216,23 @@ export class Supervisor {
   #lease(child: Child, id: number, count: number): void {
     this.#source.lease(count).then(
       (first) => {
-        if (this.#leaseFailing) {
-          this.#log(`leasing numbers works again (${this.#source.description})`);
+        if (this.#failedLeases > 0) {
+          this.#log(
+            `leasing numbers again from ${this.#source.description} after ` +
+              `${this.#failedLeases} failed lease${this.#failedLeases === 1 ? "" : "s"}`,
+          );
+          this.#failedLeases = 0;
         }
-        this.#leaseFailing = false;
         this.#send(child, { type: "grant", id, first });
       },
       (error: Error) => {
-        if (!this.#leaseFailing) {
-          this.#log(`cannot lease ${count} numbers to process ${child.index}: ${error.message}`);
-        }
-        this.#leaseFailing = true;
+        this.#failedLeases++;
+        // The processes serve on from the numbers they hold and retry with backoff; once those
+        // run out they close new clients unanswered (closedNumbersUnavailable).
+        this.#log(
+          `cannot lease ${count} numbers to process ${child.index}: ${error.message}` +
+            (this.#failedLeases === 1 ? "; serving from leased numbers, retrying" : ""),
+        );
         this.#send(child, { type: "deny", id, message: error.message });
       },
     );
@@ -246,8 +256,10 @@ export class Supervisor {
     this.#log(`process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`);
     setTimeout(() => {
       if (this.#stopping || this.#children[child.index] !== child) return;
+      // A failed start is the new child's death: passing the old one would be ignored above
+      // (it is no longer this.#children[index]) and the process would never come back.
       this.#startChild(child.index, this.port).catch((error) =>
-        this.#childDied(child, (error as Error).message)
+        this.#childDied(this.#children[child.index] ?? child, (error as Error).message)
       );
     }, delay);
   }
@@ -334,8 +346,8 @@ export class Supervisor {
    * has used up the numbers it holds.
    */
   numbersAvailable(): boolean {
-    if (!this.#leaseFailing) return true;
-    return this.#children.every((child) => child === undefined || child.remaining > 0);
+    if (this.#failedLeases === 0) return true;
+    return this.#children.every((child) => child === undefined || child.numbersRemaining > 0);
   }
 
   #noteHighest(threads: ThreadFigures[]): void {
@@ -367,6 +379,7 @@ export class Supervisor {
       index: c.index,
       pid: c.pid,
       threads: c.threads,
+      numbersRemaining: c.numbersRemaining,
     }));
   }
 

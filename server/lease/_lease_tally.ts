@@ -1,0 +1,48 @@
+/**
+ * The figures every lease source reports in its status, kept the same way by each.
+ *
+ * @module
+ */
+
+import type { LeaseSourceStatus } from "./lease_source.ts";
+
+/** Keeps the figures of a {@linkcode LeaseSourceStatus} for a source. */
+export class LeaseTally {
+  lastError: string | null = null;
+  lastErrorAt: number | null = null;
+  leaseErrors = 0;
+  leases = 0;
+  lastLease: { first: number; last: number } | null = null;
+
+  /** Records a granted run. */
+  granted(first: number, count: number): void {
+    this.leases++;
+    this.lastLease = { first, last: first + count - 1 };
+  }
+
+  /** Records a failed lease. */
+  failed(error: Error): void {
+    this.leaseErrors++;
+    this.noteError(error.message);
+  }
+
+  /** Records a problem that is not a lease (a lost connection). */
+  noteError(message: string): void {
+    this.lastError = message;
+    this.lastErrorAt = Date.now();
+  }
+
+  /** The figures, with what only the source knows. */
+  status(description: string, connected: boolean, next: number): LeaseSourceStatus {
+    return {
+      description,
+      connected,
+      lastError: this.lastError,
+      lastErrorAt: this.lastErrorAt,
+      leaseErrors: this.leaseErrors,
+      leases: this.leases,
+      lastLease: this.lastLease,
+      next,
+    };
+  }
+}

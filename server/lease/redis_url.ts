@@ -1,0 +1,108 @@
+/**
+ * Reads the `--numbers` URL: `redis://HOST:PORT/KEY` or `rediss://HOST:PORT/KEY` (TLS).
+ *
+ * The path is the key that holds the high-water mark, not a database number as in other Redis
+ * URLs, so the URL is taken apart here and the client is given host, port and TLS only. A
+ * password in the URL is refused: a command line is visible to every user of the host (`ps`),
+ * and a config file is shown by the admin API.
+ *
+ * @module
+ */
+
+/** Where numbers are leased from, as given by a `redis://` or `rediss://` URL. */
+export interface RedisTarget {
+  /** `true` for `rediss://`. */
+  tls: boolean;
+  /** Host name or address (an IPv6 address without its brackets). */
+  host: string;
+  /** TCP port; 6379 when the URL names none. */
+  port: number;
+  /** The key that holds the high-water mark. */
+  key: string;
+  /** The ACL user from the URL (`redis://user@host/key`), or `null` for the default user. */
+  username: string | null;
+  /** The URL as logs and the admin API show it (it never holds a password). */
+  display: string;
+}
+
+/** The port Redis listens on when a URL names none. */
+export const DEFAULT_REDIS_PORT = 6379;
+
+/**
+ * Whether `text` asks for Redis numbering at all (so an error can speak of a Redis URL).
+ *
+ * @param text What `--numbers` was given.
+ * @returns `true` for `redis://...` and `rediss://...`.
+ */
+export function isRedisUrl(text: string): boolean {
+  return /^rediss?:\/\//i.test(text);
+}
+
+/**
+ * Parses a `--numbers` URL.
+ *
+ * @param text The URL.
+ * @returns Its parts.
+ * @throws {RangeError} When it is not a `redis://HOST:PORT/KEY` URL or holds a password; the
+ * message names the flag and what was given (never the password itself).
+ *
+ * @example
+ * ```ts
+ * parseRedisUrl("redis://10.0.0.5:6379/tallyho:numbers").key; // "tallyho:numbers"
+ * ```
+ */
+export function parseRedisUrl(text: string): RedisTarget {
+  const shape = "must be redis://HOST:PORT/KEY or rediss://HOST:PORT/KEY";
+  // Checked on the text before anything is parsed or echoed, so no message ever repeats it.
+  if (/^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(text)) {
+    throw new RangeError(
+      `'numbers' must not hold a password (it would show in ps and in the config): ` +
+        `put it in a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD`,
+    );
+  }
+  const given = JSON.stringify(text);
+  if (!isRedisUrl(text)) {
+    throw new RangeError(`'numbers' ${shape}: got ${given}`);
+  }
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new RangeError(`'numbers' ${shape}: got ${given}, which is not a URL`);
+  }
+  if (url.password !== "") {
+    throw new RangeError(
+      `'numbers' must not hold a password (it would show in ps and in the config): ` +
+        `put it in a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD`,
+    );
+  }
+  if (url.hostname === "") {
+    throw new RangeError(`'numbers' ${shape}: got ${given}, which names no host`);
+  }
+  if (url.search !== "" || url.hash !== "") {
+    throw new RangeError(
+      `'numbers' ${shape} with nothing after the key: got ${given}`,
+    );
+  }
+  const key = decodeURIComponent(url.pathname.slice(1));
+  if (key === "") {
+    throw new RangeError(
+      `'numbers' ${shape}: got ${given}, which names no key ` +
+        `(the path is the key that holds the high-water mark)`,
+    );
+  }
+  const tls = url.protocol.toLowerCase() === "rediss:";
+  const port = url.port === "" ? DEFAULT_REDIS_PORT : Number(url.port);
+  const username = url.username === "" ? null : decodeURIComponent(url.username);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  return {
+    tls,
+    host,
+    port,
+    key,
+    username,
+    display: `${tls ? "rediss" : "redis"}://${
+      username === null ? "" : `${url.username}@`
+    }${url.host}/${url.pathname.slice(1)}`,
+  };
+}
