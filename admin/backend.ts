@@ -15,6 +15,7 @@
  */
 
 import type { ThreadFigures } from "../server/thread_stats.ts";
+import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 
 /**
  * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
@@ -45,6 +46,8 @@ export interface AdminInfo {
    * numbers are used up. `/readyz` answers 503 then. Absent means true.
    */
   numbersAvailable?: boolean;
+  /** Where numbers come from and how leasing goes (absent for a backend without a source). */
+  numbers?: LeaseSourceStatus;
 }
 
 /** One serving process's figures. */
@@ -55,6 +58,8 @@ export interface ProcessStats {
   pid: number;
   /** One entry per thread, in thread-index order (see `server/thread_stats.ts`). */
   threads: ThreadFigures[];
+  /** Leased numbers the process holds and has not handed out yet, as of its last report. */
+  numbersRemaining?: number;
 }
 
 /** The configuration in force. */

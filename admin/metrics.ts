@@ -186,6 +186,58 @@ export interface MetricsInput {
   process: ProcessMetrics;
 }
 
+/** The number source's health and each process's leased numbers left (issue: many machines). */
+function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
+  const families: Family[] = [];
+  const source = info.numbers;
+  if (source) {
+    families.push(
+      {
+        name: "tallyho_numbers_source_connected",
+        type: "gauge",
+        help: "1 while the number source can lease (Redis reachable), else 0.",
+        samples: [[{}, source.connected ? 1 : 0]],
+      },
+      {
+        name: "tallyho_number_leases_total",
+        type: "counter",
+        help: "Blocks of numbers leased from the source.",
+        samples: [[{}, source.leases]],
+      },
+      {
+        name: "tallyho_number_lease_errors_total",
+        type: "counter",
+        help: "Leases that failed (the source was down or refused).",
+        samples: [[{}, source.leaseErrors]],
+      },
+      {
+        name: "tallyho_numbers_leased_next",
+        type: "gauge",
+        help: "The first number not yet leased: the source's high-water mark.",
+        samples: [[{}, source.next]],
+      },
+    );
+  }
+  const remaining = processes.filter((p) => p.numbersRemaining !== undefined);
+  if (remaining.length > 0) {
+    families.push({
+      name: "tallyho_numbers_remaining",
+      type: "gauge",
+      help: "Leased numbers a process holds and has not handed out yet.",
+      samples: remaining.map((p) => [{ process: String(p.index) }, p.numbersRemaining!]),
+    });
+  }
+  if (info.numbersAvailable !== undefined) {
+    families.push({
+      name: "tallyho_numbers_available",
+      type: "gauge",
+      help: "1 while every process can number new clients; 0 makes /readyz answer 503.",
+      samples: [[{}, info.numbersAvailable ? 1 : 0]],
+    });
+  }
+  return families;
+}
+
 /**
  * Renders the Prometheus text format.
  *
@@ -218,6 +270,7 @@ export function renderMetrics({ info, processes, process }: MetricsInput): strin
       samples: [[{}, info.configGeneration]],
     },
     ...figureFamilies(processes),
+    ...numberFamilies(info, processes),
     ...processFamilies(process),
   ];
   return families.map(renderFamily).join("");

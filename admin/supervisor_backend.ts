@@ -72,6 +72,7 @@ export class SupervisorBackend implements AdminBackend {
       listen: { host: supervisor.config.host, port: supervisor.port },
       configGeneration: supervisor.generation,
       numbersAvailable: this.#options.numbersAvailable?.() ?? true,
+      numbers: supervisor.source.status(),
     };
   }
 

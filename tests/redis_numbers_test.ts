@@ -191,6 +191,16 @@ test(`[${UNDER_TEST}] two servers x 2 processes on one Redis key, loaded at once
   }
 });
 
+/** Polls /readyz (bounded) until it answers `want`; returns the last status. */
+async function readyzWithin(server: { adminUrl: string | null }, want: number): Promise<number> {
+  let status = 0;
+  for (let i = 0; i < 50 && status !== want; i++) {
+    status = (await fetch(`${server.adminUrl}/readyz`)).status;
+    if (status !== want) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return status;
+}
+
 test(`[${UNDER_TEST}] Redis killed mid-load and started again: refusals counted and logged, service resumes without a restart, no number twice`, async () => {
   // Durable, so the kill loses no lease (appendfsync always): what REDIS.md tells operators.
   const redis = await startRedis({ durable: true });
@@ -219,6 +229,18 @@ test(`[${UNDER_TEST}] Redis killed mid-load and started again: refusals counted 
     for (let i = 0; i < 200 && refused === 0 && Date.now() < downUntil; i++) await round();
     assert.ok(refused > 0, "clients were refused once the leased numbers ran out");
     await server.waitFor(/cannot lease \d+ numbers to process \d+: .*serving from leased numbers/);
+    // The admin API says so: /readyz 503 once a process is out of numbers (it reports every
+    // second), /v1/info and /metrics show the source down and the failed leases.
+    assert.equal(await readyzWithin(server, 503), 503, "/readyz while out of numbers");
+    const down = await (await server.admin("/v1/info")).json();
+    assert.equal(down.numbersAvailable, false);
+    assert.equal(down.numbers.connected, false);
+    assert.match(down.numbers.description, /^redis redis:\/\//);
+    assert.ok(down.numbers.leaseErrors > 0);
+    const metrics = await (await server.admin("/metrics")).text();
+    assert.match(metrics, /^tallyho_numbers_source_connected 0$/m);
+    assert.match(metrics, /^tallyho_number_lease_errors_total [1-9]\d*$/m);
+    assert.match(metrics, /^tallyho_numbers_remaining\{process="0"\} \d+$/m);
 
     await redis.restart();
     const upUntil = Date.now() + 60_000;
@@ -229,6 +251,7 @@ test(`[${UNDER_TEST}] Redis killed mid-load and started again: refusals counted 
       if (!fullRound) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert.ok(fullRound, "every client was served again after Redis came back");
+    assert.equal(await readyzWithin(server, 200), 200, "/readyz once Redis is back");
     await server.waitFor(/leasing numbers again from redis redis:\/\/\S+ after \d+ failed lease/);
     assert.deepEqual([...server.childPids().values()], children, "no process was restarted");
     assert.equal(server.output().match(/listening \(pid/g)?.length, 2, "no process restarted");
@@ -283,6 +306,7 @@ test(`[${UNDER_TEST}] a process killed while Redis is down comes back and refuse
       if (!fullRound) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     assert.ok(fullRound, "every client was served again after Redis came back");
+    assert.equal(await readyzWithin(server, 200), 200, "/readyz once Redis is back");
     assert.equal(await server.stop(), 0, server.output());
     assert.equal(new Set(seen).size, seen.length, "a number was handed out twice");
   } finally {
