@@ -69,6 +69,8 @@ Options for serve:
   --idle-timeout TIME     close a connection idle, mid-line or not reading this long (default 60s)
   --max-pending-reply-bytes N    unsent replies above which a connection stops being read
                           (default 1048576)
+  --log-level LEVEL       info, warn (problems only) or error (default info); the start and
+                          stop lines are always written
   --admin HOST:PORT|off   the admin HTTP API (default 127.0.0.1:9001); a non-loopback address
                           needs a configured token
   --admin-token-file FILE the admin API's bearer token (or set TALLYHO_ADMIN_TOKEN); without

@@ -15,6 +15,8 @@ import { parseRedisUrl } from "./lease/redis_url.ts";
 export type Framing = "chunk" | "line";
 /** Whether a connection keeps one number or every reply takes a new one. */
 export type NumberBy = "connection" | "message";
+/** Which log lines are written: `info` all, `warn` problems only, `error` failures only. */
+export type LogLevel = "error" | "warn" | "info";
 
 /** Largest number tallyho hands out: beyond it a JavaScript number is no longer exact. */
 export const MAX_NUMBER = Number.MAX_SAFE_INTEGER;
@@ -129,6 +131,11 @@ export interface ServeOptions {
    */
   deny?: string[];
   /**
+   * Which log lines are written. The start line and the stop line are always written.
+   * @default {"info"}
+   */
+  logLevel?: LogLevel;
+  /**
    * A Redis key that many servers lease their numbers from, as `redis://HOST:PORT/KEY` or
    * `rediss://HOST:PORT/KEY` (TLS), so that no two of them ever hand out the same number. Never
    * holds a password (see `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
@@ -208,6 +215,7 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   maxPendingReplyBytes: "max-pending-reply-bytes",
   allow: "allow",
   deny: "deny",
+  logLevel: "log-level",
   numbers: "numbers",
   numbersPasswordFile: "numbers-password-file",
   numbersCaFile: "numbers-ca-file",
@@ -275,6 +283,7 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     maxPendingReplyBytes: 1024 * 1024,
     allow: [],
     deny: [],
+    logLevel: "info",
     numbers: null,
     numbersPasswordFile: null,
     numbersCaFile: null,
@@ -479,5 +488,6 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     maxPendingReplyBytes: integerIn("maxPendingReplyBytes", merged.maxPendingReplyBytes),
     allow: cidrs("allow", merged.allow),
     deny: cidrs("deny", merged.deny),
+    logLevel: oneOf("logLevel", merged.logLevel, ["error", "warn", "info"]),
   };
 }

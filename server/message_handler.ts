@@ -20,10 +20,12 @@ export const CLOSE_NUMBERS_UNAVAILABLE = -2;
 
 /**
  * How long a thread may wait for its process's next block before it refuses the connection.
- * Blocks are leased ahead, so this wait happens only when the source cannot keep up or is down,
- * and then only once until a block arrives (see NumberLedger).
+ * Blocks are leased ahead, so this wait happens only when a burst outruns the leases in flight
+ * (the keeper then leases more each time) or the source is down, and then only once until a
+ * block arrives (see NumberLedger): a healthy but briefly slow source delays a burst rather than
+ * refusing it, and a source that is down costs each thread one wait, not one per client.
  */
-export const NUMBER_WAIT_MS = 100;
+export const NUMBER_WAIT_MS = 1000;
 
 const INITIAL_OUTPUT_BYTES = 64 * 1024;
 

@@ -103,7 +103,7 @@ export async function startServer(
     pool = await ThreadPool.start(config, ledger, start.joinPort ?? config.port, {
       log,
       onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
-      onStarved: () => keeper.check(),
+      onStarved: () => keeper.starved(),
     });
   } catch (error) {
     keeper.stop();

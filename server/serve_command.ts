@@ -128,7 +128,14 @@ export async function runServe(
   adminFlags: AdminFlags = { address: DEFAULT_ADMIN_ADDRESS },
 ): Promise<number> {
   const { config, warnings } = loadConfig(flags, configFile);
-  const log = (line: string) => io.out(`tallyho: ${line}`);
+  // The level is read at each line, so a live change of 'log-level' applies at once.
+  let currentLevel = () => config.logLevel;
+  const log = (line: string, level: "info" | "warn" = "info") => {
+    const allowed = currentLevel();
+    if (level === "info" && allowed !== "info") return;
+    if (level === "warn" && allowed === "error") return;
+    io.out(`tallyho: ${level === "warn" ? "warning: " : ""}${line}`);
+  };
   // The admin API's settings are checked before anything starts, so a mistake costs nothing.
   const adminAddress = parseAdminAddress(adminFlags.address);
   const tokenOptions = adminFlags.tokenFile === undefined
@@ -158,6 +165,7 @@ export async function runServe(
     throw error;
   }
   signals.onSecond = () => supervisor.kill();
+  currentLevel = () => supervisor.config.logLevel;
   let admin: HttpServer | null = null;
   if (adminAddress && adminToken) {
     const backend = new SupervisorBackend(supervisor, {
@@ -204,6 +212,7 @@ export async function runServe(
         `SIGHUP: configuration not applied, keeping generation ${supervisor.generation}: ${
           (error as Error).message
         }`,
+        "warn",
       );
     }
   };
@@ -243,8 +252,9 @@ export async function runServe(
     (sum, p) => p.threads.reduce((s, t) => s + t.closedNumbersUnavailable, sum),
     0,
   );
-  log(
-    `stopped; last number handed out: ${supervisor.lastNumber()};` +
+  // Always written, whatever the log level: scripts read the last number from it.
+  io.out(
+    `tallyho: stopped; last number handed out: ${supervisor.lastNumber()};` +
       ` connections per process: [${perProcess.join(", ")}];` +
       ` connections per thread: [${perThread.join(", ")}];` +
       ` refused and closed: ${JSON.stringify(refusals(processes))};` +

@@ -179,3 +179,25 @@ test(`[${UNDER_TEST}] admin: a limit changed with PATCH applies to new connectio
     await server.stop();
   }
 });
+
+test(`[${UNDER_TEST}] admin: log-level is live: at warn, routine lines stop; back at info, they return`, async () => {
+  const server = await startTallyho(["--threads", "1"]);
+  try {
+    assert.equal((await patch(server, { "log-level": "warn" })).status, 200);
+    const quietFrom = server.output().length;
+    assert.equal((await patch(server, { greeting: "Quiet " })).status, 200);
+    assert.equal((await server.admin("/v1/listener/pause", { method: "POST" })).status, 200);
+    assert.equal((await server.admin("/v1/listener/resume", { method: "POST" })).status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.doesNotMatch(
+      server.output().slice(quietFrom),
+      /configuration generation|listener paused/,
+    );
+    assert.equal((await patch(server, { "log-level": "info", greeting: "Loud " })).status, 200);
+    await server.waitFor(/configuration generation 4: .*greeting "Quiet " -> "Loud "/);
+    assert.equal((await patch(server, { "log-level": "loud" })).status, 422);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+  assert.match(server.output(), /tallyho: stopped; last number handed out/);
+});

@@ -42,6 +42,11 @@ export class LeaseKeeper {
   #lastTime = Date.now();
   #retryAt = 0;
   #backoffMs = 0;
+  // Blocks to keep ahead at least, doubled each time a thread starves and halved each quiet
+  // second: a burst outruns a rate measured over 100 ms, and the lease in flight takes a round
+  // trip to the supervisor (and to Redis), so the keeper must overshoot rather than trickle.
+  #floorBlocks = 2;
+  #lastStarvedAt = 0;
 
   /**
    * @param ledger The process's ledger.
@@ -67,9 +72,20 @@ export class LeaseKeeper {
     this.#ledger.grant(first, 1);
   }
 
+  /** A thread had to wait for a block: lease more, and more each time it happens again. */
+  starved(): void {
+    this.#floorBlocks = Math.min(this.#maxBlocks, this.#floorBlocks * 2);
+    this.#lastStarvedAt = Date.now();
+    this.check();
+  }
+
   /** Looks at the ledger and leases more if it is running low (called on a timer, or at once). */
   check(): void {
     const now = Date.now();
+    if (this.#floorBlocks > 2 && now - this.#lastStarvedAt > 1000) {
+      this.#floorBlocks = Math.max(2, this.#floorBlocks / 2);
+      this.#lastStarvedAt = now;
+    }
     const taken = this.#ledger.taken;
     const elapsed = now - this.#lastTime;
     if (elapsed >= 100) {
@@ -82,7 +98,7 @@ export class LeaseKeeper {
     if (this.#inFlight || now < this.#retryAt) return;
     // Never more than half the ring ahead: the ledger refuses to overwrite blocks in use.
     const target = Math.min(
-      Math.max(2 * BLOCK_SIZE, this.#rate * this.#aheadSeconds),
+      Math.max(this.#floorBlocks * BLOCK_SIZE, this.#rate * this.#aheadSeconds),
       (RING_BLOCKS / 2) * BLOCK_SIZE,
     );
     const remaining = this.#ledger.remaining;

@@ -25,8 +25,8 @@ export const CHILD_COMMAND = "_child";
 
 /** Options for {@linkcode Supervisor.start}. */
 export interface SupervisorOptions {
-  /** Receives log lines. */
-  log: (line: string) => void;
+  /** Receives log lines with their level (`info` unless said otherwise). */
+  log: (line: string, level?: "info" | "warn") => void;
   /**
    * Child deaths within `crashWindowMs` that make a crash loop.
    * @default {5}
@@ -68,7 +68,7 @@ export class Supervisor {
   #config: ServeConfig;
   #generation = 1;
   readonly #source: LeaseSource;
-  readonly #log: (line: string) => void;
+  readonly #log: (line: string, level?: "info" | "warn") => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
   readonly #onCrashLoop: (reason: string) => void;
@@ -178,7 +178,8 @@ export class Supervisor {
           }
         },
         onEnd: () => {},
-        onBadLine: (line) => this.#log(`process ${index} wrote a line that is not JSON: ${line}`),
+        onBadLine: (line) =>
+          this.#log(`process ${index} wrote a line that is not JSON: ${line}`, "warn"),
       });
       proc.once("exit", (code, signal) => {
         if (!listening) {
@@ -232,6 +233,7 @@ export class Supervisor {
         this.#log(
           `cannot lease ${count} numbers to process ${child.index}: ${error.message}` +
             (this.#failedLeases === 1 ? "; serving from leased numbers, retrying" : ""),
+          "warn",
         );
         this.#send(child, { type: "deny", id, message: error.message });
       },
@@ -253,7 +255,10 @@ export class Supervisor {
     }
     // Back off 100 ms, 200 ms, 400 ms ... for deaths close together.
     const delay = Math.min(100 * 2 ** (this.#deaths.length - 1), 5000);
-    this.#log(`process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`);
+    this.#log(
+      `process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`,
+      "warn",
+    );
     setTimeout(() => {
       if (this.#stopping || this.#children[child.index] !== child) return;
       // A failed start is the new child's death: passing the old one would be ignored above
