@@ -165,6 +165,15 @@ export const LIMITS = {
   greetingBytes: { min: 0, max: 1024 },
 } as const;
 
+/** The values each choice option accepts, shared by validation and the admin API's schema. */
+export const CHOICES: {
+  readonly framing: readonly Framing[];
+  readonly numberBy: readonly NumberBy[];
+} = {
+  framing: ["chunk", "line"],
+  numberBy: ["connection", "message"],
+};
+
 /** The flag each option is set with on the command line, so errors speak the user's words. */
 export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   host: "host",
@@ -264,8 +273,12 @@ function integerIn(
   return value;
 }
 
-function oneOf<T extends string>(name: keyof ServeOptions, value: unknown, choices: T[]): T {
-  if (typeof value !== "string" || !(choices as string[]).includes(value)) {
+function oneOf<T extends string>(
+  name: keyof ServeOptions,
+  value: unknown,
+  choices: readonly T[],
+): T {
+  if (typeof value !== "string" || !(choices as readonly string[]).includes(value)) {
     throw new RangeError(
       `'${FLAG_NAMES[name]}' must be one of ${choices.join(", ")}: got ${describe(value)}`,
     );
@@ -381,8 +394,8 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     host: merged.host,
     port: integerIn("port", merged.port),
     threads: integerIn("threads", merged.threads),
-    framing: oneOf("framing", merged.framing, ["chunk", "line"]),
-    numberBy: oneOf("numberBy", merged.numberBy, ["connection", "message"]),
+    framing: oneOf("framing", merged.framing, CHOICES.framing),
+    numberBy: oneOf("numberBy", merged.numberBy, CHOICES.numberBy),
     greeting: merged.greeting,
     maxLineBytes: integerIn("maxLineBytes", merged.maxLineBytes),
     firstNumber: integerIn("firstNumber", merged.firstNumber),
