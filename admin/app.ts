@@ -8,6 +8,7 @@
 import { type Context, Hono } from "hono";
 import { describe } from "../server/config.ts";
 import type { AdminBackend, ConfigChange } from "./backend.ts";
+import { configSchema } from "./config_schema.ts";
 import { RestartRequiredError, StaleGenerationError, StateConflictError } from "./errors.ts";
 import { fieldOf, HttpError } from "./_http_error.ts";
 import { readJsonBody } from "./_json_body.ts";
@@ -16,6 +17,7 @@ import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
 import { type ProcessMetrics, readProcessMetrics } from "./process_metrics.ts";
 import { ReplyRate } from "./reply_rate.ts";
 import { statsView } from "./stats_view.ts";
+import { isUiPath, UI_ASSETS, UI_CSP } from "./ui/assets.ts";
 
 /** Options for {@linkcode createAdminApp}. */
 export interface AdminAppOptions {
@@ -88,9 +90,11 @@ function describeChanges(change: ConfigChange): string {
  * | endpoint | |
  * | --- | --- |
  * | `GET /livez`, `GET /readyz` | probes, no token; `/readyz` is 503 unless running |
+ * | `GET /`, `GET /ui/*` | the dashboard's page and files, no token (they hold no data) |
  * | `GET /metrics` | Prometheus text |
  * | `GET /v1/info`, `GET /v1/stats` | JSON |
  * | `GET /v1/config`, `PATCH /v1/config` | merge patch, `ETag` / `If-Match` |
+ * | `GET /v1/config/schema` | each key's type, bounds or choices, and whether it is live |
  * | `POST /v1/config/validate` | checks a patch without applying it |
  * | `POST /v1/listener/pause`, `POST /v1/listener/resume`, `POST /v1/drain` | listener state |
  *
@@ -135,7 +139,8 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     const probe = PROBES.has(c.req.path);
     if (!probe) guard.checkHost(c.req.raw);
     guard.checkOrigin(c.req.raw);
-    if (!probe) guard.checkToken(c.req.raw);
+    // The dashboard's files hold no data; the page sends the token with its own API calls.
+    if (!probe && !isUiPath(c.req.path)) guard.checkToken(c.req.raw);
     await next();
     c.header("cache-control", "no-store");
     c.header("x-content-type-options", "nosniff");
@@ -177,7 +182,20 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     return c.json({ state }, action === "drain" ? 202 : 200);
   }
 
+  const schema = configSchema();
+
   const routes: Record<string, Record<string, Handler>> = {
+    ...Object.fromEntries(
+      [...UI_ASSETS].map(([path, asset]) => [path, {
+        GET: (c: Context) =>
+          Promise.resolve(c.body(asset.body, 200, {
+            "content-type": asset.contentType,
+            "content-security-policy": UI_CSP,
+            "referrer-policy": "no-referrer",
+            "x-frame-options": "DENY",
+          })),
+      }]),
+    ),
     "/livez": { GET: (c) => Promise.resolve(c.json({ live: true })) },
     "/readyz": {
       GET: async (c) => {
@@ -236,6 +254,7 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
         return c.json(change.config, 200, { etag: etag(change.generation) });
       },
     },
+    "/v1/config/schema": { GET: (c) => Promise.resolve(c.json(schema)) },
     "/v1/config/validate": {
       POST: async (c) => {
         const patch = await patchBody(c);

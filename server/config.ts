@@ -193,6 +193,17 @@ export const LIMITS = {
   greetingBytes: { min: 0, max: 1024 },
 } as const;
 
+/** The values each choice option accepts, shared by validation and the admin API's schema. */
+export const CHOICES: {
+  readonly framing: readonly Framing[];
+  readonly numberBy: readonly NumberBy[];
+  readonly logLevel: readonly LogLevel[];
+} = {
+  framing: ["chunk", "line"],
+  numberBy: ["connection", "message"],
+  logLevel: ["error", "warn", "info"],
+};
+
 /** The flag each option is set with on the command line, so errors speak the user's words. */
 export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   host: "host",
@@ -303,8 +314,12 @@ function integerIn(
   return value;
 }
 
-function oneOf<T extends string>(name: keyof ServeOptions, value: unknown, choices: T[]): T {
-  if (typeof value !== "string" || !(choices as string[]).includes(value)) {
+function oneOf<T extends string>(
+  name: keyof ServeOptions,
+  value: unknown,
+  choices: readonly T[],
+): T {
+  if (typeof value !== "string" || !(choices as readonly string[]).includes(value)) {
     throw new RangeError(
       `'${FLAG_NAMES[name]}' must be one of ${choices.join(", ")}: got ${describe(value)}`,
     );
@@ -465,8 +480,8 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     host: merged.host,
     port: integerIn("port", merged.port),
     threads: integerIn("threads", merged.threads),
-    framing: oneOf("framing", merged.framing, ["chunk", "line"]),
-    numberBy: oneOf("numberBy", merged.numberBy, ["connection", "message"]),
+    framing: oneOf("framing", merged.framing, CHOICES.framing),
+    numberBy: oneOf("numberBy", merged.numberBy, CHOICES.numberBy),
     greeting: merged.greeting,
     maxLineBytes: integerIn("maxLineBytes", merged.maxLineBytes),
     firstNumber: integerIn("firstNumber", merged.firstNumber),
@@ -488,6 +503,6 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     maxPendingReplyBytes: integerIn("maxPendingReplyBytes", merged.maxPendingReplyBytes),
     allow: cidrs("allow", merged.allow),
     deny: cidrs("deny", merged.deny),
-    logLevel: oneOf("logLevel", merged.logLevel, ["error", "warn", "info"]),
+    logLevel: oneOf("logLevel", merged.logLevel, CHOICES.logLevel),
   };
 }

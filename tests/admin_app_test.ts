@@ -17,6 +17,7 @@ const PROTECTED: Array<[string, string, unknown?]> = [
   ["GET", "/v1/info"],
   ["GET", "/v1/stats"],
   ["GET", "/v1/config"],
+  ["GET", "/v1/config/schema"],
   ["PATCH", "/v1/config", { greeting: "Hi" }],
   ["POST", "/v1/config/validate", { greeting: "Hi" }],
   ["POST", "/v1/listener/pause"],

@@ -1,0 +1,239 @@
+/// <reference lib="dom" />
+/**
+ * The dashboard's four time-series charts, drawn by uPlot, with the configuration changes marked
+ * on them. Colours come from the page's CSS custom properties, so the charts follow dark mode.
+ *
+ * @module
+ */
+
+import uPlot from "uplot";
+import type { Annotation, SeriesColumns } from "./stats_series.ts";
+import { REJECTION_LABELS, REJECTION_REASONS } from "./stats_series.ts";
+import { formatCount, formatRate } from "./format.ts";
+
+/** The x axis always spans this much, so the charts fill from the right as the window does. */
+const WINDOW_SECONDS = 300;
+
+interface SeriesSpec {
+  label: string;
+  /** Index into {@linkcode SeriesColumns}. */
+  column: number;
+  /** CSS custom property holding its colour. */
+  color: string;
+  /** The scale it is drawn on; `y` unless a second axis is wanted. */
+  scale?: string;
+}
+
+interface ChartSpec {
+  /** The element's id the chart is drawn in. */
+  id: string;
+  series: SeriesSpec[];
+  format: (value: number) => string;
+  /** Formats for scales other than `y`, by scale. */
+  scaleFormats?: Record<string, (value: number) => string>;
+  /** Whether the y axis starts at 0 (rates and counts do; the last number does not). */
+  fromZero: boolean;
+}
+
+const CHARTS: ChartSpec[] = [
+  {
+    id: "chart-replies",
+    series: [{ label: "replies/s", column: 1, color: "--series-1" }],
+    format: formatRate,
+    fromZero: true,
+  },
+  {
+    id: "chart-connections",
+    series: [
+      { label: "new/s", column: 2, color: "--series-1" },
+      { label: "active", column: 3, color: "--series-2", scale: "active" },
+    ],
+    format: formatRate,
+    scaleFormats: { active: formatCount },
+    fromZero: true,
+  },
+  {
+    id: "chart-rejections",
+    series: REJECTION_REASONS.map((reason, index) => ({
+      label: REJECTION_LABELS[reason],
+      column: 4 + index,
+      color: `--series-${index + 1}`,
+    })),
+    format: formatRate,
+    fromZero: true,
+  },
+  {
+    id: "chart-last-number",
+    series: [{ label: "last number", column: 8, color: "--series-3" }],
+    format: formatCount,
+    fromZero: false,
+  },
+];
+
+function clockTime(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  const minutes = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  return date.getSeconds() === 0 ? minutes : `${minutes}:${pad(date.getSeconds())}`;
+}
+
+function cssVar(name: string): string {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+}
+
+function annotationsPlugin(annotations: () => readonly Annotation[]): uPlot.Plugin {
+  return {
+    hooks: {
+      draw: [(u) => {
+        const { ctx } = u;
+        const { left, top, width, height } = u.bbox;
+        const ratio = globalThis.devicePixelRatio || 1;
+        ctx.save();
+        ctx.strokeStyle = cssVar("--annotation");
+        ctx.fillStyle = cssVar("--annotation");
+        ctx.lineWidth = ratio;
+        ctx.setLineDash([4 * ratio, 3 * ratio]);
+        ctx.font = `${11 * ratio}px system-ui, sans-serif`;
+        // uPlot leaves these as its last axis label set them.
+        ctx.textAlign = "left";
+        ctx.textBaseline = "alphabetic";
+        for (const annotation of annotations()) {
+          const x = Math.round(u.valToPos(annotation.at / 1000, "x", true));
+          if (x < left || x > left + width) continue;
+          ctx.beginPath();
+          ctx.moveTo(x, top);
+          ctx.lineTo(x, top + height);
+          ctx.stroke();
+          // The label goes on the side of the line with more room, cut to fit inside the plot.
+          const gap = 4 * ratio;
+          const roomRight = left + width - x - gap;
+          const roomLeft = x - gap - left;
+          const room = Math.max(roomRight, roomLeft);
+          let label = annotation.label;
+          while (label.length > 1 && ctx.measureText(label).width > room) {
+            label = label.slice(0, -2) + "…";
+          }
+          const textX = roomRight >= roomLeft ? x + gap : x - gap - ctx.measureText(label).width;
+          ctx.fillText(label, textX, top + 12 * ratio);
+        }
+        ctx.restore();
+      }],
+    },
+  };
+}
+
+function chartOptions(
+  spec: ChartSpec,
+  width: number,
+  annotations: () => readonly Annotation[],
+): uPlot.Options {
+  const axisColor = cssVar("--muted");
+  const gridColor = cssVar("--grid");
+  const axis = (scale: string, side: 1 | 3): uPlot.Axis => {
+    const format = spec.scaleFormats?.[scale] ?? spec.format;
+    return {
+      scale,
+      side,
+      stroke: axisColor,
+      grid: { show: side === 3, stroke: gridColor, width: 1 },
+      ticks: { stroke: gridColor, width: 1 },
+      values: (_u, values) => values.map((value) => format(value)),
+      size: 56,
+    };
+  };
+  const scales = new Set(spec.series.map((series) => series.scale ?? "y"));
+  const range = (_u: uPlot, min: number, max: number): uPlot.Range.MinMax => {
+    if (!spec.fromZero) return min === max ? [min - 1, max + 1] : [min, max];
+    return [0, max > 0 ? max * 1.1 : 1];
+  };
+  return {
+    width,
+    height: 170,
+    legend: { show: spec.series.length > 1, live: false },
+    cursor: { drag: { x: false, y: false } },
+    scales: {
+      x: { time: true, range: (_u, _min, max) => [max - WINDOW_SECONDS, max] },
+      ...Object.fromEntries([...scales].map((scale) => [scale, { range }])),
+    },
+    axes: [
+      {
+        stroke: axisColor,
+        grid: { stroke: gridColor, width: 1 },
+        ticks: { stroke: gridColor, width: 1 },
+        // One line of 24-hour clock times: uPlot's default adds a second line with the date.
+        space: 70,
+        values: (_u, splits) => splits.map(clockTime),
+      },
+      ...[...scales].map((scale, index) => axis(scale, index === 0 ? 3 : 1)),
+    ],
+    series: [
+      {},
+      ...spec.series.map((series): uPlot.Series => ({
+        label: series.label,
+        scale: series.scale ?? "y",
+        stroke: cssVar(series.color),
+        width: 1.5,
+        points: { show: false },
+        value: (_u, value) =>
+          value === null ? "–" : (spec.scaleFormats?.[series.scale ?? "y"] ?? spec.format)(value),
+      })),
+    ],
+    plugins: [annotationsPlugin(annotations)],
+  };
+}
+
+/** The four charts. */
+export class Charts {
+  #plots: uPlot[] = [];
+  #columns: SeriesColumns = [[], [], [], [], [], [], [], [], []];
+  readonly #annotations: () => readonly Annotation[];
+
+  /**
+   * Draws the charts into the elements named in the page.
+   *
+   * @param annotations Reads the current annotations when the charts are drawn.
+   */
+  constructor(annotations: () => readonly Annotation[]) {
+    this.#annotations = annotations;
+    this.#create();
+    new ResizeObserver(() => this.#resize()).observe(document.querySelector(".charts")!);
+    // Canvas colours are set when a chart is made: make them again when the scheme changes.
+    globalThis.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+      for (const plot of this.#plots) plot.destroy();
+      this.#create();
+    });
+  }
+
+  #create(): void {
+    this.#plots = CHARTS.map((spec) => {
+      const target = document.getElementById(spec.id)!;
+      return new uPlot(
+        chartOptions(spec, Math.max(200, target.clientWidth), this.#annotations),
+        this.#data(spec),
+        target,
+      );
+    });
+  }
+
+  #data(spec: ChartSpec): uPlot.AlignedData {
+    return [this.#columns[0], ...spec.series.map((series) => this.#columns[series.column]!)];
+  }
+
+  #resize(): void {
+    this.#plots.forEach((plot, index) => {
+      const target = document.getElementById(CHARTS[index]!.id)!;
+      const width = Math.max(200, target.clientWidth);
+      if (width !== plot.width) plot.setSize({ width, height: plot.height });
+    });
+  }
+
+  /**
+   * Draws new data.
+   *
+   * @param columns All series, as {@linkcode StatsSeries.columns} gives them.
+   */
+  update(columns: SeriesColumns): void {
+    this.#columns = columns;
+    this.#plots.forEach((plot, index) => plot.setData(this.#data(CHARTS[index]!)));
+  }
+}

@@ -1,0 +1,546 @@
+/// <reference lib="dom" />
+/**
+ * The dashboard page: asks for the token, polls `/v1/stats` and `/v1/info` every second, and
+ * drives the charts, the process table, the configuration panel and the listener's actions.
+ * Bundled with uPlot into `bundle/dashboard.js` by `build.ts`; the data handling it relies on
+ * lives in `stats_series.ts` and `config_form.ts`, which hold no DOM code.
+ *
+ * @module
+ */
+
+import type { AdminInfo, ListenerState } from "../backend.ts";
+import type { ConfigSchema } from "../config_schema.ts";
+import type { StatsView } from "../stats_view.ts";
+import { AdminClient, AdminError } from "./_admin_client.ts";
+import { Charts } from "./_charts.ts";
+import { boundsText, buildPatch, describeChanges, fieldText } from "./config_form.ts";
+import { formatCount, formatMs, formatRate, formatUptime } from "./format.ts";
+import { REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
+
+/** Where the token is kept: this tab only, gone when it closes. */
+const TOKEN_KEY = "tallyho-admin-token";
+const POLL_MS = 1000;
+
+function $(id: string): HTMLElement {
+  const element = document.getElementById(id);
+  if (element === null) throw new Error(`The page has no #${id}`);
+  return element;
+}
+
+function make<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  properties: Partial<HTMLElementTagNameMap[K]> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const element = Object.assign(document.createElement(tag), properties);
+  element.append(...children);
+  return element;
+}
+
+interface ConfigState {
+  etag: string;
+  generation: number;
+  values: Record<string, unknown>;
+}
+
+function generationOf(etag: string | null): number {
+  return Number(/"(\d+)"/.exec(etag ?? "")?.[1] ?? 0);
+}
+
+function diff(
+  before: Record<string, unknown>,
+  after: Record<string, unknown>,
+): Record<string, { from: unknown; to: unknown }> {
+  const changes: Record<string, { from: unknown; to: unknown }> = {};
+  for (const [key, to] of Object.entries(after)) {
+    if (JSON.stringify(before[key]) !== JSON.stringify(to)) {
+      changes[key] = { from: before[key], to };
+    }
+  }
+  return changes;
+}
+
+class Dashboard {
+  #client: AdminClient | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #series = new StatsSeries();
+  #charts: Charts | null = null;
+  #schema: ConfigSchema | null = null;
+  /** The configuration in force, as last read. */
+  #config: ConfigState | null = null;
+  /** The configuration the form was filled from: its ETag goes in `If-Match`. */
+  #formBase: ConfigState | null = null;
+  #dirty = false;
+  /** Set while this page's own PATCH is in flight, so a poll does not take it for another's. */
+  #applying = false;
+  #drainTimeout = "";
+
+  start(): void {
+    $("login-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const input = $("token") as HTMLInputElement;
+      void this.#signIn(input.value.trim());
+    });
+    $("sign-out").addEventListener("click", () => this.#signOut(""));
+    $("pause").addEventListener("click", () => void this.#action("pause"));
+    $("resume").addEventListener("click", () => void this.#action("resume"));
+    $("drain").addEventListener("click", () => void this.#action("drain"));
+    const form = $("config-form") as HTMLFormElement;
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      void this.#apply();
+    });
+    form.addEventListener("input", (event) => {
+      this.#dirty = true;
+      const key = (event.target as HTMLElement).dataset.key;
+      if (key !== undefined) this.#fieldError(key, "");
+    });
+    $("validate").addEventListener("click", () => void this.#validate());
+    $("reset").addEventListener("click", () => {
+      if (this.#config) this.#renderForm(this.#config);
+      this.#configStatus("", false);
+    });
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) void this.#signIn(saved);
+    else this.#showLogin("");
+  }
+
+  // --- signing in ---------------------------------------------------------------------------
+
+  async #signIn(token: string): Promise<void> {
+    if (token === "") return this.#showLogin("Enter the admin token.");
+    const client = new AdminClient(token);
+    let info: AdminInfo;
+    try {
+      info = (await client.call<AdminInfo>("v1/info")).body;
+    } catch (error) {
+      // A refused token is forgotten; one that could not be tried yet is kept for a reload.
+      if (error instanceof AdminError && error.status === 401) sessionStorage.removeItem(TOKEN_KEY);
+      return this.#showLogin(this.#loginMessage(error));
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    this.#client = client;
+    ($("token") as HTMLInputElement).value = "";
+    $("login").hidden = true;
+    $("dashboard").hidden = false;
+    $("facts").hidden = false;
+    $("actions").hidden = false;
+    this.#charts ??= new Charts(() => this.#series.annotations());
+    this.#renderInfo(info);
+    try {
+      this.#schema = (await client.call<ConfigSchema>("v1/config/schema")).body;
+      await this.#readConfig(false);
+    } catch (error) {
+      this.#configStatus((error as Error).message, true);
+    }
+    void this.#tick();
+  }
+
+  #loginMessage(error: unknown): string {
+    if (error instanceof AdminError && error.status === 401) {
+      return `The admin API refused this token (${error.message}). Use the token the server ` +
+        "was started with: the file given to --admin-token-file, TALLYHO_ADMIN_TOKEN, or the " +
+        "file named in its “admin API on …” start line.";
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    return `${message}. Reload the page to try again.`;
+  }
+
+  #showLogin(message: string): void {
+    $("dashboard").hidden = true;
+    $("facts").hidden = true;
+    $("actions").hidden = true;
+    $("login").hidden = false;
+    const error = $("login-error");
+    error.textContent = message;
+    error.hidden = message === "";
+    ($("token") as HTMLInputElement).focus();
+  }
+
+  #signOut(message: string): void {
+    clearTimeout(this.#timer);
+    this.#client = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    this.#notice("");
+    this.#showLogin(message);
+  }
+
+  // --- polling ------------------------------------------------------------------------------
+
+  async #tick(): Promise<void> {
+    const client = this.#client;
+    if (client === null) return;
+    const started = Date.now();
+    try {
+      const [stats, info] = await Promise.all([
+        client.call<StatsView>("v1/stats"),
+        client.call<AdminInfo>("v1/info"),
+      ]);
+      if (client !== this.#client) return;
+      this.#series.add(stats.body, Date.now());
+      this.#renderInfo(info.body);
+      this.#renderStats(stats.body);
+      this.#notice("");
+      const generation = info.body.configGeneration;
+      if (this.#config !== null && !this.#applying && generation !== this.#config.generation) {
+        await this.#readConfig(true);
+      }
+    } catch (error) {
+      if (client !== this.#client) return;
+      if (error instanceof AdminError && error.status === 401) {
+        return this.#signOut(this.#loginMessage(error));
+      }
+      this.#notice(`${(error as Error).message}. Retrying every second.`, true);
+    }
+    this.#timer = setTimeout(
+      () => void this.#tick(),
+      Math.max(0, POLL_MS - (Date.now() - started)),
+    );
+  }
+
+  #renderInfo(info: AdminInfo): void {
+    this.#renderState(info.state);
+    $("version").textContent = `tallyho ${info.version}`;
+    $("runtime").textContent = `${info.runtime} ${info.runtimeVersion}`;
+    $("uptime").textContent = formatUptime(info.uptimeSeconds);
+    $("listen").textContent = `${info.listen.host}:${info.listen.port}`;
+    $("generation").textContent = String(info.configGeneration);
+  }
+
+  #renderState(state: ListenerState): void {
+    const badge = $("state");
+    badge.textContent = state;
+    badge.className = `badge state-${state}`;
+    ($("pause") as HTMLButtonElement).disabled = state !== "running";
+    ($("resume") as HTMLButtonElement).disabled = state !== "paused";
+    ($("drain") as HTMLButtonElement).disabled = state === "draining";
+  }
+
+  #renderStats(stats: StatsView): void {
+    const point = this.#series.latest()!;
+    const rejections = REJECTION_REASONS.reduce((sum, r) => sum + point.rejectionsPerSecond[r], 0);
+    $("tile-replies").textContent = formatRate(point.repliesPerSecond);
+    $("tile-connections").textContent = formatRate(point.connectionsPerSecond);
+    $("tile-active").textContent = formatCount(point.activeConnections);
+    $("tile-rejections").textContent = formatRate(rejections);
+    $("tile-rejections").title = REJECTION_REASONS.map((r) =>
+      `${REJECTION_LABELS[r]}: ${formatRate(point.rejectionsPerSecond[r])}/s`
+    ).join(", ");
+    $("tile-last-number").textContent = formatCount(point.lastNumber);
+    this.#charts?.update(this.#series.columns());
+    this.#describeCharts();
+    this.#renderAnnotations();
+    this.#renderProcesses(stats);
+  }
+
+  /** Says in words what each chart shows, for screen readers (and the browser test). */
+  #describeCharts(): void {
+    const points = this.#series.points();
+    const describe = (id: string, title: string, values: number[], format = formatRate) => {
+      const latest = values.at(-1) ?? 0;
+      const peak = values.reduce((max, value) => Math.max(max, value), 0);
+      const element = $(id);
+      element.setAttribute(
+        "aria-label",
+        `${title}, last five minutes: now ${format(latest)}, peak ${format(peak)}`,
+      );
+      element.dataset.latest = String(latest);
+      element.dataset.peak = String(peak);
+    };
+    describe("chart-replies", "Replies per second", points.map((p) => p.repliesPerSecond));
+    describe(
+      "chart-connections",
+      "New connections per second",
+      points.map((p) => p.connectionsPerSecond),
+    );
+    describe(
+      "chart-rejections",
+      "Rejections per second",
+      points.map((p) => REJECTION_REASONS.reduce((s, r) => s + p.rejectionsPerSecond[r], 0)),
+    );
+    describe("chart-last-number", "Last number", points.map((p) => p.lastNumber), formatCount);
+  }
+
+  #renderAnnotations(): void {
+    const items = this.#series.annotations().map((annotation) =>
+      make(
+        "li",
+        {},
+        make("time", { dateTime: new Date(annotation.at).toISOString() }, clock(annotation.at)),
+        ` ${annotation.label}`,
+      )
+    );
+    $("annotations").replaceChildren(...items);
+    $("annotations-empty").hidden = items.length > 0;
+  }
+
+  #renderProcesses(stats: StatsView): void {
+    const total = stats.totals.connectionsAccepted;
+    const share = (accepted: number) => {
+      const fraction = total > 0 ? accepted / total : 0;
+      const bar = make("span", { className: "bar" }, make("span"));
+      (bar.firstChild as HTMLElement).style.width = `${(fraction * 100).toFixed(1)}%`;
+      return make("td", { className: "share" }, bar, `${(fraction * 100).toFixed(1)}%`);
+    };
+    const rows: HTMLTableRowElement[] = [];
+    for (const process of stats.processes) {
+      rows.push(make(
+        "tr",
+        { className: "process" },
+        make(
+          "th",
+          { scope: "row" },
+          `process ${process.index}`,
+          make("small", {}, ` pid ${process.pid}`),
+        ),
+        make("td", {}, formatCount(process.totals.connectionsActive)),
+        make("td", {}, formatCount(process.totals.connectionsAccepted)),
+        share(process.totals.connectionsAccepted),
+        make("td", {}, formatRate(process.totals.repliesPerSecond)),
+      ));
+      for (const thread of process.threads) {
+        rows.push(make(
+          "tr",
+          {},
+          make("th", { scope: "row", className: "thread" }, `thread ${thread.index}`),
+          make("td", {}, formatCount(thread.connectionsActive)),
+          make("td", {}, formatCount(thread.connectionsAccepted)),
+          share(thread.connectionsAccepted),
+          make("td", {}, formatRate(thread.repliesPerSecond)),
+        ));
+      }
+    }
+    $("processes").replaceChildren(...rows);
+  }
+
+  // --- configuration ------------------------------------------------------------------------
+
+  /** Reads the configuration; `elsewhere`: a change this page did not make, to annotate. */
+  async #readConfig(elsewhere: boolean): Promise<void> {
+    const answer = await this.#client!.call<Record<string, unknown>>("v1/config");
+    const etag = answer.headers.get("etag") ?? "";
+    const next = { etag, generation: generationOf(etag), values: answer.body };
+    const before = this.#config;
+    this.#config = next;
+    this.#drainTimeout = String(next.values["drain-timeout"] ?? "");
+    if (elsewhere && before !== null && next.generation !== before.generation) {
+      const changes = diff(before.values, next.values);
+      this.#series.annotate(
+        Date.now(),
+        `gen ${next.generation} (elsewhere): ${describeChanges(changes)}`,
+      );
+      if (this.#dirty) {
+        this.#configStatus(
+          `The configuration changed elsewhere (now generation ${next.generation}): ` +
+            `${describeChanges(changes)}. Your edits are kept; Apply will say if they clash.`,
+          false,
+        );
+      }
+    }
+    if (!this.#dirty) this.#renderForm(next);
+  }
+
+  #renderForm(config: ConfigState): void {
+    const schema = this.#schema;
+    if (schema === null) return;
+    this.#formBase = config;
+    this.#dirty = false;
+    const live: HTMLElement[] = [];
+    const fixed: HTMLElement[] = [];
+    for (const [key, keySchema] of Object.entries(schema.keys)) {
+      const value = fieldText(config.values[key]);
+      if (!keySchema.live) {
+        fixed.push(make("dt", {}, key), make("dd", {}, value === "" ? "none" : value));
+        continue;
+      }
+      const id = `field-${key}`;
+      let input: HTMLInputElement | HTMLSelectElement;
+      if (keySchema.type === "choice") {
+        input = make(
+          "select",
+          {},
+          ...keySchema.choices.map((choice) => make("option", { value: choice }, choice)),
+        );
+        input.value = value;
+      } else {
+        input = make("input", { type: "text", value, spellcheck: false, autocomplete: "off" });
+        if (keySchema.type === "integer") input.inputMode = "numeric";
+      }
+      input.id = id;
+      input.name = key;
+      input.dataset.key = key;
+      input.setAttribute("aria-describedby", `bounds-${key} error-${key}`);
+      live.push(make(
+        "div",
+        { className: "field" },
+        make("label", { htmlFor: id }, key),
+        input,
+        make("small", { id: `bounds-${key}`, className: "bounds" }, boundsText(keySchema)),
+        make("p", { id: `error-${key}`, className: "field-error", hidden: true }),
+      ));
+    }
+    $("config-fields").replaceChildren(...live);
+    $("config-restart").replaceChildren(...fixed);
+    $("config-generation").textContent = `generation ${config.generation}`;
+  }
+
+  #patch(): Record<string, unknown> {
+    const texts: Record<string, string> = {};
+    for (const element of $("config-fields").querySelectorAll<HTMLInputElement>("[data-key]")) {
+      texts[element.dataset.key!] = element.value;
+    }
+    return buildPatch(this.#schema!, this.#formBase!.values, texts);
+  }
+
+  #fieldError(key: string, message: string): boolean {
+    const error = document.getElementById(`error-${key}`);
+    const input = document.getElementById(`field-${key}`);
+    if (error === null || input === null) return false;
+    error.textContent = message;
+    error.hidden = message === "";
+    if (message === "") input.removeAttribute("aria-invalid");
+    else input.setAttribute("aria-invalid", "true");
+    return true;
+  }
+
+  #clearFieldErrors(): void {
+    for (const error of $("config-fields").querySelectorAll<HTMLElement>(".field-error")) {
+      this.#fieldError(error.id.slice("error-".length), "");
+    }
+  }
+
+  #configStatus(message: string, isError: boolean): void {
+    const status = $("config-status");
+    status.textContent = message;
+    status.classList.toggle("error", isError);
+  }
+
+  /** Shows an API error beside its field when it names one, in the status line otherwise. */
+  #configError(prefix: string, error: unknown): void {
+    if (error instanceof AdminError && error.field !== undefined) {
+      if (this.#fieldError(error.field, error.message)) {
+        this.#configStatus(`${prefix}: ${error.field} — see the field.`, true);
+        document.getElementById(`field-${error.field}`)?.focus();
+        return;
+      }
+    }
+    this.#configStatus(`${prefix}: ${(error as Error).message}`, true);
+  }
+
+  async #validate(): Promise<void> {
+    if (this.#client === null || this.#formBase === null) return;
+    this.#clearFieldErrors();
+    const patch = this.#patch();
+    if (Object.keys(patch).length === 0) return this.#configStatus("Nothing changed.", false);
+    try {
+      const { body } = await this.#client.call<{ changes: Record<string, never> }>(
+        "v1/config/validate",
+        { method: "POST", json: patch },
+      );
+      this.#configStatus(`Valid: ${describeChanges(body.changes)}.`, false);
+    } catch (error) {
+      this.#configError("Not valid", error);
+    }
+  }
+
+  async #apply(): Promise<void> {
+    const base = this.#formBase;
+    if (this.#client === null || base === null) return;
+    this.#clearFieldErrors();
+    const patch = this.#patch();
+    if (Object.keys(patch).length === 0) return this.#configStatus("Nothing to apply.", false);
+    let answer;
+    this.#applying = true;
+    try {
+      answer = await this.#client.call<Record<string, unknown>>("v1/config", {
+        method: "PATCH",
+        headers: { "if-match": base.etag },
+        json: patch,
+      });
+    } catch (error) {
+      this.#applying = false;
+      if (error instanceof AdminError && error.status === 412) {
+        this.#dirty = false;
+        await this.#readConfig(true);
+        this.#configStatus(
+          "Not applied: someone else changed the configuration first (it is now generation " +
+            `${this.#config?.generation}). The form shows the current values; make your ` +
+            "change again.",
+          true,
+        );
+        return;
+      }
+      return this.#configError("Not applied", error);
+    }
+    this.#applying = false;
+    const etag = answer.headers.get("etag") ?? "";
+    const next = { etag, generation: generationOf(etag), values: answer.body };
+    const described = describeChanges(diff(base.values, next.values));
+    this.#config = next;
+    this.#drainTimeout = String(next.values["drain-timeout"] ?? "");
+    this.#series.annotate(Date.now(), `gen ${next.generation}: ${described}`);
+    this.#renderAnnotations();
+    this.#renderForm(next);
+    this.#configStatus(`Applied as generation ${next.generation}: ${described}.`, false);
+  }
+
+  // --- listener actions ---------------------------------------------------------------------
+
+  async #action(action: "pause" | "resume" | "drain"): Promise<void> {
+    const texts = {
+      pause: [
+        "Pause the listener?",
+        "New connections are refused until you resume; open connections keep being served.",
+        "Pause",
+      ],
+      resume: ["Resume the listener?", "The server accepts new connections again.", "Resume"],
+      drain: [
+        "Drain and stop the server?",
+        "It stops accepting, lets replies in flight finish and exits within its drain timeout " +
+        `(${this.#drainTimeout || formatMs(10_000)}). It cannot be started again from here.`,
+        "Drain and stop",
+      ],
+    } as const;
+    const [title, text, ok] = texts[action];
+    if (!(await confirmDialog(title, text, ok)) || this.#client === null) return;
+    const path = action === "drain" ? "v1/drain" : `v1/listener/${action}`;
+    try {
+      const { body } = await this.#client.call<{ state: ListenerState }>(path, { method: "POST" });
+      this.#notice(
+        action === "drain" ? "Draining: the server is stopping." : `Listener ${body.state}.`,
+      );
+      this.#renderState(body.state);
+    } catch (error) {
+      this.#notice(`Could not ${action}: ${(error as Error).message}`, true);
+    }
+  }
+
+  #notice(message: string, isError = false): void {
+    const notice = $("notice");
+    if (notice.textContent === message) return;
+    notice.textContent = message;
+    notice.hidden = message === "";
+    notice.classList.toggle("error", isError);
+  }
+}
+
+function clock(at: number): string {
+  return new Date(at).toLocaleTimeString([], { hour12: false });
+}
+
+/** Asks in a modal dialog; resolves true when the operator confirms. Escape cancels. */
+function confirmDialog(title: string, text: string, ok: string): Promise<boolean> {
+  const dialog = $("confirm") as HTMLDialogElement;
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = ok;
+  dialog.returnValue = "";
+  dialog.showModal();
+  // The safe choice has the focus, so Enter does not stop a server by accident.
+  ($("confirm-cancel") as HTMLButtonElement).focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+new Dashboard().start();

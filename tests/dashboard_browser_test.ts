@@ -1,0 +1,340 @@
+/**
+ * The dashboard in a real browser (Debian's chromium, headless, driven by playwright-core)
+ * against a real server: signing in, live charts under load, the configuration panel, the
+ * listener's actions, narrow screens and dark mode. No Content-Security-Policy refusal and no
+ * script error may happen on the way.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { test } from "node:test";
+import type { Page } from "playwright-core";
+import { LineClient } from "./_client.ts";
+import { pngSize, readShown, signIn, skipBrowser, waitUntil, withDashboard } from "./_browser.ts";
+import { startLoad } from "./_load.ts";
+import { ADMIN_TOKEN, type TestServer, UNDER_TEST } from "./_server.ts";
+
+/**
+ * Where the screenshots go: `TALLYHO_SCREENSHOT_DIR=docs` refreshes the README's; otherwise a
+ * temporary folder, so a test run leaves the working tree alone.
+ */
+const SCREENSHOTS = process.env.TALLYHO_SCREENSHOT_DIR ??
+  mkdtempSync(join(tmpdir(), "tallyho-screenshots-"));
+
+/** How long the load runs before and after the change: longer when the README's pictures are made. */
+const HOLD_MS = process.env.TALLYHO_SCREENSHOT_DIR ? 30_000 : 2000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// Code run in the page is passed as text where it names DOM globals: the tests are type-checked
+// without the DOM library.
+
+async function text(page: Page, selector: string): Promise<string> {
+  return (await page.locator(selector).textContent()) ?? "";
+}
+
+async function shown(page: Page, selector: string): Promise<number> {
+  return readShown(await text(page, selector));
+}
+
+async function signedIn(page: Page): Promise<void> {
+  await signIn(page, ADMIN_TOKEN);
+  await page.locator("#dashboard").waitFor({ state: "visible", timeout: 10_000 });
+  await waitUntil("the state badge", async () => (await text(page, "#state")) === "running");
+  await page.locator("#field-greeting").waitFor({ state: "visible", timeout: 10_000 });
+}
+
+async function currentConfig(server: TestServer) {
+  const response = await server.admin("/v1/config");
+  return { etag: response.headers.get("etag"), config: await response.json() };
+}
+
+test(`[${UNDER_TEST}] dashboard in chromium: a wrong token shows why and no dashboard`, {
+  skip: skipBrowser,
+}, async () => {
+  await withDashboard(["--threads", "1"], async ({ page }) => {
+    await signIn(page, "not-the-token");
+    const error = page.locator("#login-error");
+    await error.waitFor({ state: "visible", timeout: 10_000 });
+    assert.match(
+      await error.textContent() ?? "",
+      /refused this token \(The bearer token is wrong\)/,
+    );
+    assert.equal(await page.locator("#dashboard").isHidden(), true);
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+    // Then the right one, typed again: the dashboard opens, the token is kept for this tab only.
+    await page.locator("#token").fill("");
+    await signedIn(page);
+    assert.equal(await page.locator("#login").isHidden(), true);
+    assert.equal(
+      await page.evaluate(() => sessionStorage.getItem("tallyho-admin-token")),
+      ADMIN_TOKEN,
+    );
+    assert.equal(await page.evaluate(() => localStorage.length), 0);
+    assert.match(await text(page, "#version"), /^tallyho \d+\.\d+\.\d+/);
+    assert.match(await text(page, "#runtime"), /^(bun|deno) \d/);
+    // A reload signs in from sessionStorage; "Forget token" forgets it.
+    await page.reload();
+    await page.locator("#dashboard").waitFor({ state: "visible", timeout: 10_000 });
+    await page.locator("#sign-out").click();
+    await page.locator("#login-form").waitFor({ state: "visible" });
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  });
+});
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: under load the charts and counters rise; screenshots`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "2"], async ({ server, page }) => {
+      const load = startLoad(server.port, {
+        clients: 8,
+        maxRequests: 5_000_000,
+        maxMs: 30_000 + 2 * HOLD_MS,
+      });
+      try {
+        await signedIn(page);
+        await waitUntil(
+          "replies/s above 0 in the tile",
+          async () => await shown(page, "#tile-replies") > 0,
+        );
+        await waitUntil(
+          "new connections/s above 0",
+          async () => await shown(page, "#tile-connections") > 0,
+        );
+        const chart = page.locator("#chart-replies");
+        await waitUntil(
+          "the replies/s chart to rise",
+          async () => Number(await chart.getAttribute("data-peak")) > 0,
+        );
+        assert.match(
+          await chart.getAttribute("aria-label") ?? "",
+          /^Replies per second, last five/,
+        );
+        assert.equal(await page.locator("#chart-replies canvas").count(), 1);
+        const firstNumber = await shown(page, "#tile-last-number");
+        await waitUntil(
+          "the last number to rise",
+          async () => await shown(page, "#tile-last-number") > firstNumber,
+        );
+        // One process with two threads, each with its share of the accepted connections.
+        await waitUntil("both threads to have taken connections", async () => {
+          const shares = await page.locator("#processes tr:not(.process) td.share")
+            .allTextContents();
+          return shares.length === 2 && shares.every((share) => parseFloat(share) > 0);
+        });
+        assert.match(await text(page, "#processes tr.process th"), /^process 0 pid \d+$/);
+        await sleep(HOLD_MS);
+        // A rate limit set in the panel: the load's new connections beyond it are refused, which
+        // the rejections chart shows by reason, with the change marked on every chart.
+        await page.locator("#field-connection-rate").fill("5");
+        await page.locator("#apply").click();
+        await waitUntil(
+          "the change to be listed",
+          async () => (await text(page, "#annotations")).includes("connection-rate 0 → 5"),
+        );
+        await waitUntil(
+          "rejections/s above 0",
+          async () => await shown(page, "#tile-rejections") > 0,
+        );
+        assert.match(
+          await page.locator("#tile-rejections").getAttribute("title") ?? "",
+          /rate limit: (?!0\.0\/s)\d/,
+        );
+        assert.ok(Number(await page.locator("#chart-rejections").getAttribute("data-peak")) > 0);
+        await sleep(HOLD_MS);
+        mkdirSync(SCREENSHOTS, { recursive: true });
+        await page.evaluate("scrollTo(0, 0)");
+        const wide = join(SCREENSHOTS, "dashboard-wide.png");
+        await page.screenshot({ path: wide });
+        assert.deepEqual(pngSize(readFileSync(wide)), { width: 1280, height: 800 });
+        await page.setViewportSize({ width: 390, height: 844 });
+        // Narrow: one column, and nothing wider than the screen but the scrolling table.
+        await waitUntil(
+          "the charts to fit the narrow screen",
+          async () => Number(await page.evaluate("document.documentElement.scrollWidth")) <= 390,
+        );
+        await sleep(1500); // a poll or two, so the resized charts hold data
+        const narrow = join(SCREENSHOTS, "dashboard-narrow.png");
+        await page.screenshot({ path: narrow });
+        assert.deepEqual(pngSize(readFileSync(narrow)), { width: 390, height: 844 });
+        // Dark mode follows the system's preference, charts included.
+        const background = () =>
+          page.evaluate("getComputedStyle(document.documentElement).backgroundColor");
+        const light = await background();
+        await page.emulateMedia({ colorScheme: "dark" });
+        await page.setViewportSize({ width: 1280, height: 800 });
+        assert.notEqual(await background(), light);
+        await sleep(1500);
+        await page.screenshot({ path: join(SCREENSHOTS, "dashboard-dark.png") });
+      } finally {
+        await load.stop();
+      }
+    });
+  },
+);
+
+test(`[${UNDER_TEST}] dashboard in chromium: a greeting applied in the panel reaches TCP clients`, {
+  skip: skipBrowser,
+}, async () => {
+  await withDashboard(["--threads", "2"], async ({ server, page }) => {
+    await signedIn(page);
+    const before = await currentConfig(server);
+    await page.locator("#field-greeting").fill("Howdy ");
+    await page.locator("#validate").click();
+    await waitUntil(
+      "validation",
+      async () =>
+        (await text(page, "#config-status")).startsWith('Valid: greeting "Hello World" → "Howdy "'),
+    );
+    // Validating changed nothing.
+    assert.deepEqual(await currentConfig(server), before);
+    await page.locator("#apply").click();
+    await waitUntil(
+      "the change to apply",
+      async () => (await text(page, "#config-status")).startsWith("Applied as generation 2"),
+    );
+    const client = await LineClient.connect(server.port);
+    try {
+      assert.match(await client.request("hi"), /^Howdy \d+$/);
+    } finally {
+      client.close();
+    }
+    assert.match(await text(page, "#annotations"), /gen 2: greeting "Hello World" → "Howdy "/);
+    assert.equal(await page.locator("#field-greeting").inputValue(), "Howdy ");
+    await waitUntil(
+      "the header's generation",
+      async () => (await text(page, "#generation")) === "2",
+    );
+  });
+});
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: a bad value shows the server's error beside its field`,
+  {
+    skip: skipBrowser,
+  },
+  async () => {
+    await withDashboard(["--threads", "1"], async ({ server, page }) => {
+      await signedIn(page);
+      const before = await currentConfig(server);
+      const field = page.locator("#field-max-line-bytes");
+      const error = page.locator("#error-max-line-bytes");
+      for (const button of ["#validate", "#apply"]) {
+        await field.fill("0");
+        await page.locator(button).click();
+        await error.waitFor({ state: "visible", timeout: 10_000 });
+        assert.equal(
+          await error.textContent(),
+          "'max-line-bytes' must be an integer from 1 to 67108864: got 0",
+        );
+        assert.equal(await field.getAttribute("aria-invalid"), "true");
+        // The field with the error has the focus, so a keyboard user lands on it.
+        assert.equal(await page.evaluate("document.activeElement?.id"), "field-max-line-bytes");
+        assert.deepEqual(
+          await currentConfig(server),
+          before,
+          `${button} changed the configuration`,
+        );
+        // Typing again clears the message.
+        await field.fill("4096");
+        await error.waitFor({ state: "hidden" });
+      }
+      // Text where a number belongs is sent as typed: the server's own words come back.
+      await field.fill("lots");
+      await page.locator("#apply").click();
+      await waitUntil(
+        "the error for text",
+        async () => (await text(page, "#error-max-line-bytes")).includes('got "lots"'),
+      );
+      assert.deepEqual(await currentConfig(server), before);
+    });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: a change made elsewhere first is reported, not overwritten`,
+  {
+    skip: skipBrowser,
+  },
+  async () => {
+    await withDashboard(["--threads", "1"], async ({ server, page }) => {
+      await signedIn(page);
+      await page.locator("#field-greeting").fill("Mine ");
+      // Someone else changes the configuration while the form is being edited.
+      const other = await server.admin("/v1/config", {
+        method: "PATCH",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ "idle-timeout": "30s" }),
+      });
+      assert.equal(other.status, 200);
+      // The page notices the new generation within a poll or two and marks it on the charts.
+      await waitUntil(
+        "the change elsewhere to be listed",
+        async () =>
+          (await text(page, "#annotations")).includes(
+            'gen 2 (elsewhere): idle-timeout "60s" → "30s"',
+          ),
+      );
+      // The edit is kept; applying it is refused with 412 and said so.
+      assert.equal(await page.locator("#field-greeting").inputValue(), "Mine ");
+      await page.locator("#apply").click();
+      await waitUntil("the 412 message", async () =>
+        (await text(page, "#config-status")).includes(
+          "someone else changed the configuration first",
+        ));
+      const { config } = await currentConfig(server);
+      assert.equal(config.greeting, "Hello World");
+      assert.equal(config["idle-timeout"], "30s");
+      // The form now shows what is in force.
+      assert.equal(await page.locator("#field-idle-timeout").inputValue(), "30s");
+      assert.equal(await page.locator("#field-greeting").inputValue(), "Hello World");
+    });
+  },
+);
+
+test(`[${UNDER_TEST}] dashboard in chromium: pause, resume and drain each ask first`, {
+  skip: skipBrowser,
+}, async () => {
+  await withDashboard(["--threads", "1"], async ({ server, page }) => {
+    await signedIn(page);
+    const dialog = page.locator("#confirm");
+    const state = async () => (await (await server.admin("/v1/info")).json()).state;
+    // Cancelled with Escape: nothing happens.
+    await page.locator("#pause").click();
+    await dialog.waitFor({ state: "visible" });
+    assert.equal(await text(page, "#confirm-title"), "Pause the listener?");
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    assert.equal(await state(), "running");
+    // Confirmed: paused, and the page says so.
+    await page.locator("#pause").click();
+    await page.locator("#confirm-ok").click();
+    await waitUntil(
+      "the badge to say paused",
+      async () => (await text(page, "#state")) === "paused",
+    );
+    assert.equal(await state(), "paused");
+    assert.equal(await page.locator("#pause").isDisabled(), true);
+    await page.locator("#resume").click();
+    await page.locator("#confirm-ok").click();
+    await waitUntil(
+      "the badge to say running",
+      async () => (await text(page, "#state")) === "running",
+    );
+    assert.equal(await state(), "running");
+    // Drain stops the server: it exits 0, and the page says it cannot reach it rather than break.
+    await page.locator("#drain").click();
+    assert.match(await text(page, "#confirm-text"), /drain timeout \(10s\)/);
+    await page.locator("#confirm-ok").click();
+    assert.equal(await server.exited, 0);
+    await waitUntil(
+      "the page to say the API is gone",
+      async () => (await text(page, "#notice")).includes("Cannot reach the admin API"),
+    );
+  });
+});
