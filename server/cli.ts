@@ -10,6 +10,7 @@
 
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { loadMain } from "../bench/load/load_cli.ts";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
@@ -39,6 +40,7 @@ export function usage(): string {
 
 Usage:
   tallyho [serve] [options]    start the server (the default command)
+  tallyho load [options]       drive a server with load and check its numbers (load --help)
   tallyho --help               show this text
   tallyho --version            show the version and runtime
 
@@ -152,6 +154,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
   }
   try {
     if (command === "help") return printUsage(io);
+    if (command === "load") return await loadMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const options = parseServeArgs(commandArgs);
     if (options === "help") return printUsage(io);

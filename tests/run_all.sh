@@ -55,7 +55,8 @@ if [ "${1:-}" != "--skip-binary" ]; then
   if ./compile.sh >"$log_dir/compile.log" 2>&1; then
     echo "=== compiled dist/tallyho ($(du -h dist/tallyho | cut -f1))"
     TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
-      bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts
+      bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts \
+      tests/load_cli_test.ts
   else
     cat "$log_dir/compile.log"
     echo "=== compile.sh failed"
