@@ -26,11 +26,12 @@ export const RELATIVE_ERROR_BOUND = 1 / SUB_COUNT;
 
 function bucketIndex(value: number): number {
   if (value < SUB_COUNT) return value;
-  // floor(log2(value)) without floating point: clz32 on the high or the low 32 bits.
-  const exponent = value < TWO_32
-    ? 31 - Math.clz32(value)
-    : 63 - Math.clz32(Math.floor(value / TWO_32));
-  const shift = exponent - SUB_BITS + 1;
+  // floor(log2(value)) without floating point: clz32 on the low or the high 32 bits.
+  if (value < TWO_32) {
+    const shift = 32 - SUB_BITS - Math.clz32(value);
+    return shift * HALF_COUNT + (value >>> shift);
+  }
+  const shift = 64 - SUB_BITS - Math.clz32(Math.floor(value / TWO_32));
   return shift * HALF_COUNT + Math.floor(value / 2 ** shift);
 }
 
