@@ -25,6 +25,13 @@ export interface Measurement {
   serverCpu: number;
   /** Fraction of one core the load generator used over its whole run, startup included. */
   clientCpu: number;
+  /**
+   * Cores' worth of CPU that other processes on the machine used during the run (the machine
+   * is shared); high values mean the figure is low for reasons outside the test.
+   */
+  othersCpu: number;
+  /** Runs it took: a run disturbed by other work is run again, up to a limit. */
+  attempts: number;
   elapsedMs: number;
 }
 
@@ -50,6 +57,10 @@ export interface CompareResults {
     pipelinedDepth: number;
     connectConcurrency: number;
     memoryConnections: number;
+    /** Others' CPU (in cores) above which a run is run again. */
+    disturbedAbove: number;
+    /** Most runs per measurement. */
+    maxAttempts: number;
     serverCore: number | null;
     clientCore: number | null;
   };

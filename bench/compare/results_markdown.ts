@@ -156,11 +156,13 @@ function answers(results: CompareResults, t: Table): string[] {
   return lines;
 }
 
-// A server well under a full core was not what set the pace: say so beside its ratio.
+// A server well under a full core was not what set the pace: say so, and whether the client
+// (on its own core) was the one that was full.
 function cpuNote(t: Table, server: string, workload: CompareWorkload): string {
   const cpu = t.spread(server, workload, (m) => m.serverCpu);
   if (cpu.n === 0 || cpu.median >= 0.9) return "";
-  return ` (server CPU ${fmtPct(cpu.median)}: not saturated)`;
+  const client = t.spread(server, workload, (m) => m.clientCpu);
+  return ` (server CPU ${fmtPct(cpu.median)}, client CPU ${fmtPct(client.median)})`;
 }
 
 function coresEstimate(t: Table): string {
@@ -197,8 +199,8 @@ function workloadTable(
 ): string[] {
   const unit = workload === "connect" ? "connections/s" : "replies/s";
   const lines = [
-    `| server | ${unit}: median (min-max) | p50 | p99 | server CPU | client CPU | errors | check | vs ${anchor} | vs bare runtime |`,
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    `| server | ${unit}: median (min-max) | p50 | p99 | server CPU | client CPU | others | errors | check | vs ${anchor} | vs bare runtime |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const server of results.servers) {
     if (!server.workloads.includes(workload)) continue;
@@ -208,6 +210,7 @@ function workloadTable(
     const p99 = spread(runs.map((m) => m.p99Us)).median;
     const cpu = spread(runs.map((m) => m.serverCpu)).median;
     const clientCpu = spread(runs.map((m) => m.clientCpu)).median;
+    const others = spread(runs.map((m) => m.othersCpu)).median;
     const errors = runs.reduce((a, m) => a + m.errors, 0);
     const kinds = new Map<string, number>();
     for (const m of runs) {
@@ -222,7 +225,7 @@ function workloadTable(
     lines.push(
       `| ${server.name} | ${fmtSpread(t.spread(server.name, workload))} | ${fmtUs(p50)} | ${
         fmtUs(p99)
-      } | ${fmtPct(cpu)} | ${fmtPct(clientCpu)} | ${errorText} | ${
+      } | ${fmtPct(cpu)} | ${fmtPct(clientCpu)} | ${others.toFixed(2)} | ${errorText} | ${
         runs.every((m) => m.checkOk) ? "ok" : "**FAILED**"
       } | ${server.name === anchor ? "-" : fmtRatio(t.ratio(server.name, anchor, workload))} | ${
         bare === undefined ? "-" : fmtRatio(t.ratio(server.name, bare, workload))
@@ -288,7 +291,17 @@ export function resultsMarkdown(results: CompareResults): string {
     "- Server CPU is the share of its core the server used during the measured window; well " +
     "under 100 % means something else (the client, the kernel's loopback) set the pace and the " +
     "server's figure is a lower bound. Client CPU is the load generator's share of its core over " +
-    "its whole run, start-up included.",
+    "its whole run, start-up included. Others is the CPU (in cores) that other processes used " +
+    "during the run: this machine is shared. " +
+    (s.maxAttempts > 1
+      ? `Before each run the harness waits (up to 5 s) for the machine to go quiet, and a run ` +
+        `during which others used more than ${s.disturbedAbove} cores is run again, up to ` +
+        `${s.maxAttempts} runs, within 4 minutes of extra time in all; the last run counts (${
+          results.measurements.filter((m) => m.attempts > 1).length
+        } of ${results.measurements.length} were run again; ${
+          results.measurements.filter((m) => m.othersCpu > s.disturbedAbove).length
+        } stayed disturbed).`
+      : "Disturbed runs are not run again in this mode."),
     "",
     "## Answers",
     "",
