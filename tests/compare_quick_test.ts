@@ -19,7 +19,8 @@ function runCompare(args: string[]): Promise<{ code: number | string; output: st
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 90_000);
+  // SIGTERM, so the harness stops the servers it started.
+  const timer = setTimeout(() => child.kill("SIGTERM"), 90_000);
   return new Promise((resolve) =>
     child.on("close", (code, signal) => {
       clearTimeout(timer);

@@ -20,7 +20,7 @@ import { dirname, join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../../server/config_json.ts";
-import { machineBusySeconds } from "./cpu_usage.ts";
+import { coreBusySeconds, machineBusySeconds } from "./cpu_usage.ts";
 import { machineInfo } from "./machine.ts";
 import type { CompareResults, Measurement, MemoryFigure } from "./results.ts";
 import { resultsMarkdown } from "./results_markdown.ts";
@@ -167,11 +167,20 @@ function workloadArgs(workload: CompareWorkload): string[] {
   }
 }
 
+/** The cores the servers and the load generator are pinned to (`null`: unpinned). */
+interface Cores {
+  server: number | null;
+  client: number | null;
+}
+
 interface Running {
   kind: ServerKind;
   process: ServerProcess;
   dir: string;
 }
+
+/** Every server started and not yet stopped, for a clean stop on Ctrl-C. */
+const live = new Set<ServerProcess>();
 
 async function startServer(
   kind: ServerKind,
@@ -180,8 +189,10 @@ async function startServer(
 ): Promise<Running> {
   const dir = mkdtempSync(join(root, `${kind.name}-`));
   const port = await freePort();
-  const process = await ServerProcess.start(kind.launch(port, dir, core), port);
-  return { kind, process, dir };
+  const server = await ServerProcess.start(kind.launch(port, dir, core), port);
+  live.add(server);
+  server.exited.then(() => live.delete(server));
+  return { kind, process: server, dir };
 }
 
 /** What is left of {@linkcode EXTRA_TIME_MS}; once spent, runs are neither delayed nor repeated. */
@@ -211,10 +222,16 @@ async function measureOnce(
   workload: CompareWorkload,
   round: number,
   durationMs: number,
-  clientCore: number | null,
+  cores: Cores,
 ): Promise<Measurement> {
+  const clientCore = cores.client;
+  const coreBusy = () => ({
+    server: cores.server === null ? null : coreBusySeconds(cores.server),
+    client: cores.client === null ? null : coreBusySeconds(cores.client),
+  });
   const cpuBefore = server.process.cpuSeconds();
   const busyBefore = machineBusySeconds();
+  const coresBefore = coreBusy();
   const load = startLoad(
     [
       ...workloadArgs(workload),
@@ -231,6 +248,7 @@ async function measureOnce(
   const outcome = await load.done;
   const cpuAfter = server.process.cpuSeconds();
   const busyAfter = machineBusySeconds();
+  const coresAfter = coreBusy();
   const report = outcome.report;
   if (report === null) {
     throw new Error(
@@ -255,6 +273,12 @@ async function measureOnce(
     checkOk: report.check.ok,
     serverCpu: seconds > 0 ? serverCpuSeconds / seconds : 0,
     clientCpu: outcome.wallSeconds > 0 ? outcome.cpuSeconds / outcome.wallSeconds : 0,
+    serverCoreBusy: coresBefore.server === null || coresAfter.server === null || seconds <= 0
+      ? null
+      : Math.min(1, (coresAfter.server - coresBefore.server) / seconds),
+    clientCoreBusy: coresBefore.client === null || coresAfter.client === null
+      ? null
+      : Math.min(1, (coresAfter.client - coresBefore.client) / outcome.wallSeconds),
     othersCpu: outcome.wallSeconds > 0 ? Math.max(0, othersSeconds / outcome.wallSeconds) : 0,
     attempts: 1,
     elapsedMs: report.elapsedMs,
@@ -271,13 +295,13 @@ async function measure(
   workload: CompareWorkload,
   round: number,
   durationMs: number,
-  clientCore: number | null,
+  cores: Cores,
   maxAttempts: number,
 ): Promise<Measurement> {
   for (let attempt = 1;; attempt++) {
     if (maxAttempts > 1) await waitForQuiet(QUIET_WAIT_MS);
     const started = Date.now();
-    const m = await measureOnce(server, workload, round, durationMs, clientCore);
+    const m = await measureOnce(server, workload, round, durationMs, cores);
     m.attempts = attempt;
     if (attempt > 1) extraTimeLeft -= Date.now() - started;
     if (m.othersCpu <= DISTURBED_ABOVE || attempt >= maxAttempts || extraTimeLeft <= 0) return m;
@@ -343,6 +367,7 @@ async function main(args: string[]): Promise<number> {
   const pinned = availableParallelism() >= 2 && existsSync("/usr/bin/taskset");
   const serverCore = pinned ? 0 : null;
   const clientCore = pinned ? 1 : null;
+  const cores: Cores = { server: serverCore, client: clientCore };
   const root = mkdtempSync(join(tmpdir(), "tallyho-compare-run-"));
   const skipped: CompareResults["skipped"] = [];
   if (plan.compile && plan.servers.some((s) => s.name === "tallyho-binary")) {
@@ -362,6 +387,14 @@ async function main(args: string[]): Promise<number> {
   const memory: MemoryFigure[] = [];
   let failures = 0;
   const running: Running[] = [];
+  // Interrupted, stop what was started rather than leave servers running on the pinned core.
+  const onSignal = async (name: string) => {
+    log(`${name}: stopping the servers`);
+    await Promise.all([...live].map((server) => server.stop(1000)));
+    process.exit(130);
+  };
+  process.once("SIGINT", () => onSignal("SIGINT"));
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
   try {
     for (const kind of servers) {
       try {
@@ -375,7 +408,7 @@ async function main(args: string[]): Promise<number> {
       log(`warm-up: ${WARMUP_MS} ms per server and workload, not counted`);
       for (const workload of WORKLOADS) {
         for (const server of running.filter((r) => r.kind.workloads.includes(workload))) {
-          await measure(server, workload, -1, WARMUP_MS, clientCore, 1).catch(() => null);
+          await measure(server, workload, -1, WARMUP_MS, cores, 1).catch(() => null);
         }
       }
     }
@@ -391,16 +424,18 @@ async function main(args: string[]): Promise<number> {
               workload,
               round,
               plan.durationMs,
-              clientCore,
+              cores,
               plan.maxAttempts,
             );
             measurements.push(m);
             log(
               `round ${round + 1}/${plan.rounds} ${workload} ${server.kind.name}: ` +
                 `${m.repliesPerSecond} replies/s, ${m.connectionsPerSecond} connections/s, ` +
-                `server CPU ${Math.round(m.serverCpu * 100)} %, client CPU ${
-                  Math.round(m.clientCpu * 100)
-                } %, others ${m.othersCpu.toFixed(2)} cores, ${m.errors} errors${
+                `server CPU ${Math.round(m.serverCpu * 100)} % (core ${
+                  Math.round((m.serverCoreBusy ?? 0) * 100)
+                } %), client CPU ${Math.round(m.clientCpu * 100)} % (core ${
+                  Math.round((m.clientCoreBusy ?? 0) * 100)
+                } %), others ${m.othersCpu.toFixed(2)} cores, ${m.errors} errors${
                   m.checkOk ? "" : ", CHECK FAILED"
                 }`,
             );

@@ -27,3 +27,26 @@ export function machineBusySeconds(): number | null {
     return null;
   }
 }
+
+/**
+ * CPU seconds one core has been busy since boot, kernel interrupt and softirq work included:
+ * on loopback, much of a server's network work runs in softirq on its own core and is charged
+ * to no process, so this, not the process's CPU time, says whether the core was full.
+ *
+ * @param core The core's index.
+ * @returns Seconds, or `null` when /proc/stat has no such core.
+ */
+export function coreBusySeconds(core: number): number | null {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n").find((l) =>
+      l.startsWith(`cpu${core} `)
+    );
+    if (line === undefined) return null;
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9)
+      .map(Number);
+    return (user! + nice! + system! + irq! + softirq! + steal!) / TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}

@@ -26,6 +26,13 @@ export interface Measurement {
   /** Fraction of one core the load generator used over its whole run, startup included. */
   clientCpu: number;
   /**
+   * How busy the server's core was over the measured window, kernel softirq work included
+   * (loopback traffic is largely processed there, charged to no process); `null` unpinned.
+   */
+  serverCoreBusy: number | null;
+  /** The same for the load generator's core, over its whole run. */
+  clientCoreBusy: number | null;
+  /**
    * Cores' worth of CPU that other processes on the machine used during the run (the machine
    * is shared); high values mean the figure is low for reasons outside the test.
    */

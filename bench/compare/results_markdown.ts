@@ -159,16 +159,25 @@ function answers(results: CompareResults, t: Table): string[] {
 // A server well under a full core was not what set the pace: say so, and whether the client
 // (on its own core) was the one that was full.
 function cpuNote(t: Table, server: string, workload: CompareWorkload): string {
-  const cpu = t.spread(server, workload, (m) => m.serverCpu);
-  if (cpu.n === 0 || cpu.median >= 0.9) return "";
-  const client = t.spread(server, workload, (m) => m.clientCpu);
-  return ` (server CPU ${fmtPct(cpu.median)}, client CPU ${fmtPct(client.median)})`;
+  const core = t.spread(server, workload, serverLoad);
+  if (core.n === 0 || core.median >= 0.9) return "";
+  const client = t.spread(server, workload, clientLoad);
+  return ` (server core ${fmtPct(core.median)} busy, client core ${fmtPct(client.median)})`;
+}
+
+/** How full the server's core was: its busy time with kernel work, else the process's CPU. */
+function serverLoad(m: Measurement): number {
+  return m.serverCoreBusy ?? m.serverCpu;
+}
+
+function clientLoad(m: Measurement): number {
+  return m.clientCoreBusy ?? m.clientCpu;
 }
 
 function coresEstimate(t: Table): string {
   const rate = t.median("tallyho-bun", "closed");
-  const serverCpu = t.spread("tallyho-bun", "closed", (m) => m.serverCpu);
-  const clientCpu = t.spread("tallyho-bun", "closed", (m) => m.clientCpu);
+  const serverCpu = t.spread("tallyho-bun", "closed", serverLoad);
+  const clientCpu = t.spread("tallyho-bun", "closed", clientLoad);
   if (rate === null || serverCpu.n === 0 || serverCpu.median <= 0) return "not measured | ";
   const perServerCore = rate / Math.min(1, serverCpu.median);
   const serverCores = 1_000_000 / perServerCore;
@@ -176,18 +185,18 @@ function coresEstimate(t: Table): string {
   const clientCores = perClientCore === null ? null : 1_000_000 / perClientCore;
   return `about **${Math.ceil(serverCores)}** server cores` +
     (clientCores === null ? "" : ` (+ about ${Math.ceil(clientCores)} client cores)`) +
-    ` | tallyho on Bun answered ${count.format(rate)} replies/s in the closed loop using ${
-      fmtPct(serverCpu.median)
-    } of its core, so about ${count.format(perServerCore)} replies/s per fully used core; ` +
+    ` | tallyho on Bun answered ${count.format(rate)} replies/s in the closed loop with its ` +
+    `core ${fmtPct(serverCpu.median)} busy (the process and the kernel's network work on that ` +
+    `core), so about ${count.format(perServerCore)} replies/s per fully used core; ` +
     `1,000,000 / that = ${serverCores.toFixed(1)}. Assumes threads scale linearly with ` +
     `SO_REUSEPORT (each thread shares only one atomic counter), one request in flight per ` +
     `connection with enough connections to keep every core busy, loopback TCP (a NIC adds ` +
     `interrupt and softirq time not counted here) and clients on other cores` +
     (perClientCore === null
       ? ""
-      : ` (the load generator used ${
+      : ` (the load generator's core was ${
         fmtPct(clientCpu.median)
-      } of its core, start-up included, for the same replies)`) +
+      } busy, start-up included, for the same replies)`) +
     ".";
 }
 
@@ -199,7 +208,7 @@ function workloadTable(
 ): string[] {
   const unit = workload === "connect" ? "connections/s" : "replies/s";
   const lines = [
-    `| server | ${unit}: median (min-max) | p50 | p99 | server CPU | client CPU | others | errors | check | vs ${anchor} | vs bare runtime |`,
+    `| server | ${unit}: median (min-max) | p50 | p99 | server CPU (core) | client CPU (core) | others | errors | check | vs ${anchor} | vs bare runtime |`,
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const server of results.servers) {
@@ -210,6 +219,8 @@ function workloadTable(
     const p99 = spread(runs.map((m) => m.p99Us)).median;
     const cpu = spread(runs.map((m) => m.serverCpu)).median;
     const clientCpu = spread(runs.map((m) => m.clientCpu)).median;
+    const core = spread(runs.map(serverLoad)).median;
+    const clientCore = spread(runs.map(clientLoad)).median;
     const others = spread(runs.map((m) => m.othersCpu)).median;
     const errors = runs.reduce((a, m) => a + m.errors, 0);
     const kinds = new Map<string, number>();
@@ -225,11 +236,11 @@ function workloadTable(
     lines.push(
       `| ${server.name} | ${fmtSpread(t.spread(server.name, workload))} | ${fmtUs(p50)} | ${
         fmtUs(p99)
-      } | ${fmtPct(cpu)} | ${fmtPct(clientCpu)} | ${others.toFixed(2)} | ${errorText} | ${
-        runs.every((m) => m.checkOk) ? "ok" : "**FAILED**"
-      } | ${server.name === anchor ? "-" : fmtRatio(t.ratio(server.name, anchor, workload))} | ${
-        bare === undefined ? "-" : fmtRatio(t.ratio(server.name, bare, workload))
-      } |`,
+      } | ${fmtPct(cpu)} (${fmtPct(core)}) | ${fmtPct(clientCpu)} (${fmtPct(clientCore)}) | ${
+        others.toFixed(2)
+      } | ${errorText} | ${runs.every((m) => m.checkOk) ? "ok" : "**FAILED**"} | ${
+        server.name === anchor ? "-" : fmtRatio(t.ratio(server.name, anchor, workload))
+      } | ${bare === undefined ? "-" : fmtRatio(t.ratio(server.name, bare, workload))} |`,
     );
   }
   return lines;
@@ -288,10 +299,12 @@ export function resultsMarkdown(results: CompareResults): string {
     `${s.pipelinedConnections} connections, batches of ${s.pipelinedDepth} lines (the next batch ` +
     `goes when the last is answered). Connect: ${s.connectConcurrency} connect-send-reply-close ` +
     "loops at once. Request `PING\\r\\n` (Redis's inline PING, a line for tallyho).",
-    "- Server CPU is the share of its core the server used during the measured window; well " +
-    "under 100 % means something else (the client, the kernel's loopback) set the pace and the " +
-    "server's figure is a lower bound. Client CPU is the load generator's share of its core over " +
-    "its whole run, start-up included. Others is the CPU (in cores) that other processes used " +
+    "- Server CPU is the CPU time of the server process over the measured window, as a share " +
+    "of one core; (core) is how busy its core was, including the kernel's loopback work that " +
+    "runs there in softirq and is charged to no process. A server core well under 100 % busy " +
+    "means something else (usually the client) set the pace, and the server's figure is a lower " +
+    "bound. Client CPU (core) is the same for the load generator over its whole run, start-up " +
+    "included. Others is the CPU (in cores) that other processes used " +
     "during the run: this machine is shared. " +
     (s.maxAttempts > 1
       ? `Before each run the harness waits (up to 5 s) for the machine to go quiet, and a run ` +
