@@ -4,7 +4,7 @@
  * for several rounds, measures memory per idle connection, and writes bench/RESULTS.md (and the
  * raw figures as JSON beside it).
  *
- *   bun bench/compare/compare.ts            full run (about 10 minutes), writes bench/RESULTS.md
+ *   bun bench/compare/compare.ts            full run (10-14 minutes), writes bench/RESULTS.md
  *   bun bench/compare/compare.ts --quick    seconds: bare Bun vs tallyho on Bun, one round
  *
  * Options: --rounds N, --duration TIME (per run), --servers a,b,..., --memory-connections N,
@@ -46,7 +46,7 @@ const DISTURBED_ABOVE = 0.25;
 /** Longest wait for the machine to go quiet before a run. */
 const QUIET_WAIT_MS = 5000;
 /** Time that waiting for quiet and running disturbed runs again may add to a full run, in all. */
-const EXTRA_TIME_MS = 240_000;
+const EXTRA_TIME_MS = 300_000;
 
 interface Plan {
   mode: "quick" | "full";
@@ -97,12 +97,12 @@ function parsePlan(args: string[]): Plan {
   return {
     mode: quick ? "quick" : "full",
     servers,
-    rounds: positive("rounds", values.rounds, quick ? 1 : 3),
+    rounds: positive("rounds", values.rounds, quick ? 1 : 5),
     durationMs: values.duration !== undefined
       ? parseDuration("duration", values.duration)
       : quick
       ? 1000
-      : 5000,
+      : 3000,
     memoryConnections: positive(
       "memory-connections",
       values["memory-connections"],

@@ -29,8 +29,19 @@ class Table {
     this.#results = results;
   }
 
-  runs(server: string, workload: CompareWorkload): Measurement[] {
+  /** Every run of a server on a workload, disturbed or not. */
+  allRuns(server: string, workload: CompareWorkload): Measurement[] {
     return this.#results.measurements.filter((m) => m.server === server && m.workload === workload);
+  }
+
+  /**
+   * The runs the figures come from: the undisturbed ones when there are at least two, else all
+   * (the table then says how many were disturbed).
+   */
+  runs(server: string, workload: CompareWorkload): Measurement[] {
+    const all = this.allRuns(server, workload);
+    const clean = all.filter((m) => m.othersCpu <= this.#results.settings.disturbedAbove);
+    return clean.length >= 2 ? clean : all;
   }
 
   spread(server: string, workload: CompareWorkload, pick?: (m: Measurement) => number): Spread {
@@ -208,13 +219,18 @@ function workloadTable(
 ): string[] {
   const unit = workload === "connect" ? "connections/s" : "replies/s";
   const lines = [
-    `| server | ${unit}: median (min-max) | p50 | p99 | server CPU (core) | client CPU (core) | others | errors | check | vs ${anchor} | vs bare runtime |`,
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    `| server | ${unit}: median (min-max) | runs used | p50 | p99 | server CPU (core) | client CPU (core) | others | errors | check | vs ${anchor} | vs bare runtime |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const server of results.servers) {
     if (!server.workloads.includes(workload)) continue;
     const runs = t.runs(server.name, workload);
     if (runs.length === 0) continue;
+    const all = t.allRuns(server.name, workload);
+    const disturbed = runs.filter((m) => m.othersCpu > results.settings.disturbedAbove).length;
+    const used = `${runs.length} of ${all.length}${
+      disturbed > 0 ? `, ${disturbed} disturbed` : ""
+    }`;
     const p50 = spread(runs.map((m) => m.p50Us)).median;
     const p99 = spread(runs.map((m) => m.p99Us)).median;
     const cpu = spread(runs.map((m) => m.serverCpu)).median;
@@ -234,13 +250,15 @@ function workloadTable(
       })`;
     const bare = BARE_FOR[server.name];
     lines.push(
-      `| ${server.name} | ${fmtSpread(t.spread(server.name, workload))} | ${fmtUs(p50)} | ${
-        fmtUs(p99)
-      } | ${fmtPct(cpu)} (${fmtPct(core)}) | ${fmtPct(clientCpu)} (${fmtPct(clientCore)}) | ${
-        others.toFixed(2)
-      } | ${errorText} | ${runs.every((m) => m.checkOk) ? "ok" : "**FAILED**"} | ${
-        server.name === anchor ? "-" : fmtRatio(t.ratio(server.name, anchor, workload))
-      } | ${bare === undefined ? "-" : fmtRatio(t.ratio(server.name, bare, workload))} |`,
+      `| ${server.name} | ${fmtSpread(t.spread(server.name, workload))} | ${used} | ${
+        fmtUs(p50)
+      } | ${fmtUs(p99)} | ${fmtPct(cpu)} (${fmtPct(core)}) | ${fmtPct(clientCpu)} (${
+        fmtPct(clientCore)
+      }) | ${others.toFixed(2)} | ${errorText} | ${
+        runs.every((m) => m.checkOk) ? "ok" : "**FAILED**"
+      } | ${server.name === anchor ? "-" : fmtRatio(t.ratio(server.name, anchor, workload))} | ${
+        bare === undefined ? "-" : fmtRatio(t.ratio(server.name, bare, workload))
+      } |`,
     );
   }
   return lines;
@@ -294,7 +312,9 @@ export function resultsMarkdown(results: CompareResults): string {
     } of ${s.durationMs / 1000} s per server and workload; in each round the servers take turns ` +
     "(the order rotates every round)" +
     (results.mode === "full" ? ", after one uncounted warm-up run each" : "") +
-    ". Figures are medians over the rounds with min-max; ratios are of medians.",
+    ". Figures are medians with min-max over the rounds that other processes did not " +
+    "disturb (all rounds when fewer than two were undisturbed; the tables say which); ratios " +
+    "are of medians.",
     `- Closed loop: ${s.closedConnections} connections, one request in flight each. Pipelined: ` +
     `${s.pipelinedConnections} connections, batches of ${s.pipelinedDepth} lines (the next batch ` +
     `goes when the last is answered). Connect: ${s.connectConcurrency} connect-send-reply-close ` +
@@ -304,12 +324,14 @@ export function resultsMarkdown(results: CompareResults): string {
     "runs there in softirq and is charged to no process. A server core well under 100 % busy " +
     "means something else (usually the client) set the pace, and the server's figure is a lower " +
     "bound. Client CPU (core) is the same for the load generator over its whole run, start-up " +
-    "included. Others is the CPU (in cores) that other processes used " +
+    "included. Others is the CPU (in cores) that other processes used (their user and system " +
+    "time; softirq is not attributable and is left out, so floods by others show only as a " +
+    "busier core) " +
     "during the run: this machine is shared. " +
     (s.maxAttempts > 1
       ? `Before each run the harness waits (up to 5 s) for the machine to go quiet, and a run ` +
         `during which others used more than ${s.disturbedAbove} cores is run again, up to ` +
-        `${s.maxAttempts} runs, within 4 minutes of extra time in all; the last run counts (${
+        `${s.maxAttempts} runs, within 5 minutes of extra time in all; the last run counts (${
           results.measurements.filter((m) => m.attempts > 1).length
         } of ${results.measurements.length} were run again; ${
           results.measurements.filter((m) => m.othersCpu > s.disturbedAbove).length
