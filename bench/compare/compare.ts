@@ -246,6 +246,9 @@ async function measureOnce(
     durationMs + 60_000,
   );
   const outcome = await load.done;
+  if (!server.process.alive()) {
+    throw new Error(`${server.kind.name} exited during the run: ${server.process.output().trim()}`);
+  }
   const cpuAfter = server.process.cpuSeconds();
   const busyAfter = machineBusySeconds();
   const coresAfter = coreBusy();
@@ -324,6 +327,7 @@ async function measureMemory(
   try {
     await sleep(1000);
     const idle = server.process.rssBytes();
+    const idleFiles = server.process.openFiles();
     const load = startLoad(
       [
         "--workload",
@@ -344,10 +348,14 @@ async function measureMemory(
     );
     const allOpen = await load.waitFor(/open and idle/, 120_000);
     await sleep(1000);
+    if (!server.process.alive()) {
+      throw new Error(`${kind.name} exited while holding connections`);
+    }
     const loaded = server.process.rssBytes();
+    // The connections the server holds, counted on its side: its descriptors beyond idle.
+    const held = server.process.openFiles() - idleFiles;
     load.interrupt();
-    const outcome = await load.done;
-    const held = outcome.report?.replies ?? 0;
+    await load.done;
     if (!allOpen) log(`${kind.name}: only ${held} of ${connections} idle connections were held`);
     return {
       server: kind.name,

@@ -7,7 +7,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import process from "node:process";
 import { processCpuSeconds } from "./run_load_generator.ts";
@@ -69,7 +69,9 @@ export class ServerProcess {
       if (gone !== null) {
         throw new Error(`${argv.join(" ")} exited with ${gone}: ${server.#output.trim()}`);
       }
-      if (await accepts(port)) return server;
+      // On a shared machine another process may take the port between freePort() and the
+      // server's bind; a connection accepted there must not pass for this server's.
+      if (await accepts(port) && server.listensOn(port)) return server;
       await sleep(50);
     }
     await server.stop();
@@ -85,6 +87,36 @@ export class ServerProcess {
     };
     if (this.child.pid !== undefined) visit(this.child.pid);
     return all;
+  }
+
+  /** Whether the process is still running. */
+  alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /**
+   * Whether this process (or a descendant) holds the listening socket on 127.0.0.1:`port`.
+   *
+   * @param port The port.
+   * @returns `true` when one of its file descriptors is that socket.
+   */
+  listensOn(port: number): boolean {
+    const inodes = listeningInodes(port);
+    if (inodes.size === 0) return false;
+    for (const pid of this.pids()) {
+      for (const target of fdTargets(pid)) {
+        const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+        if (inode !== undefined && inodes.has(inode)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Open file descriptors of the process and its descendants. */
+  openFiles(): number {
+    let total = 0;
+    for (const pid of this.pids()) total += fdTargets(pid).length;
+    return total;
   }
 
   /** CPU seconds used so far by the process and its descendants. */
@@ -138,6 +170,42 @@ export class ServerProcess {
     await this.exited;
     clearTimeout(timer);
   }
+}
+
+function fdTargets(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return "";
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** Inodes of the sockets listening on 127.0.0.1 or 0.0.0.0 at `port`, from /proc/net/tcp. */
+function listeningInodes(port: number): Set<string> {
+  const inodes = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0");
+  let table = "";
+  try {
+    table = readFileSync("/proc/net/tcp", "utf8");
+  } catch {
+    return inodes;
+  }
+  for (const line of table.split("\n").slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    // sl local_address rem_address st ... inode (field 9); st 0A is LISTEN.
+    const local = fields[1];
+    if (fields[3] !== "0A" || local === undefined) continue;
+    if (local === `0100007F:${hexPort}` || local === `00000000:${hexPort}`) {
+      inodes.add(fields[9]!);
+    }
+  }
+  return inodes;
 }
 
 function childrenOf(pid: number): number[] {
