@@ -33,10 +33,18 @@ export interface Measurement {
   /** The same for the load generator's core, over its whole run. */
   clientCoreBusy: number | null;
   /**
-   * Cores' worth of CPU that other processes on the machine used during the run (the machine
-   * is shared); high values mean the figure is low for reasons outside the test.
+   * Cores' worth of CPU that other work on the machine used during the run (the machine is
+   * shared): `othersProcessCpu + othersKernelCpu`. High values mean the figure is low for
+   * reasons outside the test.
    */
   othersCpu: number;
+  /** Other processes' user and system time, in cores. */
+  othersProcessCpu: number;
+  /**
+   * Busy time on the two pinned cores charged to no process beyond what a run itself causes
+   * (`ownKernelAllowance` per core): someone else's softirq, such as a flood on loopback.
+   */
+  othersKernelCpu: number;
   /** Runs it took: a run disturbed by other work is run again, up to a limit. */
   attempts: number;
   elapsedMs: number;
@@ -66,6 +74,8 @@ export interface CompareResults {
     memoryConnections: number;
     /** Others' CPU (in cores) above which a run is run again. */
     disturbedAbove: number;
+    /** Kernel time per pinned core a run may cause itself, not counted as others'. */
+    ownKernelAllowance: number;
     /** Most runs per measurement. */
     maxAttempts: number;
     serverCore: number | null;

@@ -324,9 +324,10 @@ export function resultsMarkdown(results: CompareResults): string {
     "runs there in softirq and is charged to no process. A server core well under 100 % busy " +
     "means something else (usually the client) set the pace, and the server's figure is a lower " +
     "bound. Client CPU (core) is the same for the load generator over its whole run, start-up " +
-    "included. Others is the CPU (in cores) that other processes used (their user and system " +
-    "time; softirq is not attributable and is left out, so floods by others show only as a " +
-    "busier core) " +
+    "included. Others is the CPU (in cores) that other work used: other processes' user and " +
+    "system time, plus busy time on the two pinned cores that no process was charged for beyond " +
+    `${s.ownKernelAllowance} core each (a run's own loopback softirq stays under that here; ` +
+    "another engineer's flood on loopback does not) " +
     "during the run: this machine is shared. " +
     (s.maxAttempts > 1
       ? `Before each run the harness waits (up to 5 s) for the machine to go quiet, and a run ` +
