@@ -8,13 +8,14 @@
  *   bun bench/compare/compare.ts --quick    seconds: bare Bun vs tallyho on Bun, one round
  *
  * Options: --rounds N, --duration TIME (per run), --servers a,b,..., --memory-connections N,
- * --out FILE.md, --no-compile, --no-memory.
+ * --out FILE.md, --no-compile, --no-memory. `--render FILE.json` rewrites FILE.md from saved
+ * figures without measuring.
  *
  * @module
  */
 
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
@@ -389,6 +390,14 @@ async function measureMemory(
 }
 
 async function main(args: string[]): Promise<number> {
+  // --render FILE.json: write the Markdown again from saved figures, measuring nothing.
+  if (args[0] === "--render" && args[1] !== undefined) {
+    const results = JSON.parse(readFileSync(args[1], "utf8")) as CompareResults;
+    const out = args[1].replace(/\.json$/, "") + ".md";
+    writeFileSync(out, resultsMarkdown(results));
+    console.log(out);
+    return 0;
+  }
   const started = performance.now();
   const plan = parsePlan(args);
   const pinned = availableParallelism() >= 2 && existsSync("/usr/bin/taskset");

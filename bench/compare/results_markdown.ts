@@ -109,6 +109,9 @@ function answers(results: CompareResults, t: Table): string[] {
   );
 
   // 2. Closed loop against Redis and the bare runtime.
+  const closedAnchors = ["redis", ...new Set(present.map((s) => BARE_FOR[s]!))]
+    .map((s) => `${s} ${count.format(t.median(s, "closed") ?? 0)}/s${cpuNote(t, s, "closed")}`)
+    .join(", ");
   const closed = present.map((s) => {
     const vsRedis = t.ratio(s, "redis", "closed");
     const vsBare = t.ratio(s, BARE_FOR[s]!, "closed");
@@ -124,7 +127,7 @@ function answers(results: CompareResults, t: Table): string[] {
           fmtRatio(c.vsBare)
         } ${BARE_FOR[c.s]}${cpuNote(t, c.s, "closed")}`
       ).join("; ")
-    } |`,
+    }; ${closedAnchors} |`,
   );
 
   // 3. Connect per request against nginx.
@@ -171,9 +174,14 @@ function answers(results: CompareResults, t: Table): string[] {
 // (on its own core) was the one that was full.
 function cpuNote(t: Table, server: string, workload: CompareWorkload): string {
   const core = t.spread(server, workload, serverLoad);
-  if (core.n === 0 || core.median >= 0.9) return "";
+  if (core.n === 0) return "";
   const client = t.spread(server, workload, clientLoad);
-  return ` (server core ${fmtPct(core.median)} busy, client core ${fmtPct(client.median)})`;
+  if (core.median < 0.9) {
+    return ` (server core ${fmtPct(core.median)} busy, client core ${fmtPct(client.median)})`;
+  }
+  // Both cores full: the figure is where server and client meet, not the server's ceiling.
+  if (client.median >= 0.95) return ` (client core ${fmtPct(client.median)} busy too)`;
+  return "";
 }
 
 /** How full the server's core was: its busy time with kernel work, else the process's CPU. */
