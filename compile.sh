@@ -32,11 +32,11 @@ if [ "$runtime" = bun ]; then
   command -v bun >/dev/null || die "bun not found: run 'npm ci' first"
   outfile="${outfile:-dist/tallyho}"
   mkdir -p "$(dirname "$outfile")"
-  # The worker entry is listed as a second entry point: Bun does not yet follow `new Worker(url)`
+  # The worker entries are listed as more entry points: Bun does not yet follow `new Worker(url)`
   # into the bundle by itself (see Bun's "Standalone executables: Worker" docs).
   bun build --compile --minify-syntax --minify-whitespace \
     ${passthrough[@]+"${passthrough[@]}"} \
-    mod.ts server/worker_main.ts --outfile "$outfile"
+    mod.ts server/worker_main.ts bench/load/load_worker.ts --outfile "$outfile"
 else
   command -v deno >/dev/null || die "deno not found: run 'npm ci' first"
   outfile="${outfile:-dist/tallyho-deno}"
@@ -47,7 +47,7 @@ else
   fi
   [ -x "$DENORT_BIN" ] || die "DENORT_BIN names '$DENORT_BIN', which is not an executable file"
   DENORT_BIN="$DENORT_BIN" deno compile --allow-all --unstable-net --no-check \
-    --include server/worker_main.ts \
+    --include server/worker_main.ts --include bench/load/load_worker.ts \
     ${passthrough[@]+"${passthrough[@]}"} \
     --output "$outfile" mod.ts
 fi

@@ -9,6 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { loadMain } from "../bench/load/load_cli.ts";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import { describe, DURATION_KEYS, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
@@ -44,6 +45,7 @@ export function usage(): string {
 
 Usage:
   tallyho [serve] [options]    start the server (the default command)
+  tallyho load [options]       drive a server with load and check its numbers (load --help)
   tallyho --help               show this text
   tallyho --version            show the version and runtime
   tallyho doctor [--json]      check this host's TCP settings against floods
@@ -190,6 +192,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
     if (command === "help") return printUsage(io);
     if (command === CHILD_COMMAND) return await runChild();
     if (command === "doctor") return await doctorMain(commandArgs, io);
+    if (command === "load") return await loadMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);

@@ -1,0 +1,67 @@
+/**
+ * The comparison harness in its quick mode: it starts the servers, drives them and writes a
+ * report with figures for each. Speed is not asserted; only that every figure is there.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { ROOT, UNDER_TEST } from "./_server.ts";
+import type { CompareResults } from "../bench/compare/results.ts";
+
+function runCompare(args: string[]): Promise<{ code: number | string; output: string }> {
+  const child = spawn(join(ROOT, "node_modules/.bin/bun"), [
+    join(ROOT, "bench/compare/compare.ts"),
+    ...args,
+  ], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  // SIGTERM, so the harness stops the servers it started.
+  const timer = setTimeout(() => child.kill("SIGTERM"), 90_000);
+  return new Promise((resolve) =>
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? signal ?? "unknown", output });
+    })
+  );
+}
+
+test(`[${UNDER_TEST}] compare --quick measures bare Bun and tallyho on Bun on every workload`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-compare-test-"));
+  try {
+    const out = join(dir, "RESULTS.md");
+    const { code, output } = await runCompare(["--quick", "--out", out]);
+    assert.equal(code, 0, output);
+    assert.ok(existsSync(out), "the Markdown report");
+    const results = JSON.parse(readFileSync(join(dir, "RESULTS.json"), "utf8")) as CompareResults;
+    assert.equal(results.mode, "quick");
+    assert.deepEqual(results.servers.map((s) => s.name), ["bare-bun", "tallyho-bun"]);
+    assert.deepEqual(results.skipped, []);
+    for (const server of ["bare-bun", "tallyho-bun"]) {
+      for (const workload of ["closed", "pipelined", "connect"] as const) {
+        const runs = results.measurements.filter((m) =>
+          m.server === server && m.workload === workload
+        );
+        assert.equal(runs.length, 1, `${server} ${workload}: one round`);
+        const run = runs[0]!;
+        const figure = workload === "connect" ? run.connectionsPerSecond : run.repliesPerSecond;
+        assert.ok(figure > 0, `${server} ${workload}: a figure`);
+        assert.ok(run.checkOk, `${server} ${workload}: numbers checked out`);
+        assert.ok(run.serverCpu > 0, `${server} ${workload}: server CPU measured`);
+      }
+      const memory = results.memory.find((m) => m.server === server);
+      assert.ok(memory && memory.connections > 0, `${server}: memory measured`);
+      assert.ok(memory.loadedRssBytes > 0 && memory.idleRssBytes > 0);
+    }
+    const markdown = readFileSync(out, "utf8");
+    assert.match(markdown, /## Answers/);
+    assert.match(markdown, /\| tallyho-bun \| [\d,]+/, "tallyho's row has a figure");
+    assert.match(markdown, /\| bare-bun \| [\d,]+/, "bare Bun's row has a figure");
+    assert.match(markdown, /2 cores|\d+ cores/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
