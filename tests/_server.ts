@@ -196,3 +196,17 @@ export function readRss(pid: number): number {
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
   return match ? Number(match[1]) * 1024 : 0;
 }
+
+/**
+ * Whether a process still runs. A zombie (killed, and not yet reaped by its parent: orphans of a
+ * killed supervisor wait for init here) does not, though `kill(pid, 0)` still finds it.
+ *
+ * @param pid The process.
+ */
+export function isAlive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+}

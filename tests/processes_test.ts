@@ -3,22 +3,13 @@
  * killed mid-load, or across `kill -9` of the whole tree and a restart on the same state file.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
-import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
-
-/** Whether a process still runs; a zombie (an orphan nobody has reaped yet) does not. */
-function isAlive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
-}
+import { isAlive, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 function perProcessCounts(server: TestServer): number[] {
   const match = /connections per process: \[([\d, ]*)\]/.exec(server.output());

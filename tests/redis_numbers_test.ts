@@ -6,7 +6,7 @@
  * unreachable Redis or a key that is not an integer stop the start with one line and exit 1.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -14,7 +14,7 @@ import { test } from "node:test";
 import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
 import { inBatches, LineClient, replyNumber } from "./_client.ts";
 import { freePort, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
-import { runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 /** A run of numbers one INCRBY leased, and the Redis client (ip:port) whose script ran it. */
 interface LeasedRun {
@@ -115,15 +115,6 @@ function messageServerArgs(redis: TestRedis, key: string): string[] {
     "--numbers",
     redis.url(key),
   ];
-}
-
-/** Whether a process still runs; a zombie (an orphan nobody has reaped yet) does not. */
-function isAlive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return false;
-  }
 }
 
 test(`[${UNDER_TEST}] two servers x 2 processes on one Redis key, loaded at once: no number twice, each block from one INCRBY to that server`, async () => {
