@@ -9,6 +9,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
+import { burstThenKillTree } from "./_kill_tree.ts";
 import { isAlive, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 function perProcessCounts(server: TestServer): number[] {
@@ -122,26 +123,8 @@ test(`[${UNDER_TEST}] 10 rounds of kill -9 of the whole tree on one state file: 
         "--state",
         state,
       ]);
-      const numbers: number[] = [];
-      const clients = await Promise.all(
-        Array.from({ length: 8 }, () => LineClient.connect(server.port)),
-      );
-      const firing = setInterval(() => {
-        for (const client of clients) if (!client.closed) client.send("n\n".repeat(200));
-      }, 5);
-      // Kill at a random moment in the burst: supervisor and every child, all at once.
-      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 400));
-      const pids = [server.pid, ...server.childPids().values()];
-      for (const pid of pids) process.kill(pid, "SIGKILL");
-      clearInterval(firing);
-      await server.exited;
-      for (const client of clients) {
-        for (const line of await client.lines(0, 0)) numbers.push(replyNumber(line));
-        client.close();
-      }
-      for (const pid of pids) {
-        for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
-      }
+      // Killed at a random moment in the burst: supervisor and every child, all at once.
+      const numbers = await burstThenKillTree(server, 8, 100, 500);
       assert.ok(numbers.length > 0, `round ${round} served nothing`);
       rounds.push(numbers);
     }

@@ -14,6 +14,7 @@ import { test } from "node:test";
 import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
 import { inBatches, LineClient, replyNumber } from "./_client.ts";
 import { freePort, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
+import { burstThenKillTree } from "./_kill_tree.ts";
 import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 /** A run of numbers one INCRBY leased, and the Redis client (ip:port) whose script ran it. */
@@ -315,25 +316,7 @@ test(`[${UNDER_TEST}] kill -9 of a whole Redis-numbered server and a restart, 3 
   try {
     for (let r = 0; r < 3; r++) {
       const server = await startTallyho(messageServerArgs(redis, "n"));
-      const clients = await Promise.all(
-        Array.from({ length: 6 }, () => LineClient.connect(server.port)),
-      );
-      const firing = setInterval(() => {
-        for (const client of clients) if (!client.closed) client.send("n\n".repeat(200));
-      }, 5);
-      await new Promise((resolve) => setTimeout(resolve, 200 + Math.random() * 300));
-      const pids = [server.pid, ...server.childPids().values()];
-      for (const pid of pids) process.kill(pid, "SIGKILL");
-      clearInterval(firing);
-      await server.exited;
-      const numbers: number[] = [];
-      for (const client of clients) {
-        for (const line of await client.lines(0, 0)) numbers.push(replyNumber(line));
-        client.close();
-      }
-      for (const pid of pids) {
-        for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
-      }
+      const numbers = await burstThenKillTree(server, 6, 200, 500);
       assert.ok(numbers.length > 0, `round ${r} served nothing`);
       rounds.push(numbers);
       marks.push(Number(await redis.command("GET", "n")));
