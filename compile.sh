@@ -36,7 +36,7 @@ if [ "$runtime" = bun ]; then
   # into the bundle by itself (see Bun's "Standalone executables: Worker" docs).
   bun build --compile --minify-syntax --minify-whitespace \
     ${passthrough[@]+"${passthrough[@]}"} \
-    mod.ts server/worker_main.ts bench/load/load_worker.ts --outfile "$outfile"
+    mod.ts server/worker_main.ts load/load_worker.ts --outfile "$outfile"
 else
   command -v deno >/dev/null || die "deno not found: run 'npm ci' first"
   outfile="${outfile:-dist/tallyho-deno}"
@@ -47,7 +47,7 @@ else
   fi
   [ -x "$DENORT_BIN" ] || die "DENORT_BIN names '$DENORT_BIN', which is not an executable file"
   DENORT_BIN="$DENORT_BIN" deno compile --allow-all --unstable-net --no-check \
-    --include server/worker_main.ts --include bench/load/load_worker.ts \
+    --include server/worker_main.ts --include load/load_worker.ts \
     ${passthrough[@]+"${passthrough[@]}"} \
     --output "$outfile" mod.ts
 fi

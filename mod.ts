@@ -7,7 +7,7 @@
  */
 
 import process from "node:process";
-import { main } from "./server/cli.ts";
+import { main } from "./cli/main.ts";
 
 export * from "./server/mod.ts";
 

@@ -9,7 +9,13 @@ import { type Context, Hono } from "hono";
 import { describe } from "../server/config.ts";
 import type { AdminBackend, ConfigChange } from "./backend.ts";
 import { configSchema } from "./config_schema.ts";
-import { RestartRequiredError, StaleGenerationError, StateConflictError } from "./errors.ts";
+import {
+  ConfigError,
+  ConfigShapeError,
+  RestartRequiredError,
+  StaleGenerationError,
+  StateConflictError,
+} from "./errors.ts";
 import { fieldOf, HttpError } from "./_http_error.ts";
 import { readJsonBody } from "./_json_body.ts";
 import { RequestGuard } from "./_request_guard.ts";
@@ -78,10 +84,19 @@ function listMatches(header: string, tag: string, weak: boolean): boolean {
   });
 }
 
-function describeChanges(change: ConfigChange): string {
-  return Object.entries(change.changes)
-    .map(([key, { from, to }]) => `${key} ${describe(from)} -> ${describe(to)}`)
-    .join(", ");
+/**
+ * The generations an `If-Match` list accepts (strong comparison: weak tags never match), or
+ * undefined for `*`, which matches whatever is current and so pins nothing.
+ */
+function generationsMatched(header: string): number[] | undefined {
+  const generations: number[] = [];
+  for (const item of header.split(",")) {
+    const value = item.trim();
+    if (value === "*") return undefined;
+    const tag = /^"(\d+)"$/.exec(value);
+    if (tag) generations.push(Number(tag[1]));
+  }
+  return generations;
 }
 
 /**
@@ -146,15 +161,16 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     c.header("x-content-type-options", "nosniff");
   });
 
-  // Configuration calls: a TypeError or RangeError from validation is the client's mistake.
+  // Configuration calls: a ConfigError is the client's mistake, and names the field. A TypeError
+  // or RangeError is a bug and falls through to the 500 below.
   async function configCall(call: () => ConfigChange | Promise<ConfigChange>) {
     try {
       return await call();
     } catch (error) {
-      if (error instanceof TypeError || error instanceof RangeError) {
-        const field = fieldOf(error.message);
+      if (error instanceof ConfigError && !(error instanceof RestartRequiredError)) {
+        const field = error.field ?? fieldOf(error.message);
         throw new HttpError(
-          error instanceof TypeError ? 400 : 422,
+          error instanceof ConfigShapeError ? 400 : 422,
           error.message,
           field === undefined ? {} : { field },
         );
@@ -231,25 +247,19 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
       PATCH: async (c) => {
         const patch = await patchBody(c);
         const ifMatch = c.req.header("if-match");
-        let ifGeneration: number | undefined;
-        // "*" matches whatever is current, so it pins no generation.
-        if (ifMatch !== undefined && ifMatch.trim() !== "*") {
-          const { generation } = await backend.config();
-          if (!listMatches(ifMatch, etag(generation), false)) {
-            throw new StaleGenerationError(
-              `If-Match ${ifMatch} is not the configuration's ETag ${
-                etag(generation)
-              }: it changed since it was read; read it again and reapply the change`,
-            );
-          }
-          // The backend checks it again in the same step as the change.
-          ifGeneration = generation;
-        }
+        const ifGeneration = ifMatch === undefined ? undefined : generationsMatched(ifMatch);
+        // The keeper checks the generation in the same step as the change, and logs it once.
         const change = await configCall(() =>
           backend.applyConfig(patch, ifGeneration === undefined ? {} : { ifGeneration })
         );
-        if (Object.keys(change.changes).length > 0) {
-          log(`admin: configuration generation ${change.generation}: ${describeChanges(change)}`);
+        const warnings = change.warnings ?? [];
+        if (warnings.length > 0) {
+          // RFC 7234's Warning (299: a persistent warning) says what was lowered to fit the host;
+          // the body shows the values in force.
+          return c.json(change.config, 200, {
+            etag: etag(change.generation),
+            warning: warnings.map((text) => `299 tallyho ${JSON.stringify(text)}`).join(", "),
+          });
         }
         return c.json(change.config, 200, { etag: etag(change.generation) });
       },
@@ -290,7 +300,10 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
   app.onError((error, c) => {
     if (error instanceof HttpError) return errorResponse(c, error);
     if (error instanceof RestartRequiredError) {
-      return errorResponse(c, new HttpError(409, error.message, { field: error.field }));
+      return errorResponse(
+        c,
+        new HttpError(409, error.message, error.field === undefined ? {} : { field: error.field }),
+      );
     }
     if (error instanceof StateConflictError) {
       return errorResponse(c, new HttpError(409, error.message));

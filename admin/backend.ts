@@ -5,15 +5,16 @@
  * {@linkcode AdminBackend}. The supervisor implements one over its processes; `memory_backend.ts`
  * implements one in memory for tests and as a reference.
  *
- * Configuration changes are validated in one shared place, `config_plan.ts`
- * ({@linkcode planConfigChange}, built on `optionsFromJson` and `resolveConfig`): a backend calls
- * it from both {@linkcode AdminBackend.validateConfig} and {@linkcode AdminBackend.applyConfig}
- * and throws what it throws, so the HTTP status of every rejection is the same whoever implements
- * the backend.
+ * Configuration changes are planned in one place, the server's `ConfigKeeper` (over
+ * `planConfig`): a backend turns the patch into a request with `patchRequest` (config_plan.ts) and
+ * hands it to its keeper from both {@linkcode AdminBackend.validateConfig} and
+ * {@linkcode AdminBackend.applyConfig}, and throws what it throws, so the HTTP status of every
+ * rejection is the same whoever implements the backend.
  *
  * @module
  */
 
+import type { ValueChange } from "../server/config_plan.ts";
 import type { ThreadFigures } from "../server/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 
@@ -71,10 +72,7 @@ export interface ConfigSnapshot {
 }
 
 /** One key's change: its value before and after, as JSON. */
-export interface ValueChange {
-  from: unknown;
-  to: unknown;
-}
+export type { ValueChange };
 
 /** The outcome of a validated or applied patch. */
 export interface ConfigChange extends ConfigSnapshot {
@@ -83,6 +81,8 @@ export interface ConfigChange extends ConfigSnapshot {
    * generation does not move.
    */
   changes: Record<string, ValueChange>;
+  /** What was lowered to fit the host, one sentence each; empty when nothing was. */
+  warnings?: string[];
 }
 
 /** Options for {@linkcode AdminBackend.applyConfig}. */
@@ -93,16 +93,16 @@ export interface ApplyConfigOptions {
    * other change slips in between.
    * @default {undefined: apply whatever the generation}
    */
-  ifGeneration?: number;
+  ifGeneration?: number | readonly number[];
 }
 
 /**
  * What the admin API needs from the server. Methods may answer synchronously or with a promise.
  *
- * Errors a method throws become HTTP statuses: `TypeError` 400 (wrong shape, unknown key),
- * `RangeError` 422 (value out of bounds), `RestartRequiredError` 409, `StateConflictError` 409,
- * `StaleGenerationError` 412 (see `errors.ts`); anything else is a 500 whose message is logged
- * but not sent.
+ * Errors a method throws become HTTP statuses: `ConfigShapeError` 400 (wrong shape, unknown
+ * key), `ConfigError` 422 (value out of bounds), `RestartRequiredError` 409, `StateConflictError`
+ * 409, `StaleGenerationError` 412 (see `errors.ts`); anything else, `TypeError` and `RangeError`
+ * included, is a bug: a 500 whose message is logged but not sent.
  */
 export interface AdminBackend {
   /** Version, runtime, pid, uptime, listener state, listen address and config generation. */
@@ -120,8 +120,8 @@ export interface AdminBackend {
    *
    * @param patch The parsed request body.
    * @returns What applying it would give; the generation is the current one.
-   * @throws {TypeError} For a patch that is not an object or names an unknown key.
-   * @throws {RangeError} For a value out of bounds.
+   * @throws {ConfigShapeError} For a patch that is not an object or names an unknown key.
+   * @throws {ConfigError} For a value out of bounds.
    * @throws {RestartRequiredError} For a change to a key that needs a restart.
    */
   validateConfig(patch: unknown): ConfigChange | Promise<ConfigChange>;

@@ -1,8 +1,8 @@
 /**
- * The one place a configuration patch is checked: every backend's `validateConfig` and
- * `applyConfig` call {@linkcode planConfigChange}, which leans on the server's own
- * `optionsFromJson` and `resolveConfig`, so the admin API, the `--config` file and the command
- * line accept exactly the same values and word their errors the same way.
+ * What a `PATCH /v1/config` body asks for: a JSON merge patch (RFC 7396) over the configuration in
+ * force, turned into the options the server's one planner (`planConfig`, through the
+ * `ConfigKeeper`) validates, clamps and diffs, exactly as it does the command line and the
+ * `--config` file.
  *
  * @module
  */
@@ -10,13 +10,14 @@
 import {
   describe,
   FLAG_NAMES,
-  resolveConfig,
   RESTART_KEYS as RESTART_OPTIONS,
   type ServeConfig,
 } from "../server/config.ts";
+import { ConfigShapeError } from "../server/config_error.ts";
 import { configToJson, optionsFromJson } from "../server/config_json.ts";
-import type { ValueChange } from "./backend.ts";
-import { RestartRequiredError } from "./errors.ts";
+import type { ConfigOutcome, ConfigRequest } from "../server/config_keeper.ts";
+import { type ConfigPlan, planConfig } from "../server/config_plan.ts";
+import type { ConfigChange } from "./backend.ts";
 import { applyMergePatch } from "./merge_patch.ts";
 
 /**
@@ -26,32 +27,48 @@ import { applyMergePatch } from "./merge_patch.ts";
  */
 export const RESTART_KEYS: readonly string[] = RESTART_OPTIONS.map((key) => FLAG_NAMES[key]);
 
-/** What a patch would put in force. */
-export interface ConfigPlan {
-  /** The resolved configuration. */
-  config: ServeConfig;
-  /** The same as JSON with flag-named keys. */
-  json: Record<string, unknown>;
-  /** The keys whose values change. */
-  changes: Record<string, ValueChange>;
-}
+/** How a refusal names a patch as the one asking. */
+export const PATCH_ORIGIN = "the patch";
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /**
- * Checks a JSON merge patch (RFC 7396) against the configuration in force. A top-level `null`
- * puts that key back to its default. Setting a restart-only key to the value it already has is
- * allowed, so a client may send back the whole document it read.
+ * Turns a merge patch into a configuration request. A top-level `null` puts that key back to its
+ * default; setting a restart-only key to the value it already has is allowed, so a client may
+ * send back the whole document it read.
+ *
+ * @param patch The parsed request body.
+ * @returns The request, built on the configuration in force when it runs.
+ * @throws {ConfigShapeError} When the patch is not an object or names an unknown key.
+ */
+export function patchRequest(patch: unknown): ConfigRequest {
+  if (!isObject(patch)) {
+    throw new ConfigShapeError(
+      undefined,
+      `A configuration patch must be a JSON object: got ${describe(patch)}`,
+    );
+  }
+  const known = new Set(Object.values(FLAG_NAMES));
+  for (const key of Object.keys(patch)) {
+    // optionsFromJson rejects unknown keys, but a null one would vanish in the merge unseen.
+    if (!known.has(key)) throw new ConfigShapeError(key, `Unknown configuration key '${key}'`);
+  }
+  // A null removes the key, and the planner fills what is missing from the defaults.
+  return (current) => optionsFromJson(applyMergePatch(configToJson(current), patch));
+}
+
+/**
+ * Plans a patch against a configuration without a server: the rules the admin API applies,
+ * for tests and tools. A running server plans through its `ConfigKeeper` instead, which also
+ * clamps to the host.
  *
  * @param current The configuration in force.
  * @param patch The parsed request body.
  * @param defaults The configuration a key returns to when the patch sets it to `null`.
  * @returns The configuration the patch gives and what changes.
- * @throws {TypeError} When the patch is not an object or names an unknown key.
- * @throws {RangeError} When a value is out of its bounds; the message names the key.
- * @throws {RestartRequiredError} When a key in {@linkcode RESTART_KEYS} would change.
+ * @throws {ConfigShapeError | ConfigError | RestartRequiredError} Naming the key.
  *
  * @example
  * ```ts
@@ -64,36 +81,20 @@ export function planConfigChange(
   patch: unknown,
   defaults: ServeConfig,
 ): ConfigPlan {
-  if (!isObject(patch)) {
-    throw new TypeError(`A configuration patch must be a JSON object: got ${describe(patch)}`);
-  }
-  const currentJson = configToJson(current);
-  const defaultsJson = configToJson(defaults);
-  for (const key of Object.keys(patch)) {
-    // optionsFromJson rejects unknown keys, but a null one would vanish in the merge unseen.
-    if (!Object.hasOwn(defaultsJson, key)) {
-      throw new TypeError(`Unknown configuration key '${key}'`);
-    }
-  }
-  // A null removes the key, and resolveConfig fills what is missing from the defaults.
-  const merged = applyMergePatch(currentJson, patch);
-  const config = resolveConfig(optionsFromJson(merged), defaults);
-  const json = configToJson(config);
-  const changes: Record<string, ValueChange> = {};
-  for (const [key, to] of Object.entries(json)) {
-    const from = currentJson[key];
-    if (JSON.stringify(from) !== JSON.stringify(to)) changes[key] = { from, to };
-  }
-  for (const key of RESTART_KEYS) {
-    const change = changes[key];
-    if (change) {
-      throw new RestartRequiredError(
-        key,
-        `'${key}' cannot change while the server runs; a restart is needed: it is ${
-          describe(change.from)
-        }, the patch asks for ${describe(change.to)}`,
-      );
-    }
-  }
-  return { config, json, changes };
+  return planConfig(patchRequest(patch)(current), { defaults, current, origin: PATCH_ORIGIN });
+}
+
+/**
+ * A keeper's outcome as the admin API reports it.
+ *
+ * @param change What the keeper planned or applied.
+ * @returns The generation, the configuration as JSON, the changes and the clamp warnings.
+ */
+export function outcome(change: ConfigOutcome): ConfigChange {
+  return {
+    generation: change.generation,
+    config: change.json,
+    changes: change.changes,
+    warnings: change.warnings,
+  };
 }

@@ -1,30 +1,18 @@
 /**
- * The errors a backend throws that the admin API answers with their own status. Wrong shapes and
- * out-of-range values stay `TypeError` and `RangeError`, as everywhere in tallyho.
+ * The errors a backend throws that the admin API answers with their own status. Configuration
+ * errors are the server's own (server/config_error.ts: `ConfigShapeError` 400, `ConfigError` 422,
+ * `RestartRequiredError` 409, `StaleGenerationError` 412); a `TypeError` or `RangeError` is a bug
+ * and answers 500.
  *
  * @module
  */
 
-/** A change to a key that only takes effect on a restart (`host`, `port`, `first-number`): 409. */
-export class RestartRequiredError extends Error {
-  override name = "RestartRequiredError";
-  /** The key, by its flag name. */
-  readonly field: string;
-
-  /**
-   * @param field The key, by its flag name.
-   * @param message What was asked and why it cannot be done live.
-   */
-  constructor(field: string, message: string) {
-    super(message);
-    this.field = field;
-  }
-}
-
-/** An `If-Match` generation that is no longer current: 412. */
-export class StaleGenerationError extends Error {
-  override name = "StaleGenerationError";
-}
+export {
+  ConfigError,
+  ConfigShapeError,
+  RestartRequiredError,
+  StaleGenerationError,
+} from "../server/config_error.ts";
 
 /** An action the listener's state does not allow, such as resuming while draining: 409. */
 export class StateConflictError extends Error {

@@ -1,19 +1,18 @@
 /**
  * An {@linkcode AdminBackend} held in memory: what the admin API's tests run against, and the
- * reference for what a real backend must do (validate through `planConfigChange`, check the
- * generation and change the configuration in one step, keep the listener's state rules).
+ * reference for what a real backend must do (plan every change through a `ConfigKeeper`, which
+ * checks the generation and changes the configuration in one step; keep the listener's state
+ * rules).
  *
  * @module
  */
 
 import process from "node:process";
-import {
-  defaultConfig,
-  resolveConfig,
-  type ServeConfig,
-  type ServeOptions,
-} from "../server/config.ts";
+import { defaultConfig, type ServeConfig, type ServeOptions } from "../server/config.ts";
 import { configToJson } from "../server/config_json.ts";
+import { ConfigKeeper } from "../server/config_keeper.ts";
+import { planConfig } from "../server/config_plan.ts";
+import type { HostFacts } from "../server/host_facts.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { VERSION } from "../server/version.ts";
 import type {
@@ -25,8 +24,8 @@ import type {
   ListenerState,
   ProcessStats,
 } from "./backend.ts";
-import { planConfigChange } from "./config_plan.ts";
-import { StaleGenerationError, StateConflictError } from "./errors.ts";
+import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
+import { StateConflictError } from "./errors.ts";
 
 /** Options for {@linkcode MemoryBackend}. */
 export interface MemoryBackendOptions {
@@ -55,19 +54,32 @@ export interface MemoryBackendOptions {
    * @default {Date.now}
    */
   now?: () => number;
+  /**
+   * The host every change is clamped to.
+   * @default {MEMORY_HOST: 2 cores, 20,000 open files, 4 GiB}
+   */
+  host?: HostFacts;
+  /**
+   * Receives the one line each applied change gets, as a server's log would.
+   * @default {() => {}}
+   */
+  log?: (line: string, level?: "info" | "warn") => void;
 }
+
+/** The host a memory backend clamps to unless told otherwise: what `defaultConfig(2)` assumes. */
+export const MEMORY_HOST: HostFacts = {
+  cores: 2,
+  openFiles: 20_000,
+  memoryBytes: 4 * 1024 ** 3,
+};
 
 /** An admin backend with no server behind it. */
 export class MemoryBackend implements AdminBackend {
-  /** The configuration in force. */
-  current: ServeConfig;
-  /** Its generation. */
-  generation = 1;
   /** The listener's state. */
   state: ListenerState = "running";
   /** Whether numbers can be handed out (`/readyz` is 503 when not). */
   numbersAvailable = true;
-  readonly #defaults: ServeConfig;
+  readonly #keeper: ConfigKeeper;
   readonly #boundPort: number;
   readonly #now: () => number;
   readonly #startedAt: number;
@@ -75,15 +87,31 @@ export class MemoryBackend implements AdminBackend {
 
   /**
    * @param options Starting configuration, figures and clock.
-   * @throws {TypeError | RangeError} For a bad starting configuration, naming the field.
+   * @throws {ConfigError} For a bad starting configuration, naming the field.
    */
   constructor(options: MemoryBackendOptions = {}) {
-    this.#defaults = options.defaults ?? defaultConfig(2);
-    this.current = resolveConfig(options.config ?? {}, this.#defaults);
+    const defaults = options.defaults ?? defaultConfig(2);
+    const host = options.host ?? MEMORY_HOST;
+    const start = planConfig(options.config ?? {}, { defaults, host });
+    this.#keeper = new ConfigKeeper(start.config, {
+      defaults,
+      host,
+      log: options.log ?? (() => {}),
+    });
     this.#boundPort = options.boundPort ?? this.current.port;
     this.#now = options.now ?? Date.now;
     this.#startedAt = this.#now();
     this.#stats = options.stats ?? [];
+  }
+
+  /** The configuration in force. */
+  get current(): ServeConfig {
+    return this.#keeper.config;
+  }
+
+  /** Its generation. */
+  get generation(): number {
+    return this.#keeper.generation;
   }
 
   /** Replaces the figures `stats()` reports. */
@@ -114,24 +142,15 @@ export class MemoryBackend implements AdminBackend {
   }
 
   validateConfig(patch: unknown): ConfigChange {
-    const plan = planConfigChange(this.current, patch, this.#defaults);
-    return { generation: this.generation, config: plan.json, changes: plan.changes };
+    return outcome(this.#keeper.plan(patchRequest(patch), { origin: PATCH_ORIGIN }));
   }
 
   applyConfig(patch: unknown, options: ApplyConfigOptions = {}): ConfigChange {
     // Synchronous from the check to the change: nothing can slip in between.
-    if (options.ifGeneration !== undefined && options.ifGeneration !== this.generation) {
-      throw new StaleGenerationError(
-        `The configuration is at generation ${this.generation}, not ${options.ifGeneration}: ` +
-          `read it again and reapply the change`,
-      );
-    }
-    const plan = planConfigChange(this.current, patch, this.#defaults);
-    if (Object.keys(plan.changes).length > 0) {
-      this.current = plan.config;
-      this.generation++;
-    }
-    return { generation: this.generation, config: plan.json, changes: plan.changes };
+    return outcome(this.#keeper.changeNow(patchRequest(patch), {
+      origin: PATCH_ORIGIN,
+      ...(options.ifGeneration === undefined ? {} : { ifGeneration: options.ifGeneration }),
+    }));
   }
 
   pause(): void {

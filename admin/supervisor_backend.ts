@@ -8,7 +8,6 @@
 
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import type { ServeConfig } from "../server/config.ts";
 import { configToJson } from "../server/config_json.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
@@ -21,13 +20,11 @@ import type {
   ListenerState,
   ProcessStats,
 } from "./backend.ts";
-import { planConfigChange } from "./config_plan.ts";
-import { StaleGenerationError, StateConflictError } from "./errors.ts";
+import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
+import { StateConflictError } from "./errors.ts";
 
 /** Options for {@linkcode SupervisorBackend}. */
 export interface SupervisorBackendOptions {
-  /** What a key set to `null` returns to: the host's defaults. */
-  defaults: ServeConfig;
   /** Starts a graceful drain of the whole server, as SIGTERM does. */
   drain: () => void;
   /**
@@ -88,24 +85,17 @@ export class SupervisorBackend implements AdminBackend {
   }
 
   validateConfig(patch: unknown): ConfigChange {
-    const plan = planConfigChange(this.#supervisor.config, patch, this.#options.defaults);
-    return { generation: this.#supervisor.generation, config: plan.json, changes: plan.changes };
+    const plan = this.#supervisor.keeper.plan(patchRequest(patch), { origin: PATCH_ORIGIN });
+    return outcome(plan);
   }
 
-  applyConfig(patch: unknown, options: ApplyConfigOptions = {}): Promise<ConfigChange> {
-    const supervisor = this.#supervisor;
-    return supervisor.exclusive(async () => {
-      if (options.ifGeneration !== undefined && options.ifGeneration !== supervisor.generation) {
-        throw new StaleGenerationError(
-          `The configuration is at generation ${supervisor.generation}, not ` +
-            `${options.ifGeneration}: read it again and reapply the change`,
-        );
-      }
-      const plan = planConfigChange(supervisor.config, patch, this.#options.defaults);
-      // Resolves once every thread of every process serves with it.
-      if (Object.keys(plan.changes).length > 0) await supervisor.applyConfig(plan.config);
-      return { generation: supervisor.generation, config: plan.json, changes: plan.changes };
+  async applyConfig(patch: unknown, options: ApplyConfigOptions = {}): Promise<ConfigChange> {
+    // Resolves once every thread of every process serves with it.
+    const change = await this.#supervisor.keeper.change(patchRequest(patch), {
+      origin: PATCH_ORIGIN,
+      ...(options.ifGeneration === undefined ? {} : { ifGeneration: options.ifGeneration }),
     });
+    return outcome(change);
   }
 
   async pause(): Promise<void> {

@@ -26,6 +26,7 @@ import {
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
+import { ConfigError } from "../server/config_error.ts";
 
 /** The environment variable that may hold the token. */
 export const TOKEN_ENV = "TALLYHO_ADMIN_TOKEN";
@@ -82,10 +83,13 @@ export function defaultTokenPath(env: Record<string, string | undefined> = proce
 }
 
 function checkToken(token: string, where: string): string {
-  if (token.length === 0) throw new RangeError(`The admin token ${where} is empty`);
+  if (token.length === 0) {
+    throw new ConfigError("admin-token-file", `The admin token ${where} is empty`);
+  }
   if (!TOKEN_SYNTAX.test(token)) {
     // Never echo the token: say only what is wrong with it.
-    throw new RangeError(
+    throw new ConfigError(
+      "admin-token-file",
       `The admin token ${where} must be visible ASCII without spaces: it holds other characters`,
     );
   }
@@ -103,7 +107,8 @@ function privateDirectory(dir: string): void {
   const stat = lstatSync(dir);
   const uid = process.getuid?.();
   if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) {
-    throw new RangeError(
+    throw new ConfigError(
+      "admin-token-file",
       `Cannot keep the admin token in '${dir}': it is not a directory owned by this user`,
     );
   }
@@ -163,7 +168,7 @@ function generate(path: string): AdminToken {
  *
  * @param options The token file, the environment and where to generate.
  * @returns The token, where it came from and, for a file, its path (log that, never the token).
- * @throws {RangeError} When the token file cannot be read or a given token is empty or holds
+ * @throws {ConfigError} When the token file cannot be read or a given token is empty or holds
  *   spaces or control characters; the message names the file or variable, never the token.
  *
  * @example
@@ -179,7 +184,8 @@ export function resolveAdminToken(options: AdminTokenOptions = {}): AdminToken {
     try {
       text = readFileSync(options.tokenFile, "utf8");
     } catch (error) {
-      throw new RangeError(
+      throw new ConfigError(
+        "admin-token-file",
         `Cannot read 'admin-token-file' '${options.tokenFile}': ${
           errorCode(error) ?? (error as Error).message
         }`,
@@ -213,7 +219,7 @@ export function isLoopback(hostname: string): boolean {
  *
  * @param hostname The admin API's bind address.
  * @param options The same options as {@linkcode resolveAdminToken}.
- * @throws {RangeError} For a non-loopback address without `--admin-token-file` or
+ * @throws {ConfigError} For a non-loopback address without `--admin-token-file` or
  *   `TALLYHO_ADMIN_TOKEN`; one line that names the address.
  */
 export function assertAdminBindAllowed(hostname: string, options: AdminTokenOptions = {}): void {
@@ -221,7 +227,8 @@ export function assertAdminBindAllowed(hostname: string, options: AdminTokenOpti
   if (isLoopback(hostname) || options.tokenFile !== undefined || env[TOKEN_ENV] !== undefined) {
     return;
   }
-  throw new RangeError(
+  throw new ConfigError(
+    "admin",
     `Cannot serve the admin API on ${hostname} without a configured token: ` +
       `pass --admin-token-file or set ${TOKEN_ENV}, or bind it to 127.0.0.1`,
   );

@@ -9,11 +9,11 @@
 import { bench, do_not_optimize, group, run } from "mitata";
 import { availableParallelism, cpus, release } from "node:os";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { LatencyHistogram } from "./load/latency_histogram.ts";
-import { LoadConnection } from "./load/load_connection.ts";
-import { ReplyChecker } from "./load/reply_checker.ts";
-import { ReplyParser } from "./load/reply_parser.ts";
-import { SeenNumbers } from "./load/seen_numbers.ts";
+import { LatencyHistogram } from "../load/latency_histogram.ts";
+import { LoadConnection } from "../load/load_connection.ts";
+import { ReplyChecker } from "../load/reply_checker.ts";
+import { ReplyParser } from "../load/reply_parser.ts";
+import { SeenNumbers } from "../load/seen_numbers.ts";
 
 console.log(
   `# tallyho load generator on ${RUNTIME} ${RUNTIME_VERSION}, ${availableParallelism()} cores ` +

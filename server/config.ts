@@ -9,6 +9,8 @@
  */
 
 import { CidrList } from "./limits/cidr_list.ts";
+import { ConfigError, ConfigShapeError } from "./config_error.ts";
+import type { HostFacts } from "./host_facts.ts";
 import { parseRedisUrl } from "./lease/redis_url.ts";
 
 /** How incoming bytes are cut into messages. */
@@ -157,16 +159,6 @@ export interface ServeOptions {
   numbersCaFile?: string | null;
 }
 
-/** What the defaults are derived from. */
-export interface HostFacts {
-  /** Cores to size the thread pool for. */
-  cores: number;
-  /** The process's open-file limit (the runtimes raise the soft limit to the hard one). */
-  openFiles: number;
-  /** Memory in bytes. */
-  memoryBytes: number;
-}
-
 /** Descriptors kept back from the connection cap for listeners, logs, pipes and the runtime. */
 export const RESERVED_FILES = 256;
 /** Kernel and server memory budgeted per connection when deriving the cap from memory. */
@@ -307,7 +299,8 @@ function integerIn(
 ): number {
   const { min, max } = LIMITS[name];
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(
+    throw new ConfigError(
+      FLAG_NAMES[name],
       `'${FLAG_NAMES[name]}' must be an integer from ${min} to ${max}: got ${describe(value)}`,
     );
   }
@@ -320,7 +313,8 @@ function oneOf<T extends string>(
   choices: readonly T[],
 ): T {
   if (typeof value !== "string" || !(choices as readonly string[]).includes(value)) {
-    throw new RangeError(
+    throw new ConfigError(
+      FLAG_NAMES[name],
       `'${FLAG_NAMES[name]}' must be one of ${choices.join(", ")}: got ${describe(value)}`,
     );
   }
@@ -345,15 +339,33 @@ export function describe(value: unknown): string {
 
 function cidrs(name: "allow" | "deny", value: unknown): string[] {
   if (!Array.isArray(value) || value.some((item) => typeof item !== "string")) {
-    throw new TypeError(`'${name}' must be a list of CIDR ranges: got ${describe(value)}`);
+    throw new ConfigError(name, `'${name}' must be a list of CIDR ranges: got ${describe(value)}`);
   }
-  new CidrList(value, name); // throws a RangeError naming the range that is not valid
+  try {
+    new CidrList(value, name);
+  } catch (error) {
+    // The list's parser names the range that is not valid; it is the operator's value, not a bug.
+    if (error instanceof RangeError) throw new ConfigError(name, error.message);
+    throw error;
+  }
   return [...value];
 }
 
+/** Memory budgeted per serving thread (a Worker's heap, its buffers and its share of the runtime). */
+export const BUDGET_BYTES_PER_THREAD = 64 * 1024 * 1024;
+/** Threads per process beyond which more threads only add context switches. */
+export const THREADS_PER_CORE = 4;
+
 /**
- * Lowers what the host cannot hold, with a warning for each that names the limit and how to
- * raise it.
+ * Lowers what the host cannot hold, with a warning for each that names the limit, what was asked
+ * and how to raise it. Every route a configuration takes (command line, `--config`, SIGHUP, the
+ * admin API) goes through this, through `planConfig`.
+ *
+ * - `max-connections`: at most the open-file limit less {@linkcode RESERVED_FILES}, and no more
+ *   than half the memory at {@linkcode BUDGET_BYTES_PER_CONNECTION} each ({@linkcode hostConnectionCap}).
+ * - `threads`: at most {@linkcode THREADS_PER_CORE} per core.
+ * - `processes` x `threads`: at most half the memory at {@linkcode BUDGET_BYTES_PER_THREAD} a
+ *   thread; `processes` is lowered to fit.
  *
  * @param config A resolved configuration.
  * @param host The host's facts.
@@ -364,20 +376,41 @@ export function clampToHost(
   host: HostFacts,
 ): { config: ServeConfig; warnings: string[] } {
   const warnings: string[] = [];
-  const cap = Math.max(1, host.openFiles - RESERVED_FILES);
+  const cap = hostConnectionCap(host);
   if (config.maxConnections > cap) {
+    const byFiles = Math.max(1, host.openFiles - RESERVED_FILES);
     warnings.push(
-      `'max-connections' ${config.maxConnections} is above what this process can open ` +
-        `(open-file limit ${host.openFiles} less ${RESERVED_FILES} reserved): using ${cap}. ` +
-        `Raise it with 'ulimit -n' (or LimitNOFILE= in a systemd unit) and restart`,
+      `'max-connections' ${config.maxConnections} is above what this process can hold: using ${cap} (` +
+        (cap === byFiles
+          ? `open-file limit ${host.openFiles} less ${RESERVED_FILES} reserved). ` +
+            `Raise it with 'ulimit -n' (or LimitNOFILE= in a systemd unit) and restart`
+          : `half of ${Math.round(host.memoryBytes / 1024 ** 2)} MiB of memory at ` +
+            `${BUDGET_BYTES_PER_CONNECTION / 1024} KiB a connection)`),
     );
     config = { ...config, maxConnections: cap };
   }
-  if (config.threads > host.cores * 4) {
+  const threadCap = Math.max(1, Math.min(host.cores * THREADS_PER_CORE, LIMITS.threads.max));
+  if (config.threads > threadCap) {
     warnings.push(
-      `'threads' ${config.threads} is more than 4 per core on this ${host.cores}-core host: ` +
-        `threads beyond the cores only add context switches`,
+      `'threads' ${config.threads} is more than ${THREADS_PER_CORE} per core on this ` +
+        `${host.cores}-core host: using ${threadCap} (threads beyond the cores only add ` +
+        `context switches)`,
     );
+    config = { ...config, threads: threadCap };
+  }
+  const totalThreads = Math.max(
+    1,
+    Math.floor(host.memoryBytes / 2 / BUDGET_BYTES_PER_THREAD),
+  );
+  if (config.processes * config.threads > totalThreads) {
+    const processes = Math.max(1, Math.floor(totalThreads / config.threads));
+    warnings.push(
+      `'processes' ${config.processes} x 'threads' ${config.threads} is more serving threads ` +
+        `than half of this host's ${Math.round(host.memoryBytes / 1024 ** 2)} MiB holds at ` +
+        `${BUDGET_BYTES_PER_THREAD / 1024 ** 2} MiB a thread (${totalThreads}): using ` +
+        `${processes} process${processes === 1 ? "" : "es"}`,
+    );
+    config = { ...config, processes };
   }
   return { config, warnings };
 }
@@ -385,7 +418,7 @@ export function clampToHost(
 function stateFile(value: unknown): string | null {
   if (value === null) return null;
   if (typeof value !== "string" || value.length === 0) {
-    throw new RangeError(`'state' must be a file path or null: got ${describe(value)}`);
+    throw new ConfigError("state", `'state' must be a file path or null: got ${describe(value)}`);
   }
   return value;
 }
@@ -393,11 +426,18 @@ function stateFile(value: unknown): string | null {
 function numbersUrl(value: unknown): string | null {
   if (value === null) return null;
   if (typeof value !== "string") {
-    throw new RangeError(
+    throw new ConfigError(
+      "numbers",
       `'numbers' must be a redis://HOST:PORT/KEY URL or null: got ${describe(value)}`,
     );
   }
-  parseRedisUrl(value);
+  try {
+    parseRedisUrl(value);
+  } catch (error) {
+    // The URL parser says what is wrong with the operator's URL (never its password).
+    if (error instanceof RangeError) throw new ConfigError("numbers", error.message);
+    throw error;
+  }
   return value;
 }
 
@@ -409,17 +449,19 @@ function numbersFile(
   if (value === null) return null;
   const flag = FLAG_NAMES[name];
   if (typeof value !== "string" || value.length === 0) {
-    throw new RangeError(`'${flag}' must be a file path or null: got ${describe(value)}`);
+    throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
   }
   if (name === "numbersCaFile" && (numbers === null || !parseRedisUrl(numbers).tls)) {
-    throw new RangeError(
+    throw new ConfigError(
+      flag,
       `'${flag}' is only used with a rediss:// (TLS) 'numbers' URL: got ${
         describe(value)
       } with numbers ${describe(numbers)}`,
     );
   }
   if (numbers === null) {
-    throw new RangeError(
+    throw new ConfigError(
+      flag,
       `'${flag}' is only used with 'numbers' (a redis:// URL): got ${describe(value)} without it`,
     );
   }
@@ -432,8 +474,8 @@ function numbersFile(
  * @param options What the caller set; unknown keys are rejected.
  * @param base The configuration the options change (the defaults when omitted).
  * @returns The resolved configuration.
- * @throws {TypeError} When `options` is not an object or names an unknown key.
- * @throws {RangeError} When a value is out of its bounds; the message names the field.
+ * @throws {ConfigShapeError} When `options` is not an object or names an unknown key.
+ * @throws {ConfigError} When a value is out of its bounds; the message names the field.
  *
  * @example
  * ```ts
@@ -442,26 +484,34 @@ function numbersFile(
  */
 export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeConfig {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`Options must be an object: got ${describe(options)}`);
+    throw new ConfigShapeError(undefined, `Options must be an object: got ${describe(options)}`);
   }
   for (const key of Object.keys(options)) {
-    if (!(key in FLAG_NAMES)) throw new TypeError(`Unknown option '${key}'`);
+    if (!(key in FLAG_NAMES)) throw new ConfigShapeError(key, `Unknown option '${key}'`);
   }
   const merged = { ...base, ...options } as Record<keyof ServeConfig, unknown>;
   if (typeof merged.host !== "string" || merged.host.length === 0) {
-    throw new RangeError(`'host' must be a non-empty address: got ${describe(merged.host)}`);
+    throw new ConfigError(
+      "host",
+      `'host' must be a non-empty address: got ${describe(merged.host)}`,
+    );
   }
   if (typeof merged.greeting !== "string") {
-    throw new TypeError(`'greeting' must be a string: got ${describe(merged.greeting)}`);
+    throw new ConfigError(
+      "greeting",
+      `'greeting' must be a string: got ${describe(merged.greeting)}`,
+    );
   }
   const greetingBytes = new TextEncoder().encode(merged.greeting).length;
   if (greetingBytes > LIMITS.greetingBytes.max) {
-    throw new RangeError(
+    throw new ConfigError(
+      "greeting",
       `'greeting' must be at most ${LIMITS.greetingBytes.max} bytes: got ${greetingBytes}`,
     );
   }
   if (/[\r\n]/.test(merged.greeting)) {
-    throw new RangeError(
+    throw new ConfigError(
+      "greeting",
       `'greeting' must not contain a line break (it would break line framing): got ${
         describe(merged.greeting)
       }`,
@@ -470,7 +520,8 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
   const state = stateFile(merged.state);
   const numbers = numbersUrl(merged.numbers);
   if (state !== null && numbers !== null) {
-    throw new RangeError(
+    throw new ConfigError(
+      "numbers",
       `'state' and 'numbers' cannot both be set (numbers come from one place): got state ${
         describe(state)
       } and numbers ${describe(numbers)}`,

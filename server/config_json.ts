@@ -14,6 +14,7 @@ import {
   type ServeConfig,
   type ServeOptions,
 } from "./config.ts";
+import { ConfigError, ConfigShapeError } from "./config_error.ts";
 
 /** A configuration file that cannot be read or parsed; the message names the file. */
 export class ConfigFileError extends Error {
@@ -58,7 +59,7 @@ const OPTION_BY_FLAG = new Map(
  * @param flag The key or flag it came from, for the error.
  * @param value What was given.
  * @returns Milliseconds.
- * @throws {RangeError} When it is not a duration.
+ * @throws {ConfigError} When it is not a duration.
  */
 export function parseDuration(flag: string, value: unknown): number {
   if (typeof value === "number" && Number.isFinite(value) && value >= 0) {
@@ -66,7 +67,8 @@ export function parseDuration(flag: string, value: unknown): number {
   }
   const match = typeof value === "string" ? /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value) : null;
   if (!match) {
-    throw new RangeError(
+    throw new ConfigError(
+      flag,
       `'${flag}' must be a duration such as 10s or 500ms: got ${describe(value)}`,
     );
   }
@@ -90,17 +92,22 @@ export function formatDuration(ms: number): string {
  *
  * @param json A parsed JSON value.
  * @returns The options it sets.
- * @throws {TypeError} When it is not an object or names an unknown key.
- * @throws {RangeError} When a duration cannot be read.
+ * @throws {ConfigShapeError} When it is not an object or names an unknown key.
+ * @throws {ConfigError} When a duration cannot be read.
  */
 export function optionsFromJson(json: unknown): ServeOptions {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
-    throw new TypeError(`Configuration must be a JSON object: got ${describe(json)}`);
+    throw new ConfigShapeError(
+      undefined,
+      `Configuration must be a JSON object: got ${describe(json)}`,
+    );
   }
   const options: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json)) {
     const option = OPTION_BY_FLAG.get(key);
-    if (option === undefined) throw new TypeError(`Unknown configuration key '${key}'`);
+    if (option === undefined) {
+      throw new ConfigShapeError(key, `Unknown configuration key '${key}'`);
+    }
     options[option] = DURATION_KEYS.has(option) ? parseDuration(key, value) : value;
   }
   return options as ServeOptions;

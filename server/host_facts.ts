@@ -1,14 +1,24 @@
 /**
  * What this host can hold, read once at start: cores, the open-file limit and memory. The pools'
- * defaults (threads, the connection cap) are derived from these.
+ * defaults (threads, the connection cap) are derived from these, and every configuration change
+ * is clamped to them.
  *
  * @module
  */
 
 import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
-import type { HostFacts } from "./config.ts";
-import { parseOpenFileLimit } from "./doctor/read_open_files.ts";
+import { parseOpenFileLimit } from "./open_file_limit.ts";
+
+/** What the defaults are derived from and what a configuration is clamped to. */
+export interface HostFacts {
+  /** Cores to size the thread pool for. */
+  cores: number;
+  /** The process's open-file limit (the runtimes raise the soft limit to the hard one). */
+  openFiles: number;
+  /** Memory in bytes. */
+  memoryBytes: number;
+}
 
 /** Used when /proc cannot be read: a common default soft limit. */
 const FALLBACK_OPEN_FILES = 1024;

@@ -12,5 +12,4 @@ export * from "./line_scanner.ts";
 export * from "./message_handler.ts";
 export * from "./thread_stats.ts";
 export * from "./serve.ts";
-export { main, usage } from "./cli.ts";
 export { VERSION } from "./version.ts";

@@ -152,7 +152,12 @@ export class ThreadPool {
 
   #restart(thread: number, reason: string): void {
     if (this.#stopping) return;
-    this.#slots[thread]?.worker.terminate();
+    const dead = this.#slots[thread];
+    dead?.worker.terminate();
+    // The thread that replaces it starts with the configuration and pause state in force, so
+    // what the dead one still owed an acknowledgement for is in force there: release the waiters
+    // rather than leave a change waiting for a thread that no longer exists.
+    for (const ack of dead?.acks.splice(0) ?? []) ack();
     const now = Date.now();
     this.#deaths.push(now);
     while (this.#deaths.length > 0 && this.#deaths[0]! < now - this.#crashWindowMs) {

@@ -49,8 +49,14 @@ export function adminFixture(
 ): Fixture {
   const clock = options.clock;
   const now = clock ? () => clock.now : Date.now;
-  const backend = new MemoryBackend({ now, ...options, config: { port: 9000, ...options.config } });
   const lines: string[] = [];
+  // The backend's keeper writes the one line a configuration change gets, as a server does.
+  const backend = new MemoryBackend({
+    now,
+    log: (line) => lines.push(line),
+    ...options,
+    config: { port: 9000, ...options.config },
+  });
   const app = createAdminApp(options.backend ?? backend, {
     token: TOKEN,
     port: ADMIN_PORT,

@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
+import { ConfigError } from "../server/config_error.ts";
 import {
   assertAdminBindAllowed,
   defaultTokenPath,
@@ -79,7 +80,7 @@ test("token: a directory that is a symbolic link, or open to others, is tightene
   const link = join(tmp.dir, "link");
   symlinkSync(real, link);
   assert.throws(() => resolveAdminToken({ env: {}, generatedPath: join(link, "admin-token") }), {
-    name: "RangeError",
+    name: "ConfigError",
     message: `Cannot keep the admin token in '${link}': it is not a directory owned by this user`,
   });
   const open = join(tmp.dir, "open");
@@ -114,19 +115,19 @@ test("token: a missing file, an empty token or one with spaces is one error that
   using tmp = scratch();
   const missing = join(tmp.dir, "nope");
   assert.throws(() => resolveAdminToken({ tokenFile: missing }), {
-    name: "RangeError",
+    name: "ConfigError",
     message: `Cannot read 'admin-token-file' '${missing}': ENOENT`,
   });
   const empty = join(tmp.dir, "empty");
   writeFileSync(empty, "\n");
   assert.throws(() => resolveAdminToken({ tokenFile: empty }), {
-    name: "RangeError",
+    name: "ConfigError",
     message: `The admin token in '${empty}' is empty`,
   });
   const spaced = join(tmp.dir, "spaced");
   writeFileSync(spaced, "top secret words");
   assert.throws(() => resolveAdminToken({ tokenFile: spaced }), (error: Error) => {
-    assert.ok(error instanceof RangeError);
+    assert.ok(error instanceof ConfigError);
     assert.match(error.message, /must be visible ASCII without spaces/);
     assert.doesNotMatch(error.message, /secret/);
     return true;
@@ -150,7 +151,7 @@ test("token: the default path is under XDG_RUNTIME_DIR, else a per-user temporar
 test("token: a non-loopback admin bind without a configured token is refused in one line", () => {
   for (const host of ["0.0.0.0", "::", "10.0.0.5", "admin.example"]) {
     assert.throws(() => assertAdminBindAllowed(host, { env: {} }), (error: Error) => {
-      assert.ok(error instanceof RangeError);
+      assert.ok(error instanceof ConfigError);
       assert.ok(error.message.startsWith(`Cannot serve the admin API on ${host} without`));
       assert.match(error.message, /--admin-token-file or set TALLYHO_ADMIN_TOKEN/);
       assert.ok(!error.message.includes("\n"));

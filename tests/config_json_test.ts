@@ -17,7 +17,8 @@ test("config JSON uses the flags' names and round-trips", () => {
 
 test("config JSON rejects unknown keys and non-objects naming what was given", () => {
   assert.throws(() => optionsFromJson({ numberBy: "message" }), {
-    name: "TypeError",
+    name: "ConfigShapeError",
+    field: "numberBy",
     message: "Unknown configuration key 'numberBy'",
   });
   assert.throws(() => optionsFromJson([1]), /must be a JSON object: got \[1\]/);

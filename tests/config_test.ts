@@ -17,7 +17,8 @@ test("config fills defaults: chunk framing, connection numbering, port 9000, cor
 
 test("config rejects out-of-range values naming the field, bounds and what was given", () => {
   assert.throws(() => resolveConfig({ port: 70000 }, base), {
-    name: "RangeError",
+    name: "ConfigError",
+    field: "port",
     message: "'port' must be an integer from 0 to 65535: got 70000",
   });
   assert.throws(() => resolveConfig({ threads: 0 }, base), /'threads' must be .* got 0/);
@@ -33,9 +34,10 @@ test("config rejects out-of-range values naming the field, bounds and what was g
   assert.throws(() => resolveConfig({ maxLineBytes: 1.5 }, base), /'max-line-bytes'/);
 });
 
-test("config rejects unknown keys with a TypeError naming the key", () => {
+test("config rejects unknown keys with a ConfigShapeError naming the key", () => {
   assert.throws(() => resolveConfig({ colour: "red" } as never, base), {
-    name: "TypeError",
+    name: "ConfigShapeError",
+    field: "colour",
     message: "Unknown option 'colour'",
   });
 });

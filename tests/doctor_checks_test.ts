@@ -10,12 +10,12 @@ import { test } from "node:test";
 import {
   diagnose,
   type DoctorItem,
-  doctorMain,
   type DoctorOptions,
   parseOpenFileLimit,
   parseSsBacklog,
   renderText,
 } from "../server/doctor/mod.ts";
+import { doctorMain } from "../cli/doctor.ts";
 
 /** Values of a host set up as the README's "Running tallyho on the internet" recommends. */
 const GOOD: Record<string, string> = {

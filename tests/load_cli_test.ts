@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server, type Socket } from "node:net";
 import { test } from "node:test";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
-import type { LoadReport } from "../bench/load/load_report.ts";
+import type { LoadReport } from "../load/load_report.ts";
 
 const LOAD_TIMEOUT_MS = 60_000;
 

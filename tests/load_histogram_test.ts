@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LatencyHistogram, RELATIVE_ERROR_BOUND } from "../bench/load/latency_histogram.ts";
+import { LatencyHistogram, RELATIVE_ERROR_BOUND } from "../load/latency_histogram.ts";
 
 const PERCENTILES = [0, 1, 25, 50, 90, 99, 99.9, 99.99, 100];
 

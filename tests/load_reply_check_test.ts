@@ -3,11 +3,11 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LoadConnection } from "../bench/load/load_connection.ts";
-import { MALFORMED_LINE, OTHER_LINE, ReplyParser } from "../bench/load/reply_parser.ts";
-import { checkFailed, ReplyChecker } from "../bench/load/reply_checker.ts";
-import { SeenNumbers } from "../bench/load/seen_numbers.ts";
-import { decodeMessage, encodeMessage } from "../bench/load/message_bytes.ts";
+import { LoadConnection } from "../load/load_connection.ts";
+import { MALFORMED_LINE, OTHER_LINE, ReplyParser } from "../load/reply_parser.ts";
+import { checkFailed, ReplyChecker } from "../load/reply_checker.ts";
+import { SeenNumbers } from "../load/seen_numbers.ts";
+import { decodeMessage, encodeMessage } from "../load/message_bytes.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 

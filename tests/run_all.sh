@@ -42,7 +42,7 @@ run_suite() {
 }
 
 # Static checks, one counted result each: types, lint rules and formatting (style.md, rule 10).
-for check in "check mod.ts server/ admin/ tests/ bench/" "lint" "fmt --check"; do
+for check in "check mod.ts cli/ server/ admin/ load/ tests/ bench/" "lint" "fmt --check"; do
   echo "=== deno $check"
   # shellcheck disable=SC2086
   if deno $check; then passed=$((passed + 1)); else failed=$((failed + 1)); fi

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import type { LoadReport } from "../load/load_report.ts";
+import type { LoadReport } from "../../load/load_report.ts";
 import { BUN, ROOT } from "./servers.ts";
 
 /** A finished load run. */

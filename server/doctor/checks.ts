@@ -26,7 +26,7 @@ export interface DoctorItem {
 }
 
 /** What the checks judge. */
-export interface HostFacts {
+export interface DoctorFacts {
   sysctls: Record<SysctlName, SysctlReading>;
   openFiles: OpenFileLimit | { error: string };
   backlog: ListenBacklog | { error: string };
@@ -79,7 +79,7 @@ function unexpected(name: string, value: string): DoctorItem {
 const integer = (text: string): number | null => /^\d+$/.test(text) ? Number(text) : null;
 
 /** Whether SYN cookies are off (the doctor's exit code says so); unreadable counts as not off. */
-export function syncookiesOff(facts: HostFacts): boolean {
+export function syncookiesOff(facts: DoctorFacts): boolean {
   const reading = facts.sysctls["net.ipv4.tcp_syncookies"];
   return "value" in reading && reading.value === "0";
 }
@@ -368,7 +368,7 @@ function checkBacklog(
  * const bad = items.filter((item) => item.verdict === "bad");
  * ```
  */
-export function checkHost(facts: HostFacts): DoctorItem[] {
+export function checkHost(facts: DoctorFacts): DoctorItem[] {
   const s = facts.sysctls;
   const cookies = s["net.ipv4.tcp_syncookies"];
   const cookiesOn = "value" in cookies && (cookies.value === "1" || cookies.value === "2");

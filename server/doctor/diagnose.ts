@@ -6,7 +6,7 @@
 
 import { errorReason } from "./_error_reason.ts";
 import { type ListenBacklog, probeListenBacklog } from "./backlog_probe.ts";
-import { checkHost, type DoctorItem, type HostFacts, syncookiesOff } from "./checks.ts";
+import { checkHost, type DoctorFacts, type DoctorItem, syncookiesOff } from "./checks.ts";
 import { readOpenFileLimit } from "./read_open_files.ts";
 import { type ProcOptions, readSysctls } from "./read_sysctls.ts";
 
@@ -47,6 +47,6 @@ export async function diagnose(options: DoctorOptions = {}): Promise<DoctorRepor
     readOpenFileLimit(options),
     probe().catch((error) => ({ error: errorReason(error) })),
   ]);
-  const facts: HostFacts = { sysctls, openFiles, backlog };
+  const facts: DoctorFacts = { sysctls, openFiles, backlog };
   return { items: checkHost(facts), syncookiesOff: syncookiesOff(facts) };
 }

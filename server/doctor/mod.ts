@@ -4,7 +4,6 @@
  * @module
  */
 
-export * from "./doctor_main.ts";
 export * from "./diagnose.ts";
 export * from "./checks.ts";
 export * from "./read_sysctls.ts";

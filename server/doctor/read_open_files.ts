@@ -9,41 +9,11 @@
  * @module
  */
 
+import { type OpenFileLimit, parseOpenFileLimit } from "../open_file_limit.ts";
 import { errorReason } from "./_error_reason.ts";
 import { type ProcOptions, readTextFile } from "./read_sysctls.ts";
 
-/** The two open-file limits; `Infinity` stands for `unlimited`. */
-export interface OpenFileLimit {
-  soft: number;
-  hard: number;
-}
-
-/**
- * Finds the `Max open files` row of a `/proc/<pid>/limits` text.
- *
- * @param text The file's content.
- * @returns The soft and hard limits.
- * @throws {RangeError} When the row is missing or its values are not numbers or `unlimited`.
- */
-export function parseOpenFileLimit(text: string): OpenFileLimit {
-  const row = /^Max open files\s+(\S+)\s+(\S+)/m.exec(text);
-  if (!row) {
-    throw new RangeError(
-      `Cannot find 'Max open files' in the limits file: got ${JSON.stringify(text.slice(0, 60))}`,
-    );
-  }
-  return { soft: limitValue(row[1]!), hard: limitValue(row[2]!) };
-}
-
-function limitValue(text: string): number {
-  if (text === "unlimited") return Infinity;
-  if (!/^\d+$/.test(text)) {
-    throw new RangeError(
-      `'Max open files' must be a number or unlimited: got ${JSON.stringify(text)}`,
-    );
-  }
-  return Number(text);
-}
+export { type OpenFileLimit, parseOpenFileLimit };
 
 /**
  * Reads this process's open-file limits.

@@ -10,13 +10,16 @@ import type { ThreadFigures } from "../thread_stats.ts";
 /** Supervisor to child, on the child's stdin. */
 export type ToChild =
   /** Serve: bind `port` (0 only for the first child, which then reports the port it got). */
-  | { type: "start"; index: number; port: number; config: ServeConfig }
+  | { type: "start"; index: number; port: number; config: ServeConfig; generation: number }
   /** The answer to a lease: the first of `count` numbers. */
   | { type: "grant"; id: number; first: number }
   /** A lease that could not be made; the child retries with backoff. */
   | { type: "deny"; id: number; message: string }
-  /** Serve with `config` from now on; answered with `configured` and the same id. */
-  | { type: "configure"; id: number; config: ServeConfig }
+  /**
+   * Serve with `config` (configuration generation `generation`) from now on; answered with `ack`
+   * and the same id once every thread serves with it, never before the child's server exists.
+   */
+  | { type: "configure"; id: number; config: ServeConfig; generation: number }
   | { type: "drain" }
   /** Stop or start accepting; open connections are served either way. Answered with `ack`. */
   | { type: "pause" | "resume"; id: number };
@@ -28,6 +31,9 @@ export type FromChild =
   | { type: "lease"; id: number; count: number }
   /** Figures, every second; `remaining` is how many leased numbers the child has left. */
   | { type: "stats"; threads: ThreadFigures[]; remaining: number }
-  /** Every thread of the child has applied the `configure`, `pause` or `resume` sent with `id`. */
-  | { type: "ack"; id: number }
+  /**
+   * Every thread of the child has applied the `configure`, `pause` or `resume` sent with `id`;
+   * `generation` is the configuration generation the child serves with now.
+   */
+  | { type: "ack"; id: number; generation?: number }
   | { type: "drained"; threads: ThreadFigures[]; remaining: number };

@@ -10,6 +10,7 @@
 
 import process from "node:process";
 import { AddressInUseError } from "../adapters/thread_listener.ts";
+import type { ServeConfig } from "../config.ts";
 import { type RunningServer, startServer } from "../serve.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
@@ -30,6 +31,13 @@ export function runChild(): Promise<number> {
   let statsTimer: ReturnType<typeof setInterval> | undefined;
   let index = -1;
   let stopping = false;
+  /** The configuration generation the server serves with. */
+  let generation = 0;
+  /**
+   * The newest configuration sent while the server was still starting, and the acknowledgements
+   * owed for it: answered only once the server exists and serves with it.
+   */
+  let early: { config: ServeConfig; generation: number; ids: number[] } | null = null;
   const log = (line: string) => console.error(`tallyho[process ${index}]: ${line}`);
 
   const leaseNumbers = (count: number) =>
@@ -71,6 +79,14 @@ export function runChild(): Promise<number> {
                   stop(1);
                 },
               });
+              generation = Math.max(generation, message.generation);
+              if (early !== null && early.generation > generation) {
+                const pending = early;
+                await server.configure(pending.config);
+                generation = Math.max(generation, pending.generation);
+              }
+              for (const id of early?.ids ?? []) await send({ type: "ack", id, generation });
+              early = null;
               await send({ type: "listening", port: server.port, pid: process.pid });
               statsTimer = setInterval(() => {
                 if (server) {
@@ -96,8 +112,19 @@ export function runChild(): Promise<number> {
             pendingLeases.delete(message.id);
             break;
           case "configure":
-            await server?.configure(message.config);
-            await send({ type: "ack", id: message.id });
+            if (server === null) {
+              // Still starting: apply it once the server exists, and acknowledge only then.
+              const newer = early === null || message.generation > early.generation;
+              early = {
+                config: newer ? message.config : early!.config,
+                generation: newer ? message.generation : early!.generation,
+                ids: [...(early?.ids ?? []), message.id],
+              };
+              break;
+            }
+            await server.configure(message.config);
+            generation = Math.max(generation, message.generation);
+            await send({ type: "ack", id: message.id, generation });
             break;
           case "pause":
           case "resume":

@@ -13,8 +13,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { assertAddressFree } from "../address_probe.ts";
 import { selfCommand } from "../adapters/self_command.ts";
 import { AddressInUseError } from "../adapters/thread_listener.ts";
-import { FLAG_NAMES, RESTART_KEYS, type ServeConfig } from "../config.ts";
-import { configToJson } from "../config_json.ts";
+import type { ServeConfig } from "../config.ts";
+import { ConfigKeeper } from "../config_keeper.ts";
+import type { HostFacts } from "../host_facts.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../thread_stats.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
@@ -27,6 +28,10 @@ export const CHILD_COMMAND = "_child";
 export interface SupervisorOptions {
   /** Receives log lines with their level (`info` unless said otherwise). */
   log: (line: string, level?: "info" | "warn") => void;
+  /** What a configuration key set back to its default takes: this host's defaults. */
+  defaults: ServeConfig;
+  /** What every configuration change is clamped to. */
+  host: HostFacts;
   /**
    * Child deaths within `crashWindowMs` that make a crash loop.
    * @default {5}
@@ -55,8 +60,10 @@ interface Child {
   /** Leased numbers the child had left at its last report. */
   numbersRemaining: number;
   exited: Promise<void>;
-  /** Acknowledgements awaited, by message id. */
-  acks: Map<number, () => void>;
+  /** Acknowledgements awaited, by message id, with the configuration generation each needs. */
+  acks: Map<number, { generation: number; resolve: () => void }>;
+  /** The configuration generation the child last said it serves with. */
+  generation: number;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
   retiring: boolean;
 }
@@ -65,8 +72,8 @@ interface Child {
 export class Supervisor {
   /** The port every child listens on. */
   port = 0;
-  #config: ServeConfig;
-  #generation = 1;
+  /** The configuration in force and the one way to change it (SIGHUP and the admin API). */
+  readonly keeper: ConfigKeeper;
   readonly #source: LeaseSource;
   readonly #log: (line: string, level?: "info" | "warn") => void;
   readonly #crashLimit: number;
@@ -81,10 +88,14 @@ export class Supervisor {
   #stopping = false;
   #paused = false;
   #nextId = 1;
-  #queue: Promise<void> = Promise.resolve();
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
-    this.#config = config;
+    this.keeper = new ConfigKeeper(config, {
+      defaults: options.defaults,
+      host: options.host,
+      log: options.log,
+      apply: (next, generation) => this.#applyConfig(next, generation),
+    });
     this.#source = source;
     this.#log = options.log;
     this.#crashLimit = options.crashLimit ?? 5;
@@ -138,6 +149,7 @@ export class Supervisor {
       exited,
       retiring: false,
       acks: new Map(),
+      generation: this.keeper.generation,
     };
     this.#children[index] = child;
     return new Promise((resolve, reject) => {
@@ -161,10 +173,17 @@ export class Supervisor {
             case "lease":
               this.#lease(child, message.id, message.count);
               break;
-            case "ack":
-              child.acks.get(message.id)?.();
-              child.acks.delete(message.id);
+            case "ack": {
+              // Counted only from a child that serves with the generation asked for: one that
+              // acknowledged without applying it would leave a process on the old configuration.
+              if (message.generation !== undefined) child.generation = message.generation;
+              const waiting = child.acks.get(message.id);
+              if (waiting !== undefined && child.generation >= waiting.generation) {
+                child.acks.delete(message.id);
+                waiting.resolve();
+              }
               break;
+            }
             case "stats":
               child.numbersRemaining = message.remaining;
               child.threads = message.threads;
@@ -191,17 +210,25 @@ export class Supervisor {
         if (!this.#stopping && !child.retiring) this.#childDied(child, signal ?? `code ${code}`);
       });
       proc.stdin!.on("error", () => {}); // a dead child's stdin: its exit is handled above
-      this.#send(child, { type: "start", index, port, config: this.#config });
+      // The configuration in force now: a change that lands while this child starts is sent to
+      // it as well, and the child applies it once its server exists.
+      this.#send(child, {
+        type: "start",
+        index,
+        port,
+        config: this.keeper.config,
+        generation: this.keeper.generation,
+      });
     });
   }
 
   /** Sends every child a message it acknowledges; resolves when all have, or have died. */
-  #everyChild(message: (id: number) => ToChild): Promise<unknown> {
+  #everyChild(message: (id: number) => ToChild, generation = 0): Promise<unknown> {
     return Promise.all(
       this.#children.filter((c) => c !== undefined).map((child) =>
         new Promise<void>((resolve) => {
           const id = this.#nextId++;
-          child.acks.set(id, resolve);
+          child.acks.set(id, { generation, resolve });
           child.exited.then(resolve);
           this.#send(child, message(id));
         })
@@ -271,12 +298,12 @@ export class Supervisor {
 
   /** The configuration in force. */
   get config(): ServeConfig {
-    return this.#config;
+    return this.keeper.config;
   }
 
   /** Bumped by every applied change; the admin API's ETag. */
   get generation(): number {
-    return this.#generation;
+    return this.keeper.generation;
   }
 
   /** Where numbers come from. */
@@ -285,30 +312,15 @@ export class Supervisor {
   }
 
   /**
-   * Applies a validated configuration to every child: live keys change at once, the process
-   * count grows or shrinks. Keys that need a restart must be unchanged.
-   *
-   * @param next The new configuration.
-   * @throws {RangeError} When a restart-only key differs; nothing is applied then.
+   * Puts a planned configuration in force on every child (the keeper's `apply`): live keys change
+   * at once, the process count grows or shrinks. Resolves once every child serves with it; a
+   * child that dies meanwhile is restarted with it anyway.
    */
-  async applyConfig(next: ServeConfig): Promise<void> {
-    const before = configToJson(this.#config);
-    const after = configToJson(next);
-    for (const key of RESTART_KEYS) {
-      if (next[key] !== this.#config[key]) {
-        throw new RangeError(
-          `'${FLAG_NAMES[key]}' cannot change while running: restart tallyho to change it`,
-        );
-      }
-    }
-    const changed = Object.keys(after).filter((key) =>
-      JSON.stringify(before[key]) !== JSON.stringify(after[key])
+  async #applyConfig(next: ServeConfig, generation: number): Promise<void> {
+    await this.#everyChild(
+      (id) => ({ type: "configure", id, config: next, generation }),
+      generation,
     );
-    this.#config = next;
-    this.#generation++;
-    // Wait for every child to confirm that all its threads serve with it; a child that dies
-    // meanwhile is restarted with the new configuration anyway.
-    await this.#everyChild((id) => ({ type: "configure", id, config: next }));
     const current = this.#children.length;
     if (next.processes > current) {
       await Promise.all(
@@ -321,29 +333,6 @@ export class Supervisor {
       const surplus = this.#children.splice(next.processes);
       await Promise.all(surplus.map((child) => this.#drainChild(child)));
     }
-    this.#log(
-      `configuration generation ${this.#generation}: ` +
-        (changed.length === 0
-          ? "no change"
-          : changed.map((key) =>
-            `${key} ${JSON.stringify(before[key])} -> ${JSON.stringify(after[key])}`
-          )
-            .join(", ")),
-    );
-  }
-
-  /**
-   * Runs `task` after every earlier one has finished: configuration changes from SIGHUP and the
-   * admin API never interleave, so a generation checked inside `task` is still current when it
-   * applies its change.
-   *
-   * @param task The work.
-   * @returns What `task` returns.
-   */
-  exclusive<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(task);
-    this.#queue = run.then(() => {}, () => {});
-    return run;
   }
 
   /**
@@ -400,7 +389,7 @@ export class Supervisor {
   async #drainChild(child: Child): Promise<void> {
     child.retiring = true;
     await this.#send(child, { type: "drain" });
-    const grace = this.#config.drainTimeoutMs + 2000;
+    const grace = this.keeper.config.drainTimeoutMs + 2000;
     const timer = setTimeout(() => child.process.kill("SIGKILL"), grace);
     await child.exited;
     clearTimeout(timer);

@@ -2,7 +2,7 @@
  * `tallyho load`: the command line of the load generator.
  *
  * `loadMain(args, io)` parses, validates, runs and resolves with the exit code, so tests and
- * the server's CLI can call it; a user's mistake is one line naming the flag and what was given,
+ * the command line's `main` can call it; the generator itself is load/ (`runLoad`); a user's mistake is one line naming the flag and what was given,
  * with exit code 2, before any connection is made.
  *
  * @module
@@ -11,32 +11,26 @@
 import { availableParallelism } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { describe } from "../../server/config.ts";
-import { parseDuration } from "../../server/config_json.ts";
-import { formatProgress, formatReport } from "./format_report.ts";
-import { type LoadOptions, resolveLoadOptions, type Workload, WORKLOADS } from "./load_options.ts";
-import { exitCodeFor } from "./load_report.ts";
-import { decodeMessage } from "./message_bytes.ts";
-import { runLoad } from "./run_load.ts";
-
-/** Exit code for a mistake in the command line. */
-export const EXIT_USAGE = 2;
-
-/** Where `tallyho load` writes (the same shape as the server CLI's). */
-export interface LoadIo {
-  out(line: string): void;
-  err(line: string): void;
-  /**
-   * Shows the live progress line (`null`: clear it). Defaults to rewriting one line on stdout
-   * when stdout is a terminal, and to nothing otherwise.
-   */
-  progress?: (line: string | null) => void;
-}
-
-const defaultIo: LoadIo = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
+import { ConfigError } from "../server/config_error.ts";
+import { parseDuration } from "../server/config_json.ts";
+import { formatProgress, formatReport } from "../load/format_report.ts";
+import {
+  type LoadOptions,
+  resolveLoadOptions,
+  type Workload,
+  WORKLOADS,
+} from "../load/load_options.ts";
+import { exitCodeFor } from "../load/load_report.ts";
+import { decodeMessage } from "../load/message_bytes.ts";
+import { runLoad } from "../load/run_load.ts";
+import {
+  type CliIo,
+  consoleIo,
+  EXIT_USAGE,
+  integerFlag,
+  UsageError,
+  usageErrorFrom,
+} from "./_io.ts";
 
 /** The usage text of `tallyho load`. */
 export function loadUsage(): string {
@@ -73,10 +67,6 @@ Exit codes: 0 ran and every number checked out, 1 no reply at all, 2 bad command
 3 the number check failed.`;
 }
 
-class UsageError extends Error {
-  override name = "UsageError";
-}
-
 const LOAD_FLAGS = {
   host: { type: "string" },
   port: { type: "string" },
@@ -94,13 +84,6 @@ const LOAD_FLAGS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-function integerFlag(flag: string, text: string): number {
-  if (!/^\d+$/.test(text)) {
-    throw new UsageError(`'${flag}' must be a whole number: got ${describe(text)}`);
-  }
-  return Number(text);
-}
-
 /**
  * Turns `load` flags into options.
  *
@@ -113,41 +96,26 @@ function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } 
   try {
     parsed = parseArgs({ args, options: LOAD_FLAGS, strict: true, allowPositionals: false });
   } catch (error) {
-    throw new UsageError(rewordParseError(error as Error));
+    throw usageErrorFrom(error as Error, "load");
   }
   const v = parsed.values;
   if (v.help) return "help";
   const options: LoadOptions = {};
   if (v.host !== undefined) options.host = v.host;
-  if (v.port !== undefined) options.port = integerFlag("port", v.port);
+  if (v.port !== undefined) options.port = integerFlag("port", v.port, false);
   if (v.workload !== undefined) options.workload = v.workload as Workload;
   if (v.connections !== undefined) {
-    options.connections = integerFlag("connections", v.connections);
+    options.connections = integerFlag("connections", v.connections, false);
   }
-  if (v.depth !== undefined) options.depth = integerFlag("depth", v.depth);
+  if (v.depth !== undefined) options.depth = integerFlag("depth", v.depth, false);
   if (v.duration !== undefined) options.durationMs = parseDuration("duration", v.duration);
-  if (v.count !== undefined) options.count = integerFlag("count", v.count);
-  if (v.threads !== undefined) options.threads = integerFlag("threads", v.threads);
+  if (v.count !== undefined) options.count = integerFlag("count", v.count, false);
+  if (v.threads !== undefined) options.threads = integerFlag("threads", v.threads, false);
   if (v.message !== undefined) options.message = decodeMessage(v.message);
   if (v.source !== undefined) options.source = v.source;
   if (v.timeout !== undefined) options.timeoutMs = parseDuration("timeout", v.timeout);
   if (v.greeting !== undefined) options.greeting = v.greeting;
   return { options, json: v.json === true };
-}
-
-// node:util's messages run long and mention positionals; say the one thing that matters.
-function rewordParseError(error: Error): string {
-  const code = (error as { code?: string }).code;
-  const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `Unknown option '${flag}' for load`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    return `Option '${flag ?? "?"}' needs a value`;
-  }
-  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
-    const given = /'([^']*)'/.exec(error.message)?.[1] ?? "";
-    return `Unexpected argument ${describe(given)}`;
-  }
-  return error.message.split("\n")[0]!;
 }
 
 function terminalProgress(): ((line: string | null) => void) | undefined {
@@ -162,7 +130,7 @@ function terminalProgress(): ((line: string | null) => void) | undefined {
  * @param io Where to write; defaults to the console (with a progress line on a terminal).
  * @returns The exit code: 0 ok, 1 no reply at all, 2 bad command line, 3 number check failed.
  */
-export async function loadMain(args: string[], io: LoadIo = defaultIo): Promise<number> {
+export async function loadMain(args: string[], io: CliIo = consoleIo): Promise<number> {
   let parsed;
   let config;
   try {
@@ -173,7 +141,7 @@ export async function loadMain(args: string[], io: LoadIo = defaultIo): Promise<
     }
     config = resolveLoadOptions(parsed.options, availableParallelism());
   } catch (error) {
-    if (error instanceof UsageError || error instanceof RangeError || error instanceof TypeError) {
+    if (error instanceof UsageError || error instanceof ConfigError) {
       io.err(`tallyho: ${error.message}`);
       io.err(`Run 'tallyho load --help' for usage.`);
       return EXIT_USAGE;

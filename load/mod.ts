@@ -5,7 +5,6 @@
  */
 
 export * from "./latency_histogram.ts";
-export * from "./load_cli.ts";
 export * from "./load_options.ts";
 export * from "./load_report.ts";
 export * from "./message_bytes.ts";

@@ -6,7 +6,8 @@
  */
 
 import { isIP } from "node:net";
-import { describe } from "../../server/config.ts";
+import { ConfigError, ConfigShapeError } from "../server/config_error.ts";
+import { describe } from "../server/config.ts";
 import { decodeMessage } from "./message_bytes.ts";
 
 /**
@@ -126,7 +127,8 @@ const DEFAULT_MESSAGE = decodeMessage("PING\\r\\n");
 function integerIn(name: keyof typeof LOAD_LIMITS & keyof LoadOptions, value: unknown): number {
   const { min, max } = LOAD_LIMITS[name];
   if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(
+    throw new ConfigError(
+      LOAD_FLAG_NAMES[name],
       `'${LOAD_FLAG_NAMES[name]}' must be an integer from ${min} to ${max}: got ${describe(value)}`,
     );
   }
@@ -135,22 +137,25 @@ function integerIn(name: keyof typeof LOAD_LIMITS & keyof LoadOptions, value: un
 
 function checkMessage(message: unknown, workload: Workload): Uint8Array {
   if (!(message instanceof Uint8Array)) {
-    throw new TypeError(`'message' must be bytes: got ${describe(message)}`);
+    throw new ConfigError("message", `'message' must be bytes: got ${describe(message)}`);
   }
   if (message.length > LOAD_LIMITS.messageBytes.max) {
-    throw new RangeError(
+    throw new ConfigError(
+      "message",
       `'message' must be at most ${LOAD_LIMITS.messageBytes.max} bytes: got ${message.length}`,
     );
   }
   if (message.length === 0 && workload !== "connect") {
-    throw new RangeError(
+    throw new ConfigError(
+      "message",
       `'message' may be empty only for the connect workload (the server speaks first): got an empty message with ${workload}`,
     );
   }
   if (workload === "pipelined") {
     const newlines = message.filter((byte) => byte === 10).length;
     if (newlines !== 1 || message[message.length - 1] !== 10) {
-      throw new RangeError(
+      throw new ConfigError(
+        "message",
         `'message' must be exactly one line ending in \\n for the pipelined workload (one request, one reply): got ${message.length} bytes with ${newlines} line breaks`,
       );
     }
@@ -164,8 +169,8 @@ function checkMessage(message: unknown, workload: Workload): Uint8Array {
  * @param options What the caller set; unknown keys are rejected.
  * @param cores Cores on this machine, for the default thread count.
  * @returns The complete options.
- * @throws {TypeError} For an unknown key or a value of the wrong type.
- * @throws {RangeError} For a value out of bounds; the message names the flag and the value.
+ * @throws {ConfigShapeError} For an unknown key.
+ * @throws {ConfigError} For a value of the wrong type or out of bounds, naming the flag.
  *
  * @example
  * ```ts
@@ -174,29 +179,37 @@ function checkMessage(message: unknown, workload: Workload): Uint8Array {
  */
 export function resolveLoadOptions(options: LoadOptions, cores: number): LoadConfig {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(`Load options must be an object: got ${describe(options)}`);
+    throw new ConfigShapeError(
+      undefined,
+      `Load options must be an object: got ${describe(options)}`,
+    );
   }
   for (const key of Object.keys(options)) {
-    if (!(key in LOAD_FLAG_NAMES)) throw new TypeError(`Unknown load option '${key}'`);
+    if (!(key in LOAD_FLAG_NAMES)) {
+      throw new ConfigShapeError(key, `Unknown load option '${key}'`);
+    }
   }
   const workload = options.workload ?? "closed";
   if (!WORKLOADS.includes(workload)) {
-    throw new RangeError(
+    throw new ConfigError(
+      "workload",
       `'workload' must be one of ${WORKLOADS.join(", ")}: got ${describe(workload)}`,
     );
   }
   const host = options.host ?? "127.0.0.1";
   if (typeof host !== "string" || host.length === 0) {
-    throw new RangeError(`'host' must be a non-empty address: got ${describe(host)}`);
+    throw new ConfigError("host", `'host' must be a non-empty address: got ${describe(host)}`);
   }
   const source = options.source ?? null;
   if (source !== null && (typeof source !== "string" || isIP(source) === 0)) {
-    throw new RangeError(
+    throw new ConfigError(
+      "source",
       `'source' must be a local IP address such as 127.0.0.2: got ${describe(source)}`,
     );
   }
   if (options.depth !== undefined && workload !== "pipelined" && options.depth !== 1) {
-    throw new RangeError(
+    throw new ConfigError(
+      "depth",
       `'depth' applies to the pipelined workload only (${workload} has one request in flight): got ${
         describe(options.depth)
       }`,
@@ -204,7 +217,10 @@ export function resolveLoadOptions(options: LoadOptions, cores: number): LoadCon
   }
   const greeting = options.greeting ?? "Hello World";
   if (typeof greeting !== "string" || /[\r\n]/.test(greeting)) {
-    throw new RangeError(`'greeting' must be text without line breaks: got ${describe(greeting)}`);
+    throw new ConfigError(
+      "greeting",
+      `'greeting' must be text without line breaks: got ${describe(greeting)}`,
+    );
   }
   const connections = integerIn("connections", options.connections ?? 50);
   const count = options.count ?? null;

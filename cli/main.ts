@@ -1,43 +1,33 @@
 /**
- * The command line: `tallyho serve`, `tallyho --help`, `tallyho --version`.
+ * The command line, and the program's one composition root: `tallyho serve` (the default),
+ * `tallyho load`, `tallyho doctor`, `--help`, `--version`. Only this folder knows that the
+ * server (server/), the admin API (admin/) and the load generator (load/) exist together.
  *
  * `main(args)` parses, validates and runs, and resolves with the exit code, so tests can call it;
  * only `mod.ts` calls `process.exit`. A user's mistake is one line naming what was wrong and what
- * was given, a usage hint and exit code 2; a failure to serve (a busy port) exits 1.
+ * was given, a usage hint and exit code 2; a failure to serve (a busy port) exits 1; a bug (any
+ * other error) exits 1 with its stack, so it is never mistaken for the user's.
  *
  * @module
  */
 
-import { parseArgs } from "node:util";
-import { loadMain } from "../bench/load/load_cli.ts";
-import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
-import { AddressInUseError } from "./adapters/thread_listener.ts";
-import { describe, DURATION_KEYS, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
-import { ConfigFileError, parseDuration } from "./config_json.ts";
-import { doctorMain } from "./doctor/doctor_main.ts";
-import { RedisLeaseError } from "./lease/redis_lease_error.ts";
-import { RedisPasswordError } from "./lease/redis_password.ts";
-import { StateFileError } from "./lease/state_file.ts";
-import { runChild } from "./process/child_main.ts";
-import { CHILD_COMMAND } from "./process/supervisor.ts";
-import { type AdminFlags, DEFAULT_ADMIN_ADDRESS, runServe } from "./serve_command.ts";
-import { VERSION } from "./version.ts";
+import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
+import { AddressInUseError } from "../server/adapters/thread_listener.ts";
+import { describe, LIMITS } from "../server/config.ts";
+import { ConfigError } from "../server/config_error.ts";
+import { ConfigFileError } from "../server/config_json.ts";
+import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
+import { RedisPasswordError } from "../server/lease/redis_password.ts";
+import { StateFileError } from "../server/lease/state_file.ts";
+import { runChild } from "../server/process/child_main.ts";
+import { CHILD_COMMAND } from "../server/process/supervisor.ts";
+import { VERSION } from "../server/version.ts";
+import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
+import { doctorMain } from "./doctor.ts";
+import { loadMain } from "./load.ts";
+import { parseServeArgs, runServe } from "./serve.ts";
 
-/** Exit code for a mistake in the command line. */
-export const EXIT_USAGE = 2;
-/** Exit code for a failure to serve. */
-export const EXIT_FAILURE = 1;
-
-/** Where the CLI writes; tests pass their own. */
-export interface CliIo {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-const defaultIo: CliIo = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
+export { type CliIo, EXIT_FAILURE, EXIT_USAGE };
 
 /** The usage text printed by `--help`. */
 export function usage(): string {
@@ -96,83 +86,6 @@ Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP re
 Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;
 }
 
-class UsageError extends Error {
-  override name = "UsageError";
-}
-
-const SERVE_FLAGS = {
-  ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
-  config: { type: "string" },
-  admin: { type: "string" },
-  "admin-token-file": { type: "string" },
-  help: { type: "boolean", short: "h" },
-  version: { type: "boolean", short: "v" },
-} as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
-
-function integerFlag(flag: string, text: string): number {
-  if (!/^-?\d+$/.test(text)) {
-    throw new UsageError(`'${flag}' must be an integer: got ${describe(text)}`);
-  }
-  return Number(text);
-}
-
-/**
- * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
- * comma-separated lists for `allow` and `deny`, text for the rest.
- *
- * @param args The arguments after the command.
- * @returns The options and the config file, or `"help"` / `"version"`.
- * @throws {UsageError} For an unknown flag or an unparsable value.
- */
-function parseServeArgs(
-  args: string[],
-): { options: ServeOptions; configFile: string | null; admin: AdminFlags } | "help" | "version" {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false })
-      .values;
-  } catch (error) {
-    throw new UsageError(rewordParseError(error as Error));
-  }
-  if (values.help) return "help";
-  if (values.version) return "version";
-  const options: Record<string, unknown> = {};
-  for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
-    const text = values[flag];
-    if (typeof text !== "string") continue;
-    if (DURATION_KEYS.has(option)) options[option] = parseDuration(flag, text);
-    else if (option in LIMITS) options[option] = integerFlag(flag, text);
-    else if (option === "allow" || option === "deny") {
-      options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
-    } else options[option] = text;
-  }
-  const configFile = values.config;
-  const tokenFile = values["admin-token-file"];
-  return {
-    options: options as ServeOptions,
-    configFile: typeof configFile === "string" ? configFile : null,
-    admin: {
-      address: typeof values.admin === "string" ? values.admin : DEFAULT_ADMIN_ADDRESS,
-      ...(typeof tokenFile === "string" ? { tokenFile } : {}),
-    },
-  };
-}
-
-// node:util's messages run long and mention positionals; say the one thing that matters.
-function rewordParseError(error: Error): string {
-  const code = (error as { code?: string }).code;
-  const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `Unknown option '${flag}'`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    return `Option '${flag ?? "?"}' needs a value`;
-  }
-  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
-    const given = /'([^']*)'/.exec(error.message)?.[1] ?? "";
-    return `Unexpected argument ${describe(given)}`;
-  }
-  return error.message.split("\n")[0]!;
-}
-
 /**
  * Runs the command line.
  *
@@ -180,7 +93,7 @@ function rewordParseError(error: Error): string {
  * @param io Where to write; defaults to the console.
  * @returns The exit code, once the command is done (for `serve`, once the server has stopped).
  */
-export async function main(args: string[], io: CliIo = defaultIo): Promise<number> {
+export async function main(args: string[], io: CliIo = consoleIo): Promise<number> {
   const [first, ...rest] = args;
   let command = "serve";
   let commandArgs = args;
@@ -200,7 +113,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
       io.out(`tallyho ${VERSION} (${RUNTIME} ${RUNTIME_VERSION})`);
       return 0;
     }
-    return await runServe(parsed.options, parsed.configFile, io, parsed.admin);
+    return await runServe(parsed, io);
   } catch (error) {
     if (
       error instanceof StateFileError || error instanceof RedisLeaseError ||
@@ -210,7 +123,7 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
       return EXIT_FAILURE;
     }
     if (
-      error instanceof UsageError || error instanceof RangeError || error instanceof TypeError ||
+      error instanceof UsageError || error instanceof ConfigError ||
       error instanceof ConfigFileError
     ) {
       io.err(`tallyho: ${error.message}`);
@@ -218,10 +131,15 @@ export async function main(args: string[], io: CliIo = defaultIo): Promise<numbe
       return EXIT_USAGE;
     }
     if (error instanceof AddressInUseError) {
-      io.err(`tallyho: ${error.message} (is another server running? try another --port)`);
+      io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;
     }
-    io.err(`tallyho: ${(error as Error).message ?? String(error)}`);
+    // Anything else is a bug in tallyho, never the user's mistake: say so, with the stack.
+    io.err(
+      `tallyho: internal error (a bug; please report it): ${
+        (error as Error).stack ?? String(error)
+      }`,
+    );
     return EXIT_FAILURE;
   }
 }

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { describe } from "../../server/config.ts";
+import { ConfigError } from "../server/config_error.ts";
+import { describe } from "../server/config.ts";
 
 const ESCAPES: Record<string, number> = { n: 10, r: 13, t: 9, "0": 0, "\\": 92 };
 
@@ -15,7 +16,7 @@ const ESCAPES: Record<string, number> = { n: 10, r: 13, t: 9, "0": 0, "\\": 92 }
  *
  * @param text The text as typed.
  * @returns The bytes.
- * @throws {RangeError} For an unknown escape or a bad `\x`.
+ * @throws {ConfigError} For an unknown escape or a bad `\x`.
  *
  * @example
  * ```ts
@@ -39,7 +40,8 @@ export function decodeMessage(text: string): Uint8Array {
     if (next === "x") {
       const hex = text.slice(i + 2, i + 4);
       if (!/^[0-9a-fA-F]{2}$/.test(hex)) {
-        throw new RangeError(
+        throw new ConfigError(
+          "message",
           `'message' has a bad \\x escape (needs two hex digits): got ${
             describe(text.slice(i, i + 4))
           }`,
@@ -51,7 +53,8 @@ export function decodeMessage(text: string): Uint8Array {
     }
     const escaped = next === undefined ? undefined : ESCAPES[next];
     if (escaped === undefined) {
-      throw new RangeError(
+      throw new ConfigError(
+        "message",
         `'message' has an unknown escape (use \\n \\r \\t \\0 \\\\ \\xHH): got ${
           describe(text.slice(i, i + 2))
         }`,

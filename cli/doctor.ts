@@ -6,15 +6,13 @@
  */
 
 import { parseArgs } from "node:util";
-import type { CliIo } from "../cli.ts";
-import { RUNTIME, RUNTIME_VERSION } from "../adapters/mod.ts";
-import { describe } from "../config.ts";
-import { diagnose, type DoctorOptions } from "./diagnose.ts";
-import { renderJson, renderText } from "./render.ts";
+import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
+import { diagnose, type DoctorOptions } from "../server/doctor/diagnose.ts";
+import { renderJson, renderText } from "../server/doctor/render.ts";
+import { type CliIo, consoleIo, EXIT_USAGE, usageErrorFrom } from "./_io.ts";
 
 /** Exit code when SYN cookies are off. */
 export const EXIT_SYNCOOKIES_OFF = 1;
-const EXIT_USAGE = 2;
 
 /** The usage text printed by `tallyho doctor --help`. */
 export function doctorUsage(): string {
@@ -37,25 +35,6 @@ const FLAGS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-function parseError(error: Error): string {
-  const code = (error as { code?: string }).code;
-  const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
-  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `Unknown option '${flag}'`;
-  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
-    // A boolean flag given a value (`--json=yes`) is the only way to get here.
-    return `Option '${flag ?? "?"}' takes no value`;
-  }
-  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
-    return `Unexpected argument ${describe(/'([^']*)'/.exec(error.message)?.[1] ?? "")}`;
-  }
-  return error.message.split("\n")[0]!;
-}
-
-const defaultIo: CliIo = {
-  out: (line) => console.log(line),
-  err: (line) => console.error(line),
-};
-
 /**
  * Runs `tallyho doctor`.
  *
@@ -71,14 +50,14 @@ const defaultIo: CliIo = {
  */
 export async function doctorMain(
   args: string[],
-  io: CliIo = defaultIo,
+  io: CliIo = consoleIo,
   options: DoctorOptions = {},
 ): Promise<number> {
   let values;
   try {
     values = parseArgs({ args, options: FLAGS, strict: true, allowPositionals: false }).values;
   } catch (error) {
-    io.err(`tallyho: ${parseError(error as Error)}`);
+    io.err(`tallyho: ${usageErrorFrom(error as Error).message}`);
     io.err(`Run 'tallyho doctor --help' for usage.`);
     return EXIT_USAGE;
   }

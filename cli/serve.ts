@@ -1,33 +1,39 @@
 /**
- * `tallyho serve`: resolves the configuration (defaults, then the `--config` file, then flags),
- * opens the number source, starts the supervisor and its children, and handles signals:
+ * `tallyho serve`: reads the command line, plans the configuration (defaults, then the
+ * `--config` file, then flags, clamped to this host: the same `planConfig` that SIGHUP and the
+ * admin API go through), checks every address before anything starts, opens the number source,
+ * starts the supervisor and its children, wires the admin API to it, and handles signals:
  * SIGTERM/SIGINT drain and exit 0 (a second one exits at once), SIGHUP re-reads the config file
- * and applies it only if it is valid.
+ * through the supervisor's `ConfigKeeper`.
  *
  * @module
  */
 
 import process from "node:process";
+import { parseArgs } from "node:util";
 import { createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
-import { RUNTIME, RUNTIME_VERSION, serveHttp } from "./adapters/mod.ts";
-import type { HttpServer } from "./adapters/http_server.ts";
+import { assertAddressFree } from "../server/address_probe.ts";
+import { RUNTIME, RUNTIME_VERSION, serveHttp } from "../server/adapters/mod.ts";
+import type { HttpServer } from "../server/adapters/http_server.ts";
+import { AddressInUseError } from "../server/adapters/thread_listener.ts";
 import {
-  clampToHost,
   defaultConfig,
-  resolveConfig,
-  type ServeConfig,
+  DURATION_KEYS,
+  FLAG_NAMES,
+  LIMITS,
   type ServeOptions,
-} from "./config.ts";
-import { readHostFacts } from "./host_facts.ts";
-import { ADDRESS_TABLE_BYTES } from "./limits/connection_gate.ts";
-import { readConfigFile } from "./config_json.ts";
-import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
-import { readRedisPassword } from "./lease/redis_password.ts";
-import { StateFileLeaseSource } from "./lease/state_file.ts";
-import { type ProcessFigures, Supervisor } from "./process/supervisor.ts";
-import { VERSION } from "./version.ts";
+} from "../server/config.ts";
+import { ConfigError } from "../server/config_error.ts";
+import { parseDuration, readConfigFile } from "../server/config_json.ts";
+import { planConfig } from "../server/config_plan.ts";
+import { readHostFacts } from "../server/host_facts.ts";
+import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
+import { openLeaseSource } from "../server/lease/open_lease_source.ts";
+import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
+import { VERSION } from "../server/version.ts";
+import { type CliIo, integerFlag, usageErrorFrom } from "./_io.ts";
 
 /** Where the admin API listens by default: loopback only. */
 export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
@@ -45,14 +51,15 @@ export interface AdminFlags {
  *
  * @param text `HOST:PORT`, `[IPv6]:PORT` or `off`.
  * @returns Where to listen, or null for off.
- * @throws {RangeError} Naming the flag and what was given.
+ * @throws {ConfigError} Naming the flag and what was given.
  */
 export function parseAdminAddress(text: string): { hostname: string; port: number } | null {
   if (text === "off") return null;
   const match = /^(?:\[([^\]]+)\]|([^:\[\]]+)):(\d{1,5})$/.exec(text);
   const port = Number(match?.[3]);
   if (!match || port > 65535) {
-    throw new RangeError(
+    throw new ConfigError(
+      "admin",
       `'admin' must be HOST:PORT (such as 127.0.0.1:9001 or [::1]:9001) or off: got ${
         JSON.stringify(text)
       }`,
@@ -61,73 +68,99 @@ export function parseAdminAddress(text: string): { hostname: string; port: numbe
   return { hostname: match[1] ?? match[2]!, port };
 }
 
-/** Where the serve command writes. */
-export interface ServeIo {
-  out(line: string): void;
-  err(line: string): void;
+/** What `tallyho serve`'s command line asked for. */
+export interface ServeArgs {
+  /** The options the flags set. */
+  options: ServeOptions;
+  /** The `--config` file, if any. */
+  configFile: string | null;
+  /** The admin API's flags. */
+  admin: AdminFlags;
 }
 
-/**
- * Resolves the configuration: defaults derived from this host, then the config file, then the
- * flags; then lowers what the host cannot hold, with a warning for each.
- *
- * @param flags What the command line set.
- * @param configFile The `--config` file, if any.
- * @returns The validated configuration and the warnings.
- * @throws {ConfigFileError | TypeError | RangeError} Naming the file or the field.
- */
-export function loadConfig(
-  flags: ServeOptions,
-  configFile: string | null,
-): { config: ServeConfig; warnings: string[] } {
-  const host = readHostFacts();
-  const fromFile = configFile === null ? {} : readConfigFile(configFile);
-  return clampToHost(resolveConfig({ ...fromFile, ...flags }, defaultConfig(host)), host);
-}
+const SERVE_FLAGS = {
+  ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
+  config: { type: "string" },
+  admin: { type: "string" },
+  "admin-token-file": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "v" },
+} as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
 
 /**
- * Opens where the numbers come from: a Redis key (`numbers`), a state file (`state`), or memory.
+ * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
+ * comma-separated lists for `allow` and `deny`, text for the rest.
  *
- * @param config The resolved configuration.
- * @param log Receives the source's own lines (a Redis connection lost and back).
- * @returns The open source; nothing above it knows which kind it is.
- * @throws {StateFileError | RedisLeaseError | RedisPasswordError} Naming the problem.
+ * @param args The arguments after the command.
+ * @returns What was asked for, or `"help"` / `"version"`.
+ * @throws {UsageError} For an unknown flag or an unparsable value.
+ * @throws {ConfigError} For a duration that cannot be read.
  */
-export async function openSource(
-  config: ServeConfig,
-  log: (line: string) => void,
-): Promise<LeaseSource> {
-  if (config.numbers !== null) {
-    // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
-    // processes (started from the same entry point) and servers without Redis need not pay.
-    const { RedisLeaseSource } = await import("./lease/redis_lease_source.ts");
-    return await RedisLeaseSource.open(config.numbers, {
-      password: readRedisPassword(config.numbersPasswordFile, process.env),
-      firstNumber: config.firstNumber,
-      caFile: config.numbersCaFile,
-      log,
-    });
+export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false })
+      .values;
+  } catch (error) {
+    throw usageErrorFrom(error as Error);
   }
-  return config.state === null
-    ? new MemoryLeaseSource(config.firstNumber)
-    : StateFileLeaseSource.open(config.state, config.firstNumber);
+  if (values.help) return "help";
+  if (values.version) return "version";
+  const options: Record<string, unknown> = {};
+  for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
+    const text = values[flag];
+    if (typeof text !== "string") continue;
+    if (DURATION_KEYS.has(option)) options[option] = parseDuration(flag, text);
+    else if (option in LIMITS) options[option] = integerFlag(flag, text);
+    else if (option === "allow" || option === "deny") {
+      options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
+    } else options[option] = text;
+  }
+  const configFile = values.config;
+  const tokenFile = values["admin-token-file"];
+  return {
+    options: options as ServeOptions,
+    configFile: typeof configFile === "string" ? configFile : null,
+    admin: {
+      address: typeof values.admin === "string" ? values.admin : DEFAULT_ADMIN_ADDRESS,
+      ...(typeof tokenFile === "string" ? { tokenFile } : {}),
+    },
+  };
+}
+
+/** What the configuration is asked to be: the `--config` file's keys under the flags. */
+function requested(args: ServeArgs): ServeOptions {
+  const fromFile = args.configFile === null ? {} : readConfigFile(args.configFile);
+  return { ...fromFile, ...args.options };
+}
+
+/**
+ * Checks that an address can be bound before anything starts, naming the flag that sets it.
+ *
+ * @throws {AddressInUseError} With the flag to change.
+ */
+async function assertFree(host: string, port: number, flag: string): Promise<void> {
+  try {
+    await assertAddressFree(host, port);
+  } catch (error) {
+    if (!(error instanceof AddressInUseError)) throw error;
+    throw new AddressInUseError(
+      `${error.message} (is another server running? try another ${flag})`,
+    );
+  }
 }
 
 /**
  * Runs the server until a signal stops it.
  *
- * @param flags What the command line set.
- * @param configFile The `--config` file, if any.
+ * @param args What the command line asked for.
  * @param io Where to write.
  * @returns The exit code.
  */
-export async function runServe(
-  flags: ServeOptions,
-  configFile: string | null,
-  io: ServeIo,
-  adminFlags: AdminFlags = { address: DEFAULT_ADMIN_ADDRESS },
-): Promise<number> {
-  const { config, warnings } = loadConfig(flags, configFile);
+export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
+  const host = readHostFacts();
+  const defaults = defaultConfig(host);
+  const { config, warnings } = planConfig(requested(args), { defaults, host });
   // The level is read at each line, so a live change of 'log-level' applies at once.
   let currentLevel = () => config.logLevel;
   const log = (line: string, level: "info" | "warn" = "info") => {
@@ -136,17 +169,20 @@ export async function runServe(
     if (level === "warn" && allowed === "error") return;
     io.out(`tallyho: ${level === "warn" ? "warning: " : ""}${line}`);
   };
-  // The admin API's settings are checked before anything starts, so a mistake costs nothing.
-  const adminAddress = parseAdminAddress(adminFlags.address);
-  const tokenOptions = adminFlags.tokenFile === undefined
+  // The admin API's settings and both addresses are checked before anything starts, so a
+  // mistake or a busy port costs nothing and names the flag to change.
+  const adminAddress = parseAdminAddress(args.admin.address);
+  const tokenOptions = args.admin.tokenFile === undefined
     ? {}
-    : { tokenFile: adminFlags.tokenFile };
+    : { tokenFile: args.admin.tokenFile };
   if (adminAddress) assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
+  await assertFree(config.host, config.port, "--port");
+  if (adminAddress) await assertFree(adminAddress.hostname, adminAddress.port, "--admin");
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
-  const source = await openSource(config, log);
+  const source = await openLeaseSource(config, log);
   if (config.state === null && config.numbers === null) {
     log(
       `numbers are kept in memory: they restart from ${config.firstNumber} on the next start` +
@@ -159,7 +195,12 @@ export async function runServe(
   const crashLoop = new Promise<string>((resolve) => (crashed = resolve));
   let supervisor: Supervisor;
   try {
-    supervisor = await Supervisor.start(config, source, { log, onCrashLoop: (r) => crashed(r) });
+    supervisor = await Supervisor.start(config, source, {
+      log,
+      defaults,
+      host,
+      onCrashLoop: (r) => crashed(r),
+    });
   } catch (error) {
     await source.close();
     throw error;
@@ -169,7 +210,6 @@ export async function runServe(
   let admin: HttpServer | null = null;
   if (adminAddress && adminToken) {
     const backend = new SupervisorBackend(supervisor, {
-      defaults: defaultConfig(readHostFacts()),
       drain: () => signals.stop("admin drain"),
       numbersAvailable: () => supervisor.numbersAvailable(),
     });
@@ -199,14 +239,23 @@ export async function runServe(
     );
   }
   signals.onReload = async () => {
+    const configFile = args.configFile;
     if (configFile === null) {
       log("SIGHUP: no --config file to re-read; nothing changed");
       return;
     }
     try {
-      const reloaded = loadConfig(flags, configFile);
-      for (const warning of reloaded.warnings) io.err(`tallyho: warning: ${warning}`);
-      await supervisor.applyConfig(reloaded.config);
+      // The same way in as the admin API's PATCH: serialized with it, planned against the
+      // configuration in force when it runs, applied only if something changed.
+      const change = await supervisor.keeper.change(() => requested(args), {
+        origin: `the config file ${configFile}`,
+      });
+      if (Object.keys(change.changes).length === 0) {
+        log(
+          `SIGHUP: ${configFile} asks for the configuration in force; ` +
+            `generation ${change.generation} stays`,
+        );
+      }
     } catch (error) {
       log(
         `SIGHUP: configuration not applied, keeping generation ${supervisor.generation}: ${
@@ -284,7 +333,7 @@ interface Signals {
   onReload: () => Promise<void>;
 }
 
-function listenForSignals(io: ServeIo): Signals {
+function listenForSignals(io: CliIo): Signals {
   let received = 0;
   let resolveFirst: (name: string) => void = () => {};
   const signals: Signals = {

@@ -1,0 +1,113 @@
+/**
+ * The one way a configuration is decided, whatever asks for it (start-up, SIGHUP re-reading
+ * `--config`, `PATCH /v1/config`): validate the options asked for over the defaults, clamp what
+ * this host cannot hold (with a warning naming the limit), list what differs from the
+ * configuration in force, and refuse a change to a key that needs a restart.
+ *
+ * {@linkcode ConfigKeeper} (config_keeper.ts) is the only caller that puts a plan in force.
+ *
+ * @module
+ */
+
+import { clampToHost, describe, FLAG_NAMES, resolveConfig, RESTART_KEYS } from "./config.ts";
+import type { ServeConfig, ServeOptions } from "./config.ts";
+import { RestartRequiredError } from "./config_error.ts";
+import { configToJson } from "./config_json.ts";
+import type { HostFacts } from "./host_facts.ts";
+
+/** A key's value before and after a change, as JSON with the flags' names. */
+export interface ValueChange {
+  from: unknown;
+  to: unknown;
+}
+
+/** What a configuration request would put in force. */
+export interface ConfigPlan {
+  /** The resolved configuration, clamped to the host. */
+  config: ServeConfig;
+  /** The same as JSON with flag-named keys. */
+  json: Record<string, unknown>;
+  /** The keys whose values differ from the configuration in force, by flag name. */
+  changes: Record<string, ValueChange>;
+  /** What was lowered to fit this host, one sentence each (empty when nothing was). */
+  warnings: string[];
+}
+
+/** Options for {@linkcode planConfig}. */
+export interface PlanOptions {
+  /** What a key not asked for takes. */
+  defaults: ServeConfig;
+  /**
+   * The host to clamp to; every route that runs a server gives it.
+   * @default {undefined: validate only, clamp nothing}
+   */
+  host?: HostFacts;
+  /**
+   * The configuration in force; without it (at start-up) nothing is a change and every key may
+   * be set.
+   * @default {undefined}
+   */
+  current?: ServeConfig;
+  /**
+   * Who asks, as a restart-only refusal names it ("the patch", "the config file").
+   * @default {"the change"}
+   */
+  origin?: string;
+}
+
+/**
+ * Plans a configuration.
+ *
+ * @param requested The options asked for; keys not given take the defaults.
+ * @param options The defaults, the host and the configuration in force.
+ * @returns The plan; nothing is applied.
+ * @throws {ConfigError} For a value out of its bounds, naming the key.
+ * @throws {ConfigShapeError} For an unknown key.
+ * @throws {RestartRequiredError} When a key in `RESTART_KEYS` would change.
+ *
+ * @example
+ * ```ts
+ * const plan = planConfig({ greeting: "Hi" }, { defaults, host, current });
+ * plan.changes; // { greeting: { from: "Hello World", to: "Hi" } }
+ * ```
+ */
+export function planConfig(requested: ServeOptions, options: PlanOptions): ConfigPlan {
+  let config = resolveConfig(requested, options.defaults);
+  let warnings: string[] = [];
+  if (options.host !== undefined) ({ config, warnings } = clampToHost(config, options.host));
+  const json = configToJson(config);
+  const changes: Record<string, ValueChange> = {};
+  const current = options.current;
+  if (current !== undefined) {
+    const before = configToJson(current);
+    for (const [key, to] of Object.entries(json)) {
+      const from = before[key];
+      if (JSON.stringify(from) !== JSON.stringify(to)) changes[key] = { from, to };
+    }
+    for (const option of RESTART_KEYS) {
+      const key = FLAG_NAMES[option];
+      const change = changes[key];
+      if (change === undefined) continue;
+      throw new RestartRequiredError(
+        key,
+        `'${key}' cannot change while the server runs; a restart is needed: it is ${
+          describe(change.from)
+        }, ${options.origin ?? "the change"} asks for ${describe(change.to)}`,
+      );
+    }
+  }
+  return { config, json, changes, warnings };
+}
+
+/**
+ * Describes a plan's changes for the one log line a change gets.
+ *
+ * @param changes What changes.
+ * @returns `greeting "a" -> "b", threads 2 -> 4`, or `no change`.
+ */
+export function describeChanges(changes: Record<string, ValueChange>): string {
+  const parts = Object.entries(changes).map(([key, { from, to }]) =>
+    `${key} ${JSON.stringify(from)} -> ${JSON.stringify(to)}`
+  );
+  return parts.length === 0 ? "no change" : parts.join(", ");
+}

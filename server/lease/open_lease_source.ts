@@ -1,0 +1,40 @@
+/**
+ * Opens where a server's numbers come from: a Redis key (`numbers`), a state file (`state`), or
+ * memory. Nothing above the returned `LeaseSource` knows which kind it is.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import type { ServeConfig } from "../config.ts";
+import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
+import { readRedisPassword } from "./redis_password.ts";
+import { StateFileLeaseSource } from "./state_file.ts";
+
+/**
+ * Opens the configured number source.
+ *
+ * @param config The resolved configuration.
+ * @param log Receives the source's own lines (a Redis connection lost and back).
+ * @returns The open source.
+ * @throws {StateFileError | RedisLeaseError | RedisPasswordError} Naming the problem.
+ */
+export async function openLeaseSource(
+  config: ServeConfig,
+  log: (line: string) => void,
+): Promise<LeaseSource> {
+  if (config.numbers !== null) {
+    // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
+    // processes (started from the same entry point) and servers without Redis need not pay.
+    const { RedisLeaseSource } = await import("./redis_lease_source.ts");
+    return await RedisLeaseSource.open(config.numbers, {
+      password: readRedisPassword(config.numbersPasswordFile, process.env),
+      firstNumber: config.firstNumber,
+      caFile: config.numbersCaFile,
+      log,
+    });
+  }
+  return config.state === null
+    ? new MemoryLeaseSource(config.firstNumber)
+    : StateFileLeaseSource.open(config.state, config.firstNumber);
+}
