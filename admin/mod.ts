@@ -17,5 +17,3 @@ export * from "./process_metrics.ts";
 export * from "./reply_rate.ts";
 export * from "./stats_view.ts";
 export * from "./token.ts";
-export { MAX_BODY_BYTES } from "./_json_body.ts";
-export type { ErrorBody } from "./_http_error.ts";

@@ -251,9 +251,13 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
         origin: `the config file ${configFile}`,
       });
       if (Object.keys(change.changes).length === 0) {
+        const clamped = change.warnings.length === 0
+          ? ""
+          : `; clamped: ${change.warnings.join("; ")}`;
         log(
           `SIGHUP: ${configFile} asks for the configuration in force; ` +
-            `generation ${change.generation} stays`,
+            `generation ${change.generation} stays${clamped}`,
+          clamped === "" ? "info" : "warn",
         );
       }
     } catch (error) {

@@ -1,0 +1,89 @@
+/**
+ * The layers only look down: cli/ (the composition root) -> admin/, load/ -> server/. Every
+ * import of every source file is read, so a new import that crosses a layer upwards (or sideways
+ * between admin/ and load/) fails here, and so does a mod.ts that re-exports a private `_` file.
+ */
+import assert from "node:assert/strict";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { test } from "node:test";
+import { ROOT } from "./_server.ts";
+
+/** What each top-level folder may import from the others. */
+const MAY_IMPORT: Record<string, readonly string[]> = {
+  server: [],
+  admin: ["server"],
+  load: ["server"],
+  cli: ["server", "admin", "load"],
+  bench: ["server", "load"],
+};
+
+function sourceFiles(dir: string): string[] {
+  const files: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (name === "node_modules" || name === "bundle") continue;
+    if (statSync(path).isDirectory()) files.push(...sourceFiles(path));
+    else if (name.endsWith(".ts")) files.push(path);
+  }
+  return files;
+}
+
+/** Every relative module specifier in a file: `import`, `export ... from`, `import()`, `new URL`. */
+function relativeImports(text: string): string[] {
+  const found: string[] = [];
+  const patterns = [
+    /(?:import|export)\s[^;]*?from\s*["'](\.{1,2}\/[^"']+)["']/g,
+    /import\s*\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g,
+    /import\s*["'](\.{1,2}\/[^"']+)["']/g,
+  ];
+  for (const pattern of patterns) {
+    for (const match of text.matchAll(pattern)) found.push(match[1]!);
+  }
+  return found;
+}
+
+function layerOf(path: string): string {
+  return relative(ROOT, path).split("/")[0]!;
+}
+
+test("layers: server/ imports nothing above it, and no layer imports upwards or sideways", () => {
+  const violations: string[] = [];
+  let checked = 0;
+  for (const [layer, allowed] of Object.entries(MAY_IMPORT)) {
+    for (const file of sourceFiles(join(ROOT, layer))) {
+      for (const specifier of relativeImports(readFileSync(file, "utf8"))) {
+        checked++;
+        const target = layerOf(resolve(dirname(file), specifier));
+        // Files at the root (package.json for the version) belong to no layer.
+        if (!(target in MAY_IMPORT) && target !== "tests") continue;
+        if (target === layer || allowed.includes(target)) continue;
+        violations.push(`${relative(ROOT, file)} imports ${specifier} (${layer} -> ${target})`);
+      }
+    }
+  }
+  assert.ok(checked > 200, `read only ${checked} imports: is the scan still finding them?`);
+  assert.deepEqual(violations, [], violations.join("\n"));
+});
+
+test("layers: the scan sees an upward import when there is one", () => {
+  const planted = `import { createAdminApp } from "../admin/app.ts";\nexport * from "./_x.ts";`;
+  assert.deepEqual(relativeImports(planted), ["../admin/app.ts", "./_x.ts"]);
+  const file = join(ROOT, "server", "serve.ts");
+  assert.equal(layerOf(resolve(dirname(file), "../admin/app.ts")), "admin");
+});
+
+test("layers: no mod.ts re-exports a folder-private _ file", () => {
+  const offenders: string[] = [];
+  for (const layer of Object.keys(MAY_IMPORT)) {
+    for (const file of sourceFiles(join(ROOT, layer))) {
+      if (!file.endsWith("/mod.ts")) continue;
+      for (const specifier of relativeImports(readFileSync(file, "utf8"))) {
+        if (/(^|\/)_[^/]*$/.test(specifier)) {
+          offenders.push(`${relative(ROOT, file)}: ${specifier}`);
+        }
+      }
+    }
+  }
+  assert.deepEqual(offenders, []);
+});
