@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
@@ -192,6 +192,25 @@ test(`[${UNDER_TEST}] SIGHUP with an unchanged --config keeps the generation (an
     await server.waitFor(/clamped: 'max-connections' 9000000 is above what this process can hold/);
     const config = await (await server.admin("/v1/config")).json();
     assert.ok(config["max-connections"] < 9e6, `max-connections ${config["max-connections"]}`);
+    // PATCH takes the same clamps: more threads x processes than the host holds, more
+    // connections than the open-file limit; the response says what it lowered.
+    const patched = await server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ "max-connections": 5_000_000, threads: 256 }),
+    });
+    assert.equal(patched.status, 200);
+    const body = await patched.json();
+    assert.equal(body["max-connections"], config["max-connections"]);
+    assert.ok(body.threads <= availableParallelism() * 4, `threads ${body.threads}`);
+    assert.match(patched.headers.get("warning") ?? "", /'max-connections' 5000000/);
+    assert.match(patched.headers.get("warning") ?? "", /'threads' 256/);
+    const client = await LineClient.connect(server.port);
+    try {
+      assert.match(await client.request("hi\n"), /^same \d+$/, "still serving after the change");
+    } finally {
+      client.close();
+    }
   } finally {
     assert.equal(await server.stop(), 0);
     rmSync(dir, { recursive: true, force: true });
