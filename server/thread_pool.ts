@@ -10,6 +10,7 @@ import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
 import { createGateBuffers } from "./limits/connection_gate.ts";
+import { DeathWindow } from "./process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -60,7 +61,7 @@ export class ThreadPool {
   readonly #onStarved: () => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
-  readonly #deaths: number[] = [];
+  readonly #deaths: DeathWindow;
   readonly #gateBuffers = createGateBuffers();
   #paused = false;
   #stopping = false;
@@ -73,6 +74,7 @@ export class ThreadPool {
     this.#onStarved = options.onStarved ?? (() => {});
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
+    this.#deaths = new DeathWindow(this.#crashWindowMs);
   }
 
   /**
@@ -153,14 +155,10 @@ export class ThreadPool {
   #restart(thread: number, reason: string): void {
     if (this.#stopping) return;
     this.#slots[thread]?.worker.terminate();
-    const now = Date.now();
-    this.#deaths.push(now);
-    while (this.#deaths.length > 0 && this.#deaths[0]! < now - this.#crashWindowMs) {
-      this.#deaths.shift();
-    }
-    if (this.#deaths.length > this.#crashLimit) {
+    const deaths = this.#deaths.record();
+    if (deaths > this.#crashLimit) {
       this.#onCrashLoop(
-        `${this.#deaths.length} threads died within ${this.#crashWindowMs} ms; last: ${reason}`,
+        `${deaths} threads died within ${this.#crashWindowMs} ms; last: ${reason}`,
       );
       return;
     }

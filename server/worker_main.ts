@@ -9,7 +9,7 @@ import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapt
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
-import { type CoarseClock, SWEEP_EVERY_MS } from "./limits/timeouts.ts";
+import { TickingClock } from "./limits/timeouts.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -23,9 +23,8 @@ const scope = globalThis as unknown as {
 let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
-// One Date.now() per tick for every timestamp the hot path takes (see limits/timeouts.ts).
-const clock: CoarseClock = { now: Date.now() };
-setInterval(() => (clock.now = Date.now()), SWEEP_EVERY_MS / 5);
+// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
+const clock = new TickingClock();
 
 scope.onmessage = async (event) => {
   const message = event.data;

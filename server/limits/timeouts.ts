@@ -42,3 +42,19 @@ export function overstayed(connection: Connection, now: number, config: ServeCon
 export interface CoarseClock {
   now: number;
 }
+
+/** A {@linkcode CoarseClock} brought up to date by a timer, five times per sweep. */
+export class TickingClock implements CoarseClock {
+  now: number = Date.now();
+  readonly #timer: ReturnType<typeof setInterval>;
+
+  /** @param everyMs How often it is brought up to date. */
+  constructor(everyMs: number = SWEEP_EVERY_MS / 5) {
+    this.#timer = setInterval(() => (this.now = Date.now()), everyMs);
+  }
+
+  /** Stops the timer (a worker's clock runs as long as the worker). */
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
