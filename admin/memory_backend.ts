@@ -14,6 +14,7 @@ import {
   type ServeOptions,
 } from "../server/config.ts";
 import { configToJson } from "../server/config_json.ts";
+import { monotonicNow } from "../server/monotonic_clock.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { VERSION } from "../server/version.ts";
 import type {
@@ -51,8 +52,8 @@ export interface MemoryBackendOptions {
    */
   boundPort?: number;
   /**
-   * The clock, in milliseconds, for the uptime.
-   * @default {Date.now}
+   * The clock, in milliseconds, for the uptime (monotonic: a step of the wall clock is no uptime).
+   * @default {monotonicNow}
    */
   now?: () => number;
 }
@@ -81,7 +82,7 @@ export class MemoryBackend implements AdminBackend {
     this.#defaults = options.defaults ?? defaultConfig(2);
     this.current = resolveConfig(options.config ?? {}, this.#defaults);
     this.#boundPort = options.boundPort ?? this.current.port;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicNow;
     this.#startedAt = this.#now();
     this.#stats = options.stats ?? [];
   }

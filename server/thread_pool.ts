@@ -10,6 +10,7 @@ import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
 import { createGateBuffers } from "./limits/connection_gate.ts";
+import { monotonicNow } from "./monotonic_clock.ts";
 import { DeathWindow } from "./process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
@@ -117,7 +118,9 @@ export class ThreadPool {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         if (message.type === "starved") this.#onStarved();
-        else if (message.type === "ack") slot.acks.shift()?.();
+        else if (message.type === "clock") {
+          this.#post(worker, { type: "clock", now: monotonicNow() });
+        } else if (message.type === "ack") slot.acks.shift()?.();
         else if (message.type === "listening") {
           slot.listening = true;
           if (this.#paused) {

@@ -10,6 +10,7 @@ import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
 import { TickingClock } from "./limits/timeouts.ts";
+import { alignClock } from "./monotonic_clock.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -23,13 +24,22 @@ const scope = globalThis as unknown as {
 let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
-// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
-const clock = new TickingClock();
+// Resolves the worker's pending question for the main thread's clock.
+let clockAnswer: ((now: number) => void) | null = null;
 
 scope.onmessage = async (event) => {
   const message = event.data;
   switch (message.type) {
     case "start": {
+      // Times this thread writes to the address table are compared with other threads' times,
+      // so its clock must share their origin before it admits anyone (see monotonic_clock.ts).
+      await alignClock(() => {
+        const answer = new Promise<number>((resolve) => (clockAnswer = resolve));
+        scope.postMessage({ type: "clock" });
+        return answer;
+      });
+      // One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
+      const clock = new TickingClock();
       const ledger = new NumberLedger(message.ledgerBuffer);
       ledger.onStarved = () => scope.postMessage({ type: "starved" });
       const stats = statsRow(message.statsBuffer, message.thread);
@@ -51,6 +61,9 @@ scope.onmessage = async (event) => {
       }
       break;
     }
+    case "clock":
+      clockAnswer?.(message.now);
+      break;
     case "configure":
       handler?.configure(message.config);
       gate?.configure(message.config);

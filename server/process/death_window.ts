@@ -5,6 +5,8 @@
  * @module
  */
 
+import { monotonicNow } from "../monotonic_clock.ts";
+
 /** The times of recent deaths, forgetting those older than the window. */
 export class DeathWindow {
   readonly #windowMs: number;
@@ -21,7 +23,7 @@ export class DeathWindow {
    * @returns The deaths within the window, this one included.
    */
   record(): number {
-    const now = Date.now();
+    const now = monotonicNow();
     this.#deaths.push(now);
     while (this.#deaths.length > 0 && this.#deaths[0]! < now - this.#windowMs) {
       this.#deaths.shift();
