@@ -7,6 +7,7 @@
 
 import { type Context, Hono } from "hono";
 import { describe } from "../server/config.ts";
+import { monotonicNow } from "../server/monotonic_clock.ts";
 import type { AdminBackend, ConfigChange } from "./backend.ts";
 import { configSchema } from "./config_schema.ts";
 import {
@@ -55,8 +56,9 @@ export interface AdminAppOptions {
    */
   log?: (line: string) => void;
   /**
-   * The clock for replies per second, in milliseconds.
-   * @default {Date.now}
+   * The clock for replies per second, in milliseconds: monotonic, as a step of the wall clock
+   * would make a rate out of nothing.
+   * @default {monotonicNow}
    */
   now?: () => number;
   /**
@@ -139,7 +141,7 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     );
   }
   const log = options.log ?? (() => {});
-  const now = options.now ?? Date.now;
+  const now = options.now ?? monotonicNow;
   const processMetrics = options.processMetrics ?? readProcessMetrics;
   const guard = new RequestGuard({
     token: options.token,

@@ -13,6 +13,7 @@ import { configToJson } from "../server/config_json.ts";
 import { ConfigKeeper } from "../server/config_keeper.ts";
 import { planConfig } from "../server/config_plan.ts";
 import type { HostFacts } from "../server/host_facts.ts";
+import { monotonicNow } from "../server/monotonic_clock.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { VERSION } from "../server/version.ts";
 import type {
@@ -50,8 +51,8 @@ export interface MemoryBackendOptions {
    */
   boundPort?: number;
   /**
-   * The clock, in milliseconds, for the uptime.
-   * @default {Date.now}
+   * The clock, in milliseconds, for the uptime (monotonic: a step of the wall clock is no uptime).
+   * @default {monotonicNow}
    */
   now?: () => number;
   /**
@@ -99,7 +100,7 @@ export class MemoryBackend implements AdminBackend {
       log: options.log ?? (() => {}),
     });
     this.#boundPort = options.boundPort ?? this.current.port;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? monotonicNow;
     this.#startedAt = this.#now();
     this.#stats = options.stats ?? [];
   }

@@ -70,6 +70,7 @@ export function readProcessMetrics(): ProcessMetrics {
   const metrics: ProcessMetrics = {};
   fromProc(metrics);
   metrics.residentMemoryBytes ??= process.memoryUsage().rss;
+  // Wall time on purpose: a start time shown to people and to Prometheus, not a duration.
   metrics.startTimeSeconds ??= Date.now() / 1000 - process.uptime();
   return metrics;
 }

@@ -9,6 +9,7 @@
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { configToJson } from "../server/config_json.ts";
+import { monotonicNow } from "../server/monotonic_clock.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import type {
@@ -39,7 +40,7 @@ export interface SupervisorBackendOptions {
 export class SupervisorBackend implements AdminBackend {
   readonly #supervisor: Supervisor;
   readonly #options: SupervisorBackendOptions;
-  readonly #startedAt = Date.now();
+  readonly #startedAt = monotonicNow();
   #draining = false;
 
   /**
@@ -64,7 +65,7 @@ export class SupervisorBackend implements AdminBackend {
       runtime: RUNTIME,
       runtimeVersion: RUNTIME_VERSION,
       pid: process.pid,
-      uptimeSeconds: (Date.now() - this.#startedAt) / 1000,
+      uptimeSeconds: (monotonicNow() - this.#startedAt) / 1000,
       state: this.state,
       listen: { host: supervisor.config.host, port: supervisor.port },
       configGeneration: supervisor.generation,

@@ -36,8 +36,19 @@ export interface ListenerMessage {
   type: "pause" | "resume";
 }
 
+/** Main thread to worker: the main thread's monotonic clock, answering the worker's `clock`. */
+export interface ClockMessage {
+  type: "clock";
+  now: number;
+}
+
 /** Everything a worker receives. */
-export type ToWorker = StartMessage | ConfigureMessage | DrainMessage | ListenerMessage;
+export type ToWorker =
+  | StartMessage
+  | ConfigureMessage
+  | DrainMessage
+  | ListenerMessage
+  | ClockMessage;
 
 /** Everything a worker sends. */
 export type FromWorker =
@@ -47,4 +58,6 @@ export type FromWorker =
   /** The thread has applied the last `configure`, `pause` or `resume` it was sent. */
   | { type: "ack" }
   /** The thread had to wait for a block of numbers: lease more now. */
-  | { type: "starved" };
+  | { type: "starved" }
+  /** The thread asks for the main thread's monotonic clock, to align its own (at start). */
+  | { type: "clock" };

@@ -10,6 +10,8 @@ import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./adapters/thread_listener.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
 import { createGateBuffers } from "./limits/connection_gate.ts";
+import { monotonicNow } from "./monotonic_clock.ts";
+import { DeathWindow } from "./process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -60,7 +62,7 @@ export class ThreadPool {
   readonly #onStarved: () => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
-  readonly #deaths: number[] = [];
+  readonly #deaths: DeathWindow;
   readonly #gateBuffers = createGateBuffers();
   #paused = false;
   #stopping = false;
@@ -73,6 +75,7 @@ export class ThreadPool {
     this.#onStarved = options.onStarved ?? (() => {});
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
+    this.#deaths = new DeathWindow(this.#crashWindowMs);
   }
 
   /**
@@ -115,7 +118,9 @@ export class ThreadPool {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         if (message.type === "starved") this.#onStarved();
-        else if (message.type === "ack") slot.acks.shift()?.();
+        else if (message.type === "clock") {
+          this.#post(worker, { type: "clock", now: monotonicNow() });
+        } else if (message.type === "ack") slot.acks.shift()?.();
         else if (message.type === "listening") {
           slot.listening = true;
           if (this.#paused) {
@@ -158,14 +163,10 @@ export class ThreadPool {
     // what the dead one still owed an acknowledgement for is in force there: release the waiters
     // rather than leave a change waiting for a thread that no longer exists.
     for (const ack of dead?.acks.splice(0) ?? []) ack();
-    const now = Date.now();
-    this.#deaths.push(now);
-    while (this.#deaths.length > 0 && this.#deaths[0]! < now - this.#crashWindowMs) {
-      this.#deaths.shift();
-    }
-    if (this.#deaths.length > this.#crashLimit) {
+    const deaths = this.#deaths.record();
+    if (deaths > this.#crashLimit) {
       this.#onCrashLoop(
-        `${this.#deaths.length} threads died within ${this.#crashWindowMs} ms; last: ${reason}`,
+        `${deaths} threads died within ${this.#crashWindowMs} ms; last: ${reason}`,
       );
       return;
     }

@@ -9,7 +9,8 @@ import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapt
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
-import { type CoarseClock, SWEEP_EVERY_MS } from "./limits/timeouts.ts";
+import { TickingClock } from "./limits/timeouts.ts";
+import { alignClock, monotonicNow } from "./monotonic_clock.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -23,19 +24,31 @@ const scope = globalThis as unknown as {
 let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
-// One Date.now() per tick for every timestamp the hot path takes (see limits/timeouts.ts).
-const clock: CoarseClock = { now: Date.now() };
-setInterval(() => (clock.now = Date.now()), SWEEP_EVERY_MS / 5);
+// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
+const clock = new TickingClock();
+// Resolves the worker's pending question for the main thread's clock.
+let clockAnswer: ((now: number) => void) | null = null;
+
+function askMainThreadClock(): Promise<number> {
+  const answer = new Promise<number>((resolve) => (clockAnswer = resolve));
+  scope.postMessage({ type: "clock" });
+  return answer;
+}
 
 scope.onmessage = async (event) => {
   const message = event.data;
   switch (message.type) {
     case "start": {
+      // Made before the first await, so a `configure` arriving meanwhile reaches them.
       const ledger = new NumberLedger(message.ledgerBuffer);
       ledger.onStarved = () => scope.postMessage({ type: "starved" });
       const stats = statsRow(message.statsBuffer, message.thread);
       handler = new MessageHandler(message.config, ledger, stats, undefined, clock);
       gate = new ConnectionGate(message.gateBuffers, message.config, stats);
+      // Times this thread writes to the address table are compared with other threads' times,
+      // so its clock must share their origin before it admits anyone (see monotonic_clock.ts).
+      await alignClock(askMainThreadClock);
+      clock.now = monotonicNow();
       try {
         listener = await listen({
           host: message.config.host,
@@ -52,6 +65,9 @@ scope.onmessage = async (event) => {
       }
       break;
     }
+    case "clock":
+      clockAnswer?.(message.now);
+      break;
     case "configure":
       handler?.configure(message.config);
       gate?.configure(message.config);

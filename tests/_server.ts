@@ -69,9 +69,13 @@ export interface TestServer {
  * Starts tallyho and waits for its "listening on" line.
  *
  * @param args CLI arguments; `--port 0` and `--host 127.0.0.1` are added unless given.
+ * @param env Variables added to the server's environment.
  * @returns The running server.
  */
-export function startTallyho(args: string[] = []): Promise<TestServer> {
+export function startTallyho(
+  args: string[] = [],
+  env: Record<string, string> = {},
+): Promise<TestServer> {
   const full = [...args];
   if (!full.includes("--port")) full.push("--port", "0");
   if (!full.includes("--host")) full.push("--host", "127.0.0.1");
@@ -80,7 +84,7 @@ export function startTallyho(args: string[] = []): Promise<TestServer> {
   const child = spawn(cmd, argv, {
     cwd,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN },
+    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
   });
   let output = "";
   const exited = new Promise<number | string>((resolve) =>

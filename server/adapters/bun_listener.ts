@@ -14,6 +14,7 @@ import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
 import type { ConnectionGate } from "../limits/connection_gate.ts";
 import { type CoarseClock, overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
 
@@ -213,8 +214,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       socket.data.closing = true;
       if (socket.data.queuedBytes === 0) socket.shutdown();
     }
-    const deadline = Date.now() + timeoutMs;
-    while (this.#sockets.size > 0 && Date.now() < deadline) {
+    const deadline = monotonicNow() + timeoutMs;
+    while (this.#sockets.size > 0 && monotonicNow() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     for (const socket of this.#sockets) socket.terminate();

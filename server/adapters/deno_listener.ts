@@ -13,6 +13,7 @@ import { Connection } from "../connection.ts";
 import type { MessageHandler } from "../message_handler.ts";
 import type { ConnectionGate } from "../limits/connection_gate.ts";
 import { type CoarseClock, overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
 
@@ -172,8 +173,8 @@ class DenoThreadListener implements ThreadListener {
     for (const tracked of this.#open) {
       if (!tracked.writing) closeWriteQuietly(tracked.conn);
     }
-    const deadline = Date.now() + timeoutMs;
-    while (this.#open.size > 0 && Date.now() < deadline) {
+    const deadline = monotonicNow() + timeoutMs;
+    while (this.#open.size > 0 && monotonicNow() < deadline) {
       await sleep(10);
     }
     for (const tracked of this.#open) closeQuietly(tracked.conn);

@@ -14,6 +14,7 @@ import { execFile } from "node:child_process";
 import { type Listen, listen as runtimeListen } from "../adapters/mod.ts";
 import { defaultConfig, resolveConfig } from "../config.ts";
 import { MessageHandler } from "../message_handler.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 import { NumberLedger } from "../lease/number_ledger.ts";
 import { ConnectionGate, createGateBuffers } from "../limits/connection_gate.ts";
 import { createStatsBuffer, statsRow } from "../thread_stats.ts";
@@ -90,7 +91,7 @@ export async function probeListenBacklog(
   // No block is ever granted: the probe only listens, it never numbers anyone.
   const handler = new MessageHandler(config, NumberLedger.create(), stats, 0);
   const gate = new ConnectionGate(createGateBuffers(), config, stats);
-  const clock = { now: Date.now() };
+  const clock = { now: monotonicNow() };
   const listener = await (options.listen ?? runtimeListen)({
     host,
     port: 0,

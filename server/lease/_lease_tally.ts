@@ -29,6 +29,7 @@ export class LeaseTally {
   /** Records a problem that is not a lease (a lost connection). */
   noteError(message: string): void {
     this.lastError = message;
+    // Wall time on purpose: a time of day shown to people (/v1/info), never used as a duration.
     this.lastErrorAt = Date.now();
   }
 

@@ -6,6 +6,7 @@
  */
 
 import { BLOCK_SIZE, type NumberLedger, RING_BLOCKS } from "./number_ledger.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 
 /** Options for {@linkcode LeaseKeeper}. */
 export interface LeaseKeeperOptions {
@@ -39,7 +40,7 @@ export class LeaseKeeper {
   #inFlight = false;
   #rate = 0;
   #lastTaken = 0;
-  #lastTime = Date.now();
+  #lastTime = monotonicNow();
   #retryAt = 0;
   #backoffMs = 0;
   // Blocks to keep ahead at least, doubled each time a thread starves and halved each quiet
@@ -75,13 +76,13 @@ export class LeaseKeeper {
   /** A thread had to wait for a block: lease more, and more each time it happens again. */
   starved(): void {
     this.#floorBlocks = Math.min(this.#maxBlocks, this.#floorBlocks * 2);
-    this.#lastStarvedAt = Date.now();
+    this.#lastStarvedAt = monotonicNow();
     this.check();
   }
 
   /** Looks at the ledger and leases more if it is running low (called on a timer, or at once). */
   check(): void {
-    const now = Date.now();
+    const now = monotonicNow();
     if (this.#floorBlocks > 2 && now - this.#lastStarvedAt > 1000) {
       this.#floorBlocks = Math.max(2, this.#floorBlocks / 2);
       this.#lastStarvedAt = now;
@@ -115,7 +116,7 @@ export class LeaseKeeper {
       },
       (error: Error) => {
         this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, 50), 5000);
-        this.#retryAt = Date.now() + this.#backoffMs;
+        this.#retryAt = monotonicNow() + this.#backoffMs;
         this.#onError(error);
       },
     ).finally(() => {

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { monotonicNow } from "../monotonic_clock.ts";
+
 /** Numbers per block. A grant carries one or more whole blocks. */
 export const BLOCK_SIZE = 4096;
 /** Blocks the ring remembers: how far ahead of the threads the main thread may lease. */
@@ -109,11 +111,11 @@ export class NumberLedger {
 
   #waitFor(block: number, waitMs: number): void {
     this.onStarved?.();
-    const deadline = Date.now() + waitMs;
+    const deadline = monotonicNow() + waitMs;
     for (;;) {
       const granted = Atomics.load(this.#granted, 0);
       if (block < granted) return;
-      const left = granted === this.#starvedAtGranted ? 0 : deadline - Date.now();
+      const left = granted === this.#starvedAtGranted ? 0 : deadline - monotonicNow();
       if (left <= 0) {
         this.#starvedAtGranted = granted;
         throw new NumbersUnavailableError(

@@ -18,6 +18,7 @@ import { ConfigKeeper } from "../config_keeper.ts";
 import type { HostFacts } from "../host_facts.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../thread_stats.ts";
+import { DeathWindow } from "./death_window.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
@@ -80,7 +81,7 @@ export class Supervisor {
   readonly #crashWindowMs: number;
   readonly #onCrashLoop: (reason: string) => void;
   readonly #children: Child[] = [];
-  readonly #deaths: number[] = [];
+  readonly #deaths: DeathWindow;
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
   /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
@@ -100,6 +101,7 @@ export class Supervisor {
     this.#log = options.log;
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
+    this.#deaths = new DeathWindow(this.#crashWindowMs);
     this.#onCrashLoop = options.onCrashLoop ?? (() => {});
   }
 
@@ -268,20 +270,16 @@ export class Supervisor {
   }
 
   #childDied(child: Child, how: string): void {
-    const now = Date.now();
-    this.#deaths.push(now);
-    while (this.#deaths.length > 0 && this.#deaths[0]! < now - this.#crashWindowMs) {
-      this.#deaths.shift();
-    }
-    if (this.#deaths.length >= this.#crashLimit) {
+    const deaths = this.#deaths.record();
+    if (deaths >= this.#crashLimit) {
       this.#onCrashLoop(
-        `${this.#deaths.length} child processes died within ${this.#crashWindowMs} ms` +
+        `${deaths} child processes died within ${this.#crashWindowMs} ms` +
           ` (last: process ${child.index}, ${how})`,
       );
       return;
     }
     // Back off 100 ms, 200 ms, 400 ms ... for deaths close together.
-    const delay = Math.min(100 * 2 ** (this.#deaths.length - 1), 5000);
+    const delay = Math.min(100 * 2 ** (deaths - 1), 5000);
     this.#log(
       `process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`,
       "warn",
