@@ -13,6 +13,8 @@
  * @module
  */
 
+import { MAX_NUMBER } from "../config.ts";
+
 /** Numbers per block. A grant carries one or more whole blocks. */
 export const BLOCK_SIZE = 4096;
 /** Blocks the ring remembers: how far ahead of the threads the main thread may lease. */
@@ -21,7 +23,7 @@ export const RING_BLOCKS = 1024;
 // Layout of the shared buffer, in bytes.
 const TAKEN_OFFSET = 0; // BigInt64: virtual positions handed out
 const GRANTED_OFFSET = 8; // Int32: blocks published (indices below it are readable)
-const STARTS_OFFSET = 16; // Float64[RING_BLOCKS]: each block's first real number
+const STARTS_OFFSET = 16; // BigInt64[RING_BLOCKS]: each block's first real number
 const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // Int32[RING_BLOCKS]: which block a slot holds
 /** Bytes a ledger needs in shared memory. */
 export const LEDGER_BYTES = TAGS_OFFSET + RING_BLOCKS * 4;
@@ -46,7 +48,7 @@ export class NumberLedger {
   readonly buffer: SharedArrayBuffer;
   readonly #taken: BigInt64Array;
   readonly #granted: Int32Array;
-  readonly #starts: Float64Array;
+  readonly #starts: BigInt64Array;
   readonly #tags: Int32Array;
   // The last block this view looked up: most lookups hit it.
   #cachedBlock = -1;
@@ -62,7 +64,7 @@ export class NumberLedger {
     this.buffer = buffer;
     this.#taken = new BigInt64Array(buffer, TAKEN_OFFSET, 1);
     this.#granted = new Int32Array(buffer, GRANTED_OFFSET, 1);
-    this.#starts = new Float64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
+    this.#starts = new BigInt64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
     this.#tags = new Int32Array(buffer, TAGS_OFFSET, RING_BLOCKS);
   }
 
@@ -96,9 +98,11 @@ export class NumberLedger {
     if (block === this.#cachedBlock) return this.#cachedStart + (position - block * BLOCK_SIZE);
     if (block >= Atomics.load(this.#granted, 0)) this.#waitFor(block, waitMs);
     const slot = block % RING_BLOCKS;
-    const start = this.#starts[slot]!;
-    // The slot is reused RING_BLOCKS blocks later; a thread stalled that long would read another
-    // block's start. Refusing is safe; reading it would repeat a number.
+    // The slot is reused RING_BLOCKS blocks later; a thread stalled that long could read another
+    // block's start. Refusing is safe; using it would repeat a number. The start is read before
+    // the tag and `grant` writes the tag before the start (both atomically): a thread that reads
+    // a start written for a later block is bound to see that block's tag and refuse.
+    const start = Number(Atomics.load(this.#starts, slot));
     if (Atomics.load(this.#tags, slot) !== block) {
       throw new NumbersUnavailableError(`Block ${block} is no longer in the ledger`);
     }
@@ -129,9 +133,16 @@ export class NumberLedger {
    *
    * @param start The first real number of the first block.
    * @param blocks How many blocks; they cover `start` to `start + blocks * BLOCK_SIZE - 1`.
-   * @throws {RangeError} When the ring would overwrite blocks the threads have not used up.
+   * @throws {RangeError} When the ring would overwrite blocks the threads have not used up, or
+   *   the blocks would pass 2^53 - 1 (past it, numbers lose exactness and repeat).
    */
   grant(start: number, blocks: number): void {
+    // Compared as `start > MAX - size + 1`: `start + size - 1` itself rounds above 2^53.
+    if (!Number.isSafeInteger(start) || start < 1 || start > MAX_NUMBER - blocks * BLOCK_SIZE + 1) {
+      throw new RangeError(
+        `Cannot grant ${blocks} blocks from ${start}: the numbers must lie from 1 to ${MAX_NUMBER}`,
+      );
+    }
     const granted = Atomics.load(this.#granted, 0);
     const inUse = Math.floor(this.taken / BLOCK_SIZE);
     if (granted + blocks - inUse > RING_BLOCKS) {
@@ -141,8 +152,10 @@ export class NumberLedger {
     }
     for (let i = 0; i < blocks; i++) {
       const slot = (granted + i) % RING_BLOCKS;
-      this.#starts[slot] = start + i * BLOCK_SIZE;
+      // Tag first, then start: see `numberAt`. Storing the start first let a stalled thread pair
+      // the old tag with the new start and hand out a number of the new block.
       Atomics.store(this.#tags, slot, granted + i);
+      Atomics.store(this.#starts, slot, BigInt(start + i * BLOCK_SIZE));
     }
     // Stored last: a thread that sees the new count also sees the starts written above.
     Atomics.store(this.#granted, 0, granted + blocks);
