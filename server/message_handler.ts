@@ -15,8 +15,9 @@ import { Stat } from "./thread_stats.ts";
 
 /** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
 export const CLOSE_LINE_TOO_LONG = -1;
-/** No leased number was available in time (the number source is down or used up). */
-export const CLOSE_NUMBERS_UNAVAILABLE = -2;
+// No leased number was available in time (the number source is down or used up). Not exported:
+// an adapter tells only CLOSE_LINE_TOO_LONG apart and closes cleanly for any other reason.
+const CLOSE_NUMBERS_UNAVAILABLE = -2;
 
 /**
  * How long a thread may wait for its process's next block before it refuses the connection.

@@ -150,14 +150,15 @@ test("ledger: a starved worker thread waits for the grant and then gets its numb
   assert.equal(result.refused, 0);
 });
 
-test("ledger: 4 worker threads reserving at once while grants arrive never share a number", async () => {
+test("ledger: 4 worker threads reserving at once while grants arrive never share a number, past 2^32 too", async () => {
   const threads = Array.from({ length: 4 }, () => new LedgerWorker());
   const positions = 20_000;
   try {
     for (let round = 0; round < 10; round++) {
       const ledger = NumberLedger.create();
       const grants: [number, number][] = [];
-      let next = 1 + round * 7;
+      // Odd rounds number from just below 2^32: nothing wraps at 32 bits.
+      let next = round % 2 === 0 ? 1 + round * 7 : 2 ** 32 - 5_000 + round;
       const grant = (blocks: number) => {
         grants.push([next, next + blocks * BLOCK_SIZE - 1]);
         ledger.grant(next, blocks);
