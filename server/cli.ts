@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { loadMain } from "../bench/load/load_cli.ts";
 import { RUNTIME, RUNTIME_VERSION } from "./adapters/mod.ts";
-import { AddressInUseError } from "./adapters/thread_listener.ts";
+import { AddressInUseError } from "./address_in_use_error.ts";
 import { describe, DURATION_KEYS, FLAG_NAMES, LIMITS, type ServeOptions } from "./config.ts";
 import { ConfigFileError, parseDuration } from "./config_json.ts";
 import { doctorMain } from "./doctor/doctor_main.ts";

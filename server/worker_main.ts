@@ -5,11 +5,13 @@
  * @module
  */
 
-import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
+import { listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
+import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
-import { type CoarseClock, SWEEP_EVERY_MS } from "./limits/timeouts.ts";
+import type { CoarseClock } from "./coarse_clock.ts";
+import { SWEEP_EVERY_MS } from "./limits/timeouts.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -23,7 +25,7 @@ const scope = globalThis as unknown as {
 let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
-// One Date.now() per tick for every timestamp the hot path takes (see limits/timeouts.ts).
+// One Date.now() per tick for every timestamp the hot path takes (see coarse_clock.ts).
 const clock: CoarseClock = { now: Date.now() };
 setInterval(() => (clock.now = Date.now()), SWEEP_EVERY_MS / 5);
 

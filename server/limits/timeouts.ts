@@ -37,8 +37,3 @@ export function overstayed(connection: Connection, now: number, config: ServeCon
   if (now - connection.lastActivityAt > idle) return Stat.closedIdleTimeout;
   return -1;
 }
-
-/** A clock read by hot paths: one `Date.now()` per sweep instead of one per read. */
-export interface CoarseClock {
-  now: number;
-}

@@ -12,7 +12,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { assertAddressFree } from "../address_probe.ts";
 import { selfCommand } from "../adapters/self_command.ts";
-import { AddressInUseError } from "../adapters/thread_listener.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
 import { FLAG_NAMES, RESTART_KEYS, type ServeConfig } from "../config.ts";
 import { configToJson } from "../config_json.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
