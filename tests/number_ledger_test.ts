@@ -200,3 +200,23 @@ test("ledger: 4 worker threads reserving at once while grants arrive never share
     for (const thread of threads) thread.stop();
   }
 });
+
+test("ledger: a long-lived process keeps numbering past 2^31 blocks (2^43 positions)", () => {
+  const ledger = NumberLedger.create();
+  // Every position below 2^31 - 2 blocks is taken and granted: a process that has handed out
+  // 2^43 numbers, 100 days at a million a second.
+  const blocks = 2 ** 31 - 2;
+  ledger.reserve(blocks * BLOCK_SIZE);
+  ledger.grant(1, blocks);
+  assert.equal(ledger.grantedBlocks, blocks);
+  let next = 1 + blocks * BLOCK_SIZE;
+  for (let i = 0; i < 4; i++) {
+    ledger.grant(next, 1);
+    const first = ledger.reserve(BLOCK_SIZE);
+    assert.equal(ledger.numberAt(first), next, `block ${blocks + i}`);
+    assert.equal(ledger.numberAt(first + BLOCK_SIZE - 1), next + BLOCK_SIZE - 1);
+    next += BLOCK_SIZE;
+  }
+  assert.equal(ledger.grantedBlocks, blocks + 4);
+  assert.equal(ledger.remaining, 0);
+});
