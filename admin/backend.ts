@@ -17,6 +17,7 @@
 import type { ValueChange } from "../server/config_plan.ts";
 import type { ThreadFigures } from "../server/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
+import type { Runtime } from "../server/runtime.ts";
 
 /**
  * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
@@ -29,7 +30,7 @@ export interface AdminInfo {
   /** tallyho's version. */
   version: string;
   /** The runtime serving clients. */
-  runtime: "bun" | "deno";
+  runtime: Runtime;
   /** The runtime's version. */
   runtimeVersion: string;
   /** The pid of the process that answers the admin API (the supervisor). */

@@ -12,7 +12,6 @@ import { Connection } from "../server/connection.ts";
 import { scanLines } from "../server/line_scanner.ts";
 import { MessageHandler } from "../server/message_handler.ts";
 import { ReplyEncoder } from "../server/reply_encoder.ts";
-import { SharedCounter } from "../server/shared_counter.ts";
 import { BLOCK_SIZE, NumberLedger } from "../server/lease/number_ledger.ts";
 import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
@@ -36,8 +35,6 @@ group("reply bytes", () => {
     () => do_not_optimize(new TextEncoder().encode(`Hello World${n++}\n`)),
   );
 });
-
-const counter = SharedCounter.create(1);
 
 /** A ledger kept supplied the way a process's lease keeper does, one grant per 256 blocks. */
 function suppliedLedger(): NumberLedger {
@@ -63,7 +60,6 @@ const plain32 = new Int32Array(new SharedArrayBuffer(4));
 summary(() => {
   group("taking a number", () => {
     bench("leased: NumberLedger reserve + numberAt", () => do_not_optimize(takeLeased()));
-    bench("SharedCounter.take(1)", () => do_not_optimize(counter.take(1)));
     bench(
       "baseline: Atomics.add on BigInt64Array",
       () => do_not_optimize(Atomics.add(plain, 0, 1n)),

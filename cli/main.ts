@@ -12,7 +12,7 @@
  */
 
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/adapters/thread_listener.ts";
+import { AddressInUseError } from "../server/address_in_use_error.ts";
 import { describe, LIMITS } from "../server/config.ts";
 import { ConfigError } from "../server/config_error.ts";
 import { ConfigFileError } from "../server/config_json.ts";

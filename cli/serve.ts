@@ -17,7 +17,7 @@ import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
 import { assertAddressFree } from "../server/address_probe.ts";
 import { RUNTIME, RUNTIME_VERSION, serveHttp } from "../server/adapters/mod.ts";
 import type { HttpServer } from "../server/adapters/http_server.ts";
-import { AddressInUseError } from "../server/adapters/thread_listener.ts";
+import { AddressInUseError } from "../server/address_in_use_error.ts";
 import {
   defaultConfig,
   DURATION_KEYS,

@@ -29,16 +29,6 @@ export interface NumberingState {
   numberingFlags: number;
 }
 
-/**
- * Resets a connection's numbering (for a new connection).
- *
- * @param state The state to clear.
- */
-export function resetNumberingState(state: NumberingState): void {
-  state.lastNumber = 0;
-  state.numberingFlags = 0;
-}
-
 /** What one thread's checker found, in a form that crosses threads. */
 export interface CheckFigures {
   /** Replies that carried a well-formed N. */

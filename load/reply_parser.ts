@@ -38,18 +38,6 @@ export interface LineState {
   lineFlags: number;
 }
 
-/**
- * Resets a line state (for a new connection).
- *
- * @param state The state to clear.
- */
-export function resetLineState(state: LineState): void {
-  state.lineBytes = 0;
-  state.value = 0;
-  state.digits = 0;
-  state.lineFlags = 0;
-}
-
 /** Reads reply lines for one thread; its output array is reused for every read. */
 export class ReplyParser {
   /** The lines of the last {@linkcode ReplyParser.parse}, one number each (see module doc). */

@@ -5,6 +5,7 @@
  */
 
 import type { ServeConfig } from "./config.ts";
+import type { Runtime } from "./runtime.ts";
 
 /** Main thread to worker: start serving. */
 export interface StartMessage {
@@ -52,7 +53,7 @@ export type ToWorker =
 
 /** Everything a worker sends. */
 export type FromWorker =
-  | { type: "listening"; port: number; runtime: string }
+  | { type: "listening"; port: number; runtime: Runtime }
   | { type: "failed"; code: string; message: string }
   | { type: "drained" }
   /** The thread has applied the last `configure`, `pause` or `resume` it was sent. */

@@ -9,7 +9,7 @@
  */
 
 import { createServer } from "node:net";
-import { AddressInUseError } from "./adapters/thread_listener.ts";
+import { AddressInUseError } from "./address_in_use_error.ts";
 
 /**
  * Resolves when `host:port` can be bound; rejects with {@linkcode AddressInUseError} when it

@@ -10,13 +10,14 @@ import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
 import { type NumberLedger, NumbersUnavailableError } from "./lease/number_ledger.ts";
-import type { CoarseClock } from "./limits/timeouts.ts";
+import type { CoarseClock } from "./coarse_clock.ts";
 import { Stat } from "./thread_stats.ts";
 
 /** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
 export const CLOSE_LINE_TOO_LONG = -1;
-/** No leased number was available in time (the number source is down or used up). */
-export const CLOSE_NUMBERS_UNAVAILABLE = -2;
+// No leased number was available in time (the number source is down or used up). Not exported:
+// an adapter tells only CLOSE_LINE_TOO_LONG apart and closes cleanly for any other reason.
+const CLOSE_NUMBERS_UNAVAILABLE = -2;
 
 /**
  * How long a thread may wait for its process's next block before it refuses the connection.

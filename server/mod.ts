@@ -1,12 +1,11 @@
 /**
- * tallyho's server: configuration, the shared counter, reply bytes, framing and the thread pool.
+ * tallyho's server: configuration, reply bytes, framing, the message handler and startServer.
  *
  * @module
  */
 
 export * from "./config.ts";
 export * from "./config_json.ts";
-export * from "./shared_counter.ts";
 export * from "./reply_encoder.ts";
 export * from "./line_scanner.ts";
 export * from "./message_handler.ts";

@@ -7,7 +7,7 @@
  */
 
 import { LIMITS, type ServeConfig } from "./config.ts";
-import { AddressInUseError } from "./adapters/thread_listener.ts";
+import { AddressInUseError } from "./address_in_use_error.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
 import { createGateBuffers } from "./limits/connection_gate.ts";
 import { monotonicNow } from "./monotonic_clock.ts";

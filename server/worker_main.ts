@@ -5,7 +5,8 @@
  * @module
  */
 
-import { AddressInUseError, listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
+import { listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
+import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";

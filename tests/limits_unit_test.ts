@@ -42,6 +42,53 @@ test("cidr lists match IPv4 and IPv6 ranges and reject bad ranges naming the key
   assert.throws(() => new CidrList(["nope"], "deny"), /'deny'/);
 });
 
+test("cidr lists match in one 128-bit space on every runtime: IPv4-mapped, IPv6, zones, /0, /32, /128", () => {
+  const matches = (ranges: string[], address: string) =>
+    new CidrList(ranges, "allow").contains(parseIp(address)!);
+  // A client on a dual-stack listener is reported as ::ffff:a.b.c.d; it is still 127.0.0.1.
+  assert.equal(matches(["127.0.0.0/8"], "::ffff:127.0.0.1"), true);
+  assert.equal(matches(["127.0.0.0/8"], "127.0.0.1"), true);
+  assert.equal(matches(["127.0.0.0/8"], "::1"), false);
+  assert.equal(matches(["::ffff:127.0.0.1"], "127.0.0.1"), true);
+  assert.equal(matches(["::ffff:10.0.0.0/104"], "10.9.9.9"), true);
+  assert.equal(matches(["::ffff:10.0.0.0/104"], "11.0.0.1"), false);
+  assert.equal(matches(["::ffff:0:0/96"], "203.0.113.9"), true);
+  assert.equal(matches(["::ffff:0:0/96"], "::1"), false);
+  // /0 in each family: IPv6's covers IPv4 clients too (Deno 2.9.6's BlockList alone says no).
+  assert.equal(matches(["::/0"], "10.0.0.1"), true);
+  assert.equal(matches(["::/0"], "2001:db8::1"), true);
+  assert.equal(matches(["0.0.0.0/0"], "::ffff:8.8.8.8"), true);
+  assert.equal(matches(["0.0.0.0/0"], "::1"), false);
+  assert.equal(matches(["0.0.0.0/0"], "2001:db8::1"), false);
+  // Whole addresses, with and without the prefix written out.
+  assert.equal(matches(["192.168.1.7/32"], "192.168.1.7"), true);
+  assert.equal(matches(["192.168.1.7/32"], "192.168.1.8"), false);
+  assert.equal(matches(["192.168.1.7/32"], "::ffff:192.168.1.7"), true);
+  assert.equal(matches(["::1/128"], "::1"), true);
+  assert.equal(matches(["::1/128"], "0:0:0:0:0:0:0:1"), true);
+  assert.equal(matches(["::1/128"], "::2"), false);
+  assert.equal(matches(["::1"], "0.0.0.1"), false);
+  // A zone is not part of the address (Deno 2.9.6's BlockList alone does not match it).
+  assert.equal(matches(["fe80::/10"], "fe80::1%eth0"), true);
+  // Host bits beyond the prefix are ignored, as `ip route` does.
+  assert.equal(matches(["10.1.2.3/8"], "10.200.0.1"), true);
+  assert.equal(matches(["2001:db8::1/32"], "2001:db8:ffff::2"), true);
+  assert.equal(new CidrList([], "allow").empty, true);
+  assert.equal(new CidrList([], "allow").contains(parseIp("10.0.0.1")!), false);
+});
+
+test("cidr lists reject bad ranges naming the key and the range as given", () => {
+  for (const bad of ["1.2.3/8", "1.2.3", "::1/129", "10.0.0.0/x", "10.0.0.0/8/9", "nope", ""]) {
+    assert.throws(
+      () => new CidrList(["10.0.0.0/8", bad], "deny"),
+      (error: Error) =>
+        error instanceof RangeError && error.message.includes("'deny'") &&
+        error.message.includes(JSON.stringify(bad)),
+      bad,
+    );
+  }
+});
+
 test("address table holds an address at its cap across views (threads) and frees on release", () => {
   const table = AddressTable.create(1024);
   const other = new AddressTable(table.buffer); // another thread's view

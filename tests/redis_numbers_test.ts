@@ -194,7 +194,7 @@ async function readyzWithin(server: { adminUrl: string | null }, want: number): 
 }
 
 test(`[${UNDER_TEST}] Redis killed mid-load and started again: refusals counted and logged, service resumes without a restart, no number twice`, async () => {
-  // Durable, so the kill loses no lease (appendfsync always): what REDIS.md tells operators.
+  // Durable, so the kill loses no lease (appendfsync always): what the README tells operators.
   const redis = await startRedis({ durable: true });
   const server = await startTallyho(messageServerArgs(redis, "n"));
   const seen: number[] = [];

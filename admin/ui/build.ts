@@ -1,8 +1,8 @@
 /**
  * Builds the dashboard's script and stylesheet into `admin/ui/bundle/`, which is checked in: the
  * server embeds those files (see `assets.ts`), so running from source needs no build step and the
- * compiled binary carries them. `tests/dashboard_assets_test.ts` rebuilds into a temporary folder
- * and fails while the checked-in bundle differs.
+ * compiled binary carries them. `tests/dashboard_app_test.ts` builds them again in memory and
+ * fails while the checked-in bundle differs.
  *
  * ```sh
  * npm run build:ui     # after changing admin/ui/*.ts or dashboard.css, or updating uPlot

@@ -9,6 +9,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Runtime } from "../../server/runtime.ts";
 import type { LaunchSpec } from "./server_process.ts";
 
 /** The repository root. */
@@ -31,7 +32,7 @@ export interface ServerKind {
   /** The workloads it can serve. */
   workloads: CompareWorkload[];
   /** The runtime it runs on, for the "vs bare runtime" and "Deno vs Bun" ratios. */
-  runtime: "bun" | "deno" | null;
+  runtime: Runtime | null;
   /** Whether it is tallyho (the subject) rather than a reference. */
   tallyho: boolean;
   /** Whether it can hold idle connections open (nginx `return` closes every one). */

@@ -5,6 +5,7 @@
  */
 
 import type { LoadConnection } from "../load_connection.ts";
+import type { Runtime } from "../../server/runtime.ts";
 
 /** What a transport tells the engine. Called with the slot's {@linkcode LoadConnection}. */
 export interface TransportEvents {
@@ -31,7 +32,7 @@ export interface TransportTarget {
 /** A runtime's way of opening, writing and closing client sockets. */
 export interface Transport {
   /** Which implementation, for the report. */
-  readonly name: "bun" | "deno" | "node:net";
+  readonly name: Runtime | "node:net";
   /** Starts connecting the slot; ends in `opened` or `failed`, then (if opened) `closed`. */
   connect(connection: LoadConnection): void;
   /**

@@ -13,10 +13,12 @@
 import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
 import type { ConnectionGate } from "../limits/connection_gate.ts";
-import { type CoarseClock, overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
+import type { CoarseClock } from "../coarse_clock.ts";
+import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
-import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
+import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).

@@ -12,10 +12,12 @@
 import { Connection } from "../connection.ts";
 import type { MessageHandler } from "../message_handler.ts";
 import type { ConnectionGate } from "../limits/connection_gate.ts";
-import { type CoarseClock, overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
+import type { CoarseClock } from "../coarse_clock.ts";
+import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
-import { AddressInUseError, type ListenOptions, type ThreadListener } from "./thread_listener.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
+import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 
 const FIRST_READ_BYTES = 1024;
 const MAX_READ_BYTES = 64 * 1024;

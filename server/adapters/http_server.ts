@@ -5,6 +5,8 @@
  * @module
  */
 
+import type { Runtime } from "../runtime.ts";
+
 /** A web-standard request handler, such as a Hono app's `fetch`. */
 export type FetchHandler = (request: Request) => Response | Promise<Response>;
 
@@ -25,7 +27,7 @@ export interface ServeHttpOptions {
 /** A running HTTP server. */
 export interface HttpServer {
   /** Which adapter serves it. */
-  readonly runtime: "bun" | "deno";
+  readonly runtime: Runtime;
   /** The port actually bound. */
   readonly port: number;
   /** Stops accepting, lets requests in flight finish, closes idle connections. */

@@ -10,11 +10,12 @@ import { listenDeno } from "./deno_listener.ts";
 import { serveHttpDeno } from "./deno_http.ts";
 import type { ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
+import type { Runtime } from "../runtime.ts";
 
 export * from "./thread_listener.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
-export const RUNTIME: "bun" | "deno" = "Bun" in globalThis ? "bun" : "deno";
+export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
 
 /** The runtime's version, for logs and `--version`. */
 export const RUNTIME_VERSION: string = RUNTIME === "bun"

@@ -5,8 +5,9 @@
  */
 
 import type { ConnectionGate } from "../limits/connection_gate.ts";
-import type { CoarseClock } from "../limits/timeouts.ts";
+import type { CoarseClock } from "../coarse_clock.ts";
 import type { MessageHandler } from "../message_handler.ts";
+import type { Runtime } from "../runtime.ts";
 
 /** What a runtime adapter is given to start one thread's listener. */
 export interface ListenOptions {
@@ -25,7 +26,7 @@ export interface ListenOptions {
 /** One thread's running listener. */
 export interface ThreadListener {
   /** Which adapter serves it. */
-  readonly runtime: "bun" | "deno";
+  readonly runtime: Runtime;
   /** The port actually bound. */
   readonly port: number;
   /**
@@ -41,8 +42,3 @@ export interface ThreadListener {
 
 /** Starts a listener on the current runtime. */
 export type Listen = (options: ListenOptions) => ThreadListener | Promise<ThreadListener>;
-
-/** Thrown by an adapter when the address is taken; the CLI reports it in one line. */
-export class AddressInUseError extends Error {
-  override name = "AddressInUseError";
-}

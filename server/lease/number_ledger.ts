@@ -13,6 +13,7 @@
  * @module
  */
 
+import { MAX_NUMBER } from "../config.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 
 /** Numbers per block. A grant carries one or more whole blocks. */
@@ -22,11 +23,13 @@ export const RING_BLOCKS = 1024;
 
 // Layout of the shared buffer, in bytes.
 const TAKEN_OFFSET = 0; // BigInt64: virtual positions handed out
-const GRANTED_OFFSET = 8; // Int32: blocks published (indices below it are readable)
-const STARTS_OFFSET = 16; // Float64[RING_BLOCKS]: each block's first real number
-const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // Int32[RING_BLOCKS]: which block a slot holds
+// 64-bit counts and tags: at 2^31 blocks (2^43 positions, 100 days at a million a second) an
+// Int32 count would wrap and the process would stop numbering.
+const GRANTED_OFFSET = 8; // BigInt64: blocks published (indices below it are readable)
+const STARTS_OFFSET = 16; // BigInt64[RING_BLOCKS]: each block's first real number
+const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // BigInt64[RING_BLOCKS]: a slot's block
 /** Bytes a ledger needs in shared memory. */
-export const LEDGER_BYTES = TAGS_OFFSET + RING_BLOCKS * 4;
+export const LEDGER_BYTES = TAGS_OFFSET + RING_BLOCKS * 8;
 
 /** Thrown when a position's block has not been leased in time; the connection is refused. */
 export class NumbersUnavailableError extends Error {
@@ -47,9 +50,9 @@ export class NumbersUnavailableError extends Error {
 export class NumberLedger {
   readonly buffer: SharedArrayBuffer;
   readonly #taken: BigInt64Array;
-  readonly #granted: Int32Array;
-  readonly #starts: Float64Array;
-  readonly #tags: Int32Array;
+  readonly #granted: BigInt64Array;
+  readonly #starts: BigInt64Array;
+  readonly #tags: BigInt64Array;
   // The last block this view looked up: most lookups hit it.
   #cachedBlock = -1;
   #cachedStart = 0;
@@ -63,15 +66,15 @@ export class NumberLedger {
   constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
     this.#taken = new BigInt64Array(buffer, TAKEN_OFFSET, 1);
-    this.#granted = new Int32Array(buffer, GRANTED_OFFSET, 1);
-    this.#starts = new Float64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
-    this.#tags = new Int32Array(buffer, TAGS_OFFSET, RING_BLOCKS);
+    this.#granted = new BigInt64Array(buffer, GRANTED_OFFSET, 1);
+    this.#starts = new BigInt64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
+    this.#tags = new BigInt64Array(buffer, TAGS_OFFSET, RING_BLOCKS);
   }
 
   /** Makes a ledger in fresh shared memory, with no block granted. */
   static create(): NumberLedger {
     const ledger = new NumberLedger(new SharedArrayBuffer(LEDGER_BYTES));
-    ledger.#tags.fill(-1);
+    ledger.#tags.fill(-1n);
     return ledger;
   }
 
@@ -96,12 +99,14 @@ export class NumberLedger {
   numberAt(position: number, waitMs = 0): number {
     const block = Math.floor(position / BLOCK_SIZE);
     if (block === this.#cachedBlock) return this.#cachedStart + (position - block * BLOCK_SIZE);
-    if (block >= Atomics.load(this.#granted, 0)) this.#waitFor(block, waitMs);
+    if (block >= this.grantedBlocks) this.#waitFor(block, waitMs);
     const slot = block % RING_BLOCKS;
-    const start = this.#starts[slot]!;
-    // The slot is reused RING_BLOCKS blocks later; a thread stalled that long would read another
-    // block's start. Refusing is safe; reading it would repeat a number.
-    if (Atomics.load(this.#tags, slot) !== block) {
+    // The slot is reused RING_BLOCKS blocks later; a thread stalled that long could read another
+    // block's start. Refusing is safe; using it would repeat a number. The start is read before
+    // the tag and `grant` writes the tag before the start (both atomically): a thread that reads
+    // a start written for a later block is bound to see that block's tag and refuse.
+    const start = Number(Atomics.load(this.#starts, slot));
+    if (Number(Atomics.load(this.#tags, slot)) !== block) {
       throw new NumbersUnavailableError(`Block ${block} is no longer in the ledger`);
     }
     this.#cachedBlock = block;
@@ -113,7 +118,7 @@ export class NumberLedger {
     this.onStarved?.();
     const deadline = monotonicNow() + waitMs;
     for (;;) {
-      const granted = Atomics.load(this.#granted, 0);
+      const granted = this.grantedBlocks;
       if (block < granted) return;
       const left = granted === this.#starvedAtGranted ? 0 : deadline - monotonicNow();
       if (left <= 0) {
@@ -122,7 +127,7 @@ export class NumberLedger {
           `No leased numbers: block ${block} was not granted within ${waitMs} ms`,
         );
       }
-      Atomics.wait(this.#granted, 0, granted, left);
+      Atomics.wait(this.#granted, 0, BigInt(granted), left);
     }
   }
 
@@ -131,23 +136,34 @@ export class NumberLedger {
    *
    * @param start The first real number of the first block.
    * @param blocks How many blocks; they cover `start` to `start + blocks * BLOCK_SIZE - 1`.
-   * @throws {RangeError} When the ring would overwrite blocks the threads have not used up.
+   * @throws {RangeError} When the ring would overwrite blocks the threads have not used up, or
+   *   the blocks would pass 2^53 - 1 (past it, numbers lose exactness and repeat).
    */
   grant(start: number, blocks: number): void {
-    const granted = Atomics.load(this.#granted, 0);
+    // Compared as `start > MAX - size + 1`: `start + size - 1` itself rounds above 2^53.
+    if (!Number.isSafeInteger(start) || start < 1 || start > MAX_NUMBER - blocks * BLOCK_SIZE + 1) {
+      throw new RangeError(
+        `Cannot grant ${blocks} blocks from ${start}: the numbers must lie from 1 to ${MAX_NUMBER}`,
+      );
+    }
+    const granted = this.grantedBlocks;
     const inUse = Math.floor(this.taken / BLOCK_SIZE);
     if (granted + blocks - inUse > RING_BLOCKS) {
       throw new RangeError(
         `Cannot grant ${blocks} blocks: at most ${RING_BLOCKS} may be ahead of the threads`,
       );
     }
-    for (let i = 0; i < blocks; i++) {
+    // Only the last RING_BLOCKS blocks of a grant keep a slot; earlier ones (all reserved
+    // already, as checked above) would be overwritten within this loop and are refused anyway.
+    for (let i = Math.max(0, blocks - RING_BLOCKS); i < blocks; i++) {
       const slot = (granted + i) % RING_BLOCKS;
-      this.#starts[slot] = start + i * BLOCK_SIZE;
-      Atomics.store(this.#tags, slot, granted + i);
+      // Tag first, then start: see `numberAt`. Storing the start first let a stalled thread pair
+      // the old tag with the new start and hand out a number of the new block.
+      Atomics.store(this.#tags, slot, BigInt(granted + i));
+      Atomics.store(this.#starts, slot, BigInt(start + i * BLOCK_SIZE));
     }
     // Stored last: a thread that sees the new count also sees the starts written above.
-    Atomics.store(this.#granted, 0, granted + blocks);
+    Atomics.store(this.#granted, 0, BigInt(granted + blocks));
     Atomics.notify(this.#granted, 0);
   }
 
@@ -158,11 +174,11 @@ export class NumberLedger {
 
   /** Positions granted and not yet handed out (negative when threads are waiting). */
   get remaining(): number {
-    return Atomics.load(this.#granted, 0) * BLOCK_SIZE - this.taken;
+    return this.grantedBlocks * BLOCK_SIZE - this.taken;
   }
 
   /** Blocks granted so far. */
   get grantedBlocks(): number {
-    return Atomics.load(this.#granted, 0);
+    return Number(Atomics.load(this.#granted, 0));
   }
 }

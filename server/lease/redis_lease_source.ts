@@ -13,7 +13,8 @@
  * does not hold an integer, and a run that would pass 2^53 - 1, rather than guess.
  *
  * Durability is Redis's: a run is safe across a Redis crash only when Redis has written the
- * `INCRBY` to disk before replying (`appendonly yes`, `appendfsync always`); see REDIS.md.
+ * `INCRBY` to disk before replying (`appendonly yes`, `appendfsync always`); see the README,
+ * "Durability is Redis's".
  *
  * When Redis is unreachable, leases fail at once (the client does not queue commands while
  * offline) and the client reconnects in the background with backoff; the supervisor's processes

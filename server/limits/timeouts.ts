@@ -9,6 +9,7 @@
 import type { ServeConfig } from "../config.ts";
 import type { Connection } from "../connection.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
+import type { CoarseClock } from "../coarse_clock.ts";
 import { Stat } from "../thread_stats.ts";
 
 /** How often adapters sweep, in milliseconds: the timeouts' resolution. */
@@ -37,11 +38,6 @@ export function overstayed(connection: Connection, now: number, config: ServeCon
   }
   if (now - connection.lastActivityAt > idle) return Stat.closedIdleTimeout;
   return -1;
-}
-
-/** A clock read by hot paths: one `monotonicNow()` per tick instead of one per read. */
-export interface CoarseClock {
-  now: number;
 }
 
 /** A {@linkcode CoarseClock} brought up to date by a timer, five times per sweep. */

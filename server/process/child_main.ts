@@ -9,7 +9,7 @@
  */
 
 import process from "node:process";
-import { AddressInUseError } from "../adapters/thread_listener.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ServeConfig } from "../config.ts";
 import { type RunningServer, startServer } from "../serve.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";

@@ -12,7 +12,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { assertAddressFree } from "../address_probe.ts";
 import { selfCommand } from "../adapters/self_command.ts";
-import { AddressInUseError } from "../adapters/thread_listener.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ServeConfig } from "../config.ts";
 import { ConfigKeeper } from "../config_keeper.ts";
 import type { HostFacts } from "../host_facts.ts";
