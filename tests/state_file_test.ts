@@ -8,12 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import {
-  lockStateFile,
   readStateFile,
   StateFileError,
   StateFileLeaseSource,
   writeStateFile,
 } from "../server/lease/state_file.ts";
+import { lockStateFile } from "../server/lease/state_lock.ts";
 import { LineClient, replyNumber } from "./_client.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 
@@ -84,11 +84,11 @@ test("state file lock refuses a second holder and takes over a dead one's", () =
   const dir = tempDir();
   try {
     const path = join(dir, "s");
-    const unlock = lockStateFile(path);
+    const lock = lockStateFile(path);
     assert.throws(() => lockStateFile(path), /is in use by another tallyho \(pid \d+/);
-    unlock();
+    lock.release();
     writeFileSync(`${path}.lock`, "999999999\n"); // a pid that cannot exist
-    lockStateFile(path)();
+    lockStateFile(path).release();
   } finally {
     rmSync(dir, { recursive: true });
   }
