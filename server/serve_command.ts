@@ -25,7 +25,7 @@ import { ADDRESS_TABLE_BYTES } from "./limits/connection_gate.ts";
 import { readConfigFile } from "./config_json.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease/lease_source.ts";
 import { readRedisPassword } from "./lease/redis_password.ts";
-import { StateFileLeaseSource } from "./lease/state_file.ts";
+import { StateFileError, StateFileLeaseSource } from "./lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "./process/supervisor.ts";
 import { VERSION } from "./version.ts";
 
@@ -241,7 +241,15 @@ export async function runServe(
     return 1;
   }
   log(`${winner.name}: draining (up to ${supervisor.config.drainTimeoutMs} ms)`);
-  await supervisor.shutdown();
+  // A source that cannot record its end (a read-only state directory) still lets the stop finish
+  // and says so in the last line: every number handed out was recorded at its lease.
+  let notRecorded = "";
+  try {
+    await supervisor.shutdown();
+  } catch (error) {
+    if (!(error instanceof StateFileError)) throw error;
+    notRecorded = `; not recorded: ${error.message}`;
+  }
   await admin?.stop();
   const processes = supervisor.processes();
   const perThread = processes.flatMap((p) => p.threads.map((t) => t.connectionsAccepted));
@@ -258,7 +266,7 @@ export async function runServe(
       ` connections per process: [${perProcess.join(", ")}];` +
       ` connections per thread: [${perThread.join(", ")}];` +
       ` refused and closed: ${JSON.stringify(refusals(processes))};` +
-      ` closed for want of leased numbers: ${unnumbered}`,
+      ` closed for want of leased numbers: ${unnumbered}${notRecorded}`,
   );
   return 0;
 }

@@ -3,11 +3,14 @@
  * can race two of them many times without paying a process start per trial.
  *
  * Reads lines on stdin: `lock PATH` answers `held` or `busy MESSAGE`; `release` answers
- * `released`. Exits when stdin closes.
+ * `released`; `churn PATH N` takes and releases the lock N times as fast as it can, and while
+ * holding it creates `PATH.holder` exclusively (a second holder at that moment finds it there),
+ * then answers `churned TAKEN DOUBLES`. Exits when stdin closes.
  *
  * @module
  */
 
+import { rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
 import { lockStateFile, type StateLock } from "../server/lease/state_lock.ts";
 
@@ -22,6 +25,27 @@ function answer(line: string): void {
     } catch (error) {
       process.stdout.write(`busy ${(error as Error).message.replaceAll("\n", " ")}\n`);
     }
+  } else if (line.startsWith("churn ")) {
+    const [, path, times] = line.split(" ");
+    let taken = 0;
+    let doubles = 0;
+    for (let i = 0; i < Number(times); i++) {
+      let lock: StateLock;
+      try {
+        lock = lockStateFile(path!);
+      } catch {
+        continue; // The other racer holds it.
+      }
+      taken++;
+      try {
+        writeFileSync(`${path}.holder`, `${process.pid}`, { flag: "wx" });
+        rmSync(`${path}.holder`);
+      } catch {
+        doubles++;
+      }
+      lock.release();
+    }
+    process.stdout.write(`churned ${taken} ${doubles}\n`);
   } else if (line === "release") {
     held?.release();
     held = null;

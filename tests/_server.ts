@@ -69,14 +69,24 @@ export interface TestServer {
  * Starts tallyho and waits for its "listening on" line.
  *
  * @param args CLI arguments; `--port 0` and `--host 127.0.0.1` are added unless given.
+ * @param options `wrap`: a command that runs tallyho by exec'ing the rest of its arguments, so the
+ *   pid stays the server's (`prlimit --fsize=40`, `unshare -m`); none by default.
  * @returns The running server.
  */
-export function startTallyho(args: string[] = []): Promise<TestServer> {
+export function startTallyho(
+  args: string[] = [],
+  options: { wrap?: string[] } = {},
+): Promise<TestServer> {
   const full = [...args];
   if (!full.includes("--port")) full.push("--port", "0");
   if (!full.includes("--host")) full.push("--host", "127.0.0.1");
   if (!full.includes("--admin")) full.push("--admin", "127.0.0.1:0");
-  const { cmd, argv, cwd } = tallyhoCommand(["serve", ...full]);
+  const command = tallyhoCommand(["serve", ...full]);
+  const { cwd } = command;
+  const [cmd, ...argv] = [...(options.wrap ?? []), command.cmd, ...command.argv] as [
+    string,
+    ...string[],
+  ];
   const child = spawn(cmd, argv, {
     cwd,
     stdio: ["ignore", "pipe", "pipe"],

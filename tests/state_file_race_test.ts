@@ -115,3 +115,27 @@ test(`[${UNDER_TEST}] cli: two servers started at once on one state file with a 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(`[${UNDER_TEST}] state file lock: two processes taking and releasing it 2000 times each never hold it together`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-lock-race-"));
+  const racers = [new Racer(), new Racer()];
+  try {
+    await Promise.all(racers.map((r) => r.next())); // "ready"
+    const path = join(dir, "s");
+    const started = Date.now();
+    const replies = await Promise.all(racers.map((r) => r.send(`churn ${path} 2000`)));
+    console.log(`lock churn: ${Date.now() - started} ms: ${replies.join(", ")}`);
+    let taken = 0;
+    for (const reply of replies) {
+      const [word, got, doubles] = reply.split(" ");
+      assert.equal(word, "churned", reply);
+      assert.equal(Number(doubles), 0, `a second holder found the first's marker: ${reply}`);
+      taken += Number(got);
+    }
+    // Most tries find the other holding it; enough takes must overlap the other's tries.
+    assert.ok(taken >= 100, `the lock was taken ${taken} times in 4000 tries`);
+  } finally {
+    await Promise.all(racers.map((r) => r.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

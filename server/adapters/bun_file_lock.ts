@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeSync, constants, fstatSync, ftruncateSync, openSync, writeSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 
 const LOCK_EX = 2;
@@ -56,7 +56,7 @@ function libc(): { libc: Libc; ffi: BunFfi } {
 /** Takes an exclusive `flock` on the file at `path`, or returns `null` if another holds it. */
 export const tryLockFileBun: TryLockFile = (path) => {
   const { libc: c, ffi } = libc();
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  const fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   let held = false;
   try {
     for (;;) {
@@ -78,17 +78,6 @@ class BunHeldLock implements HeldFileLock {
   #fd: number | null;
   constructor(fd: number, readonly dev: number, readonly ino: number) {
     this.#fd = fd;
-  }
-
-  write(text: string): void {
-    if (this.#fd === null) return;
-    const bytes = new TextEncoder().encode(text);
-    ftruncateSync(this.#fd, 0);
-    for (let done = 0; done < bytes.length;) {
-      const wrote = writeSync(this.#fd, bytes, done, bytes.length - done, done);
-      if (wrote <= 0) throw new Error(`wrote ${done} of ${bytes.length} bytes`);
-      done += wrote;
-    }
   }
 
   close(): void {

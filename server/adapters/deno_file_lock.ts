@@ -4,25 +4,23 @@
  * a Deno tallyho on one state file exclude each other. It needs no permission beyond the file's.
  *
  * Deno opens files with `O_CLOEXEC` (Rust's standard library always does), so spawned processes
- * do not inherit the lock. `Deno.openSync` has no `O_NOFOLLOW`, so a symlink is refused by `lstat`
- * before opening, and the caller compares the opened file's inode with the path's afterwards.
+ * do not inherit the lock. `Deno.openSync` has no `O_NOFOLLOW` and cannot create a file it opens
+ * read-only, so the file is created by `node:fs` with `O_NOFOLLOW`, a symlink is refused by
+ * `lstat` before `Deno.openSync`, and the caller compares the locked file's inode with the path's.
  *
  * @module
  */
 
-import { lstatSync } from "node:fs";
+import { closeSync, constants, lstatSync, openSync } from "node:fs";
 import type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 
 /** Takes an exclusive lock on the file at `path`, or returns `null` if another holds it. */
 export const tryLockFileDeno: TryLockFile = (path) => {
-  try {
-    if (lstatSync(path).isSymbolicLink()) {
-      throw Object.assign(new Error(`ELOOP: ${path} is a symbolic link`), { code: "ELOOP" });
-    }
-  } catch (error) {
-    if ((error as { code?: string }).code !== "ENOENT") throw error;
+  closeSync(openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600));
+  if (lstatSync(path).isSymbolicLink()) {
+    throw Object.assign(new Error(`ELOOP: ${path} is a symbolic link`), { code: "ELOOP" });
   }
-  const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  const file = Deno.openSync(path, { read: true });
   let held = false;
   try {
     if (!file.tryLockSync(true)) return null;
@@ -38,19 +36,6 @@ class DenoHeldLock implements HeldFileLock {
   #file: Deno.FsFile | null;
   constructor(file: Deno.FsFile, readonly dev: number, readonly ino: number) {
     this.#file = file;
-  }
-
-  write(text: string): void {
-    const file = this.#file;
-    if (file === null) return;
-    const bytes = new TextEncoder().encode(text);
-    file.truncateSync(0);
-    file.seekSync(0, Deno.SeekMode.Start);
-    for (let done = 0; done < bytes.length;) {
-      const wrote = file.writeSync(bytes.subarray(done));
-      if (wrote <= 0) throw new Error(`wrote ${done} of ${bytes.length} bytes`);
-      done += wrote;
-    }
   }
 
   close(): void {

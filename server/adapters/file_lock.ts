@@ -12,19 +12,15 @@ export interface HeldFileLock {
   readonly dev: number;
   /** The inode of the open file, to check that its path still names it. */
   readonly ino: number;
-  /**
-   * Replaces the file's content (the holder's pid, for people; the lock never reads it).
-   *
-   * @param text What the file holds afterwards.
-   */
-  write(text: string): void;
   /** Closes the file, which releases the lock. Safe to call more than once. */
   close(): void;
 }
 
 /**
- * Opens `path` (creating it with mode 0600, never through a symlink, closed on exec so that
- * spawned processes do not inherit it) and tries to take its exclusive lock without waiting.
+ * Opens `path` read-only (creating it with mode 0600, never through a symlink, closed on exec so
+ * that spawned processes do not inherit it) and tries to take its exclusive lock without waiting.
+ * Read-only, so that holding the lock never keeps a file open for writing: the file system can
+ * still be remounted read-only under a running server.
  *
  * @param path The lock file.
  * @returns The held lock, or `null` when another open file (another process) holds it.

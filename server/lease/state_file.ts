@@ -23,6 +23,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname } from "node:path";
+import process from "node:process";
 import { MAX_NUMBER } from "../config.ts";
 import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
@@ -190,6 +191,21 @@ export function writeStateFile(path: string, next: number, options: WriteStateOp
   }
 }
 
+let fileSizeSignalIgnored = false;
+
+// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills the
+// process: Deno 2.9.6 keeps it, so the supervisor would die mid-write instead of failing one
+// lease (Bun 1.4.5 ignores it). With a listener the write fails with EFBIG, like any other.
+function ignoreFileSizeSignal(): void {
+  if (fileSizeSignalIgnored) return;
+  fileSizeSignalIgnored = true;
+  try {
+    process.on("SIGXFSZ", () => {});
+  } catch {
+    // A platform without the signal has no such limit either.
+  }
+}
+
 /** Leases recorded in a state file; each lease costs one durable write. */
 export class StateFileLeaseSource implements LeaseSource {
   readonly description: string;
@@ -216,6 +232,7 @@ export class StateFileLeaseSource implements LeaseSource {
    *   directory can be written by other users.
    */
   static open(path: string, firstNumber: number): StateFileLeaseSource {
+    ignoreFileSizeSignal();
     const lock = lockStateFile(path);
     try {
       const recorded = readStateFile(path);

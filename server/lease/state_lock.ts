@@ -12,7 +12,15 @@
  * @module
  */
 
-import { lstatSync, readFileSync, unlinkSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  lstatSync,
+  openSync,
+  readFileSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import process from "node:process";
 import { type HeldFileLock, tryLockFile } from "../adapters/mod.ts";
 import { assertPrivateStateDirectory } from "./state_directory.ts";
@@ -69,6 +77,22 @@ function namesFile(path: string, held: HeldFileLock): boolean {
   }
 }
 
+// The pid is written through a descriptor of its own, closed at once: closing it does not release
+// the lock, which belongs to the lock's own open file (flock, unlike fcntl locks).
+function writePid(lockPath: string): void {
+  const fd = openSync(lockPath, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW);
+  try {
+    const bytes = new TextEncoder().encode(`${process.pid}\n`);
+    for (let done = 0; done < bytes.length;) {
+      const wrote = writeSync(fd, bytes, done, bytes.length - done, done);
+      if (!(wrote > 0)) throw new Error(`wrote ${done} of ${bytes.length} bytes of the pid`);
+      done += wrote;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function holderOf(lockPath: string): string {
   try {
     const pid = Number.parseInt(readFileSync(lockPath, "utf8"), 10);
@@ -107,7 +131,7 @@ export function lockStateFile(path: string): StateLock {
       continue;
     }
     try {
-      held.write(`${process.pid}\n`);
+      writePid(lockPath);
     } catch (error) {
       held.close();
       throw new StateFileError(`Cannot lock state file ${path}: ${(error as Error).message}`);
