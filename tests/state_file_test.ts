@@ -160,7 +160,7 @@ test("state file in a directory other users can write is refused, naming the dir
             new RegExp(
               `its directory ${dir} can be written by other users \\(mode 0?${
                 mode.toString(8)
-              }\\).*chmod go-w ${dir}`,
+              }\\).*${mode & 0o1000 ? `mkdir -m 0700 ${dir}/tallyho$` : `chmod go-w ${dir}$`}`,
             ),
           );
           return true;

@@ -12,6 +12,7 @@
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 
+// Linux's values (tallyho's binaries target Linux; glibc and musl both export __errno_location).
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 const EINTR = 4;
@@ -38,7 +39,7 @@ function libc(): { libc: Libc; ffi: BunFfi } {
   if (loaded) return loaded;
   const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
   let lastError: unknown = null;
-  for (const name of ["libc.so.6", "libc.so", "libc.dylib"]) {
+  for (const name of ["libc.so.6", "libc.so"]) {
     try {
       const symbols = ffi.dlopen(name, {
         flock: { args: ["i32", "i32"], returns: "i32" },

@@ -9,7 +9,7 @@
  */
 
 import { statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { StateFileError } from "./state_file_error.ts";
 
@@ -43,7 +43,12 @@ export function assertPrivateStateDirectory(path: string): void {
     throw new StateFileError(
       `Cannot use state file ${path}: its directory ${directory} can be written by other ` +
         `users (mode ${mode}), who could replace the file and make numbers repeat; ` +
-        `use a directory only you can write, or run: chmod go-w ${directory}`,
+        // A sticky directory (/tmp) is shared on purpose: never suggest taking it from others.
+        ((stat.mode & 0o1000) !== 0
+          ? `keep it in a directory only you can write, for example: mkdir -m 0700 ${
+            join(directory, "tallyho")
+          }`
+          : `keep it in a directory only you can write, or run: chmod go-w ${directory}`),
     );
   }
 }
