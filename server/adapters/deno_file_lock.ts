@@ -20,7 +20,14 @@ export const tryLockFileDeno: TryLockFile = (path) => {
   if (lstatSync(path).isSymbolicLink()) {
     throw Object.assign(new Error(`ELOOP: ${path} is a symbolic link`), { code: "ELOOP" });
   }
-  const file = Deno.openSync(path, { read: true });
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (error) {
+    // Removed by a holder releasing it just now: the caller takes the new one.
+    if (error instanceof Deno.errors.NotFound) throw Object.assign(error, { code: "ENOENT" });
+    throw error;
+  }
   let held = false;
   try {
     if (!file.tryLockSync(true)) return null;

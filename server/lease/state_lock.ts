@@ -118,6 +118,8 @@ export function lockStateFile(path: string): StateLock {
       held = tryLockFile(lockPath);
     } catch (error) {
       const code = (error as { code?: string }).code ?? (error as Error).message;
+      // Removed between our open and our lock by a holder releasing it: take the new one.
+      if (code === "ENOENT" && attempt < ATTEMPTS - 1) continue;
       throw new StateFileError(`Cannot lock state file ${path}: ${lockPath}: ${code}`);
     }
     if (held === null) {
