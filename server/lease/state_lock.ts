@@ -15,6 +15,7 @@
 import {
   closeSync,
   constants,
+  ftruncateSync,
   lstatSync,
   openSync,
   readFileSync,
@@ -78,9 +79,11 @@ function namesFile(path: string, held: HeldFileLock): boolean {
 }
 
 // The pid is written through a descriptor of its own, closed at once: closing it does not release
-// the lock, which belongs to the lock's own open file (flock, unlike fcntl locks).
+// the lock, which belongs to the lock's own open file (flock, unlike fcntl locks). Written over
+// the old content and then cut to length, never truncated first, so a starter that reads the file
+// meanwhile finds a pid (the old one, or the new one followed by a newline) rather than nothing.
 function writePid(lockPath: string): void {
-  const fd = openSync(lockPath, constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW);
+  const fd = openSync(lockPath, constants.O_WRONLY | constants.O_NOFOLLOW);
   try {
     const bytes = new TextEncoder().encode(`${process.pid}\n`);
     for (let done = 0; done < bytes.length;) {
@@ -88,6 +91,7 @@ function writePid(lockPath: string): void {
       if (!(wrote > 0)) throw new Error(`wrote ${done} of ${bytes.length} bytes of the pid`);
       done += wrote;
     }
+    ftruncateSync(fd, bytes.length);
   } finally {
     closeSync(fd);
   }
