@@ -94,7 +94,7 @@ test(`[${UNDER_TEST}] state file lock: two processes racing for a dead holder's 
 test(`[${UNDER_TEST}] cli: two servers started at once on one state file with a dead holder's lock: exactly one serves`, async () => {
   const dir = mkdtempSync(join(tmpdir(), "tallyho-lock-race-"));
   try {
-    for (let trial = 0; trial < 4; trial++) {
+    for (let trial = 0; trial < 10; trial++) {
       const path = join(dir, `numbers${trial}.state`);
       writeFileSync(`${path}.lock`, "4000000\n");
       const args = ["--threads", "1", "--admin", "off", "--state", path];
