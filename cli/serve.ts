@@ -31,6 +31,7 @@ import { planConfig } from "../server/config_plan.ts";
 import { readHostFacts } from "../server/host_facts.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
+import { StateFileError } from "../server/lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import { type CliIo, integerFlag, usageErrorFrom } from "./_io.ts";
@@ -294,7 +295,15 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     return 1;
   }
   log(`${winner.name}: draining (up to ${supervisor.config.drainTimeoutMs} ms)`);
-  await supervisor.shutdown();
+  // A source that cannot record its end (a read-only state directory) still lets the stop finish
+  // and says so in the last line: every number handed out was recorded at its lease.
+  let notRecorded = "";
+  try {
+    await supervisor.shutdown();
+  } catch (error) {
+    if (!(error instanceof StateFileError)) throw error;
+    notRecorded = `; not recorded: ${error.message}`;
+  }
   await admin?.stop();
   const processes = supervisor.processes();
   const perThread = processes.flatMap((p) => p.threads.map((t) => t.connectionsAccepted));
@@ -311,7 +320,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       ` connections per process: [${perProcess.join(", ")}];` +
       ` connections per thread: [${perThread.join(", ")}];` +
       ` refused and closed: ${JSON.stringify(refusals(processes))};` +
-      ` closed for want of leased numbers: ${unnumbered}`,
+      ` closed for want of leased numbers: ${unnumbered}${notRecorded}`,
   );
   return 0;
 }

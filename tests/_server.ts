@@ -69,22 +69,29 @@ export interface TestServer {
  * Starts tallyho and waits for its "listening on" line.
  *
  * @param args CLI arguments; `--port 0` and `--host 127.0.0.1` are added unless given.
- * @param env Variables added to the server's environment.
+ * @param options `env`: variables added to the server's environment; `wrap`: a command that runs
+ *   tallyho by exec'ing the rest of its arguments, so the pid stays the server's
+ *   (`prlimit --fsize=40`, `unshare -m`); neither by default.
  * @returns The running server.
  */
 export function startTallyho(
   args: string[] = [],
-  env: Record<string, string> = {},
+  options: { wrap?: string[]; env?: Record<string, string> } = {},
 ): Promise<TestServer> {
   const full = [...args];
   if (!full.includes("--port")) full.push("--port", "0");
   if (!full.includes("--host")) full.push("--host", "127.0.0.1");
   if (!full.includes("--admin")) full.push("--admin", "127.0.0.1:0");
-  const { cmd, argv, cwd } = tallyhoCommand(["serve", ...full]);
+  const command = tallyhoCommand(["serve", ...full]);
+  const { cwd } = command;
+  const [cmd, ...argv] = [...(options.wrap ?? []), command.cmd, ...command.argv] as [
+    string,
+    ...string[],
+  ];
   const child = spawn(cmd, argv, {
     cwd,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN, ...env },
+    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
   });
   let output = "";
   const exited = new Promise<number | string>((resolve) =>

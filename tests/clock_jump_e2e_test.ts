@@ -45,10 +45,12 @@ test(
       "--state",
       join(dir, "state"),
     ], {
-      LD_PRELOAD: LIBFAKETIME!,
-      FAKETIME_TIMESTAMP_FILE: offsetFile,
-      FAKETIME_CACHE_DURATION: "1",
-      FAKETIME_DONT_FAKE_MONOTONIC: "1",
+      env: {
+        LD_PRELOAD: LIBFAKETIME!,
+        FAKETIME_TIMESTAMP_FILE: offsetFile,
+        FAKETIME_CACHE_DURATION: "1",
+        FAKETIME_DONT_FAKE_MONOTONIC: "1",
+      },
     });
     const clients: LineClient[] = [];
     try {

@@ -3,19 +3,36 @@
  * sees for each problem.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import {
-  lockStateFile,
   readStateFile,
   StateFileError,
   StateFileLeaseSource,
   writeStateFile,
 } from "../server/lease/state_file.ts";
+import { lockStateFile } from "../server/lease/state_lock.ts";
 import { LineClient, replyNumber } from "./_client.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+
+const AS_ROOT = process.getuid?.() === 0;
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "tallyho-state-test-"));
@@ -84,11 +101,145 @@ test("state file lock refuses a second holder and takes over a dead one's", () =
   const dir = tempDir();
   try {
     const path = join(dir, "s");
-    const unlock = lockStateFile(path);
+    const lock = lockStateFile(path);
     assert.throws(() => lockStateFile(path), /is in use by another tallyho \(pid \d+/);
-    unlock();
+    lock.release();
     writeFileSync(`${path}.lock`, "999999999\n"); // a pid that cannot exist
-    lockStateFile(path)();
+    lockStateFile(path).release();
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file write never follows a symlink planted at a temporary name, and writes 0600", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "precious\n");
+    chmodSync(victim, 0o644);
+    // The name the temporary file used to have: FILE.tmp-<pid>.
+    symlinkSync(victim, `${path}.tmp-${process.pid}`);
+    writeStateFile(path, 42);
+    assert.equal(readFileSync(victim, "utf8"), "precious\n", "the symlink's target is untouched");
+    assert.ok(lstatSync(path).isFile(), "the state file is a plain file, not the symlink");
+    assert.equal(readStateFile(path), 42);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    assert.deepEqual(readdirSync(dir).sort(), ["s", "s.tmp-" + process.pid, "victim"]);
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file lock refuses a symlink planted at the lock file's name", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    const victim = join(dir, "victim");
+    writeFileSync(victim, "precious\n");
+    symlinkSync(victim, `${path}.lock`);
+    assert.throws(() => lockStateFile(path), /Cannot lock state file .*s\.lock: ELOOP/);
+    assert.equal(readFileSync(victim, "utf8"), "precious\n");
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file in a directory other users can write is refused, naming the directory", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    for (const mode of [0o777, 0o1777, 0o770, 0o702]) {
+      chmodSync(dir, mode);
+      assert.throws(
+        () => StateFileLeaseSource.open(path, 1),
+        (error: Error) => {
+          assert.ok(error instanceof StateFileError);
+          assert.match(
+            error.message,
+            new RegExp(
+              `its directory ${dir} can be written by other users \\(mode 0?${
+                mode.toString(8)
+              }\\).*${mode & 0o1000 ? `mkdir -m 0700 ${dir}/tallyho$` : `chmod go-w ${dir}$`}`,
+            ),
+          );
+          return true;
+        },
+      );
+    }
+    assert.deepEqual(readdirSync(dir), [], "nothing was created there");
+    chmodSync(dir, 0o755);
+    const source = StateFileLeaseSource.open(path, 1);
+    return source.close();
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file in a directory owned by another user is refused", { skip: !AS_ROOT }, () => {
+  const dir = tempDir();
+  try {
+    chownSync(dir, 65534, 65534);
+    assert.throws(
+      () => StateFileLeaseSource.open(join(dir, "s"), 1),
+      /its directory .* belongs to another user \(uid 65534\)/,
+    );
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file write that stops short fails, leaves the previous mark and no temporary file", () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    writeStateFile(path, 1000);
+    const good = readFileSync(path, "utf8");
+    const faults: Array<[string, Parameters<typeof writeStateFile>[2], RegExp]> = [
+      // What a file size limit does: a short write, then EFBIG.
+      ["short, then EFBIG", {
+        writeChunk: (fd, bytes, offset, length, position) => {
+          if (offset > 0) throw Object.assign(new Error("file too large"), { code: "EFBIG" });
+          return writeSync(fd, bytes, offset, Math.min(length, 20), position);
+        },
+      }, /could not write \d+ bytes \(20 written\): EFBIG/],
+      ["nothing written", { writeChunk: () => 0 }, /the write stopped after 0 bytes/],
+      // A write that claims more than it wrote is caught by reading the file back.
+      ["claims all, writes half", {
+        writeChunk: (fd, bytes, offset, length, position) => {
+          writeSync(fd, bytes, offset, length >> 1, position);
+          return length;
+        },
+      }, /could not read back what was written: read back \d+ bytes that differ/],
+    ];
+    for (const [what, options, expected] of faults) {
+      assert.throws(() => writeStateFile(path, 5000, options), (error: Error) => {
+        assert.ok(error instanceof StateFileError, what);
+        assert.match(error.message, expected, what);
+        assert.match(error.message, /Cannot record 5000 in state file .*previous mark/, what);
+        return true;
+      });
+      assert.equal(readFileSync(path, "utf8"), good, `${what}: the good file stays`);
+      assert.deepEqual(readdirSync(dir), ["s"], `${what}: no temporary file is left`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true });
+  }
+});
+
+test("state file lease fails once its lock file was removed under it", async () => {
+  const dir = tempDir();
+  try {
+    const path = join(dir, "s");
+    const source = StateFileLeaseSource.open(path, 1);
+    assert.equal(await source.lease(10), 1);
+    unlinkSync(`${path}.lock`); // by hand: another server may take the file now
+    await assert.rejects(source.lease(10), /Lock file .*s\.lock was removed or replaced/);
+    assert.equal(source.status().leaseErrors, 1);
+    const second = StateFileLeaseSource.open(path, 1);
+    assert.equal(await second.lease(1), 21, "the second starts above every recorded lease");
+    await second.close();
+    await source.close();
   } finally {
     rmSync(dir, { recursive: true });
   }

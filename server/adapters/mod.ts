@@ -4,15 +4,19 @@
  * @module
  */
 
+import { tryLockFileBun } from "./bun_file_lock.ts";
 import { listenBun } from "./bun_listener.ts";
 import { serveHttpBun } from "./bun_http.ts";
+import { tryLockFileDeno } from "./deno_file_lock.ts";
 import { listenDeno } from "./deno_listener.ts";
+import type { TryLockFile } from "./file_lock.ts";
 import { serveHttpDeno } from "./deno_http.ts";
 import type { ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
 import type { Runtime } from "../runtime.ts";
 
 export * from "./thread_listener.ts";
+export type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
@@ -27,3 +31,6 @@ export const listen: Listen = RUNTIME === "bun" ? listenBun : listenDeno;
 
 /** Serves a fetch handler (the admin API) over HTTP on this runtime. */
 export const serveHttp: ServeHttp = RUNTIME === "bun" ? serveHttpBun : serveHttpDeno;
+
+/** Takes a kernel lock (`flock`) on a file that dies with this process, on this runtime. */
+export const tryLockFile: TryLockFile = RUNTIME === "bun" ? tryLockFileBun : tryLockFileDeno;

@@ -1,24 +1,25 @@
 /**
  * The durable high-water mark: the first number never leased, kept in a small file that is
- * replaced atomically (write a temporary file, fsync it, rename it over the old one, fsync the
- * directory) before any number below the new mark is handed out. After a crash or `kill -9` at
- * any moment the file holds a mark at or above every number any client was given.
+ * replaced atomically (write a temporary file, check it, fsync it, rename it over the old one,
+ * fsync the directory) before any number below the new mark is handed out. After a crash or
+ * `kill -9` at any moment the file holds a mark at or above every number any client was given.
  *
- * Two servers on one file would repeat numbers, so the file is locked: a lock file beside it,
- * created exclusively, holds the owner's pid; a lock whose pid is gone (after `kill -9`) is taken
- * over.
+ * Two servers on one file would repeat numbers, so the file is locked with a kernel lock (see
+ * `state_lock.ts`), and its directory must be one that no other user can write (see
+ * `state_directory.ts`).
  *
  * @module
  */
 
 import {
   closeSync,
+  constants,
   fsyncSync,
   openSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
-  writeFileSync,
   writeSync,
 } from "node:fs";
 import { dirname } from "node:path";
@@ -26,16 +27,18 @@ import process from "node:process";
 import { MAX_NUMBER } from "../config.ts";
 import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
+import { StateFileError } from "./state_file_error.ts";
+import { lockStateFile, type StateLock } from "./state_lock.ts";
 
-/** The state file cannot be used; the message names the file and the problem. */
-export class StateFileError extends Error {
-  override name = "StateFileError";
-}
+export { StateFileError } from "./state_file_error.ts";
 
 const FORMAT = "tallyho-state";
 const VERSION = 1;
 
-// A checksum over the mark, so a hand edit or a flipped bit is caught rather than trusted.
+// A checksum over the mark, so a hand edit or a flipped bit is caught rather than trusted. It is
+// not keyed: a key would have to live beside the file, where whoever could rewrite the file could
+// read it. Against other users the defence is the directory check; against the owner, none is
+// possible.
 function checksum(next: number): string {
   let hash = 0x811c9dc5;
   for (const char of `${FORMAT}:${VERSION}:${next}`) {
@@ -87,90 +90,135 @@ export function readStateFile(path: string): number | null {
   return next;
 }
 
+/** Writes `length` bytes of `bytes` from `offset` at file position `position`; returns how many. */
+export type WriteChunk = (
+  fd: number,
+  bytes: Uint8Array,
+  offset: number,
+  length: number,
+  position: number,
+) => number;
+
+/** Options of {@linkcode writeStateFile}. */
+export interface WriteStateOptions {
+  /**
+   * How bytes reach the temporary file; a test passes one that fails or writes short.
+   *
+   * @default {writeSync}
+   */
+  writeChunk?: WriteChunk;
+}
+
+function randomSuffix(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+// O_CREAT | O_EXCL never opens an existing file nor follows a symlink at the path, whoever
+// planted it; O_NOFOLLOW says so twice. The name is random, so it cannot be planted in advance.
+const TEMPORARY_FLAGS = constants.O_RDWR | constants.O_CREAT | constants.O_EXCL |
+  constants.O_NOFOLLOW;
+
 /**
- * Writes a state file durably: temporary file, fsync, rename, fsync of the directory.
+ * Writes a state file durably: a temporary file with a random name (created exclusively, mode
+ * 0600) written in full and read back, fsync, rename, fsync of the directory. The old file stays
+ * untouched unless every step before the rename succeeded.
  *
  * @param path The file.
  * @param next The mark to record.
+ * @param options See {@linkcode WriteStateOptions}.
+ * @throws {StateFileError} When any step fails; the message says how far the write got.
  */
-export function writeStateFile(path: string, next: number): void {
+export function writeStateFile(path: string, next: number, options: WriteStateOptions = {}): void {
+  const write = options.writeChunk ?? writeSync;
   const text = JSON.stringify({ format: FORMAT, version: VERSION, next, check: checksum(next) }) +
     "\n";
-  const temporary = `${path}.tmp-${process.pid}`;
-  const fd = openSync(temporary, "w", 0o600);
+  const bytes = new TextEncoder().encode(text);
+  const temporary = `${path}.tmp-${randomSuffix()}`;
+  let step = "create the temporary file";
+  let renamed = false;
   try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const directory = openSync(dirname(path), "r");
-  try {
-    fsyncSync(directory);
-  } finally {
-    closeSync(directory);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as { code?: string }).code === "EPERM";
-  }
-  // A killed holder whose parent has not reaped it yet is a zombie: it holds nothing.
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
-  } catch {
-    return true; // No /proc: trust kill(pid, 0).
-  }
-}
-
-/**
- * Takes the lock beside a state file.
- *
- * @param path The state file.
- * @returns A function that releases the lock.
- * @throws {StateFileError} When a live process holds it.
- */
-export function lockStateFile(path: string): () => void {
-  const lockPath = `${path}.lock`;
-  for (let attempt = 0; attempt < 2; attempt++) {
+    const fd = openSync(temporary, TEMPORARY_FLAGS, 0o600);
     try {
-      writeFileSync(lockPath, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
-      return () => rmSync(lockPath, { force: true });
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code !== "EEXIST") {
-        throw new StateFileError(`Cannot lock state file ${path}: ${code ?? String(error)}`);
+      step = `write ${bytes.length} bytes`;
+      for (let done = 0; done < bytes.length;) {
+        const wrote = write(fd, bytes, done, bytes.length - done, done);
+        if (!(wrote > 0)) throw new Error(`the write stopped after ${done} bytes`);
+        done += wrote;
+        step = `write ${bytes.length} bytes (${done} written)`;
+      }
+      step = "read back what was written";
+      const back = new Uint8Array(bytes.length + 1);
+      const read = readSync(fd, back, 0, back.length, 0);
+      if (!sameBytes(back.subarray(0, read), bytes)) {
+        throw new Error(`read back ${read} bytes that differ from the ${bytes.length} written`);
+      }
+      step = "fsync the temporary file";
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    step = "rename the temporary file over the state file";
+    renameSync(temporary, path);
+    renamed = true;
+    step = "fsync the directory";
+    const directory = openSync(dirname(path), "r");
+    try {
+      fsyncSync(directory);
+    } finally {
+      closeSync(directory);
+    }
+  } catch (error) {
+    if (!renamed) {
+      try {
+        rmSync(temporary, { force: true });
+      } catch {
+        // The directory refuses changes; the random name harms nothing.
       }
     }
-    const holder = Number.parseInt(readFileSync(lockPath, "utf8"), 10);
-    if (Number.isInteger(holder) && holder > 0 && isAlive(holder)) {
-      throw new StateFileError(
-        `State file ${path} is in use by another tallyho (pid ${holder}, lock ${lockPath})`,
-      );
-    }
-    // The holder died without unlocking (kill -9): its lock is stale.
-    rmSync(lockPath, { force: true });
+    const code = (error as { code?: string }).code;
+    throw new StateFileError(
+      `Cannot record ${next} in state file ${path}: could not ${step}: ` +
+        `${code ?? (error as Error).message}` +
+        (renamed ? "" : "; the file still holds the previous mark"),
+    );
   }
-  throw new StateFileError(`Cannot lock state file ${path}: another process keeps taking it`);
+}
+
+let fileSizeSignalIgnored = false;
+
+// A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action kills the
+// process: Deno 2.9.6 keeps it, so the supervisor would die mid-write instead of failing one
+// lease (Bun 1.4.5 ignores it). With a listener the write fails with EFBIG, like any other.
+function ignoreFileSizeSignal(): void {
+  if (fileSizeSignalIgnored) return;
+  fileSizeSignalIgnored = true;
+  try {
+    process.on("SIGXFSZ", () => {});
+  } catch {
+    // A platform without the signal has no such limit either.
+  }
 }
 
 /** Leases recorded in a state file; each lease costs one durable write. */
 export class StateFileLeaseSource implements LeaseSource {
   readonly description: string;
   readonly #path: string;
-  readonly #unlock: () => void;
+  readonly #lock: StateLock;
   #next: number;
   #writes = 0;
   readonly #tally = new LeaseTally();
 
-  private constructor(path: string, next: number, unlock: () => void) {
+  private constructor(path: string, next: number, lock: StateLock) {
     this.#path = path;
     this.#next = next;
-    this.#unlock = unlock;
+    this.#lock = lock;
     this.description = `state file ${path}`;
   }
 
@@ -180,17 +228,23 @@ export class StateFileLeaseSource implements LeaseSource {
    * @param path The state file.
    * @param firstNumber Where numbering starts when the file is missing or records less.
    * @returns The source.
-   * @throws {StateFileError} When the file is locked, unreadable, corrupt or truncated.
+   * @throws {StateFileError} When the file is locked, unreadable, corrupt or truncated, or its
+   *   directory can be written by other users.
    */
   static open(path: string, firstNumber: number): StateFileLeaseSource {
-    const unlock = lockStateFile(path);
+    ignoreFileSizeSignal();
+    const lock = lockStateFile(path);
     try {
       const recorded = readStateFile(path);
       const next = Math.max(recorded ?? firstNumber, firstNumber);
       if (recorded === null) writeStateFile(path, next);
-      return new StateFileLeaseSource(path, next, unlock);
+      return new StateFileLeaseSource(path, next, lock);
     } catch (error) {
-      unlock();
+      try {
+        lock.release();
+      } catch {
+        // The error that stopped the start is the one to report.
+      }
       if (error instanceof StateFileError) throw error;
       throw new StateFileError(`Cannot write state file ${path}: ${(error as Error).message}`);
     }
@@ -204,6 +258,16 @@ export class StateFileLeaseSource implements LeaseSource {
       writeStateFile(this.#path, first + count);
       this.#writes++;
       this.#next = first + count;
+      // Checked after the write: if the lock file is still ours now, any server that takes the
+      // lock later reads the new mark; if it was deleted (by hand), another server may already
+      // be serving from this file, so no number of this run may be handed out.
+      if (!this.#lock.isNamed()) {
+        throw new StateFileError(
+          `Lock file ${this.#lock.path} was removed or replaced while this server held it; ` +
+            `another tallyho may be using state file ${this.#path}, so no more numbers are ` +
+            `handed out from it (restart this server)`,
+        );
+      }
       this.#tally.granted(first, count);
       return Promise.resolve(first);
     } catch (error) {
@@ -221,8 +285,18 @@ export class StateFileLeaseSource implements LeaseSource {
     return this.#writes;
   }
 
+  /**
+   * Releases the lock. Every mark was recorded at its lease, so nothing else is written.
+   *
+   * @throws {StateFileError} When the lock file could not be removed (the lock is released).
+   */
   close(): Promise<void> {
-    this.#unlock();
+    try {
+      this.#lock.release();
+    } catch (error) {
+      this.#tally.noteError((error as Error).message);
+      return Promise.reject(error);
+    }
     return Promise.resolve();
   }
 
