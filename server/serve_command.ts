@@ -130,11 +130,11 @@ export async function runServe(
   const { config, warnings } = loadConfig(flags, configFile);
   // The level is read at each line, so a live change of 'log-level' applies at once.
   let currentLevel = () => config.logLevel;
-  const log = (line: string, level: "info" | "warn" = "info") => {
+  const log = (line: string, level: "info" | "warn" | "error" = "info") => {
     const allowed = currentLevel();
     if (level === "info" && allowed !== "info") return;
     if (level === "warn" && allowed === "error") return;
-    io.out(`tallyho: ${level === "warn" ? "warning: " : ""}${line}`);
+    io.out(`tallyho: ${level === "info" ? "" : level === "warn" ? "warning: " : "error: "}${line}`);
   };
   // The admin API's settings are checked before anything starts, so a mistake costs nothing.
   const adminAddress = parseAdminAddress(adminFlags.address);

@@ -15,6 +15,8 @@ import { selfCommand } from "../adapters/self_command.ts";
 import { AddressInUseError } from "../adapters/thread_listener.ts";
 import { FLAG_NAMES, RESTART_KEYS, type ServeConfig } from "../config.ts";
 import { configToJson } from "../config_json.ts";
+import { LeaseBehindError } from "../lease/lease_behind_error.ts";
+import { LeaseGuard } from "../lease/lease_guard.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../thread_stats.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
@@ -26,7 +28,7 @@ export const CHILD_COMMAND = "_child";
 /** Options for {@linkcode Supervisor.start}. */
 export interface SupervisorOptions {
   /** Receives log lines with their level (`info` unless said otherwise). */
-  log: (line: string, level?: "info" | "warn") => void;
+  log: (line: string, level?: "info" | "warn" | "error") => void;
   /**
    * Child deaths within `crashWindowMs` that make a crash loop.
    * @default {5}
@@ -67,8 +69,10 @@ export class Supervisor {
   port = 0;
   #config: ServeConfig;
   #generation = 1;
-  readonly #source: LeaseSource;
-  readonly #log: (line: string, level?: "info" | "warn") => void;
+  // Every child's leases pass this one guard, so the server's high-water mark covers all its
+  // processes: a source gone backwards is refused here whichever process asked.
+  readonly #source: LeaseGuard;
+  readonly #log: (line: string, level?: "info" | "warn" | "error") => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
   readonly #onCrashLoop: (reason: string) => void;
@@ -85,7 +89,7 @@ export class Supervisor {
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.#config = config;
-    this.#source = source;
+    this.#source = new LeaseGuard(source);
     this.#log = options.log;
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
@@ -228,6 +232,13 @@ export class Supervisor {
       },
       (error: Error) => {
         this.#failedLeases++;
+        if (error instanceof LeaseBehindError) {
+          // Never served: the processes run out of what they hold and refuse clients, and
+          // /readyz answers 503, until the source is set above the mark.
+          this.#log(`${error.message} (process ${child.index} asked for ${count})`, "error");
+          this.#send(child, { type: "deny", id, message: error.message });
+          return;
+        }
         // The processes serve on from the numbers they hold and retry with backoff; once those
         // run out they close new clients unanswered (closedNumbersUnavailable).
         this.#log(
@@ -347,10 +358,11 @@ export class Supervisor {
   }
 
   /**
-   * Whether every process can number new clients: true unless leasing fails and some process
-   * has used up the numbers it holds.
+   * Whether every process can number new clients: false while the source is refused as gone
+   * backwards, or while leasing fails and some process has used up the numbers it holds.
    */
   numbersAvailable(): boolean {
+    if (this.#source.refusing) return false;
     if (this.#failedLeases === 0) return true;
     return this.#children.every((child) => child === undefined || child.numbersRemaining > 0);
   }
