@@ -10,6 +10,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import process from "node:process";
 import { assertAddressFree } from "../address_probe.ts";
 import { selfCommand } from "../adapters/self_command.ts";
 import { AddressInUseError } from "../adapters/thread_listener.ts";
@@ -19,6 +20,7 @@ import { LeaseBehindError } from "../lease/lease_behind_error.ts";
 import { LeaseGuard } from "../lease/lease_guard.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../thread_stats.ts";
+import { childEnvironment } from "./child_env.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
@@ -131,6 +133,7 @@ export class Supervisor {
     const self = selfCommand();
     const proc = spawn(self.command, [...self.args, CHILD_COMMAND], {
       stdio: ["pipe", "pipe", "inherit"],
+      env: childEnvironment(process.env),
     });
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
     const child: Child = {
