@@ -143,6 +143,7 @@ export async function runServe(
     : { tokenFile: adminFlags.tokenFile };
   if (adminAddress) assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
+  if (adminToken?.warning !== undefined) io.err(`tallyho: warning: ${adminToken.warning}`);
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
