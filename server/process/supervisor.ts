@@ -84,6 +84,8 @@ export class Supervisor {
   #highestNumberSeen = 0;
   /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
   #failedLeases = 0;
+  /** When a lease refused as gone backwards was last logged; 0 once leasing works again. */
+  #behindLoggedAt = 0;
   #stopping = false;
   #paused = false;
   #nextId = 1;
@@ -224,6 +226,7 @@ export class Supervisor {
   #lease(child: Child, id: number, count: number): void {
     this.#source.lease(count).then(
       (first) => {
+        this.#behindLoggedAt = 0;
         if (this.#failedLeases > 0) {
           this.#log(
             `leasing numbers again from ${this.#source.description} after ` +
@@ -237,8 +240,17 @@ export class Supervisor {
         this.#failedLeases++;
         if (error instanceof LeaseBehindError) {
           // Never served: the processes run out of what they hold and refuse clients, and
-          // /readyz answers 503, until the source is set above the mark.
-          this.#log(`${error.message} (process ${child.index} asked for ${count})`, "error");
+          // /readyz answers 503, until the source is set above the mark. Logged when it starts
+          // and every 10 s while it lasts: each process retries every few seconds.
+          const now = Date.now();
+          if (now - this.#behindLoggedAt >= 10_000) {
+            this.#behindLoggedAt = now;
+            const refused = this.#source.status().leasesRefused ?? 0;
+            this.#log(
+              `${error.message} (${refused} lease${refused === 1 ? "" : "s"} refused so far)`,
+              "error",
+            );
+          }
           this.#send(child, { type: "deny", id, message: error.message });
           return;
         }
