@@ -61,8 +61,9 @@ async function readyzWithin(server: TestServer, want: number, ms: number): Promi
 }
 
 /**
- * Loads a 2-process server on a fresh key, runs `backwards` two seconds in, then, once the server
- * has refused (or after 6 s), sets the key to the mark it names, and checks every number.
+ * Loads a 2-process server on a fresh key, runs `backwards` two seconds in, then, 3 s after the
+ * server has refused (so its processes ran out of numbers and refused clients), sets the key to
+ * the mark it names, and checks every number.
  */
 async function backwardsUnderLoad(
   name: string,
@@ -108,6 +109,10 @@ async function backwardsUnderLoad(
     const info = await (await server.admin("/v1/info")).json();
     const metrics = await (await server.admin("/metrics")).text();
     if (logged) {
+      // Left behind for 3 s, so the processes use up what they hold (about a second of numbers)
+      // and must refuse clients rather than number them from the refused runs.
+      await sleep(3000);
+      assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 503, "still refusing");
       // Repair: the key set at the mark the server named; leasing resumes without a restart.
       await redis.command("SET", key, logged[2]!);
     }
@@ -118,7 +123,8 @@ async function backwardsUnderLoad(
     const output = server.output().slice(faultAt);
     console.log(
       `${name}: ${seen.numbers} numbers read, ${seen.repeats} repeated, ${seen.refused} ` +
-        `connections refused, refusal logged: ${logged !== null}, per second ${seen.per_second}`,
+        `connections refused, per second ${seen.per_second}\n` +
+        output.split("\n").filter((line) => /error: |leasing numbers again/.test(line)).join("\n"),
     );
 
     assert.equal(
@@ -132,6 +138,7 @@ async function backwardsUnderLoad(
     assert.ok(Number(logged[1] ?? 0) < Number(logged[2]), "the line names the key and the mark");
     assert.ok(Number(logged[2]) >= before, "the mark is at least what the key held before");
     assert.equal(readyWhileRefusing, 503, "/readyz while leases are refused");
+    assert.ok(seen.refused > 0, `${name}: no client was refused while the key was behind`);
     assert.ok(info.numbers.leasesRefused >= 1, JSON.stringify(info.numbers));
     assert.match(metrics, /^tallyho_number_leases_refused_total [1-9]\d*$/m);
     assert.equal(readyAfterRepair, 200, "/readyz once the key is repaired");
