@@ -211,6 +211,13 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
         samples: [[{}, source.leaseErrors]],
       },
       {
+        name: "tallyho_number_leases_refused_total",
+        type: "counter",
+        help: "Leases refused because the source went backwards: they would have repeated " +
+          "numbers this server already leased (a Redis key overwritten or lost).",
+        samples: [[{}, source.leasesRefused ?? 0]],
+      },
+      {
         name: "tallyho_numbers_leased_next",
         type: "gauge",
         help: "The first number not yet leased: the source's high-water mark.",

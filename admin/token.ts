@@ -21,6 +21,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,6 +31,12 @@ import { ConfigError } from "../server/config_error.ts";
 
 /** The environment variable that may hold the token. */
 export const TOKEN_ENV = "TALLYHO_ADMIN_TOKEN";
+
+/**
+ * The fewest characters a configured token may have: 32 hex digits are 128 bits, out of reach
+ * of guessing over HTTP. A generated token has 64.
+ */
+export const MIN_TOKEN_LENGTH = 32;
 
 /** Options for {@linkcode resolveAdminToken} and {@linkcode assertAdminBindAllowed}. */
 export interface AdminTokenOptions {
@@ -63,6 +70,11 @@ export interface AdminToken {
   path?: string;
   /** Whether this call wrote a new generated token (as opposed to reusing the file's). */
   created: boolean;
+  /**
+   * For a `--admin-token-file` that other users can read: one line for the log saying so and
+   * how to fix it. Absent otherwise.
+   */
+  warning?: string;
 }
 
 // RFC 6750's b64token is stricter; any visible ASCII keeps the header parseable and lets an
@@ -93,7 +105,30 @@ function checkToken(token: string, where: string): string {
       `The admin token ${where} must be visible ASCII without spaces: it holds other characters`,
     );
   }
+  if (token.length < MIN_TOKEN_LENGTH) {
+    throw new ConfigError(
+      "admin-token-file",
+      `The admin token ${where} is too short: it has ${token.length} characters, and at least ` +
+        `${MIN_TOKEN_LENGTH} are needed (such as 64 hex digits from: openssl rand -hex 32)`,
+    );
+  }
   return token;
+}
+
+// Warned, not refused: Kubernetes mounts secrets 0644 by default and Docker secrets are 0444,
+// readable by all in a container whose only user is the server, and refusing would break them.
+// On a shared host the warning says how to close the file.
+function readableByOthers(path: string): string | undefined {
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return undefined;
+  }
+  if ((mode & 0o044) === 0) return undefined;
+  return `the admin token file '${path}' can be read by other users (mode 0${
+    mode.toString(8)
+  }): run chmod 600 '${path}'`;
 }
 
 function errorCode(error: unknown): string | undefined {
@@ -168,8 +203,9 @@ function generate(path: string): AdminToken {
  *
  * @param options The token file, the environment and where to generate.
  * @returns The token, where it came from and, for a file, its path (log that, never the token).
- * @throws {ConfigError} When the token file cannot be read or a given token is empty or holds
- *   spaces or control characters; the message names the file or variable, never the token.
+ * @throws {ConfigError} When the token file cannot be read or a given token is empty, holds
+ *   spaces or control characters, or is shorter than {@linkcode MIN_TOKEN_LENGTH}; the message
+ *   names the file or variable, never the token.
  *
  * @example
  * ```ts
@@ -192,7 +228,14 @@ export function resolveAdminToken(options: AdminTokenOptions = {}): AdminToken {
       );
     }
     const token = checkToken(text.trim(), `in '${options.tokenFile}'`);
-    return { token, source: "file", path: options.tokenFile, created: false };
+    const warning = process.platform === "win32" ? undefined : readableByOthers(options.tokenFile);
+    return {
+      token,
+      source: "file",
+      path: options.tokenFile,
+      created: false,
+      ...(warning === undefined ? {} : { warning }),
+    };
   }
   const fromEnv = env[TOKEN_ENV];
   if (fromEnv !== undefined) {

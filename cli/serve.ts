@@ -164,11 +164,11 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   const { config, warnings } = planConfig(requested(args), { defaults, host });
   // The level is read at each line, so a live change of 'log-level' applies at once.
   let currentLevel = () => config.logLevel;
-  const log = (line: string, level: "info" | "warn" = "info") => {
+  const log = (line: string, level: "info" | "warn" | "error" = "info") => {
     const allowed = currentLevel();
     if (level === "info" && allowed !== "info") return;
     if (level === "warn" && allowed === "error") return;
-    io.out(`tallyho: ${level === "warn" ? "warning: " : ""}${line}`);
+    io.out(`tallyho: ${level === "info" ? "" : level === "warn" ? "warning: " : "error: "}${line}`);
   };
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
@@ -180,6 +180,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   await assertFree(config.host, config.port, "--port");
   if (adminAddress) await assertFree(adminAddress.hostname, adminAddress.port, "--admin");
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
+  if (adminToken?.warning !== undefined) io.err(`tallyho: warning: ${adminToken.warning}`);
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);

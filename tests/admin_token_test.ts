@@ -21,11 +21,14 @@ import {
   assertAdminBindAllowed,
   defaultTokenPath,
   isLoopback,
+  MIN_TOKEN_LENGTH,
   resolveAdminToken,
   TOKEN_ENV,
 } from "../admin/token.ts";
+import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 
 const POSIX = process.platform !== "win32";
+const TOKEN_32 = "0123456789abcdef0123456789abcdef";
 
 function scratch(): { dir: string; [Symbol.dispose](): void } {
   const dir = mkdtempSync(join(tmpdir(), "tallyho-token-test-"));
@@ -93,10 +96,10 @@ test("token: a directory that is a symbolic link, or open to others, is tightene
 test("token: --admin-token-file is read and trimmed, and wins over the environment", () => {
   using tmp = scratch();
   const file = join(tmp.dir, "secret");
-  writeFileSync(file, "  s3cret-from-file\n");
-  const token = resolveAdminToken({ tokenFile: file, env: { [TOKEN_ENV]: "from-env" } });
+  writeFileSync(file, "  s3cret-from-file-s3cret-from-file\n", { mode: 0o600 });
+  const token = resolveAdminToken({ tokenFile: file, env: { [TOKEN_ENV]: TOKEN_32 } });
   assert.deepEqual(token, {
-    token: "s3cret-from-file",
+    token: "s3cret-from-file-s3cret-from-file",
     source: "file",
     path: file,
     created: false,
@@ -106,8 +109,15 @@ test("token: --admin-token-file is read and trimmed, and wins over the environme
 test("token: TALLYHO_ADMIN_TOKEN is honoured when no file is given, and nothing is written", () => {
   using tmp = scratch();
   const generatedPath = join(tmp.dir, "admin-token");
-  const token = resolveAdminToken({ env: { [TOKEN_ENV]: "from-env\n" }, generatedPath });
-  assert.deepEqual(token, { token: "from-env", source: "env", created: false });
+  const token = resolveAdminToken({
+    env: { [TOKEN_ENV]: "from-env-from-env-from-env-from-env\n" },
+    generatedPath,
+  });
+  assert.deepEqual(token, {
+    token: "from-env-from-env-from-env-from-env",
+    source: "env",
+    created: false,
+  });
   assert.throws(() => statSync(generatedPath), { code: "ENOENT" });
 });
 
@@ -177,3 +187,75 @@ test("token: loopback means localhost, 127.0.0.0/8 and ::1, nothing else", () =>
     assert.equal(isLoopback(host), false, host);
   }
 });
+
+test("token: a configured token shorter than 32 characters is refused in one line that states the minimum", () => {
+  using tmp = scratch();
+  const short = "only-20-characters!!";
+  assert.throws(() => resolveAdminToken({ env: { [TOKEN_ENV]: short } }), {
+    name: "ConfigError",
+    message: `The admin token in ${TOKEN_ENV} is too short: it has 20 characters, and at least ` +
+      `${MIN_TOKEN_LENGTH} are needed (such as 64 hex digits from: openssl rand -hex 32)`,
+  });
+  const file = join(tmp.dir, "short");
+  writeFileSync(file, short + "\n", { mode: 0o600 });
+  assert.throws(() => resolveAdminToken({ tokenFile: file }), (error: Error) => {
+    assert.ok(error instanceof ConfigError);
+    assert.match(error.message, new RegExp(`^The admin token in '${file}' is too short: .*32`));
+    assert.doesNotMatch(error.message, /only-20/);
+    assert.equal(error.message.split("\n").length, 1);
+    return true;
+  });
+  assert.equal(MIN_TOKEN_LENGTH, 32);
+  const exact = "x".repeat(MIN_TOKEN_LENGTH);
+  assert.equal(resolveAdminToken({ env: { [TOKEN_ENV]: exact } }).token, exact);
+});
+
+test("token: a token file other users can read is used with a warning that says how to close it", {
+  skip: !POSIX,
+}, () => {
+  using tmp = scratch();
+  const file = join(tmp.dir, "token");
+  writeFileSync(file, TOKEN_32, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  assert.equal(resolveAdminToken({ tokenFile: file }).warning, undefined, "0600: no warning");
+  for (const mode of [0o644, 0o640, 0o604, 0o444]) {
+    chmodSync(file, mode);
+    const token = resolveAdminToken({ tokenFile: file });
+    assert.equal(token.token, TOKEN_32, "still used");
+    assert.equal(
+      token.warning,
+      `the admin token file '${file}' can be read by other users (mode 0${
+        mode.toString(8)
+      }): run chmod 600 '${file}'`,
+    );
+  }
+});
+
+test(
+  `[${UNDER_TEST}] tallyho serve: a short --admin-token-file stops the start with one error line; a readable one warns`,
+  {
+    skip: !POSIX,
+  },
+  async () => {
+    using tmp = scratch();
+    const short = join(tmp.dir, "short");
+    writeFileSync(short, "tooshort\n", { mode: 0o600 });
+    const refused = await runTallyho(["serve", "--port", "0", "--admin-token-file", short]);
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    // One line for the error, then the usage hint every command-line mistake ends with.
+    const lines = refused.stderr.trim().split("\n");
+    assert.equal(lines.length, 2, refused.stderr);
+    assert.match(lines[0]!, /too short: it has 8 characters, and at least 32 are needed/);
+    assert.doesNotMatch(refused.stderr + refused.stdout, /tooshort/);
+
+    const open = join(tmp.dir, "open");
+    writeFileSync(open, TOKEN_32);
+    chmodSync(open, 0o644);
+    const server = await startTallyho(["--admin-token-file", open]);
+    try {
+      await server.waitFor(/warning: the admin token file '.*open' can be read by other users/);
+    } finally {
+      await server.stop("SIGKILL");
+    }
+  },
+);

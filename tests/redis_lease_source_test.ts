@@ -59,7 +59,7 @@ test("redis config: numbers and state are exclusive, and a password file needs n
   assert.throws(
     () => resolveConfig({ numbers: "redis://127.0.0.1:6379/k", state: "/tmp/s" }, base),
     {
-      name: "RangeError",
+      name: "ConfigError",
       message: `'state' and 'numbers' cannot both be set (numbers come from one place): ` +
         `got state "/tmp/s" and numbers "redis://127.0.0.1:6379/k"`,
     },

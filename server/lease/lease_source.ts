@@ -9,6 +9,18 @@
 import { MAX_NUMBER } from "../config.ts";
 import { LeaseTally } from "./_lease_tally.ts";
 
+/** Options for {@linkcode LeaseSource.lease}. */
+export interface LeaseOptions {
+  /**
+   * The highest number this server has already leased: a source that can check it atomically
+   * with the lease (Redis) refuses a run that would not start above it with a
+   * {@linkcode LeaseBehindError}, before taking the run. Others may ignore it: the
+   * {@linkcode LeaseGuard} every server leases through checks each grant anyway.
+   * @default {no check}
+   */
+  above?: number;
+}
+
 /** A source of number leases. */
 export interface LeaseSource {
   /** Says what the source is, for logs and the admin API (never a secret). */
@@ -17,10 +29,13 @@ export interface LeaseSource {
    * Leases `count` consecutive numbers.
    *
    * @param count How many.
+   * @param options What the run must start above.
    * @returns The first; the run is `first` to `first + count - 1`.
    * @throws {RangeError} When the run would pass 2^53 - 1.
+   * @throws {LeaseBehindError} When the source can tell the run would not start above
+   * `options.above`.
    */
-  lease(count: number): Promise<number>;
+  lease(count: number, options?: LeaseOptions): Promise<number>;
   /** The first number not yet leased (the high-water mark). */
   readonly next: number;
   /** Releases what the source holds (a lock, a connection). */
@@ -53,6 +68,12 @@ export interface LeaseSourceStatus {
   lastLease: { first: number; last: number } | null;
   /** The high-water mark as this source last saw it; see {@linkcode LeaseSource.next}. */
   next: number;
+  /**
+   * Leases refused since the start because the source went backwards (they would have started
+   * at or below what this server had already leased). Counted by the {@linkcode LeaseGuard}
+   * every running server leases through; absent from a bare source.
+   */
+  leasesRefused?: number;
 }
 
 /**

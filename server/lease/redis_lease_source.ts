@@ -32,7 +32,8 @@ import { isIP } from "node:net";
 // dependencies. Both reconnected and failed fast while offline on Bun 1.4.5 and Deno 2.9.6.
 import { ClientOfflineError, createClient, ReconnectStrategyError } from "@redis/client";
 import { MAX_NUMBER } from "../config.ts";
-import type { LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
+import { LeaseBehindError } from "./lease_behind_error.ts";
+import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 import { RedisLeaseError } from "./redis_lease_error.ts";
 import { parseRedisUrl, type RedisTarget } from "./redis_url.ts";
 import { LeaseTally } from "./_lease_tally.ts";
@@ -78,7 +79,10 @@ export interface RedisLeaseSourceOptions {
   log?: (line: string) => void;
 }
 
-// KEYS[1]: the mark. ARGV[1]: numbers to lease; ARGV[2]: first number - 1; ARGV[3]: 2^53 - 1.
+// KEYS[1]: the mark. ARGV[1]: numbers to lease; ARGV[2]: first number - 1; ARGV[3]: 2^53 - 1;
+// ARGV[4]: the highest number this server already leased (-1 for none): a key below it went
+// backwards (overwritten, or lost by a Redis restarted empty), and the script refuses before
+// INCRBY, so a refused lease leaves the key where it is for the operator to repair.
 // Lua numbers are doubles, exact for every mark this script lets through (at most 2^53 - 1).
 const LEASE_SCRIPT = `
 local current = redis.call('GET', KEYS[1])
@@ -90,6 +94,9 @@ if current then
     return redis.error_reply('TALLYHO_NOT_INTEGER ' .. string.sub(current, 1, 40))
   end
   mark = math.max(tonumber(current), floor)
+end
+if mark < tonumber(ARGV[4]) then
+  return redis.error_reply('TALLYHO_BEHIND ' .. (current or 'missing'))
 end
 if mark + count > tonumber(ARGV[3]) then
   return redis.error_reply('TALLYHO_PAST_MAX ' .. string.format('%.0f', mark))
@@ -265,17 +272,20 @@ export class RedisLeaseSource implements LeaseSource {
    * Leases `count` consecutive numbers with one atomic script run in Redis.
    *
    * @param count How many.
+   * @param options What the run must start above: the script checks it before `INCRBY`.
    * @returns The first; the run is `first` to `first + count - 1`.
    * @throws {RangeError} When the run would pass 2^53 - 1.
    * @throws {RedisLeaseError} When Redis is unreachable, times out, or the key is not an integer.
+   * @throws {LeaseBehindError} When the key is below `options.above` (or missing): it went
+   * backwards, and the key is left as it is.
    */
-  async lease(count: number): Promise<number> {
+  async lease(count: number, options: LeaseOptions = {}): Promise<number> {
     try {
       if (!Number.isSafeInteger(count) || count < 1) {
         throw new RangeError(`A lease must be a positive integer count: got ${count}`);
       }
       if (this.#closed) throw new RedisLeaseError(`${this.description} is closed`);
-      const mark = await this.#runScript(count);
+      const mark = await this.#runScript(count, options.above ?? -1);
       const first = mark - count + 1;
       if (!Number.isSafeInteger(mark) || first < this.#firstNumber) {
         throw new RedisLeaseError(
@@ -292,7 +302,7 @@ export class RedisLeaseSource implements LeaseSource {
     }
   }
 
-  async #runScript(count: number): Promise<number> {
+  async #runScript(count: number, above: number): Promise<number> {
     const { key, display } = this.#target;
     const reply = this.#client.sendCommand([
       "EVAL",
@@ -302,6 +312,7 @@ export class RedisLeaseSource implements LeaseSource {
       String(count),
       String(this.#firstNumber - 1),
       String(MAX_NUMBER),
+      String(above),
     ]);
     // The client waits for a reply to a sent command for as long as the connection lives; a
     // Redis that stopped answering must not stall leasing, so the lease gives up on its own.
@@ -326,6 +337,14 @@ export class RedisLeaseSource implements LeaseSource {
       if (message.startsWith("TALLYHO_PAST_MAX")) {
         throw new RangeError(
           `Cannot lease ${count} more numbers from ${display}: the next would pass ${MAX_NUMBER}`,
+        );
+      }
+      if (message.startsWith("TALLYHO_BEHIND ")) {
+        const held = message.slice("TALLYHO_BEHIND ".length);
+        throw new LeaseBehindError(
+          this.description,
+          held === "missing" ? "the key is missing" : `the key holds ${held}`,
+          above,
         );
       }
       if (message.startsWith("TALLYHO_NOT_INTEGER")) {

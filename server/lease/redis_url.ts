@@ -39,12 +39,46 @@ export function isRedisUrl(text: string): boolean {
 }
 
 /**
+ * What an error may show of a `--numbers` value that did not parse: its scheme and host, never
+ * what follows. A password typed into the URL, even one whose `/` or `@` defeated the parse, or
+ * one sent as a query or where the port goes, must not reach a log or a terminal.
+ *
+ * @param text The value as given.
+ * @returns A quoted text safe to echo, ending in `…` where something was left out.
+ *
+ * @example
+ * ```ts
+ * shownUpToHost("redis://h:6379/k?password=x"); // '"redis://h:6379/…"'
+ * ```
+ */
+export function shownUpToHost(text: string): string {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text);
+  if (scheme === null) {
+    // Not a URL at all (a typo such as `redis//`): shown only when it holds no user part.
+    return text.includes("@")
+      ? "a value that is not shown (it may hold a password)"
+      : JSON.stringify(text);
+  }
+  const rest = text.slice(scheme[0].length);
+  let authority = rest.split(/[/?#]/, 1)[0]!;
+  const at = authority.lastIndexOf("@");
+  if (at !== -1) authority = authority.slice(at + 1);
+  else if (rest.includes("@")) authority = ""; // a user part with a '/' in it: no sure host
+  // The port only when it is digits: anything else there may be a password.
+  const host = /^(\[[^\]]*\]|[^:\[\]]*)(:\d*)?$/.exec(authority)?.[0] ??
+    /^(\[[^\]]*\]|[^:\[\]]*)/.exec(authority)![0];
+  const shown = `${scheme[0]}${host}`;
+  return JSON.stringify(shown.length < text.length ? `${shown}…` : shown);
+}
+
+/**
  * Parses a `--numbers` URL.
  *
  * @param text The URL.
  * @returns Its parts.
  * @throws {RangeError} When it is not a `redis://HOST:PORT/KEY` URL or holds a password; the
- * message names the flag and what was given (never the password itself).
+ * message names the flag and what was given up to the host (never what follows, which may be a
+ * password).
  *
  * @example
  * ```ts
@@ -60,7 +94,7 @@ export function parseRedisUrl(text: string): RedisTarget {
         `put it in a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD`,
     );
   }
-  const given = JSON.stringify(text);
+  const given = shownUpToHost(text);
   if (!isRedisUrl(text)) {
     throw new RangeError(`'numbers' ${shape}: got ${given}`);
   }

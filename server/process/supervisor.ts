@@ -10,6 +10,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
+import process from "node:process";
 import { assertAddressFree } from "../address_probe.ts";
 import { selfCommand } from "../adapters/self_command.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
@@ -19,6 +20,10 @@ import type { HostFacts } from "../host_facts.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../thread_stats.ts";
 import { DeathWindow } from "./death_window.ts";
+import { LeaseBehindError } from "../lease/lease_behind_error.ts";
+import { LeaseGuard } from "../lease/lease_guard.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
+import { childEnvironment } from "./child_env.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
@@ -28,7 +33,7 @@ export const CHILD_COMMAND = "_child";
 /** Options for {@linkcode Supervisor.start}. */
 export interface SupervisorOptions {
   /** Receives log lines with their level (`info` unless said otherwise). */
-  log: (line: string, level?: "info" | "warn") => void;
+  log: (line: string, level?: "info" | "warn" | "error") => void;
   /** What a configuration key set back to its default takes: this host's defaults. */
   defaults: ServeConfig;
   /** What every configuration change is clamped to. */
@@ -75,8 +80,10 @@ export class Supervisor {
   port = 0;
   /** The configuration in force and the one way to change it (SIGHUP and the admin API). */
   readonly keeper: ConfigKeeper;
-  readonly #source: LeaseSource;
-  readonly #log: (line: string, level?: "info" | "warn") => void;
+  // Every child's leases pass this one guard, so the server's high-water mark covers all its
+  // processes: a source gone backwards is refused here whichever process asked.
+  readonly #source: LeaseGuard;
+  readonly #log: (line: string, level?: "info" | "warn" | "error") => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
   readonly #onCrashLoop: (reason: string) => void;
@@ -86,6 +93,8 @@ export class Supervisor {
   #highestNumberSeen = 0;
   /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
   #failedLeases = 0;
+  /** When a lease refused as gone backwards was last logged; 0 once leasing works again. */
+  #behindLoggedAt = -Infinity;
   #stopping = false;
   #paused = false;
   #nextId = 1;
@@ -97,7 +106,7 @@ export class Supervisor {
       log: options.log,
       apply: (next, generation) => this.#applyConfig(next, generation),
     });
-    this.#source = source;
+    this.#source = new LeaseGuard(source);
     this.#log = options.log;
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
@@ -140,6 +149,7 @@ export class Supervisor {
     const self = selfCommand();
     const proc = spawn(self.command, [...self.args, CHILD_COMMAND], {
       stdio: ["pipe", "pipe", "inherit"],
+      env: childEnvironment(process.env),
     });
     const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
     const child: Child = {
@@ -246,6 +256,7 @@ export class Supervisor {
   #lease(child: Child, id: number, count: number): void {
     this.#source.lease(count).then(
       (first) => {
+        this.#behindLoggedAt = -Infinity;
         if (this.#failedLeases > 0) {
           this.#log(
             `leasing numbers again from ${this.#source.description} after ` +
@@ -257,6 +268,22 @@ export class Supervisor {
       },
       (error: Error) => {
         this.#failedLeases++;
+        if (error instanceof LeaseBehindError) {
+          // Never served: the processes run out of what they hold and refuse clients, and
+          // /readyz answers 503, until the source is set above the mark. Logged when it starts
+          // and every 10 s while it lasts: each process retries every few seconds.
+          const now = monotonicNow();
+          if (now - this.#behindLoggedAt >= 10_000) {
+            this.#behindLoggedAt = now;
+            const refused = this.#source.status().leasesRefused ?? 0;
+            this.#log(
+              `${error.message} (${refused} lease${refused === 1 ? "" : "s"} refused so far)`,
+              "error",
+            );
+          }
+          this.#send(child, { type: "deny", id, message: error.message });
+          return;
+        }
         // The processes serve on from the numbers they hold and retry with backoff; once those
         // run out they close new clients unanswered (closedNumbersUnavailable).
         this.#log(
@@ -334,10 +361,11 @@ export class Supervisor {
   }
 
   /**
-   * Whether every process can number new clients: true unless leasing fails and some process
-   * has used up the numbers it holds.
+   * Whether every process can number new clients: false while the source is refused as gone
+   * backwards, or while leasing fails and some process has used up the numbers it holds.
    */
   numbersAvailable(): boolean {
+    if (this.#source.refusing) return false;
     if (this.#failedLeases === 0) return true;
     return this.#children.every((child) => child === undefined || child.numbersRemaining > 0);
   }

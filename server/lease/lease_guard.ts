@@ -1,0 +1,90 @@
+/**
+ * The one place every lease of a running server passes: the supervisor leases through it for all
+ * its processes, whatever the source (memory, state file, Redis, or one yet to come). It keeps
+ * this server's high-water mark, the highest number any of its processes was granted, and
+ * refuses any grant that starts at or below it, so a source that goes backwards (a Redis key
+ * overwritten or lost, a state file replaced) never makes this server repeat a number it already
+ * handed out. It cannot see numbers other servers leased, nor a mark from before this start.
+ *
+ * @module
+ */
+
+import { LeaseBehindError } from "./lease_behind_error.ts";
+import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
+
+/** Refuses leases that go backwards; see the module's description. */
+export class LeaseGuard implements LeaseSource {
+  readonly #inner: LeaseSource;
+  #mark: number;
+  #refused = 0;
+  #refusing = false;
+
+  /**
+   * @param inner The source; the guard starts from its mark (`next - 1`), so a source that moves
+   * back before the first lease is caught too.
+   */
+  constructor(inner: LeaseSource) {
+    this.#inner = inner;
+    this.#mark = inner.next - 1;
+  }
+
+  get description(): string {
+    return this.#inner.description;
+  }
+
+  /**
+   * Leases from the source, asking it to refuse a run at or below the mark where it can check
+   * that atomically (Redis does, so a refused lease takes nothing), and checking every grant.
+   *
+   * @param count How many numbers.
+   * @returns The first of a run wholly above every number this server leased before.
+   * @throws {LeaseBehindError} When the source went backwards; the run is abandoned.
+   */
+  async lease(count: number, _options?: LeaseOptions): Promise<number> {
+    let first: number;
+    try {
+      first = await this.#inner.lease(count, { above: this.#mark });
+    } catch (error) {
+      if (error instanceof LeaseBehindError) this.#refuse();
+      throw error;
+    }
+    if (first <= this.#mark) {
+      this.#refuse();
+      throw new LeaseBehindError(
+        this.#inner.description,
+        `it granted ${first} to ${first + count - 1}`,
+        this.#mark,
+      );
+    }
+    this.#mark = first + count - 1;
+    this.#refusing = false;
+    return first;
+  }
+
+  #refuse(): void {
+    this.#refused++;
+    this.#refusing = true;
+  }
+
+  /** The highest number this server has been granted (or the source's mark at the start). */
+  get mark(): number {
+    return this.#mark;
+  }
+
+  /** Whether the last lease was refused as going backwards (until one is granted again). */
+  get refusing(): boolean {
+    return this.#refusing;
+  }
+
+  get next(): number {
+    return this.#inner.next;
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+
+  status(): LeaseSourceStatus {
+    return { ...this.#inner.status(), leasesRefused: this.#refused };
+  }
+}
