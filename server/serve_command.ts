@@ -11,7 +11,12 @@ import process from "node:process";
 import { createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
-import { RUNTIME, RUNTIME_VERSION, serveHttp } from "./adapters/mod.ts";
+import {
+  adminConnectionCap,
+  RUNTIME,
+  RUNTIME_VERSION,
+  serveAdminHttp,
+} from "./adapters/mod.ts";
 import type { HttpServer } from "./adapters/http_server.ts";
 import {
   clampToHost,
@@ -180,7 +185,12 @@ export async function runServe(
       log,
     });
     try {
-      admin = serveHttp(app.fetch, adminAddress);
+      // Capped below the open-file limit so that idle connections cannot starve the lease path.
+      admin = await serveAdminHttp(app.fetch, {
+        ...adminAddress,
+        maxConnections: adminConnectionCap(readHostFacts().openFiles),
+        log,
+      });
     } catch (error) {
       await supervisor.kill();
       throw error;

@@ -65,18 +65,37 @@ export interface TestServer {
   exited: Promise<number | string>;
 }
 
+/** Options for {@linkcode startTallyho}. */
+export interface StartOptions {
+  /**
+   * A command that execs the server (so the pid stays the server's), such as
+   * `["prlimit", "--nofile=300"]` to start it under a low open-file limit.
+   * @default {[]}
+   */
+  wrap?: string[];
+}
+
 /**
  * Starts tallyho and waits for its "listening on" line.
  *
  * @param args CLI arguments; `--port 0` and `--host 127.0.0.1` are added unless given.
+ * @param options How to start it.
  * @returns The running server.
  */
-export function startTallyho(args: string[] = []): Promise<TestServer> {
+export function startTallyho(
+  args: string[] = [],
+  options: StartOptions = {},
+): Promise<TestServer> {
   const full = [...args];
   if (!full.includes("--port")) full.push("--port", "0");
   if (!full.includes("--host")) full.push("--host", "127.0.0.1");
   if (!full.includes("--admin")) full.push("--admin", "127.0.0.1:0");
-  const { cmd, argv, cwd } = tallyhoCommand(["serve", ...full]);
+  const command = tallyhoCommand(["serve", ...full]);
+  const { cwd } = command;
+  const [cmd, ...argv] = [...(options.wrap ?? []), command.cmd, ...command.argv] as [
+    string,
+    ...string[],
+  ];
   const child = spawn(cmd, argv, {
     cwd,
     stdio: ["ignore", "pipe", "pipe"],

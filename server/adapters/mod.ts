@@ -6,12 +6,22 @@
 
 import { listenBun } from "./bun_listener.ts";
 import { serveHttpBun } from "./bun_http.ts";
+import { type CappedHttpOptions, type CappedHttpServer, serveCappedHttp } from "./capped_http.ts";
+import { relayDeno } from "./_deno_relay.ts";
+import { relayNodeNet } from "./_node_net_relay.ts";
 import { listenDeno } from "./deno_listener.ts";
 import { serveHttpDeno } from "./deno_http.ts";
-import type { ServeHttp } from "./http_server.ts";
+import type { FetchHandler, ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
 
 export * from "./thread_listener.ts";
+export {
+  ADMIN_MAX_CONNECTIONS,
+  adminConnectionCap,
+  type CappedHttpCounts,
+  type CappedHttpOptions,
+  type CappedHttpServer,
+} from "./capped_http.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: "bun" | "deno" = "Bun" in globalThis ? "bun" : "deno";
@@ -26,3 +36,22 @@ export const listen: Listen = RUNTIME === "bun" ? listenBun : listenDeno;
 
 /** Serves a fetch handler (the admin API) over HTTP on this runtime. */
 export const serveHttp: ServeHttp = RUNTIME === "bun" ? serveHttpBun : serveHttpDeno;
+
+/**
+ * Serves the admin API on this runtime behind a connection cap and short timeouts (see
+ * capped_http.ts), so client-facing work in the supervisor cannot take its descriptors.
+ *
+ * @param fetch The handler.
+ * @param options Address, cap, timeouts.
+ * @returns The running server.
+ */
+export function serveAdminHttp(
+  fetch: FetchHandler,
+  options: CappedHttpOptions = {},
+): Promise<CappedHttpServer> {
+  return serveCappedHttp(
+    { serve: serveHttp, relay: RUNTIME === "bun" ? relayNodeNet : relayDeno },
+    fetch,
+    options,
+  );
+}

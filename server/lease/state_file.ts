@@ -26,6 +26,7 @@ import process from "node:process";
 import { MAX_NUMBER } from "../config.ts";
 import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
+import { DescriptorReserve } from "./descriptor_reserve.ts";
 
 /** The state file cannot be used; the message names the file and the problem. */
 export class StateFileError extends Error {
@@ -166,6 +167,9 @@ export class StateFileLeaseSource implements LeaseSource {
   #next: number;
   #writes = 0;
   readonly #tally = new LeaseTally();
+  // The supervisor also serves the admin API: its connections must never leave a lease unable
+  // to open the temporary file or the directory (EMFILE stopped every lease once).
+  readonly #reserve = new DescriptorReserve();
 
   private constructor(path: string, next: number, unlock: () => void) {
     this.#path = path;
@@ -201,7 +205,7 @@ export class StateFileLeaseSource implements LeaseSource {
       assertLeaseFits(this.#next, count);
       const first = this.#next;
       // Durable before anyone sees a number from the run.
-      writeStateFile(this.#path, first + count);
+      this.#reserve.around(() => writeStateFile(this.#path, first + count));
       this.#writes++;
       this.#next = first + count;
       this.#tally.granted(first, count);
@@ -222,6 +226,7 @@ export class StateFileLeaseSource implements LeaseSource {
   }
 
   close(): Promise<void> {
+    this.#reserve.close();
     this.#unlock();
     return Promise.resolve();
   }

@@ -1,0 +1,146 @@
+/**
+ * The bookkeeping of the capped admin relay, the same on every runtime: how many connections are
+ * held, which are over the cap, which have not sent a request head in time or have gone idle.
+ * The runtime parts (accepting, connecting, copying bytes) live in `_node_net_relay.ts` and
+ * `_deno_relay.ts`.
+ *
+ * @module
+ */
+
+import type { CappedHttpCounts } from "./capped_http.ts";
+
+/** One admitted connection. */
+export interface Relay {
+  /** Closes both sides; set by the runtime part. */
+  close: () => void;
+  openedAt: number;
+  lastActivityAt: number;
+  /** Bytes of `\r\n\r\n` matched so far; 4 once the first request head is complete. */
+  headMatched: number;
+  closed: boolean;
+}
+
+/** Options for {@linkcode RelayBook}. */
+export interface RelayBookOptions {
+  maxConnections: number;
+  headTimeoutMs: number;
+  idleTimeoutMs: number;
+  log: (line: string, level?: "info" | "warn") => void;
+}
+
+const HEAD_END = [13, 10, 13, 10];
+
+/** Counts and times the relay's connections. */
+export class RelayBook {
+  readonly #options: RelayBookOptions;
+  readonly #relays = new Set<Relay>();
+  readonly #counts: CappedHttpCounts = { open: 0, refusedOverCap: 0, timedOut: 0 };
+  readonly #sweep: ReturnType<typeof setInterval>;
+  #refusedLogged = 0;
+  #lastRefusalLogAt = 0;
+  #lastAcceptErrorLogAt = 0;
+
+  /** @param options The cap, the timeouts and where warnings go. */
+  constructor(options: RelayBookOptions) {
+    this.#options = options;
+    const shortest = Math.min(options.headTimeoutMs, options.idleTimeoutMs);
+    // One timer for every connection rather than one each: a flood costs no timers.
+    this.#sweep = setInterval(
+      () => this.#expire(),
+      Math.max(50, Math.min(1000, Math.floor(shortest / 4))),
+    );
+  }
+
+  /**
+   * Admits a new connection unless the cap is reached (then counts and logs the refusal; the
+   * caller closes the connection at once).
+   *
+   * @param close Closes the connection and its relay.
+   * @returns The relay, or `null` when refused.
+   */
+  admit(close: () => void): Relay | null {
+    const counts = this.#counts;
+    if (counts.open >= this.#options.maxConnections) {
+      counts.refusedOverCap++;
+      const now = Date.now();
+      if (now - this.#lastRefusalLogAt >= 10_000) {
+        this.#options.log(
+          `admin API: refused ${counts.refusedOverCap - this.#refusedLogged} connection(s) over ` +
+            `its cap of ${this.#options.maxConnections} (${counts.refusedOverCap} since the start)`,
+          "warn",
+        );
+        this.#refusedLogged = counts.refusedOverCap;
+        this.#lastRefusalLogAt = now;
+      }
+      return null;
+    }
+    counts.open++;
+    const now = Date.now();
+    const relay: Relay = {
+      close,
+      openedAt: now,
+      lastActivityAt: now,
+      headMatched: 0,
+      closed: false,
+    };
+    this.#relays.add(relay);
+    return relay;
+  }
+
+  /** Notes bytes from the client, looking for the end of its first request head. */
+  fromClient(relay: Relay, chunk: Uint8Array): void {
+    relay.lastActivityAt = Date.now();
+    let matched = relay.headMatched;
+    if (matched === 4) return;
+    for (let i = 0; i < chunk.length && matched < 4; i++) {
+      const byte = chunk[i];
+      matched = byte === HEAD_END[matched] ? matched + 1 : byte === 13 ? 1 : 0;
+    }
+    relay.headMatched = matched;
+  }
+
+  /** Notes bytes from the inner server. */
+  fromServer(relay: Relay): void {
+    relay.lastActivityAt = Date.now();
+  }
+
+  /** Closes a relay and stops counting it (safe to call twice). */
+  release(relay: Relay): void {
+    if (relay.closed) return;
+    relay.closed = true;
+    this.#relays.delete(relay);
+    this.#counts.open--;
+    relay.close();
+  }
+
+  /** Logs a failed accept (at most once per 10 s); the caller backs off and accepts again. */
+  acceptFailed(error: Error): void {
+    const now = Date.now();
+    if (now - this.#lastAcceptErrorLogAt < 10_000) return;
+    this.#lastAcceptErrorLogAt = now;
+    this.#options.log(`admin API: cannot accept: ${error.message}`, "warn");
+  }
+
+  /** The figures so far. */
+  counts(): CappedHttpCounts {
+    return { ...this.#counts };
+  }
+
+  /** Closes every connection and stops the timer. */
+  stop(): void {
+    clearInterval(this.#sweep);
+    for (const relay of this.#relays) this.release(relay);
+  }
+
+  #expire(): void {
+    const now = Date.now();
+    const { headTimeoutMs, idleTimeoutMs } = this.#options;
+    for (const relay of this.#relays) {
+      const late = relay.headMatched < 4 && now - relay.openedAt >= headTimeoutMs;
+      if (late || now - relay.lastActivityAt >= idleTimeoutMs) {
+        this.#counts.timedOut++;
+        this.release(relay);
+      }
+    }
+  }
+}
