@@ -11,12 +11,7 @@ import process from "node:process";
 import { createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
-import {
-  adminConnectionCap,
-  RUNTIME,
-  RUNTIME_VERSION,
-  serveAdminHttp,
-} from "./adapters/mod.ts";
+import { adminConnectionCap, RUNTIME, RUNTIME_VERSION, serveAdminHttp } from "./adapters/mod.ts";
 import type { HttpServer } from "./adapters/http_server.ts";
 import {
   clampToHost,

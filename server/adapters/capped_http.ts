@@ -127,7 +127,16 @@ export async function serveCappedHttp(
   }
   // mkdtemp makes the directory 0700: only this user can reach the inner server, so nobody can
   // go around the cap by connecting to it directly.
-  const directory = mkdtempSync(join(tmpdir(), "tallyho-admin-"));
+  let directory: string;
+  try {
+    directory = mkdtempSync(join(tmpdir(), "tallyho-admin-"));
+  } catch (error) {
+    throw new Error(
+      `Cannot start the admin API: cannot make its private socket directory in ${tmpdir()}: ${
+        (error as { code?: string }).code ?? (error as Error).message
+      }. Set TMPDIR to a writable directory, or start with --admin off`,
+    );
+  }
   const path = join(directory, "http.sock");
   let inner: HttpServer;
   try {
