@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { test } from "node:test";
+import { planConfigChange } from "../admin/config_plan.ts";
 import { defaultConfig, defaultPerAddressCap, resolveConfig } from "../server/config.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
 
@@ -112,4 +113,15 @@ test("the default per-address cap is a quarter of the connection cap and follows
     30,
     "an explicit value is kept",
   );
+  // Live, through the admin API's planner: the first change follows, null derives it again.
+  const first = planConfigChange(defaults, { "max-connections": 40 }, defaults).config;
+  assert.equal(first.maxConnectionsPerAddress, 10);
+  const second = planConfigChange(first, { "max-connections": 8 }, defaults).config;
+  assert.equal(second.maxConnectionsPerAddress, 10, "kept: a second change does not follow");
+  const reset = planConfigChange(
+    first,
+    { "max-connections": 8, "max-connections-per-address": null },
+    defaults,
+  ).config;
+  assert.equal(reset.maxConnectionsPerAddress, 2, "null derives it again");
 });
