@@ -166,3 +166,27 @@ test("capped admin HTTP counts out every client that vanishes mid-request, 10 ro
     await server.stop();
   }
 });
+
+test("capped admin HTTP holds a connection answered 401 to the head timeout, a 200 one to the idle timeout", async () => {
+  const guarded = (request: Request) =>
+    request.headers.has("authorization")
+      ? new Response("ok\n")
+      : new Response("no\n", { status: 401, headers: { "www-authenticate": "Bearer" } });
+  const server = await serveAdminHttp(guarded, { headTimeoutMs: 300, idleTimeoutMs: 1500 });
+  try {
+    const head = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    const refused = new Raw(server.port);
+    const allowed = new Raw(server.port);
+    await Promise.all([refused.ready, allowed.ready]);
+    refused.socket.write(`${head}\r\n`);
+    allowed.socket.write(`${head}Authorization: Bearer t\r\n\r\n`);
+    await Promise.all([refused.waitFor(" 401 ", 1, 2000), allowed.waitFor(" 200 ", 1, 2000)]);
+    const refusedAfter = await refused.waitClosed(1200);
+    assert.ok(refusedAfter !== null, "the 401 one closed within the head timeout of idleness");
+    assert.equal(allowed.closedAt, null, "the 200 one is still open");
+    const allowedAfter = await allowed.waitClosed(3000);
+    assert.ok(allowedAfter !== null && allowedAfter >= 1400, `200 one closed at ${allowedAfter}`);
+  } finally {
+    await server.stop();
+  }
+});

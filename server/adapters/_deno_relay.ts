@@ -58,7 +58,7 @@ async function relay(client: Deno.Conn, path: string, book: RelayBook): Promise<
     const inner = upstream;
     await Promise.all([
       copy(client, inner, (chunk) => book.fromClient(entry, chunk)),
-      copy(inner, client, () => book.fromServer(entry)),
+      copy(inner, client, (chunk) => book.fromServer(entry, chunk)),
     ]);
   } catch {
     // The inner server is gone (stopping).

@@ -30,7 +30,7 @@ export const relayNodeNet: RelayListen = async ({ hostname, port, path, book }) 
       if (!inner.write(chunk)) client.pause();
     });
     inner.on("data", (chunk: Buffer) => {
-      book.fromServer(relay);
+      book.fromServer(relay, chunk);
       if (!client.write(chunk)) inner.pause();
     });
     inner.on("drain", () => client.resume());

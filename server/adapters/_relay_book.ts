@@ -17,6 +17,10 @@ export interface Relay {
   lastActivityAt: number;
   /** Bytes of `\r\n\r\n` matched so far; 4 once the first request head is complete. */
   headMatched: number;
+  /** Whether the inner server has started its first response. */
+  answered: boolean;
+  /** Whether that first response was a 401: a client without a valid token. */
+  refusedToken: boolean;
   closed: boolean;
 }
 
@@ -29,6 +33,9 @@ export interface RelayBookOptions {
 }
 
 const HEAD_END = [13, 10, 13, 10];
+// "HTTP/1.1 401" or "HTTP/1.0 401": the status sits at the same offset in both.
+const STATUS_OFFSET = 9;
+const UNAUTHORIZED = [52, 48, 49]; // "401"
 
 /** Counts and times the relay's connections. */
 export class RelayBook {
@@ -81,6 +88,8 @@ export class RelayBook {
       openedAt: now,
       lastActivityAt: now,
       headMatched: 0,
+      answered: false,
+      refusedToken: false,
       closed: false,
     };
     this.#relays.add(relay);
@@ -99,9 +108,17 @@ export class RelayBook {
     relay.headMatched = matched;
   }
 
-  /** Notes bytes from the inner server. */
-  fromServer(relay: Relay): void {
+  /**
+   * Notes bytes from the inner server. A connection whose first answer is 401 (no valid token)
+   * is then held to the head timeout when idle, not the idle timeout: Deno 2.9.6 keeps the
+   * connection open even when the response says `Connection: close`.
+   */
+  fromServer(relay: Relay, chunk: Uint8Array): void {
     relay.lastActivityAt = Date.now();
+    if (relay.answered) return;
+    relay.answered = true;
+    // The status line arrives in the first chunk in practice; a split one is simply not seen.
+    relay.refusedToken = UNAUTHORIZED.every((byte, i) => chunk[STATUS_OFFSET + i] === byte);
   }
 
   /** Closes a relay and stops counting it (safe to call twice). */
@@ -137,7 +154,8 @@ export class RelayBook {
     const { headTimeoutMs, idleTimeoutMs } = this.#options;
     for (const relay of this.#relays) {
       const late = relay.headMatched < 4 && now - relay.openedAt >= headTimeoutMs;
-      if (late || now - relay.lastActivityAt >= idleTimeoutMs) {
+      const idleFor = relay.refusedToken ? headTimeoutMs : idleTimeoutMs;
+      if (late || now - relay.lastActivityAt >= idleFor) {
         this.#counts.timedOut++;
         this.release(relay);
       }

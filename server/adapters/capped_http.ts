@@ -11,7 +11,8 @@
  * `_deno_relay.ts` on Deno) admits at most `maxConnections` connections and
  * relays each to it. A connection over the cap is accepted and closed at once (counted), so the
  * kernel's queue keeps moving; a connection that has not sent a complete request head within
- * `headTimeoutMs` is closed, and so is one with no bytes either way for `idleTimeoutMs`. Each
+ * `headTimeoutMs` is closed, and so is one with no bytes either way for `idleTimeoutMs`, or for
+ * `headTimeoutMs` once its first answer was 401 (no valid token). Each
  * admitted connection holds three descriptors (the client's, the relay's and the inner server's),
  * which {@linkcode adminConnectionCap} budgets.
  *
