@@ -54,7 +54,8 @@ Options for serve:
   --processes N           serving processes under one supervisor, 1-64 (default 1)
   --max-connections N     connections one process holds; more are closed at once
                           (default: the open-file limit less 256, or less if memory is short)
-  --max-connections-per-address N   concurrent connections per client address (default 0: off)
+  --max-connections-per-address N   concurrent connections per client address (default: a quarter
+                                    of max-connections x processes; 0: off)
   --connection-rate N     new connections per second per client address (default 0: off)
   --connection-burst N    connections an address may open at once (default: the rate)
   --first-message-timeout TIME   close a connection silent this long (default 10s; 0 off)

@@ -15,7 +15,12 @@ import { createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
 import { assertAddressFree } from "../server/address_probe.ts";
-import { RUNTIME, RUNTIME_VERSION, serveHttp } from "../server/adapters/mod.ts";
+import {
+  adminConnectionCap,
+  RUNTIME,
+  RUNTIME_VERSION,
+  serveAdminHttp,
+} from "../server/adapters/mod.ts";
 import type { HttpServer } from "../server/adapters/http_server.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
 import {
@@ -222,7 +227,12 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       log,
     });
     try {
-      admin = serveHttp(app.fetch, adminAddress);
+      // Capped below the open-file limit so that idle connections cannot starve the lease path.
+      admin = await serveAdminHttp(app.fetch, {
+        ...adminAddress,
+        maxConnections: adminConnectionCap(readHostFacts().openFiles),
+        log,
+      });
     } catch (error) {
       await supervisor.kill();
       throw error;

@@ -91,8 +91,11 @@ export interface ServeOptions {
   maxConnections?: number;
   /**
    * Most concurrent connections from one client address (0: no limit). With P processes each
-   * process allows its share, `ceil(n / P)`.
-   * @default {0}
+   * process allows its share, `ceil(n / P)`. Unless set, it is derived from `maxConnections` and
+   * `processes` (see {@linkcode defaultPerAddressCap}) so that one address can never hold every
+   * connection and lock everyone else out; behind a load balancer or proxy every client shares
+   * the balancer's few addresses, so set it (to 0, or to the connections one balancer may hold).
+   * @default {a quarter of maxConnections x processes, at least 1}
    */
   maxConnectionsPerAddress?: number;
   /**
@@ -163,6 +166,28 @@ export interface ServeOptions {
 export const RESERVED_FILES = 256;
 /** Kernel and server memory budgeted per connection when deriving the cap from memory. */
 export const BUDGET_BYTES_PER_CONNECTION = 64 * 1024;
+
+/**
+ * The default per-address cap is the connections all processes hold together divided by this:
+ * one address can take at most a quarter of them, so at least four addresses are needed to fill
+ * the server.
+ */
+export const PER_ADDRESS_SHARE = 4;
+
+/**
+ * The per-address cap used unless one is set.
+ *
+ * @param maxConnections Connections per process.
+ * @param processes Serving processes.
+ * @returns `ceil(maxConnections * processes / PER_ADDRESS_SHARE)`, at least 1 and at most the
+ *   key's own bound.
+ */
+export function defaultPerAddressCap(maxConnections: number, processes: number): number {
+  // Bounded like a value an operator sets, so a connection cap asked for beyond the host (and
+  // clamped later) never makes the derived default itself invalid.
+  const share = Math.ceil((maxConnections * processes) / PER_ADDRESS_SHARE);
+  return Math.max(1, Math.min(share, LIMITS.maxConnectionsPerAddress.max));
+}
 
 /** A fully resolved, validated configuration. */
 export type ServeConfig = Required<ServeOptions>;
@@ -265,6 +290,7 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
   const host: HostFacts = typeof cores === "number"
     ? { cores, openFiles: 20_000, memoryBytes: 4 * 1024 ** 3 }
     : cores;
+  const maxConnections = hostConnectionCap(host);
   return {
     host: "0.0.0.0",
     port: 9000,
@@ -277,8 +303,8 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     drainTimeoutMs: 10_000,
     processes: 1,
     state: null,
-    maxConnections: hostConnectionCap(host),
-    maxConnectionsPerAddress: 0,
+    maxConnections,
+    maxConnectionsPerAddress: defaultPerAddressCap(maxConnections, 1),
     connectionRate: 0,
     connectionBurst: 0,
     firstMessageTimeoutMs: 10_000,
@@ -376,6 +402,9 @@ export function clampToHost(
   host: HostFacts,
 ): { config: ServeConfig; warnings: string[] } {
   const warnings: string[] = [];
+  // A per-address cap that is still the derived default follows what the clamps below leave.
+  const derived = config.maxConnectionsPerAddress ===
+    defaultPerAddressCap(config.maxConnections, config.processes);
   const cap = hostConnectionCap(host);
   if (config.maxConnections > cap) {
     const byFiles = Math.max(1, host.openFiles - RESERVED_FILES);
@@ -411,6 +440,12 @@ export function clampToHost(
         `${processes} process${processes === 1 ? "" : "es"}`,
     );
     config = { ...config, processes };
+  }
+  if (derived) {
+    config = {
+      ...config,
+      maxConnectionsPerAddress: defaultPerAddressCap(config.maxConnections, config.processes),
+    };
   }
   return { config, warnings };
 }
@@ -519,6 +554,19 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
   }
   const state = stateFile(merged.state);
   const numbers = numbersUrl(merged.numbers);
+  const maxConnections = integerIn("maxConnections", merged.maxConnections);
+  const processes = integerIn("processes", merged.processes);
+  // The per-address cap follows the connection cap and the process count while it is the derived
+  // default: the base's is, and the options leave it unset or at that same value (a PATCH merges
+  // the whole current configuration, so it passes the derived value back unchanged).
+  const baseDerived = defaultPerAddressCap(base.maxConnections, base.processes);
+  if (
+    base.maxConnectionsPerAddress === baseDerived &&
+    (options.maxConnectionsPerAddress === undefined ||
+      options.maxConnectionsPerAddress === baseDerived)
+  ) {
+    merged.maxConnectionsPerAddress = defaultPerAddressCap(maxConnections, processes);
+  }
   if (state !== null && numbers !== null) {
     throw new ConfigError(
       "numbers",
@@ -537,12 +585,12 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     maxLineBytes: integerIn("maxLineBytes", merged.maxLineBytes),
     firstNumber: integerIn("firstNumber", merged.firstNumber),
     drainTimeoutMs: integerIn("drainTimeoutMs", merged.drainTimeoutMs),
-    processes: integerIn("processes", merged.processes),
+    processes,
     state,
     numbers,
     numbersPasswordFile: numbersFile("numbersPasswordFile", merged.numbersPasswordFile, numbers),
     numbersCaFile: numbersFile("numbersCaFile", merged.numbersCaFile, numbers),
-    maxConnections: integerIn("maxConnections", merged.maxConnections),
+    maxConnections,
     maxConnectionsPerAddress: integerIn(
       "maxConnectionsPerAddress",
       merged.maxConnectionsPerAddress,

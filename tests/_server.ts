@@ -65,18 +65,31 @@ export interface TestServer {
   exited: Promise<number | string>;
 }
 
+/** Options for {@linkcode startTallyho}. */
+export interface StartOptions {
+  /**
+   * A command that execs the server (so the pid stays the server's), such as
+   * `["prlimit", "--nofile=300"]` to start it under a low open-file limit.
+   * @default {[]}
+   */
+  wrap?: string[];
+  /**
+   * Variables added to the server's environment.
+   * @default {{}}
+   */
+  env?: Record<string, string>;
+}
+
 /**
  * Starts tallyho and waits for its "listening on" line.
  *
  * @param args CLI arguments; `--port 0` and `--host 127.0.0.1` are added unless given.
- * @param options `env`: variables added to the server's environment; `wrap`: a command that runs
- *   tallyho by exec'ing the rest of its arguments, so the pid stays the server's
- *   (`prlimit --fsize=40`, `unshare -m`); neither by default.
+ * @param options How to start it.
  * @returns The running server.
  */
 export function startTallyho(
   args: string[] = [],
-  options: { wrap?: string[]; env?: Record<string, string> } = {},
+  options: StartOptions = {},
 ): Promise<TestServer> {
   const full = [...args];
   if (!full.includes("--port")) full.push("--port", "0");

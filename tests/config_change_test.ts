@@ -67,7 +67,10 @@ test("config keeper: every route clamps resource keys to the host and says what 
   assert.match(outcome.warnings[1]!, /'threads' 256 .* using 8/);
   assert.match(outcome.warnings[2]!, /'processes' 64 x 'threads' 8 .* using 4 processes/);
   assert.equal(lines.length, 1, "one line for the change, warnings included");
-  assert.match(lines[0]!, /^configuration generation 2: threads 2 -> 8, processes 1 -> 4; clamped/);
+  assert.match(
+    lines[0]!,
+    /^configuration generation 2: threads 2 -> 8, processes 1 -> 4, max-connections-per-address 192 -> 768; clamped/,
+  );
   assert.match(lines[0]!, /clamped: 'max-connections' 5000000/);
   // Asking again for the same impossible value is no change once it is clamped.
   const again = await kept.change(() => ({

@@ -131,6 +131,9 @@ test(`[${UNDER_TEST}] the connection cap, allow and deny lists refuse at once an
     "line",
     "--max-connections",
     "30",
+    // Off, so that one address can reach the process cap (on by default since issue 12).
+    "--max-connections-per-address",
+    "0",
     "--deny",
     "127.0.0.8/32",
     "--allow",
@@ -155,7 +158,10 @@ test(`[${UNDER_TEST}] the connection cap, allow and deny lists refuse at once an
 test(`[${UNDER_TEST}] limits changed at run time (SIGHUP) apply to new connections without a restart`, async () => {
   const dir = mkdtempSync(join(tmpdir(), "tallyho-limits-"));
   const file = join(dir, "tallyho.json");
-  writeFileSync(file, JSON.stringify({ framing: "line", threads: 2 }));
+  writeFileSync(
+    file,
+    JSON.stringify({ framing: "line", threads: 2, "max-connections-per-address": 0 }),
+  );
   const server = await startTallyho(["--config", file]);
   try {
     const before = await openMany(server.port, "127.0.0.10", 20);

@@ -18,9 +18,10 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
 import process from "node:process";
+import { join } from "node:path";
 import { test } from "node:test";
 import {
   readStateFile,
@@ -309,5 +310,26 @@ test(`[${UNDER_TEST}] cli: without --state the start says numbers restart; with 
     assert.ok(seen[1]! > seen[0]!, `second run continued above the first: ${seen}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("state file leases still write with every other descriptor taken (the reserve), 3 in a row", () => {
+  const dir = tempDir();
+  try {
+    const runtime = "Bun" in globalThis ? [] : ["run", "-A"];
+    const script = join(import.meta.dirname!, "_fd_exhaust.ts");
+    const run = spawnSync(
+      "prlimit",
+      ["--nofile=128", process.execPath, ...runtime, script, dir],
+      { encoding: "utf8", timeout: 30_000 },
+    );
+    assert.equal(run.status, 0, run.stderr);
+    const result = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+    assert.ok(result.taken > 0, "the script took the descriptors left");
+    assert.match(result.bare, /EMFILE/, "without the reserve the write fails: the fault is real");
+    assert.deepEqual([result.lease0, result.lease1, result.lease2], [1, 4097, 8193]);
+    assert.equal(readStateFile(join(dir, "state")), 12289, "the mark is durable");
+  } finally {
+    rmSync(dir, { recursive: true });
   }
 });

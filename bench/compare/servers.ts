@@ -59,6 +59,10 @@ const tallyhoArgs = (port: number) => [
   "line",
   "--number-by",
   "message",
+  // The memory run holds 10,000 connections from one address, and the other servers have no
+  // per-address cap: off, as theirs is.
+  "--max-connections-per-address",
+  "0",
 ];
 
 function nginxConfig(port: number, dir: string, core: number | null): string {

@@ -20,8 +20,9 @@ interface BunServer {
 }
 interface BunGlobal {
   serve(options: {
-    hostname: string;
-    port: number;
+    hostname?: string;
+    port?: number;
+    unix?: string;
     fetch: FetchHandler;
     error: (error: Error) => Response;
     development: boolean;
@@ -47,9 +48,9 @@ export function serveHttpBun(fetch: FetchHandler, options: ServeHttpOptions = {}
     // with its stack trace. But outside development Bun 1.4.5 binds with SO_REUSEPORT unless told
     // not to, so a second server on a busy port silently shares it instead of failing
     // (oven-sh/bun#1443): reusePort: false makes that EADDRINUSE again.
+    const where = options.path === undefined ? { hostname, port } : { unix: options.path };
     server = bun.serve({
-      hostname,
-      port,
+      ...where,
       fetch,
       error: internalError,
       development: false,
@@ -65,7 +66,7 @@ export function serveHttpBun(fetch: FetchHandler, options: ServeHttpOptions = {}
   }
   return {
     runtime: "bun",
-    port: server.port,
+    port: options.path === undefined ? server.port : 0,
     // Without `true`, Bun lets requests in flight finish and closes idle keep-alive connections.
     stop: () => server.stop(),
   };

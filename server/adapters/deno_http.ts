@@ -23,10 +23,12 @@ import { AddressInUseError } from "../address_in_use_error.ts";
 export function serveHttpDeno(fetch: FetchHandler, options: ServeHttpOptions = {}): HttpServer {
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? 0;
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let server: Deno.HttpServer<Deno.NetAddr> | Deno.HttpServer<Deno.UnixAddr>;
   try {
     // onListen replaces Deno's own "Listening on ..." line: the caller logs the address.
-    server = Deno.serve({ hostname, port, onListen: () => {}, onError: internalError }, fetch);
+    server = options.path === undefined
+      ? Deno.serve({ hostname, port, onListen: () => {}, onError: internalError }, fetch)
+      : Deno.serve({ path: options.path, onListen: () => {}, onError: internalError }, fetch);
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) {
       throw new AddressInUseError(
@@ -37,7 +39,7 @@ export function serveHttpDeno(fetch: FetchHandler, options: ServeHttpOptions = {
   }
   return {
     runtime: "deno",
-    port: server.addr.port,
+    port: "port" in server.addr ? server.addr.port : 0,
     // Lets requests in flight finish and closes idle keep-alive connections.
     stop: () => server.shutdown(),
   };

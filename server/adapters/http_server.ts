@@ -22,6 +22,12 @@ export interface ServeHttpOptions {
    * @default {0}
    */
   port?: number;
+  /**
+   * A Unix socket to listen on instead of `hostname` and `port` (the capped admin server's inner
+   * server, see capped_http.ts); `port` then reads 0.
+   * @default {undefined}
+   */
+  path?: string;
 }
 
 /** A running HTTP server. */

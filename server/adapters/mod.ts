@@ -8,15 +8,25 @@ import { tryLockFileBun } from "./bun_file_lock.ts";
 import { listenBun } from "./bun_listener.ts";
 import { serveHttpBun } from "./bun_http.ts";
 import { tryLockFileDeno } from "./deno_file_lock.ts";
+import { type CappedHttpOptions, type CappedHttpServer, serveCappedHttp } from "./capped_http.ts";
+import { relayDeno } from "./_deno_relay.ts";
+import { relayNodeNet } from "./_node_net_relay.ts";
 import { listenDeno } from "./deno_listener.ts";
 import type { TryLockFile } from "./file_lock.ts";
 import { serveHttpDeno } from "./deno_http.ts";
-import type { ServeHttp } from "./http_server.ts";
+import type { FetchHandler, ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
 import type { Runtime } from "../runtime.ts";
 
 export * from "./thread_listener.ts";
 export type { HeldFileLock, TryLockFile } from "./file_lock.ts";
+export {
+  ADMIN_MAX_CONNECTIONS,
+  adminConnectionCap,
+  type CappedHttpCounts,
+  type CappedHttpOptions,
+  type CappedHttpServer,
+} from "./capped_http.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
@@ -34,3 +44,21 @@ export const serveHttp: ServeHttp = RUNTIME === "bun" ? serveHttpBun : serveHttp
 
 /** Takes a kernel lock (`flock`) on a file that dies with this process, on this runtime. */
 export const tryLockFile: TryLockFile = RUNTIME === "bun" ? tryLockFileBun : tryLockFileDeno;
+/**
+ * Serves the admin API on this runtime behind a connection cap and short timeouts (see
+ * capped_http.ts), so client-facing work in the supervisor cannot take its descriptors.
+ *
+ * @param fetch The handler.
+ * @param options Address, cap, timeouts.
+ * @returns The running server.
+ */
+export function serveAdminHttp(
+  fetch: FetchHandler,
+  options: CappedHttpOptions = {},
+): Promise<CappedHttpServer> {
+  return serveCappedHttp(
+    { serve: serveHttp, relay: RUNTIME === "bun" ? relayNodeNet : relayDeno },
+    fetch,
+    options,
+  );
+}

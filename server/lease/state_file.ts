@@ -29,6 +29,7 @@ import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lea
 import { LeaseTally } from "./_lease_tally.ts";
 import { StateFileError } from "./state_file_error.ts";
 import { lockStateFile, type StateLock } from "./state_lock.ts";
+import { DescriptorReserve } from "./descriptor_reserve.ts";
 
 export { StateFileError } from "./state_file_error.ts";
 
@@ -214,6 +215,9 @@ export class StateFileLeaseSource implements LeaseSource {
   #next: number;
   #writes = 0;
   readonly #tally = new LeaseTally();
+  // The supervisor also serves the admin API: its connections must never leave a lease unable
+  // to open the temporary file or the directory (EMFILE stopped every lease once).
+  readonly #reserve = new DescriptorReserve();
 
   private constructor(path: string, next: number, lock: StateLock) {
     this.#path = path;
@@ -255,7 +259,7 @@ export class StateFileLeaseSource implements LeaseSource {
       assertLeaseFits(this.#next, count);
       const first = this.#next;
       // Durable before anyone sees a number from the run.
-      writeStateFile(this.#path, first + count);
+      this.#reserve.around(() => writeStateFile(this.#path, first + count));
       this.#writes++;
       this.#next = first + count;
       // Checked after the write: if the lock file is still ours now, any server that takes the
@@ -291,6 +295,7 @@ export class StateFileLeaseSource implements LeaseSource {
    * @throws {StateFileError} When the lock file could not be removed (the lock is released).
    */
   close(): Promise<void> {
+    this.#reserve.close();
     try {
       this.#lock.release();
     } catch (error) {
