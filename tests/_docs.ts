@@ -91,3 +91,31 @@ export function anchors(markdown: string): Set<string> {
   }
   return result;
 }
+
+/**
+ * The command lines of a document's `sh` and `bash` blocks: no comments, no continuation lines.
+ *
+ * @param markdown The document.
+ * @returns Each command as written, with its line number.
+ */
+export function shellCommands(markdown: string): DocLink[] {
+  const commands: DocLink[] = [];
+  let inShell = false;
+  let inFence = false;
+  let continued = false;
+  markdown.split("\n").forEach((line, index) => {
+    const fence = /^\s*```(\w*)/.exec(line);
+    if (fence) {
+      inFence = !inFence;
+      inShell = inFence && (fence[1] === "sh" || fence[1] === "bash");
+      continued = false;
+      return;
+    }
+    if (!inShell) return;
+    const wasContinued = continued;
+    continued = line.trimEnd().endsWith("\\");
+    if (wasContinued || line.trim() === "" || line.trim().startsWith("#")) return;
+    commands.push({ target: line.trim(), line: index + 1 });
+  });
+  return commands;
+}

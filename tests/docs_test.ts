@@ -1,14 +1,15 @@
 /**
  * The docs held to the program: the usage they print is `--help` word for word, every relative
- * link resolves, the README stays a first screen whose test command CI runs, and the build
- * script's help is its help.
+ * link resolves, every command runs after the README's setup (no bare `bun`, `deno` or
+ * `tallyho`, which `npm ci` does not put on PATH), the README stays a first screen whose test
+ * command CI runs, and the build script's help is its help.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 import { test } from "node:test";
-import { anchors, blockAfter, docFiles, links } from "./_docs.ts";
+import { anchors, blockAfter, docFiles, links, shellCommands } from "./_docs.ts";
 import { ROOT, runTallyho, UNDER_TEST } from "./_server.ts";
 
 function read(file: string): string {
@@ -47,6 +48,27 @@ test(`[${UNDER_TEST}] docs: every relative link in the README and docs/ resolves
     }
   }
   assert.deepEqual(broken, [], `broken links:\n${broken.join("\n")}`);
+});
+
+test(`[${UNDER_TEST}] docs: every shell command runs after npm ci (no bare bun, deno or tallyho)`, () => {
+  // `npm ci` puts nothing on PATH: the docs say `npx bun`, `npm run`, `npm start -- ...` or
+  // `dist/tallyho`. A Deno user runs `deno install` and `deno task` with their own deno.
+  const bare: string[] = [];
+  for (const file of docFiles()) {
+    for (const { target, line } of shellCommands(read(file))) {
+      const words = target.replace(/^(\w+=\S*\s+)+/, "").split(/\s+/);
+      const [first = "", second = ""] = words;
+      const denoUser = first === "deno" && (second === "task" || second === "install");
+      if (["bun", "bunx", "tallyho"].includes(first) || (first === "deno" && !denoUser)) {
+        bare.push(`${file}:${line}: ${target}`);
+      }
+    }
+  }
+  assert.deepEqual(
+    bare,
+    [],
+    `commands that fail with 'command not found' after npm ci:\n${bare.join("\n")}`,
+  );
 });
 
 test(`[${UNDER_TEST}] docs: the README is a first screen and CI runs its test command`, () => {
