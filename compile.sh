@@ -20,7 +20,8 @@ while [ $# -gt 0 ]; do
     --bun) runtime=bun ;;
     --outfile) outfile="${2:?--outfile needs a path}"; shift ;;
     --outfile=*) outfile="${1#--outfile=}" ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    # The comment block under the shebang, up to the first line that is not a comment.
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) passthrough+=("$1") ;;
   esac
   shift
