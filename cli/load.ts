@@ -15,6 +15,7 @@ import { ConfigError } from "../server/config_error.ts";
 import { parseDuration } from "../server/config_json.ts";
 import { formatProgress, formatReport } from "../load/format_report.ts";
 import {
+  LOAD_LIMITS,
   type LoadOptions,
   resolveLoadOptions,
   type Workload,
@@ -28,6 +29,7 @@ import {
   consoleIo,
   EXIT_USAGE,
   integerFlag,
+  joinNegativeValues,
   UsageError,
   usageErrorFrom,
 } from "./_io.ts";
@@ -49,7 +51,7 @@ Options:
                           idle:      open, one request each, then hold open (for memory)
   --connections N       connections at once (default 50)
   --depth N             requests in flight per connection, pipelined only (default 100)
-  --duration TIME       how long to send, e.g. 10s or 500ms; at most 1h (default 10s)
+  --duration TIME       how long to send, e.g. 500ms, 10s or 5m; at most 1h (default 10s)
   --count N             stop after N requests (connect: N connections) if sooner
   --threads N           client threads sharing the connections (default: cores)
   --message TEXT        request bytes; escapes \\r \\n \\t \\0 \\\\ \\xHH (default "PING\\r\\n");
@@ -94,9 +96,14 @@ const LOAD_FLAGS = {
 function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } | "help" {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: LOAD_FLAGS, strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: joinNegativeValues(args, LOAD_FLAGS),
+      options: LOAD_FLAGS,
+      strict: true,
+      allowPositionals: false,
+    });
   } catch (error) {
-    throw usageErrorFrom(error as Error, "load");
+    throw usageErrorFrom(error as Error, "load", LOAD_FLAGS);
   }
   const v = parsed.values;
   if (v.help) return "help";
@@ -108,12 +115,16 @@ function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } 
     options.connections = integerFlag("connections", v.connections, false);
   }
   if (v.depth !== undefined) options.depth = integerFlag("depth", v.depth, false);
-  if (v.duration !== undefined) options.durationMs = parseDuration("duration", v.duration);
+  if (v.duration !== undefined) {
+    options.durationMs = parseDuration("duration", v.duration, LOAD_LIMITS.durationMs);
+  }
   if (v.count !== undefined) options.count = integerFlag("count", v.count, false);
   if (v.threads !== undefined) options.threads = integerFlag("threads", v.threads, false);
   if (v.message !== undefined) options.message = decodeMessage(v.message);
   if (v.source !== undefined) options.source = v.source;
-  if (v.timeout !== undefined) options.timeoutMs = parseDuration("timeout", v.timeout);
+  if (v.timeout !== undefined) {
+    options.timeoutMs = parseDuration("timeout", v.timeout, LOAD_LIMITS.timeoutMs);
+  }
   if (v.greeting !== undefined) options.greeting = v.greeting;
   return { options, json: v.json === true };
 }

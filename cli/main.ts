@@ -50,7 +50,8 @@ Options for serve:
   --greeting TEXT         text before the number (default "Hello World")
   --max-line-bytes N      longest line in line framing; longer closes the connection (default 65536)
   --first-number N        first number handed out, 1 to 2^53-1 (default 1)
-  --drain-timeout TIME    how long a graceful stop waits, e.g. 10s or 500ms (default 10s)
+  --drain-timeout TIME    how long a graceful stop waits, at most 1h (default 10s); TIME is
+                          500ms, 10s, 5m or 1h, and a bare number is seconds
   --processes N           serving processes under one supervisor, 1-64 (default 1)
   --max-connections N     connections one process holds; more are closed at once
                           (default: the open-file limit less 256, or less if memory is short)
@@ -79,8 +80,9 @@ Options for serve:
                           TALLYHO_REDIS_PASSWORD, if set)
   --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
                           certificate no public CA signed (default: the runtime's usual CAs)
-  --config FILE           JSON file with the same keys as these flags; flags override it, and
-                          SIGHUP re-reads it
+  --config FILE           JSON file with the same keys as these flags (admin and
+                          admin-token-file included, read at start only); flags override it,
+                          and SIGHUP re-reads it
 
 Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config.
 Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;

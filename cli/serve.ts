@@ -14,34 +14,38 @@ import { parseArgs } from "node:util";
 import { createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
-import { assertAddressFree } from "../server/address_probe.ts";
+import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
 import { RUNTIME, RUNTIME_VERSION, serveHttp } from "../server/adapters/mod.ts";
 import type { HttpServer } from "../server/adapters/http_server.ts";
 import { AddressInUseError } from "../server/adapters/thread_listener.ts";
 import {
   defaultConfig,
+  describe,
   DURATION_KEYS,
   FLAG_NAMES,
   LIMITS,
   type ServeOptions,
 } from "../server/config.ts";
 import { ConfigError } from "../server/config_error.ts";
-import { parseDuration, readConfigFile } from "../server/config_json.ts";
+import { parseDuration, readConfigFileWith } from "../server/config_json.ts";
 import { planConfig } from "../server/config_plan.ts";
 import { readHostFacts } from "../server/host_facts.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
-import { type CliIo, integerFlag, usageErrorFrom } from "./_io.ts";
+import { type CliIo, integerFlag, joinNegativeValues, usageErrorFrom } from "./_io.ts";
 
 /** Where the admin API listens by default: loopback only. */
 export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
 
 /** The admin API's command-line settings. */
 export interface AdminFlags {
-  /** `HOST:PORT` (`[::1]:9001` for IPv6), or `off`. */
-  address: string;
+  /**
+   * `HOST:PORT` (`[::1]:9001` for IPv6), or `off`; unset, the config file's `admin` key, then
+   * {@linkcode DEFAULT_ADMIN_ADDRESS}.
+   */
+  address?: string;
   /** The bearer token's file; see admin/token.ts for what happens without one. */
   tokenFile?: string;
 }
@@ -99,10 +103,14 @@ const SERVE_FLAGS = {
 export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false })
-      .values;
+    values = parseArgs({
+      args: joinNegativeValues(args, SERVE_FLAGS),
+      options: SERVE_FLAGS,
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (error) {
-    throw usageErrorFrom(error as Error);
+    throw usageErrorFrom(error as Error, "", SERVE_FLAGS);
   }
   if (values.help) return "help";
   if (values.version) return "version";
@@ -110,8 +118,9 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
     const text = values[flag];
     if (typeof text !== "string") continue;
-    if (DURATION_KEYS.has(option)) options[option] = parseDuration(flag, text);
-    else if (option in LIMITS) options[option] = integerFlag(flag, text);
+    if (DURATION_KEYS.has(option)) {
+      options[option] = parseDuration(flag, text, LIMITS[option as keyof typeof LIMITS]);
+    } else if (option in LIMITS) options[option] = integerFlag(flag, text);
     else if (option === "allow" || option === "deny") {
       options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
     } else options[option] = text;
@@ -122,30 +131,76 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
     options: options as ServeOptions,
     configFile: typeof configFile === "string" ? configFile : null,
     admin: {
-      address: typeof values.admin === "string" ? values.admin : DEFAULT_ADMIN_ADDRESS,
+      ...(typeof values.admin === "string" ? { address: values.admin } : {}),
       ...(typeof tokenFile === "string" ? { tokenFile } : {}),
     },
   };
 }
 
+/** The config file's keys that are the command line's, not the server's: read at start only. */
+const FILE_ADMIN_KEYS = ["admin", "admin-token-file"] as const;
+
 /** What the configuration is asked to be: the `--config` file's keys under the flags. */
 function requested(args: ServeArgs): ServeOptions {
-  const fromFile = args.configFile === null ? {} : readConfigFile(args.configFile);
+  const fromFile = args.configFile === null
+    ? {}
+    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).options;
   return { ...fromFile, ...args.options };
+}
+
+/**
+ * The admin API's settings: the flags over the config file's `admin` and `admin-token-file`
+ * over the defaults.
+ *
+ * @throws {ConfigError} When the file gives one that is not a string.
+ */
+function adminSettings(args: ServeArgs): { address: string; tokenFile?: string } {
+  const extra = args.configFile === null
+    ? {}
+    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).extra;
+  for (const key of FILE_ADMIN_KEYS) {
+    if (key in extra && typeof extra[key] !== "string") {
+      throw new ConfigError(
+        key,
+        `'${key}' in ${args.configFile} must be a string: got ${describe(extra[key])}`,
+      );
+    }
+  }
+  const tokenFile = args.admin.tokenFile ?? (extra["admin-token-file"] as string | undefined);
+  return {
+    address: args.admin.address ?? (extra.admin as string | undefined) ?? DEFAULT_ADMIN_ADDRESS,
+    ...(tokenFile === undefined ? {} : { tokenFile }),
+  };
 }
 
 /**
  * Checks that an address can be bound before anything starts, naming the flag that sets it.
  *
- * @throws {AddressInUseError} With the flag to change.
+ * @param host The address.
+ * @param port The port.
+ * @param flags The flags that set the address and the port (`--host`/`--port`, or `--admin`).
+ * @throws {AddressInUseError} When the port is taken, with the flag to change.
+ * @throws {ConfigError} When the address is not this machine's (exit 2, like a bad value).
  */
-async function assertFree(host: string, port: number, flag: string): Promise<void> {
+async function assertFree(
+  host: string,
+  port: number,
+  flags: { address: string; port: string },
+): Promise<void> {
   try {
     await assertAddressFree(host, port);
   } catch (error) {
+    if (error instanceof AddressUnusableError) {
+      const key = flags.address.replace(/^--/, "");
+      throw new ConfigError(
+        key,
+        `'${key}' ${JSON.stringify(host)} cannot be listened on here (${error.code}): ` +
+          `give one of this machine's addresses, 0.0.0.0 or ::`,
+      );
+    }
     if (!(error instanceof AddressInUseError)) throw error;
     throw new AddressInUseError(
-      `${error.message} (is another server running? try another ${flag})`,
+      `${error.message} (is another server running? try another ${flags.port})`,
     );
   }
 }
@@ -171,13 +226,19 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   };
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
-  const adminAddress = parseAdminAddress(args.admin.address);
-  const tokenOptions = args.admin.tokenFile === undefined
+  const adminFlags = adminSettings(args);
+  const adminAddress = parseAdminAddress(adminFlags.address);
+  const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
-    : { tokenFile: args.admin.tokenFile };
+    : { tokenFile: adminFlags.tokenFile };
   if (adminAddress) assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
-  await assertFree(config.host, config.port, "--port");
-  if (adminAddress) await assertFree(adminAddress.hostname, adminAddress.port, "--admin");
+  await assertFree(config.host, config.port, { address: "--host", port: "--port" });
+  if (adminAddress) {
+    await assertFree(adminAddress.hostname, adminAddress.port, {
+      address: "--admin",
+      port: "--admin",
+    });
+  }
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.

@@ -367,7 +367,7 @@ const BAD_PATCHES: Array<{
     call: { json: { greeting: "x", numberBy: "message" } },
     status: 400,
     field: "numberBy",
-    message: /^Unknown configuration key 'numberBy'$/,
+    message: /^Unknown configuration key 'numberBy' \(did you mean 'number-by'\?\)$/,
   },
   {
     what: "an unknown key set to null",

@@ -200,7 +200,7 @@ const badLoadFlags: Array<[string[], RegExp]> = [
   [["--depth", "10"], /^tallyho: 'depth' applies to the pipelined workload only .*: got 10$/],
   [
     ["--duration", "soon"],
-    /^tallyho: 'duration' must be a duration such as 10s or 500ms: got "soon"$/,
+    /^tallyho: 'duration' must be a duration from 1ms to 1h such as 500ms, 10s, 5m or 1h: got "soon"$/,
   ],
   [["--source", "nowhere"], /^tallyho: 'source' must be a local IP address .*: got "nowhere"$/],
   [
