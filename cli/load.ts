@@ -65,8 +65,9 @@ Options:
 Every "<greeting><N>" reply is checked: an N seen twice (on two connections, or on one connection
 that numbers by message) is a bug in the server and fails the run. Other replies are counted.
 
-Exit codes: 0 ran and every number checked out, 1 no reply at all, 2 bad command line,
-3 the number check failed.`;
+Exit codes: 0 ran, every request was answered and every number checked out; 1 no reply at
+all, or requests went unanswered past --timeout (against tallyho with --workload pipelined:
+start it with --framing line); 2 bad command line; 3 the number check failed.`;
 }
 
 const LOAD_FLAGS = {
@@ -139,7 +140,8 @@ function terminalProgress(): ((line: string | null) => void) | undefined {
  *
  * @param args The arguments after `load`.
  * @param io Where to write; defaults to the console (with a progress line on a terminal).
- * @returns The exit code: 0 ok, 1 no reply at all, 2 bad command line, 3 number check failed.
+ * @returns The exit code: 0 ok, 1 no reply at all or some never came, 2 bad command line,
+ *   3 number check failed.
  */
 export async function loadMain(args: string[], io: CliIo = consoleIo): Promise<number> {
   let parsed;
@@ -172,6 +174,7 @@ export async function loadMain(args: string[], io: CliIo = consoleIo): Promise<n
     progress?.(null);
     if (parsed.json) io.out(JSON.stringify(report, null, 2));
     else for (const line of formatReport(report)) io.out(line);
+    if (report.failure !== null) io.err(`tallyho load: failed: ${report.failure}`);
     return exitCodeFor(report);
   } catch (error) {
     progress?.(null);
