@@ -23,6 +23,7 @@ import { runChild } from "../server/process/child_main.ts";
 import { CHILD_COMMAND } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
+import { adminTokenMain } from "./admin_token.ts";
 import { doctorMain } from "./doctor.ts";
 import { loadMain } from "./load.ts";
 import { parseServeArgs, runServe } from "./serve.ts";
@@ -39,6 +40,7 @@ Usage:
   tallyho --help               show this text
   tallyho --version            show the version and runtime
   tallyho doctor [--json]      check this host's TCP settings against floods
+  tallyho admin-token [--path] print the admin API's token, or the file it is in
 
 Options for serve:
   --host ADDRESS          address to listen on (default 0.0.0.0)
@@ -67,7 +69,8 @@ Options for serve:
   --admin HOST:PORT|off   the admin HTTP API (default 127.0.0.1:9001); a non-loopback address
                           needs a configured token
   --admin-token-file FILE the admin API's bearer token (or set TALLYHO_ADMIN_TOKEN); without
-                          either, one is generated into a file only its owner can read
+                          either, one is generated into a file only its owner can read, which
+                          'tallyho admin-token --path' names
   --allow CIDR,...        only these client ranges may connect (default: all)
   --deny CIDR,...         client ranges refused at once (default: none)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
@@ -108,6 +111,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     if (command === CHILD_COMMAND) return await runChild();
     if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command === "load") return await loadMain(commandArgs, io);
+    if (command === "admin-token") return adminTokenMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);
