@@ -24,6 +24,7 @@ import { CHILD_COMMAND } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
 import { adminTokenMain } from "./admin_token.ts";
+import { checkMain } from "./check.ts";
 import { doctorMain } from "./doctor.ts";
 import { loadMain } from "./load.ts";
 import { parseServeArgs, runServe } from "./serve.ts";
@@ -41,6 +42,8 @@ Usage:
   tallyho --version            show the version and runtime
   tallyho doctor [--json]      check this host's TCP settings against floods
   tallyho admin-token [--path] print the admin API's token, or the file it is in
+  tallyho check [options]      check a configuration (serve's options, e.g. --config FILE)
+                               without starting: values, addresses, numbers; exit 0 or 2
 
 Options for serve:
   --host ADDRESS          address to listen on (default 0.0.0.0)
@@ -112,6 +115,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command === "load") return await loadMain(commandArgs, io);
     if (command === "admin-token") return adminTokenMain(commandArgs, io);
+    if (command === "check") return await checkMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);

@@ -141,7 +141,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
 const FILE_ADMIN_KEYS = ["admin", "admin-token-file"] as const;
 
 /** What the configuration is asked to be: the `--config` file's keys under the flags. */
-function requested(args: ServeArgs): ServeOptions {
+export function requested(args: ServeArgs): ServeOptions {
   const fromFile = args.configFile === null
     ? {}
     : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).options;
@@ -154,7 +154,7 @@ function requested(args: ServeArgs): ServeOptions {
  *
  * @throws {ConfigError} When the file gives one that is not a string.
  */
-function adminSettings(args: ServeArgs): { address: string; tokenFile?: string } {
+export function adminSettings(args: ServeArgs): { address: string; tokenFile?: string } {
   const extra = args.configFile === null
     ? {}
     : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).extra;
@@ -182,7 +182,7 @@ function adminSettings(args: ServeArgs): { address: string; tokenFile?: string }
  * @throws {AddressInUseError} When the port is taken, with the flag to change.
  * @throws {ConfigError} When the address is not this machine's (exit 2, like a bad value).
  */
-async function assertFree(
+export async function assertFree(
   host: string,
   port: number,
   flags: { address: string; port: string },
