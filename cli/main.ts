@@ -69,6 +69,10 @@ Options for serve:
                           (default 1048576)
   --log-level LEVEL       info, warn (problems only) or error (default info); the start and
                           stop lines are always written
+  --log-format FORMAT     text: an ISO time and the level before each line; json: one object
+                          a line {time, level, event, message, fields} (default text)
+  --log-rejections-every TIME   sum up refused and closed connections by reason at most this
+                          often, one line per period, never one per connection (default 10s; 0 off)
   --admin HOST:PORT|off   the admin HTTP API (default 127.0.0.1:9001); a non-loopback address
                           needs a configured token
   --admin-token-file FILE the admin API's bearer token (or set TALLYHO_ADMIN_TOKEN); without
@@ -86,9 +90,9 @@ Options for serve:
                           TALLYHO_REDIS_PASSWORD, if set)
   --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
                           certificate no public CA signed (default: the runtime's usual CAs)
-  --config FILE           JSON file with the same keys as these flags (admin and
-                          admin-token-file included, read at start only); flags override it,
-                          and SIGHUP re-reads it
+  --config FILE           JSON file with the same keys as these flags (admin,
+                          admin-token-file, log-format and log-rejections-every included, read
+                          at start only); flags override it, and SIGHUP re-reads it
 
 Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config.
 Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;

@@ -34,6 +34,13 @@ import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
+import {
+  formatLogLine,
+  LOG_FORMAT_ENV,
+  LOG_FORMATS,
+  type LogFormat,
+  type LogLineLevel,
+} from "../server/log_line.ts";
 import { type CliIo, integerFlag, joinNegativeValues, usageErrorFrom } from "./_io.ts";
 
 /** Where the admin API listens by default: loopback only. */
@@ -80,13 +87,25 @@ export interface ServeArgs {
   configFile: string | null;
   /** The admin API's flags. */
   admin: AdminFlags;
+  /** `--log-format` as given (`text` or `json`); unset, the config file's, then `text`. */
+  logFormat?: string;
+  /**
+   * `--log-rejections-every` as given: how often at most the summary of refused connections is
+   * logged; unset, the config file's, then {@linkcode DEFAULT_REJECTION_LOG_EVERY}.
+   */
+  logRejectionsEvery?: string;
 }
+
+/** How often at most refused connections are summed up in the log. */
+export const DEFAULT_REJECTION_LOG_EVERY = "10s";
 
 const SERVE_FLAGS = {
   ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
   config: { type: "string" },
   admin: { type: "string" },
   "admin-token-file": { type: "string" },
+  "log-format": { type: "string" },
+  "log-rejections-every": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
@@ -127,7 +146,11 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   }
   const configFile = values.config;
   const tokenFile = values["admin-token-file"];
+  const logFormat = values["log-format"];
+  const logRejectionsEvery = values["log-rejections-every"];
   return {
+    ...(typeof logFormat === "string" ? { logFormat } : {}),
+    ...(typeof logRejectionsEvery === "string" ? { logRejectionsEvery } : {}),
     options: options as ServeOptions,
     configFile: typeof configFile === "string" ? configFile : null,
     admin: {
@@ -138,7 +161,12 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
 }
 
 /** The config file's keys that are the command line's, not the server's: read at start only. */
-const FILE_ADMIN_KEYS = ["admin", "admin-token-file"] as const;
+const FILE_ADMIN_KEYS = [
+  "admin",
+  "admin-token-file",
+  "log-format",
+  "log-rejections-every",
+] as const;
 
 /** What the configuration is asked to be: the `--config` file's keys under the flags. */
 export function requested(args: ServeArgs): ServeOptions {
@@ -149,12 +177,14 @@ export function requested(args: ServeArgs): ServeOptions {
 }
 
 /**
- * The admin API's settings: the flags over the config file's `admin` and `admin-token-file`
- * over the defaults.
+ * The command line's own settings (the admin API's, the log's): the flags over the config
+ * file's `admin`, `admin-token-file`, `log-format` and `log-rejections-every` over the defaults.
  *
  * @throws {ConfigError} When the file gives one that is not a string.
  */
-export function adminSettings(args: ServeArgs): { address: string; tokenFile?: string } {
+export function adminSettings(
+  args: ServeArgs,
+): { address: string; tokenFile?: string; logFormat: LogFormat; logRejectionsEveryMs: number } {
   const extra = args.configFile === null
     ? {}
     : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).extra;
@@ -170,7 +200,24 @@ export function adminSettings(args: ServeArgs): { address: string; tokenFile?: s
   return {
     address: args.admin.address ?? (extra.admin as string | undefined) ?? DEFAULT_ADMIN_ADDRESS,
     ...(tokenFile === undefined ? {} : { tokenFile }),
+    logFormat: logFormatOf(args.logFormat ?? (extra["log-format"] as string | undefined)),
+    logRejectionsEveryMs: parseDuration(
+      "log-rejections-every",
+      args.logRejectionsEvery ?? extra["log-rejections-every"] ?? DEFAULT_REJECTION_LOG_EVERY,
+      { min: 0, max: 86_400_000 },
+    ),
   };
+}
+
+function logFormatOf(value: string | undefined): LogFormat {
+  if (value === undefined) return "text";
+  if (!(LOG_FORMATS as readonly string[]).includes(value)) {
+    throw new ConfigError(
+      "log-format",
+      `'log-format' must be one of ${LOG_FORMATS.join(", ")}: got ${describe(value)}`,
+    );
+  }
+  return value as LogFormat;
 }
 
 /**
@@ -217,16 +264,30 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   const defaults = defaultConfig(host);
   const { config, warnings } = planConfig(requested(args), { defaults, host });
   // The level is read at each line, so a live change of 'log-level' applies at once.
+  const settings = adminSettings(args);
+  const format = settings.logFormat;
+  // The children inherit the environment: they write their own lines in the same format.
+  process.env[LOG_FORMAT_ENV] = format;
+  const write = (
+    stream: "out" | "err",
+    level: LogLineLevel,
+    line: string,
+    extra?: Record<string, string | number>,
+  ) => io[stream](formatLogLine(format, level, line, extra));
   let currentLevel = () => config.logLevel;
-  const log = (line: string, level: "info" | "warn" = "info") => {
+  const log = (
+    line: string,
+    level: "info" | "warn" = "info",
+    extra?: Record<string, string | number>,
+  ) => {
     const allowed = currentLevel();
     if (level === "info" && allowed !== "info") return;
     if (level === "warn" && allowed === "error") return;
-    io.out(`tallyho: ${level === "warn" ? "warning: " : ""}${line}`);
+    write("out", level, `tallyho: ${level === "warn" ? "warning: " : ""}${line}`, extra);
   };
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
-  const adminFlags = adminSettings(args);
+  const adminFlags = settings;
   const adminAddress = parseAdminAddress(adminFlags.address);
   const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
@@ -240,7 +301,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     });
   }
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
-  for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
+  for (const warning of warnings) write("err", "warn", `tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
   const source = await openLeaseSource(config, log);
@@ -331,7 +392,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     }
   };
   const c = supervisor.config;
-  io.out(
+  write(
+    "out",
+    "info",
     `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}: listening on ${c.host}:${supervisor.port}` +
       ` with ${c.processes} process${c.processes === 1 ? "" : "es"} x ${c.threads} thread${
         c.threads === 1 ? "" : "s"
@@ -344,12 +407,14 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       `; timeouts: first message ${c.firstMessageTimeoutMs} ms, idle ${c.idleTimeoutMs} ms` +
       `; address table ${ADDRESS_TABLE_BYTES} bytes`,
   );
+  const stopSummary = summarizeRejections(supervisor, settings.logRejectionsEveryMs, log);
   const winner = await Promise.race([
     signals.first.then((name) => ({ crash: false, name })),
     crashLoop.then((reason) => ({ crash: true, name: reason })),
   ]);
+  stopSummary();
   if (winner.crash) {
-    io.err(`tallyho: stopping: ${winner.name}`);
+    write("err", "error", `tallyho: stopping: ${winner.name}`);
     await admin?.stop();
     await supervisor.kill();
     return 1;
@@ -367,7 +432,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     0,
   );
   // Always written, whatever the log level: scripts read the last number from it.
-  io.out(
+  write(
+    "out",
+    "info",
     `tallyho: stopped; last number handed out: ${supervisor.lastNumber()};` +
       ` connections per process: [${perProcess.join(", ")}];` +
       ` connections per thread: [${perThread.join(", ")}];` +
@@ -375,6 +442,39 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       ` closed for want of leased numbers: ${unnumbered}`,
   );
   return 0;
+}
+
+/**
+ * Logs, at most once every `everyMs`, the connections refused and closed since the last summary
+ * by reason, and nothing when there were none: a flood makes one line per period, never one per
+ * connection.
+ *
+ * @returns A function that stops it.
+ */
+function summarizeRejections(
+  supervisor: Supervisor,
+  everyMs: number,
+  log: (line: string, level: "warn", extra: Record<string, number>) => void,
+): () => void {
+  if (everyMs === 0) return () => {};
+  let last = refusals(supervisor.processes());
+  const timer = setInterval(() => {
+    const now = refusals(supervisor.processes());
+    const since: Record<string, number> = {};
+    for (const [reason, total] of Object.entries(now)) {
+      // A restarted child counts from zero again: then all of its count is new.
+      const added = total >= (last[reason] ?? 0) ? total - (last[reason] ?? 0) : total;
+      if (added > 0) since[reason] = added;
+    }
+    last = now;
+    if (Object.keys(since).length === 0) return;
+    log(
+      `rejected and closed in the last ${everyMs / 1000} s: ${JSON.stringify(since)}`,
+      "warn",
+      since,
+    );
+  }, everyMs);
+  return () => clearInterval(timer);
 }
 
 /** Every refusal and forced close, summed over processes and threads, leaving out zeros. */
