@@ -6,7 +6,7 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { defaultTokenPath, TOKEN_ENV } from "../admin/token.ts";
@@ -20,7 +20,8 @@ Prints the admin API's bearer token, as the server on this machine (run by this 
 environment) reads or generated it; with --path, the file it is kept in. For example:
   curl -H "Authorization: Bearer $(tallyho admin-token)" http://127.0.0.1:9001/v1/stats
 
-Where the server keeps a token it generates (without --admin-token-file or ${TOKEN_ENV}):
+Where the server keeps a token it generates (without --admin-token-file or ${TOKEN_ENV}); when
+this user's file is missing but ${UNIT_TOKEN_PATH} exists, that one is printed:
   $RUNTIME_DIRECTORY/admin-token         under systemd with RuntimeDirectory=tallyho
                                          (/run/tallyho/admin-token)
   $XDG_RUNTIME_DIR/tallyho/admin-token   in a login session that sets XDG_RUNTIME_DIR
@@ -40,18 +41,24 @@ const FLAGS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** Where the systemd unit in docs/ (`RuntimeDirectory=tallyho`) has the server keep it. */
+export const UNIT_TOKEN_PATH = "/run/tallyho/admin-token";
+
 /**
  * Runs `tallyho admin-token`.
  *
  * @param args The arguments after `admin-token`.
  * @param io Where to write.
  * @param env The environment the rule reads.
+ * @param unitPath The systemd unit's token file, looked at when this user's has none: an
+ *   operator's shell has no `RUNTIME_DIRECTORY`, which systemd sets only for the service.
  * @returns The exit code.
  */
 export function adminTokenMain(
   args: string[],
   io: CliIo = consoleIo,
   env: Record<string, string | undefined> = process.env,
+  unitPath: string = UNIT_TOKEN_PATH,
 ): number {
   let values;
   try {
@@ -64,7 +71,12 @@ export function adminTokenMain(
     return 0;
   }
   const given = values["admin-token-file"];
-  const path = typeof given === "string" ? given : defaultTokenPath(env);
+  const own = defaultTokenPath(env);
+  const path = typeof given === "string"
+    ? given
+    : !existsSync(own) && existsSync(unitPath)
+    ? unitPath
+    : own;
   if (typeof given !== "string" && env[TOKEN_ENV] !== undefined) {
     io.err(
       `tallyho: note: ${TOKEN_ENV} is set here; a server started with it uses that token, ` +

@@ -5,12 +5,13 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { defaultTokenPath } from "../admin/token.ts";
+import { adminTokenMain } from "../cli/admin_token.ts";
 import { tallyhoCommand, UNDER_TEST } from "./_server.ts";
 
 test("token path: systemd's RUNTIME_DIRECTORY, then XDG_RUNTIME_DIR, then TMPDIR/tallyho-UID", () => {
@@ -143,6 +144,30 @@ test(`[${UNDER_TEST}] admin-token: before any server started, it says where the 
       /^tallyho: no admin token at \S+admin-token yet: the server writes one there when it starts/,
     );
     assert.ok(printed.stderr.includes(tmp), printed.stderr);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test("admin-token: an operator's shell finds the systemd unit's token when it has none of its own", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "tallyho-token-cli-"));
+  try {
+    const unitToken = join(tmp, "run-tallyho-admin-token");
+    writeFileSync(unitToken, "f".repeat(64) + "\n", { mode: 0o600 });
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+    const env = { XDG_RUNTIME_DIR: join(tmp, "nothing-here") };
+    assert.equal(adminTokenMain(["--path"], io, env, unitToken), 0);
+    assert.equal(adminTokenMain([], io, env, unitToken), 0);
+    assert.deepEqual(out, [unitToken, "f".repeat(64)]);
+    // This user's own file, when there is one, comes first.
+    const xdg = join(tmp, "xdg");
+    mkdirSync(join(xdg, "tallyho"), { recursive: true });
+    writeFileSync(join(xdg, "tallyho", "admin-token"), "e".repeat(64));
+    out.length = 0;
+    assert.equal(adminTokenMain(["--path"], io, { XDG_RUNTIME_DIR: xdg }, unitToken), 0);
+    assert.deepEqual(out, [join(xdg, "tallyho", "admin-token")]);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
