@@ -59,7 +59,9 @@ test("redis config: numbers and state are exclusive, and a password file needs n
   assert.throws(
     () => resolveConfig({ numbers: "redis://127.0.0.1:6379/k", state: "/tmp/s" }, base),
     {
-      name: "RangeError",
+      // A user's mistake is a ConfigError (style.md rule 5); a RangeError would be a bug.
+      name: "ConfigError",
+      field: "numbers",
       message: `'state' and 'numbers' cannot both be set (numbers come from one place): ` +
         `got state "/tmp/s" and numbers "redis://127.0.0.1:6379/k"`,
     },
