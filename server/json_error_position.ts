@@ -39,6 +39,7 @@ export function jsonErrorPosition(text: string): JsonErrorPosition | null {
     throw new Stop(i, `expected ${what}, found ${shown()}`);
   };
   const string = () => {
+    if (text[i] === "'") throw new Stop(i, "a string in single quotes (JSON needs double quotes)");
     if (text[i] !== '"') expect("a string in double quotes");
     i++;
     while (i < text.length && text[i] !== '"') {

@@ -339,7 +339,7 @@ const BAD_PATCHES: Array<{
     what: "malformed JSON",
     call: { body: '{"greeting": "x",}', headers: { "content-type": "application/json" } },
     status: 400,
-    message: /not valid JSON/,
+    message: /not valid JSON at line 1, column 18: a trailing comma before '\}'/,
   },
   {
     what: "bytes that are not UTF-8",

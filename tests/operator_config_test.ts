@@ -14,6 +14,7 @@ import { test } from "node:test";
 import { parseServeArgs } from "../cli/serve.ts";
 import { defaultConfig, LIMITS, resolveConfig } from "../server/config.ts";
 import { optionsFromJson, parseDuration, readConfigFile } from "../server/config_json.ts";
+import { jsonErrorPosition } from "../server/json_error_position.ts";
 import { runTallyho, UNDER_TEST } from "./_server.ts";
 
 function oneLine(stderr: string, expected: RegExp): void {
@@ -179,5 +180,30 @@ test(`[${UNDER_TEST}] a busy admin port is named as --admin, and nothing was sta
     assert.equal(stdout, "");
   } finally {
     holder.close();
+  }
+});
+
+test("JSON error position: line, column and what was expected, for each kind of mistake", () => {
+  const cases: Array<[string, number, number, RegExp]> = [
+    ['{"a": 1,}', 1, 9, /trailing comma before '\}'/],
+    ["[1, 2,]", 1, 7, /trailing comma before '\]'/],
+    ["{\n  'a': 1\n}", 2, 3, /single quotes \(JSON needs double quotes\)/],
+    ['{"a": "x\n"}', 1, 9, /control character/],
+    ['{"a": "x', 1, 9, /never ends/],
+    ['{"a" 1}', 1, 6, /expected ':' after the key/],
+    ['{"a": tru}', 1, 7, /expected a value/],
+    ['{"a": 1} x', 1, 10, /expected the end of the file/],
+    ["", 1, 1, /expected a value, found the end of the file/],
+  ];
+  for (const [text, line, column, problem] of cases) {
+    assert.throws(() => JSON.parse(text), SyntaxError, text);
+    const at = jsonErrorPosition(text);
+    assert.ok(at, text);
+    assert.equal(at.line, line, text);
+    assert.equal(at.column, column, text);
+    assert.match(at.problem, problem, text);
+  }
+  for (const valid of ['{"a": [1, -2.5e3, true, null, "\\u00e9"]}', " 1 ", '"x"']) {
+    assert.equal(jsonErrorPosition(valid), null, valid);
   }
 });
