@@ -5,6 +5,7 @@
  * @module
  */
 
+import { jsonErrorPosition } from "../server/json_error_position.ts";
 import { HttpError } from "./_http_error.ts";
 
 /** The largest body the admin API reads. */
@@ -78,6 +79,13 @@ export async function readJsonBody(request: Request): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new HttpError(400, `The request body is not valid JSON: ${(error as Error).message}`);
+    // JavaScriptCore's messages (Bun) say no position; the same line and column on every runtime.
+    const at = jsonErrorPosition(text);
+    throw new HttpError(
+      400,
+      at === null
+        ? `The request body is not valid JSON: ${(error as Error).message}`
+        : `The request body is not valid JSON at line ${at.line}, column ${at.column}: ${at.problem}`,
+    );
   }
 }

@@ -14,7 +14,7 @@ import {
   type ServeConfig,
 } from "../server/config.ts";
 import { ConfigShapeError } from "../server/config_error.ts";
-import { configToJson, optionsFromJson } from "../server/config_json.ts";
+import { configToJson, optionsFromJson, unknownKeyError } from "../server/config_json.ts";
 import type { ConfigOutcome, ConfigRequest } from "../server/config_keeper.ts";
 import { type ConfigPlan, planConfig } from "../server/config_plan.ts";
 import type { ConfigChange } from "./backend.ts";
@@ -53,7 +53,7 @@ export function patchRequest(patch: unknown): ConfigRequest {
   const known = new Set(Object.values(FLAG_NAMES));
   for (const key of Object.keys(patch)) {
     // optionsFromJson rejects unknown keys, but a null one would vanish in the merge unseen.
-    if (!known.has(key)) throw new ConfigShapeError(key, `Unknown configuration key '${key}'`);
+    if (!known.has(key)) throw unknownKeyError(key);
   }
   // A null removes the key, and the planner fills what is missing from the defaults.
   return (current) => optionsFromJson(applyMergePatch(configToJson(current), patch));

@@ -3,8 +3,11 @@
  * the network.
  *
  * In order: the file named by `--admin-token-file`, then the `TALLYHO_ADMIN_TOKEN` environment
- * variable, then a file tallyho generates and keeps for the user: `$XDG_RUNTIME_DIR/tallyho/
- * admin-token`, or `<tmpdir>/tallyho-<uid>/admin-token` without `XDG_RUNTIME_DIR`. A generated
+ * variable, then a file tallyho generates and keeps for the user, at the first of
+ * `$RUNTIME_DIRECTORY/admin-token` (systemd sets it for a unit with `RuntimeDirectory=tallyho`:
+ * `/run/tallyho/admin-token`), `$XDG_RUNTIME_DIR/tallyho/admin-token` (a desktop or ssh login
+ * session), `<tmpdir>/tallyho-<uid>/admin-token` (root, containers, anything else;
+ * `/tmp/tallyho-0/admin-token` for root). `tallyho admin-token --path` prints it. A generated
  * token holds 32 random bytes in hex, sits in a directory of mode 0700 owned by the user, has mode
  * 0600, and is reused by the next start (delete the file to rotate it). The server logs the
  * file's path, never the token.
@@ -86,9 +89,13 @@ const GENERATED_SYNTAX = /^[0-9a-f]{64}$/;
  * The default path of a generated token.
  *
  * @param env The environment.
- * @returns `$XDG_RUNTIME_DIR/tallyho/admin-token`, else `<tmpdir>/tallyho-<uid>/admin-token`.
+ * @returns `$RUNTIME_DIRECTORY/admin-token` (a systemd unit's `RuntimeDirectory=`), else
+ *   `$XDG_RUNTIME_DIR/tallyho/admin-token`, else `<tmpdir>/tallyho-<uid>/admin-token`.
  */
 export function defaultTokenPath(env: Record<string, string | undefined> = process.env): string {
+  // systemd may list several directories, separated by colons; the first is ours.
+  const unitDir = env.RUNTIME_DIRECTORY?.split(":")[0];
+  if (unitDir) return join(unitDir, "admin-token");
   const runtimeDir = env.XDG_RUNTIME_DIR;
   if (runtimeDir) return join(runtimeDir, "tallyho", "admin-token");
   return join(tmpdir(), `tallyho-${process.getuid?.() ?? "user"}`, "admin-token");

@@ -6,6 +6,7 @@
  */
 
 import { describe } from "../server/config.ts";
+import { didYouMean } from "../server/did_you_mean.ts";
 
 /** Exit code for a mistake in the command line or the configuration. */
 export const EXIT_USAGE = 2;
@@ -40,15 +41,26 @@ export class UsageError extends Error {
  *
  * @param error What `parseArgs` threw.
  * @param command The subcommand, named in "Unknown option" (`""` for the top level).
+ * @param flags The command's flags, for a "did you mean" after an unknown one.
  * @returns A {@linkcode UsageError}.
  */
-export function usageErrorFrom(error: Error, command = ""): UsageError {
+export function usageErrorFrom(
+  error: Error,
+  command = "",
+  flags: Record<string, unknown> = {},
+): UsageError {
   const code = (error as { code?: string }).code;
   const flag = /'(-[^' ]*)/.exec(error.message)?.[1];
   const of = command === "" ? "" : ` for ${command}`;
   switch (code) {
-    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
-      return new UsageError(`Unknown option '${flag}'${of}`);
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION": {
+      const near = flag === undefined
+        ? null
+        : didYouMean(flag.replace(/^-+/, ""), Object.keys(flags));
+      return new UsageError(
+        `Unknown option '${flag}'${of}${near === null ? "" : ` (did you mean '--${near}'?)`}`,
+      );
+    }
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
       // parseArgs says this both for a string flag without a value and a boolean flag given one.
       if (/does not take an argument/.test(error.message)) {
@@ -86,4 +98,33 @@ export function integerFlag(flag: string, text: string, signed = true): number {
     );
   }
   return Number(text);
+}
+
+/**
+ * Joins a negative number to the flag before it (`--max-connections -1` becomes
+ * `--max-connections=-1`), which `parseArgs` would otherwise read as a flag of its own and
+ * answer "needs a value". The value then meets the flag's own bounds check, which names it.
+ *
+ * @param args The arguments.
+ * @param flags The command's `parseArgs` options; only `string` flags take a value.
+ * @returns The arguments with each negative number joined to its flag.
+ */
+export function joinNegativeValues(
+  args: readonly string[],
+  flags: Record<string, { type: "string" | "boolean" }>,
+): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const next = args[i + 1];
+    const name = /^--([^=]+)$/.exec(arg)?.[1];
+    if (
+      name !== undefined && flags[name]?.type === "string" && next !== undefined &&
+      /^-\d/.test(next)
+    ) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
 }

@@ -15,6 +15,7 @@ import { ConfigError } from "../server/config_error.ts";
 import { parseDuration } from "../server/config_json.ts";
 import { formatProgress, formatReport } from "../load/format_report.ts";
 import {
+  LOAD_LIMITS,
   type LoadOptions,
   resolveLoadOptions,
   type Workload,
@@ -28,6 +29,7 @@ import {
   consoleIo,
   EXIT_USAGE,
   integerFlag,
+  joinNegativeValues,
   UsageError,
   usageErrorFrom,
 } from "./_io.ts";
@@ -49,7 +51,7 @@ Options:
                           idle:      open, one request each, then hold open (for memory)
   --connections N       connections at once (default 50)
   --depth N             requests in flight per connection, pipelined only (default 100)
-  --duration TIME       how long to send, e.g. 10s or 500ms; at most 1h (default 10s)
+  --duration TIME       how long to send, e.g. 500ms, 10s or 5m; at most 1h (default 10s)
   --count N             stop after N requests (connect: N connections) if sooner
   --threads N           client threads sharing the connections (default: cores)
   --message TEXT        request bytes; escapes \\r \\n \\t \\0 \\\\ \\xHH (default "PING\\r\\n");
@@ -63,8 +65,9 @@ Options:
 Every "<greeting><N>" reply is checked: an N seen twice (on two connections, or on one connection
 that numbers by message) is a bug in the server and fails the run. Other replies are counted.
 
-Exit codes: 0 ran and every number checked out, 1 no reply at all, 2 bad command line,
-3 the number check failed.`;
+Exit codes: 0 ran, every request was answered and every number checked out; 1 no reply at
+all, or requests went unanswered past --timeout (against tallyho with --workload pipelined:
+start it with --framing line); 2 bad command line; 3 the number check failed.`;
 }
 
 const LOAD_FLAGS = {
@@ -94,9 +97,14 @@ const LOAD_FLAGS = {
 function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } | "help" {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: LOAD_FLAGS, strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: joinNegativeValues(args, LOAD_FLAGS),
+      options: LOAD_FLAGS,
+      strict: true,
+      allowPositionals: false,
+    });
   } catch (error) {
-    throw usageErrorFrom(error as Error, "load");
+    throw usageErrorFrom(error as Error, "load", LOAD_FLAGS);
   }
   const v = parsed.values;
   if (v.help) return "help";
@@ -108,12 +116,16 @@ function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } 
     options.connections = integerFlag("connections", v.connections, false);
   }
   if (v.depth !== undefined) options.depth = integerFlag("depth", v.depth, false);
-  if (v.duration !== undefined) options.durationMs = parseDuration("duration", v.duration);
+  if (v.duration !== undefined) {
+    options.durationMs = parseDuration("duration", v.duration, LOAD_LIMITS.durationMs);
+  }
   if (v.count !== undefined) options.count = integerFlag("count", v.count, false);
   if (v.threads !== undefined) options.threads = integerFlag("threads", v.threads, false);
   if (v.message !== undefined) options.message = decodeMessage(v.message);
   if (v.source !== undefined) options.source = v.source;
-  if (v.timeout !== undefined) options.timeoutMs = parseDuration("timeout", v.timeout);
+  if (v.timeout !== undefined) {
+    options.timeoutMs = parseDuration("timeout", v.timeout, LOAD_LIMITS.timeoutMs);
+  }
   if (v.greeting !== undefined) options.greeting = v.greeting;
   return { options, json: v.json === true };
 }
@@ -128,7 +140,8 @@ function terminalProgress(): ((line: string | null) => void) | undefined {
  *
  * @param args The arguments after `load`.
  * @param io Where to write; defaults to the console (with a progress line on a terminal).
- * @returns The exit code: 0 ok, 1 no reply at all, 2 bad command line, 3 number check failed.
+ * @returns The exit code: 0 ok, 1 no reply at all or some never came, 2 bad command line,
+ *   3 number check failed.
  */
 export async function loadMain(args: string[], io: CliIo = consoleIo): Promise<number> {
   let parsed;
@@ -161,6 +174,7 @@ export async function loadMain(args: string[], io: CliIo = consoleIo): Promise<n
     progress?.(null);
     if (parsed.json) io.out(JSON.stringify(report, null, 2));
     else for (const line of formatReport(report)) io.out(line);
+    if (report.failure !== null) io.err(`tallyho load: failed: ${report.failure}`);
     return exitCodeFor(report);
   } catch (error) {
     progress?.(null);

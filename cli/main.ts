@@ -23,6 +23,8 @@ import { runChild } from "../server/process/child_main.ts";
 import { CHILD_COMMAND } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
+import { adminTokenMain } from "./admin_token.ts";
+import { checkMain } from "./check.ts";
 import { doctorMain } from "./doctor.ts";
 import { loadMain } from "./load.ts";
 import { parseServeArgs, runServe } from "./serve.ts";
@@ -39,6 +41,9 @@ Usage:
   tallyho --help               show this text
   tallyho --version            show the version and runtime
   tallyho doctor [--json]      check this host's TCP settings against floods
+  tallyho admin-token [--path] print the admin API's token, or the file it is in
+  tallyho check [options]      check a configuration (serve's options, e.g. --config FILE)
+                               without starting: values, addresses, numbers; exit 0 or 2
 
 Options for serve:
   --host ADDRESS          address to listen on (default 0.0.0.0)
@@ -50,7 +55,8 @@ Options for serve:
   --greeting TEXT         text before the number (default "Hello World")
   --max-line-bytes N      longest line in line framing; longer closes the connection (default 65536)
   --first-number N        first number handed out, 1 to 2^53-1 (default 1)
-  --drain-timeout TIME    how long a graceful stop waits, e.g. 10s or 500ms (default 10s)
+  --drain-timeout TIME    how long a graceful stop waits, at most 1h (default 10s); TIME is
+                          500ms, 10s, 5m or 1h, and a bare number is seconds
   --processes N           serving processes under one supervisor, 1-64 (default 1)
   --max-connections N     connections one process holds; more are closed at once
                           (default: the open-file limit less 256, or less if memory is short)
@@ -64,10 +70,15 @@ Options for serve:
                           (default 1048576)
   --log-level LEVEL       info, warn (problems only) or error (default info); the start and
                           stop lines are always written
+  --log-format FORMAT     text: an ISO time and the level before each line; json: one object
+                          a line {time, level, event, message, fields} (default text)
+  --log-rejections-every TIME   sum up refused and closed connections by reason at most this
+                          often, one line per period, never one per connection (default 10s; 0 off)
   --admin HOST:PORT|off   the admin HTTP API (default 127.0.0.1:9001); a non-loopback address
                           needs a configured token
   --admin-token-file FILE the admin API's bearer token (or set TALLYHO_ADMIN_TOKEN); without
-                          either, one is generated into a file only its owner can read
+                          either, one is generated into a file only its owner can read, which
+                          'tallyho admin-token --path' names
   --allow CIDR,...        only these client ranges may connect (default: all)
   --deny CIDR,...         client ranges refused at once (default: none)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
@@ -80,8 +91,9 @@ Options for serve:
                           TALLYHO_REDIS_PASSWORD, if set)
   --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
                           certificate no public CA signed (default: the runtime's usual CAs)
-  --config FILE           JSON file with the same keys as these flags; flags override it, and
-                          SIGHUP re-reads it
+  --config FILE           JSON file with the same keys as these flags (admin,
+                          admin-token-file, log-format and log-rejections-every included, read
+                          at start only); flags override it, and SIGHUP re-reads it
 
 Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config.
 Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;
@@ -107,6 +119,8 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     if (command === CHILD_COMMAND) return await runChild();
     if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command === "load") return await loadMain(commandArgs, io);
+    if (command === "admin-token") return adminTokenMain(commandArgs, io);
+    if (command === "check") return await checkMain(commandArgs, io);
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);

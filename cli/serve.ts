@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
-import { assertAddressFree } from "../server/address_probe.ts";
+import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
 import {
   adminConnectionCap,
   RUNTIME,
@@ -25,13 +25,14 @@ import type { HttpServer } from "../server/adapters/http_server.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
 import {
   defaultConfig,
+  describe,
   DURATION_KEYS,
   FLAG_NAMES,
   LIMITS,
   type ServeOptions,
 } from "../server/config.ts";
 import { ConfigError } from "../server/config_error.ts";
-import { parseDuration, readConfigFile } from "../server/config_json.ts";
+import { parseDuration, readConfigFileWith } from "../server/config_json.ts";
 import { planConfig } from "../server/config_plan.ts";
 import { readHostFacts } from "../server/host_facts.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
@@ -39,15 +40,25 @@ import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
-import { type CliIo, integerFlag, usageErrorFrom } from "./_io.ts";
+import {
+  formatLogLine,
+  LOG_FORMAT_ENV,
+  LOG_FORMATS,
+  type LogFormat,
+  type LogLineLevel,
+} from "../server/log_line.ts";
+import { type CliIo, integerFlag, joinNegativeValues, usageErrorFrom } from "./_io.ts";
 
 /** Where the admin API listens by default: loopback only. */
 export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
 
 /** The admin API's command-line settings. */
 export interface AdminFlags {
-  /** `HOST:PORT` (`[::1]:9001` for IPv6), or `off`. */
-  address: string;
+  /**
+   * `HOST:PORT` (`[::1]:9001` for IPv6), or `off`; unset, the config file's `admin` key, then
+   * {@linkcode DEFAULT_ADMIN_ADDRESS}.
+   */
+  address?: string;
   /** The bearer token's file; see admin/token.ts for what happens without one. */
   tokenFile?: string;
 }
@@ -82,13 +93,25 @@ export interface ServeArgs {
   configFile: string | null;
   /** The admin API's flags. */
   admin: AdminFlags;
+  /** `--log-format` as given (`text` or `json`); unset, the config file's, then `text`. */
+  logFormat?: string;
+  /**
+   * `--log-rejections-every` as given: how often at most the summary of refused connections is
+   * logged; unset, the config file's, then {@linkcode DEFAULT_REJECTION_LOG_EVERY}.
+   */
+  logRejectionsEvery?: string;
 }
+
+/** How often at most refused connections are summed up in the log. */
+export const DEFAULT_REJECTION_LOG_EVERY = "10s";
 
 const SERVE_FLAGS = {
   ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
   config: { type: "string" },
   admin: { type: "string" },
   "admin-token-file": { type: "string" },
+  "log-format": { type: "string" },
+  "log-rejections-every": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
@@ -105,10 +128,14 @@ const SERVE_FLAGS = {
 export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   let values: Record<string, string | boolean | undefined>;
   try {
-    values = parseArgs({ args, options: SERVE_FLAGS, strict: true, allowPositionals: false })
-      .values;
+    values = parseArgs({
+      args: joinNegativeValues(args, SERVE_FLAGS),
+      options: SERVE_FLAGS,
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (error) {
-    throw usageErrorFrom(error as Error);
+    throw usageErrorFrom(error as Error, "", SERVE_FLAGS);
   }
   if (values.help) return "help";
   if (values.version) return "version";
@@ -116,42 +143,117 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
     const text = values[flag];
     if (typeof text !== "string") continue;
-    if (DURATION_KEYS.has(option)) options[option] = parseDuration(flag, text);
-    else if (option in LIMITS) options[option] = integerFlag(flag, text);
+    if (DURATION_KEYS.has(option)) {
+      options[option] = parseDuration(flag, text, LIMITS[option as keyof typeof LIMITS]);
+    } else if (option in LIMITS) options[option] = integerFlag(flag, text);
     else if (option === "allow" || option === "deny") {
       options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
     } else options[option] = text;
   }
   const configFile = values.config;
   const tokenFile = values["admin-token-file"];
+  const logFormat = values["log-format"];
+  const logRejectionsEvery = values["log-rejections-every"];
   return {
+    ...(typeof logFormat === "string" ? { logFormat } : {}),
+    ...(typeof logRejectionsEvery === "string" ? { logRejectionsEvery } : {}),
     options: options as ServeOptions,
     configFile: typeof configFile === "string" ? configFile : null,
     admin: {
-      address: typeof values.admin === "string" ? values.admin : DEFAULT_ADMIN_ADDRESS,
+      ...(typeof values.admin === "string" ? { address: values.admin } : {}),
       ...(typeof tokenFile === "string" ? { tokenFile } : {}),
     },
   };
 }
 
+/** The config file's keys that are the command line's, not the server's: read at start only. */
+const FILE_ADMIN_KEYS = [
+  "admin",
+  "admin-token-file",
+  "log-format",
+  "log-rejections-every",
+] as const;
+
 /** What the configuration is asked to be: the `--config` file's keys under the flags. */
-function requested(args: ServeArgs): ServeOptions {
-  const fromFile = args.configFile === null ? {} : readConfigFile(args.configFile);
+export function requested(args: ServeArgs): ServeOptions {
+  const fromFile = args.configFile === null
+    ? {}
+    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).options;
   return { ...fromFile, ...args.options };
+}
+
+/**
+ * The command line's own settings (the admin API's, the log's): the flags over the config
+ * file's `admin`, `admin-token-file`, `log-format` and `log-rejections-every` over the defaults.
+ *
+ * @throws {ConfigError} When the file gives one that is not a string.
+ */
+export function adminSettings(
+  args: ServeArgs,
+): { address: string; tokenFile?: string; logFormat: LogFormat; logRejectionsEveryMs: number } {
+  const extra = args.configFile === null
+    ? {}
+    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).extra;
+  for (const key of FILE_ADMIN_KEYS) {
+    if (key in extra && typeof extra[key] !== "string") {
+      throw new ConfigError(
+        key,
+        `'${key}' in ${args.configFile} must be a string: got ${describe(extra[key])}`,
+      );
+    }
+  }
+  const tokenFile = args.admin.tokenFile ?? (extra["admin-token-file"] as string | undefined);
+  return {
+    address: args.admin.address ?? (extra.admin as string | undefined) ?? DEFAULT_ADMIN_ADDRESS,
+    ...(tokenFile === undefined ? {} : { tokenFile }),
+    logFormat: logFormatOf(args.logFormat ?? (extra["log-format"] as string | undefined)),
+    logRejectionsEveryMs: parseDuration(
+      "log-rejections-every",
+      args.logRejectionsEvery ?? extra["log-rejections-every"] ?? DEFAULT_REJECTION_LOG_EVERY,
+      { min: 0, max: 86_400_000 },
+    ),
+  };
+}
+
+function logFormatOf(value: string | undefined): LogFormat {
+  if (value === undefined) return "text";
+  if (!(LOG_FORMATS as readonly string[]).includes(value)) {
+    throw new ConfigError(
+      "log-format",
+      `'log-format' must be one of ${LOG_FORMATS.join(", ")}: got ${describe(value)}`,
+    );
+  }
+  return value as LogFormat;
 }
 
 /**
  * Checks that an address can be bound before anything starts, naming the flag that sets it.
  *
- * @throws {AddressInUseError} With the flag to change.
+ * @param host The address.
+ * @param port The port.
+ * @param flags The flags that set the address and the port (`--host`/`--port`, or `--admin`).
+ * @throws {AddressInUseError} When the port is taken, with the flag to change.
+ * @throws {ConfigError} When the address is not this machine's (exit 2, like a bad value).
  */
-async function assertFree(host: string, port: number, flag: string): Promise<void> {
+export async function assertFree(
+  host: string,
+  port: number,
+  flags: { address: string; port: string },
+): Promise<void> {
   try {
     await assertAddressFree(host, port);
   } catch (error) {
+    if (error instanceof AddressUnusableError) {
+      const key = flags.address.replace(/^--/, "");
+      throw new ConfigError(
+        key,
+        `'${key}' ${JSON.stringify(host)} cannot be listened on here (${error.code}): ` +
+          `give one of this machine's addresses, 0.0.0.0 or ::`,
+      );
+    }
     if (!(error instanceof AddressInUseError)) throw error;
     throw new AddressInUseError(
-      `${error.message} (is another server running? try another ${flag})`,
+      `${error.message} (is another server running? try another ${flags.port})`,
     );
   }
 }
@@ -168,25 +270,48 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   const defaults = defaultConfig(host);
   const { config, warnings } = planConfig(requested(args), { defaults, host });
   // The level is read at each line, so a live change of 'log-level' applies at once.
+  const settings = adminSettings(args);
+  const format = settings.logFormat;
+  // The children inherit the environment: they write their own lines in the same format.
+  process.env[LOG_FORMAT_ENV] = format;
+  const write = (
+    stream: "out" | "err",
+    level: LogLineLevel,
+    line: string,
+    extra?: Record<string, string | number>,
+  ) => io[stream](formatLogLine(format, level, line, extra));
   let currentLevel = () => config.logLevel;
-  const log = (line: string, level: "info" | "warn" | "error" = "info") => {
+  const log = (
+    line: string,
+    level: LogLineLevel = "info",
+    extra?: Record<string, string | number>,
+  ) => {
     const allowed = currentLevel();
     if (level === "info" && allowed !== "info") return;
     if (level === "warn" && allowed === "error") return;
-    io.out(`tallyho: ${level === "info" ? "" : level === "warn" ? "warning: " : "error: "}${line}`);
+    const prefix = level === "info" ? "" : level === "warn" ? "warning: " : "error: ";
+    write("out", level, `tallyho: ${prefix}${line}`, extra);
   };
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
-  const adminAddress = parseAdminAddress(args.admin.address);
-  const tokenOptions = args.admin.tokenFile === undefined
+  const adminFlags = settings;
+  const adminAddress = parseAdminAddress(adminFlags.address);
+  const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
-    : { tokenFile: args.admin.tokenFile };
+    : { tokenFile: adminFlags.tokenFile };
   if (adminAddress) assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
-  await assertFree(config.host, config.port, "--port");
-  if (adminAddress) await assertFree(adminAddress.hostname, adminAddress.port, "--admin");
+  await assertFree(config.host, config.port, { address: "--host", port: "--port" });
+  if (adminAddress) {
+    await assertFree(adminAddress.hostname, adminAddress.port, {
+      address: "--admin",
+      port: "--admin",
+    });
+  }
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
-  if (adminToken?.warning !== undefined) io.err(`tallyho: warning: ${adminToken.warning}`);
-  for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
+  if (adminToken?.warning !== undefined) {
+    write("err", "warn", `tallyho: warning: ${adminToken.warning}`);
+  }
+  for (const warning of warnings) write("err", "warn", `tallyho: warning: ${warning}`);
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
   const source = await openLeaseSource(config, log);
@@ -230,7 +355,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       // Capped below the open-file limit so that idle connections cannot starve the lease path.
       admin = await serveAdminHttp(app.fetch, {
         ...adminAddress,
-        maxConnections: adminConnectionCap(readHostFacts().openFiles),
+        maxConnections: adminConnectionCap(host.openFiles),
         log,
       });
     } catch (error) {
@@ -282,7 +407,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     }
   };
   const c = supervisor.config;
-  io.out(
+  write(
+    "out",
+    "info",
     `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}: listening on ${c.host}:${supervisor.port}` +
       ` with ${c.processes} process${c.processes === 1 ? "" : "es"} x ${c.threads} thread${
         c.threads === 1 ? "" : "s"
@@ -295,12 +422,14 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       `; timeouts: first message ${c.firstMessageTimeoutMs} ms, idle ${c.idleTimeoutMs} ms` +
       `; address table ${ADDRESS_TABLE_BYTES} bytes`,
   );
+  const stopSummary = summarizeRejections(supervisor, settings.logRejectionsEveryMs, log);
   const winner = await Promise.race([
     signals.first.then((name) => ({ crash: false, name })),
     crashLoop.then((reason) => ({ crash: true, name: reason })),
   ]);
+  stopSummary();
   if (winner.crash) {
-    io.err(`tallyho: stopping: ${winner.name}`);
+    write("err", "error", `tallyho: stopping: ${winner.name}`);
     await admin?.stop();
     await supervisor.kill();
     return 1;
@@ -326,7 +455,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     0,
   );
   // Always written, whatever the log level: scripts read the last number from it.
-  io.out(
+  write(
+    "out",
+    "info",
     `tallyho: stopped; last number handed out: ${supervisor.lastNumber()};` +
       ` connections per process: [${perProcess.join(", ")}];` +
       ` connections per thread: [${perThread.join(", ")}];` +
@@ -334,6 +465,39 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       ` closed for want of leased numbers: ${unnumbered}${notRecorded}`,
   );
   return 0;
+}
+
+/**
+ * Logs, at most once every `everyMs`, the connections refused and closed since the last summary
+ * by reason, and nothing when there were none: a flood makes one line per period, never one per
+ * connection.
+ *
+ * @returns A function that stops it.
+ */
+function summarizeRejections(
+  supervisor: Supervisor,
+  everyMs: number,
+  log: (line: string, level: "warn", extra: Record<string, number>) => void,
+): () => void {
+  if (everyMs === 0) return () => {};
+  let last = refusals(supervisor.processes());
+  const timer = setInterval(() => {
+    const now = refusals(supervisor.processes());
+    const since: Record<string, number> = {};
+    for (const [reason, total] of Object.entries(now)) {
+      // A restarted child counts from zero again: then all of its count is new.
+      const added = total >= (last[reason] ?? 0) ? total - (last[reason] ?? 0) : total;
+      if (added > 0) since[reason] = added;
+    }
+    last = now;
+    if (Object.keys(since).length === 0) return;
+    log(
+      `rejected and closed in the last ${everyMs / 1000} s: ${JSON.stringify(since)}`,
+      "warn",
+      since,
+    );
+  }, everyMs);
+  return () => clearInterval(timer);
 }
 
 /** Every refusal and forced close, summed over processes and threads, leaving out zeros. */

@@ -14,7 +14,10 @@ import { SeenNumbers } from "./seen_numbers.ts";
 
 /** Exit code: the run went and every number checked out. */
 export const EXIT_OK = 0;
-/** Exit code: no reply arrived at all (nothing listening, or every request failed). */
+/**
+ * Exit code: replies did not come: none at all (nothing listening, or every request failed), or
+ * some requests went unanswered past `--timeout`.
+ */
 export const EXIT_NO_REPLIES = 1;
 /** Exit code: the reply check failed (a repeated number, a decrease, a malformed reply). */
 export const EXIT_CHECK_FAILED = 3;
@@ -66,6 +69,13 @@ export interface LoadReport {
   errors: Record<string, number>;
   errorsTotal: number;
   check: CheckFigures & { distinctNumbers: number; ok: boolean };
+  /**
+   * Whether the run as a whole passed: every number checked out, some reply came, and no request
+   * went without its reply past `--timeout`.
+   */
+  ok: boolean;
+  /** Why the run failed, in a sentence that says what to do; null when it passed. */
+  failure: string | null;
 }
 
 /** Where the report says it came from. */
@@ -167,17 +177,55 @@ export function buildReport(
     errors,
     errorsTotal: Object.values(errors).reduce((a, b) => a + b, 0),
     check: { ...check, distinctNumbers: seen.distinct, ok: !checkFailed(check) },
+    ...verdict(config, sum.replies, errors, checkFailed(check)),
   };
+}
+
+/**
+ * Whether a run passed, and if not, why, in words that say what to do.
+ *
+ * Replies that never come fail the run: a load figure over the requests that were answered
+ * would hide that the rest were not. With `pipelined` the usual cause is a server in chunk
+ * framing, which takes one read of many messages as one message and answers once.
+ */
+function verdict(
+  config: LoadConfig,
+  replies: number,
+  errors: Record<string, number>,
+  checkFailedNow: boolean,
+): { ok: boolean; failure: string | null } {
+  if (checkFailedNow) {
+    return { ok: false, failure: "the reply check failed (see check): the server repeats N" };
+  }
+  const timedOut = errors["reply_timeout"] ?? 0;
+  if (timedOut > 0) {
+    const hint = config.workload === "pipelined" && config.depth > 1
+      ? `: with --workload pipelined each connection writes ${config.depth} messages at once, ` +
+        `and a server in chunk framing answers each read once, so the server is probably in ` +
+        `chunk framing; start it with --framing line (or use --workload closed)`
+      : ": is the server answering every message? (a server in chunk framing answers each " +
+        "read once; --framing line answers each line)";
+    return {
+      ok: false,
+      failure: `${timedOut} requests got no reply within --timeout ${config.timeoutMs} ms` +
+        ` (${replies} replies came)${hint}`,
+    };
+  }
+  if (replies === 0) {
+    return { ok: false, failure: "no reply at all: is a server listening there?" };
+  }
+  return { ok: true, failure: null };
 }
 
 /**
  * The exit code a report calls for.
  *
  * @param report A finished run.
- * @returns {@linkcode EXIT_CHECK_FAILED}, {@linkcode EXIT_NO_REPLIES} or {@linkcode EXIT_OK}.
+ * @returns {@linkcode EXIT_CHECK_FAILED}, {@linkcode EXIT_NO_REPLIES} (none, or some never
+ *   came) or {@linkcode EXIT_OK}.
  */
 export function exitCodeFor(report: LoadReport): number {
   if (!report.check.ok) return EXIT_CHECK_FAILED;
-  if (report.replies === 0) return EXIT_NO_REPLIES;
+  if (report.replies === 0 || !report.ok) return EXIT_NO_REPLIES;
   return EXIT_OK;
 }

@@ -11,22 +11,39 @@
 import { createServer } from "node:net";
 import { AddressInUseError } from "./address_in_use_error.ts";
 
+/** An address this machine cannot listen on at all (not its own, or not resolvable). */
+export class AddressUnusableError extends Error {
+  override name = "AddressUnusableError";
+  /**
+   * @param message What failed.
+   * @param code The system's error code, such as `EADDRNOTAVAIL`.
+   */
+  constructor(message: string, readonly code: string) {
+    super(message);
+  }
+}
+
 /**
- * Resolves when `host:port` can be bound; rejects with {@linkcode AddressInUseError} when it
- * cannot. Port 0 is always free.
+ * Resolves when `host:port` can be bound; rejects with {@linkcode AddressInUseError} when the
+ * port is taken and {@linkcode AddressUnusableError} when the host is not one of this machine's
+ * addresses. Port 0 is probed too, for the address.
  *
  * @param host The address.
  * @param port The port.
  */
 export function assertAddressFree(host: string, port: number): Promise<void> {
-  if (port === 0) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once("error", (error: Error & { code?: string }) => {
       if (error.code === "EADDRINUSE") {
         reject(new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`));
       } else {
-        reject(new Error(`Cannot listen on ${host}:${port}: ${error.message}`));
+        reject(
+          new AddressUnusableError(
+            `Cannot listen on ${host}:${port}: ${error.message}`,
+            error.code ?? "unknown",
+          ),
+        );
       }
     });
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve()));

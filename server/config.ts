@@ -11,6 +11,7 @@
 import { CidrList } from "./limits/cidr_list.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
+import { isHostAddress } from "./host_address.ts";
 import { parseRedisUrl } from "./lease/redis_url.ts";
 
 /** How incoming bytes are cut into messages. */
@@ -525,10 +526,10 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     if (!(key in FLAG_NAMES)) throw new ConfigShapeError(key, `Unknown option '${key}'`);
   }
   const merged = { ...base, ...options } as Record<keyof ServeConfig, unknown>;
-  if (typeof merged.host !== "string" || merged.host.length === 0) {
+  if (typeof merged.host !== "string" || !isHostAddress(merged.host)) {
     throw new ConfigError(
       "host",
-      `'host' must be a non-empty address: got ${describe(merged.host)}`,
+      `'host' must be an IPv4 or IPv6 address or a host name: got ${describe(merged.host)}`,
     );
   }
   if (typeof merged.greeting !== "string") {

@@ -11,10 +11,13 @@ import {
   describe,
   DURATION_KEYS,
   FLAG_NAMES,
+  LIMITS,
   type ServeConfig,
   type ServeOptions,
 } from "./config.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
+import { didYouMean } from "./did_you_mean.ts";
+import { jsonErrorPosition } from "./json_error_position.ts";
 
 /** A configuration file that cannot be read or parsed; the message names the file. */
 export class ConfigFileError extends Error {
@@ -29,6 +32,23 @@ export class ConfigFileError extends Error {
  * @throws {ConfigFileError} When it cannot be read, is not JSON, or holds a bad key or value.
  */
 export function readConfigFile(path: string): ServeOptions {
+  return readConfigFileWith(path, []).options;
+}
+
+/**
+ * Reads a `--config` file that may also hold keys the server's options do not have but the
+ * command line does (`admin`, `admin-token-file`), so the file takes every key a flag takes.
+ *
+ * @param path The file.
+ * @param extraKeys The keys to hand back as they are, beside the options.
+ * @returns The options, and the extra keys that the file sets.
+ * @throws {ConfigFileError} When it cannot be read, is not JSON (naming the line and column),
+ *   or holds a bad key or value.
+ */
+export function readConfigFileWith(
+  path: string,
+  extraKeys: readonly string[],
+): { options: ServeOptions; extra: Record<string, unknown> } {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -40,10 +60,27 @@ export function readConfigFile(path: string): ServeOptions {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new ConfigFileError(`Config file ${path} is not valid JSON: ${(error as Error).message}`);
+    const at = jsonErrorPosition(text);
+    throw new ConfigFileError(
+      at === null
+        ? `Config file ${path} is not valid JSON: ${(error as Error).message}`
+        : `Config file ${path} is not valid JSON at line ${at.line}, column ${at.column}: ` +
+          at.problem,
+    );
+  }
+  const extra: Record<string, unknown> = {};
+  if (typeof json === "object" && json !== null && !Array.isArray(json)) {
+    const rest: Record<string, unknown> = { ...json };
+    for (const key of extraKeys) {
+      if (Object.hasOwn(rest, key)) {
+        extra[key] = rest[key];
+        delete rest[key];
+      }
+    }
+    json = rest;
   }
   try {
-    return optionsFromJson(json);
+    return { options: optionsFromJson(json, extraKeys), extra };
   } catch (error) {
     throw new ConfigFileError(`Config file ${path}: ${(error as Error).message}`);
   }
@@ -53,27 +90,57 @@ const OPTION_BY_FLAG = new Map(
   Object.entries(FLAG_NAMES).map(([option, flag]) => [flag, option as keyof ServeOptions]),
 );
 
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
 /**
- * Parses a duration: `"10s"`, `"500ms"`, `"1.5s"`, or a number of seconds.
+ * A duration limit the way an operator writes one: the largest whole unit (`1h`, `24h`, `10s`).
+ *
+ * @param ms Milliseconds.
+ * @returns `"1h"`, `"5m"`, `"10s"` or `"250ms"`.
+ */
+export function durationText(ms: number): string {
+  for (const unit of ["h", "m", "s"] as const) {
+    if (ms !== 0 && ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
+  }
+  return ms === 0 ? "0s" : `${ms}ms`;
+}
+
+/**
+ * Parses a duration: `"500ms"`, `"10s"`, `"1.5s"`, `"5m"`, `"1h"`, or a number of seconds.
+ * With `bounds`, a value outside them is refused echoing the value as it was given, never the
+ * milliseconds it was turned into.
  *
  * @param flag The key or flag it came from, for the error.
  * @param value What was given.
+ * @param bounds The least and most milliseconds allowed.
  * @returns Milliseconds.
- * @throws {ConfigError} When it is not a duration.
+ * @throws {ConfigError} When it is not a duration, or is out of bounds.
  */
-export function parseDuration(flag: string, value: unknown): number {
+export function parseDuration(
+  flag: string,
+  value: unknown,
+  bounds?: { min: number; max: number },
+): number {
+  let ms = Number.NaN;
   if (typeof value === "number" && Number.isFinite(value) && value >= 0) {
-    return Math.round(value * 1000);
+    ms = Math.round(value * 1000);
+  } else if (typeof value === "string") {
+    const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+    if (match) ms = Math.round(Number(match[1]) * UNIT_MS[match[2] ?? "s"]!);
   }
-  const match = typeof value === "string" ? /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(value) : null;
-  if (!match) {
+  const range = bounds === undefined
+    ? ""
+    : ` from ${durationText(bounds.min)} to ${durationText(bounds.max)}`;
+  const unitless = typeof value === "number" || /^\s*[\d.]+\s*$/.test(String(value));
+  if (Number.isNaN(ms) || (bounds !== undefined && (ms < bounds.min || ms > bounds.max))) {
     throw new ConfigError(
       flag,
-      `'${flag}' must be a duration such as 10s or 500ms: got ${describe(value)}`,
+      `'${flag}' must be a duration${range} such as 500ms, 10s, 5m or 1h: got ${describe(value)}${
+        unitless && !Number.isNaN(ms) ? " (a number without a unit is seconds)" : ""
+      }`,
     );
   }
-  const amount = Number(match[1]);
-  return Math.round(match[2] === "ms" ? amount : amount * 1000);
+  return ms;
 }
 
 /**
@@ -87,15 +154,32 @@ export function formatDuration(ms: number): string {
 }
 
 /**
+ * The error for a configuration key that does not exist, with the key meant when one is close
+ * (`maxConnections`: did you mean `max-connections`?).
+ *
+ * @param key The key as given.
+ * @param alsoKnown Keys a caller reads itself, offered beside the options'.
+ * @returns A {@linkcode ConfigShapeError} naming the key.
+ */
+export function unknownKeyError(key: string, alsoKnown: readonly string[] = []): ConfigShapeError {
+  const near = didYouMean(key, [...OPTION_BY_FLAG.keys(), ...alsoKnown]);
+  return new ConfigShapeError(
+    key,
+    `Unknown configuration key '${key}'${near === null ? "" : ` (did you mean '${near}'?)`}`,
+  );
+}
+
+/**
  * Turns a JSON object with flag-named keys into options. Values keep their JSON types
  * (numbers stay numbers); `resolveConfig` then checks their ranges.
  *
  * @param json A parsed JSON value.
+ * @param alsoKnown Keys a caller reads itself, offered in a "did you mean" beside the options'.
  * @returns The options it sets.
  * @throws {ConfigShapeError} When it is not an object or names an unknown key.
  * @throws {ConfigError} When a duration cannot be read.
  */
-export function optionsFromJson(json: unknown): ServeOptions {
+export function optionsFromJson(json: unknown, alsoKnown: readonly string[] = []): ServeOptions {
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new ConfigShapeError(
       undefined,
@@ -106,9 +190,11 @@ export function optionsFromJson(json: unknown): ServeOptions {
   for (const [key, value] of Object.entries(json)) {
     const option = OPTION_BY_FLAG.get(key);
     if (option === undefined) {
-      throw new ConfigShapeError(key, `Unknown configuration key '${key}'`);
+      throw unknownKeyError(key, alsoKnown);
     }
-    options[option] = DURATION_KEYS.has(option) ? parseDuration(key, value) : value;
+    options[option] = DURATION_KEYS.has(option)
+      ? parseDuration(key, value, LIMITS[option as keyof typeof LIMITS])
+      : value;
   }
   return options as ServeOptions;
 }

@@ -2,8 +2,8 @@
  * Test fixture: a throwaway `redis-server` on a free port of 127.0.0.1, with no snapshots and (by
  * default) no append-only file, and a client to read and set keys, watch commands and stop it.
  *
- * CI installs `redis-server` with apt-get; without it every Redis test fails with a line that
- * says so.
+ * CI installs `redis-server` with apt-get (`.ci/system_tools.sh`). Without it the tests that start
+ * one skip off CI ({@linkcode skipRedis}) and fail under CI with a line that says so.
  *
  * @module
  */
@@ -16,9 +16,16 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@redis/client";
+import { skipOffCi, toolMissing } from "./_tools.ts";
 
 /** Where `redis-server` is looked for. */
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? "redis-server";
+
+/** Why no test Redis can start here, or null when one can. */
+export const redisUnavailable: string | null = toolMissing(REDIS_SERVER, "redis-server");
+
+/** The `skip` option for a test that starts a Redis: the reason off CI, never under CI. */
+export const skipRedis: string | false = skipOffCi(redisUnavailable);
 
 /** Options for {@linkcode startRedis}. */
 export interface RedisOptions {

@@ -339,7 +339,7 @@ const BAD_PATCHES: Array<{
     what: "malformed JSON",
     call: { body: '{"greeting": "x",}', headers: { "content-type": "application/json" } },
     status: 400,
-    message: /not valid JSON/,
+    message: /not valid JSON at line 1, column 18: a trailing comma before '\}'/,
   },
   {
     what: "bytes that are not UTF-8",
@@ -367,7 +367,7 @@ const BAD_PATCHES: Array<{
     call: { json: { greeting: "x", numberBy: "message" } },
     status: 400,
     field: "numberBy",
-    message: /^Unknown configuration key 'numberBy'$/,
+    message: /^Unknown configuration key 'numberBy' \(did you mean 'number-by'\?\)$/,
   },
   {
     what: "an unknown key set to null",

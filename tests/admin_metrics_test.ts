@@ -10,6 +10,7 @@ import { renderMetrics } from "../admin/metrics.ts";
 import { type ProcessMetrics, readProcessMetrics } from "../admin/process_metrics.ts";
 import { STAT_NAMES } from "../server/thread_stats.ts";
 import { figures } from "./_admin.ts";
+import { skipOffCi, toolMissing } from "./_tools.ts";
 
 const INFO: AdminInfo = {
   version: "1.2.3",
@@ -59,17 +60,13 @@ function render(processes = PROCESSES, process: ProcessMetrics = PROCESS): strin
   return renderMetrics({ info: INFO, processes, process });
 }
 
-function promtoolPath(): string | undefined {
-  const found = spawnSync("promtool", ["--version"], { encoding: "utf8" });
-  return found.status === 0 ? "promtool" : undefined;
-}
-
-const PROMTOOL = promtoolPath();
+const promtoolMissing = toolMissing("promtool", "prometheus");
+const PROMTOOL = promtoolMissing === null ? "promtool" : undefined;
 
 // CI installs promtool (.ci/run); there its absence is a failure, not a reason to skip.
 test(
   "metrics pass promtool check metrics",
-  { skip: PROMTOOL === undefined && !process.env.CI },
+  { skip: skipOffCi(promtoolMissing) },
   () => {
     assert.ok(PROMTOOL, "promtool is not installed (package prometheus); CI must have it");
     for (const text of [render(), render([], {}), render(PROCESSES, {})]) {
@@ -87,7 +84,7 @@ test(
 );
 
 test("metrics: promtool would catch a counter without _total (the check can fail)", {
-  skip: PROMTOOL === undefined && !process.env.CI,
+  skip: skipOffCi(promtoolMissing),
 }, () => {
   assert.ok(PROMTOOL);
   const bad = render().replace(/tallyho_replies_total/g, "tallyho_replies");

@@ -114,7 +114,8 @@ test(`[${UNDER_TEST}] cli: the start line names version, runtime, bound address 
     assert.match(
       server.output(),
       new RegExp(
-        `^tallyho ${
+        // --log-format text (the default): an ISO time and the level before the line.
+        `^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z info tallyho ${
           pkg.version.replaceAll(".", "\\.")
         } on (bun|deno) [\\d.]+: listening on 127\\.0\\.0\\.1:${server.port} with 1 process x 3 threads`,
         "m",

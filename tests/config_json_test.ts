@@ -19,7 +19,7 @@ test("config JSON rejects unknown keys and non-objects naming what was given", (
   assert.throws(() => optionsFromJson({ numberBy: "message" }), {
     name: "ConfigShapeError",
     field: "numberBy",
-    message: "Unknown configuration key 'numberBy'",
+    message: "Unknown configuration key 'numberBy' (did you mean 'number-by'?)",
   });
   assert.throws(() => optionsFromJson([1]), /must be a JSON object: got \[1\]/);
 });

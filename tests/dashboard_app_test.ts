@@ -171,3 +171,16 @@ test("dashboard bundle checked in under admin/ui/bundle is what build.ts makes f
   assert.equal(UI_ASSETS.get("/ui/dashboard.js")!.body, built["dashboard.js"]);
   assert.equal(UI_ASSETS.get("/ui/dashboard.css")!.body, built["dashboard.css"]);
 });
+
+test("dashboard sign-in says where the token is before any token is tried", async () => {
+  const { call } = adminFixture();
+  const page = await (await call("/", { headers: { authorization: null } })).text();
+  const login = /<section id="login"[\s\S]*?<\/section>/.exec(page)?.[0] ?? "";
+  assert.match(login, /<code>tallyho admin-token<\/code> prints it/);
+  assert.match(login, /tallyho admin-token --path/);
+  assert.match(login, /\/run\/tallyho\/admin-token/);
+  assert.match(login, /\$XDG_RUNTIME_DIR\/tallyho\/admin-token/);
+  assert.match(login, /\/tmp\/tallyho-UID\/admin-token/);
+  // Shown as the page loads: not an error paragraph that appears after a refusal.
+  assert.doesNotMatch(/<p id="token-where"[^>]*>/.exec(login)?.[0] ?? "", /hidden/);
+});

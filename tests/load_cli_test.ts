@@ -200,7 +200,7 @@ const badLoadFlags: Array<[string[], RegExp]> = [
   [["--depth", "10"], /^tallyho: 'depth' applies to the pipelined workload only .*: got 10$/],
   [
     ["--duration", "soon"],
-    /^tallyho: 'duration' must be a duration such as 10s or 500ms: got "soon"$/,
+    /^tallyho: 'duration' must be a duration from 1ms to 1h such as 500ms, 10s, 5m or 1h: got "soon"$/,
   ],
   [["--source", "nowhere"], /^tallyho: 'source' must be a local IP address .*: got "nowhere"$/],
   [
@@ -234,4 +234,53 @@ test(`[${UNDER_TEST}] load: --help lists every flag and the exit codes`, async (
   assert.match(stdout, /3 the number check failed/);
   const top = await runTallyho(["--help"]);
   assert.match(top.stdout, /tallyho load \[options\]/);
+});
+
+test(`[${UNDER_TEST}] load: pipelined against a server in chunk framing fails, saying --framing line`, async () => {
+  const chunk = await startTallyho(["--threads", "1"]);
+  try {
+    const { code, report, stdout, stderr } = await load(chunk.port, [
+      "--workload",
+      "pipelined",
+      "--connections",
+      "4",
+      "--depth",
+      "50",
+      "--duration",
+      "1s",
+      "--timeout",
+      "500ms",
+    ]);
+    assert.equal(code, 1, `replies that never come are a failed run:\n${stdout}\n${stderr}`);
+    assert.ok(report, stdout);
+    assert.ok((report.errors["reply_timeout"] ?? 0) > 0, JSON.stringify(report.errors));
+    assert.equal(report.ok, false);
+    assert.match(report.failure ?? "", /chunk framing/);
+    assert.match(stderr, /requests got no reply .*probably in chunk framing.*--framing line/);
+  } finally {
+    await chunk.stop();
+  }
+  // The same run against line framing answers everything and passes.
+  const line = await startTallyho(["--threads", "1", "--framing", "line"]);
+  try {
+    const { code, report, stdout, stderr } = await load(line.port, [
+      "--workload",
+      "pipelined",
+      "--connections",
+      "4",
+      "--depth",
+      "50",
+      "--count",
+      "4000",
+      "--timeout",
+      "5s",
+    ]);
+    assert.equal(code, 0, `${stdout}\n${stderr}`);
+    assert.ok(report);
+    assert.equal(report.ok, true);
+    assert.equal(report.failure, null);
+    assert.equal(report.replies, 4000);
+  } finally {
+    await line.stop();
+  }
 });

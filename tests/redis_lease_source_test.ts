@@ -14,7 +14,7 @@ import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
 import { PASSWORD_ENV, readRedisPassword } from "../server/lease/redis_password.ts";
 import { parseRedisUrl } from "../server/lease/redis_url.ts";
-import { freePort, startRedis } from "./_redis.ts";
+import { freePort, skipRedis, startRedis } from "./_redis.ts";
 
 test("redis url: host, port, key and TLS are read; the path is the key, not a database", () => {
   assert.deepEqual(parseRedisUrl("redis://10.0.0.5:6380/tallyho:numbers"), {
@@ -59,7 +59,9 @@ test("redis config: numbers and state are exclusive, and a password file needs n
   assert.throws(
     () => resolveConfig({ numbers: "redis://127.0.0.1:6379/k", state: "/tmp/s" }, base),
     {
+      // A user's mistake is a ConfigError (style.md rule 5); a RangeError would be a bug.
       name: "ConfigError",
+      field: "numbers",
       message: `'state' and 'numbers' cannot both be set (numbers come from one place): ` +
         `got state "/tmp/s" and numbers "redis://127.0.0.1:6379/k"`,
     },
@@ -88,59 +90,65 @@ test("redis password: from a file without its line break, or the environment, ne
   }
 });
 
-test("redis lease source: each lease is the run below the INCRBY reply, and first-number holds atomically", async () => {
-  const redis = await startRedis();
-  try {
-    const fresh = await RedisLeaseSource.open(redis.url("fresh"), { firstNumber: 1000 });
-    assert.equal(fresh.next, 1000, "a missing key starts at first-number");
-    assert.equal(await fresh.lease(4096), 1000);
-    assert.equal(await redis.command("GET", "fresh"), String(1000 + 4096 - 1));
-    assert.equal(await fresh.lease(8192), 5096);
-    assert.equal(fresh.next, 5096 + 8192);
-    const status = fresh.status();
-    assert.deepEqual(
-      { ...status, lastErrorAt: null },
-      {
-        description: `redis ${redis.url("fresh")}`,
-        connected: true,
-        lastError: null,
-        lastErrorAt: null,
-        leaseErrors: 0,
-        leases: 2,
-        lastLease: { first: 5096, last: 5096 + 8192 - 1 },
-        next: 5096 + 8192,
-      },
-    );
-    await fresh.close();
-    assert.equal(fresh.status().connected, false, "closed");
+test(
+  "redis lease source: each lease is the run below the INCRBY reply, and first-number holds atomically",
+  { skip: skipRedis },
+  async () => {
+    const redis = await startRedis();
+    try {
+      const fresh = await RedisLeaseSource.open(redis.url("fresh"), { firstNumber: 1000 });
+      assert.equal(fresh.next, 1000, "a missing key starts at first-number");
+      assert.equal(await fresh.lease(4096), 1000);
+      assert.equal(await redis.command("GET", "fresh"), String(1000 + 4096 - 1));
+      assert.equal(await fresh.lease(8192), 5096);
+      assert.equal(fresh.next, 5096 + 8192);
+      const status = fresh.status();
+      assert.deepEqual(
+        { ...status, lastErrorAt: null },
+        {
+          description: `redis ${redis.url("fresh")}`,
+          connected: true,
+          lastError: null,
+          lastErrorAt: null,
+          leaseErrors: 0,
+          leases: 2,
+          lastLease: { first: 5096, last: 5096 + 8192 - 1 },
+          next: 5096 + 8192,
+        },
+      );
+      await fresh.close();
+      assert.equal(fresh.status().connected, false, "closed");
 
-    // A key left below a raised --first-number: the first lease still starts at first-number.
-    await redis.command("SET", "low", "5");
-    const low = await RedisLeaseSource.open(redis.url("low"), { firstNumber: 1_000_000 });
-    assert.equal(low.next, 1_000_000);
-    assert.equal(await low.lease(4096), 1_000_000);
-    await low.close();
+      // A key left below a raised --first-number: the first lease still starts at first-number.
+      await redis.command("SET", "low", "5");
+      const low = await RedisLeaseSource.open(redis.url("low"), { firstNumber: 1_000_000 });
+      assert.equal(low.next, 1_000_000);
+      assert.equal(await low.lease(4096), 1_000_000);
+      await low.close();
 
-    // A key above first-number: numbering continues above it.
-    await redis.command("SET", "high", "77777");
-    const high = await RedisLeaseSource.open(redis.url("high"), { firstNumber: 1 });
-    assert.equal(high.next, 77778);
-    assert.equal(await high.lease(10), 77778);
-    await high.close();
+      // A key above first-number: numbering continues above it.
+      await redis.command("SET", "high", "77777");
+      const high = await RedisLeaseSource.open(redis.url("high"), { firstNumber: 1 });
+      assert.equal(high.next, 77778);
+      assert.equal(await high.lease(10), 77778);
+      await high.close();
 
-    // A run that would pass 2^53 - 1 is refused and leaves the key as it was.
-    await redis.command("SET", "top", String(2 ** 53 - 10));
-    const top = await RedisLeaseSource.open(redis.url("top"));
-    await assert.rejects(top.lease(4096), { name: "RangeError", message: /would pass/ });
-    assert.equal(await redis.command("GET", "top"), String(2 ** 53 - 10));
-    assert.equal(top.status().leaseErrors, 1);
-    await top.close();
-  } finally {
-    await redis.close();
-  }
-});
+      // A run that would pass 2^53 - 1 is refused and leaves the key as it was.
+      await redis.command("SET", "top", String(2 ** 53 - 10));
+      const top = await RedisLeaseSource.open(redis.url("top"));
+      await assert.rejects(top.lease(4096), { name: "RangeError", message: /would pass/ });
+      assert.equal(await redis.command("GET", "top"), String(2 ** 53 - 10));
+      assert.equal(top.status().leaseErrors, 1);
+      await top.close();
+    } finally {
+      await redis.close();
+    }
+  },
+);
 
-test("redis lease source: 4 sources on one key, 400 leases at once, never overlap", async () => {
+test("redis lease source: 4 sources on one key, 400 leases at once, never overlap", {
+  skip: skipRedis,
+}, async () => {
   const redis = await startRedis();
   const sources: RedisLeaseSource[] = [];
   try {
@@ -166,7 +174,9 @@ test("redis lease source: 4 sources on one key, 400 leases at once, never overla
   }
 });
 
-test("redis lease source: a key that is not an integer is refused at open and at lease time", async () => {
+test("redis lease source: a key that is not an integer is refused at open and at lease time", {
+  skip: skipRedis,
+}, async () => {
   const redis = await startRedis();
   try {
     await redis.command("SET", "word", "hello");
@@ -193,78 +203,89 @@ test("redis lease source: a key that is not an integer is refused at open and at
   }
 });
 
-test("redis lease source: a wrong or missing password and an unreachable address fail at open, naming the problem", async () => {
-  const redis = await startRedis({ password: "right" });
-  try {
+test(
+  "redis lease source: a wrong or missing password and an unreachable address fail at open, naming the problem",
+  { skip: skipRedis },
+  async () => {
+    const redis = await startRedis({ password: "right" });
+    try {
+      await assert.rejects(
+        RedisLeaseSource.open(redis.url("k"), { password: "not-it-42" }),
+        (error: Error) => {
+          assert.ok(error instanceof RedisLeaseError);
+          assert.match(
+            error.message,
+            /^Redis at redis:\/\/127\.0\.0\.1:\d+\/k refused the password/,
+          );
+          assert.ok(!error.message.includes("not-it-42"), "the password is never echoed");
+          return true;
+        },
+      );
+      await assert.rejects(RedisLeaseSource.open(redis.url("k")), /needs a password/);
+      const source = await RedisLeaseSource.open(redis.url("k"), { password: "right" });
+      assert.equal(await source.lease(1), 1);
+      await source.close();
+    } finally {
+      await redis.close();
+    }
+    const nobody = await freePort();
     await assert.rejects(
-      RedisLeaseSource.open(redis.url("k"), { password: "not-it-42" }),
-      (error: Error) => {
-        assert.ok(error instanceof RedisLeaseError);
-        assert.match(error.message, /^Redis at redis:\/\/127\.0\.0\.1:\d+\/k refused the password/);
-        assert.ok(!error.message.includes("not-it-42"), "the password is never echoed");
-        return true;
-      },
+      RedisLeaseSource.open(`redis://127.0.0.1:${nobody}/k`),
+      new RegExp(`^RedisLeaseError: Cannot reach Redis at redis://127\\.0\\.0\\.1:${nobody}/k: `),
     );
-    await assert.rejects(RedisLeaseSource.open(redis.url("k")), /needs a password/);
-    const source = await RedisLeaseSource.open(redis.url("k"), { password: "right" });
-    assert.equal(await source.lease(1), 1);
-    await source.close();
-  } finally {
-    await redis.close();
-  }
-  const nobody = await freePort();
-  await assert.rejects(
-    RedisLeaseSource.open(`redis://127.0.0.1:${nobody}/k`),
-    new RegExp(`^RedisLeaseError: Cannot reach Redis at redis://127\\.0\\.0\\.1:${nobody}/k: `),
-  );
-});
+  },
+);
 
-test("redis lease source: while Redis is down leases fail at once and are counted; after it returns they resume above the old mark", async () => {
-  const redis = await startRedis({ durable: true });
-  const lines: string[] = [];
-  const source = await RedisLeaseSource.open(redis.url("k"), {
-    maxReconnectDelayMs: 200,
-    log: (line) => lines.push(line),
-  });
-  try {
-    const before = await source.lease(4096);
-    await redis.kill();
-    // The client learns of the loss from the closed socket: leases fail from then on.
-    let failures = 0;
-    const deadline = Date.now() + 10_000;
-    while (failures < 3 && Date.now() < deadline) {
-      const started = Date.now();
-      try {
-        await source.lease(4096);
-      } catch (error) {
-        assert.ok(error instanceof RedisLeaseError, String(error));
-        assert.ok(Date.now() - started < 4000, "a lease while offline does not wait for Redis");
-        failures++;
+test(
+  "redis lease source: while Redis is down leases fail at once and are counted; after it returns they resume above the old mark",
+  { skip: skipRedis },
+  async () => {
+    const redis = await startRedis({ durable: true });
+    const lines: string[] = [];
+    const source = await RedisLeaseSource.open(redis.url("k"), {
+      maxReconnectDelayMs: 200,
+      log: (line) => lines.push(line),
+    });
+    try {
+      const before = await source.lease(4096);
+      await redis.kill();
+      // The client learns of the loss from the closed socket: leases fail from then on.
+      let failures = 0;
+      const deadline = Date.now() + 10_000;
+      while (failures < 3 && Date.now() < deadline) {
+        const started = Date.now();
+        try {
+          await source.lease(4096);
+        } catch (error) {
+          assert.ok(error instanceof RedisLeaseError, String(error));
+          assert.ok(Date.now() - started < 4000, "a lease while offline does not wait for Redis");
+          failures++;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    assert.equal(failures, 3, "leases failed while Redis was down");
-    const down = source.status();
-    assert.equal(down.connected, false);
-    assert.ok(down.leaseErrors >= 3, `leaseErrors ${down.leaseErrors}`);
-    assert.ok(down.lastError !== null && down.lastErrorAt !== null);
-    assert.ok(lines.some((l) => /^lost the connection to Redis at /.test(l)), lines.join("\n"));
+      assert.equal(failures, 3, "leases failed while Redis was down");
+      const down = source.status();
+      assert.equal(down.connected, false);
+      assert.ok(down.leaseErrors >= 3, `leaseErrors ${down.leaseErrors}`);
+      assert.ok(down.lastError !== null && down.lastErrorAt !== null);
+      assert.ok(lines.some((l) => /^lost the connection to Redis at /.test(l)), lines.join("\n"));
 
-    await redis.restart();
-    let after = 0;
-    const back = Date.now() + 15_000;
-    while (after === 0 && Date.now() < back) {
-      try {
-        after = await source.lease(4096);
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+      await redis.restart();
+      let after = 0;
+      const back = Date.now() + 15_000;
+      while (after === 0 && Date.now() < back) {
+        try {
+          after = await source.lease(4096);
+        } catch {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
       }
+      assert.ok(after > before, `leasing resumed (${after}) above the run before the outage`);
+      assert.equal(source.status().connected, true);
+      assert.ok(lines.some((l) => /^reconnected to Redis at /.test(l)), lines.join("\n"));
+    } finally {
+      await source.close();
+      await redis.close();
     }
-    assert.ok(after > before, `leasing resumed (${after}) above the run before the outage`);
-    assert.equal(source.status().connected, true);
-    assert.ok(lines.some((l) => /^reconnected to Redis at /.test(l)), lines.join("\n"));
-  } finally {
-    await source.close();
-    await redis.close();
-  }
-});
+  },
+);

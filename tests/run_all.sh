@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole suite: under Bun, under Deno, then the end-to-end tests again against the compiled
-# binary (run from a temporary directory). Ends with one line "N passed, N failed".
+# binary (run from a temporary directory). Ends with one line "N passed, N failed", followed off
+# CI by ", K skipped: <what to install or do> to run them" when a test skipped for a missing tool
+# (tests/_tools.ts; the tools are listed in .ci/system_tools.sh). Under CI (env CI set) nothing
+# may skip: a missing tool fails its test, and a skip that happens anyway counts as a failure.
 # Usage: npm test   (or: bash tests/run_all.sh [--skip-binary])
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -9,28 +12,19 @@ export NO_COLOR=1
 
 passed=0
 failed=0
+skipped=0
 summary_file="${TALLYHO_SUMMARY_FILE:-}"
 log_dir="$(mktemp -d)"
 
-# bun prints " N pass" / " N fail"; deno prints "ok | N passed | N failed" (or FAILED | ...).
-count_bun() {
-  local log="$1" p f
-  p=$(grep -Eo '^ *[0-9]+ pass$' "$log" | grep -Eo '[0-9]+' | tail -n1)
-  f=$(grep -Eo '^ *[0-9]+ fail$' "$log" | grep -Eo '[0-9]+' | tail -n1)
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-}
-count_deno() {
-  local log="$1" line p f
-  line=$(grep -E '(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n1)
-  p=$(echo "$line" | grep -Eo '[0-9]+ passed' | grep -Eo '[0-9]+')
-  f=$(echo "$line" | grep -Eo '[0-9]+ failed' | grep -Eo '[0-9]+')
-  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-}
+# count_bun, count_deno and summarize: tests/_summary.sh.
+# shellcheck source=tests/_summary.sh
+source tests/_summary.sh
+
 # A runner that dies before reporting still counts as a failure.
 run_suite() {
   local name="$1" counter="$2"; shift 2
   echo "=== $name: $*"
-  local before=$((passed + failed)) failed_before=$failed
+  local before=$((passed + failed + skipped)) failed_before=$failed
   "$@" 2>&1 | tee "$log_dir/$name.log"
   local rc=${PIPESTATUS[0]}
   "$counter" "$log_dir/$name.log"
@@ -38,7 +32,10 @@ run_suite() {
     echo "=== $name: runner exited $rc without reporting a failed test; counting it as one"
     failed=$((failed + 1))
   fi
-  [ $((passed + failed)) -gt "$before" ] || { echo "=== $name: ran no test"; failed=$((failed + 1)); }
+  [ $((passed + failed + skipped)) -gt "$before" ] || {
+    echo "=== $name: ran no test"
+    failed=$((failed + 1))
+  }
 }
 
 # Static checks, one counted result each: types, lint rules and formatting (style.md, rule 10).
@@ -57,7 +54,8 @@ if [ "${1:-}" != "--skip-binary" ]; then
     TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
       bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts tests/processes_test.ts tests/reload_test.ts tests/state_file_test.ts tests/admin_e2e_test.ts \
       tests/redis_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
-      tests/config_change_test.ts
+      tests/config_change_test.ts tests/operator_config_test.ts tests/check_command_test.ts \
+      tests/admin_token_cli_test.ts tests/log_format_test.ts
   else
     cat "$log_dir/compile.log"
     echo "=== compile.sh failed"
@@ -66,7 +64,7 @@ if [ "${1:-}" != "--skip-binary" ]; then
 fi
 
 rm -rf "$log_dir"
-line="$passed passed, $failed failed"
+summarize
 [ -n "$summary_file" ] && echo "$line" >"$summary_file"
 echo "$line"
 [ "$failed" -eq 0 ]

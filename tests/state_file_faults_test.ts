@@ -126,7 +126,7 @@ test(
       assert.match(
         lines.at(-1)!,
         new RegExp(
-          `^tallyho: stopped; last number handed out: 1;.*; not recorded: Could not remove the ` +
+          `^\\S+ info tallyho: stopped; last number handed out: 1;.*; not recorded: Could not remove the ` +
             `lock file ${path}\\.lock \\(EROFS\\); its kernel lock is released`,
         ),
       );

@@ -140,7 +140,8 @@ class Dashboard {
     if (error instanceof AdminError && error.status === 401) {
       return `The admin API refused this token (${error.message}). Use the token the server ` +
         "was started with: the file given to --admin-token-file, TALLYHO_ADMIN_TOKEN, or the " +
-        "file named in its “admin API on …” start line.";
+        "file named in its “admin API on …” start line, which 'tallyho admin-token' prints " +
+        "on the server's machine.";
     }
     const message = error instanceof Error ? error.message : String(error);
     return `${message}. Reload the page to try again.`;

@@ -12,6 +12,7 @@ import process from "node:process";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ServeConfig } from "../config.ts";
 import { type RunningServer, startServer } from "../serve.ts";
+import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
@@ -38,7 +39,16 @@ export function runChild(): Promise<number> {
    * owed for it: answered only once the server exists and serves with it.
    */
   let early: { config: ServeConfig; generation: number; ids: number[] } | null = null;
-  const log = (line: string) => console.error(`tallyho[process ${index}]: ${line}`);
+  const format = logFormatFromEnv(process.env);
+  // A child only writes about problems, but for a change of its thread count.
+  const log = (line: string) =>
+    console.error(
+      formatLogLine(
+        format,
+        /^threads: /.test(line) ? "info" : "warn",
+        `tallyho[process ${index}]: ${line}`,
+      ),
+    );
 
   const leaseNumbers = (count: number) =>
     new Promise<number>((resolve, reject) => {

@@ -1,0 +1,146 @@
+/**
+ * `tallyho check [serve options]` (such as `tallyho check --config FILE`): everything `serve`
+ * would check before it starts, without starting: the configuration planned and clamped to this
+ * host as `serve` plans it, the admin settings and token file, that both addresses can be bound
+ * now, and that the state file or the Redis key can be reached. Prints the resolved
+ * configuration as JSON on stdout and exits 0, or one line naming the problem and exits 2, like
+ * `nginx -t` and `caddy validate`.
+ *
+ * @module
+ */
+
+import { accessSync, constants, existsSync } from "node:fs";
+import process from "node:process";
+import { dirname } from "node:path";
+import { resolveAdminToken, TOKEN_ENV } from "../admin/token.ts";
+import { assertAdminBindAllowed, defaultTokenPath } from "../admin/token.ts";
+import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { defaultConfig, type ServeConfig } from "../server/config.ts";
+import { configToJson } from "../server/config_json.ts";
+import { planConfig } from "../server/config_plan.ts";
+import { readHostFacts } from "../server/host_facts.ts";
+import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
+import { RedisPasswordError } from "../server/lease/redis_password.ts";
+import { StateFileError } from "../server/lease/state_file.ts";
+import { openLeaseSource } from "../server/lease/open_lease_source.ts";
+import { type CliIo, consoleIo, UsageError } from "./_io.ts";
+import {
+  adminSettings,
+  assertFree,
+  parseAdminAddress,
+  parseServeArgs,
+  requested,
+} from "./serve.ts";
+
+/** The usage text printed by `tallyho check --help`. */
+export function checkUsage(): string {
+  return `Usage: tallyho check [serve options]     e.g. tallyho check --config /etc/tallyho.json
+
+Checks what 'tallyho serve' with the same options would check before it starts, without
+starting: every value, the config file, the admin settings and token file, that the server's and
+the admin API's addresses can be bound now, and that the state file or Redis key can be reached.
+Prints the resolved configuration (defaults, file, flags, clamped to this host) as JSON.
+
+Exit codes: 0 valid, 2 not (one line says what and where).`;
+}
+
+/**
+ * Where the numbers would come from, checked without changing anything: a state file that
+ * exists is locked, read and unlocked; a missing one needs a directory it can be created in.
+ */
+async function checkNumbers(config: ServeConfig): Promise<string> {
+  if (config.state !== null && !existsSync(config.state)) {
+    const dir = dirname(config.state);
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch (error) {
+      throw new StateFileError(
+        `State file ${config.state} cannot be created: ${dir}: ${
+          (error as { code?: string }).code ?? (error as Error).message
+        }`,
+      );
+    }
+    return `state file ${config.state} (to be created, from ${config.firstNumber})`;
+  }
+  const source = await openLeaseSource(config, () => {});
+  try {
+    return `${source.description}, next number ${source.next}`;
+  } finally {
+    await source.close();
+  }
+}
+
+/**
+ * Runs `tallyho check`.
+ *
+ * @param args The arguments after `check`: the same as `serve`'s.
+ * @param io Where to write.
+ * @returns 0 when everything checks out, 2 when not.
+ */
+export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<number> {
+  const parsed = parseServeArgs(args);
+  if (parsed === "help") {
+    io.out(checkUsage());
+    return 0;
+  }
+  if (parsed === "version") throw new UsageError("'tallyho check' takes no --version");
+  const host = readHostFacts();
+  const { config, warnings } = planConfig(requested(parsed), {
+    defaults: defaultConfig(host),
+    host,
+  });
+  const admin = adminSettings(parsed);
+  const adminAddress = parseAdminAddress(admin.address);
+  const tokenOptions = admin.tokenFile === undefined ? {} : { tokenFile: admin.tokenFile };
+  let token = "none (admin off)";
+  if (adminAddress) {
+    assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
+    if (admin.tokenFile !== undefined) {
+      resolveAdminToken(tokenOptions); // reads and checks it, without showing it
+      token = `from ${admin.tokenFile}`;
+    } else if (process.env[TOKEN_ENV] !== undefined) {
+      resolveAdminToken({}); // checks the variable's value
+      token = `from ${TOKEN_ENV}`;
+    } else token = `generated into ${defaultTokenPath()} at start`;
+  }
+  try {
+    await assertFree(config.host, config.port, { address: "--host", port: "--port" });
+    if (adminAddress) {
+      await assertFree(adminAddress.hostname, adminAddress.port, {
+        address: "--admin",
+        port: "--admin",
+      });
+    }
+  } catch (error) {
+    // A busy address is a failure to serve for 'serve' (exit 1); for a check it is the answer.
+    if (error instanceof AddressInUseError) throw new UsageError(error.message);
+    throw error;
+  }
+  let numbers: string;
+  try {
+    numbers = await checkNumbers(config);
+  } catch (error) {
+    if (
+      error instanceof StateFileError || error instanceof RedisLeaseError ||
+      error instanceof RedisPasswordError
+    ) {
+      throw new UsageError(error.message);
+    }
+    throw error;
+  }
+  for (const warning of warnings) io.err(`tallyho check: warning: ${warning}`);
+  const addresses = adminAddress
+    ? `${config.host}:${config.port} and the admin API's ${admin.address} can be bound`
+    : `${config.host}:${config.port} can be bound (admin API off)`;
+  io.err(`tallyho check: ok: ${addresses}; numbers: ${numbers}; admin token: ${token}`);
+  io.out(JSON.stringify(
+    {
+      ...configToJson(config),
+      admin: admin.address,
+      ...(admin.tokenFile === undefined ? {} : { "admin-token-file": admin.tokenFile }),
+    },
+    null,
+    2,
+  ));
+  return 0;
+}

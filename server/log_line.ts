@@ -1,0 +1,131 @@
+/**
+ * One log line, as text or as JSON (`--log-format`).
+ *
+ * Text: `<ISO time> <level> <message>`, the message as it always was (`tallyho: process 0
+ * listening (pid 42)`), so anything that searches the text still finds it. JSON: one object a
+ * line, `{"time", "level", "event", "message", "fields"}`.
+ *
+ * The event and its fields are read from the message by {@linkcode classifyLogLine}, one table
+ * for every line the server writes, rather than at each call site: the call sites live in many
+ * files (the supervisor, the children, the lease sources, the config keeper) that pass plain
+ * text, and a line nobody named yet still comes out as event `log` rather than being lost.
+ *
+ * @module
+ */
+
+/** How log lines are written. */
+export type LogFormat = "text" | "json";
+/** The log formats, for validation. */
+export const LOG_FORMATS: readonly LogFormat[] = ["text", "json"];
+/** How bad a line is. */
+export type LogLineLevel = "info" | "warn" | "error";
+
+/** The environment variable that carries the format to the child processes. */
+export const LOG_FORMAT_ENV = "TALLYHO_LOG_FORMAT";
+
+/** A line's event name and the figures it carries. */
+export interface LogEvent {
+  event: string;
+  fields: Record<string, string | number>;
+}
+
+type Rule = [RegExp, string, ...string[]];
+
+// The event for each kind of line, and names for its captured figures. First match wins.
+const RULES: Rule[] = [
+  [
+    /^tallyho \S+ on (\S+) \S+: listening on (\S+):(\d+) with (\d+) process/,
+    "start",
+    "runtime",
+    "host",
+    "port",
+    "processes",
+  ],
+  [/^stopped; last number handed out: (\d+)/, "stop", "lastNumber"],
+  [/^(SIGTERM|SIGINT|admin drain): draining/, "stop_requested", "reason"],
+  [/^stopping: /, "stop_crash_loop"],
+  [/^process (\d+) listening \(pid (\d+)\)/, "child_start", "process", "pid"],
+  [
+    /^process (\d+) \(pid (\d+)\) died \(([^)]*)\); restarting in (\d+) ms/,
+    "child_restart",
+    "process",
+    "pid",
+    "how",
+    "delayMs",
+  ],
+  [/^thread (\d+) died \(([^)]*)\); restarting it/, "thread_restart", "thread", "how"],
+  [/^threads are crashing in a loop/, "thread_crash_loop"],
+  [/^threads: (\d+) -> (\d+)/, "threads_changed", "from", "to"],
+  [/^configuration generation (\d+)/, "config_change", "generation"],
+  [/^SIGHUP: /, "config_reload"],
+  [/^cannot lease (\d+) numbers to process (\d+)/, "lease_failed", "count", "process"],
+  [/^cannot lease numbers: /, "lease_failed"],
+  [/^leasing numbers again from /, "lease_recovered"],
+  [/^lost the connection to Redis/, "lease_connection_lost"],
+  [/^reconnected to Redis/, "lease_connection_back"],
+  [/^numbers (continue from|are kept in memory)/, "numbers"],
+  [/^admin API on (\S+)/, "admin_start", "url"],
+  [/^limits per process: /, "limits"],
+  [/^rejected and closed in the last ([\d.]+) s: /, "rejections", "seconds"],
+  [/^listener (paused|resumed)/, "listener", "state"],
+];
+
+/**
+ * Names a log line's event and reads its figures.
+ *
+ * @param message The line without the `tallyho: ` prefix (and without `warning: `).
+ * @returns The event (`log` when no rule knows the line) and its fields.
+ */
+export function classifyLogLine(message: string): LogEvent {
+  for (const [pattern, event, ...names] of RULES) {
+    const match = pattern.exec(message);
+    if (!match) continue;
+    const fields: Record<string, string | number> = {};
+    names.forEach((name, i) => {
+      const value = match[i + 1]!;
+      fields[name] = /^\d+$/.test(value) ? Number(value) : value;
+    });
+    return { event, fields };
+  }
+  return { event: "log", fields: {} };
+}
+
+/**
+ * Formats one line.
+ *
+ * @param format `text` or `json`.
+ * @param level How bad it is.
+ * @param line The line as tallyho always wrote it (`tallyho: ...`, `tallyho[process 0]: ...`).
+ * @param extra Fields the caller knows beyond those read from the line.
+ * @param now The time to stamp.
+ * @returns The line to write.
+ */
+export function formatLogLine(
+  format: LogFormat,
+  level: LogLineLevel,
+  line: string,
+  extra: Record<string, string | number> = {},
+  now: Date = new Date(),
+): string {
+  if (format === "text") return `${now.toISOString()} ${level} ${line}`;
+  const source = /^tallyho\[process (\d+)\]: /.exec(line);
+  const message = line.replace(/^tallyho(\[process \d+\])?: (warning: )?/, "");
+  const { event, fields } = classifyLogLine(message);
+  return JSON.stringify({
+    time: now.toISOString(),
+    level,
+    event,
+    message,
+    fields: { ...(source ? { process: Number(source[1]) } : {}), ...fields, ...extra },
+  });
+}
+
+/**
+ * The format the child processes write in, from {@linkcode LOG_FORMAT_ENV}.
+ *
+ * @param env The environment.
+ * @returns `json` when it says so, else `text`.
+ */
+export function logFormatFromEnv(env: Record<string, string | undefined>): LogFormat {
+  return env[LOG_FORMAT_ENV] === "json" ? "json" : "text";
+}

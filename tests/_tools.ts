@@ -1,0 +1,53 @@
+/**
+ * Test fixture: whether a system tool the tests drive is installed, and the `skip` option that
+ * follows from it. Off CI a missing tool skips the tests that need it, with the reason (and
+ * tests/run_all.sh counts the skips and names what to install); under CI (env CI set) nothing
+ * skips, so the test runs and fails saying what is missing. The list of tools and their Debian
+ * packages is `.ci/system_tools.sh`, which `.ci/run` uses to install them.
+ *
+ * @module
+ */
+
+import { accessSync, constants } from "node:fs";
+import { delimiter, isAbsolute, join } from "node:path";
+import process from "node:process";
+
+/** What installs every tool the tests drive. */
+export const INSTALL_TOOLS = "sudo bash .ci/system_tools.sh install";
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Why `command` cannot run here, or null when it can.
+ *
+ * @param command A command name looked up on PATH, or an absolute path.
+ * @param aptPackage The Debian package that provides it.
+ * @returns The reason, naming the package and how to install it.
+ */
+export function toolMissing(command: string, aptPackage: string): string | null {
+  const found = isAbsolute(command)
+    ? executable(command)
+    : (process.env.PATH ?? "").split(delimiter).some((dir) =>
+      dir !== "" && executable(join(dir, command))
+    );
+  return found
+    ? null
+    : `${command} is not installed (apt-get install ${aptPackage}, or ${INSTALL_TOOLS})`;
+}
+
+/**
+ * The `skip` option for a test that needs a tool: the reason off CI, never under CI (where the
+ * test then fails and says why).
+ *
+ * @param unavailable What {@linkcode toolMissing} said.
+ */
+export function skipOffCi(unavailable: string | null): string | false {
+  return unavailable !== null && !process.env.CI ? `skipped: ${unavailable}` : false;
+}

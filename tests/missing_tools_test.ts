@@ -1,0 +1,124 @@
+/**
+ * A machine without the system tools the tests drive (redis-server, chromium, promtool, ...):
+ * off CI the tests that need a missing tool skip with the reason and the closing summary counts
+ * them and says what to install; under CI nothing may skip, so they fail instead, as before.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { test } from "node:test";
+import { ROOT } from "./_server.ts";
+import { toolMissing } from "./_tools.ts";
+
+/** The environment without CI, or with CI=true. */
+function env(ci: boolean, extra: Record<string, string> = {}): Record<string, string> {
+  const copy: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && key !== "CI") copy[key] = value;
+  }
+  return { ...copy, NO_COLOR: "1", ...(ci ? { CI: "true" } : {}), ...extra };
+}
+
+/**
+ * Runs tests/_summary.sh on one bun log and one deno log, with PATH holding only the shell
+ * utilities it needs (so every system tool is missing), and returns the closing line and the
+ * exit status run_all.sh would have.
+ */
+function summarize(bunLog: string, denoLog: string, ci: boolean): { line: string; code: number } {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-summary-"));
+  try {
+    const bin = join(dir, "bin");
+    mkdirSync(bin);
+    for (const tool of ["bash", "grep", "tail", "dirname", "id", "sort", "tr", "sed", "cat"]) {
+      const found = spawnSync("bash", ["-c", `command -v ${tool}`], { encoding: "utf8" });
+      symlinkSync(found.stdout.trim(), join(bin, tool));
+    }
+    writeFileSync(join(dir, "bun.log"), bunLog);
+    writeFileSync(join(dir, "deno.log"), denoLog);
+    const script = `passed=0; failed=0; skipped=0
+      source "${join(ROOT, "tests/_summary.sh")}"
+      count_bun "${join(dir, "bun.log")}"; count_deno "${join(dir, "deno.log")}"
+      summarize; echo "$line"; [ "$failed" -eq 0 ]`;
+    const run = spawnSync(join(bin, "bash"), ["-c", script], {
+      encoding: "utf8",
+      env: env(ci, { PATH: bin }),
+    });
+    return { line: run.stdout.trim(), code: run.status ?? -1 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const BUN_SKIPS = "(pass) a\n(skip) b\n\n 10 pass\n 3 skip\n 0 fail\nRan 13 tests across 1 file.\n";
+const DENO_SKIPS = "a ... ok (1ms)\n\nok | 9 passed | 0 failed | 2 ignored (30ms)\n";
+
+test("run_all summary: no skips ends with exactly 'N passed, N failed'", () => {
+  const { line, code } = summarize(
+    " 10 pass\n 0 fail\n",
+    "ok | 9 passed | 0 failed (3ms)\n",
+    false,
+  );
+  assert.equal(line, "19 passed, 0 failed");
+  assert.equal(code, 0);
+});
+
+test("run_all summary: off CI, skips are counted and the line says what to install", () => {
+  const { line, code } = summarize(BUN_SKIPS, DENO_SKIPS, false);
+  assert.match(line, /^19 passed, 0 failed, 5 skipped: install redis-server, chromium, promtool, /);
+  assert.match(line, /with 'sudo bash \.ci\/system_tools\.sh install'/);
+  assert.match(line, / to run them$/);
+  assert.equal(code, 0);
+});
+
+test("run_all summary: under CI a skip is a failure", () => {
+  const { line, code } = summarize(BUN_SKIPS, DENO_SKIPS, true);
+  assert.match(line, /^19 passed, 1 failed, 5 skipped/);
+  assert.notEqual(code, 0);
+});
+
+test("run_all summary: a failure still counts with skips", () => {
+  const { line, code } = summarize(" 2 pass\n 1 skip\n 4 fail\n", "", false);
+  assert.match(line, /^2 passed, 4 failed, 1 skipped/);
+  assert.notEqual(code, 0);
+});
+
+test("toolMissing names the package and the install command", () => {
+  assert.equal(toolMissing("bash", "bash"), null);
+  assert.equal(
+    toolMissing("/nonexistent/redis-server", "redis-server"),
+    "/nonexistent/redis-server is not installed (apt-get install redis-server, or sudo bash .ci/system_tools.sh install)",
+  );
+});
+
+/** Runs the Redis lease-source tests under Bun with no redis-server to be found. */
+function redisTestsWithoutRedis(ci: boolean): string {
+  const run = spawnSync(join(ROOT, "node_modules/.bin/bun"), [
+    "test",
+    "--timeout",
+    "60000",
+    "-t",
+    "redis lease source",
+    "tests/redis_lease_source_test.ts",
+  ], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: env(ci, { REDIS_SERVER: "/nonexistent/redis-server" }),
+    timeout: 90_000,
+  });
+  return `${run.stdout}${run.stderr}`;
+}
+
+test("without redis-server, off CI the Redis tests skip with the reason", () => {
+  const output = redisTestsWithoutRedis(false);
+  assert.match(output, /^ *5 skip$/m, output);
+  assert.match(output, /^ *0 fail$/m, output);
+});
+
+test("without redis-server, under CI the Redis tests fail saying what is missing", () => {
+  const output = redisTestsWithoutRedis(true);
+  assert.match(output, /^ *5 fail$/m, output);
+  assert.match(output, /cannot run \/nonexistent\/redis-server/, output);
+});
