@@ -169,7 +169,10 @@ export class MessageHandler {
       let length: number;
       if (this.#config.numberBy === "connection") {
         const reply = connection.reply ?? this.#firstReply(connection);
-        replies = Math.min(owed, Math.max(1, Math.floor(this.#sliceBytes / reply.length)));
+        // One reply a read is the common case (chunk framing): no division for it.
+        replies = owed === 1
+          ? 1
+          : Math.min(owed, Math.max(1, Math.floor(this.#sliceBytes / reply.length)));
         length = this.#repeat(reply, replies);
       } else {
         replies = Math.min(owed, this.#repliesPerSlice);
