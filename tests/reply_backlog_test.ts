@@ -222,3 +222,43 @@ test(`[${UNDER_TEST}] a client that sends 40,000 lines before it reads gets ever
     assert.equal(await server.stop(), 0);
   }
 });
+
+test(`[${UNDER_TEST}] clients that reset while their replies are held back are closed at once`, async () => {
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    "--greeting",
+    GREETING,
+  ]);
+  try {
+    // The reset follows the lines at once: the server's first write meets it, while the
+    // backlog (about 100 MiB of replies) has paused the connection's reads.
+    for (let i = 0; i < 40; i++) {
+      const socket = connect({ port: server.port, host: "127.0.0.1" });
+      await new Promise((resolve) => socket.once("connect", resolve));
+      socket.on("error", () => {});
+      socket.write(Buffer.alloc(100_000, "\n"));
+      socket.resetAndDestroy();
+    }
+    // Children publish their figures once a second: wait for figures that count them.
+    let totals = { connectionsAccepted: 0, connectionsActive: -1 };
+    const deadline = Date.now() + 4000;
+    while (Date.now() < deadline) {
+      totals = (await (await server.admin("/v1/stats")).json()).totals;
+      if (totals.connectionsAccepted > 0 && totals.connectionsActive === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(totals.connectionsAccepted > 0, "no connection was counted");
+    assert.equal(
+      totals.connectionsActive,
+      0,
+      "connections still open 4 s after their clients reset",
+    );
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});

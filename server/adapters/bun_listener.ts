@@ -118,8 +118,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       return;
     }
     if (!blocked) {
-      this.#send(socket, connection, result);
-      if (connection.closing && connection.unsent === null) socket.shutdown();
+      const open = this.#send(socket, connection, result);
+      if (open && connection.closing && connection.unsent === null) socket.shutdown();
     }
     if (
       !connection.readPaused && connection.unsent !== null &&
@@ -134,24 +134,30 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   /**
    * Writes `length` bytes of the handler's output, then the next slices of the replies owed,
    * until the kernel stops taking them or none is owed; keeps what it did not take.
+   *
+   * @returns False when the peer was found gone and the socket terminated.
    */
-  #send(socket: BunSocket, connection: Connection, length: number): void {
+  #send(socket: BunSocket, connection: Connection, length: number): boolean {
     const handler = this.#handler;
     while (length > 0) {
       const bytes = handler.output;
-      let written = socket.write(bytes, 0, length);
+      const written = socket.write(bytes, 0, length);
+      if (written < 0) {
+        this.#peerGone(socket, connection);
+        return false;
+      }
       if (written < length) {
-        if (written < 0) written = 0;
         // The output buffer is reused for the next connection, so what is left is copied.
         connection.unsent = bytes.slice(written, length);
         if (connection.blockedSince === 0) connection.blockedSince = this.#clock.now;
-        return;
+        return true;
       }
       length = handler.next(connection);
     }
     // A refusal (no numbers; the replies owed are dropped) is a clean close after what was
     // already written: the caller shuts the socket down.
     if (length < 0) connection.closing = true;
+    return true;
   }
 
   drain(socket: BunSocket): void {
@@ -159,6 +165,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     const unsent = connection.unsent;
     if (unsent !== null) {
       const written = socket.write(unsent);
+      if (written < 0) {
+        this.#peerGone(socket, connection);
+        return;
+      }
       if (written < unsent.length) {
         if (written > 0) connection.unsent = unsent.subarray(written);
         return;
@@ -169,13 +179,26 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     connection.blockedSince = 0;
     connection.lastActivityAt = this.#clock.now;
     // Replies owed are still sent while closing: their lines were read before the close began.
-    this.#send(socket, connection, this.#handler.next(connection));
+    if (!this.#send(socket, connection, this.#handler.next(connection))) return;
     if (connection.unsent !== null) return;
     if (connection.closing) socket.shutdown();
     else if (connection.readPaused) {
       connection.readPaused = false;
       socket.resume();
     }
+  }
+
+  /**
+   * A write that returns a negative count met a reset: Bun 1.4.5 leaves such a socket open for
+   * the caller to close (oven-sh/bun#36422), and a socket whose reads are paused would otherwise
+   * stay open, with its backlog, until the sweep or shutdown found it.
+   */
+  #peerGone(socket: BunSocket, connection: Connection): void {
+    if (!connection.closing) this.#stats[Stat.closedPeerError]!++;
+    connection.closing = true;
+    connection.unsent = null;
+    connection.owedReplies = 0;
+    socket.terminate();
   }
 
   close(socket: BunSocket): void {
