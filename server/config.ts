@@ -123,6 +123,8 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /**
    * Unsent reply bytes above which a connection stops being read (a client that does not read).
+   * Replies owed are counted at the longest a reply can be; of them, at most this or 64 KiB,
+   * whichever is less, is encoded and held in memory at a time.
    * @default {1048576}
    */
   maxPendingReplyBytes?: number;

@@ -15,11 +15,15 @@ export class Connection implements LineState {
   reply: Uint8Array | null = null;
   pendingLineBytes = 0;
   pendingEndsWithCr = false;
-  /** Reply bytes accepted but not yet written to the socket, oldest first (Bun only). */
-  queue: Uint8Array[] = [];
-  /** Total bytes in {@linkcode queue}. */
-  queuedBytes = 0;
-  /** Whether reading is paused because {@linkcode queuedBytes} passed the high-water mark. */
+  /**
+   * Lines read whose replies are not encoded yet. They hold no memory and no number: a reply is
+   * numbered and encoded only when the socket can take it (in bounded slices), so what a client
+   * that never reads makes the server hold is a count, however many lines it sends.
+   */
+  owedReplies = 0;
+  /** Encoded reply bytes the socket has not taken yet, at most one slice (Bun only), or null. */
+  unsent: Uint8Array | null = null;
+  /** Whether reading is paused because the replies owed passed `maxPendingReplyBytes`. */
   readPaused = false;
   /** Whether the server is closing this connection once its queue is written. */
   closing = false;

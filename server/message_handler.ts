@@ -28,19 +28,31 @@ const CLOSE_NUMBERS_UNAVAILABLE = -2;
  */
 export const NUMBER_WAIT_MS = 1000;
 
-const INITIAL_OUTPUT_BYTES = 64 * 1024;
+/**
+ * The most reply bytes encoded at a time for one connection. Replies are encoded only as the
+ * socket takes them, one slice at a time, so a read of 64 KiB of `\n` (64 Ki replies, 64 MiB with
+ * a 1 KiB greeting) never becomes more than a slice in memory; the rest stays a count of replies
+ * owed. 64 KiB is about what one write to a socket takes, so a slice is rarely split, and it is
+ * also the reused output buffer's size, which never has to grow.
+ */
+export const SLICE_BYTES = 64 * 1024;
 
 /**
- * One per thread. {@linkcode handle} writes the replies for a read into {@linkcode output}, a
- * buffer reused for every read (or points it at the connection's own reply bytes), and returns
- * how many bytes to send from it.
+ * One per thread. {@linkcode handle} counts the replies a read asks for and writes the first slice
+ * of them into {@linkcode output}, a buffer reused for every connection (or points it at the
+ * connection's own reply bytes); {@linkcode next} writes the following slices as the socket takes
+ * them. A reply is numbered only when it is encoded, so a number is never taken for a reply that
+ * waits unbounded, and replies on one connection are numbered in the order its lines came.
  */
 export class MessageHandler {
-  /** The bytes to send after {@linkcode handle}: valid until the next call. */
+  /** The bytes to send after {@linkcode handle} or {@linkcode next}: valid until the next call. */
   output: Uint8Array;
-  #scratch = new Uint8Array(INITIAL_OUTPUT_BYTES);
+  #scratch = new Uint8Array(SLICE_BYTES);
   #config: ServeConfig;
   #encoder: ReplyEncoder;
+  #sliceBytes = SLICE_BYTES;
+  /** Replies per slice in `message` numbering (each may take the encoder's most bytes). */
+  #repliesPerSlice = 1;
   readonly #ledger: NumberLedger;
   readonly #waitMs: number;
   readonly #clock: CoarseClock;
@@ -67,6 +79,7 @@ export class MessageHandler {
     this.#waitMs = waitMs;
     this.#stats = stats;
     this.output = this.#scratch;
+    this.#sizeSlices();
   }
 
   /** The configuration in force. */
@@ -76,7 +89,8 @@ export class MessageHandler {
 
   /**
    * Switches to a new configuration. Connections that already have their number keep their
-   * reply; every reply encoded from now on uses the new greeting, framing and numbering.
+   * reply; every reply encoded from now on (replies owed included) uses the new greeting,
+   * framing and numbering.
    *
    * @param config The new configuration.
    */
@@ -85,10 +99,19 @@ export class MessageHandler {
       this.#encoder = new ReplyEncoder(config.greeting);
     }
     this.#config = config;
+    this.#sizeSlices();
+  }
+
+  #sizeSlices(): void {
+    // A slice never passes the connection's cap either, so a small cap holds whatever the
+    // greeting; but it always holds one reply, or nothing could be sent.
+    this.#sliceBytes = Math.min(SLICE_BYTES, this.#config.maxPendingReplyBytes);
+    this.#repliesPerSlice = Math.max(1, Math.floor(this.#sliceBytes / this.#encoder.maxReplyBytes));
   }
 
   /**
-   * Handles one read.
+   * Handles one read: {@linkcode receive}, then {@linkcode next}. For a connection whose socket
+   * is ready to write.
    *
    * @param connection The connection the bytes came from.
    * @param chunk The bytes read; not kept after the call.
@@ -96,6 +119,20 @@ export class MessageHandler {
    *   negative `CLOSE_*` reason when the connection must be closed.
    */
   handle(connection: Connection, chunk: Uint8Array): number {
+    const messages = this.receive(connection, chunk);
+    if (messages < 0) return messages;
+    return this.next(connection);
+  }
+
+  /**
+   * Counts the replies one read asks for into the connection's replies owed, encoding nothing:
+   * for a connection whose socket is not taking bytes.
+   *
+   * @param connection The connection the bytes came from.
+   * @param chunk The bytes read; not kept after the call.
+   * @returns How many messages the read completed, or {@linkcode CLOSE_LINE_TOO_LONG}.
+   */
+  receive(connection: Connection, chunk: Uint8Array): number {
     const stats = this.#stats;
     const now = this.#clock.now;
     stats[Stat.bytesIn]! += chunk.length;
@@ -111,64 +148,94 @@ export class MessageHandler {
       // A line left unfinished starts its clock when it begins, not at each byte (slowloris).
       if (connection.pendingLineBytes === 0) connection.lineStartedAt = 0;
       else if (messages > 0 || connection.lineStartedAt === 0) connection.lineStartedAt = now;
-      if (messages === 0) return 0;
     }
     stats[Stat.messages]! += messages;
+    connection.owedReplies += messages;
+    return messages;
+  }
+
+  /**
+   * Numbers and encodes the next slice of the connection's replies owed into
+   * {@linkcode output}: at most 64 KiB (or the cap, if smaller), and at least one reply.
+   *
+   * @param connection The connection.
+   * @returns Bytes of {@linkcode output} to send (0 when nothing is owed), or
+   *   {@linkcode CLOSE_NUMBERS_UNAVAILABLE} (the replies owed are then dropped).
+   */
+  next(connection: Connection): number {
+    const owed = connection.owedReplies;
+    if (owed === 0) return 0;
     try {
-      const length = this.#config.numberBy === "connection"
-        ? this.#repeatConnectionReply(connection, messages)
-        : this.#numberEachMessage(messages);
-      stats[Stat.replies]! += messages;
-      stats[Stat.bytesOut]! += length;
+      let replies: number;
+      let length: number;
+      if (this.#config.numberBy === "connection") {
+        const reply = connection.reply ?? this.#firstReply(connection);
+        // One reply a read is the common case (chunk framing): no division for it.
+        replies = owed === 1
+          ? 1
+          : Math.min(owed, Math.max(1, Math.floor(this.#sliceBytes / reply.length)));
+        length = this.#repeat(reply, replies);
+      } else {
+        replies = Math.min(owed, this.#repliesPerSlice);
+        length = this.#numberEach(replies);
+      }
+      connection.owedReplies = owed - replies;
+      this.#stats[Stat.replies]! += replies;
+      this.#stats[Stat.bytesOut]! += length;
       return length;
     } catch (error) {
       if (!(error instanceof NumbersUnavailableError)) throw error;
-      stats[Stat.closedNumbersUnavailable]!++;
+      connection.owedReplies = 0;
+      this.#stats[Stat.closedNumbersUnavailable]!++;
       return CLOSE_NUMBERS_UNAVAILABLE;
     }
   }
 
-  #repeatConnectionReply(connection: Connection, messages: number): number {
-    let reply = connection.reply;
-    if (reply === null) {
-      connection.number = this.#ledger.numberAt(this.#ledger.reserve(1), this.#waitMs);
-      this.#stats[Stat.lastNumber] = connection.number;
-      reply = connection.reply = this.#encoder.encode(connection.number);
-    }
-    if (messages === 1) {
+  /**
+   * Bytes of replies the connection is owed or has not had written, counting each owed reply at
+   * the most a reply can take: what an adapter compares with `maxPendingReplyBytes`.
+   *
+   * @param connection The connection.
+   * @returns The backlog in bytes.
+   */
+  backlogBytes(connection: Connection): number {
+    return (connection.unsent?.length ?? 0) +
+      connection.owedReplies * this.#encoder.maxReplyBytes;
+  }
+
+  #firstReply(connection: Connection): Uint8Array {
+    connection.number = this.#ledger.numberAt(this.#ledger.reserve(1), this.#waitMs);
+    this.#stats[Stat.lastNumber] = connection.number;
+    return connection.reply = this.#encoder.encode(connection.number);
+  }
+
+  #repeat(reply: Uint8Array, replies: number): number {
+    if (replies === 1) {
       this.output = reply;
       return reply.length;
     }
-    const total = reply.length * messages;
-    const out = this.#reserve(total);
+    const total = reply.length * replies;
+    const out = this.#scratch;
     for (let offset = 0; offset < total; offset += reply.length) out.set(reply, offset);
+    this.output = out;
     return total;
   }
 
-  #numberEachMessage(messages: number): number {
-    // One atomic operation reserves the whole run of positions for this read; a run may cross
+  #numberEach(replies: number): number {
+    // One atomic operation reserves the whole run of positions for this slice; a run may cross
     // from one leased block into the next, so each position is looked up (cached per block).
     const ledger = this.#ledger;
-    const first = ledger.reserve(messages);
+    const first = ledger.reserve(replies);
     const encoder = this.#encoder;
-    const out = this.#reserve(encoder.maxReplyBytes * messages);
+    const out = this.#scratch;
     let offset = 0;
     let n = 0;
-    for (let i = 0; i < messages; i++) {
+    for (let i = 0; i < replies; i++) {
       n = ledger.numberAt(first + i, this.#waitMs);
       offset = encoder.write(out, offset, n);
     }
     this.#stats[Stat.lastNumber] = n;
+    this.output = out;
     return offset;
-  }
-
-  #reserve(bytes: number): Uint8Array {
-    if (this.#scratch.length < bytes) {
-      let size = this.#scratch.length;
-      while (size < bytes) size *= 2;
-      this.#scratch = new Uint8Array(size);
-    }
-    this.output = this.#scratch;
-    return this.#scratch;
   }
 }

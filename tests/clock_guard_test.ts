@@ -12,6 +12,7 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WALL_CLOCK_ALLOWED: Record<string, string> = {
   "server/lease/_lease_tally.ts": "lastErrorAt, a time of day in /v1/info",
   "admin/process_metrics.ts": "the process start time for /metrics",
+  "server/log_line.ts": "the time of day stamped on each log line",
 };
 
 /** The one file that reads the monotonic clock itself. */

@@ -55,7 +55,10 @@ if [ "${1:-}" != "--skip-binary" ]; then
       bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts tests/processes_test.ts tests/reload_test.ts tests/state_file_test.ts tests/admin_e2e_test.ts \
       tests/redis_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
       tests/config_change_test.ts tests/operator_config_test.ts tests/check_command_test.ts \
-      tests/admin_token_cli_test.ts tests/log_format_test.ts
+      tests/admin_token_cli_test.ts tests/log_format_test.ts \
+      tests/reply_backlog_test.ts tests/state_file_race_test.ts tests/state_file_faults_test.ts \
+      tests/lease_backwards_e2e_test.ts tests/child_env_test.ts tests/admin_fd_test.ts \
+      tests/per_address_default_test.ts tests/clock_jump_e2e_test.ts
   else
     cat "$log_dir/compile.log"
     echo "=== compile.sh failed"

@@ -3,9 +3,11 @@
  *
  * Modelled on Bun's own `node:net`: one handler object serves every socket, per-connection state
  * lives on `socket.data`, and no closure or promise is made per connection. `socket.write`
- * returns how many bytes the kernel took; the rest is queued and sent from `drain`, and a
- * connection whose queue passes the high-water mark stops being read until it empties, so a
- * client that never reads cannot grow the server's memory.
+ * returns how many bytes the kernel took. Replies are encoded one slice at a time and only while
+ * the kernel takes them: what it did not take of a slice is kept and sent from `drain`, followed
+ * by the next slices of the replies still owed (a count, not bytes). A connection whose backlog
+ * passes `maxPendingReplyBytes` stops being read (its lines wait in the kernel) until all of it is
+ * written, so a client that never reads holds at most one slice of this process's memory.
  *
  * @module
  */
@@ -108,30 +110,23 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
-    const length = this.#handler.handle(connection, chunk);
-    if (length > 0) this.#send(socket, connection, this.#handler.output, length);
-    else if (length < 0) {
+    const handler = this.#handler;
+    // While a slice waits for `drain`, lines are only counted; drain encodes their replies.
+    const blocked = connection.unsent !== null;
+    const result = blocked ? handler.receive(connection, chunk) : handler.handle(connection, chunk);
+    if (result === CLOSE_LINE_TOO_LONG) {
+      // A peer breaking the protocol is cut at once; its unsent replies are dropped.
       connection.closing = true;
-      // A peer breaking the protocol is cut at once; its queued replies are dropped. A refusal
-      // (no numbers) is a clean close after what was already queued.
-      if (length === CLOSE_LINE_TOO_LONG) socket.terminate();
-      else if (connection.queuedBytes === 0) socket.shutdown();
+      socket.terminate();
+      return;
     }
-  }
-
-  #send(socket: BunSocket, connection: Connection, bytes: Uint8Array, length: number): void {
-    let written = 0;
-    if (connection.queuedBytes === 0) {
-      written = socket.write(bytes, 0, length);
-      if (written >= length) return;
-      if (written < 0) written = 0;
+    if (!blocked) {
+      const open = this.#send(socket, connection, result);
+      if (open && connection.closing && connection.unsent === null) socket.shutdown();
     }
-    // The output buffer is reused for the next read, so what the kernel did not take is copied.
-    connection.queue.push(bytes.slice(written, length));
-    connection.queuedBytes += length - written;
-    if (connection.blockedSince === 0) connection.blockedSince = this.#clock.now;
     if (
-      connection.queuedBytes > this.#handler.config.maxPendingReplyBytes && !connection.readPaused
+      !connection.readPaused && connection.unsent !== null &&
+      handler.backlogBytes(connection) > handler.config.maxPendingReplyBytes
     ) {
       connection.readPaused = true;
       this.#stats[Stat.readPauses]!++;
@@ -139,24 +134,56 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     }
   }
 
+  /**
+   * Writes `length` bytes of the handler's output, then the next slices of the replies owed,
+   * until the kernel stops taking them or none is owed; keeps what it did not take.
+   *
+   * @returns False when the peer was found gone and the socket terminated.
+   */
+  #send(socket: BunSocket, connection: Connection, length: number): boolean {
+    const handler = this.#handler;
+    while (length > 0) {
+      const bytes = handler.output;
+      const written = socket.write(bytes, 0, length);
+      if (written < 0) {
+        this.#peerGone(socket, connection);
+        return false;
+      }
+      if (written < length) {
+        // The output buffer is reused for the next connection, so what is left is copied.
+        connection.unsent = bytes.slice(written, length);
+        if (connection.blockedSince === 0) connection.blockedSince = this.#clock.now;
+        return true;
+      }
+      length = handler.next(connection);
+    }
+    // A refusal (no numbers; the replies owed are dropped) is a clean close after what was
+    // already written: the caller shuts the socket down.
+    if (length < 0) connection.closing = true;
+    return true;
+  }
+
   drain(socket: BunSocket): void {
     const connection = socket.data;
-    const queue = connection.queue;
-    while (queue.length > 0) {
-      const head = queue[0]!;
-      const written = socket.write(head);
-      if (written < head.length) {
-        if (written > 0) {
-          queue[0] = head.subarray(written);
-          connection.queuedBytes -= written;
-        }
+    const unsent = connection.unsent;
+    if (unsent !== null) {
+      const written = socket.write(unsent);
+      if (written < 0) {
+        this.#peerGone(socket, connection);
         return;
       }
-      queue.shift();
-      connection.queuedBytes -= head.length;
+      if (written < unsent.length) {
+        if (written > 0) connection.unsent = unsent.subarray(written);
+        return;
+      }
+      // The slice is gone: its memory goes back with it.
+      connection.unsent = null;
     }
     connection.blockedSince = 0;
     connection.lastActivityAt = this.#clock.now;
+    // Replies owed are still sent while closing: their lines were read before the close began.
+    if (!this.#send(socket, connection, this.#handler.next(connection))) return;
+    if (connection.unsent !== null) return;
     if (connection.closing) socket.shutdown();
     else if (connection.readPaused) {
       connection.readPaused = false;
@@ -164,13 +191,26 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     }
   }
 
+  /**
+   * A write that returns a negative count met a reset: Bun 1.4.5 leaves such a socket open for
+   * the caller to close (oven-sh/bun#36422), and a socket whose reads are paused would otherwise
+   * stay open, with its backlog, until the sweep or shutdown found it.
+   */
+  #peerGone(socket: BunSocket, connection: Connection): void {
+    if (!connection.closing) this.#stats[Stat.closedPeerError]!++;
+    connection.closing = true;
+    connection.unsent = null;
+    connection.owedReplies = 0;
+    socket.terminate();
+  }
+
   close(socket: BunSocket): void {
     if (!this.#sockets.delete(socket)) return;
     this.#stats[Stat.connectionsActive]!--;
     const connection = socket.data;
     this.#gate.release(connection, this.#clock.now);
-    connection.queue.length = 0;
-    connection.queuedBytes = 0;
+    connection.unsent = null;
+    connection.owedReplies = 0;
   }
 
   error(_socket: BunSocket, _error: Error): void {
@@ -214,7 +254,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     // closes when the client closes its side (allowHalfOpen is off), or at the deadline.
     for (const socket of this.#sockets) {
       socket.data.closing = true;
-      if (socket.data.queuedBytes === 0) socket.shutdown();
+      if (socket.data.unsent === null) socket.shutdown();
     }
     const deadline = monotonicNow() + timeoutMs;
     while (this.#sockets.size > 0 && monotonicNow() < deadline) {

@@ -3,14 +3,16 @@
  * and one read loop per connection.
  *
  * Each loop awaits its write before it reads again, so a client that never reads stops being
- * read once the kernel's buffers are full and cannot grow the server's memory. A connection's
- * read buffer starts small and grows only when reads fill it, so idle connections stay cheap.
+ * read once the kernel's buffers are full. Replies are encoded one slice at a time, the next only
+ * once the last is written, so a read that asks for many replies (64 KiB of `\n` is 64 Ki replies,
+ * 64 MiB with a 1 KiB greeting) holds one slice, never all of them. A connection's read buffer
+ * starts small and grows only when reads fill it, so idle connections stay cheap.
  *
  * @module
  */
 
 import { Connection } from "../connection.ts";
-import type { MessageHandler } from "../message_handler.ts";
+import { type MessageHandler, SLICE_BYTES } from "../message_handler.ts";
 import type { ConnectionGate } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
@@ -129,24 +131,39 @@ class DenoThreadListener implements ThreadListener {
         // Draining: our FIN is sent; what the client still sends is read and dropped (a close
         // with unread data would reset the connection) until it closes its side.
         if (this.#draining) continue;
-        const length = handler.handle(tracked.state, buffer.subarray(0, read));
-        if (length < 0) break;
+        let length = handler.handle(tracked.state, buffer.subarray(0, read));
         if (length > 0) {
-          // The handler's output is reused by every connection of this thread, so anything that
-          // is not the connection's own fixed reply is copied before the await.
-          const out = handler.output === tracked.state.reply
-            ? handler.output
-            : handler.output.slice(0, length);
           tracked.writing = true;
-          // A write that does not finish means the client is not reading: the sweep closes it
-          // once it has waited longer than the idle timeout.
-          tracked.state.blockedSince = this.#clock.now;
-          await writeAll(conn, out, length);
-          tracked.state.blockedSince = 0;
-          tracked.state.lastActivityAt = this.#clock.now;
+          // A backlog of several slices is copied through one buffer of its own, dropped when
+          // the backlog is written. A copy per slice would turn every slice the kernel takes
+          // before a non-reading client's window closes into garbage, which no collection
+          // reclaims on a quiet server: about 2 MiB per such connection (measured, Deno 2.9).
+          let slab: Uint8Array | null = null;
+          do {
+            // The handler's output is reused by every connection of this thread, so anything
+            // that is not the connection's own fixed reply is copied before the await.
+            let out = handler.output;
+            if (out !== tracked.state.reply) {
+              if (slab === null && tracked.state.owedReplies === 0) out = out.slice(0, length);
+              else {
+                slab ??= new Uint8Array(SLICE_BYTES);
+                slab.set(out.subarray(0, length));
+                out = slab;
+              }
+            }
+            // A write that does not finish means the client is not reading: the sweep closes it
+            // once it has waited longer than the idle timeout.
+            tracked.state.blockedSince = this.#clock.now;
+            await writeAll(conn, out, length);
+            tracked.state.blockedSince = 0;
+            tracked.state.lastActivityAt = this.#clock.now;
+            // Replies owed are still sent while draining: their lines were read before it began.
+            length = handler.next(tracked.state);
+          } while (length > 0);
           tracked.writing = false;
           if (this.#draining) await closeWriteQuietly(conn);
         }
+        if (length < 0) break;
         if (read === buffer.length && buffer.length < MAX_READ_BYTES) {
           buffer = new Uint8Array(buffer.length * 2);
         }
