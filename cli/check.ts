@@ -22,6 +22,7 @@ import { readHostFacts } from "../server/host_facts.ts";
 import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisPasswordError } from "../server/lease/redis_password.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
+import { assertPrivateStateDirectory } from "../server/lease/state_directory.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { type CliIo, consoleIo, UsageError } from "./_io.ts";
 import {
@@ -60,6 +61,8 @@ async function checkNumbers(config: ServeConfig): Promise<string> {
         }`,
       );
     }
+    // The rule serve applies before it creates the file: no other user may write the directory.
+    assertPrivateStateDirectory(config.state);
     return `state file ${config.state} (to be created, from ${config.firstNumber})`;
   }
   const source = await openLeaseSource(config, () => {});

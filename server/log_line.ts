@@ -109,7 +109,7 @@ export function formatLogLine(
 ): string {
   if (format === "text") return `${now.toISOString()} ${level} ${line}`;
   const source = /^tallyho\[process (\d+)\]: /.exec(line);
-  const message = line.replace(/^tallyho(\[process \d+\])?: (warning: )?/, "");
+  const message = line.replace(/^tallyho(\[process \d+\])?: (warning: |error: )?/, "");
   const { event, fields } = classifyLogLine(message);
   return JSON.stringify({
     time: now.toISOString(),

@@ -4,7 +4,7 @@
  * with one line, like `nginx -t`. It changes nothing: no state file, no token file.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -116,6 +116,22 @@ test(`[${UNDER_TEST}] check: a mistake anywhere is one line and exit 2`, async (
     ]);
     assert.equal(result.code, 2, result.stderr);
     oneLine(result.stderr, /cannot be created: .*no-such-dir: ENOENT/);
+
+    // A new state file in a directory other users can write: refused as serve would refuse it.
+    const shared = join(dir, "shared");
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    result = await runTallyho([
+      "check",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--state",
+      join(shared, "x.state"),
+    ]);
+    assert.equal(result.code, 2, result.stderr);
+    oneLine(result.stderr, /shared.*(writ|other users)/);
 
     const unreachable = await freePort();
     result = await runTallyho([

@@ -26,6 +26,19 @@ test("log line: text puts the time and level before the line as it was", () => {
   );
 });
 
+test("log line: JSON messages carry no level word of the text format", () => {
+  for (
+    const [level, line] of [["error", "tallyho: error: refused a lease"], [
+      "warn",
+      "tallyho: warning: refused a lease",
+    ]] as const
+  ) {
+    const record = JSON.parse(formatLogLine("json", level, line));
+    assert.equal(record.level, level);
+    assert.equal(record.message, "refused a lease");
+  }
+});
+
 test("log line: JSON is one object with the event and its figures", () => {
   const line = formatLogLine(
     "json",
