@@ -39,6 +39,7 @@ import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
+import { monotonicNow } from "../server/monotonic_clock.ts";
 import { VERSION } from "../server/version.ts";
 import {
   formatLogLine,
@@ -521,6 +522,9 @@ interface Signals {
   onReload: () => Promise<void>;
 }
 
+/** How close together two identical stop signals count as one (see listenForSignals). */
+const SAME_KEYPRESS_MS = 300;
+
 function listenForSignals(io: CliIo): Signals {
   let received = 0;
   let resolveFirst: (name: string) => void = () => {};
@@ -533,9 +537,18 @@ function listenForSignals(io: CliIo): Signals {
     onSecond: () => Promise.resolve(),
     onReload: () => Promise.resolve(),
   };
+  let first = { name: "", at: -Infinity };
   const onStop = (name: string) => {
+    const now = monotonicNow();
+    // One Ctrl-C can arrive twice: a task runner (`deno task`, `npm start`) forwards the
+    // terminal's SIGINT to tallyho, which already had it from the terminal's process group. The
+    // same signal again within SAME_KEYPRESS_MS is that one keypress, not an operator's second.
+    if (received > 0 && name === first.name && now - first.at < SAME_KEYPRESS_MS) return;
     received++;
-    if (received === 1) return resolveFirst(name);
+    if (received === 1) {
+      first = { name, at: now };
+      return resolveFirst(name);
+    }
     io.err(`tallyho: second ${name}: exiting at once`);
     signals.onSecond().finally(() => process.exit(1));
   };

@@ -4,9 +4,11 @@
  * many writes still work, and stop() leaves nothing behind.
  */
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import { serveAdminHttp } from "../server/adapters/mod.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
@@ -51,6 +53,10 @@ function adminDirs(): string[] {
 const handler = (request: Request) => new Response(`ok ${new URL(request.url).pathname}\n`);
 
 test("capped admin HTTP refuses over its cap at once and closes silent connections after the head timeout", async () => {
+  // A TMPDIR of this test's own, so other servers on the machine cannot change the count.
+  const savedTmp = process.env.TMPDIR;
+  const privateTmp = mkdtempSync(join(tmpdir(), "tallyho-cap-test-"));
+  process.env.TMPDIR = privateTmp;
   const dirsBefore = adminDirs().length;
   const server = await serveAdminHttp(handler, {
     maxConnections: 3,
@@ -81,7 +87,13 @@ test("capped admin HTTP refuses over its cap at once and closes silent connectio
   } finally {
     await server.stop();
   }
-  assert.equal(adminDirs().length, dirsBefore, "stop() removes the private socket directory");
+  try {
+    assert.equal(adminDirs().length, dirsBefore, "stop() removes the private socket directory");
+  } finally {
+    if (savedTmp === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmp;
+    rmSync(privateTmp, { recursive: true, force: true });
+  }
 });
 
 test("capped admin HTTP closes a slowly trickled request head, keeps a keep-alive client served", async () => {

@@ -54,14 +54,11 @@ test("log line: JSON is one object with the event and its figures", () => {
     message: "process 1 (pid 42) died (SIGKILL); restarting in 200 ms",
     fields: { process: 1, pid: 42, how: "SIGKILL", delayMs: 200 },
   });
+  const restart = "tallyho[process 3]: thread 1 died (boom); restarting it";
   assert.deepEqual(
-    JSON.parse(
-      formatLogLine("json", "warn", "tallyho[process 3]: thread 1 died (boom); restarting it"),
-    ),
+    JSON.parse(formatLogLine("json", "warn", restart, {}, NOW)),
     {
-      ...JSON.parse(
-        formatLogLine("json", "warn", "tallyho[process 3]: thread 1 died (boom); restarting it"),
-      ),
+      ...JSON.parse(formatLogLine("json", "warn", restart, {}, NOW)),
       event: "thread_restart",
       fields: { process: 3, thread: 1, how: "boom" },
     },

@@ -19,7 +19,9 @@ function env(ci: boolean, extra: Record<string, string> = {}): Record<string, st
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && key !== "CI") copy[key] = value;
   }
-  return { ...copy, NO_COLOR: "1", ...(ci ? { CI: "true" } : {}), ...extra };
+  // CI is set to "" rather than left out: Deno's node:child_process (2.9.6) merges the env given
+  // with its own, so a CI=true of the outer run would reach the child otherwise.
+  return { ...copy, NO_COLOR: "1", CI: ci ? "true" : "", ...extra };
 }
 
 /**
