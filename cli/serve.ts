@@ -86,6 +86,8 @@ export interface ServeArgs {
 
 const SERVE_FLAGS = {
   ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
+  // A switch on the command line (`--proxy-protocol`), true or false in a config file or PATCH.
+  "proxy-protocol": { type: "boolean" },
   config: { type: "string" },
   admin: { type: "string" },
   "admin-token-file": { type: "string" },
@@ -95,7 +97,8 @@ const SERVE_FLAGS = {
 
 /**
  * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
- * comma-separated lists for `allow` and `deny`, text for the rest.
+ * comma-separated lists for `allow`, `deny` and `proxy-from`, a switch for `proxy-protocol`, text
+ * for the rest.
  *
  * @param args The arguments after the command.
  * @returns What was asked for, or `"help"` / `"version"`.
@@ -115,10 +118,11 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   const options: Record<string, unknown> = {};
   for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
     const text = values[flag];
+    if (typeof text === "boolean") options[option] = text;
     if (typeof text !== "string") continue;
     if (DURATION_KEYS.has(option)) options[option] = parseDuration(flag, text);
     else if (option in LIMITS) options[option] = integerFlag(flag, text);
-    else if (option === "allow" || option === "deny") {
+    else if (option === "allow" || option === "deny" || option === "proxyFrom") {
       options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
     } else options[option] = text;
   }

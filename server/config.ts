@@ -136,6 +136,23 @@ export interface ServeOptions {
    */
   deny?: string[];
   /**
+   * Whether connections from `proxyFrom` must start with a PROXY protocol header (v1 or v2); the
+   * address in it is then the client for the allow/deny lists and the per-address cap and rate.
+   * A connection from elsewhere that starts with a header is refused.
+   * @default {false}
+   */
+  proxyProtocol?: boolean;
+  /**
+   * The load balancers trusted to send a PROXY header (CIDR); needed with `proxyProtocol`.
+   * @default {[]}
+   */
+  proxyFrom?: string[];
+  /**
+   * Milliseconds a trusted balancer's connection may take to send its whole PROXY header.
+   * @default {5000}
+   */
+  proxyHeaderTimeoutMs?: number;
+  /**
    * Which log lines are written. The start line and the stop line are always written.
    * @default {"info"}
    */
@@ -206,6 +223,7 @@ export const LIMITS = {
   connectionBurst: { min: 0, max: 10_000_000 },
   firstMessageTimeoutMs: { min: 0, max: 86_400_000 },
   idleTimeoutMs: { min: 0, max: 86_400_000 },
+  proxyHeaderTimeoutMs: { min: 1, max: 3_600_000 },
   maxPendingReplyBytes: { min: 1024, max: 1024 * 1024 * 1024 },
   greetingBytes: { min: 0, max: 1024 },
 } as const;
@@ -243,6 +261,9 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   maxPendingReplyBytes: "max-pending-reply-bytes",
   allow: "allow",
   deny: "deny",
+  proxyProtocol: "proxy-protocol",
+  proxyFrom: "proxy-from",
+  proxyHeaderTimeoutMs: "proxy-header-timeout",
   logLevel: "log-level",
   numbers: "numbers",
   numbersPasswordFile: "numbers-password-file",
@@ -254,6 +275,7 @@ export const DURATION_KEYS: ReadonlySet<keyof ServeOptions> = new Set([
   "drainTimeoutMs",
   "firstMessageTimeoutMs",
   "idleTimeoutMs",
+  "proxyHeaderTimeoutMs",
 ]);
 
 /** Keys that only take effect when the listener is bound or the numbers are opened. */
@@ -312,6 +334,9 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     maxPendingReplyBytes: 1024 * 1024,
     allow: [],
     deny: [],
+    proxyProtocol: false,
+    proxyFrom: [],
+    proxyHeaderTimeoutMs: 5000,
     logLevel: "info",
     numbers: null,
     numbersPasswordFile: null,
@@ -363,7 +388,8 @@ export function describe(value: unknown): string {
   return text.length > 60 ? text.slice(0, 57) + "..." : text;
 }
 
-function cidrs(name: "allow" | "deny", value: unknown): string[] {
+function cidrs(option: "allow" | "deny" | "proxyFrom", value: unknown): string[] {
+  const name = FLAG_NAMES[option];
   if (!Array.isArray(value) || value.some((item) => typeof item !== "string")) {
     throw new ConfigError(name, `'${name}' must be a list of CIDR ranges: got ${describe(value)}`);
   }
@@ -375,6 +401,33 @@ function cidrs(name: "allow" | "deny", value: unknown): string[] {
     throw error;
   }
   return [...value];
+}
+
+function proxySettings(
+  protocol: unknown,
+  from: unknown,
+  timeout: unknown,
+): Pick<ServeConfig, "proxyProtocol" | "proxyFrom" | "proxyHeaderTimeoutMs"> {
+  if (typeof protocol !== "boolean") {
+    throw new ConfigError(
+      "proxy-protocol",
+      `'proxy-protocol' must be true or false: got ${describe(protocol)}`,
+    );
+  }
+  const proxyFrom = cidrs("proxyFrom", from);
+  if (protocol && proxyFrom.length === 0) {
+    // Trusting every address would let any client choose the address it is counted by.
+    throw new ConfigError(
+      "proxy-from",
+      `'proxy-protocol' needs 'proxy-from', the load balancers' CIDR ranges trusted to send ` +
+        `the header: got none (set for example --proxy-from 10.0.0.5/32)`,
+    );
+  }
+  return {
+    proxyProtocol: protocol,
+    proxyFrom,
+    proxyHeaderTimeoutMs: integerIn("proxyHeaderTimeoutMs", timeout),
+  };
 }
 
 /** Memory budgeted per serving thread (a Worker's heap, its buffers and its share of the runtime). */
@@ -602,6 +655,7 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     maxPendingReplyBytes: integerIn("maxPendingReplyBytes", merged.maxPendingReplyBytes),
     allow: cidrs("allow", merged.allow),
     deny: cidrs("deny", merged.deny),
+    ...proxySettings(merged.proxyProtocol, merged.proxyFrom, merged.proxyHeaderTimeoutMs),
     logLevel: oneOf("logLevel", merged.logLevel, CHOICES.logLevel),
   };
 }

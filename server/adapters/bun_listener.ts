@@ -12,7 +12,7 @@
 
 import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
-import type { ConnectionGate } from "../limits/connection_gate.ts";
+import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
@@ -108,6 +108,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
+    if (connection.proxyPhase !== 0) {
+      const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
+      if (skip < 0) {
+        if (skip === PROXY_CLOSE) {
+          connection.closing = true;
+          socket.terminate();
+        }
+        return;
+      }
+      if (skip === chunk.length) return;
+      if (skip > 0) chunk = chunk.subarray(skip);
+    }
     const length = this.#handler.handle(connection, chunk);
     if (length > 0) this.#send(socket, connection, this.#handler.output, length);
     else if (length < 0) {

@@ -11,7 +11,7 @@
 
 import { Connection } from "../connection.ts";
 import type { MessageHandler } from "../message_handler.ts";
-import type { ConnectionGate } from "../limits/connection_gate.ts";
+import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
@@ -129,7 +129,14 @@ class DenoThreadListener implements ThreadListener {
         // Draining: our FIN is sent; what the client still sends is read and dropped (a close
         // with unread data would reset the connection) until it closes its side.
         if (this.#draining) continue;
-        const length = handler.handle(tracked.state, buffer.subarray(0, read));
+        let chunk = buffer.subarray(0, read);
+        if (tracked.state.proxyPhase !== 0) {
+          const skip = this.#gate.proxyData(tracked.state, chunk, this.#clock.now);
+          if (skip === PROXY_CLOSE) break;
+          if (skip < 0 || skip === read) continue;
+          if (skip > 0) chunk = chunk.subarray(skip);
+        }
+        const length = handler.handle(tracked.state, chunk);
         if (length < 0) break;
         if (length > 0) {
           // The handler's output is reused by every connection of this thread, so anything that
