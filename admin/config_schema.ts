@@ -58,6 +58,8 @@ const OTHER_KEYS: Record<
   deny: { type: "cidr-list" },
   proxyProtocol: { type: "boolean" },
   proxyFrom: { type: "cidr-list" },
+  tlsCert: { type: "path", nullable: true },
+  tlsKey: { type: "path", nullable: true },
   // A redis:// URL; shown and set like a path (text, or null for none).
   numbers: { type: "path", nullable: true },
   numbersPasswordFile: { type: "path", nullable: true },

@@ -34,6 +34,7 @@ import { ConfigError } from "../server/config_error.ts";
 import { parseDuration, readConfigFile } from "../server/config_json.ts";
 import { planConfig } from "../server/config_plan.ts";
 import { readHostFacts } from "../server/host_facts.ts";
+import { readTlsFiles } from "../server/tls_files.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
@@ -191,6 +192,15 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
   if (adminToken?.warning !== undefined) io.err(`tallyho: warning: ${adminToken.warning}`);
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
+  // The certificate and key are checked here, before anything listens; each thread reads them
+  // again when it binds.
+  const tls = config.tlsCert !== null && config.tlsKey !== null
+    ? readTlsFiles(config.tlsCert, config.tlsKey)
+    : null;
+  for (const warning of tls?.warnings ?? []) io.err(`tallyho: warning: ${warning}`);
+  if (tls !== null) {
+    log(`TLS with ${tls.subject}, valid until ${new Date(tls.notAfter).toISOString()}`);
+  }
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
   const source = await openLeaseSource(config, log);

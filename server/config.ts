@@ -153,6 +153,16 @@ export interface ServeOptions {
    */
   proxyHeaderTimeoutMs?: number;
   /**
+   * PEM file of the certificate chain to serve TLS with; `null` serves plain TCP. Needs `tlsKey`.
+   * @default {null}
+   */
+  tlsCert?: string | null;
+  /**
+   * PEM file of the certificate's private key; it should be readable by its owner only.
+   * @default {null}
+   */
+  tlsKey?: string | null;
+  /**
    * Which log lines are written. The start line and the stop line are always written.
    * @default {"info"}
    */
@@ -264,6 +274,8 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   proxyProtocol: "proxy-protocol",
   proxyFrom: "proxy-from",
   proxyHeaderTimeoutMs: "proxy-header-timeout",
+  tlsCert: "tls-cert",
+  tlsKey: "tls-key",
   logLevel: "log-level",
   numbers: "numbers",
   numbersPasswordFile: "numbers-password-file",
@@ -287,6 +299,8 @@ export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
   "numbers",
   "numbersPasswordFile",
   "numbersCaFile",
+  "tlsCert",
+  "tlsKey",
 ];
 
 /**
@@ -337,6 +351,8 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     proxyProtocol: false,
     proxyFrom: [],
     proxyHeaderTimeoutMs: 5000,
+    tlsCert: null,
+    tlsKey: null,
     logLevel: "info",
     numbers: null,
     numbersPasswordFile: null,
@@ -428,6 +444,23 @@ function proxySettings(
     proxyFrom,
     proxyHeaderTimeoutMs: integerIn("proxyHeaderTimeoutMs", timeout),
   };
+}
+
+function tlsSettings(cert: unknown, key: unknown): Pick<ServeConfig, "tlsCert" | "tlsKey"> {
+  for (const [flag, value] of [["tls-cert", cert], ["tls-key", key]] as const) {
+    if (value !== null && (typeof value !== "string" || value.length === 0)) {
+      throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
+    }
+  }
+  if ((cert === null) !== (key === null)) {
+    const [given, missing] = cert === null ? ["tls-key", "tls-cert"] : ["tls-cert", "tls-key"];
+    throw new ConfigError(
+      missing,
+      `'${given}' needs '${missing}' (TLS takes a certificate and its key, both PEM files): got ` +
+        `${given} ${describe(cert ?? key)} without ${missing}`,
+    );
+  }
+  return { tlsCert: cert as string | null, tlsKey: key as string | null };
 }
 
 /** Memory budgeted per serving thread (a Worker's heap, its buffers and its share of the runtime). */
@@ -656,6 +689,7 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     allow: cidrs("allow", merged.allow),
     deny: cidrs("deny", merged.deny),
     ...proxySettings(merged.proxyProtocol, merged.proxyFrom, merged.proxyHeaderTimeoutMs),
+    ...tlsSettings(merged.tlsCert, merged.tlsKey),
     logLevel: oneOf("logLevel", merged.logLevel, CHOICES.logLevel),
   };
 }

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
 import { listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
@@ -58,6 +59,15 @@ scope.onmessage = async (event) => {
           stats,
           gate,
           clock,
+          // Read here, in each thread: the supervisor checked them (server/tls_files.ts).
+          ...(message.config.tlsCert !== null && message.config.tlsKey !== null
+            ? {
+              tls: {
+                cert: readFileSync(message.config.tlsCert, "utf8"),
+                key: readFileSync(message.config.tlsKey, "utf8"),
+              },
+            }
+            : {}),
         });
         scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
       } catch (error) {

@@ -49,6 +49,7 @@ interface BunGlobal {
     port: number;
     reusePort: boolean;
     socket: BunSocketHandler;
+    tls?: { cert: string; key: string };
   }): BunListener;
 }
 
@@ -64,7 +65,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly #clock: CoarseClock;
   readonly #sweeper: ReturnType<typeof setInterval>;
 
-  constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
     this.#gate = gate;
@@ -78,9 +79,13 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
     };
-    this.#listen = () => bun.listen({ hostname: host, port: this.port, reusePort: true, socket });
+    // With tls, Bun (BoringSSL) handshakes before `data`; a client that does not speak TLS is
+    // closed by it and never reaches the handler.
+    const secure = tls === undefined ? {} : { tls };
+    this.#listen = () =>
+      bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
     try {
-      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket });
+      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket, ...secure });
     } catch (error) {
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);

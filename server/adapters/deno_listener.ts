@@ -33,8 +33,9 @@ interface Tracked {
 class DenoThreadListener implements ThreadListener {
   readonly runtime = "deno";
   readonly port: number;
-  #listener: Deno.TcpListener | null;
+  #listener: Deno.Listener | null;
   readonly #host: string;
+  readonly #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #open = new Set<Tracked>();
@@ -43,14 +44,15 @@ class DenoThreadListener implements ThreadListener {
   readonly #sweeper: ReturnType<typeof setInterval>;
   #draining = false;
 
-  constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
     this.#host = host;
     this.#gate = gate;
     this.#clock = clock;
+    this.#tls = tls ?? null;
     try {
-      this.#listener = Deno.listen({ hostname: host, port, reusePort: true, transport: "tcp" });
+      this.#listener = this.#bind(port);
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) {
         throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
@@ -69,13 +71,15 @@ class DenoThreadListener implements ThreadListener {
 
   resume(): void {
     if (this.#listener !== null || this.#draining) return;
-    this.#listener = Deno.listen({
-      hostname: this.#host,
-      port: this.port,
-      reusePort: true,
-      transport: "tcp",
-    });
+    this.#listener = this.#bind(this.port);
     this.#acceptLoop(this.#listener);
+  }
+
+  #bind(port: number): Deno.Listener {
+    const options = { hostname: this.#host, port, reusePort: true, transport: "tcp" } as const;
+    // Deno.listenTls (rustls) accepts before the handshake; the first read completes it, so an
+    // unfinished handshake is bounded by the first-message timeout like a silent client.
+    return this.#tls === null ? Deno.listen(options) : Deno.listenTls({ ...options, ...this.#tls });
   }
 
   #sweep(): void {
@@ -90,7 +94,7 @@ class DenoThreadListener implements ThreadListener {
     }
   }
 
-  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
     while (!this.#draining) {
       let conn: Deno.Conn;
       try {

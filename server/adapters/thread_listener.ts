@@ -21,6 +21,8 @@ export interface ListenOptions {
   gate: ConnectionGate;
   /** The thread's coarse clock. */
   clock: CoarseClock;
+  /** The certificate and key (PEM) to serve TLS with; plain TCP when absent. */
+  tls?: { cert: string; key: string };
 }
 
 /** One thread's running listener. */

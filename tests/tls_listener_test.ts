@@ -1,0 +1,177 @@
+/**
+ * TLS on the listener: `openssl s_client` and the runtime's own TLS client get `Hello World<N>`
+ * over a certificate made at test time (ECDSA P-256), a client that does not speak TLS is closed
+ * without a reply, and a bad certificate, a key that is not the certificate's, or half the pair
+ * stop the start with a message naming the flag (exit 2).
+ */
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { test } from "node:test";
+import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+
+/** Makes a self-signed ECDSA P-256 certificate for localhost and 127.0.0.1. */
+function makeCertificate(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  const made = spawnSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], { encoding: "utf8" });
+  assert.equal(made.status, 0, made.stderr);
+  chmodSync(key, 0o600);
+  return { cert, key };
+}
+
+function opensslAsk(port: number): Promise<string> {
+  const child = spawn("openssl", [
+    "s_client",
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-servername",
+    "localhost",
+    "-quiet",
+  ], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (c: Buffer) => {
+    out += c.toString();
+    // -quiet implies -ign_eof: s_client would wait for the server's close, so it is ended here.
+    if (out.includes("\n")) child.kill("SIGTERM");
+  });
+  child.stdin.write("hi\n");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  return new Promise((resolve) =>
+    child.on("close", () => {
+      clearTimeout(timer);
+      resolve(out.trim());
+    })
+  );
+}
+
+function runtimeAsk(port: number, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" }, () => {
+      socket.write("hi\n");
+    });
+    let out = "";
+    socket.on("data", (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("\n")) {
+        socket.end();
+        resolve(out.trim());
+      }
+    });
+    socket.on("error", reject);
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no reply over TLS: ${JSON.stringify(out)}`));
+    }, 10_000);
+  });
+}
+
+/** A plain-TCP client: what it reads before the server closes (or "open" after 5 s). */
+function plainAsk(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    // At least a TLS record header's 5 bytes, so the server can tell it is not TLS.
+    const socket = tcpConnect(port, "127.0.0.1", () => socket.write("hello there\n"));
+    let out = "";
+    socket.on("data", (c: Buffer) => (out += c.toString("latin1")));
+    socket.on("close", () => resolve(out));
+    socket.on("error", () => {});
+    setTimeout(() => {
+      socket.destroy();
+      resolve("open");
+    }, 5_000);
+  });
+}
+
+test(`[${UNDER_TEST}] tls: openssl s_client and the runtime's TLS client get Hello World; plain TCP is closed`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const { cert, key } = makeCertificate(dir, "localhost");
+  chmodSync(key, 0o644);
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--tls-cert",
+    cert,
+    "--tls-key",
+    key,
+  ]);
+  try {
+    assert.match(server.output(), /TLS with CN=localhost, valid until 20\d\d-/);
+    assert.match(
+      server.output(),
+      /warning: the TLS key file .* can be read or written by other users \(mode 0644\): run chmod 600/,
+    );
+    const first = await opensslAsk(server.port);
+    assert.match(first, /^Hello World\d+$/, "openssl s_client");
+    const second = await runtimeAsk(server.port, readFileSync(cert, "utf8"));
+    assert.match(second, /^Hello World\d+$/, "the runtime's TLS client, verifying the certificate");
+    assert.notEqual(first, second);
+    const plain = await plainAsk(server.port);
+    assert.ok(
+      plain !== "open" && !plain.includes("Hello World"),
+      `plain TCP got ${JSON.stringify(plain)}`,
+    );
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half the pair stop the start (exit 2)`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const cases: Array<[string[], RegExp]> = [
+    [["--tls-cert", a.key, "--tls-key", a.key], /'tls-cert' .*a\.key is not a PEM certificate/],
+    [["--tls-cert", a.cert, "--tls-key", a.cert], /'tls-key' .*a\.crt is not a PEM private key/],
+    [
+      ["--tls-cert", a.cert, "--tls-key", b.key],
+      /'tls-key' .*b\.key is not the key of the certificate in .*a\.crt/,
+    ],
+    [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
+    [
+      ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
+      /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
+    ],
+  ];
+  try {
+    for (const [args, message] of cases) {
+      const { code, stderr } = await runTallyho([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--admin",
+        "off",
+        ...args,
+      ]);
+      assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+      assert.match(stderr, message);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
