@@ -75,7 +75,7 @@ Options for serve:
   --proxy-from CIDR,...   the load balancers trusted to send the header (needed with the above)
   --proxy-header-timeout TIME    close a balancer's connection whose header is not whole by then
                           (default 5s)
-  --tls-cert FILE         serve TLS with this PEM certificate chain (with --tls-key; restart)
+  --tls-cert FILE         serve TLS with this PEM certificate chain (with --tls-key)
   --tls-key FILE          the certificate's PEM private key, readable by its owner only
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)

@@ -192,12 +192,10 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   const adminToken = adminAddress ? resolveAdminToken(tokenOptions) : null;
   if (adminToken?.warning !== undefined) io.err(`tallyho: warning: ${adminToken.warning}`);
   for (const warning of warnings) io.err(`tallyho: warning: ${warning}`);
-  // The certificate and key are checked here, before anything listens; each thread reads them
-  // again when it binds.
+  // planConfig checked the certificate and key (its warnings are above); read for the log.
   const tls = config.tlsCert !== null && config.tlsKey !== null
     ? readTlsFiles(config.tlsCert, config.tlsKey)
     : null;
-  for (const warning of tls?.warnings ?? []) io.err(`tallyho: warning: ${warning}`);
   if (tls !== null) {
     log(`TLS with ${tls.subject}, valid until ${new Date(tls.notAfter).toISOString()}`);
   }

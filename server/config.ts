@@ -154,6 +154,8 @@ export interface ServeOptions {
   proxyHeaderTimeoutMs?: number;
   /**
    * PEM file of the certificate chain to serve TLS with; `null` serves plain TCP. Needs `tlsKey`.
+   * Live: a change (to another file, or between TLS and plain) rebinds the listeners, and
+   * connections already open keep the certificate they were served with.
    * @default {null}
    */
   tlsCert?: string | null;
@@ -299,8 +301,6 @@ export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
   "numbers",
   "numbersPasswordFile",
   "numbersCaFile",
-  "tlsCert",
-  "tlsKey",
 ];
 
 /**

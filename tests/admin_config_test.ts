@@ -67,8 +67,6 @@ test("config plan: restart-only keys are the listener's and the number source's,
     "numbers-password-file",
     "port",
     "state",
-    "tls-cert",
-    "tls-key",
   ]);
   const defaults = defaultConfig(2);
   const current = resolveConfig({}, defaults);

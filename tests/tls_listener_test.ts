@@ -175,3 +175,105 @@ test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The subject a new client is served, as `openssl s_client` prints it. */
+function servedSubject(port: number): string {
+  const run = spawnSync("openssl", [
+    "s_client",
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-servername",
+    "localhost",
+  ], { input: "", encoding: "utf8", timeout: 10_000 });
+  return /subject=\s*CN\s*=\s*(\S+)/.exec(run.stdout)?.[1] ?? `none: ${run.stdout}${run.stderr}`;
+}
+
+/** A TLS connection kept open, asking a line at a time. */
+async function openTls(
+  port: number,
+  ca: string[],
+): Promise<{ ask(): Promise<string>; close(): void }> {
+  const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("secureConnect", () => resolve());
+    socket.once("error", reject);
+  });
+  let buffered = "";
+  let waiting: ((line: string) => void) | null = null;
+  socket.on("data", (c: Buffer) => {
+    buffered += c.toString();
+    const end = buffered.indexOf("\n");
+    if (end !== -1 && waiting !== null) {
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+      const done = waiting;
+      waiting = null;
+      done(line);
+    }
+  });
+  socket.on("close", () => waiting?.("closed"));
+  socket.on("error", () => {});
+  return {
+    ask: () =>
+      new Promise((resolve) => {
+        waiting = resolve;
+        socket.write("hi\n");
+      }),
+    close: () => socket.destroy(),
+  };
+}
+
+test(`[${UNDER_TEST}] tls: a live change swaps the certificate for new clients; open ones stay; a bad one is refused`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--tls-cert",
+    a.cert,
+    "--tls-key",
+    a.key,
+  ]);
+  const patch = (body: unknown) =>
+    server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: JSON.stringify(body),
+    });
+  const ca = [readFileSync(a.cert, "utf8"), readFileSync(b.cert, "utf8")];
+  const held = await openTls(server.port, ca);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    assert.match(await held.ask(), /^Hello World\d+$/);
+    const swapped = await patch({ "tls-cert": b.cert, "tls-key": b.key });
+    assert.equal(swapped.status, 200, await swapped.clone().text());
+    for (let i = 0; i < 5; i++) assert.equal(servedSubject(server.port), "b", `new client ${i}`);
+    assert.match(await held.ask(), /^Hello World\d+$/, "the connection opened before is served");
+    const bad = await patch({ "tls-cert": a.cert, "tls-key": b.key });
+    assert.equal(bad.status, 422, await bad.clone().text());
+    assert.match(
+      await bad.text(),
+      /'tls-key' .*b\.key is not the key of the certificate in .*a\.crt/,
+    );
+    const missing = await patch({ "tls-cert": join(dir, "gone.crt") });
+    assert.equal(missing.status, 422);
+    assert.equal(
+      servedSubject(server.port),
+      "b",
+      "a refused change keeps the certificate in force",
+    );
+    assert.match(await held.ask(), /^Hello World\d+$/);
+    const config = await (await server.admin("/v1/config")).json() as Record<string, unknown>;
+    assert.equal(
+      config["tls-cert"] ?? (config.values as Record<string, unknown>)["tls-cert"],
+      b.cert,
+    );
+  } finally {
+    held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -58,6 +58,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   port: number;
   #listener: BunListener | null;
   readonly #listen: () => BunListener;
+  #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
@@ -81,10 +82,13 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     };
     // With tls, Bun (BoringSSL) handshakes before `data`; a client that does not speak TLS is
     // closed by it and never reaches the handler.
-    const secure = tls === undefined ? {} : { tls };
-    this.#listen = () =>
-      bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
+    this.#tls = tls ?? null;
+    this.#listen = () => {
+      const secure = this.#tls === null ? {} : { tls: this.#tls };
+      return bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
+    };
     try {
+      const secure = tls === undefined ? {} : { tls };
       this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket, ...secure });
     } catch (error) {
       if ((error as { code?: string }).code === "EADDRINUSE") {
@@ -221,6 +225,15 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   resume(): void {
     this.#listener ??= this.#listen();
+  }
+
+  setTls(tls: { cert: string; key: string } | null): void {
+    this.#tls = tls;
+    if (this.#listener === null) return; // paused: resume() binds with it
+    // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
+    const next = this.#listen();
+    this.#listener.stop(false);
+    this.#listener = next;
   }
 
   async shutdown(timeoutMs: number): Promise<void> {

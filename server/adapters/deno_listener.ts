@@ -35,7 +35,7 @@ class DenoThreadListener implements ThreadListener {
   readonly port: number;
   #listener: Deno.Listener | null;
   readonly #host: string;
-  readonly #tls: { cert: string; key: string } | null;
+  #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #open = new Set<Tracked>();
@@ -73,6 +73,16 @@ class DenoThreadListener implements ThreadListener {
     if (this.#listener !== null || this.#draining) return;
     this.#listener = this.#bind(this.port);
     this.#acceptLoop(this.#listener);
+  }
+
+  setTls(tls: { cert: string; key: string } | null): void {
+    this.#tls = tls;
+    if (this.#listener === null || this.#draining) return; // paused: resume() binds with it
+    // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
+    const old = this.#listener;
+    this.#listener = this.#bind(this.port);
+    this.#acceptLoop(this.#listener);
+    old.close(); // its accept loop ends with BadResource
   }
 
   #bind(port: number): Deno.Listener {
