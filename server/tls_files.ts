@@ -89,3 +89,36 @@ function readText(flag: string, path: string): string {
     throw new ConfigError(flag, `Cannot read '${flag}' file ${path}: ${code}`);
   }
 }
+
+/** What `/v1/info` and the metrics show of the certificate in force. */
+export interface CertificateInfo {
+  /** The certificate's file. */
+  file: string;
+  /** Its subject, as `CN=...`. */
+  subject: string;
+  /** When it expires, ISO 8601. */
+  notAfter: string;
+  /** The same in seconds since the epoch (the metrics' gauge). */
+  notAfterSeconds: number;
+}
+
+/**
+ * Reads the certificate in force for the admin API, as it is on disk now.
+ *
+ * @param certPath The certificate chain's PEM file.
+ * @returns Its subject and expiry, or null when it can no longer be read or parsed.
+ */
+export function readCertificateInfo(certPath: string): CertificateInfo | null {
+  try {
+    const certificate = new X509Certificate(readFileSync(certPath, "utf8"));
+    const notAfter = Date.parse(certificate.validTo);
+    return {
+      file: certPath,
+      subject: certificate.subject,
+      notAfter: new Date(notAfter).toISOString(),
+      notAfterSeconds: notAfter / 1000,
+    };
+  } catch {
+    return null;
+  }
+}

@@ -266,6 +266,19 @@ test(`[${UNDER_TEST}] tls: a live change swaps the certificate for new clients; 
       "a refused change keeps the certificate in force",
     );
     assert.match(await held.ask(), /^Hello World\d+$/);
+    const info = await (await server.admin("/v1/info")).json() as {
+      tls?: { file: string; subject: string; notAfter: string; notAfterSeconds: number };
+    };
+    assert.equal(info.tls?.file, b.cert);
+    assert.equal(info.tls?.subject, "CN=b");
+    const days = (info.tls!.notAfterSeconds * 1000 - Date.now()) / 86_400_000;
+    assert.ok(days > 29 && days <= 30, `expires in ${days} days`);
+    assert.equal(Date.parse(info.tls!.notAfter), info.tls!.notAfterSeconds * 1000);
+    const metrics = await (await server.admin("/metrics")).text();
+    assert.match(
+      metrics,
+      new RegExp(`^tallyho_tls_certificate_not_after_seconds ${info.tls!.notAfterSeconds}$`, "m"),
+    );
     const config = await (await server.admin("/v1/config")).json() as Record<string, unknown>;
     assert.equal(
       config["tls-cert"] ?? (config.values as Record<string, unknown>)["tls-cert"],
