@@ -446,7 +446,11 @@ function proxySettings(
   };
 }
 
-function tlsSettings(cert: unknown, key: unknown): Pick<ServeConfig, "tlsCert" | "tlsKey"> {
+function tlsSettings(
+  cert: unknown,
+  key: unknown,
+  proxyProtocol: unknown,
+): Pick<ServeConfig, "tlsCert" | "tlsKey"> {
   for (const [flag, value] of [["tls-cert", cert], ["tls-key", key]] as const) {
     if (value !== null && (typeof value !== "string" || value.length === 0)) {
       throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
@@ -458,6 +462,16 @@ function tlsSettings(cert: unknown, key: unknown): Pick<ServeConfig, "tlsCert" |
       missing,
       `'${given}' needs '${missing}' (TLS takes a certificate and its key, both PEM files): got ` +
         `${given} ${describe(cert ?? key)} without ${missing}`,
+    );
+  }
+  if (cert !== null && proxyProtocol === true) {
+    // A balancer sends the header in the clear before the TLS handshake; the runtimes' TLS
+    // listeners hand over only decrypted bytes, so the header cannot be read there yet.
+    throw new ConfigError(
+      "proxy-protocol",
+      `'proxy-protocol' cannot be combined with 'tls-cert' yet (the header comes before TLS): ` +
+        `got proxy-protocol true with tls-cert ${describe(cert)}; let the balancer end TLS, or ` +
+        `pass TLS through without the PROXY protocol`,
     );
   }
   return { tlsCert: cert as string | null, tlsKey: key as string | null };
@@ -689,7 +703,7 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     allow: cidrs("allow", merged.allow),
     deny: cidrs("deny", merged.deny),
     ...proxySettings(merged.proxyProtocol, merged.proxyFrom, merged.proxyHeaderTimeoutMs),
-    ...tlsSettings(merged.tlsCert, merged.tlsKey),
+    ...tlsSettings(merged.tlsCert, merged.tlsKey, merged.proxyProtocol),
     logLevel: oneOf("logLevel", merged.logLevel, CHOICES.logLevel),
   };
 }

@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import process from "node:process";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -153,6 +154,10 @@ test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half
     ],
     [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
     [
+      ["--tls-cert", a.cert, "--tls-key", a.key, "--proxy-protocol", "--proxy-from", "10.0.0.5"],
+      /'proxy-protocol' cannot be combined with 'tls-cert' yet/,
+    ],
+    [
       ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
       /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
     ],
@@ -284,6 +289,36 @@ test(`[${UNDER_TEST}] tls: a live change swaps the certificate for new clients; 
       config["tls-cert"] ?? (config.values as Record<string, unknown>)["tls-cert"],
       b.cert,
     );
+  } finally {
+    held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] tls: SIGHUP with a --config naming other files swaps the certificate; a bad pair is refused`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const file = join(dir, "tallyho.json");
+  const write = (cert: string, key: string) =>
+    writeFileSync(file, JSON.stringify({ "tls-cert": cert, "tls-key": key, threads: 2 }));
+  write(a.cert, a.key);
+  const server = await startTallyho(["--config", file, "--framing", "line"]);
+  const held = await openTls(server.port, [readFileSync(a.cert, "utf8")]);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    write(b.cert, b.key);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 2: .*tls-cert/);
+    for (let i = 0; i < 5; i++) assert.equal(servedSubject(server.port), "b", `new client ${i}`);
+    assert.match(await held.ask(), /^Hello World\d+$/, "the connection opened before is served");
+    write(b.cert, a.key);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(
+      /configuration not applied, keeping generation 2: .*'tls-key' .*a\.key is not the key of the certificate/,
+    );
+    assert.equal(servedSubject(server.port), "b");
   } finally {
     held.close();
     await server.stop();
