@@ -18,6 +18,7 @@ import type { ValueChange } from "../server/config_plan.ts";
 import type { ThreadFigures } from "../server/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 import type { Runtime } from "../server/runtime.ts";
+import type { CertificateInfo } from "../server/tls_files.ts";
 
 /**
  * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
@@ -50,6 +51,8 @@ export interface AdminInfo {
   numbersAvailable?: boolean;
   /** Where numbers come from and how leasing goes (absent for a backend without a source). */
   numbers?: LeaseSourceStatus;
+  /** The listener's TLS certificate and when it expires (absent without TLS). */
+  tls?: CertificateInfo;
 }
 
 /** One serving process's figures. */

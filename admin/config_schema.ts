@@ -26,6 +26,8 @@ export type KeyType =
   | { type: "choice"; choices: readonly string[] }
   /** Text of at most `maxBytes` UTF-8 bytes (no limit when absent), without line breaks. */
   | { type: "string"; maxBytes?: number }
+  /** true or false. */
+  | { type: "boolean" }
   /** A list of CIDR ranges (IPv4 or IPv6). */
   | { type: "cidr-list" }
   /** A file path, or null for none. */
@@ -54,6 +56,10 @@ const OTHER_KEYS: Record<
   state: { type: "path", nullable: true },
   allow: { type: "cidr-list" },
   deny: { type: "cidr-list" },
+  proxyProtocol: { type: "boolean" },
+  proxyFrom: { type: "cidr-list" },
+  tlsCert: { type: "path", nullable: true },
+  tlsKey: { type: "path", nullable: true },
   // A redis:// URL; shown and set like a path (text, or null for none).
   numbers: { type: "path", nullable: true },
   numbersPasswordFile: { type: "path", nullable: true },

@@ -234,6 +234,14 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
       samples: remaining.map((p) => [{ process: String(p.index) }, p.numbersRemaining!]),
     });
   }
+  if (info.tls !== undefined) {
+    families.push({
+      name: "tallyho_tls_certificate_not_after_seconds",
+      type: "gauge",
+      help: "When the listener's TLS certificate expires, in seconds since the epoch.",
+      samples: [[{}, info.tls.notAfterSeconds]],
+    });
+  }
   if (info.numbersAvailable !== undefined) {
     families.push({
       name: "tallyho_numbers_available",

@@ -10,6 +10,7 @@ import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { configToJson } from "../server/config_json.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
+import { type CertificateInfo, readCertificateInfo } from "../server/tls_files.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import type {
@@ -71,7 +72,14 @@ export class SupervisorBackend implements AdminBackend {
       configGeneration: supervisor.generation,
       numbersAvailable: this.#options.numbersAvailable?.() ?? true,
       numbers: supervisor.source.status(),
+      ...this.#tls(),
     };
+  }
+
+  #tls(): { tls?: CertificateInfo } {
+    const file = this.#supervisor.config.tlsCert;
+    const certificate = file === null ? null : readCertificateInfo(file);
+    return certificate === null ? {} : { tls: certificate };
   }
 
   stats(): ProcessStats[] {

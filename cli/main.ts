@@ -81,6 +81,13 @@ Options for serve:
                           'tallyho admin-token --path' names
   --allow CIDR,...        only these client ranges may connect (default: all)
   --deny CIDR,...         client ranges refused at once (default: none)
+  --proxy-protocol        connections from --proxy-from must start with a PROXY v1 or v2 header,
+                          whose address is the client for every per-address limit (default off)
+  --proxy-from CIDR,...   the load balancers trusted to send the header (needed with the above)
+  --proxy-header-timeout TIME    close a balancer's connection whose header is not whole by then
+                          (default 5s)
+  --tls-cert FILE         serve TLS with this PEM certificate chain (with --tls-key)
+  --tls-key FILE          the certificate's PEM private key, readable by its owner only
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
   --numbers URL           lease numbers from a Redis key shared by many servers, so none of

@@ -35,6 +35,7 @@ import { ConfigError } from "../server/config_error.ts";
 import { parseDuration, readConfigFileWith } from "../server/config_json.ts";
 import { planConfig } from "../server/config_plan.ts";
 import { readHostFacts } from "../server/host_facts.ts";
+import { readTlsFiles } from "../server/tls_files.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
@@ -108,6 +109,8 @@ export const DEFAULT_REJECTION_LOG_EVERY = "10s";
 
 const SERVE_FLAGS = {
   ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
+  // A switch on the command line (`--proxy-protocol`), true or false in a config file or PATCH.
+  "proxy-protocol": { type: "boolean" },
   config: { type: "string" },
   admin: { type: "string" },
   "admin-token-file": { type: "string" },
@@ -119,7 +122,8 @@ const SERVE_FLAGS = {
 
 /**
  * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
- * comma-separated lists for `allow` and `deny`, text for the rest.
+ * comma-separated lists for `allow`, `deny` and `proxy-from`, a switch for `proxy-protocol`, text
+ * for the rest.
  *
  * @param args The arguments after the command.
  * @returns What was asked for, or `"help"` / `"version"`.
@@ -143,11 +147,12 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   const options: Record<string, unknown> = {};
   for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
     const text = values[flag];
+    if (typeof text === "boolean") options[option] = text;
     if (typeof text !== "string") continue;
     if (DURATION_KEYS.has(option)) {
       options[option] = parseDuration(flag, text, LIMITS[option as keyof typeof LIMITS]);
     } else if (option in LIMITS) options[option] = integerFlag(flag, text);
-    else if (option === "allow" || option === "deny") {
+    else if (option === "allow" || option === "deny" || option === "proxyFrom") {
       options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
     } else options[option] = text;
   }
@@ -313,6 +318,13 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     write("err", "warn", `tallyho: warning: ${adminToken.warning}`);
   }
   for (const warning of warnings) write("err", "warn", `tallyho: warning: ${warning}`);
+  // planConfig checked the certificate and key (its warnings are above); read for the log.
+  const tls = config.tlsCert !== null && config.tlsKey !== null
+    ? readTlsFiles(config.tlsCert, config.tlsKey)
+    : null;
+  if (tls !== null) {
+    log(`TLS with ${tls.subject}, valid until ${new Date(tls.notAfter).toISOString()}`);
+  }
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
   const source = await openLeaseSource(config, log);

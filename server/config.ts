@@ -139,6 +139,35 @@ export interface ServeOptions {
    */
   deny?: string[];
   /**
+   * Whether connections from `proxyFrom` must start with a PROXY protocol header (v1 or v2); the
+   * address in it is then the client for the allow/deny lists and the per-address cap and rate.
+   * A connection from elsewhere that starts with a header is refused.
+   * @default {false}
+   */
+  proxyProtocol?: boolean;
+  /**
+   * The load balancers trusted to send a PROXY header (CIDR); needed with `proxyProtocol`.
+   * @default {[]}
+   */
+  proxyFrom?: string[];
+  /**
+   * Milliseconds a trusted balancer's connection may take to send its whole PROXY header.
+   * @default {5000}
+   */
+  proxyHeaderTimeoutMs?: number;
+  /**
+   * PEM file of the certificate chain to serve TLS with; `null` serves plain TCP. Needs `tlsKey`.
+   * Live: a change (to another file, or between TLS and plain) rebinds the listeners, and
+   * connections already open keep the certificate they were served with.
+   * @default {null}
+   */
+  tlsCert?: string | null;
+  /**
+   * PEM file of the certificate's private key; it should be readable by its owner only.
+   * @default {null}
+   */
+  tlsKey?: string | null;
+  /**
    * Which log lines are written. The start line and the stop line are always written.
    * @default {"info"}
    */
@@ -209,6 +238,7 @@ export const LIMITS = {
   connectionBurst: { min: 0, max: 10_000_000 },
   firstMessageTimeoutMs: { min: 0, max: 86_400_000 },
   idleTimeoutMs: { min: 0, max: 86_400_000 },
+  proxyHeaderTimeoutMs: { min: 1, max: 3_600_000 },
   maxPendingReplyBytes: { min: 1024, max: 1024 * 1024 * 1024 },
   greetingBytes: { min: 0, max: 1024 },
 } as const;
@@ -246,6 +276,11 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   maxPendingReplyBytes: "max-pending-reply-bytes",
   allow: "allow",
   deny: "deny",
+  proxyProtocol: "proxy-protocol",
+  proxyFrom: "proxy-from",
+  proxyHeaderTimeoutMs: "proxy-header-timeout",
+  tlsCert: "tls-cert",
+  tlsKey: "tls-key",
   logLevel: "log-level",
   numbers: "numbers",
   numbersPasswordFile: "numbers-password-file",
@@ -257,6 +292,7 @@ export const DURATION_KEYS: ReadonlySet<keyof ServeOptions> = new Set([
   "drainTimeoutMs",
   "firstMessageTimeoutMs",
   "idleTimeoutMs",
+  "proxyHeaderTimeoutMs",
 ]);
 
 /** Keys that only take effect when the listener is bound or the numbers are opened. */
@@ -315,6 +351,11 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     maxPendingReplyBytes: 1024 * 1024,
     allow: [],
     deny: [],
+    proxyProtocol: false,
+    proxyFrom: [],
+    proxyHeaderTimeoutMs: 5000,
+    tlsCert: null,
+    tlsKey: null,
     logLevel: "info",
     numbers: null,
     numbersPasswordFile: null,
@@ -366,7 +407,8 @@ export function describe(value: unknown): string {
   return text.length > 60 ? text.slice(0, 57) + "..." : text;
 }
 
-function cidrs(name: "allow" | "deny", value: unknown): string[] {
+function cidrs(option: "allow" | "deny" | "proxyFrom", value: unknown): string[] {
+  const name = FLAG_NAMES[option];
   if (!Array.isArray(value) || value.some((item) => typeof item !== "string")) {
     throw new ConfigError(name, `'${name}' must be a list of CIDR ranges: got ${describe(value)}`);
   }
@@ -378,6 +420,64 @@ function cidrs(name: "allow" | "deny", value: unknown): string[] {
     throw error;
   }
   return [...value];
+}
+
+function proxySettings(
+  protocol: unknown,
+  from: unknown,
+  timeout: unknown,
+): Pick<ServeConfig, "proxyProtocol" | "proxyFrom" | "proxyHeaderTimeoutMs"> {
+  if (typeof protocol !== "boolean") {
+    throw new ConfigError(
+      "proxy-protocol",
+      `'proxy-protocol' must be true or false: got ${describe(protocol)}`,
+    );
+  }
+  const proxyFrom = cidrs("proxyFrom", from);
+  if (protocol && proxyFrom.length === 0) {
+    // Trusting every address would let any client choose the address it is counted by.
+    throw new ConfigError(
+      "proxy-from",
+      `'proxy-protocol' needs 'proxy-from', the load balancers' CIDR ranges trusted to send ` +
+        `the header: got none (set for example --proxy-from 10.0.0.5/32)`,
+    );
+  }
+  return {
+    proxyProtocol: protocol,
+    proxyFrom,
+    proxyHeaderTimeoutMs: integerIn("proxyHeaderTimeoutMs", timeout),
+  };
+}
+
+function tlsSettings(
+  cert: unknown,
+  key: unknown,
+  proxyProtocol: unknown,
+): Pick<ServeConfig, "tlsCert" | "tlsKey"> {
+  for (const [flag, value] of [["tls-cert", cert], ["tls-key", key]] as const) {
+    if (value !== null && (typeof value !== "string" || value.length === 0)) {
+      throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
+    }
+  }
+  if ((cert === null) !== (key === null)) {
+    const [given, missing] = cert === null ? ["tls-key", "tls-cert"] : ["tls-cert", "tls-key"];
+    throw new ConfigError(
+      missing,
+      `'${given}' needs '${missing}' (TLS takes a certificate and its key, both PEM files): got ` +
+        `${given} ${describe(cert ?? key)} without ${missing}`,
+    );
+  }
+  if (cert !== null && proxyProtocol === true) {
+    // A balancer sends the header in the clear before the TLS handshake; the runtimes' TLS
+    // listeners hand over only decrypted bytes, so the header cannot be read there yet.
+    throw new ConfigError(
+      "proxy-protocol",
+      `'proxy-protocol' cannot be combined with 'tls-cert' yet (the header comes before TLS): ` +
+        `got proxy-protocol true with tls-cert ${describe(cert)}; let the balancer end TLS, or ` +
+        `pass TLS through without the PROXY protocol`,
+    );
+  }
+  return { tlsCert: cert as string | null, tlsKey: key as string | null };
 }
 
 /** Memory budgeted per serving thread (a Worker's heap, its buffers and its share of the runtime). */
@@ -605,6 +705,8 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     maxPendingReplyBytes: integerIn("maxPendingReplyBytes", merged.maxPendingReplyBytes),
     allow: cidrs("allow", merged.allow),
     deny: cidrs("deny", merged.deny),
+    ...proxySettings(merged.proxyProtocol, merged.proxyFrom, merged.proxyHeaderTimeoutMs),
+    ...tlsSettings(merged.tlsCert, merged.tlsKey, merged.proxyProtocol),
     logLevel: oneOf("logLevel", merged.logLevel, CHOICES.logLevel),
   };
 }

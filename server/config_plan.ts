@@ -14,6 +14,7 @@ import type { ServeConfig, ServeOptions } from "./config.ts";
 import { RestartRequiredError } from "./config_error.ts";
 import { configToJson } from "./config_json.ts";
 import type { HostFacts } from "./host_facts.ts";
+import { readTlsFiles } from "./tls_files.ts";
 
 /** A key's value before and after a change, as JSON with the flags' names. */
 export interface ValueChange {
@@ -75,9 +76,18 @@ export function planConfig(requested: ServeOptions, options: PlanOptions): Confi
   let config = resolveConfig(requested, options.defaults);
   let warnings: string[] = [];
   if (options.host !== undefined) ({ config, warnings } = clampToHost(config, options.host));
+  // A server's TLS files are checked whenever they are set anew (start-up, or a change of either
+  // path), so a bad certificate or key is refused here and the one in force stays.
+  const current = options.current;
+  if (
+    options.host !== undefined && config.tlsCert !== null && config.tlsKey !== null &&
+    (current === undefined || current.tlsCert !== config.tlsCert ||
+      current.tlsKey !== config.tlsKey)
+  ) {
+    warnings = [...warnings, ...readTlsFiles(config.tlsCert, config.tlsKey).warnings];
+  }
   const json = configToJson(config);
   const changes: Record<string, ValueChange> = {};
-  const current = options.current;
   if (current !== undefined) {
     const before = configToJson(current);
     for (const [key, to] of Object.entries(json)) {

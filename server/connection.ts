@@ -6,9 +6,10 @@
 
 import type { IpWords } from "./limits/ip_key.ts";
 import type { LineState } from "./line_scanner.ts";
+import type { ProxyHeaderState } from "./proxy_header.ts";
 
 /** Per-connection state; the adapters keep one per socket and nothing else per connection. */
-export class Connection implements LineState {
+export class Connection implements LineState, ProxyHeaderState {
   /** The connection's number in `connection` numbering; 0 until its first message. */
   number = 0;
   /** Its reply bytes in `connection` numbering, encoded once with its first message. */
@@ -41,4 +42,13 @@ export class Connection implements LineState {
   lineStartedAt = 0;
   /** Since when replies have waited on a client that does not read (ms); 0 when none wait. */
   blockedSince = 0;
+  /**
+   * What the PROXY protocol still asks of this connection: 0 nothing (the hot path's one check),
+   * or `PROXY_AWAIT` / `PROXY_SNIFF` from server/limits/connection_gate.ts.
+   */
+  proxyPhase = 0;
+  proxyGot = 0;
+  proxyNeed = 0;
+  proxyHeld: Uint8Array | null = null;
+  proxyClient: IpWords | null = null;
 }

@@ -31,6 +31,9 @@ export const STAT_NAMES = [
   "closedUnfinishedLine",
   "closedSlowReader",
   "readPauses",
+  "rejectedProxyHeaderInvalid",
+  "rejectedProxyHeaderUntrusted",
+  "closedProxyHeaderTimeout",
 ] as const;
 
 /** One figure's name. */

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
 import { listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
@@ -14,6 +15,7 @@ import { TickingClock } from "./limits/timeouts.ts";
 import { alignClock, monotonicNow } from "./monotonic_clock.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
+import type { ServeConfig } from "./config.ts";
 
 // `self` in a worker on both runtimes; declared narrowly so this file needs no DOM or worker lib.
 const scope = globalThis as unknown as {
@@ -58,7 +60,10 @@ scope.onmessage = async (event) => {
           stats,
           gate,
           clock,
+          // The newest configuration: a `configure` may have come in during the await above.
+          ...(tlsOf(handler.config) === null ? {} : { tls: tlsOf(handler.config)! }),
         });
+        tlsPaths = tlsKey(handler.config);
         scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
       } catch (error) {
         const code = error instanceof AddressInUseError ? "EADDRINUSE" : "LISTEN_FAILED";
@@ -72,6 +77,7 @@ scope.onmessage = async (event) => {
     case "configure":
       handler?.configure(message.config);
       gate?.configure(message.config);
+      if (handler !== null && listener !== null) rebindOnNewTls(listener, message.config);
       scope.postMessage({ type: "ack" });
       break;
     case "pause":
@@ -88,3 +94,24 @@ scope.onmessage = async (event) => {
       break;
   }
 };
+
+/** The TLS files the listener is bound with, as `cert\0key` ("" for plain TCP). */
+let tlsPaths = "";
+
+function tlsKey(config: ServeConfig): string {
+  return config.tlsCert === null ? "" : `${config.tlsCert}\0${config.tlsKey}`;
+}
+
+// Read here, in each thread: planConfig checked them (server/tls_files.ts) before any thread is
+// asked to use them.
+function tlsOf(config: ServeConfig): { cert: string; key: string } | null {
+  if (config.tlsCert === null || config.tlsKey === null) return null;
+  return { cert: readFileSync(config.tlsCert, "utf8"), key: readFileSync(config.tlsKey, "utf8") };
+}
+
+function rebindOnNewTls(listener: ThreadListener, config: ServeConfig): void {
+  const paths = tlsKey(config);
+  if (paths === tlsPaths) return;
+  tlsPaths = paths;
+  listener.setTls(tlsOf(config));
+}

@@ -41,6 +41,8 @@ export function boundsText(schema: KeySchema): string {
       return schema.maxBytes === undefined
         ? "text"
         : `at most ${formatCount(schema.maxBytes)} bytes, one line`;
+    case "boolean":
+      return "true or false";
     case "cidr-list":
       return "CIDR ranges, comma-separated; empty for none";
     case "path":
@@ -62,6 +64,11 @@ export function parseField(schema: KeySchema, text: string): unknown {
       return /^\s*[+-]?\d+\s*$/.test(text) ? Number(text) : text;
     case "duration":
       return text.trim();
+    case "boolean": {
+      // Anything else goes as typed, so the server names what was wrong.
+      const word = text.trim();
+      return word === "true" ? true : word === "false" ? false : text;
+    }
     case "cidr-list":
       return text.split(/[\s,]+/).filter((item) => item.length > 0);
     case "path":

@@ -14,7 +14,7 @@
 
 import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
-import type { ConnectionGate } from "../limits/connection_gate.ts";
+import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
@@ -51,6 +51,7 @@ interface BunGlobal {
     port: number;
     reusePort: boolean;
     socket: BunSocketHandler;
+    tls?: { cert: string; key: string };
   }): BunListener;
 }
 
@@ -59,6 +60,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   port: number;
   #listener: BunListener | null;
   readonly #listen: () => BunListener;
+  #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
@@ -66,7 +68,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly #clock: CoarseClock;
   readonly #sweeper: ReturnType<typeof setInterval>;
 
-  constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
     this.#gate = gate;
@@ -80,9 +82,16 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
     };
-    this.#listen = () => bun.listen({ hostname: host, port: this.port, reusePort: true, socket });
+    // With tls, Bun (BoringSSL) handshakes before `data`; a client that does not speak TLS is
+    // closed by it and never reaches the handler.
+    this.#tls = tls ?? null;
+    this.#listen = () => {
+      const secure = this.#tls === null ? {} : { tls: this.#tls };
+      return bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
+    };
     try {
-      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket });
+      const secure = tls === undefined ? {} : { tls };
+      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket, ...secure });
     } catch (error) {
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
@@ -110,6 +119,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
+    if (connection.proxyPhase !== 0) {
+      const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
+      if (skip < 0) {
+        if (skip === PROXY_CLOSE) {
+          connection.closing = true;
+          socket.terminate();
+        }
+        return;
+      }
+      if (skip === chunk.length) return;
+      if (skip > 0) chunk = chunk.subarray(skip);
+    }
     const handler = this.#handler;
     // While a slice waits for `drain`, lines are only counted; drain encodes their replies.
     const blocked = connection.unsent !== null;
@@ -244,6 +265,15 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   resume(): void {
     this.#listener ??= this.#listen();
+  }
+
+  setTls(tls: { cert: string; key: string } | null): void {
+    this.#tls = tls;
+    if (this.#listener === null) return; // paused: resume() binds with it
+    // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
+    const next = this.#listen();
+    this.#listener.stop(false);
+    this.#listener = next;
   }
 
   async shutdown(timeoutMs: number): Promise<void> {

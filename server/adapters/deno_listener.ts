@@ -13,7 +13,7 @@
 
 import { Connection } from "../connection.ts";
 import { type MessageHandler, SLICE_BYTES } from "../message_handler.ts";
-import type { ConnectionGate } from "../limits/connection_gate.ts";
+import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
@@ -35,8 +35,9 @@ interface Tracked {
 class DenoThreadListener implements ThreadListener {
   readonly runtime = "deno";
   readonly port: number;
-  #listener: Deno.TcpListener | null;
+  #listener: Deno.Listener | null;
   readonly #host: string;
+  #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #open = new Set<Tracked>();
@@ -45,14 +46,15 @@ class DenoThreadListener implements ThreadListener {
   readonly #sweeper: ReturnType<typeof setInterval>;
   #draining = false;
 
-  constructor({ host, port, handler, stats, gate, clock }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
     this.#handler = handler;
     this.#stats = stats;
     this.#host = host;
     this.#gate = gate;
     this.#clock = clock;
+    this.#tls = tls ?? null;
     try {
-      this.#listener = Deno.listen({ hostname: host, port, reusePort: true, transport: "tcp" });
+      this.#listener = this.#bind(port);
     } catch (error) {
       if (error instanceof Deno.errors.AddrInUse) {
         throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
@@ -71,13 +73,25 @@ class DenoThreadListener implements ThreadListener {
 
   resume(): void {
     if (this.#listener !== null || this.#draining) return;
-    this.#listener = Deno.listen({
-      hostname: this.#host,
-      port: this.port,
-      reusePort: true,
-      transport: "tcp",
-    });
+    this.#listener = this.#bind(this.port);
     this.#acceptLoop(this.#listener);
+  }
+
+  setTls(tls: { cert: string; key: string } | null): void {
+    this.#tls = tls;
+    if (this.#listener === null || this.#draining) return; // paused: resume() binds with it
+    // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
+    const old = this.#listener;
+    this.#listener = this.#bind(this.port);
+    this.#acceptLoop(this.#listener);
+    old.close(); // its accept loop ends with BadResource
+  }
+
+  #bind(port: number): Deno.Listener {
+    const options = { hostname: this.#host, port, reusePort: true, transport: "tcp" } as const;
+    // Deno.listenTls (rustls) accepts before the handshake; the first read completes it, so an
+    // unfinished handshake is bounded by the first-message timeout like a silent client.
+    return this.#tls === null ? Deno.listen(options) : Deno.listenTls({ ...options, ...this.#tls });
   }
 
   #sweep(): void {
@@ -92,7 +106,7 @@ class DenoThreadListener implements ThreadListener {
     }
   }
 
-  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+  async #acceptLoop(listener: Deno.Listener): Promise<void> {
     while (!this.#draining) {
       let conn: Deno.Conn;
       try {
@@ -131,7 +145,14 @@ class DenoThreadListener implements ThreadListener {
         // Draining: our FIN is sent; what the client still sends is read and dropped (a close
         // with unread data would reset the connection) until it closes its side.
         if (this.#draining) continue;
-        let length = handler.handle(tracked.state, buffer.subarray(0, read));
+        let chunk = buffer.subarray(0, read);
+        if (tracked.state.proxyPhase !== 0) {
+          const skip = this.#gate.proxyData(tracked.state, chunk, this.#clock.now);
+          if (skip === PROXY_CLOSE) break;
+          if (skip < 0 || skip === read) continue;
+          if (skip > 0) chunk = chunk.subarray(skip);
+        }
+        let length = handler.handle(tracked.state, chunk);
         if (length > 0) {
           tracked.writing = true;
           // A backlog of several slices is copied through one buffer of its own, dropped when

@@ -21,6 +21,8 @@ export interface ListenOptions {
   gate: ConnectionGate;
   /** The thread's coarse clock. */
   clock: CoarseClock;
+  /** The certificate and key (PEM) to serve TLS with; plain TCP when absent. */
+  tls?: { cert: string; key: string };
 }
 
 /** One thread's running listener. */
@@ -38,6 +40,11 @@ export interface ThreadListener {
   pause(): void;
   /** Accepts again after {@linkcode pause}, on the same port. */
   resume(): void;
+  /**
+   * Serves new connections with another certificate (or plain TCP, for null): binds a new
+   * listener beside the old (SO_REUSEPORT), then closes the old one; open connections keep theirs.
+   */
+  setTls(tls: { cert: string; key: string } | null): void;
 }
 
 /** Starts a listener on the current runtime. */

@@ -18,7 +18,22 @@ import {
   UNTRACKED,
 } from "./address_table.ts";
 import { CidrList } from "./cidr_list.ts";
-import { parseIp } from "./ip_key.ts";
+import { type IpWords, parseIp } from "./ip_key.ts";
+import {
+  looksLikeProxyHeader,
+  PROXY_INVALID,
+  PROXY_MORE,
+  readProxyHeader,
+} from "../proxy_header.ts";
+
+/** `Connection.proxyPhase`: a trusted balancer's connection whose header has not ended. */
+export const PROXY_AWAIT = 1;
+/** `Connection.proxyPhase`: a direct client whose first read must not be a header. */
+export const PROXY_SNIFF = 2;
+/** From {@linkcode ConnectionGate.proxyData}: the header has not ended; nothing to serve yet. */
+export const PROXY_WAIT = PROXY_MORE;
+/** From {@linkcode ConnectionGate.proxyData}: close the connection now (counted by reason). */
+export const PROXY_CLOSE = PROXY_INVALID;
 
 /** Addresses a process tracks at once: 64 Ki slots, 4.25 MiB of shared memory. */
 export const ADDRESS_TABLE_SLOTS = 65536;
@@ -42,6 +57,7 @@ export class ConnectionGate {
   #config!: ServeConfig;
   #allow!: CidrList;
   #deny!: CidrList;
+  #proxyFrom: CidrList | null = null;
   #limits!: AddressLimits;
 
   /**
@@ -65,6 +81,7 @@ export class ConnectionGate {
     this.#config = config;
     this.#allow = new CidrList(config.allow, "allow");
     this.#deny = new CidrList(config.deny, "deny");
+    this.#proxyFrom = config.proxyProtocol ? new CidrList(config.proxyFrom, "proxy-from") : null;
     // The kernel spreads an address's connections over every process; each enforces its share.
     const processes = config.processes;
     this.#limits = {
@@ -83,34 +100,101 @@ export class ConnectionGate {
    * @returns Whether it was admitted; a refusal is counted by reason.
    */
   admit(connection: Connection, remoteAddress: string, now: number): boolean {
-    const stats = this.#stats;
     const address = parseIp(remoteAddress);
+    const proxyFrom = this.#proxyFrom;
+    if (proxyFrom !== null) {
+      if (address !== null && proxyFrom.contains(address)) {
+        // A trusted balancer: it holds a descriptor like anyone, but the client it speaks for is
+        // checked against the lists and counted once its header names it.
+        if (!this.#takeProcessSlot()) return false;
+        connection.proxyPhase = PROXY_AWAIT;
+        return this.#admitted(connection, now);
+      }
+      connection.proxyPhase = PROXY_SNIFF;
+    }
+    if (!this.#admitAddress(connection, address, now, true)) return false;
+    return this.#admitted(connection, now);
+  }
+
+  /**
+   * Takes a read from a connection whose `proxyPhase` is not 0: a trusted balancer's header, or a
+   * direct client's first read, which must not be a header.
+   *
+   * @param connection Its state.
+   * @param chunk The bytes read.
+   * @param now The time in ms.
+   * @returns How many bytes at the start of `chunk` to skip before serving the rest;
+   *   {@linkcode PROXY_WAIT} while a header is unfinished; {@linkcode PROXY_CLOSE} to close the
+   *   connection now (counted by reason; the gate still counts it out in `release`).
+   */
+  proxyData(connection: Connection, chunk: Uint8Array, now: number): number {
+    if (connection.proxyPhase === PROXY_SNIFF) {
+      connection.proxyPhase = 0;
+      if (!looksLikeProxyHeader(chunk)) return 0;
+      this.#stats[Stat.rejectedProxyHeaderUntrusted]!++;
+      return PROXY_CLOSE;
+    }
+    const offset = readProxyHeader(connection, chunk);
+    if (offset === PROXY_MORE) return PROXY_WAIT;
+    connection.proxyPhase = 0;
+    connection.proxyHeld = null;
+    if (offset === PROXY_INVALID) {
+      this.#stats[Stat.rejectedProxyHeaderInvalid]!++;
+      return PROXY_CLOSE;
+    }
+    const client = connection.proxyClient;
+    // LOCAL and UNKNOWN: the balancer's own connection (a health check), served as itself.
+    if (client !== null && !this.#admitAddress(connection, client, now, false)) return PROXY_CLOSE;
+    return offset;
+  }
+
+  #takeProcessSlot(): boolean {
+    if (Atomics.add(this.#active, 0, 1) >= this.#config.maxConnections) {
+      Atomics.sub(this.#active, 0, 1);
+      this.#stats[Stat.rejectedMaxConnections]!++;
+      return false;
+    }
+    return true;
+  }
+
+  #admitted(connection: Connection, now: number): true {
+    connection.admitted = true;
+    connection.openedAt = now;
+    connection.lastActivityAt = now;
+    return true;
+  }
+
+  /**
+   * The allow and deny lists, then (with `takeSlot`) the process's cap, then the address table.
+   * Without `takeSlot` the process slot was taken when the balancer connected, and stays taken
+   * on a refusal until `release`.
+   */
+  #admitAddress(
+    connection: Connection,
+    address: IpWords | null,
+    now: number,
+    takeSlot: boolean,
+  ): boolean {
+    const stats = this.#stats;
     if (address !== null) {
       if ((!this.#allow.empty && !this.#allow.contains(address)) || this.#deny.contains(address)) {
         stats[Stat.rejectedDenied]!++;
         return false;
       }
     }
-    if (Atomics.add(this.#active, 0, 1) >= this.#config.maxConnections) {
-      Atomics.sub(this.#active, 0, 1);
-      stats[Stat.rejectedMaxConnections]!++;
-      return false;
-    }
+    if (takeSlot && !this.#takeProcessSlot()) return false;
     // Addresses are counted even while no per-address limit is set, so a limit turned on live
     // counts the connections already open.
     if (address !== null) {
       const verdict = this.#table.admit(address, this.#limits, now);
       if (verdict === OVER_ADDRESS_CAP || verdict === OVER_RATE) {
-        Atomics.sub(this.#active, 0, 1);
+        if (takeSlot) Atomics.sub(this.#active, 0, 1);
         stats[verdict === OVER_RATE ? Stat.rejectedRate : Stat.rejectedAddressCap]!++;
         return false;
       }
       if (verdict === UNTRACKED) stats[Stat.untrackedAddresses]!++;
       else connection.address = address;
     }
-    connection.admitted = true;
-    connection.openedAt = now;
-    connection.lastActivityAt = now;
     return true;
   }
 

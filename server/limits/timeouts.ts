@@ -11,6 +11,7 @@ import type { Connection } from "../connection.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import { Stat } from "../thread_stats.ts";
+import { PROXY_AWAIT } from "./connection_gate.ts";
 
 /** How often adapters sweep, in milliseconds: the timeouts' resolution. */
 export const SWEEP_EVERY_MS = 250;
@@ -25,6 +26,12 @@ export const SWEEP_EVERY_MS = 250;
  */
 export function overstayed(connection: Connection, now: number, config: ServeConfig): number {
   const idle = config.idleTimeoutMs;
+  if (connection.proxyPhase === PROXY_AWAIT) {
+    // A balancer sends its header at once; one that does not is closed sooner than a client.
+    return now - connection.openedAt > config.proxyHeaderTimeoutMs
+      ? Stat.closedProxyHeaderTimeout
+      : -1;
+  }
   if (connection.lastReadAt === 0) {
     const first = config.firstMessageTimeoutMs;
     if (first > 0 && now - connection.openedAt > first) return Stat.closedFirstMessageTimeout;

@@ -1,0 +1,124 @@
+/**
+ * The listener's certificate and key, read and checked before anything listens: both PEM, the key
+ * the certificate's own, and the key file closed to other users (warned, like the admin token's,
+ * since container secrets are often mounted readable by all).
+ *
+ * @module
+ */
+
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import { ConfigError } from "./config_error.ts";
+
+/** A certificate and key ready to listen with. */
+export interface TlsFiles {
+  /** The certificate chain, PEM. */
+  cert: string;
+  /** The private key, PEM. */
+  key: string;
+  /** When the (first) certificate expires, in ms since the epoch. */
+  notAfter: number;
+  /** The certificate's subject, as `CN=...`. */
+  subject: string;
+  /** What the operator should fix but that does not stop the server (a key readable by others). */
+  warnings: string[];
+}
+
+/**
+ * Reads and checks the listener's TLS files.
+ *
+ * @param certPath The certificate chain's PEM file.
+ * @param keyPath The private key's PEM file.
+ * @returns Their contents, the expiry and any warnings.
+ * @throws {ConfigError} When a file cannot be read, is not PEM, or the key is not the
+ *   certificate's; the message names the file.
+ */
+export function readTlsFiles(certPath: string, keyPath: string): TlsFiles {
+  const cert = readText("tls-cert", certPath);
+  const key = readText("tls-key", keyPath);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (error) {
+    throw new ConfigError(
+      "tls-cert",
+      `'tls-cert' ${certPath} is not a PEM certificate (${(error as Error).message}): give the ` +
+        `file that starts with -----BEGIN CERTIFICATE-----`,
+    );
+  }
+  let matches: boolean;
+  try {
+    matches = certificate.checkPrivateKey(createPrivateKey(key));
+  } catch (error) {
+    throw new ConfigError(
+      "tls-key",
+      `'tls-key' ${keyPath} is not a PEM private key (${(error as Error).message}): give the ` +
+        `file that starts with -----BEGIN PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----`,
+    );
+  }
+  if (!matches) {
+    throw new ConfigError(
+      "tls-key",
+      `'tls-key' ${keyPath} is not the key of the certificate in ${certPath} (${certificate.subject}): ` +
+        `give the key the certificate was made for`,
+    );
+  }
+  const warnings: string[] = [];
+  const mode = statSync(keyPath).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    warnings.push(
+      `the TLS key file '${keyPath}' can be read or written by other users (mode 0${
+        mode.toString(8)
+      }): run chmod 600 '${keyPath}'`,
+    );
+  }
+  return {
+    cert,
+    key,
+    notAfter: Date.parse(certificate.validTo),
+    subject: certificate.subject,
+    warnings,
+  };
+}
+
+function readText(flag: string, path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? (error as Error).message;
+    throw new ConfigError(flag, `Cannot read '${flag}' file ${path}: ${code}`);
+  }
+}
+
+/** What `/v1/info` and the metrics show of the certificate in force. */
+export interface CertificateInfo {
+  /** The certificate's file. */
+  file: string;
+  /** Its subject, as `CN=...`. */
+  subject: string;
+  /** When it expires, ISO 8601. */
+  notAfter: string;
+  /** The same in seconds since the epoch (the metrics' gauge). */
+  notAfterSeconds: number;
+}
+
+/**
+ * Reads the certificate in force for the admin API, as it is on disk now.
+ *
+ * @param certPath The certificate chain's PEM file.
+ * @returns Its subject and expiry, or null when it can no longer be read or parsed.
+ */
+export function readCertificateInfo(certPath: string): CertificateInfo | null {
+  try {
+    const certificate = new X509Certificate(readFileSync(certPath, "utf8"));
+    const notAfter = Date.parse(certificate.validTo);
+    return {
+      file: certPath,
+      subject: certificate.subject,
+      notAfter: new Date(notAfter).toISOString(),
+      notAfterSeconds: notAfter / 1000,
+    };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * The PROXY protocol with the real balancers in front: HAProxy (`send-proxy-v2`) and nginx stream
+ * (`proxy_protocol on`, version 1), on loopback, with clients connecting from several 127.0.0.x
+ * addresses. The per-address cap and the deny list act on the clients' own addresses, and a client
+ * that reaches tallyho directly cannot forge a header. The configurations are the ones in
+ * docs/proxy-and-tls.md.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { test } from "node:test";
+import { startTallyho, UNDER_TEST } from "./_server.ts";
+import { freePort, runProxyClients, totals, v1Header } from "./_proxy_clients.ts";
+
+const has = (tool: string) => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
+const NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/** The HAProxy configuration of docs/proxy-and-tls.md, on loopback ports. */
+function haproxyConfig(listen: number, tallyho: number): string {
+  return `global
+  maxconn 1000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend hello
+  bind 127.0.0.1:${listen}
+  default_backend tallyho
+backend tallyho
+  server t1 127.0.0.1:${tallyho} send-proxy-v2 check check-send-proxy inter 100ms
+`;
+}
+
+/** The nginx stream configuration of docs/proxy-and-tls.md, on loopback ports. */
+function nginxConfig(listen: number, tallyho: number, dir: string): string {
+  return `load_module ${NGINX_STREAM};
+daemon off;
+worker_processes 1;
+pid ${join(dir, "nginx.pid")};
+error_log ${join(dir, "error.log")} warn;
+events { worker_connections 1024; }
+stream {
+  server {
+    listen 127.0.0.1:${listen};
+    proxy_pass 127.0.0.1:${tallyho};
+    proxy_protocol on;
+  }
+}
+`;
+}
+
+async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  const { connect } = await import("node:net");
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the balancer exited: ${log()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.on("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on("error", () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`the balancer did not listen on ${port} within 10 s: ${log()}`);
+}
+
+for (const balancer of ["haproxy", "nginx"] as const) {
+  const missing = balancer === "haproxy" ? !has("haproxy") : !has("nginx");
+  test(
+    `[${UNDER_TEST}] proxy protocol behind ${balancer}: limits act on the clients' own addresses`,
+    // CI installs both (.ci/run); there a missing one is a failure, not a reason to skip.
+    { skip: missing && !process.env.CI ? `${balancer} is not installed` : false },
+    async () => {
+      const server = await startTallyho([
+        "--threads",
+        "1",
+        "--framing",
+        "line",
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.1/32",
+        "--max-connections-per-address",
+        "2",
+        "--deny",
+        "127.0.0.4/32",
+      ]);
+      const dir = mkdtempSync(join(tmpdir(), `tallyho-${balancer}-`));
+      const listen = await freePort();
+      const config = join(dir, `${balancer}.conf`);
+      let argv: string[];
+      if (balancer === "haproxy") {
+        writeFileSync(config, haproxyConfig(listen, server.port));
+        argv = ["haproxy", "-db", "-f", config];
+      } else {
+        writeFileSync(config, nginxConfig(listen, server.port, dir));
+        argv = ["nginx", "-c", config, "-p", dir, "-e", join(dir, "error.log")];
+      }
+      const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+      let log = "";
+      child.stdout!.on("data", (c: Buffer) => (log += c.toString()));
+      child.stderr!.on("data", (c: Buffer) => (log += c.toString()));
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      try {
+        await waitForPort(listen, child, () => log);
+        const result = await runProxyClients([
+          { source: "127.0.0.2", port: listen, hold: true },
+          { source: "127.0.0.2", port: listen, hold: true },
+          { source: "127.0.0.2", port: listen }, // a third from 127.0.0.2: over its cap
+          { source: "127.0.0.3", port: listen, hold: true }, // its own count: served
+          { source: "127.0.0.4", port: listen }, // denied by its own address
+          { source: "127.0.0.5", port: listen },
+          // Straight to tallyho from an untrusted address, claiming to be 127.0.0.3.
+          { source: "127.0.0.6", port: server.port, header: v1Header("127.0.0.3") },
+          { source: "127.0.0.6", port: server.port }, // direct and honest: served as itself
+        ]);
+        const served = /^Hello World\d+$/;
+        const r = result.replies;
+        assert.match(r[0]!, served);
+        assert.match(r[1]!, served);
+        assert.equal(
+          r[2],
+          "",
+          `127.0.0.2's third connection is over its cap: ${JSON.stringify(r)}`,
+        );
+        assert.match(r[3]!, served, "127.0.0.3 is counted apart from 127.0.0.2");
+        assert.equal(r[4], "", "127.0.0.4 is denied although the balancer is not");
+        assert.match(r[5]!, served);
+        assert.equal(r[6], "", "a header from an untrusted address is refused");
+        assert.match(r[7]!, served);
+        assert.deepEqual(result.heldAgain.map((line) => served.test(line)), [true, true, true]);
+        let figures = await totals(server.admin);
+        for (let i = 0; i < 50 && figures.rejectedProxyHeaderUntrusted! < 1; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          figures = await totals(server.admin);
+        }
+        assert.equal(figures.rejectedAddressCap, 1);
+        assert.equal(figures.rejectedDenied, 1);
+        assert.equal(figures.rejectedProxyHeaderUntrusted, 1);
+        assert.equal(figures.rejectedProxyHeaderInvalid, 0);
+        if (balancer === "haproxy") {
+          // Its health checks every 100 ms (a v2 LOCAL header each) came in beside the 8 clients'
+          // connections (at least one within 10 s), and none was refused.
+          for (let i = 0; i < 100 && figures.connectionsAccepted! < 9; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            figures = await totals(server.admin);
+          }
+          assert.equal(figures.rejectedProxyHeaderInvalid, 0);
+          assert.ok(figures.connectionsAccepted! >= 9, JSON.stringify(figures));
+        }
+      } finally {
+        child.kill("SIGTERM");
+        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
+}

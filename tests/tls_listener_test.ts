@@ -1,0 +1,327 @@
+/**
+ * TLS on the listener: `openssl s_client` and the runtime's own TLS client get `Hello World<N>`
+ * over a certificate made at test time (ECDSA P-256), a client that does not speak TLS is closed
+ * without a reply, and a bad certificate, a key that is not the certificate's, or half the pair
+ * stop the start with a message naming the flag (exit 2).
+ */
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import process from "node:process";
+import { connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { test } from "node:test";
+import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+
+/** Makes a self-signed ECDSA P-256 certificate for localhost and 127.0.0.1. */
+function makeCertificate(dir: string, name: string): { cert: string; key: string } {
+  const cert = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
+  const made = spawnSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+    "-days",
+    "30",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ], { encoding: "utf8" });
+  assert.equal(made.status, 0, made.stderr);
+  chmodSync(key, 0o600);
+  return { cert, key };
+}
+
+function opensslAsk(port: number): Promise<string> {
+  const child = spawn("openssl", [
+    "s_client",
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-servername",
+    "localhost",
+    "-quiet",
+  ], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (c: Buffer) => {
+    out += c.toString();
+    // -quiet implies -ign_eof: s_client would wait for the server's close, so it is ended here.
+    if (out.includes("\n")) child.kill("SIGTERM");
+  });
+  child.stdin.write("hi\n");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  return new Promise((resolve) =>
+    child.on("close", () => {
+      clearTimeout(timer);
+      resolve(out.trim());
+    })
+  );
+}
+
+function runtimeAsk(port: number, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" }, () => {
+      socket.write("hi\n");
+    });
+    let out = "";
+    socket.on("data", (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("\n")) {
+        socket.end();
+        resolve(out.trim());
+      }
+    });
+    socket.on("error", reject);
+    setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no reply over TLS: ${JSON.stringify(out)}`));
+    }, 10_000);
+  });
+}
+
+/** A plain-TCP client: what it reads before the server closes (or "open" after 5 s). */
+function plainAsk(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    // At least a TLS record header's 5 bytes, so the server can tell it is not TLS.
+    const socket = tcpConnect(port, "127.0.0.1", () => socket.write("hello there\n"));
+    let out = "";
+    socket.on("data", (c: Buffer) => (out += c.toString("latin1")));
+    socket.on("close", () => resolve(out));
+    socket.on("error", () => {});
+    setTimeout(() => {
+      socket.destroy();
+      resolve("open");
+    }, 5_000);
+  });
+}
+
+test(`[${UNDER_TEST}] tls: openssl s_client and the runtime's TLS client get Hello World; plain TCP is closed`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const { cert, key } = makeCertificate(dir, "localhost");
+  chmodSync(key, 0o644);
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--tls-cert",
+    cert,
+    "--tls-key",
+    key,
+  ]);
+  try {
+    assert.match(server.output(), /TLS with CN=localhost, valid until 20\d\d-/);
+    assert.match(
+      server.output(),
+      /warning: the TLS key file .* can be read or written by other users \(mode 0644\): run chmod 600/,
+    );
+    const first = await opensslAsk(server.port);
+    assert.match(first, /^Hello World\d+$/, "openssl s_client");
+    const second = await runtimeAsk(server.port, readFileSync(cert, "utf8"));
+    assert.match(second, /^Hello World\d+$/, "the runtime's TLS client, verifying the certificate");
+    assert.notEqual(first, second);
+    const plain = await plainAsk(server.port);
+    assert.ok(
+      plain !== "open" && !plain.includes("Hello World"),
+      `plain TCP got ${JSON.stringify(plain)}`,
+    );
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half the pair stop the start (exit 2)`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const cases: Array<[string[], RegExp]> = [
+    [["--tls-cert", a.key, "--tls-key", a.key], /'tls-cert' .*a\.key is not a PEM certificate/],
+    [["--tls-cert", a.cert, "--tls-key", a.cert], /'tls-key' .*a\.crt is not a PEM private key/],
+    [
+      ["--tls-cert", a.cert, "--tls-key", b.key],
+      /'tls-key' .*b\.key is not the key of the certificate in .*a\.crt/,
+    ],
+    [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
+    [
+      ["--tls-cert", a.cert, "--tls-key", a.key, "--proxy-protocol", "--proxy-from", "10.0.0.5"],
+      /'proxy-protocol' cannot be combined with 'tls-cert' yet/,
+    ],
+    [
+      ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
+      /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
+    ],
+  ];
+  try {
+    for (const [args, message] of cases) {
+      const { code, stderr } = await runTallyho([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--admin",
+        "off",
+        ...args,
+      ]);
+      assert.equal(code, 2, `${args.join(" ")}: ${stderr}`);
+      assert.match(stderr, message);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The subject a new client is served, as `openssl s_client` prints it. */
+function servedSubject(port: number): string {
+  const run = spawnSync("openssl", [
+    "s_client",
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-servername",
+    "localhost",
+  ], { input: "", encoding: "utf8", timeout: 10_000 });
+  return /subject=\s*CN\s*=\s*(\S+)/.exec(run.stdout)?.[1] ?? `none: ${run.stdout}${run.stderr}`;
+}
+
+/** A TLS connection kept open, asking a line at a time. */
+async function openTls(
+  port: number,
+  ca: string[],
+): Promise<{ ask(): Promise<string>; close(): void }> {
+  const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("secureConnect", () => resolve());
+    socket.once("error", reject);
+  });
+  let buffered = "";
+  let waiting: ((line: string) => void) | null = null;
+  socket.on("data", (c: Buffer) => {
+    buffered += c.toString();
+    const end = buffered.indexOf("\n");
+    if (end !== -1 && waiting !== null) {
+      const line = buffered.slice(0, end);
+      buffered = buffered.slice(end + 1);
+      const done = waiting;
+      waiting = null;
+      done(line);
+    }
+  });
+  socket.on("close", () => waiting?.("closed"));
+  socket.on("error", () => {});
+  return {
+    ask: () =>
+      new Promise((resolve) => {
+        waiting = resolve;
+        socket.write("hi\n");
+      }),
+    close: () => socket.destroy(),
+  };
+}
+
+test(`[${UNDER_TEST}] tls: a live change swaps the certificate for new clients; open ones stay; a bad one is refused`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--tls-cert",
+    a.cert,
+    "--tls-key",
+    a.key,
+  ]);
+  const patch = (body: unknown) =>
+    server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: JSON.stringify(body),
+    });
+  const ca = [readFileSync(a.cert, "utf8"), readFileSync(b.cert, "utf8")];
+  const held = await openTls(server.port, ca);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    assert.match(await held.ask(), /^Hello World\d+$/);
+    const swapped = await patch({ "tls-cert": b.cert, "tls-key": b.key });
+    assert.equal(swapped.status, 200, await swapped.clone().text());
+    for (let i = 0; i < 5; i++) assert.equal(servedSubject(server.port), "b", `new client ${i}`);
+    assert.match(await held.ask(), /^Hello World\d+$/, "the connection opened before is served");
+    const bad = await patch({ "tls-cert": a.cert, "tls-key": b.key });
+    assert.equal(bad.status, 422, await bad.clone().text());
+    assert.match(
+      await bad.text(),
+      /'tls-key' .*b\.key is not the key of the certificate in .*a\.crt/,
+    );
+    const missing = await patch({ "tls-cert": join(dir, "gone.crt") });
+    assert.equal(missing.status, 422);
+    assert.equal(
+      servedSubject(server.port),
+      "b",
+      "a refused change keeps the certificate in force",
+    );
+    assert.match(await held.ask(), /^Hello World\d+$/);
+    const info = await (await server.admin("/v1/info")).json() as {
+      tls?: { file: string; subject: string; notAfter: string; notAfterSeconds: number };
+    };
+    assert.equal(info.tls?.file, b.cert);
+    assert.equal(info.tls?.subject, "CN=b");
+    const days = (info.tls!.notAfterSeconds * 1000 - Date.now()) / 86_400_000;
+    assert.ok(days > 29 && days <= 30, `expires in ${days} days`);
+    assert.equal(Date.parse(info.tls!.notAfter), info.tls!.notAfterSeconds * 1000);
+    const metrics = await (await server.admin("/metrics")).text();
+    assert.match(
+      metrics,
+      new RegExp(`^tallyho_tls_certificate_not_after_seconds ${info.tls!.notAfterSeconds}$`, "m"),
+    );
+    const config = await (await server.admin("/v1/config")).json() as Record<string, unknown>;
+    assert.equal(
+      config["tls-cert"] ?? (config.values as Record<string, unknown>)["tls-cert"],
+      b.cert,
+    );
+  } finally {
+    held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] tls: SIGHUP with a --config naming other files swaps the certificate; a bad pair is refused`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const file = join(dir, "tallyho.json");
+  const write = (cert: string, key: string) =>
+    writeFileSync(file, JSON.stringify({ "tls-cert": cert, "tls-key": key, threads: 2 }));
+  write(a.cert, a.key);
+  const server = await startTallyho(["--config", file, "--framing", "line"]);
+  const held = await openTls(server.port, [readFileSync(a.cert, "utf8")]);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    write(b.cert, b.key);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 2: .*tls-cert/);
+    for (let i = 0; i < 5; i++) assert.equal(servedSubject(server.port), "b", `new client ${i}`);
+    assert.match(await held.ask(), /^Hello World\d+$/, "the connection opened before is served");
+    write(b.cert, a.key);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(
+      /configuration not applied, keeping generation 2: .*'tls-key' .*a\.key is not the key of the certificate/,
+    );
+    assert.equal(servedSubject(server.port), "b");
+  } finally {
+    held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
