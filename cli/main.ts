@@ -16,6 +16,7 @@ import { AddressInUseError } from "../server/address_in_use_error.ts";
 import { describe, LIMITS } from "../server/config.ts";
 import { ConfigError } from "../server/config_error.ts";
 import { ConfigFileError } from "../server/config_json.ts";
+import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
 import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisPasswordError } from "../server/lease/redis_password.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
@@ -72,12 +73,13 @@ Options for serve:
   --deny CIDR,...         client ranges refused at once (default: none)
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
-  --numbers URL           lease numbers from a Redis key shared by many servers, so none of
-                          them repeats a number: redis://HOST:PORT/KEY, or rediss:// for TLS
-                          (not with --state; never put the password in the URL)
+  --numbers URL           lease numbers from a Redis or etcd key shared by many servers, so
+                          none of them repeats a number: redis://HOST:PORT/KEY (rediss:// for
+                          TLS) or etcd://HOST:PORT[,HOST:PORT...]/KEY (etcds:// for TLS) (not
+                          with --state; never put the password in the URL)
   --numbers-password-file FILE
-                          file holding the Redis password (default: the environment variable
-                          TALLYHO_REDIS_PASSWORD, if set)
+                          file holding the Redis password, or the etcd password of the URL's
+                          user (default for Redis: TALLYHO_REDIS_PASSWORD, if set)
   --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
                           certificate no public CA signed (default: the runtime's usual CAs)
   --config FILE           JSON file with the same keys as these flags; flags override it, and
@@ -118,7 +120,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
   } catch (error) {
     if (
       error instanceof StateFileError || error instanceof RedisLeaseError ||
-      error instanceof RedisPasswordError
+      error instanceof EtcdLeaseError || error instanceof RedisPasswordError
     ) {
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;

@@ -1,5 +1,5 @@
 /**
- * Opens where a server's numbers come from: a Redis key (`numbers`), a state file (`state`), or
+ * Opens where a server's numbers come from: an etcd or Redis key (`numbers`), a state file (`state`), or
  * memory. Nothing above the returned `LeaseSource` knows which kind it is.
  *
  * @module
@@ -7,6 +7,7 @@
 
 import process from "node:process";
 import type { ServeConfig } from "../config.ts";
+import { isEtcdUrl } from "./etcd_url.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
 import { readRedisPassword } from "./redis_password.ts";
 import { StateFileLeaseSource } from "./state_file.ts";
@@ -17,12 +18,21 @@ import { StateFileLeaseSource } from "./state_file.ts";
  * @param config The resolved configuration.
  * @param log Receives the source's own lines (a Redis connection lost and back).
  * @returns The open source.
- * @throws {StateFileError | RedisLeaseError | RedisPasswordError} Naming the problem.
+ * @throws {StateFileError | RedisLeaseError | EtcdLeaseError | RedisPasswordError} Naming the problem.
  */
 export async function openLeaseSource(
   config: ServeConfig,
   log: (line: string) => void,
 ): Promise<LeaseSource> {
+  if (config.numbers !== null && isEtcdUrl(config.numbers)) {
+    const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
+    return await EtcdLeaseSource.open(config.numbers, {
+      // The file only: TALLYHO_REDIS_PASSWORD is Redis's, and must not reach another service.
+      password: readRedisPassword(config.numbersPasswordFile, {}, "etcd"),
+      firstNumber: config.firstNumber,
+      log,
+    });
+  }
   if (config.numbers !== null) {
     // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
     // processes (started from the same entry point) and servers without Redis need not pay.
