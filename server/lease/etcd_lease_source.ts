@@ -47,8 +47,13 @@ export interface EtcdLeaseSourceOptions {
    */
   firstNumber?: number;
   /**
-   * Milliseconds one request to one member may take before the next member is tried.
-   * @default {2000}
+   * Milliseconds one request to one member may take before the next member is tried. Short
+   * on purpose: a follower holding a transaction it forwarded to a leader that just died
+   * answers only at etcd's own request timeout (7 s by default, etcd 3.4), long after the
+   * processes' held numbers (about a second's worth) ran out; the next member, asked anew after
+   * the election, answers at once. A transaction given up on may still commit: its run is
+   * abandoned (the next compare fails and reads the key anew).
+   * @default {1000}
    */
   requestTimeoutMs?: number;
   /**
@@ -133,7 +138,7 @@ export class EtcdLeaseSource implements LeaseSource {
     this.#firstNumber = firstNumber;
     this.#next = firstNumber;
     this.#password = options.password ?? null;
-    this.#requestTimeoutMs = options.requestTimeoutMs ?? 2000;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? 1000;
     this.#leaseTimeoutMs = options.leaseTimeoutMs ?? 5000;
     this.#maxConflicts = options.maxConflicts ?? 100;
     this.#log = options.log ?? (() => {});
