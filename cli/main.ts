@@ -74,9 +74,9 @@ Options for serve:
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
   --numbers URL           lease numbers from a Redis or etcd key shared by many servers, so
-                          none of them repeats a number: redis://HOST:PORT/KEY (rediss:// for
-                          TLS) or etcd://HOST:PORT[,HOST:PORT...]/KEY (etcds:// for TLS) (not
-                          with --state; never put the password in the URL)
+                          none of them repeats a number: redis://HOST:PORT/DB?key=KEY
+                          (rediss:// for TLS) or etcd://HOST:PORT[,HOST:PORT...]/KEY (etcds://
+                          for TLS) (not with --state; never put the password in the URL)
   --numbers-password-file FILE
                           file holding the Redis password, or the etcd password of the URL's
                           user (default for Redis: TALLYHO_REDIS_PASSWORD, if set)

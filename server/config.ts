@@ -142,8 +142,9 @@ export interface ServeOptions {
    */
   logLevel?: LogLevel;
   /**
-   * A Redis or etcd key that many servers lease their numbers from, as `redis://HOST:PORT/KEY`,
-   * `rediss://HOST:PORT/KEY` (TLS) or `etcd://HOST:PORT[,HOST:PORT...]/KEY` (an etcd cluster's
+   * A Redis or etcd key that many servers lease their numbers from, as
+   * `redis://HOST:PORT/DB?key=KEY`, `rediss://...` (TLS), the old `redis://HOST:PORT/KEY`
+   * (deprecated), or `etcd://HOST:PORT[,HOST:PORT...]/KEY` (an etcd cluster's
    * members), so that no two of them ever hand out the same number. Never holds a password (see
    * `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
    * numbers to `state` or to memory.
@@ -466,7 +467,7 @@ function numbersUrl(value: unknown): string | null {
   if (typeof value !== "string") {
     throw new ConfigError(
       "numbers",
-      `'numbers' must be a redis://HOST:PORT/KEY or etcd://HOST:PORT/KEY URL or null: got ${
+      `'numbers' must be a redis://HOST:PORT/DB?key=KEY or etcd://HOST:PORT/KEY URL or null: got ${
         describe(value)
       }`,
     );
