@@ -5,6 +5,8 @@
  * next member, and failing cleanly then recovering when no member answers.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import process from "node:process";
 import { test } from "node:test";
 import { defaultConfig, resolveConfig } from "../server/config.ts";
 import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
@@ -222,4 +224,41 @@ test("etcd source: no member reachable at open stops the start with one line nam
       return true;
     },
   );
+});
+
+test("etcd source: a user and its password from the file sign in; a wrong password stops the open naming the user, never the password", async () => {
+  const etcd = await startEtcd(1);
+  try {
+    const ctl = (...args: string[]) =>
+      new Promise<void>((resolve, reject) =>
+        execFile(
+          "etcdctl",
+          ["--endpoints", `127.0.0.1:${etcd.clientPorts[0]}`, ...args],
+          { env: { ...process.env, ETCDCTL_API: "3" } },
+          (error, _out, stderr) => error ? reject(new Error(stderr)) : resolve(),
+        )
+      );
+    await ctl("user", "add", "root:rootpw");
+    await ctl("user", "add", "tallyho:s3cret");
+    await ctl("role", "add", "numbers");
+    await ctl("role", "grant-permission", "numbers", "readwrite", "n");
+    await ctl("user", "grant-role", "tallyho", "numbers");
+    await ctl("auth", "enable");
+    const url = `etcd://tallyho@127.0.0.1:${etcd.clientPorts[0]}/n`;
+    const source = await EtcdLeaseSource.open(url, { password: "s3cret" });
+    assert.equal(await source.lease(7), 1);
+    assert.equal(await source.lease(3), 8);
+    await assert.rejects(EtcdLeaseSource.open(url, { password: "wrong" }), (error: Error) => {
+      assert.ok(error instanceof EtcdLeaseError);
+      assert.match(error.message, /refused user "tallyho" .*--numbers-password-file/);
+      assert.doesNotMatch(error.message, /wrong|s3cret/);
+      return true;
+    });
+    await assert.rejects(
+      EtcdLeaseSource.open(`etcd://127.0.0.1:${etcd.clientPorts[0]}/n`),
+      /refused \/v3\/kv\/range: etcdserver: user name is empty \(HTTP 400\): the cluster has authentication on; name a user in the URL/,
+    );
+  } finally {
+    await etcd.close();
+  }
 });

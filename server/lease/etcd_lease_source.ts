@@ -388,7 +388,13 @@ export class EtcdLeaseSource implements LeaseSource {
       throw new MemberFailure(message);
     }
     if (status >= 500) throw new MemberFailure(message);
-    throw new EtcdLeaseError(`etcd at ${member.base} refused ${path}: ${message}`);
+    const hint = /user name is empty/.test(message)
+      ? ": the cluster has authentication on; name a user in the URL " +
+        "(etcd://USER@HOST:PORT/KEY) and put its password in --numbers-password-file"
+      : /permission denied/.test(message)
+      ? `: give the user read and write on the key ${JSON.stringify(this.#target.key)}`
+      : "";
+    throw new EtcdLeaseError(`etcd at ${member.base} refused ${path}: ${message}${hint}`);
   }
 
   async #authenticate(member: EtcdMember, budget: number): Promise<string> {
