@@ -80,8 +80,9 @@ Options for serve:
   --numbers-password-file FILE
                           file holding the Redis password, or the etcd password of the URL's
                           user (default for Redis: TALLYHO_REDIS_PASSWORD, if set)
-  --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
-                          certificate no public CA signed (default: the runtime's usual CAs)
+  --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis or etcds://
+                          members whose certificates no public CA signed (default: the
+                          runtime's usual CAs)
   --config FILE           JSON file with the same keys as these flags; flags override it, and
                           SIGHUP re-reads it
 

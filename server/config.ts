@@ -159,8 +159,9 @@ export interface ServeOptions {
    */
   numbersPasswordFile?: string | null;
   /**
-   * PEM file of the certificate authority to trust for a `rediss://` `numbers` URL, for a Redis
-   * whose certificate is not signed by a public CA; `null` trusts the runtime's usual CAs.
+   * PEM file of the certificate authority to trust for a `rediss://` or `etcds://` `numbers`
+   * URL, for a Redis or etcd members whose certificates no public CA signed; `null` trusts the
+   * runtime's usual CAs.
    * @default {null}
    */
   numbersCaFile?: string | null;
@@ -493,19 +494,12 @@ function numbersFile(
   if (typeof value !== "string" || value.length === 0) {
     throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
   }
-  if (name === "numbersCaFile" && numbers !== null && isEtcdUrl(numbers)) {
-    // fetch takes no CA of its own on both runtimes alike (Bun's `tls` option, Deno's
-    // createHttpClient); until an adapter gives it one, etcds:// trusts the usual CAs only.
+  const tls = numbers !== null &&
+    (isEtcdUrl(numbers) ? parseEtcdUrl(numbers).tls : parseRedisUrl(numbers).tls);
+  if (name === "numbersCaFile" && !tls) {
     throw new ConfigError(
       flag,
-      `'${flag}' is not supported with an etcd 'numbers' URL yet (etcds:// trusts the ` +
-        `runtime's usual CAs): got ${describe(value)} with numbers ${describe(numbers)}`,
-    );
-  }
-  if (name === "numbersCaFile" && (numbers === null || !parseRedisUrl(numbers).tls)) {
-    throw new ConfigError(
-      flag,
-      `'${flag}' is only used with a rediss:// (TLS) 'numbers' URL: got ${
+      `'${flag}' is only used with a rediss:// or etcds:// (TLS) 'numbers' URL: got ${
         describe(value)
       } with numbers ${describe(numbers)}`,
     );

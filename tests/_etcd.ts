@@ -11,10 +11,12 @@
  */
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { tlsFetch } from "../server/adapters/mod.ts";
 import { freePort } from "./_redis.ts";
 
 /** Where `etcd` and `etcdctl` are looked for. */
@@ -56,13 +58,36 @@ function run(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
   });
 }
 
+/** The test CA and the members' certificate it signed (for 127.0.0.1), for tests only. */
+export const ETCD_TLS = {
+  ca: fileURLToPath(new URL("fixtures/etcd_tls/ca.pem", import.meta.url)),
+  cert: fileURLToPath(new URL("fixtures/etcd_tls/server.pem", import.meta.url)),
+  key: fileURLToPath(new URL("fixtures/etcd_tls/server-key.pem", import.meta.url)),
+};
+
+/** Options for {@linkcode startEtcd}. */
+export interface EtcdOptions {
+  /**
+   * Serve clients over TLS only, with {@linkcode ETCD_TLS}'s certificate; `url()` then gives
+   * `etcds://`.
+   * @default {false}
+   */
+  tls?: boolean;
+}
+
 /**
  * Starts a cluster and waits until it has a leader.
  *
  * @param size 1 or 3 members.
+ * @param options TLS.
  * @returns The cluster.
  */
-export async function startEtcd(size = 3): Promise<TestEtcd> {
+export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<TestEtcd> {
+  const tls = options.tls ?? false;
+  const scheme = tls ? "https" : "http";
+  const fetchHealth = tls
+    ? tlsFetch({ ca: readFileSync(ETCD_TLS.ca, "utf8"), cert: null, key: null })
+    : fetch;
   const dir = mkdtempSync(join(tmpdir(), "tallyho-etcd-"));
   const clientPorts: number[] = [];
   const peerPorts: number[] = [];
@@ -82,9 +107,10 @@ export async function startEtcd(size = 3): Promise<TestEtcd> {
       "--data-dir",
       join(dir, `m${i}`),
       "--listen-client-urls",
-      `http://127.0.0.1:${clientPorts[i]}`,
+      `${scheme}://127.0.0.1:${clientPorts[i]}`,
       "--advertise-client-urls",
-      `http://127.0.0.1:${clientPorts[i]}`,
+      `${scheme}://127.0.0.1:${clientPorts[i]}`,
+      ...(tls ? ["--cert-file", ETCD_TLS.cert, "--key-file", ETCD_TLS.key] : []),
       "--listen-peer-urls",
       `http://127.0.0.1:${peerPorts[i]}`,
       "--initial-advertise-peer-urls",
@@ -132,7 +158,7 @@ export async function startEtcd(size = 3): Promise<TestEtcd> {
     let last = "";
     while (Date.now() < deadline) {
       try {
-        const reply = await fetch(`http://127.0.0.1:${clientPorts[i]}/health`);
+        const reply = await fetchHealth(`${scheme}://127.0.0.1:${clientPorts[i]}/health`);
         const body = await reply.json() as { health?: string };
         if (body.health === "true") return;
         last = JSON.stringify(body);
@@ -149,7 +175,8 @@ export async function startEtcd(size = 3): Promise<TestEtcd> {
 
   const etcd: TestEtcd = {
     clientPorts,
-    url: (key) => `etcd://${clientPorts.map((p) => `127.0.0.1:${p}`).join(",")}/${key}`,
+    url: (key) =>
+      `${tls ? "etcds" : "etcd"}://${clientPorts.map((p) => `127.0.0.1:${p}`).join(",")}/${key}`,
     running: (i) => children[i] !== null,
     async stop(i, signal = "SIGKILL") {
       const child = children[i];

@@ -13,7 +13,7 @@ import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
 import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
 import { parseEtcdUrl } from "../server/lease/etcd_url.ts";
 import { LeaseBehindError } from "../server/lease/lease_behind_error.ts";
-import { startEtcd } from "./_etcd.ts";
+import { ETCD_TLS, startEtcd } from "./_etcd.ts";
 import { freePort } from "./_redis.ts";
 
 test("etcd url: members, default port, IPv6, user and key are read", () => {
@@ -47,15 +47,19 @@ test("etcd url: a password, no key, a query or a bad member is refused, never ec
   assert.throws(() => parseEtcdUrl("etcd://a,,b/k"), /"" is not HOST or HOST:PORT/);
 });
 
-test("etcd config: numbers takes an etcd URL, not with state; a CA file is refused for now", () => {
+test("etcd config: numbers takes an etcd URL, not with state; a CA file only with etcds://", () => {
   const base = defaultConfig(2);
   const url = "etcd://127.0.0.1:2379,127.0.0.1:22379/k";
   assert.equal(resolveConfig({ numbers: url }, base).numbers, url);
   assert.throws(() => resolveConfig({ numbers: url, state: "/tmp/s" }, base), /cannot both/);
   assert.throws(() => resolveConfig({ numbers: "etcd://h" }, base), /names no key/);
+  assert.equal(
+    resolveConfig({ numbers: "etcds://h/k", numbersCaFile: "/tmp/ca.pem" }, base).numbersCaFile,
+    "/tmp/ca.pem",
+  );
   assert.throws(
-    () => resolveConfig({ numbers: "etcds://h/k", numbersCaFile: "/tmp/ca.pem" }, base),
-    /not supported with an etcd 'numbers' URL yet/,
+    () => resolveConfig({ numbers: "etcd://h/k", numbersCaFile: "/tmp/ca.pem" }, base),
+    /'numbers-ca-file' is only used with a rediss:\/\/ or etcds:\/\/ \(TLS\) 'numbers' URL/,
   );
 });
 
@@ -257,6 +261,34 @@ test("etcd source: a user and its password from the file sign in; a wrong passwo
     await assert.rejects(
       EtcdLeaseSource.open(`etcd://127.0.0.1:${etcd.clientPorts[0]}/n`),
       /refused \/v3\/kv\/range: etcdserver: user name is empty \(HTTP 400\): the cluster has authentication on; name a user in the URL/,
+    );
+  } finally {
+    await etcd.close();
+  }
+});
+
+test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members a private CA signed; without the CA the open fails naming the member", async () => {
+  const etcd = await startEtcd(1, { tls: true });
+  try {
+    const url = etcd.url("n");
+    assert.match(url, /^etcds:\/\//);
+    const source = await EtcdLeaseSource.open(url, { caFile: ETCD_TLS.ca, firstNumber: 5 });
+    assert.equal(await source.lease(3), 5);
+    assert.equal(source.status().member, `127.0.0.1:${etcd.clientPorts[0]}`);
+    await assert.rejects(
+      EtcdLeaseSource.open(url, { leaseTimeoutMs: 1000 }),
+      (error: Error) => {
+        assert.ok(error instanceof EtcdLeaseError);
+        assert.match(
+          error.message,
+          /^Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: /,
+        );
+        return true;
+      },
+    );
+    await assert.rejects(
+      EtcdLeaseSource.open(url, { caFile: "/nonexistent/ca.pem" }),
+      /Cannot read the etcd CA file \/nonexistent\/ca\.pem: ENOENT/,
     );
   } finally {
     await etcd.close();

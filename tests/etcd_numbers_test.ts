@@ -16,8 +16,9 @@ import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { startEtcd, type TestEtcd } from "./_etcd.ts";
-import { isAlive, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { LineClient, replyNumber } from "./_client.ts";
+import { ETCD_TLS, startEtcd, type TestEtcd } from "./_etcd.ts";
+import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
 
@@ -280,5 +281,54 @@ test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, a
   } finally {
     for (const server of servers) await server.stop("SIGKILL");
     await etcd.close();
+  }
+});
+
+test(`[${UNDER_TEST}] etcd: etcds:// with --numbers-ca-file serves numbers over TLS; an unreachable cluster or a key that is not an integer stops the start with one line and exit 1`, async () => {
+  const etcd = await startEtcd(1, { tls: true });
+  const servers: TestServer[] = [];
+  try {
+    const server = await startTallyho([
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+      "--numbers",
+      etcd.url("n"),
+      "--numbers-ca-file",
+      ETCD_TLS.ca,
+      "--first-number",
+      "700",
+    ]);
+    servers.push(server);
+    const client = await LineClient.connect(server.port);
+    client.send("x\nx\n");
+    const numbers = (await client.lines(2, 5000)).map((line) => replyNumber(line));
+    client.close();
+    assert.deepEqual(numbers, [700, 701]);
+    assert.equal(await server.stop(), 0, server.output());
+
+    const noCa = await runTallyho(["serve", "--port", "0", "--numbers", etcd.url("n")]);
+    assert.equal(noCa.code, 1, noCa.stdout + noCa.stderr);
+    assert.match(noCa.stderr, /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: /m);
+  } finally {
+    for (const server of servers) await server.stop("SIGKILL");
+    await etcd.close();
+  }
+  const plain = await startEtcd(1);
+  try {
+    await fetch(`http://127.0.0.1:${plain.clientPorts[0]}/v3/kv/put`, {
+      method: "POST",
+      body: JSON.stringify({ key: btoa("n"), value: btoa("abc") }),
+    });
+    const bad = await runTallyho(["serve", "--port", "0", "--numbers", plain.url("n")]);
+    assert.equal(bad.code, 1);
+    assert.equal(
+      bad.stderr.trim(),
+      `tallyho: etcd key "n" at ${plain.url("n")} holds "abc", not an integer high-water mark: ` +
+        `refusing to guess where numbering stopped`,
+    );
+  } finally {
+    await plain.close();
   }
 });

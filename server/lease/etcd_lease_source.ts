@@ -26,6 +26,8 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
+import { tlsFetch } from "../adapters/mod.ts";
 import { MAX_NUMBER } from "../config.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { EtcdLeaseError } from "./etcd_lease_error.ts";
@@ -41,6 +43,12 @@ export interface EtcdLeaseSourceOptions {
    * @default {null}
    */
   password?: string | null;
+  /**
+   * PEM file of the certificate authority to trust for `etcds://`, for members whose
+   * certificates no public CA signed; `null` trusts the runtime's usual CAs.
+   * @default {null}
+   */
+  caFile?: string | null;
   /**
    * The first number to hand out: a missing key, or one below `firstNumber - 1`, starts here.
    * @default {1}
@@ -142,7 +150,7 @@ export class EtcdLeaseSource implements LeaseSource {
     this.#leaseTimeoutMs = options.leaseTimeoutMs ?? 5000;
     this.#maxConflicts = options.maxConflicts ?? 100;
     this.#log = options.log ?? (() => {});
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
     this.description = `etcd ${target.display}`;
   }
 
@@ -180,7 +188,22 @@ export class EtcdLeaseSource implements LeaseSource {
           `write the user into the URL (etcd://USER@HOST:PORT/KEY)`,
       );
     }
-    const source = new EtcdLeaseSource(target, options, firstNumber);
+    let fetchWith = options.fetch;
+    if (options.caFile != null) {
+      let ca: string;
+      try {
+        ca = readFileSync(options.caFile, "utf8");
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? (error as Error).message;
+        throw new EtcdLeaseError(`Cannot read the etcd CA file ${options.caFile}: ${code}`);
+      }
+      fetchWith = tlsFetch({ ca, cert: null, key: null });
+    }
+    const source = new EtcdLeaseSource(
+      target,
+      fetchWith === undefined ? options : { ...options, fetch: fetchWith },
+      firstNumber,
+    );
     const seen = await source.#read(monotonicNow() + source.#leaseTimeoutMs).catch((error) => {
       throw error instanceof MemberFailure
         ? new EtcdLeaseError(`Cannot reach etcd at ${target.display}: ${error.message}`)

@@ -31,6 +31,7 @@ export async function openLeaseSource(
     return await EtcdLeaseSource.open(config.numbers, {
       // The file only: TALLYHO_REDIS_PASSWORD is Redis's, and must not reach another service.
       password: readRedisPassword(config.numbersPasswordFile, {}, "etcd"),
+      caFile: config.numbersCaFile,
       firstNumber: config.firstNumber,
       log,
     });
