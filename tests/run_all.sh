@@ -56,7 +56,7 @@ if [ "${1:-}" != "--skip-binary" ]; then
     echo "=== compiled dist/tallyho ($(du -h dist/tallyho | cut -f1))"
     TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
       bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts tests/processes_test.ts tests/reload_test.ts tests/state_file_test.ts tests/admin_e2e_test.ts \
-      tests/redis_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
+      tests/redis_numbers_test.ts tests/etcd_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
       tests/config_change_test.ts
   else
     cat "$log_dir/compile.log"
