@@ -10,7 +10,8 @@ set -uo pipefail
 # command:Debian package. hping3/iptables/iproute2 (ip, ss) for the flood and doctor tests in
 # network namespaces, promtool (package prometheus) to check /metrics, redis-server for the Redis
 # tests, chromium for the dashboard's browser tests, systemd-analyze to verify the unit in docs/, haproxy
-# (with nginx) in front of tallyho for the PROXY protocol tests,
+# (with nginx) in front of tallyho for the PROXY protocol tests, etcd and etcdctl for the etcd
+# number source tests,
 # and the anchors the comparison harness measures against (nginx, gevent).
 TOOLS=(
   "redis-server:redis-server"
@@ -24,6 +25,8 @@ TOOLS=(
   "systemd-analyze:systemd"
   "nginx:nginx"
   "haproxy:haproxy"
+  "etcd:etcd-server"
+  "etcdctl:etcd-client"
 )
 # Installed with the tools but not a command of their own.
 EXTRA_PACKAGES=(libnginx-mod-stream python3-gevent libfaketime)

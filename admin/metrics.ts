@@ -195,8 +195,18 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
       {
         name: "tallyho_numbers_source_connected",
         type: "gauge",
-        help: "1 while the number source can lease (Redis reachable), else 0.",
+        help: "1 while the number source can lease (Redis or an etcd member reachable), else 0.",
         samples: [[{}, source.connected ? 1 : 0]],
+      },
+      {
+        name: "tallyho_numbers_source_info",
+        type: "gauge",
+        help: "Always 1; the labels name the kind of number source (memory, state, redis, " +
+          "etcd) and, for etcd, the member leases go to now.",
+        samples: [[{
+          kind: source.description.split(/[\s:]/, 1)[0]!,
+          ...(source.member === undefined ? {} : { member: source.member }),
+        }, 1]],
       },
       {
         name: "tallyho_number_leases_total",

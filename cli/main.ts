@@ -16,6 +16,7 @@ import { AddressInUseError } from "../server/address_in_use_error.ts";
 import { describe, LIMITS } from "../server/config.ts";
 import { ConfigError } from "../server/config_error.ts";
 import { ConfigFileError } from "../server/config_json.ts";
+import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
 import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisPasswordError } from "../server/lease/redis_password.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
@@ -90,14 +91,16 @@ Options for serve:
   --tls-key FILE          the certificate's PEM private key, readable by its owner only
   --state FILE            record the numbering high-water mark durably in FILE, so a restart
                           never repeats a number (default: none; numbers restart on restart)
-  --numbers URL           lease numbers from a Redis key shared by many servers, so none of
-                          them repeats a number: redis://HOST:PORT/KEY, or rediss:// for TLS
-                          (not with --state; never put the password in the URL)
+  --numbers URL           lease numbers from a Redis or etcd key shared by many servers, so
+                          none of them repeats a number: redis://HOST:PORT/DB?key=KEY
+                          (rediss:// for TLS) or etcd://HOST:PORT[,HOST:PORT...]/KEY (etcds://
+                          for TLS) (not with --state; never put the password in the URL)
   --numbers-password-file FILE
-                          file holding the Redis password (default: the environment variable
-                          TALLYHO_REDIS_PASSWORD, if set)
-  --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis whose
-                          certificate no public CA signed (default: the runtime's usual CAs)
+                          file holding the Redis password, or the etcd password of the URL's
+                          user (default for Redis: TALLYHO_REDIS_PASSWORD, if set)
+  --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis or etcds://
+                          members whose certificates no public CA signed (default: the
+                          runtime's usual CAs)
   --config FILE           JSON file with the same keys as these flags (admin,
                           admin-token-file, log-format and log-rejections-every included, read
                           at start only); flags override it, and SIGHUP re-reads it
@@ -139,7 +142,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
   } catch (error) {
     if (
       error instanceof StateFileError || error instanceof RedisLeaseError ||
-      error instanceof RedisPasswordError
+      error instanceof EtcdLeaseError || error instanceof RedisPasswordError
     ) {
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;

@@ -12,6 +12,7 @@ import { CidrList } from "./limits/cidr_list.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
 import { isHostAddress } from "./host_address.ts";
+import { isEtcdUrl, parseEtcdUrl } from "./lease/etcd_url.ts";
 import { parseRedisUrl } from "./lease/redis_url.ts";
 
 /** How incoming bytes are cut into messages. */
@@ -173,22 +174,26 @@ export interface ServeOptions {
    */
   logLevel?: LogLevel;
   /**
-   * A Redis key that many servers lease their numbers from, as `redis://HOST:PORT/KEY` or
-   * `rediss://HOST:PORT/KEY` (TLS), so that no two of them ever hand out the same number. Never
-   * holds a password (see `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
+   * A Redis or etcd key that many servers lease their numbers from, as
+   * `redis://HOST:PORT/DB?key=KEY`, `rediss://...` (TLS), the old `redis://HOST:PORT/KEY`
+   * (deprecated), or `etcd://HOST:PORT[,HOST:PORT...]/KEY` (an etcd cluster's
+   * members), so that no two of them ever hand out the same number. Never holds a password (see
+   * `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
    * numbers to `state` or to memory.
    * @default {null}
    */
   numbers?: string | null;
   /**
-   * File holding the Redis password for `numbers` (one trailing line break is ignored). Without
-   * it the password comes from the environment variable `TALLYHO_REDIS_PASSWORD`, if set.
+   * File holding the Redis password for `numbers`, or the etcd password of the URL's user (one
+   * trailing line break is ignored). Without it a Redis password comes from the environment
+   * variable `TALLYHO_REDIS_PASSWORD`, if set.
    * @default {null}
    */
   numbersPasswordFile?: string | null;
   /**
-   * PEM file of the certificate authority to trust for a `rediss://` `numbers` URL, for a Redis
-   * whose certificate is not signed by a public CA; `null` trusts the runtime's usual CAs.
+   * PEM file of the certificate authority to trust for a `rediss://` or `etcds://` `numbers`
+   * URL, for a Redis or etcd members whose certificates no public CA signed; `null` trusts the
+   * runtime's usual CAs.
    * @default {null}
    */
   numbersCaFile?: string | null;
@@ -566,11 +571,14 @@ function numbersUrl(value: unknown): string | null {
   if (typeof value !== "string") {
     throw new ConfigError(
       "numbers",
-      `'numbers' must be a redis://HOST:PORT/KEY URL or null: got ${describe(value)}`,
+      `'numbers' must be a redis://HOST:PORT/DB?key=KEY or etcd://HOST:PORT/KEY URL or null: got ${
+        describe(value)
+      }`,
     );
   }
   try {
-    parseRedisUrl(value);
+    if (isEtcdUrl(value)) parseEtcdUrl(value);
+    else parseRedisUrl(value);
   } catch (error) {
     // The URL parser says what is wrong with the operator's URL (never its password).
     if (error instanceof RangeError) throw new ConfigError("numbers", error.message);
@@ -589,10 +597,12 @@ function numbersFile(
   if (typeof value !== "string" || value.length === 0) {
     throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
   }
-  if (name === "numbersCaFile" && (numbers === null || !parseRedisUrl(numbers).tls)) {
+  const tls = numbers !== null &&
+    (isEtcdUrl(numbers) ? parseEtcdUrl(numbers).tls : parseRedisUrl(numbers).tls);
+  if (name === "numbersCaFile" && !tls) {
     throw new ConfigError(
       flag,
-      `'${flag}' is only used with a rediss:// (TLS) 'numbers' URL: got ${
+      `'${flag}' is only used with a rediss:// or etcds:// (TLS) 'numbers' URL: got ${
         describe(value)
       } with numbers ${describe(numbers)}`,
     );
@@ -600,7 +610,9 @@ function numbersFile(
   if (numbers === null) {
     throw new ConfigError(
       flag,
-      `'${flag}' is only used with 'numbers' (a redis:// URL): got ${describe(value)} without it`,
+      `'${flag}' is only used with 'numbers' (a redis:// or etcd:// URL): got ${
+        describe(value)
+      } without it`,
     );
   }
   return value;

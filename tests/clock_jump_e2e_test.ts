@@ -1,6 +1,7 @@
 // A real server whose wall clock is stepped forward and back while it runs, by libfaketime
 // (LD_PRELOAD; the monotonic clock left alone). Skipped where libfaketime is not installed
 // (Debian/Ubuntu: apt-get install libfaketime).
+import { skipOffCi } from "./_tools.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -23,7 +24,11 @@ const SEEN_MS = 1600;
 test(
   `[${UNDER_TEST}] clock jump end to end: a stepped wall clock closes no one early, locks no one out, disables no timeout`,
   {
-    skip: LIBFAKETIME === undefined ? "libfaketime is not installed" : false,
+    skip: skipOffCi(
+      LIBFAKETIME === undefined
+        ? "libfaketime is not installed (apt-get install libfaketime)"
+        : null,
+    ),
   },
   async () => {
     const dir = mkdtempSync(join(tmpdir(), "tallyho-faketime-"));

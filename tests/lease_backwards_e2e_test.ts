@@ -8,9 +8,15 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { test } from "node:test";
+import { test as nodeTest } from "node:test";
+import { skipRedis } from "./_redis.ts";
 import { startRedis, type TestRedis } from "./_redis.ts";
 import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+
+// Every test here needs the tool: off CI each skips with the reason where it is missing.
+function test(name: string, fn: () => void | Promise<void>): void {
+  nodeTest(name, { skip: skipRedis }, fn);
+}
 
 const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
 

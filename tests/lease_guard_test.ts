@@ -16,7 +16,7 @@ import {
   MemoryLeaseSource,
 } from "../server/lease/lease_source.ts";
 import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
-import { startRedis } from "./_redis.ts";
+import { skipRedis, startRedis } from "./_redis.ts";
 
 /** A source whose next grant the test sets: it can go backwards, like a replaced file. */
 class ScriptedSource implements LeaseSource {
@@ -98,43 +98,47 @@ test("lease guard starts from the source's mark: a source moved back before the 
   assert.equal(memory.status().leasesRefused, 0);
 });
 
-test("lease guard over Redis: the script refuses a key below the mark before INCRBY, for a key set between two processes' leases and for a lost key", async () => {
-  const redis = await startRedis();
-  try {
-    const source = await RedisLeaseSource.open(redis.url("n"));
-    const guard = new LeaseGuard(source);
-    // Two processes lease through the supervisor's one guard: process A gets the first run,
-    // process B the second.
-    const a = await guard.lease(4096);
-    const b = await guard.lease(4096);
-    assert.deepEqual([a, b], [1, 4097]);
+test(
+  "lease guard over Redis: the script refuses a key below the mark before INCRBY, for a key set between two processes' leases and for a lost key",
+  { skip: skipRedis },
+  async () => {
+    const redis = await startRedis();
+    try {
+      const source = await RedisLeaseSource.open(redis.url("n"));
+      const guard = new LeaseGuard(source);
+      // Two processes lease through the supervisor's one guard: process A gets the first run,
+      // process B the second.
+      const a = await guard.lease(4096);
+      const b = await guard.lease(4096);
+      assert.deepEqual([a, b], [1, 4097]);
 
-    // Set between A's end and B's end: a guard per process would let A lease 5001.. (B's numbers).
-    await redis.command("SET", "n", "5000");
-    await assert.rejects(guard.lease(4096), (error: Error) => {
-      assert.ok(error instanceof LeaseBehindError);
-      assert.match(
-        error.message,
-        new RegExp(
-          `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/n: the key holds ` +
-            `5000, but this server has already leased numbers up to 8192;`,
-        ),
-      );
-      return true;
-    });
-    assert.equal(await redis.command("GET", "n"), "5000", "a refused lease takes nothing");
+      // Set between A's end and B's end: a guard per process would let A lease 5001.. (B's numbers).
+      await redis.command("SET", "n", "5000");
+      await assert.rejects(guard.lease(4096), (error: Error) => {
+        assert.ok(error instanceof LeaseBehindError);
+        assert.match(
+          error.message,
+          new RegExp(
+            `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/n: the key holds ` +
+              `5000, but this server has already leased numbers up to 8192;`,
+          ),
+        );
+        return true;
+      });
+      assert.equal(await redis.command("GET", "n"), "5000", "a refused lease takes nothing");
 
-    await redis.command("DEL", "n");
-    await assert.rejects(guard.lease(4096), /the key is missing, but .* up to 8192/);
-    assert.equal(await redis.command("GET", "n"), null, "the lost key is not recreated low");
-    assert.equal(guard.status().leasesRefused, 2);
-    assert.equal(guard.status().leaseErrors, 2, "the source counts them as failed leases too");
+      await redis.command("DEL", "n");
+      await assert.rejects(guard.lease(4096), /the key is missing, but .* up to 8192/);
+      assert.equal(await redis.command("GET", "n"), null, "the lost key is not recreated low");
+      assert.equal(guard.status().leasesRefused, 2);
+      assert.equal(guard.status().leaseErrors, 2, "the source counts them as failed leases too");
 
-    await redis.command("SET", "n", "8192"); // repaired at the mark the error named
-    assert.equal(await guard.lease(4096), 8193);
-    assert.equal(guard.refusing, false);
-    await guard.close();
-  } finally {
-    await redis.close();
-  }
-});
+      await redis.command("SET", "n", "8192"); // repaired at the mark the error named
+      assert.equal(await guard.lease(4096), 8193);
+      assert.equal(guard.refusing, false);
+      await guard.close();
+    } finally {
+      await redis.close();
+    }
+  },
+);

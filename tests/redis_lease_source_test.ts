@@ -17,14 +17,21 @@ import { parseRedisUrl } from "../server/lease/redis_url.ts";
 import { freePort, skipRedis, startRedis } from "./_redis.ts";
 
 test("redis url: host, port, key and TLS are read; the path is the key, not a database", () => {
-  assert.deepEqual(parseRedisUrl("redis://10.0.0.5:6380/tallyho:numbers"), {
+  const old = parseRedisUrl("redis://10.0.0.5:6380/tallyho:numbers");
+  assert.deepEqual({ ...old, deprecation: null }, {
     tls: false,
     host: "10.0.0.5",
     port: 6380,
     key: "tallyho:numbers",
+    database: 0,
+    deprecation: null,
     username: null,
     display: "redis://10.0.0.5:6380/tallyho:numbers",
   });
+  assert.match(
+    old.deprecation!,
+    /deprecated: write redis:\/\/10\.0\.0\.5:6380\/0\?key=tallyho%3Anumbers/,
+  );
   const tls = parseRedisUrl("rediss://ops@redis.example/0");
   assert.equal(tls.tls, true);
   assert.equal(tls.port, 6379, "the default port");
@@ -32,6 +39,34 @@ test("redis url: host, port, key and TLS are read; the path is the key, not a da
   assert.equal(tls.username, "ops");
   assert.equal(parseRedisUrl("redis://[::1]:7000/k").host, "::1");
   assert.equal(parseRedisUrl("redis://h/a%2Fb").key, "a/b");
+});
+
+test("redis url: the Redis convention, path the database and ?key= the key; the old form (path as key) kept with a deprecation", () => {
+  assert.deepEqual(parseRedisUrl("redis://10.0.0.5:6380/2?key=tallyho:numbers"), {
+    tls: false,
+    host: "10.0.0.5",
+    port: 6380,
+    key: "tallyho:numbers",
+    database: 2,
+    deprecation: null,
+    username: null,
+    display: "redis://10.0.0.5:6380/2?key=tallyho:numbers",
+  });
+  assert.equal(parseRedisUrl("redis://h?key=n").database, 0);
+  assert.equal(parseRedisUrl("redis://h/?key=a%2Fb").key, "a/b");
+  const old = parseRedisUrl("redis://h:6379/0");
+  assert.equal(old.key, "0", "the old form still reads the path as the key");
+  assert.equal(old.database, 0);
+  assert.equal(
+    old.deprecation,
+    "--numbers redis://h:6379/0 takes the path as the key, which other Redis clients read as a " +
+      "database number; this form is deprecated: write redis://h:6379/0?key=0 (the same key, " +
+      "database 0)",
+  );
+  assert.throws(() => parseRedisUrl("redis://h/abc?key=n"), /path "abc" is not a number/);
+  assert.throws(() => parseRedisUrl("redis://h/0?key="), /whose key is empty/);
+  assert.throws(() => parseRedisUrl("redis://h/0?key=n&db=1"), /nothing after the key/);
+  assert.throws(() => parseRedisUrl("redis://h/0?key=n&key=m"), /nothing after the key/);
 });
 
 test("redis url: a password is refused without echoing it, saying where to put it", () => {
@@ -45,7 +80,10 @@ test("redis url: a password is refused without echoing it, saying where to put i
       return true;
     });
   }
-  assert.throws(() => parseRedisUrl("http://h/k"), /must be redis:\/\/HOST:PORT\/KEY.*"http/);
+  assert.throws(
+    () => parseRedisUrl("http://h/k"),
+    /must be redis:\/\/HOST:PORT\/DB\?key=KEY or rediss:\/\/HOST:PORT\/DB\?key=KEY: got "http/,
+  );
   assert.throws(() => parseRedisUrl("redis://h:6379"), /names no key/);
   assert.throws(() => parseRedisUrl("redis://h:6379/"), /names no key/);
   assert.throws(() => parseRedisUrl("redis://h/k?db=2"), /nothing after the key/);
@@ -89,6 +127,26 @@ test("redis password: from a file without its line break, or the environment, ne
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(
+  "redis lease source: the URL's database number is SELECTed: the key is leased there, not in 0",
+  { skip: skipRedis },
+  async () => {
+    const redis = await startRedis();
+    try {
+      const url = `redis://127.0.0.1:${redis.port}/3?key=n`;
+      const source = await RedisLeaseSource.open(url, { firstNumber: 10 });
+      assert.equal(await source.lease(5), 10);
+      assert.equal(source.description, `redis ${url}`);
+      await source.close();
+      assert.equal(await redis.command("GET", "n"), null, "nothing in database 0");
+      const inThree = "redis.call('SELECT', 3) return redis.call('GET', KEYS[1])";
+      assert.equal(await redis.command("EVAL", inThree, "1", "n"), "14");
+    } finally {
+      await redis.close();
+    }
+  },
+);
 
 test(
   "redis lease source: each lease is the run below the INCRBY reply, and first-number holds atomically",

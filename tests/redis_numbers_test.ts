@@ -449,3 +449,44 @@ test(
     }
   },
 );
+
+test(
+  `[${UNDER_TEST}] redis url: the old form (path as key) serves with a deprecation warning; redis://HOST:PORT/DB?key=KEY serves without one, from the same key`,
+  { skip: skipRedis },
+  async () => {
+    const redis = await startRedis();
+    const servers: TestServer[] = [];
+    try {
+      const old = await startTallyho(["--numbers", redis.url("n")]);
+      servers.push(old);
+      assert.match(
+        old.output(),
+        new RegExp(
+          `^\\S+ warn tallyho: warning: --numbers redis://127\\.0\\.0\\.1:${redis.port}/n takes the path as ` +
+            `the key, .* deprecated: write redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=n `,
+          "m",
+        ),
+      );
+      const first = await LineClient.connect(old.port);
+      first.send("x\n");
+      const a = replyNumber((await first.lines(1, 5000))[0]!);
+      first.close();
+      assert.equal(await old.stop(), 0, old.output());
+      const current = await startTallyho([
+        "--numbers",
+        `redis://127.0.0.1:${redis.port}/0?key=n`,
+      ]);
+      servers.push(current);
+      assert.doesNotMatch(current.output(), /deprecated/);
+      const second = await LineClient.connect(current.port);
+      second.send("x\n");
+      const b = replyNumber((await second.lines(1, 5000))[0]!);
+      second.close();
+      assert.ok(b > a, `the new form leased from the same key: ${b} after ${a}`);
+      assert.equal(await current.stop(), 0, current.output());
+    } finally {
+      for (const server of servers) await server.stop("SIGKILL");
+      await redis.close();
+    }
+  },
+);

@@ -46,5 +46,5 @@ test("redis url: tallyho serve with a malformed --numbers prints one line withou
   assert.equal(result.code, 2, result.stderr);
   const all = result.stdout + result.stderr;
   assert.doesNotMatch(all, /hunter2|hun\b|ter2/, all);
-  assert.match(all, /'numbers' must be redis:\/\/HOST:PORT\/KEY/);
+  assert.match(all, /'numbers' must be redis:\/\/HOST:PORT\/DB\?key=KEY/);
 });

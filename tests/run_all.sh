@@ -53,7 +53,7 @@ if [ "${1:-}" != "--skip-binary" ]; then
     echo "=== compiled dist/tallyho ($(du -h dist/tallyho | cut -f1))"
     TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
       bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts tests/processes_test.ts tests/reload_test.ts tests/state_file_test.ts tests/admin_e2e_test.ts \
-      tests/redis_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
+      tests/redis_numbers_test.ts tests/etcd_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
       tests/config_change_test.ts tests/operator_config_test.ts tests/check_command_test.ts \
       tests/admin_token_cli_test.ts tests/log_format_test.ts \
       tests/reply_backlog_test.ts tests/state_file_race_test.ts tests/state_file_faults_test.ts \

@@ -6,20 +6,24 @@
 
 import { tryLockFileBun } from "./bun_file_lock.ts";
 import { listenBun } from "./bun_listener.ts";
+import { tlsFetchBun } from "./bun_tls_fetch.ts";
 import { serveHttpBun } from "./bun_http.ts";
 import { tryLockFileDeno } from "./deno_file_lock.ts";
 import { type CappedHttpOptions, type CappedHttpServer, serveCappedHttp } from "./capped_http.ts";
 import { relayDeno } from "./_deno_relay.ts";
 import { relayNodeNet } from "./_node_net_relay.ts";
 import { listenDeno } from "./deno_listener.ts";
+import { tlsFetchDeno } from "./deno_tls_fetch.ts";
 import type { TryLockFile } from "./file_lock.ts";
 import { serveHttpDeno } from "./deno_http.ts";
 import type { FetchHandler, ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
+import type { TlsFetchFactory } from "./tls_fetch.ts";
 import type { Runtime } from "../runtime.ts";
 
 export * from "./thread_listener.ts";
 export type { HeldFileLock, TryLockFile } from "./file_lock.ts";
+export type { TlsFetchFactory, TlsFetchOptions } from "./tls_fetch.ts";
 export {
   ADMIN_MAX_CONNECTIONS,
   adminConnectionCap,
@@ -41,6 +45,9 @@ export const listen: Listen = RUNTIME === "bun" ? listenBun : listenDeno;
 
 /** Serves a fetch handler (the admin API) over HTTP on this runtime. */
 export const serveHttp: ServeHttp = RUNTIME === "bun" ? serveHttpBun : serveHttpDeno;
+
+/** Makes a `fetch` that trusts a given CA and presents a client certificate, on this runtime. */
+export const tlsFetch: TlsFetchFactory = RUNTIME === "bun" ? tlsFetchBun : tlsFetchDeno;
 
 /** Takes a kernel lock (`flock`) on a file that dies with this process, on this runtime. */
 export const tryLockFile: TryLockFile = RUNTIME === "bun" ? tryLockFileBun : tryLockFileDeno;

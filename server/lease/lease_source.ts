@@ -69,6 +69,11 @@ export interface LeaseSourceStatus {
   /** The high-water mark as this source last saw it; see {@linkcode LeaseSource.next}. */
   next: number;
   /**
+   * The member of a clustered source (etcd) that requests go to now, as `HOST:PORT`; absent for
+   * a source of one place.
+   */
+  member?: string;
+  /**
    * Leases refused since the start because the source went backwards (they would have started
    * at or below what this server had already leased). Counted by the {@linkcode LeaseGuard}
    * every running server leases through; absent from a bare source.

@@ -1,5 +1,5 @@
 /**
- * Opens where a server's numbers come from: a Redis key (`numbers`), a state file (`state`), or
+ * Opens where a server's numbers come from: an etcd or Redis key (`numbers`), a state file (`state`), or
  * memory. Nothing above the returned `LeaseSource` knows which kind it is.
  *
  * @module
@@ -7,27 +7,42 @@
 
 import process from "node:process";
 import type { ServeConfig } from "../config.ts";
+import { isEtcdUrl } from "./etcd_url.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
 import { readRedisPassword } from "./redis_password.ts";
+import { parseRedisUrl } from "./redis_url.ts";
 import { StateFileLeaseSource } from "./state_file.ts";
 
 /**
  * Opens the configured number source.
  *
  * @param config The resolved configuration.
- * @param log Receives the source's own lines (a Redis connection lost and back).
+ * @param log Receives the source's own lines (a Redis connection lost and back, a deprecated
+ * URL form as a warning).
  * @returns The open source.
- * @throws {StateFileError | RedisLeaseError | RedisPasswordError} Naming the problem.
+ * @throws {StateFileError | RedisLeaseError | EtcdLeaseError | RedisPasswordError} Naming the problem.
  */
 export async function openLeaseSource(
   config: ServeConfig,
-  log: (line: string) => void,
+  log: (line: string, level?: "info" | "warn") => void,
 ): Promise<LeaseSource> {
+  if (config.numbers !== null && isEtcdUrl(config.numbers)) {
+    const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
+    return await EtcdLeaseSource.open(config.numbers, {
+      // The file only: TALLYHO_REDIS_PASSWORD is Redis's, and must not reach another service.
+      password: readRedisPassword(config.numbersPasswordFile, {}, "etcd"),
+      caFile: config.numbersCaFile,
+      firstNumber: config.firstNumber,
+      log,
+    });
+  }
   if (config.numbers !== null) {
     // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
     // processes (started from the same entry point) and servers without Redis need not pay.
     const { RedisLeaseSource } = await import("./redis_lease_source.ts");
-    return await RedisLeaseSource.open(config.numbers, {
+    const target = parseRedisUrl(config.numbers);
+    if (target.deprecation !== null) log(target.deprecation, "warn");
+    return await RedisLeaseSource.open(target, {
       password: readRedisPassword(config.numbersPasswordFile, process.env),
       firstNumber: config.firstNumber,
       caFile: config.numbersCaFile,

@@ -153,11 +153,11 @@ export class RedisLeaseSource implements LeaseSource {
    * @returns The source, connected.
    * @throws {RedisLeaseError} When Redis cannot be reached, refuses the password, or the key
    * holds something other than an integer; one line naming the URL and the problem.
-   * @throws {RangeError} When the URL is not a `redis://HOST:PORT/KEY` URL.
+   * @throws {RangeError} When the URL is not a `redis://HOST:PORT/DB?key=KEY` URL.
    *
    * @example
    * ```ts
-   * const source = await RedisLeaseSource.open("redis://127.0.0.1:6379/tallyho", {
+   * const source = await RedisLeaseSource.open("redis://127.0.0.1:6379/0?key=tallyho", {
    *   password: Deno.env.get("TALLYHO_REDIS_PASSWORD") ?? null,
    * });
    * const first = await source.lease(4096); // first .. first + 4095 are this server's
@@ -209,6 +209,8 @@ export class RedisLeaseSource implements LeaseSource {
         }
         : { ...common, tls: false as const },
       ...(target.username === null ? {} : { username: target.username }),
+      // SELECTed on every (re)connect by the client, before any lease.
+      ...(target.database === 0 ? {} : { database: target.database }),
       ...(options.password == null ? {} : { password: options.password }),
       // RESP2 (AUTH, no HELLO): the oldest protocol, spoken by every Redis and its forks.
       RESP: 2,

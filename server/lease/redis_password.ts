@@ -20,12 +20,14 @@ export class RedisPasswordError extends Error {
  *
  * @param file The `--numbers-password-file`, or `null`.
  * @param env The environment to read {@linkcode PASSWORD_ENV} from.
+ * @param service Whose password it is, for messages.
  * @returns The password, or `null` when neither gives one (Redis without `requirepass`).
  * @throws {RedisPasswordError} When both give one, the file cannot be read, or it is empty.
  */
 export function readRedisPassword(
   file: string | null,
   env: Record<string, string | undefined>,
+  service = "Redis",
 ): string | null {
   const fromEnv = env[PASSWORD_ENV];
   if (file === null) return fromEnv === undefined || fromEnv === "" ? null : fromEnv;
@@ -40,12 +42,12 @@ export function readRedisPassword(
     text = readFileSync(file, "utf8");
   } catch (error) {
     const code = (error as { code?: string }).code ?? (error as Error).message;
-    throw new RedisPasswordError(`Cannot read the Redis password file ${file}: ${code}`);
+    throw new RedisPasswordError(`Cannot read the ${service} password file ${file}: ${code}`);
   }
   // One trailing line break is what `echo secret > file` leaves; it is not part of the password.
   const password = text.replace(/\r?\n$/, "");
   if (password === "") {
-    throw new RedisPasswordError(`The Redis password file ${file} is empty`);
+    throw new RedisPasswordError(`The ${service} password file ${file} is empty`);
   }
   return password;
 }

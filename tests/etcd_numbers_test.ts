@@ -1,0 +1,340 @@
+/**
+ * End to end: tallyho servers leasing from one key on a real 3-member etcd cluster on loopback,
+ * loaded by a Python client that shares no code with them. Two servers x 2 processes never hand
+ * out a number twice and each hands out only numbers from runs it leased (its log names each run;
+ * etcd's own history, read with etcdctl, confirms every one); `kill -9` of the etcd leader under
+ * load repeats nothing and leasing goes on; with two of three members stopped the servers serve
+ * their held blocks, then refuse cleanly with `/readyz` 503, and resume without a restart once
+ * the members are back; `kill -9` of everything and a restart continues above every number
+ * answered before.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { test as nodeTest } from "node:test";
+import { skipEtcd } from "./_etcd.ts";
+import { fileURLToPath } from "node:url";
+import { LineClient, replyNumber } from "./_client.ts";
+import { ETCD_TLS, startEtcd, type TestEtcd } from "./_etcd.ts";
+import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+
+// Every test here needs the tool: off CI each skips with the reason where it is missing.
+function test(name: string, fn: () => void | Promise<void>): void {
+  nodeTest(name, { skip: skipEtcd }, fn);
+}
+
+const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
+
+interface Recorded {
+  numbers: number;
+  repeats: number;
+  decreases: number;
+  refused: number;
+  bad: number;
+  max: number;
+  per_second: number[];
+  /** Every number it got, sorted (read from its numbers file). */
+  all: number[];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Runs the Python recorder against `port` for `seconds`, keeping every number it got. */
+function record(port: number, seconds: number): Promise<Recorded> {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-etcd-rec-"));
+  const file = join(dir, "numbers");
+  const child = spawn(
+    "python3",
+    [RECORDER, String(port), "4", "256", String(seconds), "5000000", "4", file],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
+  return new Promise<Recorded>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (code) => {
+      clearTimeout(killer);
+      try {
+        if (code !== 0) throw new Error(`number_recorder.py exited ${code}: ${err}`);
+        const figures = JSON.parse(out) as Recorded;
+        figures.all = readFileSync(file, "utf8").split("\n").filter((l) => l !== "").map(Number);
+        resolve(figures);
+      } catch (error) {
+        reject(error);
+      }
+    });
+  }).finally(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+function serverArgs(etcd: TestEtcd, key: string): string[] {
+  return [
+    "--processes",
+    "2",
+    "--threads",
+    "1",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    "--numbers",
+    etcd.url(key),
+  ];
+}
+
+/** The runs a server logged it leased ("leased A..B from etcd member ..."), in its order. */
+function loggedRuns(server: TestServer): { first: number; last: number }[] {
+  return [...server.output().matchAll(/leased (\d+)\.\.(\d+) from etcd member \S+/g)]
+    .map((m) => ({ first: Number(m[1]), last: Number(m[2]) }));
+}
+
+/**
+ * Checks the promise: no number twice across servers, every number inside a run its own server
+ * logged, and every logged run a change of the key in etcd's history (from the value before it),
+ * claimed by one server only.
+ */
+async function checkNumbers(
+  etcd: TestEtcd,
+  key: string,
+  servers: TestServer[],
+  recorded: Recorded[],
+): Promise<void> {
+  for (const r of recorded) {
+    assert.equal(r.repeats, 0, "a client saw a number twice");
+    assert.equal(r.bad, 0);
+  }
+  const all = recorded.flatMap((r) => r.all);
+  assert.equal(new Set(all).size, all.length, "two servers handed out the same number");
+
+  const history = await etcd.history(key);
+  const changes = new Map<number, number>(); // last number of a run -> value before it
+  for (let i = 0; i < history.length; i++) {
+    changes.set(Number(history[i]!.value), i === 0 ? 0 : Number(history[i - 1]!.value));
+  }
+  const claimed = new Set<number>();
+  servers.forEach((server, s) => {
+    const runs = loggedRuns(server).sort((a, b) => a.first - b.first);
+    assert.ok(runs.length > 0, `server ${s} logged no lease`);
+    for (const run of runs) {
+      assert.equal(
+        changes.get(run.last),
+        run.first - 1,
+        `server ${s}'s run ${run.first}..${run.last} is no change in etcd's history`,
+      );
+      assert.ok(!claimed.has(run.last), `run ending ${run.last} claimed twice`);
+      claimed.add(run.last);
+    }
+    let i = 0;
+    for (const n of recorded[s]!.all) {
+      while (i < runs.length && runs[i]!.last < n) i++;
+      assert.ok(
+        i < runs.length && runs[i]!.first <= n,
+        `server ${s} handed out ${n}, outside every run it leased`,
+      );
+    }
+  });
+}
+
+async function readyzWithin(server: TestServer, want: number, ms: number): Promise<number> {
+  const deadline = Date.now() + ms;
+  let status = 0;
+  while (status !== want && Date.now() < deadline) {
+    status = (await fetch(`${server.adminUrl}/readyz`)).status;
+    if (status !== want) await sleep(50);
+  }
+  return status;
+}
+
+test(`[${UNDER_TEST}] etcd: two servers x 2 processes on one key of a 3-member cluster, loaded at once: no number twice, each only from runs it leased`, async () => {
+  const etcd = await startEtcd(3);
+  const servers: TestServer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    const recorded = await Promise.all(servers.map((server) => record(server.port, 4)));
+    for (const r of recorded) assert.ok(r.numbers > 10_000, `only ${r.numbers} numbers`);
+    const info = await (await servers[0]!.admin("/v1/info")).json();
+    assert.match(info.numbers.description, /^etcd etcd:\/\/127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,/);
+    assert.match(info.numbers.member, /^127\.0\.0\.1:\d+$/);
+    assert.equal(info.numbers.connected, true);
+    const metrics = await (await servers[0]!.admin("/metrics")).text();
+    assert.match(
+      metrics,
+      /^tallyho_numbers_source_info\{kind="etcd",member="127\.0\.0\.1:\d+"\} 1$/m,
+    );
+    for (const server of servers) assert.equal(await server.stop(), 0, server.output());
+    await checkNumbers(etcd, "n", servers, recorded);
+  } finally {
+    for (const server of servers) await server.stop("SIGKILL");
+    await etcd.close();
+  }
+});
+
+test(`[${UNDER_TEST}] etcd: kill -9 of the leader under load: a new leader, leasing goes on, no number twice`, async () => {
+  const etcd = await startEtcd(3);
+  const servers: TestServer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    const load = Promise.all(servers.map((server) => record(server.port, 9)));
+    await sleep(2000);
+    const leader = await etcd.leader();
+    const before = servers.map((s) => loggedRuns(s).length);
+    await etcd.stop(leader, "SIGKILL");
+    await sleep(4000);
+    const elected = await etcd.leader();
+    assert.notEqual(elected, leader, "a new leader was elected");
+    const after = servers.map((s) => loggedRuns(s).length);
+    for (let s = 0; s < 2; s++) {
+      assert.ok(after[s]! > before[s]!, `server ${s} leased nothing after the leader was killed`);
+    }
+    await etcd.start(leader);
+    const recorded = await load;
+    for (const r of recorded) {
+      // Served through the failover: every second from the kill (2 s) on had numbers.
+      assert.ok(
+        r.per_second.slice(2, 8).every((n) => n > 0),
+        `a silent second: ${r.per_second}\n${
+          servers.map((s) => s.output().replace(/^.*leased \d+\.\.\d+ from etcd.*\n/gm, ""))
+            .join("\n----\n")
+        }`,
+      );
+    }
+    for (const server of servers) assert.equal(await server.stop(), 0, server.output());
+    await checkNumbers(etcd, "n", servers, recorded);
+  } finally {
+    for (const server of servers) await server.stop("SIGKILL");
+    await etcd.close();
+  }
+});
+
+test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, then clean refusals and /readyz 503; started again: resumes without a restart`, async () => {
+  const etcd = await startEtcd(3);
+  const servers: TestServer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    const children = servers.map((s) => [...s.childPids().values()]);
+    const load = Promise.all(servers.map((server) => record(server.port, 16)));
+    await sleep(1500);
+    await etcd.stop(1, "SIGTERM");
+    await etcd.stop(2, "SIGTERM");
+    for (const server of servers) {
+      assert.equal(await readyzWithin(server, 503, 8000), 503, "/readyz once out of numbers");
+      await server.waitFor(/cannot lease \d+ numbers to process \d+: Cannot lease from etcd/, 8000);
+    }
+    const down = await (await servers[0]!.admin("/v1/info")).json();
+    assert.equal(down.numbersAvailable, false);
+    assert.equal(down.numbers.connected, false);
+    assert.ok(down.numbers.leaseErrors > 0);
+    assert.ok(down.numbers.lastError !== null);
+    const metrics = await (await servers[0]!.admin("/metrics")).text();
+    assert.match(metrics, /^tallyho_numbers_source_connected 0$/m);
+    assert.match(metrics, /^tallyho_number_lease_errors_total [1-9]\d*$/m);
+    await sleep(1000);
+    await etcd.start(1);
+    await etcd.start(2);
+    for (const server of servers) {
+      assert.equal(await readyzWithin(server, 200, 10_000), 200, "/readyz once etcd is back");
+    }
+    const recorded = await load;
+    for (const r of recorded) {
+      assert.ok(r.refused > 0, "clients were refused once the held numbers ran out");
+      assert.ok(
+        r.per_second.slice(-3).some((n) => n > 0),
+        `no service at the end: ${r.per_second}`,
+      );
+    }
+    servers.forEach((server, s) => {
+      assert.deepEqual([...server.childPids().values()], children[s], "no process restarted");
+      assert.ok(isAlive(server.pid));
+    });
+    for (const server of servers) assert.equal(await server.stop(), 0, server.output());
+    await checkNumbers(etcd, "n", servers, recorded);
+  } finally {
+    for (const server of servers) await server.stop("SIGKILL");
+    await etcd.close();
+  }
+});
+
+test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, all restarted: numbers continue above every number answered`, async () => {
+  const etcd = await startEtcd(3);
+  let servers: TestServer[] = [];
+  try {
+    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    const load = Promise.all(servers.map((server) => record(server.port, 4)));
+    await sleep(2500);
+    const pids = servers.flatMap((s) => [s.pid, ...s.childPids().values()]);
+    for (const pid of pids) process.kill(pid, "SIGKILL");
+    for (let i = 0; i < 3; i++) await etcd.stop(i, "SIGKILL");
+    const before = await load;
+    const answered = Math.max(...before.map((r) => r.max));
+    assert.ok(answered > 0);
+    for (const pid of pids) {
+      for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(20);
+    }
+    for (let i = 0; i < 3; i++) await etcd.start(i);
+    servers = [];
+    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    const after = await Promise.all(servers.map((server) => record(server.port, 2)));
+    for (const r of after) {
+      assert.ok(r.numbers > 0);
+      assert.ok(r.all[0]! > answered, `${r.all[0]} after ${answered} was answered`);
+    }
+    for (const server of servers) assert.equal(await server.stop(), 0, server.output());
+  } finally {
+    for (const server of servers) await server.stop("SIGKILL");
+    await etcd.close();
+  }
+});
+
+test(`[${UNDER_TEST}] etcd: etcds:// with --numbers-ca-file serves numbers over TLS; an unreachable cluster or a key that is not an integer stops the start with one line and exit 1`, async () => {
+  const etcd = await startEtcd(1, { tls: true });
+  const servers: TestServer[] = [];
+  try {
+    const server = await startTallyho([
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+      "--numbers",
+      etcd.url("n"),
+      "--numbers-ca-file",
+      ETCD_TLS.ca,
+      "--first-number",
+      "700",
+    ]);
+    servers.push(server);
+    const client = await LineClient.connect(server.port);
+    client.send("x\nx\n");
+    const numbers = (await client.lines(2, 5000)).map((line) => replyNumber(line));
+    client.close();
+    assert.deepEqual(numbers, [700, 701]);
+    assert.equal(await server.stop(), 0, server.output());
+
+    const noCa = await runTallyho(["serve", "--port", "0", "--numbers", etcd.url("n")]);
+    assert.equal(noCa.code, 1, noCa.stdout + noCa.stderr);
+    assert.match(noCa.stderr, /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: /m);
+  } finally {
+    for (const server of servers) await server.stop("SIGKILL");
+    await etcd.close();
+  }
+  const plain = await startEtcd(1);
+  try {
+    await fetch(`http://127.0.0.1:${plain.clientPorts[0]}/v3/kv/put`, {
+      method: "POST",
+      body: JSON.stringify({ key: btoa("n"), value: btoa("abc") }),
+    });
+    const bad = await runTallyho(["serve", "--port", "0", "--numbers", plain.url("n")]);
+    assert.equal(bad.code, 1);
+    assert.equal(
+      bad.stderr.trim(),
+      `tallyho: etcd key "n" at ${plain.url("n")} holds "abc", not an integer high-water mark: ` +
+        `refusing to guess where numbering stopped`,
+    );
+  } finally {
+    await plain.close();
+  }
+});
