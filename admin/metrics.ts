@@ -10,25 +10,38 @@
  */
 
 import type { StatName } from "../server/thread_stats.ts";
-import { STAT_NAMES } from "../server/thread_stats.ts";
+import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/thread_stats.ts";
 import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
 import type { ProcessMetrics } from "./process_metrics.ts";
 
 /** The `Content-Type` of the text format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-type MetricType = "counter" | "gauge";
+type MetricType = "counter" | "gauge" | "histogram";
 type Labels = Record<string, string>;
 
 interface Family {
   name: string;
   type: MetricType;
   help: string;
-  samples: Array<[Labels, number]>;
+  /** Labels, value and, for a histogram, the sample's suffix (`_bucket`, `_sum`, `_count`). */
+  samples: Array<[Labels, number, string?]>;
 }
 
 /** Figures counted by reason: `closedLineTooLong` -> closed, reason `line_too_long`. */
 type ReasonStat = Extract<StatName, `closed${string}` | `rejected${string}`>;
+
+/** The event-loop delay histogram's figures, written as one histogram family. */
+type HistogramStat = Extract<
+  StatName,
+  `loopDelayLe${string}` | "loopDelaySamples" | "loopDelaySumMs"
+>;
+
+const LOOP_DELAY_HISTOGRAM = {
+  name: "tallyho_event_loop_delay_seconds",
+  help: "How late each thread's event loop ran a timer armed every 20 ms, since the thread " +
+    "started: the time it was blocked.",
+} as const;
 
 const REASON_FAMILIES = {
   closed: {
@@ -43,8 +56,14 @@ const REASON_FAMILIES = {
 
 // Every other figure needs an entry here: adding one to STAT_NAMES without deciding its name and
 // type fails `deno check`.
+// `scale` turns the figure's unit into the metric's (ms into seconds).
 const FIGURES: {
-  readonly [K in Exclude<StatName, ReasonStat>]: { name: string; type: MetricType; help: string };
+  readonly [K in Exclude<StatName, ReasonStat | HistogramStat>]: {
+    name: string;
+    type: MetricType;
+    help: string;
+    scale?: number;
+  };
 } = {
   connectionsAccepted: {
     name: "tallyho_connections_accepted_total",
@@ -84,6 +103,24 @@ const FIGURES: {
     help: "Times a connection stopped being read because its unsent replies passed " +
       "max-pending-reply-bytes.",
   },
+  loopDelayP50Ms: {
+    name: "tallyho_event_loop_delay_p50_seconds",
+    type: "gauge",
+    help: "Median event-loop delay over the last second.",
+    scale: 0.001,
+  },
+  loopDelayP99Ms: {
+    name: "tallyho_event_loop_delay_p99_seconds",
+    type: "gauge",
+    help: "99th percentile of the event-loop delay over the last second.",
+    scale: 0.001,
+  },
+  loopDelayMaxMs: {
+    name: "tallyho_event_loop_delay_max_seconds",
+    type: "gauge",
+    help: "Longest event-loop delay over the last one to two seconds.",
+    scale: 0.001,
+  },
   untrackedAddresses: {
     name: "tallyho_untracked_addresses_total",
     type: "counter",
@@ -111,9 +148,10 @@ function formatValue(value: number): string {
 function renderFamily(family: Family): string {
   let text = `# HELP ${family.name} ${family.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n` +
     `# TYPE ${family.name} ${family.type}\n`;
-  for (const [labels, value] of family.samples) {
+  for (const [labels, value, suffix = ""] of family.samples) {
     const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-    text += `${family.name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${formatValue(value)}\n`;
+    text += `${family.name}${suffix}${pairs.length ? `{${pairs.join(",")}}` : ""} ` +
+      `${formatValue(value)}\n`;
   }
   return text;
 }
@@ -126,27 +164,51 @@ function figureFamilies(processes: ProcessStats[]): Family[] {
     return family;
   };
   for (const stat of STAT_NAMES) {
+    if (isHistogramStat(stat)) continue;
     const kind = stat.startsWith("closed")
       ? "closed"
       : stat.startsWith("rejected")
       ? "rejected"
       : undefined;
-    const family = kind
-      ? familyFor(REASON_FAMILIES[kind].name, "counter", REASON_FAMILIES[kind].help)
-      : familyFor(
-        FIGURES[stat as Exclude<StatName, ReasonStat>].name,
-        FIGURES[stat as Exclude<StatName, ReasonStat>].type,
-        FIGURES[stat as Exclude<StatName, ReasonStat>].help,
-      );
+    const figure = kind
+      ? undefined
+      : FIGURES[stat as Exclude<StatName, ReasonStat | HistogramStat>];
+    const family = figure
+      ? familyFor(figure.name, figure.type, figure.help)
+      : familyFor(REASON_FAMILIES[kind!].name, "counter", REASON_FAMILIES[kind!].help);
+    const scale = figure?.scale ?? 1;
     for (const process of processes) {
       process.threads.forEach((figures, thread) => {
         const labels: Labels = { process: String(process.index), thread: String(thread) };
         if (kind) labels.reason = snakeCase(stat.slice(kind.length));
-        family.samples.push([labels, figures[stat]]);
+        family.samples.push([labels, figures[stat] * scale]);
       });
     }
   }
+  families.set(LOOP_DELAY_HISTOGRAM.name, loopDelayHistogram(processes));
   return [...families.values()].filter((family) => family.samples.length > 0);
+}
+
+function isHistogramStat(stat: StatName): stat is HistogramStat {
+  return stat.startsWith("loopDelayLe") || stat === "loopDelaySamples" ||
+    stat === "loopDelaySumMs";
+}
+
+/** One histogram per thread: `_bucket` by bound (in seconds), `+Inf`, `_sum` and `_count`. */
+function loopDelayHistogram(processes: ProcessStats[]): Family {
+  const family: Family = { ...LOOP_DELAY_HISTOGRAM, type: "histogram", samples: [] };
+  for (const process of processes) {
+    process.threads.forEach((figures, thread) => {
+      const labels: Labels = { process: String(process.index), thread: String(thread) };
+      for (const { name, boundMs } of LOOP_DELAY_BUCKETS) {
+        family.samples.push([{ ...labels, le: String(boundMs / 1000) }, figures[name], "_bucket"]);
+      }
+      family.samples.push([{ ...labels, le: "+Inf" }, figures.loopDelaySamples, "_bucket"]);
+      family.samples.push([labels, figures.loopDelaySumMs / 1000, "_sum"]);
+      family.samples.push([labels, figures.loopDelaySamples, "_count"]);
+    });
+  }
+  return family;
 }
 
 function processFamilies(metrics: ProcessMetrics): Family[] {

@@ -29,8 +29,16 @@ export interface StatsView {
   processes: ProcessView[];
 }
 
+// Figures whose total is the largest, not the sum: a number, and the worst thread's loop delay.
+const LARGEST: ReadonlySet<string> = new Set([
+  "lastNumber",
+  "loopDelayP50Ms",
+  "loopDelayP99Ms",
+  "loopDelayMaxMs",
+]);
+
 /**
- * Adds figures up; `lastNumber` is the largest, not the sum.
+ * Adds figures up; `lastNumber` and the loop-delay percentiles are the largest, not the sum.
  *
  * @param rows Figures to add.
  * @returns Their totals (all zero for none).
@@ -39,7 +47,7 @@ export function sumFigures<T extends ThreadFigures>(rows: readonly T[]): ThreadF
   const totals = Object.fromEntries(STAT_NAMES.map((name) => [name, 0])) as ThreadFigures;
   for (const row of rows) {
     for (const name of STAT_NAMES) {
-      totals[name] = name === "lastNumber"
+      totals[name] = LARGEST.has(name)
         ? Math.max(totals[name], row[name])
         : totals[name] + row[name];
     }

@@ -11,7 +11,9 @@ import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
 import { TickingClock } from "./limits/timeouts.ts";
+import { LoopDelayMeter } from "./loop_delay.ts";
 import { alignClock, monotonicNow } from "./monotonic_clock.ts";
+import { plantBlock } from "./_planted_block.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -25,6 +27,7 @@ const scope = globalThis as unknown as {
 let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
+let loopDelay: LoopDelayMeter | null = null;
 // One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
 const clock = new TickingClock();
 // Resolves the worker's pending question for the main thread's clock.
@@ -45,11 +48,15 @@ scope.onmessage = async (event) => {
       ledger.onStarved = () => scope.postMessage({ type: "starved" });
       const stats = statsRow(message.statsBuffer, message.thread);
       handler = new MessageHandler(message.config, ledger, stats, undefined, clock);
+      plantBlock(handler);
       gate = new ConnectionGate(message.gateBuffers, message.config, stats);
       // Times this thread writes to the address table are compared with other threads' times,
       // so its clock must share their origin before it admits anyone (see monotonic_clock.ts).
       await alignClock(askMainThreadClock);
       clock.now = monotonicNow();
+      // Started once the clock is aligned, so its first sample is not the alignment's jump.
+      loopDelay = new LoopDelayMeter(stats);
+      loopDelay.start();
       try {
         listener = await listen({
           host: message.config.host,
@@ -84,6 +91,7 @@ scope.onmessage = async (event) => {
       break;
     case "drain":
       await listener?.shutdown(handler?.config.drainTimeoutMs ?? 0);
+      loopDelay?.stop();
       scope.postMessage({ type: "drained" });
       break;
   }

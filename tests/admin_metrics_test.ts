@@ -125,11 +125,12 @@ test("metrics name every figure per process and thread, with reasons as labels",
   ];
   const lines = new Set(text.split("\n"));
   for (const line of expected) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
-  // One sample per figure per thread: 3 threads.
+  // One sample per figure per thread (3 threads), and one more per thread for the event-loop
+  // delay histogram, whose sample count is both its `+Inf` bucket and its `_count`.
   const samples = text.split("\n").filter((line) =>
     line.startsWith("tallyho_") && line.includes("thread=")
   );
-  assert.equal(samples.length, STAT_NAMES.length * 3);
+  assert.equal(samples.length, STAT_NAMES.length * 3 + 3);
   assert.ok(text.endsWith("\n"));
 });
 
@@ -137,19 +138,29 @@ test("metrics give every family HELP and TYPE once, samples together, no client 
   const text = render();
   const seen = new Set<string>();
   let current = "";
+  let currentType = "";
   for (const line of text.trimEnd().split("\n")) {
-    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+    const type = /^# TYPE (\S+) (counter|gauge|histogram)$/.exec(line);
     if (type) {
       assert.ok(!seen.has(type[1]!), `family ${type[1]} twice`);
       seen.add(type[1]!);
       current = type[1]!;
+      currentType = type[2]!;
       if (type[2] === "counter") assert.match(current, /_total$/);
       continue;
     }
     if (line.startsWith("# HELP ")) continue;
-    assert.equal(line.split(/[{ ]/)[0], current, `sample outside its family: ${line}`);
+    const name = line.split(/[{ ]/)[0]!;
+    if (currentType === "histogram") {
+      assert.ok(
+        [`${current}_bucket`, `${current}_sum`, `${current}_count`].includes(name),
+        `sample outside its family: ${line}`,
+      );
+    } else assert.equal(name, current, `sample outside its family: ${line}`);
+    const allowed = ["process", "thread", "reason", "state", "version", "runtime"];
+    if (currentType === "histogram") allowed.push("le");
     for (const label of line.matchAll(/(\w+)="/g)) {
-      assert.ok(["process", "thread", "reason", "state", "version", "runtime"].includes(label[1]!));
+      assert.ok(allowed.includes(label[1]!), `label ${label[1]} in ${line}`);
     }
   }
 });
@@ -172,4 +183,46 @@ test("process metrics are read from /proc on Linux", { skip: process.platform !=
   assert.ok(metrics.cpuSecondsTotal! > 0);
   const age = Date.now() / 1000 - metrics.startTimeSeconds!;
   assert.ok(age >= 0 && age < 3600, `started ${age} s ago`);
+});
+
+test("metrics show each thread's event-loop delay as a histogram in seconds, and p50/p99/max", () => {
+  const delayed = figures({
+    loopDelayP50Ms: 0.5,
+    loopDelayP99Ms: 3,
+    loopDelayMaxMs: 120,
+    loopDelayLe1ms: 90,
+    loopDelayLe2ms: 95,
+    loopDelayLe5ms: 98,
+    loopDelayLe10ms: 98,
+    loopDelayLe25ms: 98,
+    loopDelayLe50ms: 98,
+    loopDelayLe100ms: 99,
+    loopDelayLe250ms: 100,
+    loopDelayLe500ms: 100,
+    loopDelayLe1000ms: 100,
+    loopDelayLe2500ms: 100,
+    loopDelaySamples: 100,
+    loopDelaySumMs: 250,
+  });
+  const text = render([{ index: 2, pid: 7, threads: [figures({}), delayed] }]);
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_event_loop_delay_seconds histogram",
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="0.001"} 90',
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="0.1"} 99',
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="2.5"} 100',
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="+Inf"} 100',
+      'tallyho_event_loop_delay_seconds_sum{process="2",thread="1"} 0.25',
+      'tallyho_event_loop_delay_seconds_count{process="2",thread="1"} 100',
+      'tallyho_event_loop_delay_seconds_count{process="2",thread="0"} 0',
+      'tallyho_event_loop_delay_p50_seconds{process="2",thread="1"} 0.0005',
+      'tallyho_event_loop_delay_p99_seconds{process="2",thread="1"} 0.003',
+      'tallyho_event_loop_delay_max_seconds{process="2",thread="1"} 0.12',
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
 });
