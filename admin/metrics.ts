@@ -39,7 +39,7 @@ type HistogramStat = Extract<
 
 const LOOP_DELAY_HISTOGRAM = {
   name: "tallyho_event_loop_delay_seconds",
-  help: "How late each thread's event loop ran a timer armed every 20 ms, since the thread " +
+  help: "How late each thread's event loop ran a timer firing every 50 ms, since the thread " +
     "started: the time it was blocked.",
 } as const;
 

@@ -1,11 +1,12 @@
 /**
  * Measures how late a thread's event loop runs a timer: the proof that a thread never blocks.
  *
- * One timer per thread, re-armed every {@linkcode LOOP_DELAY_EVERY_MS}: when it fires, how much
- * later than asked is the time the loop was busy with something else (a long callback, a
- * synchronous call, a garbage collection). Nothing is done per message, so the hot path pays
- * nothing; the tick itself is a clock read, a few stores into the thread's stats row and, once a
- * second, a sort of about 50 numbers.
+ A timer that fires every {@linkcode LOOP_DELAY_EVERY_MS}: how much later than its period it
+ * fires is the time the loop was busy with something else (a long callback, a synchronous call, a
+ * garbage collection). In a worker it is the thread's coarse clock's timer (limits/timeouts.ts
+ * TickingClock, every 50 ms), so measuring adds no wake-up at all; nothing is done per message, so
+ * the hot path pays nothing. A tick costs a few stores into the thread's stats row (about 60 ns,
+ * bench/loop_delay_bench.ts) and, once a second, a sort of about 20 numbers.
  *
  * A stall shorter than the period can fall between two ticks and go unseen, and one of X ms is
  * seen as between X - period and X: the figures are a lower bound on the longest stall, exact to
@@ -16,17 +17,18 @@
  * @module
  */
 
+import { SWEEP_EVERY_MS } from "./limits/timeouts.ts";
 import { monotonicNow } from "./monotonic_clock.ts";
 import { LOOP_DELAY_BUCKETS, Stat } from "./thread_stats.ts";
 
-/** How often the timer is armed, in ms: 50 wake-ups a second per thread. */
-export const LOOP_DELAY_EVERY_MS = 20;
+/** How often a sample is taken, in ms: the period of the worker's TickingClock. */
+export const LOOP_DELAY_EVERY_MS = SWEEP_EVERY_MS / 5;
 
 /** How long an interval the percentiles cover, in ms. */
 export const LOOP_DELAY_INTERVAL_MS = 1000;
 
-// Room for an interval's samples with margin: 1000 / 20 = 50 at most when the loop is idle.
-const WINDOW_CAPACITY = 128;
+// Room for an interval's samples with margin: 1000 / 50 = 20 when the loop is idle.
+const WINDOW_CAPACITY = 64;
 
 // The row offsets, looked up once.
 const BUCKET_INDEXES = LOOP_DELAY_BUCKETS.map((bucket) => Stat[bucket.name]);
@@ -43,6 +45,7 @@ export class LoopDelayMeter {
   #currentMax = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #due = 0;
+  #lastTick: number;
 
   /**
    * @param row The thread's stats row (`statsRow`).
@@ -51,6 +54,18 @@ export class LoopDelayMeter {
   constructor(row: Float64Array, now: number = monotonicNow()) {
     this.#row = row;
     this.#windowStart = now;
+    this.#lastTick = now;
+  }
+
+  /**
+   * Records a tick of a timer that fires every {@linkcode LOOP_DELAY_EVERY_MS}: its delay is the
+   * time since the last tick less the period.
+   *
+   * @param now The time of the tick, on the monotonic clock.
+   */
+  tick(now: number): void {
+    this.record(now - this.#lastTick - LOOP_DELAY_EVERY_MS, now);
+    this.#lastTick = now;
   }
 
   /**
@@ -84,7 +99,10 @@ export class LoopDelayMeter {
     this.#windowStart = now;
   }
 
-  /** Starts the timer; each firing records how late it was and arms the next. */
+  /**
+   * Starts a timer of its own (for a thread without a TickingClock); each firing records how late
+   * it was and arms the next.
+   */
   start(): void {
     this.#due = monotonicNow() + LOOP_DELAY_EVERY_MS;
     this.#timer = setTimeout(this.#tick, LOOP_DELAY_EVERY_MS);

@@ -28,8 +28,9 @@ let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
 let loopDelay: LoopDelayMeter | null = null;
-// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
-const clock = new TickingClock();
+// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts); its
+// timer's ticks are the event-loop delay samples too (loop_delay.ts).
+const clock = new TickingClock(undefined, (now) => loopDelay?.tick(now));
 // Resolves the worker's pending question for the main thread's clock.
 let clockAnswer: ((now: number) => void) | null = null;
 
@@ -56,7 +57,6 @@ scope.onmessage = async (event) => {
       clock.now = monotonicNow();
       // Started once the clock is aligned, so its first sample is not the alignment's jump.
       loopDelay = new LoopDelayMeter(stats);
-      loopDelay.start();
       try {
         listener = await listen({
           host: message.config.host,
@@ -91,7 +91,7 @@ scope.onmessage = async (event) => {
       break;
     case "drain":
       await listener?.shutdown(handler?.config.drainTimeoutMs ?? 0);
-      loopDelay?.stop();
+      loopDelay = null;
       scope.postMessage({ type: "drained" });
       break;
   }

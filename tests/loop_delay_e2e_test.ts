@@ -6,16 +6,16 @@
  * And the same check must fail when a blocking call is planted in the data path, or it proves
  * nothing.
  *
- * The bound, 250 ms: a stall a person at the other end would notice is a few hundred ms, so the
- * bound must sit below that; the threads' own work is never more than a few ms at a time (one
+ * The bound, 500 ms. A stall a person at the other end notices is a few hundred ms, so the bound
+ * must not be far above that; the threads' own work is never more than a few ms at a time (one
  * read's replies, one 250 ms sweep over the connections, one accept), but this test runs on a
- * 2-core machine shared with other test runs, where the scheduler alone can keep a runnable thread
+ * 2-core machine shared with other test runs, where the scheduler alone keeps a runnable thread
  * off a core for tens of ms and a garbage collection adds more. Measured here (printed by every
- * run): per-thread maxima of 1.4 to 70 ms on Bun and Deno with the machine's load average near 3
- * (other helpers' suites running). 250 ms leaves over 3x that margin and still fails a planted
- * block of 400 ms per read by far; with only 5 ms per read planted, this first test itself fails
- * (maxima of 0.7 to 2 s: reads queue up behind each other). It is one of the
- * histogram's bounds, so the check is exact: no sample in any bucket above it, since the thread
+ * run), on Bun and Deno with the load average between 3 and 5.4 on the 2 cores: per-thread maxima
+ * of 1.3 to 110 ms in 9 runs, and once 278 ms. 500 ms is nearly twice that outlier and still far
+ * below a planted block of 1,000 ms per read; with only 5 ms per read planted, the first test
+ * itself fails (maxima of 0.7 to 2 s: reads queue up behind each other). It is one of the
+ * histogram's bounds, so the check is exact: no sample in any bucket above it, since each thread
  * started.
  */
 import assert from "node:assert/strict";
@@ -30,7 +30,7 @@ import { inBatches, LineClient, oneRequest } from "./_client.ts";
 import { startRedis } from "./_redis.ts";
 import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
-const BOUND_MS = 250;
+const BOUND_MS = 500;
 const MiB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -59,7 +59,7 @@ function watchDelays(server: TestServer) {
         const key = `${process.index}/${thread}`;
         const entry = seen.get(key) ??
           { process: process.index, thread, over: 0, samples: 0, maxMs: 0, p99Ms: 0 };
-        entry.over = figures.loopDelaySamples - figures.loopDelayLe250ms;
+        entry.over = figures.loopDelaySamples - figures.loopDelayLe500ms;
         entry.samples = figures.loopDelaySamples;
         entry.maxMs = Math.max(entry.maxMs, figures.loopDelayMaxMs);
         entry.p99Ms = Math.max(entry.p99Ms, figures.loopDelayP99Ms);
@@ -256,11 +256,11 @@ test(`[${UNDER_TEST}] no serving thread's loop stalls past ${BOUND_MS} ms while 
 
 test(`[${UNDER_TEST}] the same check sees a blocking call planted in the data path (${PLANTED_BLOCK_ENV})`, async () => {
   const server = await startTallyho(["--processes", "1", "--threads", "2", "--framing", "line"], {
-    env: { [PLANTED_BLOCK_ENV]: "400" },
+    env: { [PLANTED_BLOCK_ENV]: "1000" },
   });
   try {
     const watch = watchDelays(server);
-    // A handful of requests: each read blocks its thread 400 ms.
+    // A handful of requests: each read blocks its thread 1 s.
     await inBatches(Array.from({ length: 8 }), 4, async () => {
       const client = await LineClient.connect(server.port);
       try {
@@ -273,7 +273,7 @@ test(`[${UNDER_TEST}] the same check sees a blocking call planted in the data pa
     console.log(report("planted block", delays));
     const stalled = delays.filter((d) => d.over > 0);
     assert.ok(stalled.length > 0, report("the planted block went unseen:", delays));
-    for (const d of stalled) assert.ok(d.maxMs >= 300, report("max below the block:", delays));
+    for (const d of stalled) assert.ok(d.maxMs >= 900, report("max below the block:", delays));
   } finally {
     await server.stop();
   }
