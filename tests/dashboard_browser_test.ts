@@ -128,6 +128,12 @@ test(
           return shares.length === 2 && shares.every((share) => parseFloat(share) > 0);
         });
         assert.match(await text(page, "#processes tr.process th"), /^process 0 pid \d+$/);
+        // Event-loop delay: the worst thread in the tile, p99 / max for the process and each
+        // thread in the table, in ms (or s) as measured.
+        assert.match(await text(page, "#tile-loop-delay"), /^\d[\d.,]* m?s$/);
+        const delays = await page.locator("#processes td.delay").allTextContents();
+        assert.equal(delays.length, 3, `delay cells: ${delays}`);
+        for (const cell of delays) assert.match(cell, /^\d[\d.,]* m?s \/ \d[\d.,]* m?s$/);
         await sleep(HOLD_MS);
         // A rate limit set in the panel: the load's new connections beyond it are refused, which
         // the rejections chart shows by reason, with the change marked on every chart.

@@ -14,7 +14,7 @@ import type { StatsView } from "../stats_view.ts";
 import { AdminClient, AdminError } from "./_admin_client.ts";
 import { Charts } from "./_charts.ts";
 import { boundsText, buildPatch, describeChanges, fieldText } from "./config_form.ts";
-import { formatCount, formatMs, formatRate, formatUptime } from "./format.ts";
+import { formatCount, formatDelay, formatMs, formatRate, formatUptime } from "./format.ts";
 import { REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
 
 /** Where the token is kept: this tab only, gone when it closes. */
@@ -227,6 +227,7 @@ class Dashboard {
       `${REJECTION_LABELS[r]}: ${formatRate(point.rejectionsPerSecond[r])}/s`
     ).join(", ");
     $("tile-last-number").textContent = formatCount(point.lastNumber);
+    $("tile-loop-delay").textContent = formatDelay(stats.totals.loopDelayMaxMs);
     this.#charts?.update(this.#series.columns());
     this.#describeCharts();
     this.#renderAnnotations();
@@ -282,6 +283,13 @@ class Dashboard {
       (bar.firstChild as HTMLElement).style.width = `${(fraction * 100).toFixed(1)}%`;
       return make("td", { className: "share" }, bar, `${(fraction * 100).toFixed(1)}%`);
     };
+    // A process's figures are its worst thread's (stats_view.ts sumFigures).
+    const delay = (figures: { loopDelayP99Ms: number; loopDelayMaxMs: number }) =>
+      make(
+        "td",
+        { className: "delay" },
+        `${formatDelay(figures.loopDelayP99Ms)} / ${formatDelay(figures.loopDelayMaxMs)}`,
+      );
     const rows: HTMLTableRowElement[] = [];
     for (const process of stats.processes) {
       rows.push(make(
@@ -297,6 +305,7 @@ class Dashboard {
         make("td", {}, formatCount(process.totals.connectionsAccepted)),
         share(process.totals.connectionsAccepted),
         make("td", {}, formatRate(process.totals.repliesPerSecond)),
+        delay(process.totals),
       ));
       for (const thread of process.threads) {
         rows.push(make(
@@ -307,6 +316,7 @@ class Dashboard {
           make("td", {}, formatCount(thread.connectionsAccepted)),
           share(thread.connectionsAccepted),
           make("td", {}, formatRate(thread.repliesPerSecond)),
+          delay(thread),
         ));
       }
     }

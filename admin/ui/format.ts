@@ -57,3 +57,14 @@ export function formatUptime(seconds: number): string {
   if (s < 86400) return `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
   return `${Math.floor(s / 86400)}d ${pad(Math.floor(s / 3600) % 24)}h`;
 }
+
+/**
+ * An event-loop delay: one decimal below 10 ms, whole ms above, seconds beyond one.
+ *
+ * @param ms Milliseconds.
+ * @returns `"0.4 ms"`, `"37 ms"`, `"1.2 s"`.
+ */
+export function formatDelay(ms: number): string {
+  if (ms >= 1000) return `${ONE_DECIMAL.format(ms / 1000)} s`;
+  return `${ms < 10 ? ONE_DECIMAL.format(ms) : WHOLE.format(ms)} ms`;
+}
