@@ -50,6 +50,8 @@ export interface AdminInfo {
   numbersAvailable?: boolean;
   /** Where numbers come from and how leasing goes (absent for a backend without a source). */
   numbers?: LeaseSourceStatus;
+  /** Every serving process's memory, CPU, restarts and uptime (absent without processes). */
+  processes?: ProcessHealth[];
 }
 
 /** One serving process's figures. */
@@ -62,7 +64,21 @@ export interface ProcessStats {
   threads: ThreadFigures[];
   /** Leased numbers the process holds and has not handed out yet, as of its last report. */
   numbersRemaining?: number;
+  /** Resident memory in bytes, as of its last report. */
+  rssBytes?: number;
+  /** CPU seconds (user and system) it has used, as of its last report. */
+  cpuSeconds?: number;
+  /** Times the process at this index died and was restarted since the server started. */
+  restarts?: number;
+  /** Seconds since this process (this pid) started. */
+  uptimeSeconds?: number;
 }
+
+/** One serving process's health, as `GET /v1/info` lists it. */
+export type ProcessHealth = Pick<
+  ProcessStats,
+  "index" | "pid" | "rssBytes" | "cpuSeconds" | "restarts" | "uptimeSeconds" | "numbersRemaining"
+>;
 
 /** The configuration in force. */
 export interface ConfigSnapshot {

@@ -307,6 +307,45 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
   return families;
 }
 
+// Each serving process's health, labelled by its index (the supervisor's own is `process_*`).
+const HEALTH: ReadonlyArray<
+  [keyof ProcessStats & ("rssBytes" | "cpuSeconds" | "restarts" | "uptimeSeconds"), Family]
+> = [
+  ["rssBytes", {
+    name: "tallyho_process_resident_memory_bytes",
+    type: "gauge",
+    help: "A serving process's resident memory, in bytes, as of its last report.",
+    samples: [],
+  }],
+  ["cpuSeconds", {
+    name: "tallyho_process_cpu_seconds_total",
+    type: "counter",
+    help: "A serving process's user and system CPU time, in seconds, as of its last report.",
+    samples: [],
+  }],
+  ["restarts", {
+    name: "tallyho_process_restarts_total",
+    type: "counter",
+    help: "Times the serving process at this index died and was restarted.",
+    samples: [],
+  }],
+  ["uptimeSeconds", {
+    name: "tallyho_process_uptime_seconds",
+    type: "gauge",
+    help: "Seconds since the serving process at this index (its current pid) started.",
+    samples: [],
+  }],
+];
+
+function healthFamilies(processes: ProcessStats[]): Family[] {
+  return HEALTH.map(([field, family]) => ({
+    ...family,
+    samples: processes.filter((p) => p[field] !== undefined).map((
+      p,
+    ): [Labels, number] => [{ process: String(p.index) }, p[field]!]),
+  })).filter((family) => family.samples.length > 0);
+}
+
 /**
  * Renders the Prometheus text format.
  *
@@ -340,6 +379,7 @@ export function renderMetrics({ info, processes, process }: MetricsInput): strin
     },
     ...figureFamilies(processes),
     ...numberFamilies(info, processes),
+    ...healthFamilies(processes),
     ...processFamilies(process),
   ];
   return families.map(renderFamily).join("");

@@ -17,6 +17,12 @@ export type ThreadView = RatedFigures & { index: number };
 export interface ProcessView {
   index: number;
   pid: number;
+  /** Memory, CPU, restarts, uptime and numbers left, where the backend knows them. */
+  rssBytes?: number;
+  cpuSeconds?: number;
+  restarts?: number;
+  uptimeSeconds?: number;
+  numbersRemaining?: number;
   /** Its threads' figures added up (`lastNumber`: the largest). */
   totals: RatedFigures;
   threads: ThreadView[];
@@ -75,7 +81,8 @@ export function statsView(processes: ProcessStats[], rates: number[][]): StatsVi
       ...figures,
       repliesPerSecond: rates[p]?.[index] ?? 0,
     }));
-    return { index: process.index, pid: process.pid, totals: rated(threads), threads };
+    const { threads: _threads, ...health } = process;
+    return { ...health, totals: rated(threads), threads };
   });
   return { totals: rated(views.map((view) => view.totals)), processes: views };
 }

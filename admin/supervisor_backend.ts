@@ -71,6 +71,15 @@ export class SupervisorBackend implements AdminBackend {
       configGeneration: supervisor.generation,
       numbersAvailable: this.#options.numbersAvailable?.() ?? true,
       numbers: supervisor.source.status(),
+      processes: supervisor.processes().map((p) => ({
+        index: p.index,
+        pid: p.pid,
+        rssBytes: p.rssBytes,
+        cpuSeconds: p.cpuSeconds,
+        restarts: p.restarts,
+        uptimeSeconds: p.uptimeSeconds,
+        numbersRemaining: p.numbersRemaining,
+      })),
     };
   }
 

@@ -226,3 +226,42 @@ test("metrics show each thread's event-loop delay as a histogram in seconds, and
     assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
   }
 });
+
+test("metrics give each serving process's memory, CPU, restarts and uptime a process label", () => {
+  const text = render([
+    {
+      index: 0,
+      pid: 10,
+      threads: [figures({})],
+      rssBytes: 52_428_800,
+      cpuSeconds: 1.5,
+      restarts: 0,
+      uptimeSeconds: 30.25,
+    },
+    {
+      index: 1,
+      pid: 11,
+      threads: [figures({})],
+      rssBytes: 40_000_000,
+      cpuSeconds: 0.25,
+      restarts: 2,
+      uptimeSeconds: 4,
+    },
+  ]);
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_process_resident_memory_bytes gauge",
+      'tallyho_process_resident_memory_bytes{process="0"} 52428800',
+      'tallyho_process_cpu_seconds_total{process="1"} 0.25',
+      "# TYPE tallyho_process_restarts_total counter",
+      'tallyho_process_restarts_total{process="1"} 2',
+      'tallyho_process_restarts_total{process="0"} 0',
+      'tallyho_process_uptime_seconds{process="0"} 30.25',
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
