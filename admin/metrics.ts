@@ -3,8 +3,9 @@
  * than with prom-client, whose default collectors break on Bun and Deno.
  *
  * Counters end in `_total`, sizes are in bytes and times in seconds, and the only labels are the
- * process index, the thread index and a reason or state, never a client's address, so the number
- * of series is bounded by the configuration.
+ * process index, the thread index, a reason or state, a histogram bound (`le`) and the number
+ * source's kind, never a client's address, so the number of series is bounded by the
+ * configuration.
  *
  * @module
  */
@@ -282,10 +283,27 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
       {
         name: "tallyho_numbers_leased_next",
         type: "gauge",
-        help: "The first number not yet leased: the source's high-water mark.",
+        help: "The first number not yet leased: the source's high-water mark (with a state " +
+          "file, the mark last written and fsynced).",
         samples: [[{}, source.next]],
       },
     );
+    if (source.kind !== undefined) {
+      families.push({
+        name: "tallyho_numbers_source_info",
+        type: "gauge",
+        help: "Always 1; the kind label names where numbers come from.",
+        samples: [[{ kind: source.kind }, 1]],
+      });
+    }
+    if (source.lastLeaseMs !== undefined && source.lastLeaseMs !== null) {
+      families.push({
+        name: "tallyho_number_last_lease_seconds",
+        type: "gauge",
+        help: "How long the last lease took, granted or failed (with a state file, its fsync).",
+        samples: [[{}, source.lastLeaseMs / 1000]],
+      });
+    }
   }
   const remaining = processes.filter((p) => p.numbersRemaining !== undefined);
   if (remaining.length > 0) {

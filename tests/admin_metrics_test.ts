@@ -265,3 +265,39 @@ test("metrics give each serving process's memory, CPU, restarts and uptime a pro
     assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
   }
 });
+
+test("metrics name the number source's kind and the last lease's latency", () => {
+  const text = renderMetrics({
+    info: {
+      ...INFO,
+      numbers: {
+        kind: "state-file",
+        description: "state file /var/lib/tallyho/numbers",
+        connected: true,
+        lastError: null,
+        lastErrorAt: null,
+        leaseErrors: 1,
+        leases: 7,
+        lastLease: { first: 1, last: 4096 },
+        next: 4097,
+        leasesRefused: 0,
+        lastLeaseMs: 2.5,
+      },
+    },
+    processes: PROCESSES,
+    process: PROCESS,
+  });
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      'tallyho_numbers_source_info{kind="state-file"} 1',
+      "tallyho_number_last_lease_seconds 0.0025",
+      "tallyho_number_lease_errors_total 1",
+      "tallyho_numbers_leased_next 4097",
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
