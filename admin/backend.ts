@@ -18,6 +18,7 @@ import type { ValueChange } from "../server/config_plan.ts";
 import type { ThreadFigures } from "../server/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 import type { Runtime } from "../server/runtime.ts";
+import type { HistoryView } from "./stats_history.ts";
 
 /**
  * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
@@ -127,6 +128,12 @@ export interface AdminBackend {
 
   /** Every serving process's per-thread figures, processes in index order. */
   stats(): ProcessStats[] | Promise<ProcessStats[]>;
+
+  /**
+   * The last minutes of one-second samples (`stats_history.ts`); a backend without one serves an
+   * empty history.
+   */
+  history?(): HistoryView | Promise<HistoryView>;
 
   /** The configuration in force and its generation. */
   config(): ConfigSnapshot | Promise<ConfigSnapshot>;

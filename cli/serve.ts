@@ -215,8 +215,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   signals.onSecond = () => supervisor.kill();
   currentLevel = () => supervisor.config.logLevel;
   let admin: HttpServer | null = null;
+  let backend: SupervisorBackend | null = null;
   if (adminAddress && adminToken) {
-    const backend = new SupervisorBackend(supervisor, {
+    backend = new SupervisorBackend(supervisor, {
       drain: () => signals.stop("admin drain"),
       numbersAvailable: () => supervisor.numbersAvailable(),
     });
@@ -234,6 +235,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
         log,
       });
     } catch (error) {
+      backend.stop();
       await supervisor.kill();
       throw error;
     }
@@ -301,6 +303,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   ]);
   if (winner.crash) {
     io.err(`tallyho: stopping: ${winner.name}`);
+    backend?.stop();
     await admin?.stop();
     await supervisor.kill();
     return 1;
@@ -315,6 +318,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     if (!(error instanceof StateFileError)) throw error;
     notRecorded = `; not recorded: ${error.message}`;
   }
+  backend?.stop();
   await admin?.stop();
   const processes = supervisor.processes();
   const perThread = processes.flatMap((p) => p.threads.map((t) => t.connectionsAccepted));

@@ -66,3 +66,31 @@ test(`[${UNDER_TEST}] each process's RSS, CPU, restarts and uptime show in /v1/s
     await server.stop();
   }
 });
+
+test(`[${UNDER_TEST}] GET /v1/stats/history serves the seconds before it was asked`, async () => {
+  const server = await startTallyho(["--threads", "1"]);
+  try {
+    const until = Date.now() + 3500;
+    while (Date.now() < until) {
+      await inBatches(Array.from({ length: 20 }), 5, () => oneRequest(server.port));
+      await sleep(100);
+    }
+    const response = await server.admin("/v1/stats/history");
+    assert.equal(response.status, 200);
+    const history = await response.json() as {
+      bytes: number;
+      capacity: number;
+      samples: { ageSeconds: number; repliesPerSecond: number; lastNumber: number }[];
+    };
+    assert.equal(history.bytes, 43_200);
+    assert.equal(history.capacity, 600);
+    assert.ok(history.samples.length >= 2, `samples: ${JSON.stringify(history.samples)}`);
+    assert.ok(history.samples[0]!.ageSeconds > history.samples.at(-1)!.ageSeconds);
+    assert.ok(history.samples.some((s) => s.repliesPerSecond > 0), JSON.stringify(history));
+    assert.ok(history.samples.at(-1)!.lastNumber > 0);
+    const refused = await fetch(`${server.adminUrl}/v1/stats/history`);
+    assert.equal(refused.status, 401, "the history needs the token like the stats");
+  } finally {
+    await server.stop();
+  }
+});
