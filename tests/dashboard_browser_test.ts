@@ -344,3 +344,24 @@ test(`[${UNDER_TEST}] dashboard in chromium: pause, resume and drain each ask fi
     );
   });
 });
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: a page opened after the load shows it, from /v1/stats/history`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "1"], async ({ server, page }) => {
+      const load = startLoad(server.port, { clients: 4, maxRequests: 200_000, maxMs: 3000 });
+      await sleep(3000);
+      assert.ok(await load.stop() > 0, "the load got replies");
+      await sleep(1500);
+      // Signed in only now: the load is over, so any rate on the chart came from the history.
+      await signedIn(page);
+      const chart = page.locator("#chart-replies");
+      await waitUntil(
+        "the chart to be drawn",
+        async () => (await chart.getAttribute("data-peak")) !== null,
+      );
+      assert.ok(Number(await chart.getAttribute("data-peak")) > 0, "no history on the chart");
+    });
+  },
+);

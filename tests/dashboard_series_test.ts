@@ -170,3 +170,27 @@ test("dashboard formats counts, rates and uptimes compactly", () => {
   assert.equal(formatUptime(5 * 3600 + 180), "5h 03m");
   assert.equal(formatUptime(2 * 86400 + 4 * 3600), "2d 04h");
 });
+
+test("dashboard series seeded with the server's history shows it before the live points", () => {
+  const series = new StatsSeries();
+  const point = (at: number, repliesPerSecond: number) => ({
+    at,
+    repliesPerSecond,
+    connectionsPerSecond: 0,
+    activeConnections: 0,
+    rejectionsPerSecond: {
+      rejectedMaxConnections: 0,
+      rejectedAddressCap: 0,
+      rejectedRate: 0,
+      rejectedDenied: 0,
+    },
+    lastNumber: 0,
+  });
+  series.seed([point(1_000_000 - 400_000, 1), point(1_000_000 - 2000, 7), point(999_000, 9)]);
+  // Older than five minutes before the newest: dropped.
+  assert.deepEqual(series.points().map((p) => p.repliesPerSecond), [7, 9]);
+  series.add({ processes: [] }, 1_000_000);
+  // A second seed never puts points after ones already there.
+  series.seed([point(999_500, 3), point(1_000_500, 4)]);
+  assert.deepEqual(series.points().map((p) => p.at), [998_000, 999_000, 1_000_000]);
+});

@@ -10,6 +10,7 @@
 
 import type { AdminInfo, ListenerState } from "../backend.ts";
 import type { ConfigSchema } from "../config_schema.ts";
+import type { HistoryView } from "../stats_history.ts";
 import type { StatsView } from "../stats_view.ts";
 import { AdminClient, AdminError } from "./_admin_client.ts";
 import { Charts } from "./_charts.ts";
@@ -127,6 +128,7 @@ class Dashboard {
     $("actions").hidden = false;
     this.#charts ??= new Charts(() => this.#series.annotations());
     this.#renderInfo(info);
+    await this.#loadHistory(client);
     try {
       this.#schema = (await client.call<ConfigSchema>("v1/config/schema")).body;
       await this.#readConfig(false);
@@ -134,6 +136,20 @@ class Dashboard {
       this.#configStatus((error as Error).message, true);
     }
     void this.#tick();
+  }
+
+  /** The server's last minutes, so the charts do not start empty; without them, they do. */
+  async #loadHistory(client: AdminClient): Promise<void> {
+    try {
+      const { samples } = (await client.call<HistoryView>("v1/stats/history")).body;
+      const now = Date.now();
+      this.#series.seed(samples.map(({ ageSeconds, ...point }) => ({
+        ...point,
+        at: now - ageSeconds * 1000,
+      })));
+    } catch {
+      // An older server without the history: the charts fill as the page polls.
+    }
   }
 
   #loginMessage(error: unknown): string {

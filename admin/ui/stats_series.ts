@@ -212,6 +212,21 @@ export class StatsSeries {
     return point;
   }
 
+  /**
+   * Puts points measured elsewhere (the server's `/v1/stats/history`) before the ones to come,
+   * so a page opened now shows the minutes before it. Points at or after the newest one kept
+   * are dropped, as are those outside the window.
+   *
+   * @param points Oldest first, each `at` in milliseconds since the epoch.
+   */
+  seed(points: readonly SeriesPoint[]): void {
+    const first = this.#points[0]?.at ?? Infinity;
+    const older = points.filter((point) => point.at < first);
+    if (older.length === 0) return;
+    this.#points.unshift(...older);
+    this.#trim(this.#points.at(-1)!.at);
+  }
+
   #measure(reference: Reference | undefined, threads: readonly ThreadSample[], at: number) {
     const signature = signatureOf(threads);
     const counters = threads.map(countersOf);
