@@ -127,7 +127,11 @@ test(
             .allTextContents();
           return shares.length === 2 && shares.every((share) => parseFloat(share) > 0);
         });
-        assert.match(await text(page, "#processes tr.process th"), /^process 0 pid \d+$/);
+        assert.match(
+          await text(page, "#processes tr.process th"),
+          /^process 0 pid \d+[\d.]+ MiB · CPU [\d.]+ s · up \d+s · 0 restarts$/,
+        );
+        assert.match(await text(page, "#numbers"), /^memory, last lease [\d.]+ m?s$/);
         // Event-loop delay: the worst thread in the tile, p99 / max for the process and each
         // thread in the table, in ms (or s) as measured.
         assert.match(await text(page, "#tile-loop-delay"), /^\d[\d.,]* m?s$/);

@@ -15,7 +15,14 @@ import type { StatsView } from "../stats_view.ts";
 import { AdminClient, AdminError } from "./_admin_client.ts";
 import { Charts } from "./_charts.ts";
 import { boundsText, buildPatch, describeChanges, fieldText } from "./config_form.ts";
-import { formatCount, formatDelay, formatMs, formatRate, formatUptime } from "./format.ts";
+import {
+  formatBytes,
+  formatCount,
+  formatDelay,
+  formatMs,
+  formatRate,
+  formatUptime,
+} from "./format.ts";
 import { REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
 
 /** Where the token is kept: this tab only, gone when it closes. */
@@ -221,6 +228,13 @@ class Dashboard {
     $("uptime").textContent = formatUptime(info.uptimeSeconds);
     $("listen").textContent = `${info.listen.host}:${info.listen.port}`;
     $("generation").textContent = String(info.configGeneration);
+    const numbers = info.numbers;
+    $("numbers").textContent = numbers === undefined ? "–" : [
+      numbers.kind ?? numbers.description,
+      numbers.lastLeaseMs == null ? null : `last lease ${formatDelay(numbers.lastLeaseMs)}`,
+      numbers.leaseErrors > 0 ? `${formatCount(numbers.leaseErrors)} failed` : null,
+      numbers.connected ? null : "unreachable",
+    ].filter((part) => part !== null).join(", ");
   }
 
   #renderState(state: ListenerState): void {
@@ -306,6 +320,13 @@ class Dashboard {
         { className: "delay" },
         `${formatDelay(figures.loopDelayP99Ms)} / ${formatDelay(figures.loopDelayMaxMs)}`,
       );
+    const health = (process: StatsView["processes"][number]) =>
+      process.rssBytes === undefined ? "" : [
+        formatBytes(process.rssBytes),
+        `CPU ${(process.cpuSeconds ?? 0).toFixed(1)} s`,
+        `up ${formatUptime(process.uptimeSeconds ?? 0)}`,
+        `${process.restarts ?? 0} restart${process.restarts === 1 ? "" : "s"}`,
+      ].join(" · ");
     const rows: HTMLTableRowElement[] = [];
     for (const process of stats.processes) {
       rows.push(make(
@@ -316,6 +337,7 @@ class Dashboard {
           { scope: "row" },
           `process ${process.index}`,
           make("small", {}, ` pid ${process.pid}`),
+          make("small", { className: "health" }, health(process)),
         ),
         make("td", {}, formatCount(process.totals.connectionsActive)),
         make("td", {}, formatCount(process.totals.connectionsAccepted)),

@@ -68,3 +68,20 @@ export function formatDelay(ms: number): string {
   if (ms >= 1000) return `${ONE_DECIMAL.format(ms / 1000)} s`;
   return `${ms < 10 ? ONE_DECIMAL.format(ms) : WHOLE.format(ms)} ms`;
 }
+
+/**
+ * A size in bytes, in binary units.
+ *
+ * @param bytes A size.
+ * @returns `"512 B"`, `"45.3 MiB"`, `"1.2 GiB"`.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${WHOLE.format(value)} B` : `${ONE_DECIMAL.format(value)} ${units[unit]}`;
+}
