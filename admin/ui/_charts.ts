@@ -10,6 +10,7 @@ import uPlot from "uplot";
 import type { Annotation, SeriesColumns } from "./stats_series.ts";
 import { REJECTION_LABELS, REJECTION_REASONS } from "./stats_series.ts";
 import { formatCount, formatRate } from "./format.ts";
+import { COUNT_INCREMENTS, placeLabels } from "./chart_layout.ts";
 
 /** The x axis always spans this much, so the charts fill from the right as the window does. */
 const WINDOW_SECONDS = 300;
@@ -97,6 +98,9 @@ function annotationsPlugin(annotations: () => readonly Annotation[]): uPlot.Plug
         // uPlot leaves these as its last axis label set them.
         ctx.textAlign = "left";
         ctx.textBaseline = "alphabetic";
+        const gap = 4 * ratio;
+        const lineHeight = 13 * ratio;
+        const visible: Array<{ x: number; label: string }> = [];
         for (const annotation of annotations()) {
           const x = Math.round(u.valToPos(annotation.at / 1000, "x", true));
           if (x < left || x > left + width) continue;
@@ -104,18 +108,27 @@ function annotationsPlugin(annotations: () => readonly Annotation[]): uPlot.Plug
           ctx.moveTo(x, top);
           ctx.lineTo(x, top + height);
           ctx.stroke();
-          // The label goes on the side of the line with more room, cut to fit inside the plot.
-          const gap = 4 * ratio;
-          const roomRight = left + width - x - gap;
-          const roomLeft = x - gap - left;
-          const room = Math.max(roomRight, roomLeft);
+          // Cut to fit the wider side of its line inside the plot.
+          const room = Math.max(left + width - x - gap, x - gap - left);
           let label = annotation.label;
           while (label.length > 1 && ctx.measureText(label).width > room) {
             label = label.slice(0, -2) + "…";
           }
-          const textX = roomRight >= roomLeft ? x + gap : x - gap - ctx.measureText(label).width;
-          ctx.fillText(label, textX, top + 12 * ratio);
+          visible.push({ x, label });
         }
+        // Labels close together go on rows below each other instead of over each other; one
+        // with no room left in three rows is left out (its line stays, and the list under the
+        // charts names every change).
+        const places = placeLabels(
+          visible.map(({ x, label }) => ({ x, width: ctx.measureText(label).width })),
+          left,
+          left + width,
+          { gap, rows: 3 },
+        );
+        places.forEach((place, i) => {
+          if (place === null) return;
+          ctx.fillText(visible[i]!.label, place.textX, top + 12 * ratio + place.row * lineHeight);
+        });
         ctx.restore();
       }],
     },
@@ -139,6 +152,7 @@ function chartOptions(
       ticks: { stroke: gridColor, width: 1 },
       values: (_u, values) => values.map((value) => format(value)),
       size: 56,
+      ...(format === formatCount ? { incrs: [...COUNT_INCREMENTS] } : {}),
     };
   };
   const scales = new Set(spec.series.map((series) => series.scale ?? "y"));
