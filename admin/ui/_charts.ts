@@ -12,8 +12,13 @@ import { REJECTION_LABELS, REJECTION_REASONS } from "./stats_series.ts";
 import { formatCount, formatRate } from "./format.ts";
 import { COUNT_INCREMENTS, placeLabels } from "./chart_layout.ts";
 
-/** The x axis always spans this much, so the charts fill from the right as the window does. */
+/** The x axis spans at most this much... */
 const WINDOW_SECONDS = 300;
+/**
+ * ...and at least this much: a page with only a few seconds of data (a server started just now)
+ * draws them across the minute rather than squeezed into the last pixels of five minutes.
+ */
+const MIN_SPAN_SECONDS = 60;
 
 interface SeriesSpec {
   label: string;
@@ -166,7 +171,13 @@ function chartOptions(
     legend: { show: spec.series.length > 1, live: false },
     cursor: { drag: { x: false, y: false } },
     scales: {
-      x: { time: true, range: (_u, _min, max) => [max - WINDOW_SECONDS, max] },
+      x: {
+        time: true,
+        range: (_u, min, max) => [
+          Math.max(max - WINDOW_SECONDS, Math.min(min, max - MIN_SPAN_SECONDS)),
+          max,
+        ],
+      },
       ...Object.fromEntries([...scales].map((scale) => [scale, { range }])),
     },
     axes: [
