@@ -57,6 +57,12 @@ test(`[${UNDER_TEST}] dashboard in chromium: a wrong token shows why and no dash
   skip: skipBrowser,
 }, async () => {
   await withDashboard(["--threads", "1"], async ({ page }) => {
+    // Where the token is, said before anything is tried.
+    assert.match(
+      await text(page, "#token-where"),
+      /--admin-token-file[\s\S]*TALLYHO_ADMIN_TOKEN[\s\S]*start line/,
+    );
+    assert.equal(await page.locator("#token-where").isVisible(), true);
     await signIn(page, "not-the-token");
     const error = page.locator("#login-error");
     await error.waitFor({ state: "visible", timeout: 10_000 });
