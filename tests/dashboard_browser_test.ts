@@ -165,6 +165,15 @@ test(
         await sleep(HOLD_MS);
         mkdirSync(SCREENSHOTS, { recursive: true });
         await page.evaluate("scrollTo(0, 0)");
+        // The processes table fits its panel, wide and (below) narrow: no column cut off.
+        const tableFits = async () =>
+          Boolean(
+            await page.evaluate(
+              "(() => { const s = document.querySelector('.table-scroll'); " +
+                "return s.scrollWidth <= s.clientWidth; })()",
+            ),
+          );
+        assert.equal(await tableFits(), true, "the processes table is cut off at 1280 px");
         const wide = join(SCREENSHOTS, "dashboard-wide.png");
         await page.screenshot({ path: wide });
         assert.deepEqual(pngSize(readFileSync(wide)), { width: 1280, height: 800 });
@@ -175,6 +184,14 @@ test(
           async () => Number(await page.evaluate("document.documentElement.scrollWidth")) <= 390,
         );
         await sleep(1500); // a poll or two, so the resized charts hold data
+        assert.equal(
+          await tableFits(),
+          true,
+          `the processes table is cut off at 390 px: ${await page.evaluate(
+            "(() => { const s = document.querySelector('.table-scroll'); " +
+              "return [s.scrollWidth, s.clientWidth, ...[...document.querySelectorAll('#processes tr.process > *')].map((c) => c.getBoundingClientRect().width)].join(' '); })()",
+          )}`,
+        );
         const narrow = join(SCREENSHOTS, "dashboard-narrow.png");
         await page.screenshot({ path: narrow });
         assert.deepEqual(pngSize(readFileSync(narrow)), { width: 390, height: 844 });
