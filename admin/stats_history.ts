@@ -4,7 +4,7 @@
  * opened (`GET /v1/stats/history`).
  *
  * The rates are measured as the dashboard measures them (ui/stats_series.ts: per process, only
- * when its report changes, counter resets handled), and each sample is stored as a row of 9
+ * when its report changes, counter resets handled), and each sample is stored as a row of 15
  * numbers in one preallocated `Float64Array` ring: {@linkcode HISTORY_BYTES} bytes whatever
  * happens, no allocation per sample beyond the rate measurement's own.
  *
@@ -16,6 +16,8 @@
 
 import type { ProcessStats } from "./backend.ts";
 import {
+  CLOSE_REASONS,
+  type CloseReason,
   REJECTION_REASONS,
   type RejectionReason,
   type SeriesPoint,
@@ -25,10 +27,12 @@ import {
 /** How many one-second samples are kept: ten minutes. */
 export const HISTORY_SAMPLES = 600;
 
-// at, replies/s, new connections/s, active connections, 4 refusal rates, last number.
-const FIELDS = 5 + REJECTION_REASONS.length;
+// at, replies/s, new connections/s, active connections, last number, 4 refusal rates, 6 close
+// rates.
+const FIELDS = 5 + REJECTION_REASONS.length + CLOSE_REASONS.length;
+const CLOSES_AT = 5 + REJECTION_REASONS.length;
 
-/** The ring's size in bytes: 600 samples x 9 numbers x 8 bytes = 43,200. */
+/** The ring's size in bytes: 600 samples x 15 numbers x 8 bytes = 72,000. */
 export const HISTORY_BYTES = HISTORY_SAMPLES * FIELDS * Float64Array.BYTES_PER_ELEMENT;
 
 /** One sample as served: a {@linkcode SeriesPoint} with its age instead of a time of day. */
@@ -101,6 +105,9 @@ export class StatsHistory {
         rejectionsPerSecond: Object.fromEntries(
           REJECTION_REASONS.map((reason, r) => [reason, ring[row + 5 + r]!]),
         ) as Record<RejectionReason, number>,
+        closesPerSecond: Object.fromEntries(
+          CLOSE_REASONS.map((reason, c) => [reason, ring[row + CLOSES_AT + c]!]),
+        ) as Record<CloseReason, number>,
       });
     }
     return { intervalSeconds: 1, capacity: HISTORY_SAMPLES, bytes: HISTORY_BYTES, samples };

@@ -122,6 +122,12 @@ test(
           /^Replies per second, last five/,
         );
         assert.equal(await page.locator("#chart-replies canvas").count(), 1);
+        // The server's closes by reason have a chart of their own.
+        assert.equal(await page.locator("#chart-closed canvas").count(), 1);
+        assert.match(
+          await page.locator("#chart-closed").getAttribute("aria-label") ?? "",
+          /^Connections closed per second, last five minutes: now /,
+        );
         const firstNumber = await shown(page, "#tile-last-number");
         await waitUntil(
           "the last number to rise",

@@ -28,6 +28,12 @@ function thread(figures: Partial<ThreadSample>): ThreadSample {
     rejectedAddressCap: 0,
     rejectedRate: 0,
     rejectedDenied: 0,
+    closedFirstMessageTimeout: 0,
+    closedIdleTimeout: 0,
+    closedUnfinishedLine: 0,
+    closedSlowReader: 0,
+    closedLineTooLong: 0,
+    closedNumbersUnavailable: 0,
     ...figures,
   };
 }
@@ -113,7 +119,8 @@ test("dashboard series keep exactly the last five minutes of points and annotati
   assert.equal(points.at(-1)!.at, T0 + 400_000);
   assert.deepEqual(series.annotations(), [{ at: T0 + 200_000, label: "gen 3: threads" }]);
   const columns = series.columns();
-  assert.equal(columns.length, 9);
+  // Time, replies, new and active connections, 4 refusal reasons, the last number, 6 close reasons.
+  assert.equal(columns.length, 15);
   for (const column of columns) assert.equal(column.length, 301);
   assert.equal(columns[0]![0], (T0 + 100_000) / 1000);
   assert.equal(columns[1]!.at(-1), 10);
@@ -185,6 +192,14 @@ test("dashboard series seeded with the server's history shows it before the live
       rejectedDenied: 0,
     },
     lastNumber: 0,
+    closesPerSecond: {
+      closedFirstMessageTimeout: 0,
+      closedIdleTimeout: 0,
+      closedUnfinishedLine: 0,
+      closedSlowReader: 0,
+      closedLineTooLong: 0,
+      closedNumbersUnavailable: 0,
+    },
   });
   series.seed([point(1_000_000 - 400_000, 1), point(1_000_000 - 2000, 7), point(999_000, 9)]);
   // Older than five minutes before the newest: dropped.
@@ -193,4 +208,18 @@ test("dashboard series seeded with the server's history shows it before the live
   // A second seed never puts points after ones already there.
   series.seed([point(999_500, 3), point(1_000_500, 4)]);
   assert.deepEqual(series.points().map((p) => p.at), [998_000, 999_000, 1_000_000]);
+});
+
+test("dashboard series count the server's closes per second by reason", () => {
+  const series = new StatsSeries();
+  series.add(sample([10, [{ closedIdleTimeout: 5 }, {}]]), T0);
+  series.add(
+    sample([10, [{ closedIdleTimeout: 15, closedSlowReader: 2 }, { closedIdleTimeout: 4 }]]),
+    T0 + 2000,
+  );
+  const point = series.latest()!;
+  assert.equal(point.closesPerSecond.closedIdleTimeout, 7);
+  assert.equal(point.closesPerSecond.closedSlowReader, 1);
+  assert.equal(point.closesPerSecond.closedLineTooLong, 0);
+  assert.equal(series.columns()[10]!.at(-1), 7, "idle closes are the second close column");
 });

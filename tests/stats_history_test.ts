@@ -23,13 +23,14 @@ test("stats history measures rates per second and serves ages, oldest first", ()
   history.record(read(1500, 30, 2), 12_000);
   const view = history.view(12_500);
   assert.equal(view.bytes, HISTORY_BYTES);
-  assert.equal(view.bytes, 43_200, "the stated size: 600 samples x 9 numbers x 8 bytes");
+  assert.equal(view.bytes, 72_000, "the stated size: 600 samples x 15 numbers x 8 bytes");
   assert.equal(view.capacity, HISTORY_SAMPLES);
   assert.deepEqual(view.samples.map((s) => s.ageSeconds), [2.5, 1.5, 0.5]);
   assert.deepEqual(view.samples.map((s) => s.repliesPerSecond), [0, 500, 1000]);
   assert.deepEqual(view.samples.map((s) => s.connectionsPerSecond), [0, 10, 20]);
   assert.deepEqual(view.samples.map((s) => s.activeConnections), [1, 3, 2]);
   assert.equal(view.samples[2]!.rejectionsPerSecond.rejectedRate, 0);
+  assert.equal(view.samples[2]!.closesPerSecond.closedIdleTimeout, 0);
 });
 
 test("stats history keeps the newest samples once the ring is full", () => {

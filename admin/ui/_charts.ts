@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 /**
- * The dashboard's four time-series charts, drawn by uPlot, with the configuration changes marked
+ * The dashboard's five time-series charts, drawn by uPlot, with the configuration changes marked
  * on them. Colours come from the page's CSS custom properties, so the charts follow dark mode.
  *
  * @module
@@ -8,7 +8,12 @@
 
 import uPlot from "uplot";
 import type { Annotation, SeriesColumns } from "./stats_series.ts";
-import { REJECTION_LABELS, REJECTION_REASONS } from "./stats_series.ts";
+import {
+  CLOSE_LABELS,
+  CLOSE_REASONS,
+  REJECTION_LABELS,
+  REJECTION_REASONS,
+} from "./stats_series.ts";
 import { formatCount, formatRate } from "./format.ts";
 import { COUNT_INCREMENTS, placeLabels } from "./chart_layout.ts";
 
@@ -73,6 +78,16 @@ const CHARTS: ChartSpec[] = [
     series: [{ label: "last number", column: 8, color: "--series-3" }],
     format: formatCount,
     fromZero: false,
+  },
+  {
+    id: "chart-closed",
+    series: CLOSE_REASONS.map((reason, index) => ({
+      label: CLOSE_LABELS[reason],
+      column: 9 + index,
+      color: `--series-${index + 1}`,
+    })),
+    format: formatRate,
+    fromZero: true,
   },
 ];
 
@@ -207,10 +222,10 @@ function chartOptions(
   };
 }
 
-/** The four charts. */
+/** The five charts. */
 export class Charts {
   #plots: uPlot[] = [];
-  #columns: SeriesColumns = [[], [], [], [], [], [], [], [], []];
+  #columns: SeriesColumns = [[], ...Array.from({ length: 14 }, (): number[] => [])];
   readonly #annotations: () => readonly Annotation[];
 
   /**

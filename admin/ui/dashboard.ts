@@ -23,7 +23,7 @@ import {
   formatRate,
   formatUptime,
 } from "./format.ts";
-import { REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
+import { CLOSE_REASONS, REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
 
 /** Where the token is kept: this tab only, gone when it closes. */
 const TOKEN_KEY = "tallyho-admin-token";
@@ -290,6 +290,11 @@ class Dashboard {
       points.map((p) => REJECTION_REASONS.reduce((s, r) => s + p.rejectionsPerSecond[r], 0)),
     );
     describe("chart-last-number", "Last number", points.map((p) => p.lastNumber), formatCount);
+    describe(
+      "chart-closed",
+      "Connections closed per second",
+      points.map((p) => CLOSE_REASONS.reduce((s, r) => s + p.closesPerSecond[r], 0)),
+    );
   }
 
   #renderAnnotations(): void {

@@ -27,6 +27,12 @@ export interface ThreadSample {
   rejectedAddressCap: number;
   rejectedRate: number;
   rejectedDenied: number;
+  closedFirstMessageTimeout: number;
+  closedIdleTimeout: number;
+  closedUnfinishedLine: number;
+  closedSlowReader: number;
+  closedLineTooLong: number;
+  closedNumbersUnavailable: number;
 }
 
 /** The part of a `/v1/stats` answer the series are made from (a `StatsView` fits). */
@@ -53,8 +59,36 @@ export const REJECTION_LABELS: Readonly<Record<RejectionReason, string>> = {
   rejectedDenied: "allow/deny",
 };
 
+/** The closes by the server counted per second, by their `/v1/stats` figure. */
+export const CLOSE_REASONS = [
+  "closedFirstMessageTimeout",
+  "closedIdleTimeout",
+  "closedUnfinishedLine",
+  "closedSlowReader",
+  "closedLineTooLong",
+  "closedNumbersUnavailable",
+] as const;
+
+/** One reason the server closed a connection. */
+export type CloseReason = typeof CLOSE_REASONS[number];
+
+/** What the dashboard calls each close reason. */
+export const CLOSE_LABELS: Readonly<Record<CloseReason, string>> = {
+  closedFirstMessageTimeout: "first-message timeout",
+  closedIdleTimeout: "idle",
+  closedUnfinishedLine: "unfinished line",
+  closedSlowReader: "slow reader",
+  closedLineTooLong: "line too long",
+  closedNumbersUnavailable: "numbers unavailable",
+};
+
 /** The counters turned into rates. */
-const COUNTERS = ["replies", "connectionsAccepted", ...REJECTION_REASONS] as const;
+const COUNTERS = [
+  "replies",
+  "connectionsAccepted",
+  ...REJECTION_REASONS,
+  ...CLOSE_REASONS,
+] as const;
 type Counter = typeof COUNTERS[number];
 type Rates = Record<Counter, number>;
 
@@ -71,6 +105,8 @@ export interface SeriesPoint {
   rejectionsPerSecond: Record<RejectionReason, number>;
   /** The highest number handed out by a thread that is still serving. */
   lastNumber: number;
+  /** Connections the server closed per second, by reason. */
+  closesPerSecond: Record<CloseReason, number>;
 }
 
 /** A moment marked on the charts, such as a configuration change. */
@@ -82,7 +118,8 @@ export interface Annotation {
 
 /**
  * The series as uPlot takes them: times in seconds, then replies/s, new connections/s, active
- * connections, refusals/s for each of {@linkcode REJECTION_REASONS}, and the last number.
+ * connections, refusals/s for each of {@linkcode REJECTION_REASONS}, the last number, and closes/s
+ * for each of {@linkcode CLOSE_REASONS}.
  */
 export type SeriesColumns = [number[], ...number[][]];
 
@@ -206,6 +243,9 @@ export class StatsSeries {
         REJECTION_REASONS.map((reason) => [reason, total[reason]]),
       ) as Record<RejectionReason, number>,
       lastNumber,
+      closesPerSecond: Object.fromEntries(
+        CLOSE_REASONS.map((reason) => [reason, total[reason]]),
+      ) as Record<CloseReason, number>,
     };
     this.#points.push(point);
     this.#trim(at);
@@ -297,6 +337,7 @@ export class StatsSeries {
       points.map((p) => p.activeConnections),
       ...REJECTION_REASONS.map((reason) => points.map((p) => p.rejectionsPerSecond[reason])),
       points.map((p) => p.lastNumber),
+      ...CLOSE_REASONS.map((reason) => points.map((p) => p.closesPerSecond[reason])),
     ];
   }
 }
