@@ -398,3 +398,32 @@ test(
     });
   },
 );
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: Apply at phone width leaves the form where it was`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "1"], async ({ page }) => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await signedIn(page);
+      await page.evaluate("document.getElementById('apply').scrollIntoView({ block: 'end' })");
+      await sleep(1200);
+      const applyTop = async () =>
+        Number(
+          await page.evaluate(
+            "Math.round(document.getElementById('apply').getBoundingClientRect().top)",
+          ),
+        );
+      const before = await applyTop();
+      await page.locator("#field-idle-timeout").fill("45s");
+      await page.locator("#apply").click();
+      await waitUntil(
+        "the change to be listed",
+        async () => (await text(page, "#annotations")).includes("idle-timeout"),
+      );
+      await sleep(1500); // a poll or two redraw the charts and the list above the form
+      assert.equal(await applyTop(), before, "Apply moved the form on the screen");
+      assert.match(await text(page, "#config-status"), /^Applied as generation 2: idle-timeout/);
+    });
+  },
+);
