@@ -225,8 +225,12 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     },
     "/metrics": {
       GET: async (c) => {
-        const [info, processes] = await Promise.all([backend.info(), backend.stats()]);
-        const text = renderMetrics({ info, processes, process: processMetrics() });
+        const [info, processes, { config }] = await Promise.all([
+          backend.info(),
+          backend.stats(),
+          backend.config(),
+        ]);
+        const text = renderMetrics({ info, processes, process: processMetrics(), config });
         return c.body(text, 200, { "content-type": METRICS_CONTENT_TYPE });
       },
     },

@@ -3,8 +3,8 @@
  * than with prom-client, whose default collectors break on Bun and Deno.
  *
  * Counters end in `_total`, sizes are in bytes and times in seconds, and the only labels are the
- * process index, the thread index, a reason or state, a histogram bound (`le`) and the number
- * source's kind, never a client's address, so the number of series is bounded by the
+ * process index, the thread index, a reason or state, a histogram bound (`le`), the number
+ * source's kind and a configuration key's name, never a client's address, so the number of series is bounded by the
  * configuration.
  *
  * @module
@@ -14,6 +14,8 @@ import type { StatName } from "../server/thread_stats.ts";
 import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/thread_stats.ts";
 import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
 import type { ProcessMetrics } from "./process_metrics.ts";
+import { parseDuration } from "../server/config_json.ts";
+import { configSchema } from "./config_schema.ts";
 
 /** The `Content-Type` of the text format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -247,6 +249,36 @@ export interface MetricsInput {
   processes: ProcessStats[];
   /** The admin process's own figures (see `readProcessMetrics`). */
   process: ProcessMetrics;
+  /** The configuration in force, as `GET /v1/config` answers it, for the limits in force. */
+  config?: Record<string, unknown>;
+}
+
+/**
+ * Every numeric configuration key in force, one sample per key (integers as they are, durations
+ * in seconds): the limits a graph of connections or closes should be read against. The keys come
+ * from the schema, so the number of series is fixed.
+ */
+function limitFamilies(config: Record<string, unknown> | undefined): Family[] {
+  if (config === undefined) return [];
+  const samples: Array<[Labels, number]> = [];
+  for (const [key, schema] of Object.entries(configSchema().keys)) {
+    const value = config[key];
+    if (schema.type === "integer" && typeof value === "number") samples.push([{ key }, value]);
+    else if (schema.type === "duration") {
+      try {
+        samples.push([{ key }, parseDuration(key, value) / 1000]);
+      } catch {
+        // Not a duration (cannot happen for a configuration in force): left out.
+      }
+    }
+  }
+  if (samples.length === 0) return [];
+  return [{
+    name: "tallyho_config_limit",
+    type: "gauge",
+    help: "Each numeric configuration key in force, by its flag name; durations in seconds.",
+    samples,
+  }];
 }
 
 /** The number source's health and each process's leased numbers left (issue: many machines). */
@@ -375,7 +407,7 @@ function healthFamilies(processes: ProcessStats[]): Family[] {
  * const text = renderMetrics({ info, processes, process: readProcessMetrics() });
  * ```
  */
-export function renderMetrics({ info, processes, process }: MetricsInput): string {
+export function renderMetrics({ info, processes, process, config }: MetricsInput): string {
   const families: Family[] = [
     {
       name: "tallyho_build_info",
@@ -398,6 +430,7 @@ export function renderMetrics({ info, processes, process }: MetricsInput): strin
     ...figureFamilies(processes),
     ...numberFamilies(info, processes),
     ...healthFamilies(processes),
+    ...limitFamilies(config),
     ...processFamilies(process),
   ];
   return families.map(renderFamily).join("");

@@ -301,3 +301,25 @@ test("metrics name the number source's kind and the last lease's latency", () =>
     assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
   }
 });
+
+test("metrics give the limits in force, one sample per numeric key, durations in seconds", async () => {
+  const { configToJson } = await import("../server/config_json.ts");
+  const { defaultConfig } = await import("../server/config.ts");
+  const config = configToJson({ ...defaultConfig(2), maxConnections: 5000, idleTimeoutMs: 30_000 });
+  const text = renderMetrics({ info: INFO, processes: PROCESSES, process: PROCESS, config });
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_config_limit gauge",
+      'tallyho_config_limit{key="max-connections"} 5000',
+      'tallyho_config_limit{key="idle-timeout"} 30',
+      'tallyho_config_limit{key="first-message-timeout"} 10',
+      'tallyho_config_limit{key="max-pending-reply-bytes"} 1048576',
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  assert.ok(!text.includes('key="greeting"'), "only numbers are limits");
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
