@@ -11,10 +11,12 @@
  * read's replies, one 250 ms sweep over the connections, one accept), but this test runs on a
  * 2-core machine shared with other test runs, where the scheduler alone keeps a runnable thread
  * off a core for tens of ms and a garbage collection adds more. Measured here (printed by every
- * run), on Bun and Deno with the load average between 3 and 5.4 on the 2 cores: per-thread maxima
- * of 1.3 to 110 ms in 9 runs, and once 278 ms. 500 ms is nearly twice that outlier and still far
- * below a planted block of 1,000 ms per read; with only 5 ms per read planted, the first test
- * itself fails (maxima of 0.7 to 2 s: reads queue up behind each other). It is one of the
+ * run), on Bun, Deno and the compiled binary with the load average between 3 and 5.4 on the 2
+ * cores: per-thread maxima of 1.1 to 110 ms in 16 runs, and once 278 ms. 500 ms is nearly twice
+ * that outlier and still far below a planted block of 1,000 ms per read; with only 5 ms per read
+ * planted (`TALLYHO_TEST_ONLY_BLOCK_MS_PER_READ=5` in the test's environment), the first test
+ * itself fails: threads' maxima of 0.57 to 0.92 s on Deno and up to 0.91 s on Bun, as reads
+ * queue up behind each other. It is one of the
  * histogram's bounds, so the check is exact: no sample in any bucket above it, since each thread
  * started.
  */
