@@ -4,7 +4,7 @@
  * opened (`GET /v1/stats/history`).
  *
  * The rates are measured as the dashboard measures them (ui/stats_series.ts: per process, only
- * when its report changes, counter resets handled), and each sample is stored as a row of 15
+ * when its report changes, counter resets handled), and each sample is stored as a row of 16
  * numbers in one preallocated `Float64Array` ring: {@linkcode HISTORY_BYTES} bytes whatever
  * happens, no allocation per sample beyond the rate measurement's own.
  *
@@ -28,11 +28,12 @@ import {
 export const HISTORY_SAMPLES = 600;
 
 // at, replies/s, new connections/s, active connections, last number, 4 refusal rates, 6 close
-// rates.
-const FIELDS = 5 + REJECTION_REASONS.length + CLOSE_REASONS.length;
+// rates, the longest event-loop delay.
 const CLOSES_AT = 5 + REJECTION_REASONS.length;
+const DELAY_AT = CLOSES_AT + CLOSE_REASONS.length;
+const FIELDS = DELAY_AT + 1;
 
-/** The ring's size in bytes: 600 samples x 15 numbers x 8 bytes = 72,000. */
+/** The ring's size in bytes: 600 samples x 16 numbers x 8 bytes = 76,800. */
 export const HISTORY_BYTES = HISTORY_SAMPLES * FIELDS * Float64Array.BYTES_PER_ELEMENT;
 
 /** One sample as served: a {@linkcode SeriesPoint} with its age instead of a time of day. */
@@ -76,10 +77,13 @@ export class StatsHistory {
     ring[row + 2] = point.connectionsPerSecond;
     ring[row + 3] = point.activeConnections;
     ring[row + 4] = point.lastNumber;
-    REJECTION_REASONS.forEach((
-      reason,
-      i,
-    ) => (ring[row + 5 + i] = point.rejectionsPerSecond[reason]));
+    for (const [i, reason] of REJECTION_REASONS.entries()) {
+      ring[row + 5 + i] = point.rejectionsPerSecond[reason];
+    }
+    for (const [i, reason] of CLOSE_REASONS.entries()) {
+      ring[row + CLOSES_AT + i] = point.closesPerSecond[reason];
+    }
+    ring[row + DELAY_AT] = point.loopDelayMaxMs;
     this.#next = (this.#next + 1) % HISTORY_SAMPLES;
     this.#size = Math.min(this.#size + 1, HISTORY_SAMPLES);
   }
@@ -108,6 +112,7 @@ export class StatsHistory {
         closesPerSecond: Object.fromEntries(
           CLOSE_REASONS.map((reason, c) => [reason, ring[row + CLOSES_AT + c]!]),
         ) as Record<CloseReason, number>,
+        loopDelayMaxMs: ring[row + DELAY_AT]!,
       });
     }
     return { intervalSeconds: 1, capacity: HISTORY_SAMPLES, bytes: HISTORY_BYTES, samples };

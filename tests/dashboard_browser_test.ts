@@ -122,6 +122,11 @@ test(
           /^Replies per second, last five/,
         );
         assert.equal(await page.locator("#chart-replies canvas").count(), 1);
+        // The worst thread's event-loop delay is charted, in ms.
+        assert.match(
+          await page.locator("#chart-loop-delay").getAttribute("aria-label") ?? "",
+          /^Longest event-loop delay, last five minutes: now \d[\d.,]* m?s, peak /,
+        );
         // The server's closes by reason have a chart of their own.
         assert.equal(await page.locator("#chart-closed canvas").count(), 1);
         assert.match(

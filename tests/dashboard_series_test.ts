@@ -34,6 +34,7 @@ function thread(figures: Partial<ThreadSample>): ThreadSample {
     closedSlowReader: 0,
     closedLineTooLong: 0,
     closedNumbersUnavailable: 0,
+    loopDelayMaxMs: 0,
     ...figures,
   };
 }
@@ -119,8 +120,9 @@ test("dashboard series keep exactly the last five minutes of points and annotati
   assert.equal(points.at(-1)!.at, T0 + 400_000);
   assert.deepEqual(series.annotations(), [{ at: T0 + 200_000, label: "gen 3: threads" }]);
   const columns = series.columns();
-  // Time, replies, new and active connections, 4 refusal reasons, the last number, 6 close reasons.
-  assert.equal(columns.length, 15);
+  // Time, replies, new and active connections, 4 refusal reasons, the last number, 6 close reasons
+  // and the longest loop delay.
+  assert.equal(columns.length, 16);
   for (const column of columns) assert.equal(column.length, 301);
   assert.equal(columns[0]![0], (T0 + 100_000) / 1000);
   assert.equal(columns[1]!.at(-1), 10);
@@ -200,6 +202,7 @@ test("dashboard series seeded with the server's history shows it before the live
       closedLineTooLong: 0,
       closedNumbersUnavailable: 0,
     },
+    loopDelayMaxMs: 0,
   });
   series.seed([point(1_000_000 - 400_000, 1), point(1_000_000 - 2000, 7), point(999_000, 9)]);
   // Older than five minutes before the newest: dropped.
@@ -222,4 +225,11 @@ test("dashboard series count the server's closes per second by reason", () => {
   assert.equal(point.closesPerSecond.closedSlowReader, 1);
   assert.equal(point.closesPerSecond.closedLineTooLong, 0);
   assert.equal(series.columns()[10]!.at(-1), 7, "idle closes are the second close column");
+});
+
+test("dashboard series chart the worst thread's event-loop delay", () => {
+  const series = new StatsSeries();
+  series.add(sample([10, [{ loopDelayMaxMs: 3 }, { loopDelayMaxMs: 41.5 }]], [11, [{}]]), T0);
+  assert.equal(series.latest()!.loopDelayMaxMs, 41.5);
+  assert.equal(series.columns()[15]!.at(-1), 41.5);
 });

@@ -82,7 +82,7 @@ test(`[${UNDER_TEST}] GET /v1/stats/history serves the seconds before it was ask
       capacity: number;
       samples: { ageSeconds: number; repliesPerSecond: number; lastNumber: number }[];
     };
-    assert.equal(history.bytes, 72_000);
+    assert.equal(history.bytes, 76_800);
     assert.equal(history.capacity, 600);
     assert.ok(history.samples.length >= 2, `samples: ${JSON.stringify(history.samples)}`);
     assert.ok(history.samples[0]!.ageSeconds > history.samples.at(-1)!.ageSeconds);

@@ -8,11 +8,13 @@ import type { ProcessStats } from "../admin/backend.ts";
 import { HISTORY_BYTES, HISTORY_SAMPLES, StatsHistory } from "../admin/stats_history.ts";
 import { figures } from "./_admin.ts";
 
-function read(replies: number, accepted: number, active = 1): ProcessStats[] {
+function read(replies: number, accepted: number, active = 1, more = {}): ProcessStats[] {
   return [{
     index: 0,
     pid: 100,
-    threads: [figures({ replies, connectionsAccepted: accepted, connectionsActive: active })],
+    threads: [
+      figures({ replies, connectionsAccepted: accepted, connectionsActive: active, ...more }),
+    ],
   }];
 }
 
@@ -23,7 +25,7 @@ test("stats history measures rates per second and serves ages, oldest first", ()
   history.record(read(1500, 30, 2), 12_000);
   const view = history.view(12_500);
   assert.equal(view.bytes, HISTORY_BYTES);
-  assert.equal(view.bytes, 72_000, "the stated size: 600 samples x 15 numbers x 8 bytes");
+  assert.equal(view.bytes, 76_800, "the stated size: 600 samples x 16 numbers x 8 bytes");
   assert.equal(view.capacity, HISTORY_SAMPLES);
   assert.deepEqual(view.samples.map((s) => s.ageSeconds), [2.5, 1.5, 0.5]);
   assert.deepEqual(view.samples.map((s) => s.repliesPerSecond), [0, 500, 1000]);
@@ -43,4 +45,24 @@ test("stats history keeps the newest samples once the ring is full", () => {
   assert.equal(samples[0]!.ageSeconds, HISTORY_SAMPLES - 1);
   assert.ok(samples.every((s, i) => i === 0 || s.ageSeconds < samples[i - 1]!.ageSeconds));
   assert.equal(samples.at(-1)!.repliesPerSecond, 10);
+});
+
+test("stats history keeps refusals, closes by reason and the worst loop delay", () => {
+  const history = new StatsHistory();
+  history.record(read(0, 0), 0);
+  history.record(
+    read(0, 0, 1, {
+      rejectedRate: 4,
+      closedIdleTimeout: 6,
+      closedSlowReader: 2,
+      loopDelayMaxMs: 12.5,
+    }),
+    2000,
+  );
+  const last = history.view(2000).samples.at(-1)!;
+  assert.equal(last.rejectionsPerSecond.rejectedRate, 2);
+  assert.equal(last.closesPerSecond.closedIdleTimeout, 3);
+  assert.equal(last.closesPerSecond.closedSlowReader, 1);
+  assert.equal(last.closesPerSecond.closedLineTooLong, 0);
+  assert.equal(last.loopDelayMaxMs, 12.5);
 });

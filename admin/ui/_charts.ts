@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 /**
- * The dashboard's five time-series charts, drawn by uPlot, with the configuration changes marked
+ * The dashboard's six time-series charts, drawn by uPlot, with the configuration changes marked
  * on them. Colours come from the page's CSS custom properties, so the charts follow dark mode.
  *
  * @module
@@ -14,7 +14,7 @@ import {
   REJECTION_LABELS,
   REJECTION_REASONS,
 } from "./stats_series.ts";
-import { formatCount, formatRate } from "./format.ts";
+import { formatCount, formatDelay, formatRate } from "./format.ts";
 import { COUNT_INCREMENTS, placeLabels } from "./chart_layout.ts";
 
 /** The x axis spans at most this much... */
@@ -87,6 +87,12 @@ const CHARTS: ChartSpec[] = [
       color: `--series-${index + 1}`,
     })),
     format: formatRate,
+    fromZero: true,
+  },
+  {
+    id: "chart-loop-delay",
+    series: [{ label: "worst thread", column: 15, color: "--series-2" }],
+    format: formatDelay,
     fromZero: true,
   },
 ];
@@ -222,10 +228,10 @@ function chartOptions(
   };
 }
 
-/** The five charts. */
+/** The six charts. */
 export class Charts {
   #plots: uPlot[] = [];
-  #columns: SeriesColumns = [[], ...Array.from({ length: 14 }, (): number[] => [])];
+  #columns: SeriesColumns = [[], ...Array.from({ length: 15 }, (): number[] => [])];
   readonly #annotations: () => readonly Annotation[];
 
   /**

@@ -291,6 +291,12 @@ class Dashboard {
     );
     describe("chart-last-number", "Last number", points.map((p) => p.lastNumber), formatCount);
     describe(
+      "chart-loop-delay",
+      "Longest event-loop delay",
+      points.map((p) => p.loopDelayMaxMs),
+      formatDelay,
+    );
+    describe(
       "chart-closed",
       "Connections closed per second",
       points.map((p) => CLOSE_REASONS.reduce((s, r) => s + p.closesPerSecond[r], 0)),

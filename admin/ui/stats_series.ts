@@ -33,6 +33,8 @@ export interface ThreadSample {
   closedSlowReader: number;
   closedLineTooLong: number;
   closedNumbersUnavailable: number;
+  /** The longest event-loop delay over the last second or two, in ms. */
+  loopDelayMaxMs: number;
 }
 
 /** The part of a `/v1/stats` answer the series are made from (a `StatsView` fits). */
@@ -107,6 +109,8 @@ export interface SeriesPoint {
   lastNumber: number;
   /** Connections the server closed per second, by reason. */
   closesPerSecond: Record<CloseReason, number>;
+  /** The longest event-loop delay of any thread, in ms. */
+  loopDelayMaxMs: number;
 }
 
 /** A moment marked on the charts, such as a configuration change. */
@@ -118,8 +122,8 @@ export interface Annotation {
 
 /**
  * The series as uPlot takes them: times in seconds, then replies/s, new connections/s, active
- * connections, refusals/s for each of {@linkcode REJECTION_REASONS}, the last number, and closes/s
- * for each of {@linkcode CLOSE_REASONS}.
+ * connections, refusals/s for each of {@linkcode REJECTION_REASONS}, the last number, closes/s
+ * for each of {@linkcode CLOSE_REASONS}, and the longest event-loop delay in ms.
  */
 export type SeriesColumns = [number[], ...number[][]];
 
@@ -224,10 +228,12 @@ export class StatsSeries {
     const next = new Map<number, Reference>();
     let activeConnections = 0;
     let lastNumber = 0;
+    let loopDelayMaxMs = 0;
     for (const process of stats.processes) {
       for (const thread of process.threads) {
         activeConnections += thread.connectionsActive;
         lastNumber = Math.max(lastNumber, thread.lastNumber);
+        loopDelayMaxMs = Math.max(loopDelayMaxMs, thread.loopDelayMaxMs ?? 0);
       }
       const reference = this.#measure(this.#references.get(process.pid), process.threads, at);
       next.set(process.pid, reference);
@@ -246,6 +252,7 @@ export class StatsSeries {
       closesPerSecond: Object.fromEntries(
         CLOSE_REASONS.map((reason) => [reason, total[reason]]),
       ) as Record<CloseReason, number>,
+      loopDelayMaxMs,
     };
     this.#points.push(point);
     this.#trim(at);
@@ -338,6 +345,7 @@ export class StatsSeries {
       ...REJECTION_REASONS.map((reason) => points.map((p) => p.rejectionsPerSecond[reason])),
       points.map((p) => p.lastNumber),
       ...CLOSE_REASONS.map((reason) => points.map((p) => p.closesPerSecond[reason])),
+      points.map((p) => p.loopDelayMaxMs),
     ];
   }
 }
