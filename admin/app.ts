@@ -110,6 +110,7 @@ function generationsMatched(header: string): number[] | undefined {
  * | `GET /`, `GET /ui/*` | the dashboard's page and files, no token (they hold no data) |
  * | `GET /metrics` | Prometheus text |
  * | `GET /v1/info`, `GET /v1/stats` | JSON |
+ * | `GET /v1/stats/history` | the last ten minutes, one sample a second, oldest first |
  * | `GET /v1/config`, `PATCH /v1/config` | merge patch, `ETag` / `If-Match` |
  * | `GET /v1/config/schema` | each key's type, bounds or choices, and whether it is live |
  * | `POST /v1/config/validate` | checks a patch without applying it |
@@ -224,8 +225,12 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     },
     "/metrics": {
       GET: async (c) => {
-        const [info, processes] = await Promise.all([backend.info(), backend.stats()]);
-        const text = renderMetrics({ info, processes, process: processMetrics() });
+        const [info, processes, { config }] = await Promise.all([
+          backend.info(),
+          backend.stats(),
+          backend.config(),
+        ]);
+        const text = renderMetrics({ info, processes, process: processMetrics(), config });
         return c.body(text, 200, { "content-type": METRICS_CONTENT_TYPE });
       },
     },
@@ -235,6 +240,13 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
         const processes = await backend.stats();
         return c.json(statsView(processes, replyRate.measure(processes, now())));
       },
+    },
+    "/v1/stats/history": {
+      GET: async (c) =>
+        c.json(
+          await backend.history?.() ??
+            { intervalSeconds: 1, capacity: 0, bytes: 0, samples: [] },
+        ),
     },
     "/v1/config": {
       GET: async (c) => {

@@ -19,6 +19,7 @@ import type { ThreadFigures } from "../server/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 import type { Runtime } from "../server/runtime.ts";
 import type { CertificateInfo } from "../server/tls_files.ts";
+import type { HistoryView } from "./stats_history.ts";
 
 /**
  * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
@@ -53,6 +54,8 @@ export interface AdminInfo {
   numbers?: LeaseSourceStatus;
   /** The listener's TLS certificate and when it expires (absent without TLS). */
   tls?: CertificateInfo;
+  /** Every serving process's memory, CPU, restarts and uptime (absent without processes). */
+  processes?: ProcessHealth[];
 }
 
 /** One serving process's figures. */
@@ -65,7 +68,21 @@ export interface ProcessStats {
   threads: ThreadFigures[];
   /** Leased numbers the process holds and has not handed out yet, as of its last report. */
   numbersRemaining?: number;
+  /** Resident memory in bytes, as of its last report. */
+  rssBytes?: number;
+  /** CPU seconds (user and system) it has used, as of its last report. */
+  cpuSeconds?: number;
+  /** Times the process at this index died and was restarted since the server started. */
+  restarts?: number;
+  /** Seconds since this process (this pid) started. */
+  uptimeSeconds?: number;
 }
+
+/** One serving process's health, as `GET /v1/info` lists it. */
+export type ProcessHealth = Pick<
+  ProcessStats,
+  "index" | "pid" | "rssBytes" | "cpuSeconds" | "restarts" | "uptimeSeconds" | "numbersRemaining"
+>;
 
 /** The configuration in force. */
 export interface ConfigSnapshot {
@@ -114,6 +131,12 @@ export interface AdminBackend {
 
   /** Every serving process's per-thread figures, processes in index order. */
   stats(): ProcessStats[] | Promise<ProcessStats[]>;
+
+  /**
+   * The last minutes of one-second samples (`stats_history.ts`); a backend without one serves an
+   * empty history.
+   */
+  history?(): HistoryView | Promise<HistoryView>;
 
   /** The configuration in force and its generation. */
   config(): ConfigSnapshot | Promise<ConfigSnapshot>;

@@ -3,32 +3,48 @@
  * than with prom-client, whose default collectors break on Bun and Deno.
  *
  * Counters end in `_total`, sizes are in bytes and times in seconds, and the only labels are the
- * process index, the thread index and a reason or state, never a client's address, so the number
- * of series is bounded by the configuration.
+ * process index, the thread index, a reason or state, a histogram bound (`le`), the number
+ * source's kind and a configuration key's name, never a client's address, so the number of series is bounded by the
+ * configuration.
  *
  * @module
  */
 
 import type { StatName } from "../server/thread_stats.ts";
-import { STAT_NAMES } from "../server/thread_stats.ts";
+import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/thread_stats.ts";
 import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
 import type { ProcessMetrics } from "./process_metrics.ts";
+import { parseDuration } from "../server/config_json.ts";
+import { configSchema } from "./config_schema.ts";
 
 /** The `Content-Type` of the text format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-type MetricType = "counter" | "gauge";
+type MetricType = "counter" | "gauge" | "histogram";
 type Labels = Record<string, string>;
 
 interface Family {
   name: string;
   type: MetricType;
   help: string;
-  samples: Array<[Labels, number]>;
+  /** Labels, value and, for a histogram, the sample's suffix (`_bucket`, `_sum`, `_count`). */
+  samples: Array<[Labels, number, string?]>;
 }
 
 /** Figures counted by reason: `closedLineTooLong` -> closed, reason `line_too_long`. */
 type ReasonStat = Extract<StatName, `closed${string}` | `rejected${string}`>;
+
+/** The event-loop delay histogram's figures, written as one histogram family. */
+type HistogramStat = Extract<
+  StatName,
+  `loopDelayLe${string}` | "loopDelaySamples" | "loopDelaySumMs"
+>;
+
+const LOOP_DELAY_HISTOGRAM = {
+  name: "tallyho_event_loop_delay_seconds",
+  help: "How late each thread's event loop ran a timer firing every 50 ms, since the thread " +
+    "started: the time it was blocked.",
+} as const;
 
 const REASON_FAMILIES = {
   closed: {
@@ -43,8 +59,14 @@ const REASON_FAMILIES = {
 
 // Every other figure needs an entry here: adding one to STAT_NAMES without deciding its name and
 // type fails `deno check`.
+// `scale` turns the figure's unit into the metric's (ms into seconds).
 const FIGURES: {
-  readonly [K in Exclude<StatName, ReasonStat>]: { name: string; type: MetricType; help: string };
+  readonly [K in Exclude<StatName, ReasonStat | HistogramStat>]: {
+    name: string;
+    type: MetricType;
+    help: string;
+    scale?: number;
+  };
 } = {
   connectionsAccepted: {
     name: "tallyho_connections_accepted_total",
@@ -84,6 +106,24 @@ const FIGURES: {
     help: "Times a connection stopped being read because its unsent replies passed " +
       "max-pending-reply-bytes.",
   },
+  loopDelayP50Ms: {
+    name: "tallyho_event_loop_delay_p50_seconds",
+    type: "gauge",
+    help: "Median event-loop delay over the last second.",
+    scale: 0.001,
+  },
+  loopDelayP99Ms: {
+    name: "tallyho_event_loop_delay_p99_seconds",
+    type: "gauge",
+    help: "99th percentile of the event-loop delay over the last second.",
+    scale: 0.001,
+  },
+  loopDelayMaxMs: {
+    name: "tallyho_event_loop_delay_max_seconds",
+    type: "gauge",
+    help: "Longest event-loop delay over the last one to two seconds.",
+    scale: 0.001,
+  },
   untrackedAddresses: {
     name: "tallyho_untracked_addresses_total",
     type: "counter",
@@ -111,9 +151,10 @@ function formatValue(value: number): string {
 function renderFamily(family: Family): string {
   let text = `# HELP ${family.name} ${family.help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}\n` +
     `# TYPE ${family.name} ${family.type}\n`;
-  for (const [labels, value] of family.samples) {
+  for (const [labels, value, suffix = ""] of family.samples) {
     const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`);
-    text += `${family.name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${formatValue(value)}\n`;
+    text += `${family.name}${suffix}${pairs.length ? `{${pairs.join(",")}}` : ""} ` +
+      `${formatValue(value)}\n`;
   }
   return text;
 }
@@ -126,27 +167,51 @@ function figureFamilies(processes: ProcessStats[]): Family[] {
     return family;
   };
   for (const stat of STAT_NAMES) {
+    if (isHistogramStat(stat)) continue;
     const kind = stat.startsWith("closed")
       ? "closed"
       : stat.startsWith("rejected")
       ? "rejected"
       : undefined;
-    const family = kind
-      ? familyFor(REASON_FAMILIES[kind].name, "counter", REASON_FAMILIES[kind].help)
-      : familyFor(
-        FIGURES[stat as Exclude<StatName, ReasonStat>].name,
-        FIGURES[stat as Exclude<StatName, ReasonStat>].type,
-        FIGURES[stat as Exclude<StatName, ReasonStat>].help,
-      );
+    const figure = kind
+      ? undefined
+      : FIGURES[stat as Exclude<StatName, ReasonStat | HistogramStat>];
+    const family = figure
+      ? familyFor(figure.name, figure.type, figure.help)
+      : familyFor(REASON_FAMILIES[kind!].name, "counter", REASON_FAMILIES[kind!].help);
+    const scale = figure?.scale ?? 1;
     for (const process of processes) {
       process.threads.forEach((figures, thread) => {
         const labels: Labels = { process: String(process.index), thread: String(thread) };
         if (kind) labels.reason = snakeCase(stat.slice(kind.length));
-        family.samples.push([labels, figures[stat]]);
+        family.samples.push([labels, figures[stat] * scale]);
       });
     }
   }
+  families.set(LOOP_DELAY_HISTOGRAM.name, loopDelayHistogram(processes));
   return [...families.values()].filter((family) => family.samples.length > 0);
+}
+
+function isHistogramStat(stat: StatName): stat is HistogramStat {
+  return stat.startsWith("loopDelayLe") || stat === "loopDelaySamples" ||
+    stat === "loopDelaySumMs";
+}
+
+/** One histogram per thread: `_bucket` by bound (in seconds), `+Inf`, `_sum` and `_count`. */
+function loopDelayHistogram(processes: ProcessStats[]): Family {
+  const family: Family = { ...LOOP_DELAY_HISTOGRAM, type: "histogram", samples: [] };
+  for (const process of processes) {
+    process.threads.forEach((figures, thread) => {
+      const labels: Labels = { process: String(process.index), thread: String(thread) };
+      for (const { name, boundMs } of LOOP_DELAY_BUCKETS) {
+        family.samples.push([{ ...labels, le: String(boundMs / 1000) }, figures[name], "_bucket"]);
+      }
+      family.samples.push([{ ...labels, le: "+Inf" }, figures.loopDelaySamples, "_bucket"]);
+      family.samples.push([labels, figures.loopDelaySumMs / 1000, "_sum"]);
+      family.samples.push([labels, figures.loopDelaySamples, "_count"]);
+    });
+  }
+  return family;
 }
 
 function processFamilies(metrics: ProcessMetrics): Family[] {
@@ -184,6 +249,36 @@ export interface MetricsInput {
   processes: ProcessStats[];
   /** The admin process's own figures (see `readProcessMetrics`). */
   process: ProcessMetrics;
+  /** The configuration in force, as `GET /v1/config` answers it, for the limits in force. */
+  config?: Record<string, unknown>;
+}
+
+/**
+ * Every numeric configuration key in force, one sample per key (integers as they are, durations
+ * in seconds): the limits a graph of connections or closes should be read against. The keys come
+ * from the schema, so the number of series is fixed.
+ */
+function limitFamilies(config: Record<string, unknown> | undefined): Family[] {
+  if (config === undefined) return [];
+  const samples: Array<[Labels, number]> = [];
+  for (const [key, schema] of Object.entries(configSchema().keys)) {
+    const value = config[key];
+    if (schema.type === "integer" && typeof value === "number") samples.push([{ key }, value]);
+    else if (schema.type === "duration") {
+      try {
+        samples.push([{ key }, parseDuration(key, value) / 1000]);
+      } catch {
+        // Not a duration (cannot happen for a configuration in force): left out.
+      }
+    }
+  }
+  if (samples.length === 0) return [];
+  return [{
+    name: "tallyho_config_limit",
+    type: "gauge",
+    help: "Each numeric configuration key in force, by its flag name; durations in seconds.",
+    samples,
+  }];
 }
 
 /** The number source's health and each process's leased numbers left (issue: many machines). */
@@ -201,10 +296,10 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
       {
         name: "tallyho_numbers_source_info",
         type: "gauge",
-        help: "Always 1; the labels name the kind of number source (memory, state, redis, " +
-          "etcd) and, for etcd, the member leases go to now.",
+        help: "Always 1; the labels name the kind of number source (memory, state-file, " +
+          "redis, etcd) and, for etcd, the member leases go to now.",
         samples: [[{
-          kind: source.description.split(/[\s:]/, 1)[0]!,
+          kind: source.kind ?? source.description.split(/[\s:]/, 1)[0]!,
           ...(source.member === undefined ? {} : { member: source.member }),
         }, 1]],
       },
@@ -230,10 +325,19 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
       {
         name: "tallyho_numbers_leased_next",
         type: "gauge",
-        help: "The first number not yet leased: the source's high-water mark.",
+        help: "The first number not yet leased: the source's high-water mark (with a state " +
+          "file, the mark last written and fsynced).",
         samples: [[{}, source.next]],
       },
     );
+    if (source.lastLeaseMs !== undefined && source.lastLeaseMs !== null) {
+      families.push({
+        name: "tallyho_number_last_lease_seconds",
+        type: "gauge",
+        help: "How long the last lease took, granted or failed (with a state file, its fsync).",
+        samples: [[{}, source.lastLeaseMs / 1000]],
+      });
+    }
   }
   const remaining = processes.filter((p) => p.numbersRemaining !== undefined);
   if (remaining.length > 0) {
@@ -263,6 +367,45 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
   return families;
 }
 
+// Each serving process's health, labelled by its index (the supervisor's own is `process_*`).
+const HEALTH: ReadonlyArray<
+  [keyof ProcessStats & ("rssBytes" | "cpuSeconds" | "restarts" | "uptimeSeconds"), Family]
+> = [
+  ["rssBytes", {
+    name: "tallyho_process_resident_memory_bytes",
+    type: "gauge",
+    help: "A serving process's resident memory, in bytes, as of its last report.",
+    samples: [],
+  }],
+  ["cpuSeconds", {
+    name: "tallyho_process_cpu_seconds_total",
+    type: "counter",
+    help: "A serving process's user and system CPU time, in seconds, as of its last report.",
+    samples: [],
+  }],
+  ["restarts", {
+    name: "tallyho_process_restarts_total",
+    type: "counter",
+    help: "Times the serving process at this index died and was restarted.",
+    samples: [],
+  }],
+  ["uptimeSeconds", {
+    name: "tallyho_process_uptime_seconds",
+    type: "gauge",
+    help: "Seconds since the serving process at this index (its current pid) started.",
+    samples: [],
+  }],
+];
+
+function healthFamilies(processes: ProcessStats[]): Family[] {
+  return HEALTH.map(([field, family]) => ({
+    ...family,
+    samples: processes.filter((p) => p[field] !== undefined).map((
+      p,
+    ): [Labels, number] => [{ process: String(p.index) }, p[field]!]),
+  })).filter((family) => family.samples.length > 0);
+}
+
 /**
  * Renders the Prometheus text format.
  *
@@ -274,7 +417,7 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
  * const text = renderMetrics({ info, processes, process: readProcessMetrics() });
  * ```
  */
-export function renderMetrics({ info, processes, process }: MetricsInput): string {
+export function renderMetrics({ info, processes, process, config }: MetricsInput): string {
   const families: Family[] = [
     {
       name: "tallyho_build_info",
@@ -296,6 +439,8 @@ export function renderMetrics({ info, processes, process }: MetricsInput): strin
     },
     ...figureFamilies(processes),
     ...numberFamilies(info, processes),
+    ...healthFamilies(processes),
+    ...limitFamilies(config),
     ...processFamilies(process),
   ];
   return families.map(renderFamily).join("");

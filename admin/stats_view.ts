@@ -17,6 +17,12 @@ export type ThreadView = RatedFigures & { index: number };
 export interface ProcessView {
   index: number;
   pid: number;
+  /** Memory, CPU, restarts, uptime and numbers left, where the backend knows them. */
+  rssBytes?: number;
+  cpuSeconds?: number;
+  restarts?: number;
+  uptimeSeconds?: number;
+  numbersRemaining?: number;
   /** Its threads' figures added up (`lastNumber`: the largest). */
   totals: RatedFigures;
   threads: ThreadView[];
@@ -29,8 +35,16 @@ export interface StatsView {
   processes: ProcessView[];
 }
 
+// Figures whose total is the largest, not the sum: a number, and the worst thread's loop delay.
+const LARGEST: ReadonlySet<string> = new Set([
+  "lastNumber",
+  "loopDelayP50Ms",
+  "loopDelayP99Ms",
+  "loopDelayMaxMs",
+]);
+
 /**
- * Adds figures up; `lastNumber` is the largest, not the sum.
+ * Adds figures up; `lastNumber` and the loop-delay percentiles are the largest, not the sum.
  *
  * @param rows Figures to add.
  * @returns Their totals (all zero for none).
@@ -39,7 +53,7 @@ export function sumFigures<T extends ThreadFigures>(rows: readonly T[]): ThreadF
   const totals = Object.fromEntries(STAT_NAMES.map((name) => [name, 0])) as ThreadFigures;
   for (const row of rows) {
     for (const name of STAT_NAMES) {
-      totals[name] = name === "lastNumber"
+      totals[name] = LARGEST.has(name)
         ? Math.max(totals[name], row[name])
         : totals[name] + row[name];
     }
@@ -67,7 +81,8 @@ export function statsView(processes: ProcessStats[], rates: number[][]): StatsVi
       ...figures,
       repliesPerSecond: rates[p]?.[index] ?? 0,
     }));
-    return { index: process.index, pid: process.pid, totals: rated(threads), threads };
+    const { threads: _threads, ...health } = process;
+    return { ...health, totals: rated(threads), threads };
   });
   return { totals: rated(views.map((view) => view.totals)), processes: views };
 }

@@ -24,6 +24,7 @@ import type {
 } from "./backend.ts";
 import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
 import { StateConflictError } from "./errors.ts";
+import { type HistoryView, StatsHistory } from "./stats_history.ts";
 
 /** Options for {@linkcode SupervisorBackend}. */
 export interface SupervisorBackendOptions {
@@ -42,6 +43,8 @@ export class SupervisorBackend implements AdminBackend {
   readonly #supervisor: Supervisor;
   readonly #options: SupervisorBackendOptions;
   readonly #startedAt = monotonicNow();
+  readonly #history = new StatsHistory();
+  readonly #historyTimer: ReturnType<typeof setInterval>;
   #draining = false;
 
   /**
@@ -51,6 +54,20 @@ export class SupervisorBackend implements AdminBackend {
   constructor(supervisor: Supervisor, options: SupervisorBackendOptions) {
     this.#supervisor = supervisor;
     this.#options = options;
+    // The children report once a second; sampling as often keeps one point per report.
+    this.#historyTimer = setInterval(
+      () => this.#history.record(this.stats(), monotonicNow()),
+      1000,
+    );
+  }
+
+  /** Stops sampling the history (at shutdown). */
+  stop(): void {
+    clearInterval(this.#historyTimer);
+  }
+
+  history(): HistoryView {
+    return this.#history.view(monotonicNow());
   }
 
   /** The listener's state, as `/readyz` and `/v1/info` report it. */
@@ -73,6 +90,15 @@ export class SupervisorBackend implements AdminBackend {
       numbersAvailable: this.#options.numbersAvailable?.() ?? true,
       numbers: supervisor.source.status(),
       ...this.#tls(),
+      processes: supervisor.processes().map((p) => ({
+        index: p.index,
+        pid: p.pid,
+        rssBytes: p.rssBytes,
+        cpuSeconds: p.cpuSeconds,
+        restarts: p.restarts,
+        uptimeSeconds: p.uptimeSeconds,
+        numbersRemaining: p.numbersRemaining,
+      })),
     };
   }
 

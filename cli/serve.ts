@@ -353,8 +353,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   signals.onSecond = () => supervisor.kill();
   currentLevel = () => supervisor.config.logLevel;
   let admin: HttpServer | null = null;
+  let backend: SupervisorBackend | null = null;
   if (adminAddress && adminToken) {
-    const backend = new SupervisorBackend(supervisor, {
+    backend = new SupervisorBackend(supervisor, {
       drain: () => signals.stop("admin drain"),
       numbersAvailable: () => supervisor.numbersAvailable(),
     });
@@ -372,6 +373,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
         log,
       });
     } catch (error) {
+      backend.stop();
       await supervisor.kill();
       throw error;
     }
@@ -443,6 +445,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   stopSummary();
   if (winner.crash) {
     write("err", "error", `tallyho: stopping: ${winner.name}`);
+    backend?.stop();
     await admin?.stop();
     await supervisor.kill();
     return 1;
@@ -457,6 +460,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
     if (!(error instanceof StateFileError)) throw error;
     notRecorded = `; not recorded: ${error.message}`;
   }
+  backend?.stop();
   await admin?.stop();
   const processes = supervisor.processes();
   const perThread = processes.flatMap((p) => p.threads.map((t) => t.connectionsAccepted));

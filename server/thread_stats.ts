@@ -34,10 +34,54 @@ export const STAT_NAMES = [
   "rejectedProxyHeaderInvalid",
   "rejectedProxyHeaderUntrusted",
   "closedProxyHeaderTimeout",
+  // Event-loop delay (server/loop_delay.ts): the last interval's percentiles, in ms...
+  "loopDelayP50Ms",
+  "loopDelayP99Ms",
+  "loopDelayMaxMs",
+  // ...and every sample since the thread started, as a cumulative histogram: how many were at
+  // most each bound (LOOP_DELAY_BOUNDS_MS, in order), how many in all and their sum.
+  "loopDelayLe1ms",
+  "loopDelayLe2ms",
+  "loopDelayLe5ms",
+  "loopDelayLe10ms",
+  "loopDelayLe25ms",
+  "loopDelayLe50ms",
+  "loopDelayLe100ms",
+  "loopDelayLe250ms",
+  "loopDelayLe500ms",
+  "loopDelayLe1000ms",
+  "loopDelayLe2500ms",
+  "loopDelaySamples",
+  "loopDelaySumMs",
 ] as const;
 
 /** One figure's name. */
 export type StatName = typeof STAT_NAMES[number];
+
+/** The event-loop delay histogram's bucket names, `loopDelayLe<bound>ms`. */
+export type LoopDelayBucket = Extract<StatName, `loopDelayLe${string}`>;
+
+// A bucket added to STAT_NAMES without its bound here fails to compile.
+const BOUND_MS: { readonly [K in LoopDelayBucket]: number } = {
+  loopDelayLe1ms: 1,
+  loopDelayLe2ms: 2,
+  loopDelayLe5ms: 5,
+  loopDelayLe10ms: 10,
+  loopDelayLe25ms: 25,
+  loopDelayLe50ms: 50,
+  loopDelayLe100ms: 100,
+  loopDelayLe250ms: 250,
+  loopDelayLe500ms: 500,
+  loopDelayLe1000ms: 1000,
+  loopDelayLe2500ms: 2500,
+};
+
+/** The event-loop delay histogram's buckets, smallest first: each figure and its bound in ms. */
+export const LOOP_DELAY_BUCKETS: ReadonlyArray<{ name: LoopDelayBucket; boundMs: number }> =
+  STAT_NAMES.filter((name): name is LoopDelayBucket => name in BOUND_MS).map((name) => ({
+    name,
+    boundMs: BOUND_MS[name],
+  }));
 
 /** Index of each figure in a row, for hot paths that update by index. */
 export const Stat: { readonly [K in StatName]: number } = Object.fromEntries(

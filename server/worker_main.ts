@@ -12,7 +12,9 @@ import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
 import { TickingClock } from "./limits/timeouts.ts";
+import { LoopDelayMeter } from "./loop_delay.ts";
 import { alignClock, monotonicNow } from "./monotonic_clock.ts";
+import { plantBlock } from "./_planted_block.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 import type { ServeConfig } from "./config.ts";
@@ -27,8 +29,10 @@ const scope = globalThis as unknown as {
 let handler: MessageHandler | null = null;
 let gate: ConnectionGate | null = null;
 let listener: ThreadListener | null = null;
-// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts).
-const clock = new TickingClock();
+let loopDelay: LoopDelayMeter | null = null;
+// One clock read per tick for every timestamp the hot path takes (see limits/timeouts.ts); its
+// timer's ticks are the event-loop delay samples too (loop_delay.ts).
+const clock = new TickingClock(undefined, (now) => loopDelay?.tick(now));
 // Resolves the worker's pending question for the main thread's clock.
 let clockAnswer: ((now: number) => void) | null = null;
 
@@ -47,11 +51,14 @@ scope.onmessage = async (event) => {
       ledger.onStarved = () => scope.postMessage({ type: "starved" });
       const stats = statsRow(message.statsBuffer, message.thread);
       handler = new MessageHandler(message.config, ledger, stats, undefined, clock);
+      plantBlock(handler);
       gate = new ConnectionGate(message.gateBuffers, message.config, stats);
       // Times this thread writes to the address table are compared with other threads' times,
       // so its clock must share their origin before it admits anyone (see monotonic_clock.ts).
       await alignClock(askMainThreadClock);
       clock.now = monotonicNow();
+      // Started once the clock is aligned, so its first sample is not the alignment's jump.
+      loopDelay = new LoopDelayMeter(stats);
       try {
         listener = await listen({
           host: message.config.host,
@@ -90,6 +97,7 @@ scope.onmessage = async (event) => {
       break;
     case "drain":
       await listener?.shutdown(handler?.config.drainTimeoutMs ?? 0);
+      loopDelay = null;
       scope.postMessage({ type: "drained" });
       break;
   }

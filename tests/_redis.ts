@@ -46,6 +46,12 @@ export interface RedisOptions {
    * @default {false}
    */
   tls?: boolean;
+  /**
+   * Allow `DEBUG` commands from 127.0.0.1 (`enable-debug-command local`), for `DEBUG SLEEP`: a
+   * Redis that stalls while connected.
+   * @default {false}
+   */
+  debug?: boolean;
 }
 
 /** A self-signed certificate for 127.0.0.1, for tests only (its key is beside it). */
@@ -167,6 +173,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
       ? ["--appendonly", "yes", "--appendfsync", "always"]
       : ["--appendonly", "no"]),
     ...(password === null ? [] : ["--requirepass", password]),
+    ...(options.debug ? ["--enable-debug-command", "local"] : []),
   ];
   // Another process may take the free port before redis-server binds it: try a few.
   for (let attempt = 0; running === null; attempt++) {

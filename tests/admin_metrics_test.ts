@@ -122,11 +122,12 @@ test("metrics name every figure per process and thread, with reasons as labels",
   ];
   const lines = new Set(text.split("\n"));
   for (const line of expected) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
-  // One sample per figure per thread: 3 threads.
+  // One sample per figure per thread (3 threads), and one more per thread for the event-loop
+  // delay histogram, whose sample count is both its `+Inf` bucket and its `_count`.
   const samples = text.split("\n").filter((line) =>
     line.startsWith("tallyho_") && line.includes("thread=")
   );
-  assert.equal(samples.length, STAT_NAMES.length * 3);
+  assert.equal(samples.length, STAT_NAMES.length * 3 + 3);
   assert.ok(text.endsWith("\n"));
 });
 
@@ -134,19 +135,29 @@ test("metrics give every family HELP and TYPE once, samples together, no client 
   const text = render();
   const seen = new Set<string>();
   let current = "";
+  let currentType = "";
   for (const line of text.trimEnd().split("\n")) {
-    const type = /^# TYPE (\S+) (counter|gauge)$/.exec(line);
+    const type = /^# TYPE (\S+) (counter|gauge|histogram)$/.exec(line);
     if (type) {
       assert.ok(!seen.has(type[1]!), `family ${type[1]} twice`);
       seen.add(type[1]!);
       current = type[1]!;
+      currentType = type[2]!;
       if (type[2] === "counter") assert.match(current, /_total$/);
       continue;
     }
     if (line.startsWith("# HELP ")) continue;
-    assert.equal(line.split(/[{ ]/)[0], current, `sample outside its family: ${line}`);
+    const name = line.split(/[{ ]/)[0]!;
+    if (currentType === "histogram") {
+      assert.ok(
+        [`${current}_bucket`, `${current}_sum`, `${current}_count`].includes(name),
+        `sample outside its family: ${line}`,
+      );
+    } else assert.equal(name, current, `sample outside its family: ${line}`);
+    const allowed = ["process", "thread", "reason", "state", "version", "runtime"];
+    if (currentType === "histogram") allowed.push("le");
     for (const label of line.matchAll(/(\w+)="/g)) {
-      assert.ok(["process", "thread", "reason", "state", "version", "runtime"].includes(label[1]!));
+      assert.ok(allowed.includes(label[1]!), `label ${label[1]} in ${line}`);
     }
   }
 });
@@ -169,4 +180,143 @@ test("process metrics are read from /proc on Linux", { skip: process.platform !=
   assert.ok(metrics.cpuSecondsTotal! > 0);
   const age = Date.now() / 1000 - metrics.startTimeSeconds!;
   assert.ok(age >= 0 && age < 3600, `started ${age} s ago`);
+});
+
+test("metrics show each thread's event-loop delay as a histogram in seconds, and p50/p99/max", () => {
+  const delayed = figures({
+    loopDelayP50Ms: 0.5,
+    loopDelayP99Ms: 3,
+    loopDelayMaxMs: 120,
+    loopDelayLe1ms: 90,
+    loopDelayLe2ms: 95,
+    loopDelayLe5ms: 98,
+    loopDelayLe10ms: 98,
+    loopDelayLe25ms: 98,
+    loopDelayLe50ms: 98,
+    loopDelayLe100ms: 99,
+    loopDelayLe250ms: 100,
+    loopDelayLe500ms: 100,
+    loopDelayLe1000ms: 100,
+    loopDelayLe2500ms: 100,
+    loopDelaySamples: 100,
+    loopDelaySumMs: 250,
+  });
+  const text = render([{ index: 2, pid: 7, threads: [figures({}), delayed] }]);
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_event_loop_delay_seconds histogram",
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="0.001"} 90',
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="0.1"} 99',
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="2.5"} 100',
+      'tallyho_event_loop_delay_seconds_bucket{process="2",thread="1",le="+Inf"} 100',
+      'tallyho_event_loop_delay_seconds_sum{process="2",thread="1"} 0.25',
+      'tallyho_event_loop_delay_seconds_count{process="2",thread="1"} 100',
+      'tallyho_event_loop_delay_seconds_count{process="2",thread="0"} 0',
+      'tallyho_event_loop_delay_p50_seconds{process="2",thread="1"} 0.0005',
+      'tallyho_event_loop_delay_p99_seconds{process="2",thread="1"} 0.003',
+      'tallyho_event_loop_delay_max_seconds{process="2",thread="1"} 0.12',
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
+
+test("metrics give each serving process's memory, CPU, restarts and uptime a process label", () => {
+  const text = render([
+    {
+      index: 0,
+      pid: 10,
+      threads: [figures({})],
+      rssBytes: 52_428_800,
+      cpuSeconds: 1.5,
+      restarts: 0,
+      uptimeSeconds: 30.25,
+    },
+    {
+      index: 1,
+      pid: 11,
+      threads: [figures({})],
+      rssBytes: 40_000_000,
+      cpuSeconds: 0.25,
+      restarts: 2,
+      uptimeSeconds: 4,
+    },
+  ]);
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_process_resident_memory_bytes gauge",
+      'tallyho_process_resident_memory_bytes{process="0"} 52428800',
+      'tallyho_process_cpu_seconds_total{process="1"} 0.25',
+      "# TYPE tallyho_process_restarts_total counter",
+      'tallyho_process_restarts_total{process="1"} 2',
+      'tallyho_process_restarts_total{process="0"} 0',
+      'tallyho_process_uptime_seconds{process="0"} 30.25',
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
+
+test("metrics name the number source's kind and the last lease's latency", () => {
+  const text = renderMetrics({
+    info: {
+      ...INFO,
+      numbers: {
+        kind: "state-file",
+        description: "state file /var/lib/tallyho/numbers",
+        connected: true,
+        lastError: null,
+        lastErrorAt: null,
+        leaseErrors: 1,
+        leases: 7,
+        lastLease: { first: 1, last: 4096 },
+        next: 4097,
+        leasesRefused: 0,
+        lastLeaseMs: 2.5,
+      },
+    },
+    processes: PROCESSES,
+    process: PROCESS,
+  });
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      'tallyho_numbers_source_info{kind="state-file"} 1',
+      "tallyho_number_last_lease_seconds 0.0025",
+      "tallyho_number_lease_errors_total 1",
+      "tallyho_numbers_leased_next 4097",
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
+
+test("metrics give the limits in force, one sample per numeric key, durations in seconds", async () => {
+  const { configToJson } = await import("../server/config_json.ts");
+  const { defaultConfig } = await import("../server/config.ts");
+  const config = configToJson({ ...defaultConfig(2), maxConnections: 5000, idleTimeoutMs: 30_000 });
+  const text = renderMetrics({ info: INFO, processes: PROCESSES, process: PROCESS, config });
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_config_limit gauge",
+      'tallyho_config_limit{key="max-connections"} 5000',
+      'tallyho_config_limit{key="idle-timeout"} 30',
+      'tallyho_config_limit{key="first-message-timeout"} 10',
+      'tallyho_config_limit{key="max-pending-reply-bytes"} 1048576',
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  assert.ok(!text.includes('key="greeting"'), "only numbers are limits");
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
 });

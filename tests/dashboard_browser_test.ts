@@ -57,6 +57,12 @@ test(`[${UNDER_TEST}] dashboard in chromium: a wrong token shows why and no dash
   skip: skipBrowser,
 }, async () => {
   await withDashboard(["--threads", "1"], async ({ page }) => {
+    // Where the token is, said before anything is tried.
+    assert.match(
+      await text(page, "#token-where"),
+      /--admin-token-file[\s\S]*TALLYHO_ADMIN_TOKEN[\s\S]*start line/,
+    );
+    assert.equal(await page.locator("#token-where").isVisible(), true);
     await signIn(page, "not-the-token");
     const error = page.locator("#login-error");
     await error.waitFor({ state: "visible", timeout: 10_000 });
@@ -116,6 +122,17 @@ test(
           /^Replies per second, last five/,
         );
         assert.equal(await page.locator("#chart-replies canvas").count(), 1);
+        // The worst thread's event-loop delay is charted, in ms.
+        assert.match(
+          await page.locator("#chart-loop-delay").getAttribute("aria-label") ?? "",
+          /^Longest event-loop delay, last five minutes: now \d[\d.,]* m?s, peak /,
+        );
+        // The server's closes by reason have a chart of their own.
+        assert.equal(await page.locator("#chart-closed canvas").count(), 1);
+        assert.match(
+          await page.locator("#chart-closed").getAttribute("aria-label") ?? "",
+          /^Connections closed per second, last five minutes: now /,
+        );
         const firstNumber = await shown(page, "#tile-last-number");
         await waitUntil(
           "the last number to rise",
@@ -127,7 +144,17 @@ test(
             .allTextContents();
           return shares.length === 2 && shares.every((share) => parseFloat(share) > 0);
         });
-        assert.match(await text(page, "#processes tr.process th"), /^process 0 pid \d+$/);
+        assert.match(
+          await text(page, "#processes tr.process th"),
+          /^process 0 pid \d+[\d.]+ MiB · CPU [\d.]+ s · up \d+s · 0 restarts$/,
+        );
+        assert.match(await text(page, "#numbers"), /^memory, last lease [\d.]+ m?s$/);
+        // Event-loop delay: the worst thread in the tile, p99 / max for the process and each
+        // thread in the table, in ms (or s) as measured.
+        assert.match(await text(page, "#tile-loop-delay"), /^\d[\d.,]* m?s$/);
+        const delays = await page.locator("#processes td.delay").allTextContents();
+        assert.equal(delays.length, 3, `delay cells: ${delays}`);
+        for (const cell of delays) assert.match(cell, /^\d[\d.,]* m?s \/ \d[\d.,]* m?s$/);
         await sleep(HOLD_MS);
         // A rate limit set in the panel: the load's new connections beyond it are refused, which
         // the rejections chart shows by reason, with the change marked on every chart.
@@ -149,6 +176,15 @@ test(
         await sleep(HOLD_MS);
         mkdirSync(SCREENSHOTS, { recursive: true });
         await page.evaluate("scrollTo(0, 0)");
+        // The processes table fits its panel, wide and (below) narrow: no column cut off.
+        const tableFits = async () =>
+          Boolean(
+            await page.evaluate(
+              "(() => { const s = document.querySelector('.table-scroll'); " +
+                "return s.scrollWidth <= s.clientWidth; })()",
+            ),
+          );
+        assert.equal(await tableFits(), true, "the processes table is cut off at 1280 px");
         const wide = join(SCREENSHOTS, "dashboard-wide.png");
         await page.screenshot({ path: wide });
         assert.deepEqual(pngSize(readFileSync(wide)), { width: 1280, height: 800 });
@@ -159,6 +195,14 @@ test(
           async () => Number(await page.evaluate("document.documentElement.scrollWidth")) <= 390,
         );
         await sleep(1500); // a poll or two, so the resized charts hold data
+        assert.equal(
+          await tableFits(),
+          true,
+          `the processes table is cut off at 390 px: ${await page.evaluate(
+            "(() => { const s = document.querySelector('.table-scroll'); " +
+              "return [s.scrollWidth, s.clientWidth, ...[...document.querySelectorAll('#processes tr.process > *')].map((c) => c.getBoundingClientRect().width)].join(' '); })()",
+          )}`,
+        );
         const narrow = join(SCREENSHOTS, "dashboard-narrow.png");
         await page.screenshot({ path: narrow });
         assert.deepEqual(pngSize(readFileSync(narrow)), { width: 390, height: 844 });
@@ -338,3 +382,53 @@ test(`[${UNDER_TEST}] dashboard in chromium: pause, resume and drain each ask fi
     );
   });
 });
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: a page opened after the load shows it, from /v1/stats/history`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "1"], async ({ server, page }) => {
+      const load = startLoad(server.port, { clients: 4, maxRequests: 200_000, maxMs: 3000 });
+      await sleep(3000);
+      assert.ok(await load.stop() > 0, "the load got replies");
+      await sleep(1500);
+      // Signed in only now: the load is over, so any rate on the chart came from the history.
+      await signedIn(page);
+      const chart = page.locator("#chart-replies");
+      await waitUntil(
+        "the chart to be drawn",
+        async () => (await chart.getAttribute("data-peak")) !== null,
+      );
+      assert.ok(Number(await chart.getAttribute("data-peak")) > 0, "no history on the chart");
+    });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: Apply at phone width leaves the form where it was`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "1"], async ({ page }) => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await signedIn(page);
+      await page.evaluate("document.getElementById('apply').scrollIntoView({ block: 'end' })");
+      await sleep(1200);
+      const applyTop = async () =>
+        Number(
+          await page.evaluate(
+            "Math.round(document.getElementById('apply').getBoundingClientRect().top)",
+          ),
+        );
+      const before = await applyTop();
+      await page.locator("#field-idle-timeout").fill("45s");
+      await page.locator("#apply").click();
+      await waitUntil(
+        "the change to be listed",
+        async () => (await text(page, "#annotations")).includes("idle-timeout"),
+      );
+      await sleep(1500); // a poll or two redraw the charts and the list above the form
+      assert.equal(await applyTop(), before, "Apply moved the form on the screen");
+      assert.match(await text(page, "#config-status"), /^Applied as generation 2: idle-timeout/);
+    });
+  },
+);

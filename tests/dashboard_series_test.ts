@@ -28,6 +28,13 @@ function thread(figures: Partial<ThreadSample>): ThreadSample {
     rejectedAddressCap: 0,
     rejectedRate: 0,
     rejectedDenied: 0,
+    closedFirstMessageTimeout: 0,
+    closedIdleTimeout: 0,
+    closedUnfinishedLine: 0,
+    closedSlowReader: 0,
+    closedLineTooLong: 0,
+    closedNumbersUnavailable: 0,
+    loopDelayMaxMs: 0,
     ...figures,
   };
 }
@@ -113,7 +120,9 @@ test("dashboard series keep exactly the last five minutes of points and annotati
   assert.equal(points.at(-1)!.at, T0 + 400_000);
   assert.deepEqual(series.annotations(), [{ at: T0 + 200_000, label: "gen 3: threads" }]);
   const columns = series.columns();
-  assert.equal(columns.length, 9);
+  // Time, replies, new and active connections, 4 refusal reasons, the last number, 6 close reasons
+  // and the longest loop delay.
+  assert.equal(columns.length, 16);
   for (const column of columns) assert.equal(column.length, 301);
   assert.equal(columns[0]![0], (T0 + 100_000) / 1000);
   assert.equal(columns[1]!.at(-1), 10);
@@ -169,4 +178,58 @@ test("dashboard formats counts, rates and uptimes compactly", () => {
   assert.equal(formatUptime(187), "3m 07s");
   assert.equal(formatUptime(5 * 3600 + 180), "5h 03m");
   assert.equal(formatUptime(2 * 86400 + 4 * 3600), "2d 04h");
+});
+
+test("dashboard series seeded with the server's history shows it before the live points", () => {
+  const series = new StatsSeries();
+  const point = (at: number, repliesPerSecond: number) => ({
+    at,
+    repliesPerSecond,
+    connectionsPerSecond: 0,
+    activeConnections: 0,
+    rejectionsPerSecond: {
+      rejectedMaxConnections: 0,
+      rejectedAddressCap: 0,
+      rejectedRate: 0,
+      rejectedDenied: 0,
+    },
+    lastNumber: 0,
+    closesPerSecond: {
+      closedFirstMessageTimeout: 0,
+      closedIdleTimeout: 0,
+      closedUnfinishedLine: 0,
+      closedSlowReader: 0,
+      closedLineTooLong: 0,
+      closedNumbersUnavailable: 0,
+    },
+    loopDelayMaxMs: 0,
+  });
+  series.seed([point(1_000_000 - 400_000, 1), point(1_000_000 - 2000, 7), point(999_000, 9)]);
+  // Older than five minutes before the newest: dropped.
+  assert.deepEqual(series.points().map((p) => p.repliesPerSecond), [7, 9]);
+  series.add({ processes: [] }, 1_000_000);
+  // A second seed never puts points after ones already there.
+  series.seed([point(999_500, 3), point(1_000_500, 4)]);
+  assert.deepEqual(series.points().map((p) => p.at), [998_000, 999_000, 1_000_000]);
+});
+
+test("dashboard series count the server's closes per second by reason", () => {
+  const series = new StatsSeries();
+  series.add(sample([10, [{ closedIdleTimeout: 5 }, {}]]), T0);
+  series.add(
+    sample([10, [{ closedIdleTimeout: 15, closedSlowReader: 2 }, { closedIdleTimeout: 4 }]]),
+    T0 + 2000,
+  );
+  const point = series.latest()!;
+  assert.equal(point.closesPerSecond.closedIdleTimeout, 7);
+  assert.equal(point.closesPerSecond.closedSlowReader, 1);
+  assert.equal(point.closesPerSecond.closedLineTooLong, 0);
+  assert.equal(series.columns()[10]!.at(-1), 7, "idle closes are the second close column");
+});
+
+test("dashboard series chart the worst thread's event-loop delay", () => {
+  const series = new StatsSeries();
+  series.add(sample([10, [{ loopDelayMaxMs: 3 }, { loopDelayMaxMs: 41.5 }]], [11, [{}]]), T0);
+  assert.equal(series.latest()!.loopDelayMaxMs, 41.5);
+  assert.equal(series.columns()[15]!.at(-1), 41.5);
 });

@@ -142,3 +142,16 @@ test(
     }
   },
 );
+
+test("lease guard status names the source's kind and times the last lease", async () => {
+  const { sourceKind } = await import("../server/lease/lease_guard.ts");
+  assert.equal(sourceKind("state file /tmp/x"), "state-file");
+  assert.equal(sourceKind("redis 127.0.0.1:6379/key"), "redis");
+  assert.equal(sourceKind("memory (numbers restart on the next start)"), "memory");
+  const guard = new LeaseGuard(new MemoryLeaseSource(1));
+  assert.equal(guard.status().lastLeaseMs, null);
+  assert.equal(guard.status().kind, "memory");
+  await guard.lease(10);
+  const took = guard.status().lastLeaseMs;
+  assert.ok(typeof took === "number" && took >= 0 && took < 1000, `last lease took ${took}`);
+});

@@ -1,6 +1,6 @@
 /// <reference lib="dom" />
 /**
- * The dashboard's four time-series charts, drawn by uPlot, with the configuration changes marked
+ * The dashboard's six time-series charts, drawn by uPlot, with the configuration changes marked
  * on them. Colours come from the page's CSS custom properties, so the charts follow dark mode.
  *
  * @module
@@ -8,11 +8,22 @@
 
 import uPlot from "uplot";
 import type { Annotation, SeriesColumns } from "./stats_series.ts";
-import { REJECTION_LABELS, REJECTION_REASONS } from "./stats_series.ts";
-import { formatCount, formatRate } from "./format.ts";
+import {
+  CLOSE_LABELS,
+  CLOSE_REASONS,
+  REJECTION_LABELS,
+  REJECTION_REASONS,
+} from "./stats_series.ts";
+import { formatCount, formatDelay, formatRate } from "./format.ts";
+import { COUNT_INCREMENTS, placeLabels } from "./chart_layout.ts";
 
-/** The x axis always spans this much, so the charts fill from the right as the window does. */
+/** The x axis spans at most this much... */
 const WINDOW_SECONDS = 300;
+/**
+ * ...and at least this much: a page with only a few seconds of data (a server started just now)
+ * draws them across the minute rather than squeezed into the last pixels of five minutes.
+ */
+const MIN_SPAN_SECONDS = 60;
 
 interface SeriesSpec {
   label: string;
@@ -68,6 +79,22 @@ const CHARTS: ChartSpec[] = [
     format: formatCount,
     fromZero: false,
   },
+  {
+    id: "chart-closed",
+    series: CLOSE_REASONS.map((reason, index) => ({
+      label: CLOSE_LABELS[reason],
+      column: 9 + index,
+      color: `--series-${index + 1}`,
+    })),
+    format: formatRate,
+    fromZero: true,
+  },
+  {
+    id: "chart-loop-delay",
+    series: [{ label: "worst thread", column: 15, color: "--series-2" }],
+    format: formatDelay,
+    fromZero: true,
+  },
 ];
 
 function clockTime(seconds: number): string {
@@ -97,6 +124,9 @@ function annotationsPlugin(annotations: () => readonly Annotation[]): uPlot.Plug
         // uPlot leaves these as its last axis label set them.
         ctx.textAlign = "left";
         ctx.textBaseline = "alphabetic";
+        const gap = 4 * ratio;
+        const lineHeight = 13 * ratio;
+        const visible: Array<{ x: number; label: string }> = [];
         for (const annotation of annotations()) {
           const x = Math.round(u.valToPos(annotation.at / 1000, "x", true));
           if (x < left || x > left + width) continue;
@@ -104,18 +134,27 @@ function annotationsPlugin(annotations: () => readonly Annotation[]): uPlot.Plug
           ctx.moveTo(x, top);
           ctx.lineTo(x, top + height);
           ctx.stroke();
-          // The label goes on the side of the line with more room, cut to fit inside the plot.
-          const gap = 4 * ratio;
-          const roomRight = left + width - x - gap;
-          const roomLeft = x - gap - left;
-          const room = Math.max(roomRight, roomLeft);
+          // Cut to fit the wider side of its line inside the plot.
+          const room = Math.max(left + width - x - gap, x - gap - left);
           let label = annotation.label;
           while (label.length > 1 && ctx.measureText(label).width > room) {
             label = label.slice(0, -2) + "…";
           }
-          const textX = roomRight >= roomLeft ? x + gap : x - gap - ctx.measureText(label).width;
-          ctx.fillText(label, textX, top + 12 * ratio);
+          visible.push({ x, label });
         }
+        // Labels close together go on rows below each other instead of over each other; one
+        // with no room left in three rows is left out (its line stays, and the list under the
+        // charts names every change).
+        const places = placeLabels(
+          visible.map(({ x, label }) => ({ x, width: ctx.measureText(label).width })),
+          left,
+          left + width,
+          { gap, rows: 3 },
+        );
+        places.forEach((place, i) => {
+          if (place === null) return;
+          ctx.fillText(visible[i]!.label, place.textX, top + 12 * ratio + place.row * lineHeight);
+        });
         ctx.restore();
       }],
     },
@@ -139,6 +178,7 @@ function chartOptions(
       ticks: { stroke: gridColor, width: 1 },
       values: (_u, values) => values.map((value) => format(value)),
       size: 56,
+      ...(format === formatCount ? { incrs: [...COUNT_INCREMENTS] } : {}),
     };
   };
   const scales = new Set(spec.series.map((series) => series.scale ?? "y"));
@@ -152,7 +192,13 @@ function chartOptions(
     legend: { show: spec.series.length > 1, live: false },
     cursor: { drag: { x: false, y: false } },
     scales: {
-      x: { time: true, range: (_u, _min, max) => [max - WINDOW_SECONDS, max] },
+      x: {
+        time: true,
+        range: (_u, min, max) => [
+          Math.max(max - WINDOW_SECONDS, Math.min(min, max - MIN_SPAN_SECONDS)),
+          max,
+        ],
+      },
       ...Object.fromEntries([...scales].map((scale) => [scale, { range }])),
     },
     axes: [
@@ -182,10 +228,10 @@ function chartOptions(
   };
 }
 
-/** The four charts. */
+/** The six charts. */
 export class Charts {
   #plots: uPlot[] = [];
-  #columns: SeriesColumns = [[], [], [], [], [], [], [], [], []];
+  #columns: SeriesColumns = [[], ...Array.from({ length: 15 }, (): number[] => [])];
   readonly #annotations: () => readonly Annotation[];
 
   /**

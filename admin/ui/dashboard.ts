@@ -10,12 +10,20 @@
 
 import type { AdminInfo, ListenerState } from "../backend.ts";
 import type { ConfigSchema } from "../config_schema.ts";
+import type { HistoryView } from "../stats_history.ts";
 import type { StatsView } from "../stats_view.ts";
 import { AdminClient, AdminError } from "./_admin_client.ts";
 import { Charts } from "./_charts.ts";
 import { boundsText, buildPatch, describeChanges, fieldText } from "./config_form.ts";
-import { formatCount, formatMs, formatRate, formatUptime } from "./format.ts";
-import { REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
+import {
+  formatBytes,
+  formatCount,
+  formatDelay,
+  formatMs,
+  formatRate,
+  formatUptime,
+} from "./format.ts";
+import { CLOSE_REASONS, REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from "./stats_series.ts";
 
 /** Where the token is kept: this tab only, gone when it closes. */
 const TOKEN_KEY = "tallyho-admin-token";
@@ -127,6 +135,7 @@ class Dashboard {
     $("actions").hidden = false;
     this.#charts ??= new Charts(() => this.#series.annotations());
     this.#renderInfo(info);
+    await this.#loadHistory(client);
     try {
       this.#schema = (await client.call<ConfigSchema>("v1/config/schema")).body;
       await this.#readConfig(false);
@@ -134,6 +143,20 @@ class Dashboard {
       this.#configStatus((error as Error).message, true);
     }
     void this.#tick();
+  }
+
+  /** The server's last minutes, so the charts do not start empty; without them, they do. */
+  async #loadHistory(client: AdminClient): Promise<void> {
+    try {
+      const { samples } = (await client.call<HistoryView>("v1/stats/history")).body;
+      const now = Date.now();
+      this.#series.seed(samples.map(({ ageSeconds, ...point }) => ({
+        ...point,
+        at: now - ageSeconds * 1000,
+      })));
+    } catch {
+      // An older server without the history: the charts fill as the page polls.
+    }
   }
 
   #loginMessage(error: unknown): string {
@@ -206,6 +229,13 @@ class Dashboard {
     $("uptime").textContent = formatUptime(info.uptimeSeconds);
     $("listen").textContent = `${info.listen.host}:${info.listen.port}`;
     $("generation").textContent = String(info.configGeneration);
+    const numbers = info.numbers;
+    $("numbers").textContent = numbers === undefined ? "–" : [
+      numbers.kind ?? numbers.description,
+      numbers.lastLeaseMs == null ? null : `last lease ${formatDelay(numbers.lastLeaseMs)}`,
+      numbers.leaseErrors > 0 ? `${formatCount(numbers.leaseErrors)} failed` : null,
+      numbers.connected ? null : "unreachable",
+    ].filter((part) => part !== null).join(", ");
   }
 
   #renderState(state: ListenerState): void {
@@ -228,6 +258,7 @@ class Dashboard {
       `${REJECTION_LABELS[r]}: ${formatRate(point.rejectionsPerSecond[r])}/s`
     ).join(", ");
     $("tile-last-number").textContent = formatCount(point.lastNumber);
+    $("tile-loop-delay").textContent = formatDelay(stats.totals.loopDelayMaxMs);
     this.#charts?.update(this.#series.columns());
     this.#describeCharts();
     this.#renderAnnotations();
@@ -260,6 +291,17 @@ class Dashboard {
       points.map((p) => REJECTION_REASONS.reduce((s, r) => s + p.rejectionsPerSecond[r], 0)),
     );
     describe("chart-last-number", "Last number", points.map((p) => p.lastNumber), formatCount);
+    describe(
+      "chart-loop-delay",
+      "Longest event-loop delay",
+      points.map((p) => p.loopDelayMaxMs),
+      formatDelay,
+    );
+    describe(
+      "chart-closed",
+      "Connections closed per second",
+      points.map((p) => CLOSE_REASONS.reduce((s, r) => s + p.closesPerSecond[r], 0)),
+    );
   }
 
   #renderAnnotations(): void {
@@ -283,6 +325,20 @@ class Dashboard {
       (bar.firstChild as HTMLElement).style.width = `${(fraction * 100).toFixed(1)}%`;
       return make("td", { className: "share" }, bar, `${(fraction * 100).toFixed(1)}%`);
     };
+    // A process's figures are its worst thread's (stats_view.ts sumFigures).
+    const delay = (figures: { loopDelayP99Ms: number; loopDelayMaxMs: number }) =>
+      make(
+        "td",
+        { className: "delay" },
+        `${formatDelay(figures.loopDelayP99Ms)} / ${formatDelay(figures.loopDelayMaxMs)}`,
+      );
+    const health = (process: StatsView["processes"][number]) =>
+      process.rssBytes === undefined ? "" : [
+        formatBytes(process.rssBytes),
+        `CPU ${(process.cpuSeconds ?? 0).toFixed(1)} s`,
+        `up ${formatUptime(process.uptimeSeconds ?? 0)}`,
+        `${process.restarts ?? 0} restart${process.restarts === 1 ? "" : "s"}`,
+      ].join(" · ");
     const rows: HTMLTableRowElement[] = [];
     for (const process of stats.processes) {
       rows.push(make(
@@ -293,11 +349,13 @@ class Dashboard {
           { scope: "row" },
           `process ${process.index}`,
           make("small", {}, ` pid ${process.pid}`),
+          make("small", { className: "health" }, health(process)),
         ),
         make("td", {}, formatCount(process.totals.connectionsActive)),
         make("td", {}, formatCount(process.totals.connectionsAccepted)),
         share(process.totals.connectionsAccepted),
         make("td", {}, formatRate(process.totals.repliesPerSecond)),
+        delay(process.totals),
       ));
       for (const thread of process.threads) {
         rows.push(make(
@@ -308,6 +366,7 @@ class Dashboard {
           make("td", {}, formatCount(thread.connectionsAccepted)),
           share(thread.connectionsAccepted),
           make("td", {}, formatRate(thread.repliesPerSecond)),
+          delay(thread),
         ));
       }
     }

@@ -57,3 +57,31 @@ export function formatUptime(seconds: number): string {
   if (s < 86400) return `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
   return `${Math.floor(s / 86400)}d ${pad(Math.floor(s / 3600) % 24)}h`;
 }
+
+/**
+ * An event-loop delay: one decimal below 10 ms, whole ms above, seconds beyond one.
+ *
+ * @param ms Milliseconds.
+ * @returns `"0.4 ms"`, `"37 ms"`, `"1.2 s"`.
+ */
+export function formatDelay(ms: number): string {
+  if (ms >= 1000) return `${ONE_DECIMAL.format(ms / 1000)} s`;
+  return `${ms < 10 ? ONE_DECIMAL.format(ms) : WHOLE.format(ms)} ms`;
+}
+
+/**
+ * A size in bytes, in binary units.
+ *
+ * @param bytes A size.
+ * @returns `"512 B"`, `"45.3 MiB"`, `"1.2 GiB"`.
+ */
+export function formatBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${WHOLE.format(value)} B` : `${ONE_DECIMAL.format(value)} ${units[unit]}`;
+}

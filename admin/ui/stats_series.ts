@@ -27,6 +27,14 @@ export interface ThreadSample {
   rejectedAddressCap: number;
   rejectedRate: number;
   rejectedDenied: number;
+  closedFirstMessageTimeout: number;
+  closedIdleTimeout: number;
+  closedUnfinishedLine: number;
+  closedSlowReader: number;
+  closedLineTooLong: number;
+  closedNumbersUnavailable: number;
+  /** The longest event-loop delay over the last second or two, in ms. */
+  loopDelayMaxMs: number;
 }
 
 /** The part of a `/v1/stats` answer the series are made from (a `StatsView` fits). */
@@ -53,8 +61,36 @@ export const REJECTION_LABELS: Readonly<Record<RejectionReason, string>> = {
   rejectedDenied: "allow/deny",
 };
 
+/** The closes by the server counted per second, by their `/v1/stats` figure. */
+export const CLOSE_REASONS = [
+  "closedFirstMessageTimeout",
+  "closedIdleTimeout",
+  "closedUnfinishedLine",
+  "closedSlowReader",
+  "closedLineTooLong",
+  "closedNumbersUnavailable",
+] as const;
+
+/** One reason the server closed a connection. */
+export type CloseReason = typeof CLOSE_REASONS[number];
+
+/** What the dashboard calls each close reason. */
+export const CLOSE_LABELS: Readonly<Record<CloseReason, string>> = {
+  closedFirstMessageTimeout: "first-message timeout",
+  closedIdleTimeout: "idle",
+  closedUnfinishedLine: "unfinished line",
+  closedSlowReader: "slow reader",
+  closedLineTooLong: "line too long",
+  closedNumbersUnavailable: "numbers unavailable",
+};
+
 /** The counters turned into rates. */
-const COUNTERS = ["replies", "connectionsAccepted", ...REJECTION_REASONS] as const;
+const COUNTERS = [
+  "replies",
+  "connectionsAccepted",
+  ...REJECTION_REASONS,
+  ...CLOSE_REASONS,
+] as const;
 type Counter = typeof COUNTERS[number];
 type Rates = Record<Counter, number>;
 
@@ -71,6 +107,10 @@ export interface SeriesPoint {
   rejectionsPerSecond: Record<RejectionReason, number>;
   /** The highest number handed out by a thread that is still serving. */
   lastNumber: number;
+  /** Connections the server closed per second, by reason. */
+  closesPerSecond: Record<CloseReason, number>;
+  /** The longest event-loop delay of any thread, in ms. */
+  loopDelayMaxMs: number;
 }
 
 /** A moment marked on the charts, such as a configuration change. */
@@ -82,7 +122,8 @@ export interface Annotation {
 
 /**
  * The series as uPlot takes them: times in seconds, then replies/s, new connections/s, active
- * connections, refusals/s for each of {@linkcode REJECTION_REASONS}, and the last number.
+ * connections, refusals/s for each of {@linkcode REJECTION_REASONS}, the last number, closes/s
+ * for each of {@linkcode CLOSE_REASONS}, and the longest event-loop delay in ms.
  */
 export type SeriesColumns = [number[], ...number[][]];
 
@@ -187,10 +228,12 @@ export class StatsSeries {
     const next = new Map<number, Reference>();
     let activeConnections = 0;
     let lastNumber = 0;
+    let loopDelayMaxMs = 0;
     for (const process of stats.processes) {
       for (const thread of process.threads) {
         activeConnections += thread.connectionsActive;
         lastNumber = Math.max(lastNumber, thread.lastNumber);
+        loopDelayMaxMs = Math.max(loopDelayMaxMs, thread.loopDelayMaxMs ?? 0);
       }
       const reference = this.#measure(this.#references.get(process.pid), process.threads, at);
       next.set(process.pid, reference);
@@ -206,10 +249,29 @@ export class StatsSeries {
         REJECTION_REASONS.map((reason) => [reason, total[reason]]),
       ) as Record<RejectionReason, number>,
       lastNumber,
+      closesPerSecond: Object.fromEntries(
+        CLOSE_REASONS.map((reason) => [reason, total[reason]]),
+      ) as Record<CloseReason, number>,
+      loopDelayMaxMs,
     };
     this.#points.push(point);
     this.#trim(at);
     return point;
+  }
+
+  /**
+   * Puts points measured elsewhere (the server's `/v1/stats/history`) before the ones to come,
+   * so a page opened now shows the minutes before it. Points at or after the newest one kept
+   * are dropped, as are those outside the window.
+   *
+   * @param points Oldest first, each `at` in milliseconds since the epoch.
+   */
+  seed(points: readonly SeriesPoint[]): void {
+    const first = this.#points[0]?.at ?? Infinity;
+    const older = points.filter((point) => point.at < first);
+    if (older.length === 0) return;
+    this.#points.unshift(...older);
+    this.#trim(this.#points.at(-1)!.at);
   }
 
   #measure(reference: Reference | undefined, threads: readonly ThreadSample[], at: number) {
@@ -282,6 +344,8 @@ export class StatsSeries {
       points.map((p) => p.activeConnections),
       ...REJECTION_REASONS.map((reason) => points.map((p) => p.rejectionsPerSecond[reason])),
       points.map((p) => p.lastNumber),
+      ...CLOSE_REASONS.map((reason) => points.map((p) => p.closesPerSecond[reason])),
+      points.map((p) => p.loopDelayMaxMs),
     ];
   }
 }

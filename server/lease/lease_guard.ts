@@ -9,6 +9,7 @@
  * @module
  */
 
+import { monotonicNow } from "../monotonic_clock.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
 import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 
@@ -18,6 +19,7 @@ export class LeaseGuard implements LeaseSource {
   #mark: number;
   #refused = 0;
   #refusing = false;
+  #lastLeaseMs: number | null = null;
 
   /**
    * @param inner The source; the guard starts from its mark (`next - 1`), so a source that moves
@@ -42,11 +44,14 @@ export class LeaseGuard implements LeaseSource {
    */
   async lease(count: number, _options?: LeaseOptions): Promise<number> {
     let first: number;
+    const started = monotonicNow();
     try {
       first = await this.#inner.lease(count, { above: this.#mark });
     } catch (error) {
       if (error instanceof LeaseBehindError) this.#refuse();
       throw error;
+    } finally {
+      this.#lastLeaseMs = monotonicNow() - started;
     }
     if (first <= this.#mark) {
       this.#refuse();
@@ -85,6 +90,24 @@ export class LeaseGuard implements LeaseSource {
   }
 
   status(): LeaseSourceStatus {
-    return { ...this.#inner.status(), leasesRefused: this.#refused };
+    return {
+      kind: sourceKind(this.#inner.description),
+      ...this.#inner.status(),
+      leasesRefused: this.#refused,
+      lastLeaseMs: this.#lastLeaseMs,
+    };
   }
+}
+
+/**
+ * The kind of source, from its description's first words (`memory ...`, `state file ...`,
+ * `redis ...`): read here rather than asked of each source, so a source added later (etcd) is
+ * named by its first word without touching this file.
+ *
+ * @param description A source's {@linkcode LeaseSource.description}.
+ * @returns `memory`, `state-file`, `redis`, or the description's first word.
+ */
+export function sourceKind(description: string): string {
+  if (description.startsWith("state file")) return "state-file";
+  return /^[a-z0-9-]+/i.exec(description)?.[0]?.toLowerCase() ?? "unknown";
 }

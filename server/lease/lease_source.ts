@@ -49,6 +49,11 @@ export interface LeaseSource {
  * not here: they live in each process's ledger (`ProcessFigures.numbersRemaining`).
  */
 export interface LeaseSourceStatus {
+  /**
+   * The kind of source: `memory`, `state-file`, `redis`. Set by the {@linkcode LeaseGuard} every
+   * running server leases through; absent from a bare source.
+   */
+  kind?: string;
   /** What the source is (never a secret); the same as {@linkcode LeaseSource.description}. */
   description: string;
   /**
@@ -79,6 +84,11 @@ export interface LeaseSourceStatus {
    * every running server leases through; absent from a bare source.
    */
   leasesRefused?: number;
+  /**
+   * How long the last lease took, granted or failed, in ms (for the state file: the write and
+   * fsync of the new mark), or `null` before the first. Set by the {@linkcode LeaseGuard}.
+   */
+  lastLeaseMs?: number | null;
 }
 
 /**

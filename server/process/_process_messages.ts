@@ -24,13 +24,24 @@ export type ToChild =
   /** Stop or start accepting; open connections are served either way. Answered with `ack`. */
   | { type: "pause" | "resume"; id: number };
 
+/** A child's own figures, as it reads them each second. */
+export interface ChildHealth {
+  /** Resident memory, in bytes. */
+  rssBytes: number;
+  /** User and system CPU time since the child started, in seconds. */
+  cpuSeconds: number;
+}
+
 /** Child to supervisor, on the child's stdout. */
 export type FromChild =
   | { type: "listening"; port: number; pid: number }
   | { type: "failed"; code: string; message: string }
   | { type: "lease"; id: number; count: number }
-  /** Figures, every second; `remaining` is how many leased numbers the child has left. */
-  | { type: "stats"; threads: ThreadFigures[]; remaining: number }
+  /**
+   * Figures, every second; `remaining` is how many leased numbers the child has left, `health`
+   * the child's own memory and CPU.
+   */
+  | { type: "stats"; threads: ThreadFigures[]; remaining: number; health?: ChildHealth }
   /**
    * Every thread of the child has applied the `configure`, `pause` or `resume` sent with `id`;
    * `generation` is the configuration generation the child serves with now.

@@ -100,10 +100,15 @@ export function runChild(): Promise<number> {
               await send({ type: "listening", port: server.port, pid: process.pid });
               statsTimer = setInterval(() => {
                 if (server) {
+                  const cpu = process.cpuUsage();
                   send({
                     type: "stats",
                     threads: server.stats(),
                     remaining: server.numbersRemaining(),
+                    health: {
+                      rssBytes: process.memoryUsage().rss,
+                      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+                    },
                   });
                 }
               }, STATS_EVERY_MS);

@@ -56,6 +56,14 @@ export interface ProcessFigures {
   threads: ThreadFigures[];
   /** Leased numbers the process has not handed out yet, as of its last report. */
   numbersRemaining: number;
+  /** Resident memory in bytes, as of its last report (0 before the first). */
+  rssBytes: number;
+  /** CPU seconds it has used, as of its last report (0 before the first). */
+  cpuSeconds: number;
+  /** Times the process at this index died and was started again since the server started. */
+  restarts: number;
+  /** Seconds since this process (this pid) was started. */
+  uptimeSeconds: number;
 }
 
 interface Child {
@@ -72,6 +80,10 @@ interface Child {
   generation: number;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
   retiring: boolean;
+  /** When it was spawned, on the monotonic clock. */
+  startedAt: number;
+  rssBytes: number;
+  cpuSeconds: number;
 }
 
 /** The running supervisor. */
@@ -89,6 +101,8 @@ export class Supervisor {
   readonly #onCrashLoop: (reason: string) => void;
   readonly #children: Child[] = [];
   readonly #deaths: DeathWindow;
+  /** Restarts after a death, by process index. */
+  readonly #restarts: number[] = [];
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
   /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
@@ -162,6 +176,9 @@ export class Supervisor {
       retiring: false,
       acks: new Map(),
       generation: this.keeper.generation,
+      startedAt: monotonicNow(),
+      rssBytes: 0,
+      cpuSeconds: 0,
     };
     this.#children[index] = child;
     return new Promise((resolve, reject) => {
@@ -199,6 +216,10 @@ export class Supervisor {
             case "stats":
               child.numbersRemaining = message.remaining;
               child.threads = message.threads;
+              if (message.health) {
+                child.rssBytes = message.health.rssBytes;
+                child.cpuSeconds = message.health.cpuSeconds;
+              }
               this.#noteHighest(message.threads);
               break;
             case "drained":
@@ -311,6 +332,7 @@ export class Supervisor {
       `process ${child.index} (pid ${child.pid}) died (${how}); restarting in ${delay} ms`,
       "warn",
     );
+    this.#restarts[child.index] = (this.#restarts[child.index] ?? 0) + 1;
     setTimeout(() => {
       if (this.#stopping || this.#children[child.index] !== child) return;
       // A failed start is the new child's death: passing the old one would be ignored above
@@ -395,11 +417,16 @@ export class Supervisor {
 
   /** Each serving process's latest figures (reported every second). */
   processes(): ProcessFigures[] {
+    const now = monotonicNow();
     return this.#children.filter((c) => c !== undefined).map((c) => ({
       index: c.index,
       pid: c.pid,
       threads: c.threads,
       numbersRemaining: c.numbersRemaining,
+      rssBytes: c.rssBytes,
+      cpuSeconds: c.cpuSeconds,
+      restarts: this.#restarts[c.index] ?? 0,
+      uptimeSeconds: (now - c.startedAt) / 1000,
     }));
   }
 
