@@ -8,6 +8,7 @@
  * @module
  */
 
+import { test as nodeTest } from "node:test";
 import { accessSync, constants } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
 import process from "node:process";
@@ -50,4 +51,17 @@ export function toolMissing(command: string, aptPackage: string): string | null 
  */
 export function skipOffCi(unavailable: string | null): string | false {
   return unavailable !== null && !process.env.CI ? `skipped: ${unavailable}` : false;
+}
+
+/**
+ * A `test` for a file whose every test needs a tool: each skips with the reason off CI where the
+ * tool is missing, and runs (and fails, saying why) under CI.
+ *
+ * @param skip What {@linkcode skipOffCi} said.
+ * @returns The file's `test`.
+ */
+export function testNeeding(
+  skip: string | false,
+): (name: string, fn: () => void | Promise<void>) => void {
+  return (name, fn) => nodeTest(name, { skip }, fn);
 }

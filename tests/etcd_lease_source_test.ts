@@ -4,23 +4,19 @@
  * compare-and-swap races between many sources on one key (raced many times), failover to the
  * next member, and failing cleanly then recovering when no member answers.
  */
+import { testNeeding } from "./_tools.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import process from "node:process";
-import { test as nodeTest } from "node:test";
-import { skipEtcd } from "./_etcd.ts";
 import { defaultConfig, resolveConfig } from "../server/config.ts";
 import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
 import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
 import { parseEtcdUrl } from "../server/lease/etcd_url.ts";
 import { LeaseBehindError } from "../server/lease/lease_behind_error.ts";
-import { ETCD_TLS, startEtcd } from "./_etcd.ts";
+import { ETCD_TLS, skipEtcd, startEtcd } from "./_etcd.ts";
 import { freePort } from "./_redis.ts";
 
-// Every test here needs the tool: off CI each skips with the reason where it is missing.
-function test(name: string, fn: () => void | Promise<void>): void {
-  nodeTest(name, { skip: skipEtcd }, fn);
-}
+const test = testNeeding(skipEtcd);
 
 test("etcd url: members, default port, IPv6, user and key are read", () => {
   const target = parseEtcdUrl("etcd://10.0.0.5:2380,10.0.0.6,[::1]:2381/tallyho/n%2F1");

@@ -8,69 +8,21 @@
  * the members are back; `kill -9` of everything and a restart continues above every number
  * answered before.
  */
+import { record, type Recorded } from "./_recorder.ts";
+import { testNeeding } from "./_tools.ts";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import process from "node:process";
-import { test as nodeTest } from "node:test";
-import { skipEtcd } from "./_etcd.ts";
-import { fileURLToPath } from "node:url";
 import { LineClient, replyNumber } from "./_client.ts";
-import { ETCD_TLS, startEtcd, type TestEtcd } from "./_etcd.ts";
+import { ETCD_TLS, skipEtcd, startEtcd, type TestEtcd } from "./_etcd.ts";
 import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
-// Every test here needs the tool: off CI each skips with the reason where it is missing.
-function test(name: string, fn: () => void | Promise<void>): void {
-  nodeTest(name, { skip: skipEtcd }, fn);
-}
+const test = testNeeding(skipEtcd);
 
-const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
-
-interface Recorded {
-  numbers: number;
-  repeats: number;
-  decreases: number;
-  refused: number;
-  bad: number;
-  max: number;
-  per_second: number[];
-  /** Every number it got, sorted (read from its numbers file). */
-  all: number[];
-}
+/** The recorder at up to 5,000,000 numbers and a pace of 4, keeping every number. */
+const keepAll = (port: number, seconds: number) =>
+  record(port, seconds, { maxNumbers: 5_000_000, pace: 4, keep: true });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Runs the Python recorder against `port` for `seconds`, keeping every number it got. */
-function record(port: number, seconds: number): Promise<Recorded> {
-  const dir = mkdtempSync(join(tmpdir(), "tallyho-etcd-rec-"));
-  const file = join(dir, "numbers");
-  const child = spawn(
-    "python3",
-    [RECORDER, String(port), "4", "256", String(seconds), "5000000", "4", file],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
-  return new Promise<Recorded>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(killer);
-      try {
-        if (code !== 0) throw new Error(`number_recorder.py exited ${code}: ${err}`);
-        const figures = JSON.parse(out) as Recorded;
-        figures.all = readFileSync(file, "utf8").split("\n").filter((l) => l !== "").map(Number);
-        resolve(figures);
-      } catch (error) {
-        reject(error);
-      }
-    });
-  }).finally(() => rmSync(dir, { recursive: true, force: true }));
-}
 
 function serverArgs(etcd: TestEtcd, key: string): string[] {
   return [
@@ -155,7 +107,7 @@ test(`[${UNDER_TEST}] etcd: two servers x 2 processes on one key of a 3-member c
   const servers: TestServer[] = [];
   try {
     for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const recorded = await Promise.all(servers.map((server) => record(server.port, 4)));
+    const recorded = await Promise.all(servers.map((server) => keepAll(server.port, 4)));
     for (const r of recorded) assert.ok(r.numbers > 10_000, `only ${r.numbers} numbers`);
     const info = await (await servers[0]!.admin("/v1/info")).json();
     assert.match(info.numbers.description, /^etcd etcd:\/\/127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,/);
@@ -179,7 +131,7 @@ test(`[${UNDER_TEST}] etcd: kill -9 of the leader under load: a new leader, leas
   const servers: TestServer[] = [];
   try {
     for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const load = Promise.all(servers.map((server) => record(server.port, 9)));
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 9)));
     await sleep(2000);
     const leader = await etcd.leader();
     const before = servers.map((s) => loggedRuns(s).length);
@@ -217,7 +169,7 @@ test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, th
   try {
     for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
     const children = servers.map((s) => [...s.childPids().values()]);
-    const load = Promise.all(servers.map((server) => record(server.port, 16)));
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 16)));
     await sleep(1500);
     await etcd.stop(1, "SIGTERM");
     await etcd.stop(2, "SIGTERM");
@@ -264,7 +216,7 @@ test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, a
   let servers: TestServer[] = [];
   try {
     for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const load = Promise.all(servers.map((server) => record(server.port, 4)));
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 4)));
     await sleep(2500);
     const pids = servers.flatMap((s) => [s.pid, ...s.childPids().values()]);
     for (const pid of pids) process.kill(pid, "SIGKILL");
@@ -278,7 +230,7 @@ test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, a
     for (let i = 0; i < 3; i++) await etcd.start(i);
     servers = [];
     for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const after = await Promise.all(servers.map((server) => record(server.port, 2)));
+    const after = await Promise.all(servers.map((server) => keepAll(server.port, 2)));
     for (const r of after) {
       assert.ok(r.numbers > 0);
       assert.ok(r.all[0]! > answered, `${r.all[0]} after ${answered} was answered`);

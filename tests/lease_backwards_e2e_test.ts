@@ -5,53 +5,13 @@
  * and counts the refusals; once the key is set above its mark it leases again without a restart.
  * Every number is recorded by a Python client that shares no code with the server.
  */
+import { record } from "./_recorder.ts";
+import { testNeeding } from "./_tools.ts";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { test as nodeTest } from "node:test";
-import { skipRedis } from "./_redis.ts";
-import { startRedis, type TestRedis } from "./_redis.ts";
+import { skipRedis, startRedis, type TestRedis } from "./_redis.ts";
 import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
-// Every test here needs the tool: off CI each skips with the reason where it is missing.
-function test(name: string, fn: () => void | Promise<void>): void {
-  nodeTest(name, { skip: skipRedis }, fn);
-}
-
-const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
-
-interface Recorded {
-  numbers: number;
-  repeats: number;
-  decreases: number;
-  refused: number;
-  bad: number;
-  first_repeats: number[];
-  max: number;
-  per_second: number[];
-}
-
-/** Runs the Python recorder against `port` for `seconds` (at most ~500,000 numbers a second). */
-function record(port: number, seconds: number): Promise<Recorded> {
-  const child = spawn(
-    "python3",
-    [RECORDER, String(port), "4", "256", String(seconds), "10000000", "2"],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(killer);
-      if (code !== 0) reject(new Error(`number_recorder.py exited ${code}: ${err}`));
-      else resolve(JSON.parse(out) as Recorded);
-    });
-  });
-}
+const test = testNeeding(skipRedis);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -13,54 +13,17 @@
  * that were already answered (the test checks it does, as the docs warn). It prints how many numbers the replica had lost. etcd, which
  * commits each lease on a majority before answering, loses none (the etcd tests).
  */
+import { record } from "./_recorder.ts";
+import { testNeeding } from "./_tools.ts";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect as tcpConnect, createServer, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { test as nodeTest } from "node:test";
-import { skipRedis } from "./_redis.ts";
-import { fileURLToPath } from "node:url";
 import { LineClient, replyNumber } from "./_client.ts";
-import { startRedis } from "./_redis.ts";
+import { skipRedis, startRedis } from "./_redis.ts";
 import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
-// Every test here needs the tool: off CI each skips with the reason where it is missing.
-function test(name: string, fn: () => void | Promise<void>): void {
-  nodeTest(name, { skip: skipRedis }, fn);
-}
+const test = testNeeding(skipRedis);
 
-const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-interface Recorded {
-  numbers: number;
-  repeats: number;
-  refused: number;
-  max: number;
-}
-
-function record(port: number, seconds: number, file: string): Promise<Recorded> {
-  const child = spawn(
-    "python3",
-    [RECORDER, String(port), "4", "256", String(seconds), "10000000", "4", file],
-    { stdio: ["ignore", "pipe", "pipe"] },
-  );
-  let out = "";
-  let err = "";
-  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-  const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
-  return new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code) => {
-      clearTimeout(killer);
-      if (code !== 0) reject(new Error(`number_recorder.py exited ${code}: ${err}`));
-      else resolve(JSON.parse(out) as Recorded);
-    });
-  });
-}
 
 /** A TCP proxy on 127.0.0.1 whose target can be switched, cutting every connection it holds. */
 async function startProxy(target: number) {
@@ -102,8 +65,6 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
   const replica = await startRedis();
   const proxy = await startProxy(primary.port);
   const servers: TestServer[] = [];
-  const dir = mkdtempSync(join(tmpdir(), "tallyho-failover-"));
-  const numbersFile = join(dir, "numbers");
   try {
     await replica.command("REPLICAOF", "127.0.0.1", String(primary.port));
     for (let i = 0; i < 100; i++) {
@@ -124,7 +85,7 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
       url,
     ]);
     servers.push(server);
-    const load = record(server.port, 9, numbersFile);
+    const load = record(server.port, 9, { pace: 4, keep: true });
     await sleep(2000);
     // The replica stops here: what the primary acknowledges from now on, it never gets.
     await replica.command("REPLICAOF", "NO", "ONE");
@@ -172,7 +133,7 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
     client.send("x\n".repeat(1000));
     const got = (await client.lines(1000, 5000)).map((line) => replyNumber(line));
     client.close();
-    const answered = new Set(readFileSync(numbersFile, "utf8").split("\n").map(Number));
+    const answered = new Set(recorded.all);
     const repeated = got.filter((n) => answered.has(n)).length;
     console.log(
       `redis failover: a server started after it handed out ${got[0]}..${got.at(-1)}, ` +
@@ -184,6 +145,5 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
     await proxy.close();
     await primary.close();
     await replica.close();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
