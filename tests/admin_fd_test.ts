@@ -5,31 +5,14 @@
  * server, under a low open-file limit (`prlimit`).
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { adminConnectionCap } from "../server/adapters/mod.ts";
 import { readStateFile } from "../server/lease/state_file.ts";
+import { python } from "./_python.ts";
 import { startTallyho } from "./_server.ts";
-
-/** Runs a Python program with arguments and parses the JSON it prints last. */
-function python(program: string, args: string[], timeoutMs: number): Promise<unknown> {
-  const child = spawn("python3", ["-c", program, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  return new Promise((resolve, reject) =>
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) reject(new Error(`python3 exited ${code}: ${stderr}${stdout}`));
-      else resolve(JSON.parse(stdout.trim().split("\n").at(-1)!));
-    })
-  );
-}
 
 // Holds IDLE connections to the admin port (never a byte), then drives CONNS connections of
 // LINES pipelined lines at the service port and reads every reply; reports what it got and,

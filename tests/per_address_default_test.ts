@@ -4,10 +4,10 @@
  * open-file limit (`prlimit`), where the connection cap is small.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { planConfigChange } from "../admin/config_plan.ts";
 import { defaultConfig, defaultPerAddressCap, resolveConfig } from "../server/config.ts";
+import { python } from "./_python.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
 
 // Opens FLOOD connections from 127.0.0.2 and holds them (each sends a line first, so it counts
@@ -50,22 +50,6 @@ while time.time() < deadline:
     time.sleep(0.1)
 print(json.dumps({"flood_served": served, "probes": probes, "failures": failures}))
 `;
-
-function python(program: string, args: string[], timeoutMs: number): Promise<unknown> {
-  const child = spawn("python3", ["-c", program, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  return new Promise((resolve, reject) =>
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      if (code !== 0) reject(new Error(`python3 exited ${code}: ${stderr}${stdout}`));
-      else resolve(JSON.parse(stdout.trim().split("\n").at(-1)!));
-    })
-  );
-}
 
 test(`[${UNDER_TEST}] by default one address holding connections never locks out another (300 open files)`, async () => {
   const server = await startTallyho(["--threads", "2", "--framing", "line"], {
