@@ -25,6 +25,7 @@ import { coreBusySeconds, machineBusyAllSeconds, machineBusySeconds } from "./cp
 import { machineInfo } from "./machine.ts";
 import type { CompareResults, Measurement, MemoryFigure } from "./results.ts";
 import { resultsMarkdown } from "./results_markdown.ts";
+import { writeSection } from "../results_section.ts";
 import { startLoad } from "./run_load_generator.ts";
 import { freePort, ServerProcess, sleep } from "./server_process.ts";
 import {
@@ -394,7 +395,7 @@ async function main(args: string[]): Promise<number> {
   if (args[0] === "--render" && args[1] !== undefined) {
     const results = JSON.parse(readFileSync(args[1], "utf8")) as CompareResults;
     const out = args[1].replace(/\.json$/, "") + ".md";
-    writeFileSync(out, resultsMarkdown(results));
+    writeSection(out, "anchors", resultsMarkdown(results));
     console.log(out);
     return 0;
   }
@@ -534,7 +535,7 @@ async function main(args: string[]): Promise<number> {
     elapsedSeconds: (performance.now() - started) / 1000,
   };
   mkdirSync(dirname(plan.out), { recursive: true });
-  writeFileSync(plan.out, resultsMarkdown(results));
+  writeSection(plan.out, "anchors", resultsMarkdown(results));
   writeFileSync(plan.out.replace(/\.md$/, "") + ".json", JSON.stringify(results, null, 2) + "\n");
   rmSync(root, { recursive: true, force: true });
   log(`wrote ${plan.out} in ${Math.round(results.elapsedSeconds)} s`);

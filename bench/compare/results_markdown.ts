@@ -301,14 +301,14 @@ export function resultsMarkdown(results: CompareResults): string {
     ? "unpinned (taskset missing or fewer than 2 cores): figures are shared-core figures"
     : `server pinned to core ${s.serverCore} (\`taskset -c ${s.serverCore}\`), load generator to core ${s.clientCore}`;
   const out: string[] = [
-    `# tallyho against its anchors${results.mode === "quick" ? " (quick run)" : ""}`,
+    `## tallyho against its anchors${results.mode === "quick" ? " (quick run)" : ""}`,
     "",
     `Generated ${m.date} by \`bun bench/compare/compare.ts${
       results.mode === "quick" ? " --quick" : ""
     }\` in ${Math.round(results.elapsedSeconds)} s. Do not edit by hand: rerun it. Raw ` +
-    "figures of every run are in the JSON file written beside this one.",
+    "figures of every run are in `RESULTS.json` beside this file.",
     "",
-    "## Machine and method",
+    "### Machine and method",
     "",
     `- ${m.cores} cores (${m.cpu}), kernel ${m.kernel}, ${m.memoryGiB} GiB, open files ${m.openFilesLimit}, ` +
     `ip_local_port_range ${m.localPortRange}, tcp_tw_reuse ${m.tcpTwReuse}.`,
@@ -347,23 +347,23 @@ export function resultsMarkdown(results: CompareResults): string {
         } stayed disturbed).`
       : "Disturbed runs are not run again in this mode."),
     "",
-    "## Answers",
+    "### Answers",
     "",
     ...answers(results, t),
     "",
-    "## Closed loop",
+    "### Closed loop",
     "",
     ...workloadTable(results, t, "closed", "redis"),
     "",
-    "## Pipelined",
+    "### Pipelined",
     "",
     ...workloadTable(results, t, "pipelined", "redis"),
     "",
-    "## Connect per request",
+    "### Connect per request",
     "",
     ...workloadTable(results, t, "connect", "nginx"),
     "",
-    "## Memory per idle connection",
+    "### Memory per idle connection",
     "",
     `Each server is started fresh, its RSS read when idle, then \`tallyho load --workload idle\` ` +
     `opens ${count.format(s.memoryConnections)} connections (one process, one thread: ` +
@@ -376,7 +376,7 @@ export function resultsMarkdown(results: CompareResults): string {
     ...memoryTable(results),
   ];
   if (results.skipped.length > 0) {
-    out.push("", "## Left out", "");
+    out.push("", "### Left out", "");
     for (const skip of results.skipped) out.push(`- ${skip.server}: ${skip.reason}`);
   }
   out.push("");
