@@ -71,7 +71,10 @@ async function relay(client: Deno.Conn, path: string, book: RelayBook): Promise<
 export const relayDeno: RelayListen = ({ hostname, port, path, book }) => {
   let listener: Deno.Listener;
   try {
-    listener = Deno.listen({ hostname, port });
+    // SO_REUSEPORT so that the tree taking over in an upgrade binds the admin port before this
+    // one lets go of it (cli/serve.ts probes the port exclusively first, so a stranger is still
+    // refused): /readyz answers throughout.
+    listener = Deno.listen({ hostname, port, reusePort: true });
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) {
       return Promise.reject(

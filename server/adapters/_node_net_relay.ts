@@ -45,7 +45,10 @@ export const relayNodeNet: RelayListen = async ({ hostname, port, path, book }) 
   try {
     await new Promise<void>((resolve, reject) => {
       front.once("error", reject);
-      front.listen({ host: hostname, port, exclusive: true }, () => {
+      // SO_REUSEPORT so that the tree taking over in an upgrade binds the admin port before this
+      // one lets go of it (cli/serve.ts probes the port exclusively first, so a stranger is
+      // still refused): /readyz answers throughout.
+      front.listen({ host: hostname, port, exclusive: true, reusePort: true }, () => {
         front.off("error", reject);
         resolve();
       });
