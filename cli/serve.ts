@@ -17,11 +17,11 @@ import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
 import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
 import {
   adminConnectionCap,
+  type CappedHttpServer,
   RUNTIME,
   RUNTIME_VERSION,
   serveAdminHttp,
 } from "../server/adapters/mod.ts";
-import type { HttpServer } from "../server/adapters/http_server.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
 import {
   defaultConfig,
@@ -386,7 +386,7 @@ async function runServeTree(
   }
   signals.onSecond = () => supervisor.kill();
   currentLevel = () => supervisor.config.logLevel;
-  let admin: HttpServer | null = null;
+  let admin: CappedHttpServer | null = null;
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
   const upgrade = upgrader({
@@ -396,7 +396,8 @@ async function runServeTree(
     stopAdmin: async () => {
       const stopping = admin;
       admin = null;
-      await stopping?.stop();
+      // The requests it already accepted are answered; the new tree answers the rest.
+      await stopping?.stop(2000);
     },
     stop: (reason) => signals.stop(reason),
     log,

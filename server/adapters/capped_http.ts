@@ -24,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FetchHandler, HttpServer, ServeHttp, ServeHttpOptions } from "./http_server.ts";
 import { RelayBook } from "./_relay_book.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 
 /** The most admin connections at once, whatever the open-file limit. */
 export const ADMIN_MAX_CONNECTIONS = 64;
@@ -88,6 +89,15 @@ export interface CappedHttpCounts {
 export interface CappedHttpServer extends HttpServer {
   /** The figures so far. */
   counts(): CappedHttpCounts;
+  /**
+   * Stops accepting, then closes the connections still held once none is left or `graceMs` has
+   * passed: an upgrade lets the requests a tree already accepted be answered (a `/readyz` probe
+   * must not see its connection cut) while the tree taking over answers the new ones.
+   *
+   * @param graceMs How long held connections may take.
+   * @default {0}
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** What a runtime's relay listener gets. */
@@ -170,8 +180,12 @@ export async function serveCappedHttp(
     runtime: inner.runtime,
     port: front.port,
     counts: () => book.counts(),
-    stop: async () => {
+    stop: async (graceMs = 0) => {
       const closing = front.close();
+      const deadline = monotonicNow() + graceMs;
+      while (book.counts().open > 0 && monotonicNow() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       // The admin API has no long requests: held connections are closed rather than awaited.
       book.stop();
       await closing;
