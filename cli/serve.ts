@@ -480,7 +480,6 @@ async function runServeTree(
     }
   };
   if (takeover !== null) {
-    const joined = monotonicNow();
     await takeover.listening(supervisor);
     const { pid, port, mark } = takeover.handed;
     lastUpgrade = {
@@ -489,7 +488,7 @@ async function runServeTree(
       at: Date.now(),
       pid: process.pid,
       fromPid: pid,
-      handoverMs: monotonicNow() - joined,
+      handoverMs: monotonicNow() - takeover.joinedAt,
     };
     log(
       `upgrade: took over from pid ${pid} on port ${port}, numbering above ${mark}; ` +

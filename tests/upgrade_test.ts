@@ -28,6 +28,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ADMIN_TOKEN, isAlive, tallyhoCommand, UNDER_TEST } from "./_server.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
+import { redisUnavailable, startRedis } from "./_redis.ts";
 
 const CLIENT = fileURLToPath(new URL("fixtures/upgrade_client.py", import.meta.url));
 const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";
@@ -184,16 +185,33 @@ function startClient(chain: Chain, maxSeconds: number) {
 }
 
 /**
- * Upgrades the chain once with SIGUSR2 and waits for the handover; returns how long it took.
- * On the compiled binary a new copy is put at the executable's path first, as a deploy would.
+ * Upgrades the chain once, with SIGUSR2 or `POST /v1/upgrade`, and waits for the handover;
+ * returns how long it took. On the compiled binary a new copy is put at the executable's path
+ * first, as a deploy would.
  */
-async function upgradeOnce(chain: Chain, done: number): Promise<number> {
+async function upgradeOnce(chain: Chain, done: number, via: "signal" | "admin"): Promise<number> {
   if (chain.executable !== null) {
     copyFileSync(process.env.TALLYHO_BIN!, `${chain.executable}.new`);
     chmodSync(`${chain.executable}.new`, 0o755);
     renameSync(`${chain.executable}.new`, chain.executable);
   }
-  process.kill(chain.pid, "SIGUSR2");
+  if (via === "signal") process.kill(chain.pid, "SIGUSR2");
+  else {
+    const url = `http://127.0.0.1:${chain.adminPort}/v1/upgrade`;
+    const unauthorized = await fetch(url, { method: "POST" });
+    await unauthorized.body?.cancel();
+    assert.equal(unauthorized.status, 401, "an upgrade needs the token");
+    const init = { method: "POST", headers: { authorization: `Bearer ${ADMIN_TOKEN}` } };
+    const response = await fetch(url, init);
+    const body = await response.json() as { state: string; pid: number; fromPid: number };
+    assert.equal(response.status, 202, JSON.stringify(body));
+    assert.equal(body.state, "upgrading");
+    assert.equal(body.fromPid, chain.pid);
+    // A second one while the first is under way is refused (the new tree is still starting).
+    const again = await fetch(url, init);
+    await again.body?.cancel();
+    assert.equal(again.status, 409);
+  }
   const handed = await chain.waitForCount(
     /upgrade: handed over to pid (\d+): handover took (\d+) ms/,
     done + 1,
@@ -203,7 +221,11 @@ async function upgradeOnce(chain: Chain, done: number): Promise<number> {
   return Number(handed[2]);
 }
 
-async function tenUpgradesUnderLoad(extra: string[], upgrades: number): Promise<void> {
+async function tenUpgradesUnderLoad(
+  extra: string[],
+  upgrades: number,
+  via: "signal" | "admin",
+): Promise<void> {
   const restore = enableMigration();
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-config-"));
   const config = join(directory, "tallyho.json");
@@ -234,7 +256,7 @@ async function tenUpgradesUnderLoad(extra: string[], upgrades: number): Promise<
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const handovers: number[] = [];
     for (let i = 0; i < upgrades; i++) {
-      handovers.push(await upgradeOnce(chain, i));
+      handovers.push(await upgradeOnce(chain, i, via));
       // The load goes on between upgrades, on the new tree while the old one drains.
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
@@ -290,17 +312,29 @@ test(`[${UNDER_TEST}] upgrade: ten upgrades in a row under load (numbers in memo
   skip: SKIP,
   timeout: 120_000,
 }, async () => {
-  await tenUpgradesUnderLoad([], 10);
+  await tenUpgradesUnderLoad([], 10, "signal");
 });
 
-test(`[${UNDER_TEST}] upgrade: with a state file the new tree takes the lock once the old one lets go, three times under load, no repeat`, {
+test(`[${UNDER_TEST}] upgrade: with a state file the new tree takes the lock once the old one lets go, three times under load by POST /v1/upgrade, no repeat`, {
   skip: SKIP,
   timeout: 90_000,
 }, async () => {
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-state-"));
   try {
-    await tenUpgradesUnderLoad(["--state", join(directory, "numbers.state")], 3);
+    await tenUpgradesUnderLoad(["--state", join(directory, "numbers.state")], 3, "admin");
   } finally {
     rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] upgrade: with Redis both trees share the key, three times under load, no repeat`, {
+  skip: SKIP || skipOffCi(redisUnavailable),
+  timeout: 90_000,
+}, async () => {
+  const redis = await startRedis();
+  try {
+    await tenUpgradesUnderLoad(["--numbers", redis.url("tallyho:upgrade")], 3, "signal");
+  } finally {
+    await redis.close();
   }
 });

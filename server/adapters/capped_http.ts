@@ -90,9 +90,10 @@ export interface CappedHttpServer extends HttpServer {
   /** The figures so far. */
   counts(): CappedHttpCounts;
   /**
-   * Stops accepting, then closes the connections still held once none is left or `graceMs` has
-   * passed: an upgrade lets the requests a tree already accepted be answered (a `/readyz` probe
-   * must not see its connection cut) while the tree taking over answers the new ones.
+   * Stops accepting, then closes the connections still held once every one has had its first
+   * answer or `graceMs` has passed: an upgrade lets the requests a tree already accepted be
+   * answered (a `/readyz` probe must not see its connection cut) while the tree taking over
+   * answers the new ones. Idle keep-alive connections are not waited for.
    *
    * @param graceMs How long held connections may take.
    * @default {0}
@@ -183,7 +184,7 @@ export async function serveCappedHttp(
     stop: async (graceMs = 0) => {
       const closing = front.close();
       const deadline = monotonicNow() + graceMs;
-      while (book.counts().open > 0 && monotonicNow() < deadline) {
+      while (book.unanswered() > 0 && monotonicNow() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
       // The admin API has no long requests: held connections are closed rather than awaited.

@@ -11,6 +11,7 @@
 import { connect, type Socket } from "node:net";
 import process from "node:process";
 import type { LeaseOptions, LeaseSource } from "../lease/lease_source.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { type FromSuccessor, type ToSuccessor, UPGRADE_SOCKET_ENV } from "./_upgrade_messages.ts";
@@ -30,14 +31,17 @@ export interface Handed {
 /** The new supervisor's end of the handover channel. */
 export class Takeover {
   readonly handed: Handed;
+  /** When this supervisor joined the channel, on the monotonic clock. */
+  readonly joinedAt: number;
   readonly #socket: Socket;
   #released = false;
   #onReleased: () => void = () => {};
   #supervisor: Supervisor | null = null;
 
-  private constructor(socket: Socket, handed: Handed) {
+  private constructor(socket: Socket, handed: Handed, joinedAt: number) {
     this.#socket = socket;
     this.handed = handed;
+    this.joinedAt = joinedAt;
   }
 
   /**
@@ -51,6 +55,7 @@ export class Takeover {
     const path = env[UPGRADE_SOCKET_ENV];
     if (path === undefined || path === "") return null;
     delete env[UPGRADE_SOCKET_ENV];
+    const joinedAt = monotonicNow();
     const socket = connect({ path });
     socket.on("error", () => {});
     return await new Promise<Takeover>((resolve, reject) => {
@@ -61,7 +66,7 @@ export class Takeover {
         onMessage: (message) => {
           if (message.type === "handover") {
             const { pid, port, adminPort, mark } = message;
-            takeover = new Takeover(socket, { pid, port, adminPort, mark });
+            takeover = new Takeover(socket, { pid, port, adminPort, mark }, joinedAt);
             resolve(takeover);
           } else if (takeover !== null) takeover.#onMessage(message);
         },
