@@ -20,7 +20,6 @@ import type { Supervisor } from "../server/process/supervisor.ts";
 
 export type { UpgradeEvent };
 
-
 /** What an upgrade needs from the running server. */
 export interface UpgradeHooks {
   supervisor: Supervisor;

@@ -308,33 +308,45 @@ async function tenUpgradesUnderLoad(
   }
 }
 
-test(`[${UNDER_TEST}] upgrade: ten upgrades in a row under load (numbers in memory) refuse and reset no connection, repeat no number, keep /readyz 200; a failed upgrade leaves the old tree serving`, {
-  skip: SKIP,
-  timeout: 120_000,
-}, async () => {
-  await tenUpgradesUnderLoad([], 10, "signal");
-});
+test(
+  `[${UNDER_TEST}] upgrade: ten upgrades in a row under load (numbers in memory) refuse and reset no connection, repeat no number, keep /readyz 200; a failed upgrade leaves the old tree serving`,
+  {
+    skip: SKIP,
+    timeout: 120_000,
+  },
+  async () => {
+    await tenUpgradesUnderLoad([], 10, "signal");
+  },
+);
 
-test(`[${UNDER_TEST}] upgrade: with a state file the new tree takes the lock once the old one lets go, three times under load by POST /v1/upgrade, no repeat`, {
-  skip: SKIP,
-  timeout: 90_000,
-}, async () => {
-  const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-state-"));
-  try {
-    await tenUpgradesUnderLoad(["--state", join(directory, "numbers.state")], 3, "admin");
-  } finally {
-    rmSync(directory, { recursive: true, force: true });
-  }
-});
+test(
+  `[${UNDER_TEST}] upgrade: with a state file the new tree takes the lock once the old one lets go, three times under load by POST /v1/upgrade, no repeat`,
+  {
+    skip: SKIP,
+    timeout: 90_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-state-"));
+    try {
+      await tenUpgradesUnderLoad(["--state", join(directory, "numbers.state")], 3, "admin");
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  },
+);
 
-test(`[${UNDER_TEST}] upgrade: with Redis both trees share the key, three times under load, no repeat`, {
-  skip: SKIP || skipOffCi(redisUnavailable),
-  timeout: 90_000,
-}, async () => {
-  const redis = await startRedis();
-  try {
-    await tenUpgradesUnderLoad(["--numbers", redis.url("tallyho:upgrade")], 3, "signal");
-  } finally {
-    await redis.close();
-  }
-});
+test(
+  `[${UNDER_TEST}] upgrade: with Redis both trees share the key, three times under load, no repeat`,
+  {
+    skip: SKIP || skipOffCi(redisUnavailable),
+    timeout: 90_000,
+  },
+  async () => {
+    const redis = await startRedis();
+    try {
+      await tenUpgradesUnderLoad(["--numbers", redis.url("tallyho:upgrade")], 3, "signal");
+    } finally {
+      await redis.close();
+    }
+  },
+);

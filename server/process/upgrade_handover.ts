@@ -118,7 +118,7 @@ export function startHandover(options: HandoverOptions): Handover {
 
   async function onMessage(message: FromSuccessor): Promise<void> {
     switch (message.type) {
-      case "hello":
+      case "hello": {
         if (releasing !== null) return;
         releasing = options.supervisor.releaseSource();
         const mark = await releasing;
@@ -131,6 +131,7 @@ export function startHandover(options: HandoverOptions): Handover {
           mark,
         });
         break;
+      }
       case "leased":
         reported = Math.max(reported, message.last);
         break;

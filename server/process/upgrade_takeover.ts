@@ -60,8 +60,11 @@ export class Takeover {
     socket.on("error", () => {});
     return await new Promise<Takeover>((resolve, reject) => {
       let takeover: Takeover | null = null;
-      socket.once("error", (error) =>
-        reject(new Error(`cannot reach the supervisor to take over from: ${error.message}`)));
+      socket.once(
+        "error",
+        (error) =>
+          reject(new Error(`cannot reach the supervisor to take over from: ${error.message}`)),
+      );
       readJsonLines<ToSuccessor>(socket, {
         onMessage: (message) => {
           if (message.type === "handover") {
