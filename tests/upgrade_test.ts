@@ -265,6 +265,15 @@ async function tenUpgradesUnderLoad(
     process.kill(chain.pid, "SIGUSR2");
     await chain.waitForCount(/upgrade failed: .*this tree serves on/, 1);
     writeFileSync(config, "{}\n");
+    // The admin API (and the dashboard, which marks it) tells the failure, on the tree that
+    // serves on; before it, that tree said whom it took over from.
+    const info = await fetch(`http://127.0.0.1:${chain.adminPort}/v1/info`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    }).then((r) => r.json()) as { pid: number; upgrade?: { state: string; reason?: string } };
+    assert.equal(info.pid, chain.pid);
+    assert.equal(info.upgrade?.state, "failed");
+    assert.match(info.upgrade?.reason ?? "", /did not take over: .*this tree serves on/);
+    assert.match(chain.output(), new RegExp(`upgrade: took over from pid ${chain.pids.at(-2)} `));
     if (chain.executable !== null) {
       writeFileSync(`${chain.executable}.new`, "#!/bin/sh\nexit 3\n", { mode: 0o755 });
       renameSync(`${chain.executable}.new`, chain.executable);
