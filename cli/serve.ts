@@ -429,6 +429,9 @@ async function runServeTree(
         ...adminAddress,
         maxConnections: adminConnectionCap(host.openFiles),
         log,
+        // An upgrade's new tree binds beside this one, so /readyz answers throughout; the
+        // exclusive probe above still refuses a port that another program holds.
+        reusePort: true,
       });
     } catch (error) {
       backend.stop();

@@ -73,6 +73,13 @@ export interface CappedHttpOptions extends Omit<ServeHttpOptions, "path"> {
    * most once per 10 s).
    */
   log?: (line: string, level?: "info" | "warn") => void;
+  /**
+   * Binds with SO_REUSEPORT, so that the tree taking over in an upgrade can bind the same port
+   * before this one lets go of it (cli/serve.ts probes the port exclusively before the first
+   * start, so a stranger is still refused). Without it a busy port is an error.
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
 
 /** What {@linkcode CappedHttpServer.counts} reports. */
@@ -109,6 +116,8 @@ export interface RelayListenOptions {
   path: string;
   /** Admits, times and counts the connections. */
   book: RelayBook;
+  /** See {@linkcode CappedHttpOptions.reusePort}. */
+  reusePort: boolean;
 }
 
 /**
@@ -170,6 +179,7 @@ export async function serveCappedHttp(
       port: options.port ?? 0,
       path,
       book,
+      reusePort: options.reusePort ?? false,
     });
   } catch (error) {
     book.stop();
