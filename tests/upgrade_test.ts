@@ -21,6 +21,7 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -229,10 +230,9 @@ async function tenUpgradesUnderLoad(
   const restore = enableMigration();
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-config-"));
   const config = join(directory, "tallyho.json");
-  writeFileSync(config, "{}\n");
+  // The port comes from the file, so that a failed upgrade can ask for a busy one.
+  writeFileSync(config, '{ "port": 0 }\n');
   const chain = await startChain([
-    "--port",
-    "0",
     "--host",
     "127.0.0.1",
     "--admin",
@@ -260,11 +260,23 @@ async function tenUpgradesUnderLoad(
       // The load goes on between upgrades, on the new tree while the old one drains.
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    // A failed upgrade: a bad config file, and on the binary an executable that exits at once.
+    // Failed upgrades: a bad config file, a port another program holds, and on the binary an
+    // executable that exits at once.
     writeFileSync(config, "{ not json\n");
     process.kill(chain.pid, "SIGUSR2");
     await chain.waitForCount(/upgrade failed: .*this tree serves on/, 1);
-    writeFileSync(config, "{}\n");
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));
+    const busyPort = (busy.address() as AddressInfo).port;
+    writeFileSync(config, `{ "port": ${busyPort} }\n`);
+    process.kill(chain.pid, "SIGUSR2");
+    try {
+      await chain.waitForCount(/upgrade failed: .*this tree serves on/, 2);
+    } finally {
+      busy.close();
+    }
+    assert.match(chain.output(), new RegExp(`:${busyPort}: the address is in use`));
+    writeFileSync(config, '{ "port": 0 }\n');
     // The admin API (and the dashboard, which marks it) tells the failure, on the tree that
     // serves on; before it, that tree said whom it took over from.
     const info = await fetch(`http://127.0.0.1:${chain.adminPort}/v1/info`, {
@@ -278,7 +290,7 @@ async function tenUpgradesUnderLoad(
       writeFileSync(`${chain.executable}.new`, "#!/bin/sh\nexit 3\n", { mode: 0o755 });
       renameSync(`${chain.executable}.new`, chain.executable);
       process.kill(chain.pid, "SIGUSR2");
-      await chain.waitForCount(/upgrade failed: .*this tree serves on/, 2);
+      await chain.waitForCount(/upgrade failed: .*this tree serves on/, 3);
     }
     // The tree that refused to go serves on: the load keeps being answered by it.
     await new Promise((resolve) => setTimeout(resolve, 1500));
