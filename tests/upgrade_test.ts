@@ -30,6 +30,7 @@ import { fileURLToPath } from "node:url";
 import { ADMIN_TOKEN, isAlive, tallyhoCommand, UNDER_TEST } from "./_server.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 import { redisUnavailable, startRedis } from "./_redis.ts";
+import { skipEtcd, startEtcd } from "./_etcd.ts";
 
 const CLIENT = fileURLToPath(new URL("fixtures/upgrade_client.py", import.meta.url));
 const MIGRATE = "/proc/sys/net/ipv4/tcp_migrate_req";
@@ -368,6 +369,22 @@ test(
       await tenUpgradesUnderLoad(["--numbers", redis.url("tallyho:upgrade")], 3, "signal");
     } finally {
       await redis.close();
+    }
+  },
+);
+
+test(
+  `[${UNDER_TEST}] upgrade: with etcd both trees share the key, three times under load, no repeat`,
+  {
+    skip: SKIP || skipEtcd,
+    timeout: 90_000,
+  },
+  async () => {
+    const etcd = await startEtcd(1);
+    try {
+      await tenUpgradesUnderLoad(["--numbers", etcd.url("tallyho-upgrade")], 3, "signal");
+    } finally {
+      await etcd.close();
     }
   },
 );
