@@ -15,7 +15,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import {
   chmodSync,
   copyFileSync,
+  mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -74,6 +76,13 @@ interface Chain {
   executable: string | null;
 }
 
+/** The servers' TMPDIR inside the test's directory. */
+function scratch(directory: string): string {
+  const path = join(directory, "tmp");
+  mkdirSync(path, { recursive: true });
+  return path;
+}
+
 async function startChain(args: string[]): Promise<Chain> {
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-test-"));
   const command = tallyhoCommand(["serve", ...args]);
@@ -87,7 +96,8 @@ async function startChain(args: string[]): Promise<Chain> {
   const child = spawn(executable ?? command.cmd, command.argv, {
     cwd: executable === null ? command.cwd : directory,
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN },
+    // A temporary directory of its own, to check that no tree leaves its handover socket behind.
+    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN, TMPDIR: scratch(directory) },
   });
   let output = "";
   child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -318,6 +328,11 @@ async function tenUpgradesUnderLoad(
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     assert.deepEqual(old.filter(isAlive), [], "every old tree exited after its drain");
+    assert.deepEqual(
+      readdirSync(scratch(chain.directory)).filter((name) => name.startsWith("tallyho-upgrade-")),
+      [],
+      "no handover socket is left behind",
+    );
     assert.equal(
       [...chain.output().matchAll(/tallyho: stopped; last number handed out/g)].length,
       upgrades,

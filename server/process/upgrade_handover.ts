@@ -89,6 +89,8 @@ export function startHandover(options: HandoverOptions): Handover {
   const server: Server = createServer((socket) => {
     if (peer !== null) return void socket.destroy(); // one successor only
     peer = socket;
+    // The channel is this connection: nobody else needs to find the socket any more.
+    cleanUp();
     socket.on("error", () => {});
     readJsonLines<FromSuccessor>(socket, {
       onMessage: (message) => onMessage(message),
