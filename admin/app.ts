@@ -115,6 +115,7 @@ function generationsMatched(header: string): number[] | undefined {
  * | `GET /v1/config/schema` | each key's type, bounds or choices, and whether it is live |
  * | `POST /v1/config/validate` | checks a patch without applying it |
  * | `POST /v1/listener/pause`, `POST /v1/listener/resume`, `POST /v1/drain` | listener state |
+ * | `POST /v1/upgrade` | 202: a new supervisor tree takes over (see cli/upgrade.ts) |
  *
  * @param backend The server it administers.
  * @param options The token, the address it is served on, logging.
@@ -289,6 +290,18 @@ export function createAdminApp(backend: AdminBackend, options: AdminAppOptions):
     "/v1/listener/pause": { POST: (c) => listenerAction(c, "pause") },
     "/v1/listener/resume": { POST: (c) => listenerAction(c, "resume") },
     "/v1/drain": { POST: (c) => listenerAction(c, "drain") },
+    "/v1/upgrade": {
+      POST: async (c) => {
+        await readJsonBody(c.req.raw); // Optional and ignored, but held to the same rules.
+        if (backend.upgrade === undefined) {
+          throw new HttpError(501, "This server cannot upgrade itself");
+        }
+        // Answered at once: the upgrade ends with this tree's admin API stopping.
+        const event = await backend.upgrade();
+        log(`admin: upgrade: started a new supervisor (pid ${event.pid})`);
+        return c.json(event, 202);
+      },
+    },
   };
 
   for (const [path, handlers] of Object.entries(routes)) {

@@ -56,6 +56,29 @@ export interface AdminInfo {
   tls?: CertificateInfo;
   /** Every serving process's memory, CPU, restarts and uptime (absent without processes). */
   processes?: ProcessHealth[];
+  /** The last upgrade this tree started or came from (absent when none). */
+  upgrade?: UpgradeEvent;
+}
+
+/** An upgrade as `GET /v1/info` and the dashboard show it. */
+export interface UpgradeEvent {
+  /**
+   * In the old tree: `upgrading` while the new tree starts, `handed-over`, or `failed` (this tree
+   * serves on). In the new tree: `took-over`.
+   */
+  state: "upgrading" | "handed-over" | "failed" | "took-over";
+  /** What asked for it: `SIGUSR2` or `admin` (in the new tree: `pid N`). */
+  origin: string;
+  /** When it started (in the new tree: ended), in milliseconds since the epoch. */
+  at: number;
+  /** The new supervisor's pid. */
+  pid: number;
+  /** The old supervisor's pid. */
+  fromPid?: number;
+  /** How long the handover took, from the start until this tree stopped accepting. */
+  handoverMs?: number;
+  /** Why it failed. */
+  reason?: string;
 }
 
 /** One serving process's figures. */
@@ -184,4 +207,13 @@ export interface AdminBackend {
    * the HTTP answer gets out before the process ends. Idempotent.
    */
   drain(): void | Promise<void>;
+
+  /**
+   * Starts an upgrade (as `kill -USR2` does): the program at the same path is started as a new
+   * supervisor tree that takes the port and the numbers over. Answers at once; how it goes is in
+   * `info().upgrade`. Absent from a backend that cannot upgrade.
+   * @returns The upgrade as it starts.
+   * @throws {StateConflictError} While an upgrade is under way or the server is draining.
+   */
+  upgrade?(): UpgradeEvent | Promise<UpgradeEvent>;
 }

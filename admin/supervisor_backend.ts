@@ -21,6 +21,7 @@ import type {
   ConfigSnapshot,
   ListenerState,
   ProcessStats,
+  UpgradeEvent,
 } from "./backend.ts";
 import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
 import { StateConflictError } from "./errors.ts";
@@ -36,6 +37,10 @@ export interface SupervisorBackendOptions {
    * @default {() => true}
    */
   numbersAvailable?: () => boolean;
+  /** Starts an upgrade (cli/upgrade.ts); without it the backend cannot upgrade. */
+  upgrade?: () => UpgradeEvent;
+  /** The last upgrade this tree started or came from. */
+  lastUpgrade?: () => UpgradeEvent | null;
 }
 
 /** {@linkcode AdminBackend} over a running supervisor. */
@@ -99,7 +104,22 @@ export class SupervisorBackend implements AdminBackend {
         uptimeSeconds: p.uptimeSeconds,
         numbersRemaining: p.numbersRemaining,
       })),
+      ...this.#upgrade(),
     };
+  }
+
+  #upgrade(): { upgrade?: UpgradeEvent } {
+    const event = this.#options.lastUpgrade?.() ?? null;
+    return event === null ? {} : { upgrade: event };
+  }
+
+  upgrade(): UpgradeEvent {
+    this.#refuseWhileDraining("upgrade");
+    const start = this.#options.upgrade;
+    if (start === undefined) {
+      throw new StateConflictError("Cannot upgrade: this server was started without upgrades");
+    }
+    return start();
   }
 
   #tls(): { tls?: CertificateInfo } {

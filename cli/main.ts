@@ -105,7 +105,8 @@ Options for serve:
                           admin-token-file, log-format and log-rejections-every included, read
                           at start only); flags override it, and SIGHUP re-reads it
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config.
+Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config;
+SIGUSR2 upgrades: the program at the same path takes the port and the numbers over, unnoticed.
 Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;
 }
 

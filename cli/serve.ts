@@ -17,11 +17,11 @@ import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
 import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
 import {
   adminConnectionCap,
+  type CappedHttpServer,
   RUNTIME,
   RUNTIME_VERSION,
   serveAdminHttp,
 } from "../server/adapters/mod.ts";
-import type { HttpServer } from "../server/adapters/http_server.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
 import {
   defaultConfig,
@@ -40,6 +40,8 @@ import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
+import { Takeover } from "../server/process/upgrade_takeover.ts";
+import { type UpgradeEvent, upgrader } from "./upgrade.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
 import { VERSION } from "../server/version.ts";
 import {
@@ -272,9 +274,31 @@ export async function assertFree(
  * @returns The exit code.
  */
 export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
+  // Started by an upgrade (cli/upgrade.ts): the old tree stops leasing once asked, and serves on
+  // if this one fails to start, at once when told why.
+  const takeover = await Takeover.join(process.env);
+  try {
+    return await runServeTree(args, io, takeover);
+  } catch (error) {
+    await takeover?.fail((error as Error).message);
+    throw error;
+  }
+}
+
+async function runServeTree(
+  args: ServeArgs,
+  io: CliIo,
+  takeover: Takeover | null,
+): Promise<number> {
   const host = readHostFacts();
   const defaults = defaultConfig(host);
-  const { config, warnings } = planConfig(requested(args), { defaults, host });
+  const planned = planConfig(requested(args), { defaults, host });
+  const { warnings } = planned;
+  // Port 0 in an upgrade means the port the old tree listens on, which this one shares with it.
+  const config = takeover !== null && planned.config.port === 0
+    ? { ...planned.config, port: takeover.handed.port }
+    : planned.config;
+  const sharedPort = takeover !== null && config.port === takeover.handed.port;
   // The level is read at each line, so a live change of 'log-level' applies at once.
   const settings = adminSettings(args);
   const format = settings.logFormat;
@@ -301,13 +325,21 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
   const adminFlags = settings;
-  const adminAddress = parseAdminAddress(adminFlags.address);
+  const askedAdmin = parseAdminAddress(adminFlags.address);
+  const handedAdmin = takeover?.handed.adminPort ?? null;
+  const adminAddress = askedAdmin !== null && askedAdmin.port === 0 && handedAdmin !== null
+    ? { ...askedAdmin, port: handedAdmin }
+    : askedAdmin;
   const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
     : { tokenFile: adminFlags.tokenFile };
   if (adminAddress) assertAdminBindAllowed(adminAddress.hostname, tokenOptions);
-  await assertFree(config.host, config.port, { address: "--host", port: "--port" });
-  if (adminAddress) {
+  // In an upgrade the old tree holds the ports this one joins (SO_REUSEPORT), so the exclusive
+  // probe is skipped for them; any other port is probed as at any start.
+  if (!sharedPort) {
+    await assertFree(config.host, config.port, { address: "--host", port: "--port" });
+  }
+  if (adminAddress && adminAddress.port !== handedAdmin) {
     await assertFree(adminAddress.hostname, adminAddress.port, {
       address: "--admin",
       port: "--admin",
@@ -327,7 +359,8 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   }
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
-  const source = await openLeaseSource(config, log);
+  const opened = await openLeaseSource(config, log, takeover?.handed.mark ?? 0);
+  const source = takeover === null ? opened : takeover.reporting(opened);
   if (config.state === null && config.numbers === null) {
     log(
       `numbers are kept in memory: they restart from ${config.firstNumber} on the next start` +
@@ -345,6 +378,7 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       defaults,
       host,
       onCrashLoop: (r) => crashed(r),
+      ...(takeover === null ? {} : { above: takeover.handed.mark, sharedPort }),
     });
   } catch (error) {
     await source.close();
@@ -352,12 +386,36 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   }
   signals.onSecond = () => supervisor.kill();
   currentLevel = () => supervisor.config.logLevel;
-  let admin: HttpServer | null = null;
+  let admin: CappedHttpServer | null = null;
   let backend: SupervisorBackend | null = null;
+  let lastUpgrade: UpgradeEvent | null = null;
+  const upgrade = upgrader({
+    supervisor,
+    adminPort: () => admin?.port ?? null,
+    reopen: (mark) => openLeaseSource(config, log, mark),
+    stopAdmin: async () => {
+      const stopping = admin;
+      admin = null;
+      // The requests it already accepted are answered; the new tree answers the rest.
+      await stopping?.stop(2000);
+    },
+    stop: (reason) => signals.stop(reason),
+    log,
+    onEvent: (event) => (lastUpgrade = event),
+  });
+  signals.onUpgrade = () => {
+    try {
+      upgrade("SIGUSR2");
+    } catch (error) {
+      log(`SIGUSR2: ${(error as Error).message}`, "warn");
+    }
+  };
   if (adminAddress && adminToken) {
     backend = new SupervisorBackend(supervisor, {
       drain: () => signals.stop("admin drain"),
       numbersAvailable: () => supervisor.numbersAvailable(),
+      upgrade: () => upgrade("admin"),
+      lastUpgrade: () => lastUpgrade,
     });
     const app = createAdminApp(backend, {
       token: adminToken.token,
@@ -371,6 +429,9 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
         ...adminAddress,
         maxConnections: adminConnectionCap(host.openFiles),
         log,
+        // An upgrade's new tree binds beside this one, so /readyz answers throughout; the
+        // exclusive probe above still refuses a port that another program holds.
+        reusePort: true,
       });
     } catch (error) {
       backend.stop();
@@ -421,6 +482,22 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
       );
     }
   };
+  if (takeover !== null) {
+    await takeover.listening(supervisor);
+    const { pid, port, mark } = takeover.handed;
+    lastUpgrade = {
+      state: "took-over",
+      origin: `pid ${pid}`,
+      at: Date.now(),
+      pid: process.pid,
+      fromPid: pid,
+      handoverMs: monotonicNow() - takeover.joinedAt,
+    };
+    log(
+      `upgrade: took over from pid ${pid} on port ${port}, numbering above ${mark}; ` +
+        `it no longer accepts`,
+    );
+  }
   const c = supervisor.config;
   write(
     "out",
@@ -536,6 +613,8 @@ interface Signals {
   stop(reason: string): void;
   onSecond: () => Promise<void>;
   onReload: () => Promise<void>;
+  /** SIGUSR2: an upgrade (cli/upgrade.ts). */
+  onUpgrade: () => void;
 }
 
 /** How close together two identical stop signals count as one (see listenForSignals). */
@@ -552,6 +631,7 @@ function listenForSignals(io: CliIo): Signals {
     },
     onSecond: () => Promise.resolve(),
     onReload: () => Promise.resolve(),
+    onUpgrade: () => {},
   };
   let first = { name: "", at: -Infinity };
   const onStop = (name: string) => {
@@ -571,5 +651,6 @@ function listenForSignals(io: CliIo): Signals {
   process.on("SIGINT", () => onStop("SIGINT"));
   process.on("SIGTERM", () => onStop("SIGTERM"));
   process.on("SIGHUP", () => signals.onReload());
+  process.on("SIGUSR2", () => signals.onUpgrade());
   return signals;
 }

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createAdminApp } from "../admin/app.ts";
+import { StateConflictError } from "../admin/errors.ts";
 import { MemoryBackend } from "../admin/memory_backend.ts";
 import { configToJson } from "../server/config_json.ts";
 import { defaultConfig } from "../server/config.ts";
@@ -693,4 +694,36 @@ test("admin app refuses to be built without a token or a port", () => {
     () => createAdminApp(backend, { token: "t" } as unknown as { token: string; port: number }),
     { name: "TypeError", message: /'port' .* got nothing/ },
   );
+});
+
+test("admin POST /v1/upgrade needs the token, answers 202 with the upgrade, 409 while one is under way, 501 where the server cannot upgrade", async () => {
+  const plain = adminFixture();
+  const unsupported = await plain.call("/v1/upgrade", { method: "POST" });
+  assert.equal(unsupported.status, 501);
+  let under = false;
+  const backend = new MemoryBackend({ config: { port: 9000 } });
+  const upgrading = Object.assign(backend, {
+    upgrade() {
+      if (under) throw new StateConflictError("Cannot upgrade: an upgrade to pid 42 is under way");
+      under = true;
+      return { state: "upgrading" as const, origin: "admin", at: 1, pid: 42, fromPid: 7 };
+    },
+  });
+  const { call, lines } = adminFixture({ backend: upgrading });
+  const bare = await call("/v1/upgrade", { method: "POST", headers: { authorization: null } });
+  assert.equal(bare.status, 401);
+  assert.equal(under, false, "nothing started without the token");
+  const started = await call("/v1/upgrade", { method: "POST" });
+  assert.equal(started.status, 202);
+  assert.deepEqual(await started.json(), {
+    state: "upgrading",
+    origin: "admin",
+    at: 1,
+    pid: 42,
+    fromPid: 7,
+  });
+  assert.ok(lines.some((line) => /upgrade: started a new supervisor \(pid 42\)/.test(line)));
+  const again = await call("/v1/upgrade", { method: "POST" });
+  assert.equal(again.status, 409);
+  assert.match((await errorOf(again)).message, /under way/);
 });

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { AdminInfo, ListenerState } from "../backend.ts";
+import type { AdminInfo, ListenerState, UpgradeEvent } from "../backend.ts";
 import type { ConfigSchema } from "../config_schema.ts";
 import type { HistoryView } from "../stats_history.ts";
 import type { StatsView } from "../stats_view.ts";
@@ -72,6 +72,8 @@ class Dashboard {
   #client: AdminClient | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #series = new StatsSeries();
+  /** Upgrades already marked on the charts, by pid and state. */
+  readonly #upgradesSeen = new Set<string>();
   #charts: Charts | null = null;
   #schema: ConfigSchema | null = null;
   /** The configuration in force, as last read. */
@@ -229,6 +231,7 @@ class Dashboard {
     $("uptime").textContent = formatUptime(info.uptimeSeconds);
     $("listen").textContent = `${info.listen.host}:${info.listen.port}`;
     $("generation").textContent = String(info.configGeneration);
+    this.#noteUpgrade(info.upgrade);
     const numbers = info.numbers;
     $("numbers").textContent = numbers === undefined ? "–" : [
       numbers.kind ?? numbers.description,
@@ -236,6 +239,26 @@ class Dashboard {
       numbers.leaseErrors > 0 ? `${formatCount(numbers.leaseErrors)} failed` : null,
       numbers.connected ? null : "unreachable",
     ].filter((part) => part !== null).join(", ");
+  }
+
+  /** Marks an upgrade on the charts once per state it reaches (the new tree says `took-over`). */
+  #noteUpgrade(upgrade: UpgradeEvent | undefined): void {
+    if (upgrade === undefined) return;
+    const key = `${upgrade.pid}:${upgrade.state}`;
+    if (this.#upgradesSeen.has(key)) return;
+    this.#upgradesSeen.add(key);
+    const took = upgrade.handoverMs === undefined
+      ? ""
+      : ` (handover ${formatDelay(upgrade.handoverMs)})`;
+    const label = upgrade.state === "took-over"
+      ? `upgrade: took over from pid ${upgrade.fromPid}${took}`
+      : upgrade.state === "upgrading"
+      ? `upgrade: starting pid ${upgrade.pid}`
+      : upgrade.state === "handed-over"
+      ? `upgrade: handed over to pid ${upgrade.pid}${took}`
+      : `upgrade to pid ${upgrade.pid} failed: ${upgrade.reason ?? "see the log"}`;
+    this.#series.annotate(upgrade.at, label);
+    this.#renderAnnotations();
   }
 
   #renderState(state: ListenerState): void {

@@ -68,10 +68,11 @@ async function relay(client: Deno.Conn, path: string, book: RelayBook): Promise<
 }
 
 /** Listens on `hostname:port` and relays to `path`; see {@linkcode RelayListen}. */
-export const relayDeno: RelayListen = ({ hostname, port, path, book }) => {
+export const relayDeno: RelayListen = ({ hostname, port, path, book, reusePort }) => {
   let listener: Deno.Listener;
   try {
-    listener = Deno.listen({ hostname, port });
+    // reusePort: an upgrade's new tree binds the admin port before the old one lets go of it.
+    listener = Deno.listen({ hostname, port, reusePort });
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) {
       return Promise.reject(

@@ -11,7 +11,7 @@ import type { RelayListen } from "./capped_http.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 
 /** Listens on `hostname:port` and relays to `path`; see {@linkcode RelayListen}. */
-export const relayNodeNet: RelayListen = async ({ hostname, port, path, book }) => {
+export const relayNodeNet: RelayListen = async ({ hostname, port, path, book, reusePort }) => {
   const front = createServer((client: Socket) => {
     let upstream: Socket | null = null;
     const relay = book.admit(() => {
@@ -45,7 +45,8 @@ export const relayNodeNet: RelayListen = async ({ hostname, port, path, book }) 
   try {
     await new Promise<void>((resolve, reject) => {
       front.once("error", reject);
-      front.listen({ host: hostname, port, exclusive: true }, () => {
+      // reusePort: an upgrade's new tree binds the admin port before the old one lets go of it.
+      front.listen({ host: hostname, port, exclusive: true, reusePort }, () => {
         front.off("error", reject);
         resolve();
       });

@@ -132,6 +132,13 @@ export class RelayBook {
   }
 
   /** Logs a failed accept (at most once per 10 s); the caller backs off and accepts again. */
+  /** Connections not answered yet: a request accepted and still in the inner server's hands. */
+  unanswered(): number {
+    let count = 0;
+    for (const relay of this.#relays) if (!relay.answered) count++;
+    return count;
+  }
+
   acceptFailed(error: Error): void {
     const now = monotonicNow();
     if (now - this.#lastAcceptErrorLogAt < 10_000) return;

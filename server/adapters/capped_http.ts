@@ -24,6 +24,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FetchHandler, HttpServer, ServeHttp, ServeHttpOptions } from "./http_server.ts";
 import { RelayBook } from "./_relay_book.ts";
+import { monotonicNow } from "../monotonic_clock.ts";
 
 /** The most admin connections at once, whatever the open-file limit. */
 export const ADMIN_MAX_CONNECTIONS = 64;
@@ -72,6 +73,13 @@ export interface CappedHttpOptions extends Omit<ServeHttpOptions, "path"> {
    * most once per 10 s).
    */
   log?: (line: string, level?: "info" | "warn") => void;
+  /**
+   * Binds with SO_REUSEPORT, so that the tree taking over in an upgrade can bind the same port
+   * before this one lets go of it (cli/serve.ts probes the port exclusively before the first
+   * start, so a stranger is still refused). Without it a busy port is an error.
+   * @default {false}
+   */
+  reusePort?: boolean;
 }
 
 /** What {@linkcode CappedHttpServer.counts} reports. */
@@ -88,6 +96,16 @@ export interface CappedHttpCounts {
 export interface CappedHttpServer extends HttpServer {
   /** The figures so far. */
   counts(): CappedHttpCounts;
+  /**
+   * Stops accepting, then closes the connections still held once every one has had its first
+   * answer or `graceMs` has passed: an upgrade lets the requests a tree already accepted be
+   * answered (a `/readyz` probe must not see its connection cut) while the tree taking over
+   * answers the new ones. Idle keep-alive connections are not waited for.
+   *
+   * @param graceMs How long held connections may take.
+   * @default {0}
+   */
+  stop(graceMs?: number): Promise<void>;
 }
 
 /** What a runtime's relay listener gets. */
@@ -98,6 +116,8 @@ export interface RelayListenOptions {
   path: string;
   /** Admits, times and counts the connections. */
   book: RelayBook;
+  /** See {@linkcode CappedHttpOptions.reusePort}. */
+  reusePort: boolean;
 }
 
 /**
@@ -159,6 +179,7 @@ export async function serveCappedHttp(
       port: options.port ?? 0,
       path,
       book,
+      reusePort: options.reusePort ?? false,
     });
   } catch (error) {
     book.stop();
@@ -170,8 +191,12 @@ export async function serveCappedHttp(
     runtime: inner.runtime,
     port: front.port,
     counts: () => book.counts(),
-    stop: async () => {
+    stop: async (graceMs = 0) => {
       const closing = front.close();
+      const deadline = monotonicNow() + graceMs;
+      while (book.unanswered() > 0 && monotonicNow() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       // The admin API has no long requests: held connections are closed rather than awaited.
       book.stop();
       await closing;

@@ -241,7 +241,7 @@ function checkMigrateReq(reading: SysctlReading): DoctorItem {
       value: null,
       verdict: "risky",
       why: `${role} This kernel has no such setting (it came in Linux 5.14), so connections ` +
-        `queued on a listener that closes are reset. (${reading.error})`,
+        `queued on a listener that closes (a crash, an upgrade) are reset. (${reading.error})`,
       fix: "none on this kernel: Linux 5.14 or newer has it",
     };
   }
@@ -250,8 +250,9 @@ function checkMigrateReq(reading: SysctlReading): DoctorItem {
       name,
       value: "1",
       verdict: "ok",
-      why: `${role} When one closes (a thread restarted after a crash), the connections in its ` +
-        "queues move to another thread's listener instead of being reset.",
+      why: `${role} When one closes (a thread restarted after a crash, or the old tree's ` +
+        "listeners in an upgrade, kill -USR2), the connections in its queues move to another " +
+        "listener on the port instead of being reset.",
       fix: null,
     };
   }
@@ -260,8 +261,9 @@ function checkMigrateReq(reading: SysctlReading): DoctorItem {
       name,
       value: "0",
       verdict: "risky",
-      why: `${role} When one closes (a thread restarted after a crash), the connections in its ` +
-        "SYN and accept queues are reset instead of moving to another thread.",
+      why: `${role} When one closes (a thread restarted after a crash, or the old tree's ` +
+        "listeners in an upgrade, kill -USR2), the connections in its SYN and accept queues " +
+        "are reset instead of moving to another listener: an upgrade is then not invisible.",
       fix: sysctlFix(name, 1),
     };
   }

@@ -15,7 +15,7 @@ import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_sourc
 
 /** Refuses leases that go backwards; see the module's description. */
 export class LeaseGuard implements LeaseSource {
-  readonly #inner: LeaseSource;
+  #inner: LeaseSource;
   #mark: number;
   #refused = 0;
   #refusing = false;
@@ -24,10 +24,23 @@ export class LeaseGuard implements LeaseSource {
   /**
    * @param inner The source; the guard starts from its mark (`next - 1`), so a source that moves
    * back before the first lease is caught too.
+   * @param above A mark known from elsewhere (the tree this one took over from in an upgrade):
+   * the guard starts from the higher of the two.
    */
-  constructor(inner: LeaseSource) {
+  constructor(inner: LeaseSource, above = -Infinity) {
     this.#inner = inner;
-    this.#mark = inner.next - 1;
+    this.#mark = Math.max(inner.next - 1, above);
+  }
+
+  /**
+   * Leases from another source from now on, keeping the mark and the counts: the same source
+   * opened again after an upgrade that failed, or the tree that took over in one that worked.
+   *
+   * @param inner The new source; the mark becomes the higher of the two.
+   */
+  replace(inner: LeaseSource): void {
+    this.#inner = inner;
+    this.#mark = Math.max(this.#mark, inner.next - 1);
   }
 
   get description(): string {

@@ -19,12 +19,15 @@ import { StateFileLeaseSource } from "./state_file.ts";
  * @param config The resolved configuration.
  * @param log Receives the source's own lines (a Redis connection lost and back, a deprecated
  * URL form as a warning).
+ * @param above For numbers in memory: the highest number the tree handing over in an upgrade
+ * ever leased, which the memory source starts above (the others keep their own mark).
  * @returns The open source.
  * @throws {StateFileError | RedisLeaseError | EtcdLeaseError | RedisPasswordError} Naming the problem.
  */
 export async function openLeaseSource(
   config: ServeConfig,
   log: (line: string, level?: "info" | "warn") => void,
+  above = 0,
 ): Promise<LeaseSource> {
   if (config.numbers !== null && isEtcdUrl(config.numbers)) {
     const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
@@ -50,6 +53,6 @@ export async function openLeaseSource(
     });
   }
   return config.state === null
-    ? new MemoryLeaseSource(config.firstNumber)
+    ? new MemoryLeaseSource(Math.max(config.firstNumber, above + 1))
     : StateFileLeaseSource.open(config.state, config.firstNumber);
 }

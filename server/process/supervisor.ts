@@ -47,6 +47,18 @@ export interface SupervisorOptions {
   crashWindowMs?: number;
   /** Called once when children crash in a loop; the supervisor then stops. */
   onCrashLoop?: (reason: string) => void;
+  /**
+   * The highest number the tree this one takes over from (an upgrade) ever leased: every lease
+   * must start above it, whatever the source says.
+   * @default {none}
+   */
+  above?: number;
+  /**
+   * Whether the port is held by the tree this one takes over from, which the children join with
+   * SO_REUSEPORT: then the exclusive probe (which would fail against it) is skipped.
+   * @default {false}
+   */
+  sharedPort?: boolean;
 }
 
 /** One serving process's figures, as the admin API and the shutdown log show them. */
@@ -112,6 +124,11 @@ export class Supervisor {
   #stopping = false;
   #paused = false;
   #nextId = 1;
+  /** Leases in flight to the source; an upgrade waits for none before handing it over. */
+  #leasesInFlight = 0;
+  #noLeaseInFlight: (() => void) | null = null;
+  /** Leases asked while the source is being handed over, granted once a source is adopted. */
+  #heldLeases: { child: Child; id: number; count: number }[] | null = null;
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.keeper = new ConfigKeeper(config, {
@@ -120,7 +137,7 @@ export class Supervisor {
       log: options.log,
       apply: (next, generation) => this.#applyConfig(next, generation),
     });
-    this.#source = new LeaseGuard(source);
+    this.#source = new LeaseGuard(source, options.above);
     this.#log = options.log;
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
@@ -142,7 +159,7 @@ export class Supervisor {
     source: LeaseSource,
     options: SupervisorOptions,
   ): Promise<Supervisor> {
-    await assertAddressFree(config.host, config.port);
+    if (options.sharedPort !== true) await assertAddressFree(config.host, config.port);
     const supervisor = new Supervisor(config, source, options);
     try {
       supervisor.port = await supervisor.#startChild(0, config.port);
@@ -275,7 +292,14 @@ export class Supervisor {
   }
 
   #lease(child: Child, id: number, count: number): void {
-    this.#source.lease(count).then(
+    if (this.#heldLeases !== null) {
+      this.#heldLeases.push({ child, id, count });
+      return;
+    }
+    this.#leasesInFlight++;
+    this.#source.lease(count).finally(() => {
+      if (--this.#leasesInFlight === 0) this.#noLeaseInFlight?.();
+    }).then(
       (first) => {
         this.#behindLoggedAt = -Infinity;
         if (this.#failedLeases > 0) {
@@ -341,6 +365,58 @@ export class Supervisor {
         this.#childDied(this.#children[child.index] ?? child, (error as Error).message)
       );
     }, delay);
+  }
+
+  /**
+   * Stops leasing for an upgrade: leases asked from now on wait, those in flight are let finish,
+   * then the source is closed (a state file's lock released), so the tree taking over can open it.
+   * The processes serve on from the numbers they hold.
+   *
+   * @returns The highest number this tree was ever granted: every block a process holds, or
+   * ever held, ends at or below it.
+   */
+  async releaseSource(): Promise<number> {
+    this.#heldLeases ??= [];
+    if (this.#leasesInFlight > 0) {
+      await new Promise<void>((resolve) => (this.#noLeaseInFlight = resolve));
+      this.#noLeaseInFlight = null;
+    }
+    await this.#source.close();
+    return this.#source.mark;
+  }
+
+  /**
+   * Leases from `source` from now on, and grants the leases that waited since
+   * {@linkcode releaseSource}: the same source opened again (an upgrade failed) or the tree that
+   * took over (it worked). The high-water mark is kept, so no grant can start at or below it.
+   *
+   * @param source Where numbers come from now.
+   */
+  adoptSource(source: LeaseSource): void {
+    this.#source.replace(source);
+    const held = this.#heldLeases ?? [];
+    this.#heldLeases = null;
+    for (const { child, id, count } of held) this.#lease(child, id, count);
+  }
+
+  /**
+   * Leases `count` numbers for the tree this one took over from, whose processes still serve
+   * their open connections: through the same guard as this tree's own leases.
+   *
+   * @param count How many.
+   * @returns The first.
+   */
+  leaseFor(count: number): Promise<number> {
+    return this.#source.lease(count);
+  }
+
+  /** Connections open in every process, as of their last reports (each second). */
+  connectionsOpen(): number {
+    let open = 0;
+    for (const child of this.#children) {
+      for (const thread of child?.threads ?? []) open += thread.connectionsActive;
+    }
+    return open;
   }
 
   /** The configuration in force. */

@@ -1,0 +1,109 @@
+/**
+ * `kill -USR2` and `POST /v1/upgrade`: replaces this server with the program at the same path
+ * (a new binary, or the same one) without refusing a connection. The new supervisor tree takes
+ * the number space and the port over (server/process/upgrade_handover.ts); this one then stops
+ * its admin API, stops accepting, serves its open connections until they close or the drain
+ * timeout passes, and stops as SIGTERM would. If the new tree fails to come up, this one serves on
+ * and says why.
+ *
+ * @module
+ */
+
+import process from "node:process";
+import type { UpgradeEvent } from "../admin/backend.ts";
+import { StateConflictError } from "../admin/errors.ts";
+import { selfCommand } from "../server/adapters/self_command.ts";
+import type { LeaseSource } from "../server/lease/lease_source.ts";
+import { monotonicNow } from "../server/monotonic_clock.ts";
+import { startHandover } from "../server/process/upgrade_handover.ts";
+import type { Supervisor } from "../server/process/supervisor.ts";
+
+export type { UpgradeEvent };
+
+/** What an upgrade needs from the running server. */
+export interface UpgradeHooks {
+  supervisor: Supervisor;
+  /** The admin API's port, or null without one. */
+  adminPort: () => number | null;
+  /** Opens the number source again after a failed upgrade (above `mark` for memory). */
+  reopen(mark: number): Promise<LeaseSource>;
+  /** Stops this tree's admin API (the new tree serves it already). */
+  stopAdmin(): Promise<void>;
+  /** Starts this tree's stop, as SIGTERM would. */
+  stop(reason: string): void;
+  log(line: string, level?: "info" | "warn" | "error"): void;
+  /** Called with every change of the upgrade's state. */
+  onEvent?(event: UpgradeEvent): void;
+}
+
+/**
+ * Returns the function that starts an upgrade: it answers at once with the new supervisor's pid;
+ * how the upgrade goes is logged and passed to `onEvent`.
+ *
+ * @param hooks The running server.
+ * @returns `upgrade(origin)`, which throws {@linkcode StateConflictError} while one is under way.
+ */
+export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent {
+  let current: UpgradeEvent | null = null;
+  const note = (event: UpgradeEvent) => {
+    current = event;
+    hooks.onEvent?.({ ...event });
+  };
+  return (origin) => {
+    if (current !== null && current.state !== "failed") {
+      throw new StateConflictError(
+        current.state === "upgrading"
+          ? `Cannot upgrade: an upgrade to pid ${current.pid} is under way`
+          : `Cannot upgrade: this server has handed over to pid ${current.pid} and is draining`,
+      );
+    }
+    const self = selfCommand();
+    // process.argv after the runtime and the script are what main() was given (mod.ts).
+    const args = [...self.args, ...process.argv.slice(2)];
+    const started = monotonicNow();
+    const handover = startHandover({
+      supervisor: hooks.supervisor,
+      command: self.command,
+      args,
+      env: process.env,
+      adminPort: hooks.adminPort(),
+      reopen: (mark) => hooks.reopen(mark),
+    });
+    const event: UpgradeEvent = {
+      state: "upgrading",
+      origin,
+      at: Date.now(),
+      pid: handover.pid,
+      fromPid: process.pid,
+    };
+    note(event);
+    hooks.log(
+      `upgrade (${origin}): started a new supervisor (pid ${handover.pid}): ${self.command} ` +
+        args.join(" "),
+    );
+    handover.listening.then(async (listeningMs) => {
+      // The new tree accepts and serves the admin API: this one's admin API goes first, so that
+      // /readyz never reaches a tree that says it is not ready, then its listeners.
+      await hooks.stopAdmin();
+      await hooks.supervisor.setPaused(true);
+      await handover.released();
+      const handoverMs = monotonicNow() - started;
+      note({ ...event, state: "handed-over", handoverMs });
+      const drainMs = hooks.supervisor.config.drainTimeoutMs;
+      hooks.log(
+        `upgrade: handed over to pid ${handover.pid}: handover took ${Math.round(handoverMs)} ms ` +
+          `(the new tree listened after ${Math.round(listeningMs)} ms); this tree no longer ` +
+          `accepts and serves its open connections for up to ${drainMs} ms`,
+      );
+      const deadline = monotonicNow() + drainMs;
+      while (hooks.supervisor.connectionsOpen() > 0 && monotonicNow() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      hooks.stop(`upgrade to pid ${handover.pid}`);
+    }, (error: Error) => {
+      note({ ...event, state: "failed", reason: error.message });
+      hooks.log(error.message, "error");
+    });
+    return { ...event };
+  };
+}
