@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { LineClient, replyNumber } from "./_client.ts";
 import { ETCD_TLS, skipEtcd, startEtcd, type TestEtcd } from "./_etcd.ts";
+import { makeCertificates, skipOpenssl } from "./_certificates.ts";
+import { chmodSync } from "node:fs";
 import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 const test = testNeeding(skipEtcd);
@@ -290,3 +292,106 @@ test(`[${UNDER_TEST}] etcd: etcds:// with --numbers-ca-file serves numbers over 
     await plain.close();
   }
 });
+
+const testMutual = testNeeding(skipEtcd || skipOpenssl);
+
+testMutual(
+  `[${UNDER_TEST}] etcd: etcds:// with --numbers-cert-file and --numbers-key-file serves numbers from members that ask for a client certificate; without one, with one another CA signed, or a key that is not the certificate's, serve and check stop with one line saying so`,
+  async () => {
+    const pki = await makeCertificates();
+    const etcd = await startEtcd(1, { mutualTls: pki });
+    const servers: TestServer[] = [];
+    try {
+      const tls = ["--numbers", etcd.url("n"), "--numbers-ca-file", pki.ca];
+      const client = ["--numbers-cert-file", pki.clientCert, "--numbers-key-file", pki.clientKey];
+      const server = await startTallyho([
+        "--framing",
+        "line",
+        "--number-by",
+        "message",
+        ...tls,
+        ...client,
+        "--first-number",
+        "900",
+      ]);
+      servers.push(server);
+      const line = await LineClient.connect(server.port);
+      line.send("x\nx\n");
+      const numbers = (await line.lines(2, 5000)).map((reply) => replyNumber(reply));
+      line.close();
+      assert.deepEqual(numbers, [900, 901]);
+      assert.equal(await server.stop(), 0, server.output());
+      assert.ok(Number(await etcd.get("n")) >= 901, "the key in etcd holds the run leased");
+
+      const ok = await runTallyho(["check", "--port", "0", "--admin", "off", ...tls, ...client]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(
+        ok.stderr,
+        /tallyho check: ok: .*numbers: etcd etcds:\/\/127\.0\.0\.1:\d+\/n, next number \d+/,
+      );
+
+      const none = await runTallyho(["serve", "--port", "0", "--admin", "off", ...tls]);
+      assert.equal(none.code, 1, none.stdout + none.stderr);
+      assert.match(
+        none.stderr,
+        /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the TLS connection \(alert: bad ?certificate\): it asks for a client certificate; name one with --numbers-cert-file and --numbers-key-file$/im,
+      );
+
+      const stranger = [
+        "--numbers-cert-file",
+        pki.strangerCert,
+        "--numbers-key-file",
+        pki.strangerKey,
+      ];
+      const checked = await runTallyho([
+        "check",
+        "--port",
+        "0",
+        "--admin",
+        "off",
+        ...tls,
+        ...stranger,
+      ]);
+      assert.equal(checked.code, 2, checked.stdout + checked.stderr);
+      assert.equal(checked.stdout, "");
+      assert.match(
+        checked.stderr.trim(),
+        /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the client certificate in \S+stranger\.pem \(alert: bad ?certificate\): it must be signed by a CA the members trust \(etcd's --trusted-ca-file\), unexpired, and allow client authentication\nRun 'tallyho --help' for usage\.$/i,
+      );
+
+      const mismatched = [
+        "--numbers-cert-file",
+        pki.clientCert,
+        "--numbers-key-file",
+        pki.strangerKey,
+      ];
+      const wrongKey = await runTallyho([
+        "check",
+        "--port",
+        "0",
+        "--admin",
+        "off",
+        ...tls,
+        ...mismatched,
+      ]);
+      assert.equal(wrongKey.code, 2, wrongKey.stdout + wrongKey.stderr);
+      assert.match(
+        wrongKey.stderr,
+        /^tallyho: 'numbers-key-file' \S+stranger-key\.pem is not the key of the certificate in \S+client\.pem \(CN=client\): give the key the certificate was made for$/m,
+      );
+
+      // A key other users can read works, with the warning the admin token's file gets.
+      chmodSync(pki.clientKey, 0o644);
+      const open = await runTallyho(["check", "--port", "0", "--admin", "off", ...tls, ...client]);
+      assert.equal(open.code, 0, open.stderr);
+      assert.match(
+        open.stderr,
+        /^tallyho check: warning: the etcd client key file '\S+client-key\.pem' can be read or written by other users \(mode 0644\): run chmod 600 '\S+client-key\.pem'$/m,
+      );
+    } finally {
+      for (const server of servers) await server.stop("SIGKILL");
+      await etcd.close();
+      pki.close();
+    }
+  },
+);

@@ -35,6 +35,7 @@ import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
 import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
+import { explainTlsFailure, type TlsProbeSettings } from "./tls_refusal.ts";
 
 /** Options for {@linkcode EtcdLeaseSource.open}. */
 export interface EtcdLeaseSourceOptions {
@@ -49,6 +50,13 @@ export interface EtcdLeaseSourceOptions {
    * @default {null}
    */
   caFile?: string | null;
+  /**
+   * The client certificate to present for `etcds://` (from `--numbers-cert-file` and
+   * `--numbers-key-file`, read and checked by `readTlsFiles`), for members started with
+   * `--client-cert-auth`; `null` presents none.
+   * @default {null}
+   */
+  clientCertificate?: { cert: string; key: string; file: string } | null;
   /**
    * The first number to hand out: a missing key, or one below `firstNumber - 1`, starts here.
    * @default {1}
@@ -130,6 +138,8 @@ export class EtcdLeaseSource implements LeaseSource {
   readonly #maxConflicts: number;
   readonly #log: (line: string) => void;
   readonly #fetch: typeof fetch;
+  /** What TLS requests present and trust, to explain a refused handshake; `null` for http. */
+  #tls: TlsProbeSettings | null = null;
   readonly #tally = new LeaseTally();
   #member = 0;
   #token: string | null = null;
@@ -189,21 +199,38 @@ export class EtcdLeaseSource implements LeaseSource {
       );
     }
     let fetchWith = options.fetch;
+    let ca: string | null = null;
     if (options.caFile != null) {
-      let ca: string;
       try {
         ca = readFileSync(options.caFile, "utf8");
       } catch (error) {
         const code = (error as { code?: string }).code ?? (error as Error).message;
         throw new EtcdLeaseError(`Cannot read the etcd CA file ${options.caFile}: ${code}`);
       }
-      fetchWith = tlsFetch({ ca, cert: null, key: null });
+    }
+    const client = options.clientCertificate ?? null;
+    if (client !== null && !target.tls) {
+      throw new EtcdLeaseError(
+        `A client certificate (${client.file}) was given for ${target.display}, which is not ` +
+          `TLS: write etcds:// to present it`,
+      );
+    }
+    if (ca !== null || client !== null) {
+      fetchWith ??= tlsFetch({ ca, cert: client?.cert ?? null, key: client?.key ?? null });
     }
     const source = new EtcdLeaseSource(
       target,
       fetchWith === undefined ? options : { ...options, fetch: fetchWith },
       firstNumber,
     );
+    if (target.tls) {
+      source.#tls = {
+        ca,
+        cert: client?.cert ?? null,
+        key: client?.key ?? null,
+        certFile: client?.file ?? null,
+      };
+    }
     const seen = await source.#read(monotonicNow() + source.#leaseTimeoutMs).catch((error) => {
       throw error instanceof MemberFailure
         ? new EtcdLeaseError(`Cannot reach etcd at ${target.display}: ${error.message}`)
@@ -472,7 +499,10 @@ export class EtcdLeaseSource implements LeaseSource {
       if (abort.signal.aborted) throw new MemberFailure(`no answer within ${budget} ms`);
       const cause = (error as { cause?: { code?: string } }).cause?.code ??
         (error as { code?: string }).code;
-      throw new MemberFailure(cause ?? (error as Error).message);
+      const refused = this.#tls === null || cause === "ECONNREFUSED"
+        ? null
+        : await explainTlsFailure(member.host, member.port, this.#tls, Math.min(budget, 1000));
+      throw new MemberFailure(refused ?? cause ?? (error as Error).message);
     } finally {
       clearTimeout(timer);
     }
