@@ -49,6 +49,14 @@ test("etcd url: a password, no key, a query or a bad member is refused, never ec
   assert.throws(() => parseEtcdUrl("etcd://h/k?x=1"), /nothing after the key/);
   assert.throws(() => parseEtcdUrl("etcd://h:99999/k"), /"h:99999" is not HOST or HOST:PORT/);
   assert.throws(() => parseEtcdUrl("etcd://a,,b/k"), /"" is not HOST or HOST:PORT/);
+  // A password typed where a port goes is not a port: never echoed (the Redis URL's rule).
+  assert.throws(() => parseEtcdUrl("etcd://a:2379,b:hunter2/k"), (error: Error) => {
+    assert.ok(error instanceof RangeError);
+    assert.match(error.message, /got "etcd:\/\/a:2379,b…"/);
+    assert.doesNotMatch(error.message, /hunter2/);
+    return true;
+  });
+  assert.throws(() => parseEtcdUrl("etcd://a:2379,b:2379/k?x=1"), /got "etcd:\/\/a:2379,b:2379…"/);
 });
 
 test("etcd config: numbers takes an etcd URL, not with state; a CA file only with etcds://", () => {

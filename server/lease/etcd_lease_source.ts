@@ -26,7 +26,6 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
 import { tlsFetch } from "../adapters/mod.ts";
 import { MAX_NUMBER } from "../config.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
@@ -35,6 +34,7 @@ import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
 import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
+import { firstNumberOption, readCaFile } from "./_source_options.ts";
 import { explainTlsFailure, type TlsProbeSettings } from "./tls_refusal.ts";
 
 /** Options for {@linkcode EtcdLeaseSource.open}. */
@@ -186,12 +186,7 @@ export class EtcdLeaseSource implements LeaseSource {
     options: EtcdLeaseSourceOptions = {},
   ): Promise<EtcdLeaseSource> {
     const target = typeof url === "string" ? parseEtcdUrl(url) : url;
-    const firstNumber = options.firstNumber ?? 1;
-    if (!Number.isSafeInteger(firstNumber) || firstNumber < 1) {
-      throw new RangeError(
-        `'firstNumber' must be an integer from 1 to ${MAX_NUMBER}: got ${firstNumber}`,
-      );
-    }
+    const firstNumber = firstNumberOption(options.firstNumber);
     if ((options.password ?? null) !== null && target.username === null) {
       throw new EtcdLeaseError(
         `A password was given for etcd at ${target.display}, which names no user: ` +
@@ -199,15 +194,7 @@ export class EtcdLeaseSource implements LeaseSource {
       );
     }
     let fetchWith = options.fetch;
-    let ca: string | null = null;
-    if (options.caFile != null) {
-      try {
-        ca = readFileSync(options.caFile, "utf8");
-      } catch (error) {
-        const code = (error as { code?: string }).code ?? (error as Error).message;
-        throw new EtcdLeaseError(`Cannot read the etcd CA file ${options.caFile}: ${code}`);
-      }
-    }
+    const ca = readCaFile(options.caFile, "etcd", EtcdLeaseError);
     const client = options.clientCertificate ?? null;
     if (client !== null && !target.tls) {
       throw new EtcdLeaseError(
