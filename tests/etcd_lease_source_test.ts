@@ -331,7 +331,7 @@ testMutual(
       await source.close();
 
       await assert.rejects(
-        EtcdLeaseSource.open(url, { caFile: pki.ca, leaseTimeoutMs: 1000 }),
+        EtcdLeaseSource.open(url, { caFile: pki.ca, leaseTimeoutMs: 3000 }),
         (error: Error) => {
           assert.ok(error instanceof EtcdLeaseError);
           assert.match(
@@ -345,7 +345,7 @@ testMutual(
         EtcdLeaseSource.open(url, {
           caFile: pki.ca,
           clientCertificate: files(pki.strangerCert, pki.strangerKey),
-          leaseTimeoutMs: 1000,
+          leaseTimeoutMs: 3000,
         }),
         (error: Error) => {
           assert.ok(error instanceof EtcdLeaseError);
@@ -360,7 +360,7 @@ testMutual(
       await assert.rejects(
         EtcdLeaseSource.open(url, {
           clientCertificate: files(pki.clientCert, pki.clientKey),
-          leaseTimeoutMs: 1000,
+          leaseTimeoutMs: 3000,
         }),
         /: the member's certificate is not trusted \(.+\): name the CA that signed it with --numbers-ca-file/,
       );
@@ -400,4 +400,32 @@ test("etcd config: a client certificate needs its key (and the key its certifica
       /'numbers-cert-file' is only used with an etcds:\/\/ \(TLS\) 'numbers' URL/,
     );
   }
+});
+
+test("etcd source: a request cut short by the lease's deadline does not hide the failure before it that said why", async () => {
+  let calls = 0;
+  // The first request fails at once with a reason; every later one hangs until it is aborted.
+  const fetchStub = ((_input: unknown, init?: RequestInit) => {
+    calls++;
+    if (calls === 1) return Promise.reject(new TypeError("the first reason"));
+    return new Promise<Response>((_resolve, reject) => {
+      init?.signal?.addEventListener("abort", () => reject(new Error("aborted")));
+    });
+  }) as typeof fetch;
+  await assert.rejects(
+    EtcdLeaseSource.open("etcd://127.0.0.1:9/n", {
+      fetch: fetchStub,
+      requestTimeoutMs: 1000,
+      leaseTimeoutMs: 300,
+    }),
+    (error: Error) => {
+      assert.ok(error instanceof EtcdLeaseError);
+      assert.equal(
+        error.message,
+        "Cannot reach etcd at etcd://127.0.0.1:9/n: 127.0.0.1:9: the first reason",
+      );
+      return true;
+    },
+  );
+  assert.ok(calls >= 2, `the source tried again within the lease's time (${calls} requests)`);
 });

@@ -105,6 +105,12 @@ interface Seen {
 /** A failed request worth trying on another member (unreachable, timed out, no leader). */
 class MemberFailure extends Error {
   override name = "MemberFailure";
+  /** A request timed out on what was left of the lease's time, not on its own full budget. */
+  readonly cutShort: boolean;
+  constructor(message: string, cutShort = false) {
+    super(message);
+    this.cutShort = cutShort;
+  }
 }
 
 const ENCODER = new TextEncoder();
@@ -384,14 +390,17 @@ export class EtcdLeaseSource implements LeaseSource {
    */
   async #call(path: string, body: unknown, deadline: number): Promise<unknown> {
     const members = this.#target.members;
-    const failures: string[] = [];
+    // Each member's last failure, for the message; one cut short by the deadline does not hide
+    // an earlier one that said why (a refused certificate, say).
+    const failures = new Map<string, MemberFailure>();
     for (let attempt = 0;; attempt++) {
       const member = members[this.#member]!;
       try {
         return await this.#post(member, path, body, deadline);
       } catch (error) {
         if (!(error instanceof MemberFailure)) throw error;
-        failures.push(`${member.base.replace(/^https?:\/\//, "")}: ${error.message}`);
+        const name = member.base.replace(/^https?:\/\//, "");
+        if (!error.cutShort || !failures.has(name)) failures.set(name, error);
         this.#tally.noteError(error.message);
         const before = this.#member;
         this.#member = (this.#member + 1) % members.length;
@@ -404,7 +413,9 @@ export class EtcdLeaseSource implements LeaseSource {
         const round = Math.floor((attempt + 1) / members.length);
         const pause = (attempt + 1) % members.length === 0 ? Math.min(50 * round, 500) : 0;
         if (monotonicNow() + pause >= deadline) {
-          throw new MemberFailure(failures.slice(-members.length).join("; "));
+          throw new MemberFailure(
+            [...failures].map(([name, failure]) => `${name}: ${failure.message}`).join("; "),
+          );
         }
         if (pause > 0) await sleep(pause);
       }
@@ -483,7 +494,12 @@ export class EtcdLeaseSource implements LeaseSource {
       }
       return { status: response.status, json };
     } catch (error) {
-      if (abort.signal.aborted) throw new MemberFailure(`no answer within ${budget} ms`);
+      if (abort.signal.aborted) {
+        throw new MemberFailure(
+          `no answer within ${Math.round(budget)} ms`,
+          budget < this.#requestTimeoutMs,
+        );
+      }
       const cause = (error as { cause?: { code?: string } }).cause?.code ??
         (error as { code?: string }).code;
       const refused = this.#tls === null || cause === "ECONNREFUSED"
