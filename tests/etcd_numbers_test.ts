@@ -26,6 +26,29 @@ const keepAll = (port: number, seconds: number) =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Starts a server with `args` and `--first-number first` (kept in `servers` for the cleanup),
+ * checks that its first two replies carry `first` and `first + 1`, and stops it cleanly.
+ */
+async function answersTwoFrom(first: number, args: string[], servers: TestServer[]): Promise<void> {
+  const server = await startTallyho([
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    ...args,
+    "--first-number",
+    String(first),
+  ]);
+  servers.push(server);
+  const client = await LineClient.connect(server.port);
+  client.send("x\nx\n");
+  const numbers = (await client.lines(2, 5000)).map((line) => replyNumber(line));
+  client.close();
+  assert.deepEqual(numbers, [first, first + 1]);
+  assert.equal(await server.stop(), 0, server.output());
+}
+
 function serverArgs(etcd: TestEtcd, key: string): string[] {
   return [
     "--processes",
@@ -248,25 +271,11 @@ test(`[${UNDER_TEST}] etcd: etcds:// with --numbers-ca-file serves numbers over 
   const etcd = await startEtcd(1, { tls: true });
   const servers: TestServer[] = [];
   try {
-    const server = await startTallyho([
-      "--framing",
-      "line",
-      "--number-by",
-      "message",
-      "--numbers",
-      etcd.url("n"),
-      "--numbers-ca-file",
-      ETCD_TLS.ca,
-      "--first-number",
-      "700",
-    ]);
-    servers.push(server);
-    const client = await LineClient.connect(server.port);
-    client.send("x\nx\n");
-    const numbers = (await client.lines(2, 5000)).map((line) => replyNumber(line));
-    client.close();
-    assert.deepEqual(numbers, [700, 701]);
-    assert.equal(await server.stop(), 0, server.output());
+    await answersTwoFrom(
+      700,
+      ["--numbers", etcd.url("n"), "--numbers-ca-file", ETCD_TLS.ca],
+      servers,
+    );
 
     const noCa = await runTallyho(["serve", "--port", "0", "--numbers", etcd.url("n")]);
     assert.equal(noCa.code, 1, noCa.stdout + noCa.stderr);
@@ -303,27 +312,19 @@ testMutual(
     const servers: TestServer[] = [];
     try {
       const tls = ["--numbers", etcd.url("n"), "--numbers-ca-file", pki.ca];
-      const client = ["--numbers-cert-file", pki.clientCert, "--numbers-key-file", pki.clientKey];
-      const server = await startTallyho([
-        "--framing",
-        "line",
-        "--number-by",
-        "message",
-        ...tls,
-        ...client,
-        "--first-number",
-        "900",
-      ]);
-      servers.push(server);
-      const line = await LineClient.connect(server.port);
-      line.send("x\nx\n");
-      const numbers = (await line.lines(2, 5000)).map((reply) => replyNumber(reply));
-      line.close();
-      assert.deepEqual(numbers, [900, 901]);
-      assert.equal(await server.stop(), 0, server.output());
+      const certificate = (cert: string, key: string) => [
+        "--numbers-cert-file",
+        cert,
+        "--numbers-key-file",
+        key,
+      ];
+      const check = (extra: string[]) =>
+        runTallyho(["check", "--port", "0", "--admin", "off", ...tls, ...extra]);
+      const client = certificate(pki.clientCert, pki.clientKey);
+      await answersTwoFrom(900, [...tls, ...client], servers);
       assert.ok(Number(await etcd.get("n")) >= 901, "the key in etcd holds the run leased");
 
-      const ok = await runTallyho(["check", "--port", "0", "--admin", "off", ...tls, ...client]);
+      const ok = await check(client);
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(
         ok.stderr,
@@ -337,21 +338,7 @@ testMutual(
         /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the TLS connection \(alert: bad ?certificate\): it asks for a client certificate; name one with --numbers-cert-file and --numbers-key-file$/im,
       );
 
-      const stranger = [
-        "--numbers-cert-file",
-        pki.strangerCert,
-        "--numbers-key-file",
-        pki.strangerKey,
-      ];
-      const checked = await runTallyho([
-        "check",
-        "--port",
-        "0",
-        "--admin",
-        "off",
-        ...tls,
-        ...stranger,
-      ]);
+      const checked = await check(certificate(pki.strangerCert, pki.strangerKey));
       assert.equal(checked.code, 2, checked.stdout + checked.stderr);
       assert.equal(checked.stdout, "");
       assert.match(
@@ -359,21 +346,7 @@ testMutual(
         /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the client certificate in \S+stranger\.pem \(alert: bad ?certificate\): it must be signed by a CA the members trust \(etcd's --trusted-ca-file\), unexpired, and allow client authentication\nRun 'tallyho --help' for usage\.$/i,
       );
 
-      const mismatched = [
-        "--numbers-cert-file",
-        pki.clientCert,
-        "--numbers-key-file",
-        pki.strangerKey,
-      ];
-      const wrongKey = await runTallyho([
-        "check",
-        "--port",
-        "0",
-        "--admin",
-        "off",
-        ...tls,
-        ...mismatched,
-      ]);
+      const wrongKey = await check(certificate(pki.clientCert, pki.strangerKey));
       assert.equal(wrongKey.code, 2, wrongKey.stdout + wrongKey.stderr);
       assert.match(
         wrongKey.stderr,
@@ -382,7 +355,7 @@ testMutual(
 
       // A key other users can read works, with the warning the admin token's file gets.
       chmodSync(pki.clientKey, 0o644);
-      const open = await runTallyho(["check", "--port", "0", "--admin", "off", ...tls, ...client]);
+      const open = await check(client);
       assert.equal(open.code, 0, open.stderr);
       assert.match(
         open.stderr,
