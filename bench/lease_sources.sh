@@ -10,7 +10,11 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 dir=$(mktemp -d)
 pids=""
-cleanup() { for p in $pids; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$dir"; }
+# wait reaps each one, so the shell does not report it "Killed" on the way out.
+cleanup() {
+  for p in $pids; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$dir"
+}
 trap cleanup EXIT INT TERM
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 c0=$(port); c1=$(port); c2=$(port); p0=$(port); p1=$(port); p2=$(port); r=$(port)
