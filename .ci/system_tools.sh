@@ -11,7 +11,7 @@ set -uo pipefail
 # network namespaces, promtool (package prometheus) to check /metrics, redis-server for the Redis
 # tests, chromium for the dashboard's browser tests, systemd-analyze to verify the unit in docs/, haproxy
 # (with nginx) in front of tallyho for the PROXY protocol tests, etcd and etcdctl for the etcd
-# number source tests,
+# number source tests, openssl to make the certificates of the etcd client-certificate tests,
 # and the anchors the comparison harness measures against (nginx, gevent).
 TOOLS=(
   "redis-server:redis-server"
@@ -27,6 +27,7 @@ TOOLS=(
   "haproxy:haproxy"
   "etcd:etcd-server"
   "etcdctl:etcd-client"
+  "openssl:openssl"
 )
 # Installed with the tools but not a command of their own.
 EXTRA_PACKAGES=(libnginx-mod-stream python3-gevent libfaketime)

@@ -64,6 +64,8 @@ const OTHER_KEYS: Record<
   numbers: { type: "path", nullable: true },
   numbersPasswordFile: { type: "path", nullable: true },
   numbersCaFile: { type: "path", nullable: true },
+  numbersCertFile: { type: "path", nullable: true },
+  numbersKeyFile: { type: "path", nullable: true },
 };
 
 function isBounded(option: keyof ServeOptions): option is BoundedKey {

@@ -1,15 +1,18 @@
 /**
  * Number sources side by side: lease latency from an etcd cluster and from Redis, and what a
  * serving process does with each (replies per second and their p99 under pipelined load, against
- * numbers kept in memory). Prints figures with the machine and runtime; never fails.
+ * numbers kept in memory). Prints figures with the machine and runtime; never fails. With
+ * `--json FILE` it also writes them there, for bench/lease_sources_section.ts to put into
+ * bench/RESULTS.md.
  *
- * Needs a running etcd cluster and Redis, named by URL (bench/lease_sources.sh starts both on
- * loopback, runs this on Bun and Deno, and stops them):
+ * Needs a running etcd cluster and Redis, named by URL and key (bench/lease_sources.sh starts
+ * both on loopback, runs this on Bun and Deno, writes the section, and stops them):
  *
- *   bun bench/lease_source_bench.ts etcd://127.0.0.1:P1,.../bench redis://127.0.0.1:P/bench
+ *   bun bench/lease_source_bench.ts etcd://127.0.0.1:P1,... redis://127.0.0.1:P/0 [--json FILE]
  */
 import { spawn } from "node:child_process";
-import { availableParallelism, cpus, release } from "node:os";
+import { writeFileSync } from "node:fs";
+import { availableParallelism, cpus, loadavg, release } from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
@@ -18,18 +21,37 @@ import type { LeaseSource } from "../server/lease/lease_source.ts";
 import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
 import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
+import { MAX_BLOCKS_PER_LEASE } from "../server/lease/lease_keeper.ts";
+import type { LeaseFigure, LeaseSourcesRun, ServeFigure } from "./_lease_sources_run.ts";
 
-const [etcdUrl, redisUrl] = process.argv.slice(2);
-if (!etcdUrl || !redisUrl) {
-  console.error("usage: lease_source_bench.ts ETCD_URL REDIS_URL");
+const [etcdBase, redisBase, jsonFlag, jsonFile] = process.argv.slice(2);
+if (!etcdBase || !redisBase || (jsonFlag !== undefined && (jsonFlag !== "--json" || !jsonFile))) {
+  console.error("usage: lease_source_bench.ts ETCD_MEMBERS_URL REDIS_DB_URL [--json FILE]");
   process.exit(2);
 }
+/** The etcd URL for `key`: the members' URL (`etcd://H:P,H:P`) and the key as its path. */
+const etcdUrl = (key: string) => `${etcdBase.replace(/\/$/, "")}/${key}`;
+/** The Redis URL for `key`: the database URL (`redis://H:P/0`) and `?key=`. */
+const redisUrl = (key: string) => `${redisBase}?key=${encodeURIComponent(key)}`;
 const MOD = fileURLToPath(new URL("../mod.ts", import.meta.url));
 const IS_BUN = "Bun" in globalThis;
 
+const run: LeaseSourcesRun = {
+  runtime: `${RUNTIME} ${RUNTIME_VERSION}`,
+  cores: availableParallelism(),
+  cpu: cpus()[0]?.model ?? "unknown cpu",
+  kernel: release(),
+  started: new Date().toISOString(),
+  loadAverage: { before: loadavg()[0]!, after: 0 },
+  blockSize: BLOCK_SIZE,
+  maxBlocksPerLease: MAX_BLOCKS_PER_LEASE,
+  lease: [],
+  serve: [],
+};
+
 console.log(
-  `# number sources on ${RUNTIME} ${RUNTIME_VERSION}, ${availableParallelism()} cores ` +
-    `(${cpus()[0]?.model ?? "unknown cpu"}), kernel ${release()}, ${new Date().toISOString()}`,
+  `# number sources on ${run.runtime}, ${run.cores} cores (${run.cpu}), kernel ${run.kernel}, ` +
+    `${run.started}, load average ${run.loadAverage.before.toFixed(2)}`,
 );
 
 function percentile(sorted: number[], p: number): number {
@@ -38,7 +60,7 @@ function percentile(sorted: number[], p: number): number {
 
 /** Sequential leases of `blocks` blocks from one source, and `parallel` sources at once. */
 async function leaseLatency(
-  name: string,
+  name: LeaseFigure["source"],
   open: () => Promise<LeaseSource>,
   parallel: number,
   leases: number,
@@ -56,10 +78,21 @@ async function leaseLatency(
   const elapsed = (monotonicNow() - started) / 1000;
   for (const source of sources) await source.close();
   times.sort((a, b) => a - b);
+  const figure: LeaseFigure = {
+    source: name,
+    sources: parallel,
+    leases,
+    p50Ms: percentile(times, 50),
+    p99Ms: percentile(times, 99),
+    maxMs: times.at(-1)!,
+    leasesPerSecond: times.length / elapsed,
+  };
+  run.lease.push(figure);
+  const label = name === "etcd" ? "etcd (3 members)" : name;
   console.log(
-    `${name.padEnd(44)} ${parallel} source${parallel === 1 ? " " : "s"} x ${leases} leases: ` +
-      `p50 ${percentile(times, 50).toFixed(2)} ms, p99 ${percentile(times, 99).toFixed(2)} ms, ` +
-      `max ${times.at(-1)!.toFixed(2)} ms; ${Math.round(times.length / elapsed)} leases/s`,
+    `${label.padEnd(44)} ${parallel} source${parallel === 1 ? " " : "s"} x ${leases} leases: ` +
+      `p50 ${figure.p50Ms.toFixed(2)} ms, p99 ${figure.p99Ms.toFixed(2)} ms, ` +
+      `max ${figure.maxMs.toFixed(2)} ms; ${Math.round(figure.leasesPerSecond)} leases/s`,
   );
 }
 
@@ -70,7 +103,11 @@ function runtimeArgs(): { cmd: string; args: string[] } {
 }
 
 /** One serving process with the source, under pipelined load for `seconds`: replies/s and p99. */
-async function serveWith(name: string, numbers: string[], seconds: number): Promise<void> {
+async function serveWith(
+  name: ServeFigure["source"],
+  numbers: string[],
+  seconds: number,
+): Promise<void> {
   const { cmd, args } = runtimeArgs();
   const server = spawn(cmd, [
     ...args,
@@ -130,6 +167,14 @@ async function serveWith(name: string, numbers: string[], seconds: number): Prom
     check: { ok: boolean; repeats: number };
   };
   const leases = (output.match(/leased \d+\.\.\d+ from etcd/g) ?? []).length;
+  run.serve.push({
+    source: name,
+    repliesPerSecond: report.repliesPerSecond,
+    p50Us: report.latencyUs.p50,
+    p99Us: report.latencyUs.p99,
+    checkOk: report.check.ok,
+    etcdLeases: leases,
+  });
   console.log(
     `${name.padEnd(10)} ${Math.round(report.repliesPerSecond).toLocaleString("en")} replies/s, ` +
       `p50 ${report.latencyUs.p50} us, p99 ${report.latencyUs.p99} us, ` +
@@ -139,14 +184,18 @@ async function serveWith(name: string, numbers: string[], seconds: number): Prom
 
 const stamp = Date.now();
 console.log("\n## lease latency (one block of 4096 per lease, over loopback)");
-await leaseLatency("etcd (3 members)", () => EtcdLeaseSource.open(etcdUrl), 1, 300);
-await leaseLatency("etcd (3 members)", () => EtcdLeaseSource.open(etcdUrl), 4, 100);
-await leaseLatency("redis", () => RedisLeaseSource.open(redisUrl), 1, 300);
-await leaseLatency("redis", () => RedisLeaseSource.open(redisUrl), 4, 100);
+await leaseLatency("etcd", () => EtcdLeaseSource.open(etcdUrl(`lease${stamp}`)), 1, 300);
+await leaseLatency("etcd", () => EtcdLeaseSource.open(etcdUrl(`lease${stamp}`)), 4, 100);
+await leaseLatency("redis", () => RedisLeaseSource.open(redisUrl(`lease${stamp}`)), 1, 300);
+await leaseLatency("redis", () => RedisLeaseSource.open(redisUrl(`lease${stamp}`)), 4, 100);
 
 console.log(
   "\n## one serving process, 1 thread, pipelined load (4 connections x 100 in flight, 5 s)",
 );
 await serveWith("memory", [], 5);
-await serveWith("redis", ["--numbers", redisUrl.replace(/\/[^/]*$/, `/serve${stamp}`)], 5);
-await serveWith("etcd", ["--numbers", etcdUrl.replace(/\/[^/]*$/, `/serve${stamp}`)], 5);
+await serveWith("redis", ["--numbers", redisUrl(`serve${stamp}`)], 5);
+await serveWith("etcd", ["--numbers", etcdUrl(`serve${stamp}`)], 5);
+
+run.loadAverage.after = loadavg()[0]!;
+console.log(`load average after: ${run.loadAverage.after.toFixed(2)}`);
+if (jsonFile !== undefined) writeFileSync(jsonFile, JSON.stringify(run, null, 2) + "\n");

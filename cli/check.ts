@@ -2,7 +2,7 @@
  * `tallyho check [serve options]` (such as `tallyho check --config FILE`): everything `serve`
  * would check before it starts, without starting: the configuration planned and clamped to this
  * host as `serve` plans it, the admin settings and token file, that both addresses can be bound
- * now, and that the state file or the Redis key can be reached. Prints the resolved
+ * now, and that the state file or the Redis or etcd key can be reached. Prints the resolved
  * configuration as JSON on stdout and exits 0, or one line naming the problem and exits 2, like
  * `nginx -t` and `caddy validate`.
  *
@@ -19,6 +19,7 @@ import { defaultConfig, type ServeConfig } from "../server/config.ts";
 import { configToJson } from "../server/config_json.ts";
 import { planConfig } from "../server/config_plan.ts";
 import { readHostFacts } from "../server/host_facts.ts";
+import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
 import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisPasswordError } from "../server/lease/redis_password.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
@@ -39,7 +40,8 @@ export function checkUsage(): string {
 
 Checks what 'tallyho serve' with the same options would check before it starts, without
 starting: every value, the config file, the admin settings and token file, that the server's and
-the admin API's addresses can be bound now, and that the state file or Redis key can be reached.
+the admin API's addresses can be bound now, and that the state file, Redis or etcd key can be
+reached (with the etcd client certificate, if one is given).
 Prints the resolved configuration (defaults, file, flags, clamped to this host) as JSON.
 
 Exit codes: 0 valid, 2 not (one line says what and where).`;
@@ -49,7 +51,7 @@ Exit codes: 0 valid, 2 not (one line says what and where).`;
  * Where the numbers would come from, checked without changing anything: a state file that
  * exists is locked, read and unlocked; a missing one needs a directory it can be created in.
  */
-async function checkNumbers(config: ServeConfig): Promise<string> {
+async function checkNumbers(config: ServeConfig, warnings: string[]): Promise<string> {
   if (config.state !== null && !existsSync(config.state)) {
     const dir = dirname(config.state);
     try {
@@ -65,7 +67,10 @@ async function checkNumbers(config: ServeConfig): Promise<string> {
     assertPrivateStateDirectory(config.state);
     return `state file ${config.state} (to be created, from ${config.firstNumber})`;
   }
-  const source = await openLeaseSource(config, () => {});
+  const source = await openLeaseSource(config, (line, level) => {
+    // A warning serve would log (a client key others can read); the source's info lines are not.
+    if (level === "warn") warnings.push(line);
+  });
   try {
     return `${source.description}, next number ${source.next}`;
   } finally {
@@ -88,7 +93,7 @@ export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<
   }
   if (parsed === "version") throw new UsageError("'tallyho check' takes no --version");
   const host = readHostFacts();
-  const { config, warnings } = planConfig(requested(parsed), {
+  const { config, warnings: planned } = planConfig(requested(parsed), {
     defaults: defaultConfig(host),
     host,
   });
@@ -119,13 +124,14 @@ export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<
     if (error instanceof AddressInUseError) throw new UsageError(error.message);
     throw error;
   }
+  const warnings = [...planned];
   let numbers: string;
   try {
-    numbers = await checkNumbers(config);
+    numbers = await checkNumbers(config, warnings);
   } catch (error) {
     if (
       error instanceof StateFileError || error instanceof RedisLeaseError ||
-      error instanceof RedisPasswordError
+      error instanceof EtcdLeaseError || error instanceof RedisPasswordError
     ) {
       throw new UsageError(error.message);
     }

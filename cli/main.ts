@@ -101,6 +101,10 @@ Options for serve:
   --numbers-ca-file FILE  PEM certificate authority to trust for a rediss:// Redis or etcds://
                           members whose certificates no public CA signed (default: the
                           runtime's usual CAs)
+  --numbers-cert-file FILE, --numbers-key-file FILE
+                          PEM client certificate and its key to present to etcds:// members
+                          that ask for one (etcd's --client-cert-auth); the key readable by its
+                          owner only
   --config FILE           JSON file with the same keys as these flags (admin,
                           admin-token-file, log-format and log-rejections-every included, read
                           at start only); flags override it, and SIGHUP re-reads it

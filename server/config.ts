@@ -197,6 +197,17 @@ export interface ServeOptions {
    * @default {null}
    */
   numbersCaFile?: string | null;
+  /**
+   * PEM file of the client certificate to present to an `etcds://` cluster that asks for one
+   * (etcd's `--client-cert-auth`); needs `numbersKeyFile`. `null` presents none.
+   * @default {null}
+   */
+  numbersCertFile?: string | null;
+  /**
+   * PEM file of the client certificate's private key; it should be readable by its owner only.
+   * @default {null}
+   */
+  numbersKeyFile?: string | null;
 }
 
 /** Descriptors kept back from the connection cap for listeners, logs, pipes and the runtime. */
@@ -290,6 +301,8 @@ export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
   numbers: "numbers",
   numbersPasswordFile: "numbers-password-file",
   numbersCaFile: "numbers-ca-file",
+  numbersCertFile: "numbers-cert-file",
+  numbersKeyFile: "numbers-key-file",
 };
 
 /** Keys whose values are durations (milliseconds inside, `10s` / `500ms` outside). */
@@ -309,6 +322,8 @@ export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
   "numbers",
   "numbersPasswordFile",
   "numbersCaFile",
+  "numbersCertFile",
+  "numbersKeyFile",
 ];
 
 /**
@@ -365,6 +380,8 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
     numbers: null,
     numbersPasswordFile: null,
     numbersCaFile: null,
+    numbersCertFile: null,
+    numbersKeyFile: null,
   };
 }
 
@@ -588,7 +605,7 @@ function numbersUrl(value: unknown): string | null {
 }
 
 function numbersFile(
-  name: "numbersPasswordFile" | "numbersCaFile",
+  name: "numbersPasswordFile" | "numbersCaFile" | "numbersCertFile" | "numbersKeyFile",
   value: unknown,
   numbers: string | null,
 ): string | null {
@@ -599,12 +616,17 @@ function numbersFile(
   }
   const tls = numbers !== null &&
     (isEtcdUrl(numbers) ? parseEtcdUrl(numbers).tls : parseRedisUrl(numbers).tls);
-  if (name === "numbersCaFile" && !tls) {
+  // A client certificate is etcd's only: the Redis client is not given one (not asked for yet).
+  const clientSide = name === "numbersCertFile" || name === "numbersKeyFile";
+  if (
+    name !== "numbersPasswordFile" &&
+    (!tls || (clientSide && !isEtcdUrl(numbers!)))
+  ) {
     throw new ConfigError(
       flag,
-      `'${flag}' is only used with a rediss:// or etcds:// (TLS) 'numbers' URL: got ${
-        describe(value)
-      } with numbers ${describe(numbers)}`,
+      `'${flag}' is only used with ${
+        clientSide ? "an etcds://" : "a rediss:// or etcds://"
+      } (TLS) 'numbers' URL: got ${describe(value)} with numbers ${describe(numbers)}`,
     );
   }
   if (numbers === null) {
@@ -616,6 +638,28 @@ function numbersFile(
     );
   }
   return value;
+}
+
+/** The client certificate for `etcds://`: both files or neither, and only with that URL. */
+function clientCertificate(
+  cert: unknown,
+  key: unknown,
+  numbers: string | null,
+): { numbersCertFile: string | null; numbersKeyFile: string | null } {
+  const certFile = numbersFile("numbersCertFile", cert, numbers);
+  const keyFile = numbersFile("numbersKeyFile", key, numbers);
+  if ((certFile === null) !== (keyFile === null)) {
+    const [given, missing] = certFile === null
+      ? ["numbers-key-file", "numbers-cert-file"]
+      : ["numbers-cert-file", "numbers-key-file"];
+    throw new ConfigError(
+      missing,
+      `'${given}' needs '${missing}' (a client certificate and its key go together): got ${
+        describe(certFile ?? keyFile)
+      } alone`,
+    );
+  }
+  return { numbersCertFile: certFile, numbersKeyFile: keyFile };
 }
 
 /**
@@ -705,6 +749,7 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     numbers,
     numbersPasswordFile: numbersFile("numbersPasswordFile", merged.numbersPasswordFile, numbers),
     numbersCaFile: numbersFile("numbersCaFile", merged.numbersCaFile, numbers),
+    ...clientCertificate(merged.numbersCertFile, merged.numbersKeyFile, numbers),
     maxConnections,
     maxConnectionsPerAddress: integerIn(
       "maxConnectionsPerAddress",

@@ -24,25 +24,54 @@ export interface TlsFiles {
   warnings: string[];
 }
 
+/** Whose files {@linkcode readTlsFiles} reads, for its messages. */
+export interface TlsFileNames {
+  /**
+   * The certificate's flag.
+   * @default {"tls-cert"}
+   */
+  certFlag?: string;
+  /**
+   * The key's flag.
+   * @default {"tls-key"}
+   */
+  keyFlag?: string;
+  /**
+   * What the key is, in a warning ("the TLS key file ...").
+   * @default {"TLS key"}
+   */
+  keyName?: string;
+}
+
 /**
- * Reads and checks the listener's TLS files.
+ * Reads and checks a certificate and its key: the listener's, or the client certificate an
+ * `etcds://` number source presents.
  *
  * @param certPath The certificate chain's PEM file.
  * @param keyPath The private key's PEM file.
+ * @param names The flags and words the messages use (the listener's by default).
  * @returns Their contents, the expiry and any warnings.
  * @throws {ConfigError} When a file cannot be read, is not PEM, or the key is not the
  *   certificate's; the message names the file.
  */
-export function readTlsFiles(certPath: string, keyPath: string): TlsFiles {
-  const cert = readText("tls-cert", certPath);
-  const key = readText("tls-key", keyPath);
+export function readTlsFiles(
+  certPath: string,
+  keyPath: string,
+  names: TlsFileNames = {},
+): TlsFiles {
+  const certFlag = names.certFlag ?? "tls-cert";
+  const keyFlag = names.keyFlag ?? "tls-key";
+  const cert = readText(certFlag, certPath);
+  const key = readText(keyFlag, keyPath);
   let certificate: X509Certificate;
   try {
     certificate = new X509Certificate(cert);
   } catch (error) {
     throw new ConfigError(
-      "tls-cert",
-      `'tls-cert' ${certPath} is not a PEM certificate (${(error as Error).message}): give the ` +
+      certFlag,
+      `'${certFlag}' ${certPath} is not a PEM certificate (${
+        (error as Error).message
+      }): give the ` +
         `file that starts with -----BEGIN CERTIFICATE-----`,
     );
   }
@@ -51,15 +80,15 @@ export function readTlsFiles(certPath: string, keyPath: string): TlsFiles {
     matches = certificate.checkPrivateKey(createPrivateKey(key));
   } catch (error) {
     throw new ConfigError(
-      "tls-key",
-      `'tls-key' ${keyPath} is not a PEM private key (${(error as Error).message}): give the ` +
+      keyFlag,
+      `'${keyFlag}' ${keyPath} is not a PEM private key (${(error as Error).message}): give the ` +
         `file that starts with -----BEGIN PRIVATE KEY----- or -----BEGIN EC PRIVATE KEY-----`,
     );
   }
   if (!matches) {
     throw new ConfigError(
-      "tls-key",
-      `'tls-key' ${keyPath} is not the key of the certificate in ${certPath} (${certificate.subject}): ` +
+      keyFlag,
+      `'${keyFlag}' ${keyPath} is not the key of the certificate in ${certPath} (${certificate.subject}): ` +
         `give the key the certificate was made for`,
     );
   }
@@ -67,7 +96,9 @@ export function readTlsFiles(certPath: string, keyPath: string): TlsFiles {
   const mode = statSync(keyPath).mode & 0o777;
   if ((mode & 0o077) !== 0) {
     warnings.push(
-      `the TLS key file '${keyPath}' can be read or written by other users (mode 0${
+      `the ${
+        names.keyName ?? "TLS key"
+      } file '${keyPath}' can be read or written by other users (mode 0${
         mode.toString(8)
       }): run chmod 600 '${keyPath}'`,
     );

@@ -19,6 +19,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { tlsFetch } from "../server/adapters/mod.ts";
 import { freePort } from "./_redis.ts";
+import type { TestCertificates } from "./_certificates.ts";
 
 /** Where `etcd` and `etcdctl` are looked for. */
 export const ETCD = process.env.ETCD ?? "etcd";
@@ -79,6 +80,12 @@ export interface EtcdOptions {
    * @default {false}
    */
   tls?: boolean;
+  /**
+   * Serve clients over TLS with these files (made by tests/_certificates.ts) instead, and ask
+   * every client for a certificate their CA signed (`--client-cert-auth --trusted-ca-file`).
+   * @default {undefined: no client certificates}
+   */
+  mutualTls?: TestCertificates;
 }
 
 /**
@@ -89,11 +96,31 @@ export interface EtcdOptions {
  * @returns The cluster.
  */
 export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<TestEtcd> {
-  const tls = options.tls ?? false;
+  const mutual = options.mutualTls;
+  const tls = (options.tls ?? false) || mutual !== undefined;
   const scheme = tls ? "https" : "http";
-  const fetchHealth = tls
+  const fetchHealth = mutual !== undefined
+    ? tlsFetch({
+      ca: readFileSync(mutual.ca, "utf8"),
+      cert: readFileSync(mutual.clientCert, "utf8"),
+      key: readFileSync(mutual.clientKey, "utf8"),
+    })
+    : tls
     ? tlsFetch({ ca: readFileSync(ETCD_TLS.ca, "utf8"), cert: null, key: null })
     : fetch;
+  const serverTls = mutual !== undefined
+    ? [
+      "--cert-file",
+      mutual.serverCert,
+      "--key-file",
+      mutual.serverKey,
+      "--client-cert-auth",
+      "--trusted-ca-file",
+      mutual.ca,
+    ]
+    : tls
+    ? ["--cert-file", ETCD_TLS.cert, "--key-file", ETCD_TLS.key]
+    : [];
   const dir = mkdtempSync(join(tmpdir(), "tallyho-etcd-"));
   const clientPorts: number[] = [];
   const peerPorts: number[] = [];
@@ -116,7 +143,7 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
       `${scheme}://127.0.0.1:${clientPorts[i]}`,
       "--advertise-client-urls",
       `${scheme}://127.0.0.1:${clientPorts[i]}`,
-      ...(tls ? ["--cert-file", ETCD_TLS.cert, "--key-file", ETCD_TLS.key] : []),
+      ...serverTls,
       "--listen-peer-urls",
       `http://127.0.0.1:${peerPorts[i]}`,
       "--initial-advertise-peer-urls",
@@ -177,7 +204,13 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
   };
 
   const liveEndpoints = () =>
-    clientPorts.filter((_, i) => children[i] !== null).map((p) => `127.0.0.1:${p}`);
+    clientPorts.filter((_, i) => children[i] !== null).map((p) => `${scheme}://127.0.0.1:${p}`);
+  // etcdctl is a client like any other: over TLS it trusts the CA and shows the certificate.
+  const ctlTls = mutual !== undefined
+    ? ["--cacert", mutual.ca, "--cert", mutual.clientCert, "--key", mutual.clientKey]
+    : tls
+    ? ["--cacert", ETCD_TLS.ca]
+    : [];
 
   const etcd: TestEtcd = {
     clientPorts,
@@ -199,6 +232,7 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
       const out = await run(ETCDCTL, [
         "--endpoints",
         liveEndpoints().join(","),
+        ...ctlTls,
         "endpoint",
         "status",
         "-w",
@@ -216,6 +250,7 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
       const out = await run(ETCDCTL, [
         "--endpoints",
         liveEndpoints().join(","),
+        ...ctlTls,
         "get",
         key,
         "--print-value-only",
@@ -224,7 +259,15 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
     },
     async history(key) {
       const now = JSON.parse(
-        await run(ETCDCTL, ["--endpoints", liveEndpoints().join(","), "-w", "json", "get", key]),
+        await run(ETCDCTL, [
+          "--endpoints",
+          liveEndpoints().join(","),
+          ...ctlTls,
+          "-w",
+          "json",
+          "get",
+          key,
+        ]),
       ) as { kvs?: { mod_revision: number }[] };
       const until = now.kvs?.[0]?.mod_revision ?? 0;
       if (until === 0) return [];
@@ -233,6 +276,7 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
       const watch = spawn(ETCDCTL, [
         "--endpoints",
         liveEndpoints().join(","),
+        ...ctlTls,
         "watch",
         key,
         "--rev",

@@ -155,6 +155,8 @@ test("config schema gives every key its bounds, choices and liveness from server
       "numbers",
       "numbers-password-file",
       "numbers-ca-file",
+      "numbers-cert-file",
+      "numbers-key-file",
     ],
   );
 });

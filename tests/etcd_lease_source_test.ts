@@ -15,6 +15,8 @@ import { parseEtcdUrl } from "../server/lease/etcd_url.ts";
 import { LeaseBehindError } from "../server/lease/lease_behind_error.ts";
 import { ETCD_TLS, skipEtcd, startEtcd } from "./_etcd.ts";
 import { freePort } from "./_redis.ts";
+import { makeCertificates, skipOpenssl } from "./_certificates.ts";
+import { readTlsFiles } from "../server/tls_files.ts";
 
 const test = testNeeding(skipEtcd);
 
@@ -47,6 +49,14 @@ test("etcd url: a password, no key, a query or a bad member is refused, never ec
   assert.throws(() => parseEtcdUrl("etcd://h/k?x=1"), /nothing after the key/);
   assert.throws(() => parseEtcdUrl("etcd://h:99999/k"), /"h:99999" is not HOST or HOST:PORT/);
   assert.throws(() => parseEtcdUrl("etcd://a,,b/k"), /"" is not HOST or HOST:PORT/);
+  // A password typed where a port goes is not a port: never echoed (the Redis URL's rule).
+  assert.throws(() => parseEtcdUrl("etcd://a:2379,b:hunter2/k"), (error: Error) => {
+    assert.ok(error instanceof RangeError);
+    assert.match(error.message, /got "etcd:\/\/a:2379,b…"/);
+    assert.doesNotMatch(error.message, /hunter2/);
+    return true;
+  });
+  assert.throws(() => parseEtcdUrl("etcd://a:2379,b:2379/k?x=1"), /got "etcd:\/\/a:2379,b:2379…"/);
 });
 
 test("etcd config: numbers takes an etcd URL, not with state; a CA file only with etcds://", () => {
@@ -295,4 +305,127 @@ test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members 
   } finally {
     await etcd.close();
   }
+});
+
+const testMutual = testNeeding(skipEtcd || skipOpenssl);
+
+testMutual(
+  "etcd source: etcds:// to members that ask for a client certificate (--client-cert-auth) leases with one their CA signed; without one, or with one another CA signed, the open fails saying the member refused it",
+  async () => {
+    const pki = await makeCertificates();
+    const etcd = await startEtcd(1, { mutualTls: pki });
+    try {
+      const url = etcd.url("n");
+      const files = (cert: string, key: string) => {
+        const read = readTlsFiles(cert, key, { certFlag: "numbers-cert-file" });
+        return { cert: read.cert, key: read.key, file: cert };
+      };
+      const source = await EtcdLeaseSource.open(url, {
+        caFile: pki.ca,
+        clientCertificate: files(pki.clientCert, pki.clientKey),
+        firstNumber: 40,
+      });
+      assert.equal(await source.lease(5), 40);
+      assert.equal(await source.lease(5), 45);
+      assert.equal(await etcd.get("n"), "49", "etcdctl (with its own certificate) reads the mark");
+      await source.close();
+
+      await assert.rejects(
+        EtcdLeaseSource.open(url, { caFile: pki.ca, leaseTimeoutMs: 3000 }),
+        (error: Error) => {
+          assert.ok(error instanceof EtcdLeaseError);
+          assert.match(
+            error.message,
+            /^Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the TLS connection \(alert: bad ?certificate\): it asks for a client certificate; name one with --numbers-cert-file and --numbers-key-file$/i,
+          );
+          return true;
+        },
+      );
+      await assert.rejects(
+        EtcdLeaseSource.open(url, {
+          caFile: pki.ca,
+          clientCertificate: files(pki.strangerCert, pki.strangerKey),
+          leaseTimeoutMs: 3000,
+        }),
+        (error: Error) => {
+          assert.ok(error instanceof EtcdLeaseError);
+          assert.match(
+            error.message,
+            /: the member refused the client certificate in \S+stranger\.pem \(alert: bad ?certificate\): it must be signed by a CA the members trust \(etcd's --trusted-ca-file\)/i,
+          );
+          return true;
+        },
+      );
+      // The members' own certificate not trusted is told apart from the client's refused.
+      await assert.rejects(
+        EtcdLeaseSource.open(url, {
+          clientCertificate: files(pki.clientCert, pki.clientKey),
+          leaseTimeoutMs: 3000,
+        }),
+        /: the member's certificate is not trusted \(.+\): name the CA that signed it with --numbers-ca-file/,
+      );
+      await assert.rejects(
+        EtcdLeaseSource.open(`etcd://127.0.0.1:${etcd.clientPorts[0]}/n`, {
+          clientCertificate: files(pki.clientCert, pki.clientKey),
+        }),
+        /A client certificate \(\S+client\.pem\) was given for etcd:\/\/127\.0\.0\.1:\d+\/n, which is not TLS: write etcds:\/\//,
+      );
+    } finally {
+      await etcd.close();
+      pki.close();
+    }
+  },
+);
+
+test("etcd config: a client certificate needs its key (and the key its certificate), and only with etcds://", () => {
+  const base = defaultConfig(2);
+  const tls = "etcds://127.0.0.1:2379/k";
+  const both = resolveConfig(
+    { numbers: tls, numbersCertFile: "/c.pem", numbersKeyFile: "/k.pem" },
+    base,
+  );
+  assert.equal(both.numbersCertFile, "/c.pem");
+  assert.equal(both.numbersKeyFile, "/k.pem");
+  assert.throws(
+    () => resolveConfig({ numbers: tls, numbersCertFile: "/c.pem" }, base),
+    /'numbers-cert-file' needs 'numbers-key-file' \(a client certificate and its key go together\): got "\/c\.pem" alone/,
+  );
+  assert.throws(
+    () => resolveConfig({ numbers: tls, numbersKeyFile: "/k.pem" }, base),
+    /'numbers-key-file' needs 'numbers-cert-file'/,
+  );
+  for (const numbers of ["etcd://h/k", "rediss://h:6380/0?key=k", null]) {
+    assert.throws(
+      () => resolveConfig({ numbers, numbersCertFile: "/c.pem", numbersKeyFile: "/k.pem" }, base),
+      /'numbers-cert-file' is only used with an etcds:\/\/ \(TLS\) 'numbers' URL/,
+    );
+  }
+});
+
+test("etcd source: a request cut short by the lease's deadline does not hide the failure before it that said why", async () => {
+  let calls = 0;
+  // The first request fails at once with a reason; every later one hangs until it is aborted.
+  const fetchStub = ((_input: unknown, init?: RequestInit) => {
+    calls++;
+    if (calls === 1) return Promise.reject(new TypeError("the first reason"));
+    return new Promise<Response>((_resolve, reject) => {
+      init?.signal?.addEventListener("abort", () => reject(new Error("aborted")));
+    });
+  }) as typeof fetch;
+  await assert.rejects(
+    EtcdLeaseSource.open("etcd://127.0.0.1:9/n", {
+      fetch: fetchStub,
+      requestTimeoutMs: 1000,
+      leaseTimeoutMs: 300,
+    }),
+    (error: Error) => {
+      assert.ok(error instanceof EtcdLeaseError);
+      assert.equal(
+        error.message,
+        "Cannot reach etcd at etcd://127.0.0.1:9/n: 127.0.0.1:9: the first reason",
+      );
+      return true;
+    },
+  );
+  assert.ok(calls >= 2, `the source tried again within the lease's time (${calls} requests)`);
 });

@@ -14,6 +14,8 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { LineClient, replyNumber } from "./_client.ts";
 import { ETCD_TLS, skipEtcd, startEtcd, type TestEtcd } from "./_etcd.ts";
+import { makeCertificates, skipOpenssl } from "./_certificates.ts";
+import { chmodSync } from "node:fs";
 import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 const test = testNeeding(skipEtcd);
@@ -23,6 +25,29 @@ const keepAll = (port: number, seconds: number) =>
   record(port, seconds, { maxNumbers: 5_000_000, pace: 4, keep: true });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Starts a server with `args` and `--first-number first` (kept in `servers` for the cleanup),
+ * checks that its first two replies carry `first` and `first + 1`, and stops it cleanly.
+ */
+async function answersTwoFrom(first: number, args: string[], servers: TestServer[]): Promise<void> {
+  const server = await startTallyho([
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    ...args,
+    "--first-number",
+    String(first),
+  ]);
+  servers.push(server);
+  const client = await LineClient.connect(server.port);
+  client.send("x\nx\n");
+  const numbers = (await client.lines(2, 5000)).map((line) => replyNumber(line));
+  client.close();
+  assert.deepEqual(numbers, [first, first + 1]);
+  assert.equal(await server.stop(), 0, server.output());
+}
 
 function serverArgs(etcd: TestEtcd, key: string): string[] {
   return [
@@ -246,25 +271,11 @@ test(`[${UNDER_TEST}] etcd: etcds:// with --numbers-ca-file serves numbers over 
   const etcd = await startEtcd(1, { tls: true });
   const servers: TestServer[] = [];
   try {
-    const server = await startTallyho([
-      "--framing",
-      "line",
-      "--number-by",
-      "message",
-      "--numbers",
-      etcd.url("n"),
-      "--numbers-ca-file",
-      ETCD_TLS.ca,
-      "--first-number",
-      "700",
-    ]);
-    servers.push(server);
-    const client = await LineClient.connect(server.port);
-    client.send("x\nx\n");
-    const numbers = (await client.lines(2, 5000)).map((line) => replyNumber(line));
-    client.close();
-    assert.deepEqual(numbers, [700, 701]);
-    assert.equal(await server.stop(), 0, server.output());
+    await answersTwoFrom(
+      700,
+      ["--numbers", etcd.url("n"), "--numbers-ca-file", ETCD_TLS.ca],
+      servers,
+    );
 
     const noCa = await runTallyho(["serve", "--port", "0", "--numbers", etcd.url("n")]);
     assert.equal(noCa.code, 1, noCa.stdout + noCa.stderr);
@@ -290,3 +301,70 @@ test(`[${UNDER_TEST}] etcd: etcds:// with --numbers-ca-file serves numbers over 
     await plain.close();
   }
 });
+
+const testMutual = testNeeding(skipEtcd || skipOpenssl);
+
+testMutual(
+  `[${UNDER_TEST}] etcd: etcds:// with --numbers-cert-file and --numbers-key-file serves numbers from members that ask for a client certificate; without one, with one another CA signed, or a key that is not the certificate's, serve and check stop with one line saying so`,
+  async () => {
+    const pki = await makeCertificates();
+    const etcd = await startEtcd(1, { mutualTls: pki });
+    const servers: TestServer[] = [];
+    try {
+      const tls = ["--numbers", etcd.url("n"), "--numbers-ca-file", pki.ca];
+      const certificate = (cert: string, key: string) => [
+        "--numbers-cert-file",
+        cert,
+        "--numbers-key-file",
+        key,
+      ];
+      const check = (extra: string[]) =>
+        runTallyho(["check", "--port", "0", "--admin", "off", ...tls, ...extra]);
+      const client = certificate(pki.clientCert, pki.clientKey);
+      await answersTwoFrom(900, [...tls, ...client], servers);
+      assert.ok(Number(await etcd.get("n")) >= 901, "the key in etcd holds the run leased");
+
+      const ok = await check(client);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(
+        ok.stderr,
+        /tallyho check: ok: .*numbers: etcd etcds:\/\/127\.0\.0\.1:\d+\/n, next number \d+/,
+      );
+
+      const none = await runTallyho(["serve", "--port", "0", "--admin", "off", ...tls]);
+      assert.equal(none.code, 1, none.stdout + none.stderr);
+      assert.match(
+        none.stderr,
+        /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the TLS connection \(alert: bad ?certificate\): it asks for a client certificate; name one with --numbers-cert-file and --numbers-key-file$/im,
+      );
+
+      const checked = await check(certificate(pki.strangerCert, pki.strangerKey));
+      assert.equal(checked.code, 2, checked.stdout + checked.stderr);
+      assert.equal(checked.stdout, "");
+      assert.match(
+        checked.stderr.trim(),
+        /^tallyho: Cannot reach etcd at etcds:\/\/127\.0\.0\.1:\d+\/n: 127\.0\.0\.1:\d+: the member refused the client certificate in \S+stranger\.pem \(alert: bad ?certificate\): it must be signed by a CA the members trust \(etcd's --trusted-ca-file\), unexpired, and allow client authentication\nRun 'tallyho --help' for usage\.$/i,
+      );
+
+      const wrongKey = await check(certificate(pki.clientCert, pki.strangerKey));
+      assert.equal(wrongKey.code, 2, wrongKey.stdout + wrongKey.stderr);
+      assert.match(
+        wrongKey.stderr,
+        /^tallyho: 'numbers-key-file' \S+stranger-key\.pem is not the key of the certificate in \S+client\.pem \(CN=client\): give the key the certificate was made for$/m,
+      );
+
+      // A key other users can read works, with the warning the admin token's file gets.
+      chmodSync(pki.clientKey, 0o644);
+      const open = await check(client);
+      assert.equal(open.code, 0, open.stderr);
+      assert.match(
+        open.stderr,
+        /^tallyho check: warning: the etcd client key file '\S+client-key\.pem' can be read or written by other users \(mode 0644\): run chmod 600 '\S+client-key\.pem'$/m,
+      );
+    } finally {
+      for (const server of servers) await server.stop("SIGKILL");
+      await etcd.close();
+      pki.close();
+    }
+  },
+);

@@ -26,7 +26,6 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
 import { tlsFetch } from "../adapters/mod.ts";
 import { MAX_NUMBER } from "../config.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
@@ -35,6 +34,8 @@ import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
 import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
+import { firstNumberOption, readCaFile } from "./_source_options.ts";
+import { explainTlsFailure, type TlsProbeSettings } from "./tls_refusal.ts";
 
 /** Options for {@linkcode EtcdLeaseSource.open}. */
 export interface EtcdLeaseSourceOptions {
@@ -49,6 +50,13 @@ export interface EtcdLeaseSourceOptions {
    * @default {null}
    */
   caFile?: string | null;
+  /**
+   * The client certificate to present for `etcds://` (from `--numbers-cert-file` and
+   * `--numbers-key-file`, read and checked by `readTlsFiles`), for members started with
+   * `--client-cert-auth`; `null` presents none.
+   * @default {null}
+   */
+  clientCertificate?: { cert: string; key: string; file: string } | null;
   /**
    * The first number to hand out: a missing key, or one below `firstNumber - 1`, starts here.
    * @default {1}
@@ -97,6 +105,12 @@ interface Seen {
 /** A failed request worth trying on another member (unreachable, timed out, no leader). */
 class MemberFailure extends Error {
   override name = "MemberFailure";
+  /** A request timed out on what was left of the lease's time, not on its own full budget. */
+  readonly cutShort: boolean;
+  constructor(message: string, cutShort = false) {
+    super(message);
+    this.cutShort = cutShort;
+  }
 }
 
 const ENCODER = new TextEncoder();
@@ -130,6 +144,8 @@ export class EtcdLeaseSource implements LeaseSource {
   readonly #maxConflicts: number;
   readonly #log: (line: string) => void;
   readonly #fetch: typeof fetch;
+  /** What TLS requests present and trust, to explain a refused handshake; `null` for http. */
+  #tls: TlsProbeSettings | null = null;
   readonly #tally = new LeaseTally();
   #member = 0;
   #token: string | null = null;
@@ -176,12 +192,7 @@ export class EtcdLeaseSource implements LeaseSource {
     options: EtcdLeaseSourceOptions = {},
   ): Promise<EtcdLeaseSource> {
     const target = typeof url === "string" ? parseEtcdUrl(url) : url;
-    const firstNumber = options.firstNumber ?? 1;
-    if (!Number.isSafeInteger(firstNumber) || firstNumber < 1) {
-      throw new RangeError(
-        `'firstNumber' must be an integer from 1 to ${MAX_NUMBER}: got ${firstNumber}`,
-      );
-    }
+    const firstNumber = firstNumberOption(options.firstNumber);
     if ((options.password ?? null) !== null && target.username === null) {
       throw new EtcdLeaseError(
         `A password was given for etcd at ${target.display}, which names no user: ` +
@@ -189,21 +200,30 @@ export class EtcdLeaseSource implements LeaseSource {
       );
     }
     let fetchWith = options.fetch;
-    if (options.caFile != null) {
-      let ca: string;
-      try {
-        ca = readFileSync(options.caFile, "utf8");
-      } catch (error) {
-        const code = (error as { code?: string }).code ?? (error as Error).message;
-        throw new EtcdLeaseError(`Cannot read the etcd CA file ${options.caFile}: ${code}`);
-      }
-      fetchWith = tlsFetch({ ca, cert: null, key: null });
+    const ca = readCaFile(options.caFile, "etcd", EtcdLeaseError);
+    const client = options.clientCertificate ?? null;
+    if (client !== null && !target.tls) {
+      throw new EtcdLeaseError(
+        `A client certificate (${client.file}) was given for ${target.display}, which is not ` +
+          `TLS: write etcds:// to present it`,
+      );
+    }
+    if (ca !== null || client !== null) {
+      fetchWith ??= tlsFetch({ ca, cert: client?.cert ?? null, key: client?.key ?? null });
     }
     const source = new EtcdLeaseSource(
       target,
       fetchWith === undefined ? options : { ...options, fetch: fetchWith },
       firstNumber,
     );
+    if (target.tls) {
+      source.#tls = {
+        ca,
+        cert: client?.cert ?? null,
+        key: client?.key ?? null,
+        certFile: client?.file ?? null,
+      };
+    }
     const seen = await source.#read(monotonicNow() + source.#leaseTimeoutMs).catch((error) => {
       throw error instanceof MemberFailure
         ? new EtcdLeaseError(`Cannot reach etcd at ${target.display}: ${error.message}`)
@@ -370,14 +390,17 @@ export class EtcdLeaseSource implements LeaseSource {
    */
   async #call(path: string, body: unknown, deadline: number): Promise<unknown> {
     const members = this.#target.members;
-    const failures: string[] = [];
+    // Each member's last failure, for the message; one cut short by the deadline does not hide
+    // an earlier one that said why (a refused certificate, say).
+    const failures = new Map<string, MemberFailure>();
     for (let attempt = 0;; attempt++) {
       const member = members[this.#member]!;
       try {
         return await this.#post(member, path, body, deadline);
       } catch (error) {
         if (!(error instanceof MemberFailure)) throw error;
-        failures.push(`${member.base.replace(/^https?:\/\//, "")}: ${error.message}`);
+        const name = member.base.replace(/^https?:\/\//, "");
+        if (!error.cutShort || !failures.has(name)) failures.set(name, error);
         this.#tally.noteError(error.message);
         const before = this.#member;
         this.#member = (this.#member + 1) % members.length;
@@ -390,7 +413,9 @@ export class EtcdLeaseSource implements LeaseSource {
         const round = Math.floor((attempt + 1) / members.length);
         const pause = (attempt + 1) % members.length === 0 ? Math.min(50 * round, 500) : 0;
         if (monotonicNow() + pause >= deadline) {
-          throw new MemberFailure(failures.slice(-members.length).join("; "));
+          throw new MemberFailure(
+            [...failures].map(([name, failure]) => `${name}: ${failure.message}`).join("; "),
+          );
         }
         if (pause > 0) await sleep(pause);
       }
@@ -469,10 +494,18 @@ export class EtcdLeaseSource implements LeaseSource {
       }
       return { status: response.status, json };
     } catch (error) {
-      if (abort.signal.aborted) throw new MemberFailure(`no answer within ${budget} ms`);
+      if (abort.signal.aborted) {
+        throw new MemberFailure(
+          `no answer within ${Math.round(budget)} ms`,
+          budget < this.#requestTimeoutMs,
+        );
+      }
       const cause = (error as { cause?: { code?: string } }).cause?.code ??
         (error as { code?: string }).code;
-      throw new MemberFailure(cause ?? (error as Error).message);
+      const refused = this.#tls === null || cause === "ECONNREFUSED"
+        ? null
+        : await explainTlsFailure(member.host, member.port, this.#tls, Math.min(budget, 1000));
+      throw new MemberFailure(refused ?? cause ?? (error as Error).message);
     } finally {
       clearTimeout(timer);
     }

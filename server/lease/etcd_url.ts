@@ -8,6 +8,15 @@
  * @module
  */
 
+import {
+  type NumbersTarget,
+  passwordInUrlError,
+  refusePasswordInUrl,
+  shownUpToHost,
+} from "./numbers_url.ts";
+
+const PASSWORD_GOES = "a file named by --numbers-password-file";
+
 /** One etcd member's client address. */
 export interface EtcdMember {
   /** Host name or address (an IPv6 address without its brackets). */
@@ -19,17 +28,9 @@ export interface EtcdMember {
 }
 
 /** Where numbers are leased from, as given by an `etcd://` or `etcds://` URL. */
-export interface EtcdTarget {
-  /** `true` for `etcds://`. */
-  tls: boolean;
+export interface EtcdTarget extends NumbersTarget {
   /** The members, in the order given: the first is tried first. */
   members: EtcdMember[];
-  /** The key that holds the high-water mark. */
-  key: string;
-  /** The etcd user from the URL (`etcd://user@host/key`), or `null` for none. */
-  username: string | null;
-  /** The URL as logs and the admin API show it (it never holds a password). */
-  display: string;
 }
 
 /** The port etcd serves clients on when a URL names none. */
@@ -60,8 +61,10 @@ export function isEtcdUrl(text: string): boolean {
  */
 export function parseEtcdUrl(text: string): EtcdTarget {
   const shape = "must be etcd://HOST:PORT[,HOST:PORT...]/KEY or etcds://...";
+  // Checked on the text before anything is parsed or echoed, so no message ever repeats it.
+  refusePasswordInUrl(text, PASSWORD_GOES);
   const scheme = /^(etcds?):\/\//i.exec(text);
-  if (scheme === null) throw new RangeError(`'numbers' ${shape}: got ${shownHosts(text)}`);
+  if (scheme === null) throw new RangeError(`'numbers' ${shape}: got ${shownUpToHost(text)}`);
   const rest = text.slice(scheme[0].length);
   const slash = rest.indexOf("/");
   const authority = slash === -1 ? rest : rest.slice(0, slash);
@@ -70,16 +73,11 @@ export function parseEtcdUrl(text: string): EtcdTarget {
   const at = authority.lastIndexOf("@");
   if (at !== -1) {
     const user = authority.slice(0, at);
-    if (user.includes(":")) {
-      throw new RangeError(
-        `'numbers' must not hold a password (it would show in ps and in the config): ` +
-          `put it in a file named by --numbers-password-file`,
-      );
-    }
+    if (user.includes(":")) throw passwordInUrlError(PASSWORD_GOES);
     username = decodeURIComponent(user);
     hosts = authority.slice(at + 1);
   }
-  const given = shownHosts(text);
+  const given = shownUpToHost(text);
   if (slash === -1 || rest.slice(slash + 1) === "") {
     throw new RangeError(
       `'numbers' ${shape}: got ${given}, which names no key ` +
@@ -102,8 +100,14 @@ export function parseEtcdUrl(text: string): EtcdTarget {
     const match = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+)(?::(\d{1,5}))?$/.exec(part);
     const port = match?.[2] === undefined ? DEFAULT_ETCD_PORT : Number(match[2]);
     if (match === null || port < 1 || port > 65535) {
+      // Echoed only up to a port that is not digits: what stands there may be a password.
+      const safe = /^(\[[^\]]*\]|[^:\[\]]*)(:\d*)?$/.test(part)
+        ? JSON.stringify(part)
+        : `${
+          JSON.stringify(/^(\[[^\]]*\]|[^:\[\]]*)/.exec(part)![0])
+        } with a port that is not digits`;
       throw new RangeError(
-        `'numbers' ${shape}: got ${given}, where ${JSON.stringify(part)} is not HOST or HOST:PORT`,
+        `'numbers' ${shape}: got ${given}, where ${safe} is not HOST or HOST:PORT`,
       );
     }
     const host = match[1]!.replace(/^\[(.*)\]$/, "$1");
@@ -118,21 +122,4 @@ export function parseEtcdUrl(text: string): EtcdTarget {
       members.map((m) => m.base.replace(/^https?:\/\//, "")).join(",")
     }/${path}`,
   };
-}
-
-/** What an error may show of a value that did not parse: up to the hosts, never a user part. */
-function shownHosts(text: string): string {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text);
-  if (scheme === null) {
-    return text.includes("@")
-      ? "a value that is not shown (it may hold a password)"
-      : JSON.stringify(text);
-  }
-  const rest = text.slice(scheme[0].length);
-  let authority = rest.split(/[/?#]/, 1)[0]!;
-  const at = authority.lastIndexOf("@");
-  if (at !== -1) authority = authority.slice(at + 1);
-  else if (rest.includes("@")) authority = "";
-  const shown = `${scheme[0]}${authority}`;
-  return JSON.stringify(shown.length < text.length ? `${shown}…` : shown);
 }

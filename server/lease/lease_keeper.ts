@@ -8,6 +8,9 @@
 import { BLOCK_SIZE, type NumberLedger, RING_BLOCKS } from "./number_ledger.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 
+/** Most blocks one lease asks for unless told otherwise (a quarter of the ledger's ring). */
+export const MAX_BLOCKS_PER_LEASE = 256;
+
 /** Options for {@linkcode LeaseKeeper}. */
 export interface LeaseKeeperOptions {
   /**
@@ -62,7 +65,7 @@ export class LeaseKeeper {
     this.#ledger = ledger;
     this.#leaseBlocks = leaseBlocks;
     this.#aheadSeconds = options.aheadSeconds ?? 1;
-    this.#maxBlocks = Math.min(options.maxBlocksPerLease ?? 256, RING_BLOCKS / 2);
+    this.#maxBlocks = Math.min(options.maxBlocksPerLease ?? MAX_BLOCKS_PER_LEASE, RING_BLOCKS / 2);
     this.#onError = options.onError ?? (() => {});
     this.#timer = setInterval(() => this.check(), options.checkEveryMs ?? 10);
   }

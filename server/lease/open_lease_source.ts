@@ -12,6 +12,7 @@ import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
 import { readRedisPassword } from "./redis_password.ts";
 import { parseRedisUrl } from "./redis_url.ts";
 import { StateFileLeaseSource } from "./state_file.ts";
+import { readTlsFiles } from "../tls_files.ts";
 
 /**
  * Opens the configured number source.
@@ -23,6 +24,8 @@ import { StateFileLeaseSource } from "./state_file.ts";
  * ever leased, which the memory source starts above (the others keep their own mark).
  * @returns The open source.
  * @throws {StateFileError | RedisLeaseError | EtcdLeaseError | RedisPasswordError} Naming the problem.
+ * @throws {ConfigError} When the etcd client certificate or key cannot be read, is not PEM, or
+ * the key is not the certificate's.
  */
 export async function openLeaseSource(
   config: ServeConfig,
@@ -31,10 +34,23 @@ export async function openLeaseSource(
 ): Promise<LeaseSource> {
   if (config.numbers !== null && isEtcdUrl(config.numbers)) {
     const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
+    let clientCertificate = null;
+    if (config.numbersCertFile !== null && config.numbersKeyFile !== null) {
+      // Read and checked as the listener's are: PEM, the key the certificate's own, and a key
+      // file other users can read is warned about (like the admin token's).
+      const files = readTlsFiles(config.numbersCertFile, config.numbersKeyFile, {
+        certFlag: "numbers-cert-file",
+        keyFlag: "numbers-key-file",
+        keyName: "etcd client key",
+      });
+      for (const warning of files.warnings) log(warning, "warn");
+      clientCertificate = { cert: files.cert, key: files.key, file: config.numbersCertFile };
+    }
     return await EtcdLeaseSource.open(config.numbers, {
       // The file only: TALLYHO_REDIS_PASSWORD is Redis's, and must not reach another service.
       password: readRedisPassword(config.numbersPasswordFile, {}, "etcd"),
       caFile: config.numbersCaFile,
+      clientCertificate,
       firstNumber: config.firstNumber,
       log,
     });

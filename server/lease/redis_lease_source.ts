@@ -25,7 +25,6 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 // node-redis's client package rather than ioredis 6: its connect() rejects with the cause
 // (WRONGPASS, ECONNREFUSED) where ioredis's says only "Connection is closed.", and it has no
@@ -37,6 +36,7 @@ import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_sourc
 import { RedisLeaseError } from "./redis_lease_error.ts";
 import { parseRedisUrl, type RedisTarget } from "./redis_url.ts";
 import { LeaseTally } from "./_lease_tally.ts";
+import { firstNumberOption, readCaFile } from "./_source_options.ts";
 
 /** Options for {@linkcode RedisLeaseSource.open}. */
 export interface RedisLeaseSourceOptions {
@@ -169,22 +169,9 @@ export class RedisLeaseSource implements LeaseSource {
     options: RedisLeaseSourceOptions = {},
   ): Promise<RedisLeaseSource> {
     const target = typeof url === "string" ? parseRedisUrl(url) : url;
-    const firstNumber = options.firstNumber ?? 1;
-    if (!Number.isSafeInteger(firstNumber) || firstNumber < 1) {
-      throw new RangeError(
-        `'firstNumber' must be an integer from 1 to ${MAX_NUMBER}: got ${firstNumber}`,
-      );
-    }
+    const firstNumber = firstNumberOption(options.firstNumber);
     const maxDelay = options.maxReconnectDelayMs ?? 2000;
-    let ca: string | null = null;
-    if (options.caFile != null) {
-      try {
-        ca = readFileSync(options.caFile, "utf8");
-      } catch (error) {
-        const code = (error as { code?: string }).code ?? (error as Error).message;
-        throw new RedisLeaseError(`Cannot read the Redis CA file ${options.caFile}: ${code}`);
-      }
-    }
+    const ca = readCaFile(options.caFile, "Redis", RedisLeaseError);
     let connectedOnce = false;
     const common = {
       host: target.host,

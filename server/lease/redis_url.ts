@@ -10,16 +10,21 @@
  * @module
  */
 
+import {
+  type NumbersTarget,
+  passwordInUrlError,
+  refusePasswordInUrl,
+  shownUpToHost,
+} from "./numbers_url.ts";
+
+const PASSWORD_GOES = "a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD";
+
 /** Where numbers are leased from, as given by a `redis://` or `rediss://` URL. */
-export interface RedisTarget {
-  /** `true` for `rediss://`. */
-  tls: boolean;
+export interface RedisTarget extends NumbersTarget {
   /** Host name or address (an IPv6 address without its brackets). */
   host: string;
   /** TCP port; 6379 when the URL names none. */
   port: number;
-  /** The key that holds the high-water mark. */
-  key: string;
   /** The database number (`SELECT`); 0 unless the path names one. */
   database: number;
   /**
@@ -27,10 +32,6 @@ export interface RedisTarget {
    * `null` for `redis://HOST:PORT/DB?key=KEY`.
    */
   deprecation: string | null;
-  /** The ACL user from the URL (`redis://user@host/key`), or `null` for the default user. */
-  username: string | null;
-  /** The URL as logs and the admin API show it (it never holds a password). */
-  display: string;
 }
 
 /** The port Redis listens on when a URL names none. */
@@ -44,39 +45,6 @@ export const DEFAULT_REDIS_PORT = 6379;
  */
 export function isRedisUrl(text: string): boolean {
   return /^rediss?:\/\//i.test(text);
-}
-
-/**
- * What an error may show of a `--numbers` value that did not parse: its scheme and host, never
- * what follows. A password typed into the URL, even one whose `/` or `@` defeated the parse, or
- * one sent as a query or where the port goes, must not reach a log or a terminal.
- *
- * @param text The value as given.
- * @returns A quoted text safe to echo, ending in `…` where something was left out.
- *
- * @example
- * ```ts
- * shownUpToHost("redis://h:6379/k?password=x"); // '"redis://h:6379/…"'
- * ```
- */
-export function shownUpToHost(text: string): string {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(text);
-  if (scheme === null) {
-    // Not a URL at all (a typo such as `redis//`): shown only when it holds no user part.
-    return text.includes("@")
-      ? "a value that is not shown (it may hold a password)"
-      : JSON.stringify(text);
-  }
-  const rest = text.slice(scheme[0].length);
-  let authority = rest.split(/[/?#]/, 1)[0]!;
-  const at = authority.lastIndexOf("@");
-  if (at !== -1) authority = authority.slice(at + 1);
-  else if (rest.includes("@")) authority = ""; // a user part with a '/' in it: no sure host
-  // The port only when it is digits: anything else there may be a password.
-  const host = /^(\[[^\]]*\]|[^:\[\]]*)(:\d*)?$/.exec(authority)?.[0] ??
-    /^(\[[^\]]*\]|[^:\[\]]*)/.exec(authority)![0];
-  const shown = `${scheme[0]}${host}`;
-  return JSON.stringify(shown.length < text.length ? `${shown}…` : shown);
 }
 
 /**
@@ -97,12 +65,7 @@ export function shownUpToHost(text: string): string {
 export function parseRedisUrl(text: string): RedisTarget {
   const shape = "must be redis://HOST:PORT/DB?key=KEY or rediss://HOST:PORT/DB?key=KEY";
   // Checked on the text before anything is parsed or echoed, so no message ever repeats it.
-  if (/^[a-z]+:\/\/[^/@]*:[^/@]*@/i.test(text)) {
-    throw new RangeError(
-      `'numbers' must not hold a password (it would show in ps and in the config): ` +
-        `put it in a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD`,
-    );
-  }
+  refusePasswordInUrl(text, PASSWORD_GOES);
   const given = shownUpToHost(text);
   if (!isRedisUrl(text)) {
     throw new RangeError(`'numbers' ${shape}: got ${given}`);
@@ -113,12 +76,7 @@ export function parseRedisUrl(text: string): RedisTarget {
   } catch {
     throw new RangeError(`'numbers' ${shape}: got ${given}, which is not a URL`);
   }
-  if (url.password !== "") {
-    throw new RangeError(
-      `'numbers' must not hold a password (it would show in ps and in the config): ` +
-        `put it in a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD`,
-    );
-  }
+  if (url.password !== "") throw passwordInUrlError(PASSWORD_GOES);
   if (url.hostname === "") {
     throw new RangeError(`'numbers' ${shape}: got ${given}, which names no host`);
   }
