@@ -1,0 +1,229 @@
+/**
+ * Attacks on an upgrade's number handover (issue 17): each test drives the handover into a corner
+ * where a number could be served twice and checks that it is not. The test process stands in for
+ * the oldest tree (`startHandover` with a fake supervisor), so it can lease exactly when it wants,
+ * as an old tree's process that still serves a long-lived connection would.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { type LeaseSource, MemoryLeaseSource } from "../server/lease/lease_source.ts";
+import { LeaseGuard } from "../server/lease/lease_guard.ts";
+import { readStateFile, StateFileLeaseSource } from "../server/lease/state_file.ts";
+import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
+import type { Supervisor } from "../server/process/supervisor.ts";
+import { LineClient, replyNumber } from "./_client.ts";
+import { isAlive, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+
+test("state file: a source closed for an upgrade grants nothing and never writes the file its new holder leases from", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+  try {
+    const path = join(directory, "numbers.state");
+    const old = StateFileLeaseSource.open(path, 1);
+    assert.equal(await old.lease(10), 1);
+    // The old tree lets go (releaseSource), the new one takes the lock and leases on.
+    await old.close();
+    const taker = StateFileLeaseSource.open(path, 1);
+    assert.equal(await taker.lease(1000), 11);
+    assert.equal(readStateFile(path), 1011);
+    // A lease that reaches the closed source (a process of the old tree asking late) must fail
+    // without touching the file: written back, it would set the mark below 1011, and the next
+    // start after a crash would serve 16..1010 again.
+    await assert.rejects(old.lease(5));
+    assert.equal(readStateFile(path), 1011, "the closed source rewrote the state file");
+    await taker.close();
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+/** The slice of a supervisor the handover uses: its leases pass `guard`, as a real one's do. */
+function fakeOldTree(port: number) {
+  const guard = new LeaseGuard(new MemoryLeaseSource(1));
+  const fake = {
+    port,
+    releaseSource: async () => {
+      await guard.close();
+      return guard.mark;
+    },
+    adoptSource: (source: LeaseSource) => guard.replace(source),
+  };
+  return { supervisor: fake as unknown as Supervisor, guard };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const match = pattern.exec(read());
+    if (match !== null) return match;
+    if (Date.now() > deadline) throw new Error(`${pattern} did not appear; output:\n${read()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+test(
+  `[${UNDER_TEST}] upgrade chain: a tree upgraded again while its predecessor still drains never grants that predecessor a number the third tree serves`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const log = join(directory, "trees.log");
+    const output = () => {
+      try {
+        return readFileSync(log, "utf8");
+      } catch {
+        return "";
+      }
+    };
+    const port = await freePort();
+    const { supervisor, guard } = fakeOldTree(port);
+    const { cmd, argv } = tallyhoCommand([
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--processes",
+      "1",
+      "--threads",
+      "1",
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+      "--drain-timeout",
+      "1s",
+    ]);
+    // Tree 2 (and tree 3, which it starts) write into one log the test reads.
+    const handover = startHandover({
+      supervisor,
+      command: "/bin/sh",
+      args: ["-c", `exec "$0" "$@" >>'${log}' 2>&1`, cmd, ...argv],
+      env: { ...process.env },
+      adminPort: null,
+      reopen: () => Promise.reject(new Error("tree 2 must take over")),
+    });
+    const pids = [handover.pid];
+    try {
+      await handover.listening;
+      await handover.released();
+      // Tree 1 (this test) still serves a connection: its process leases through tree 2.
+      const granted: [number, number][] = [];
+      const lease = async () => {
+        try {
+          const first = await guard.lease(4096);
+          granted.push([first, first + 4095]);
+        } catch {
+          // Tree 2 gone or refusing: nothing granted, nothing to check.
+        }
+      };
+      await lease();
+      process.kill(handover.pid, "SIGUSR2");
+      const started = await waitFor(output, /started a new supervisor \(pid (\d+)\)/);
+      pids.push(Number(started[1]));
+      // Tree 1's process keeps leasing while tree 3 starts and takes over from tree 2.
+      const tookOver = new RegExp(
+        `took over from pid ${handover.pid} on port \\d+, numbering above (\\d+)`,
+      );
+      while (tookOver.exec(output()) === null) {
+        await lease();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        if (!isAlive(pids[1]!)) throw new Error(`tree 3 died:\n${output()}`);
+      }
+      const mark = Number(tookOver.exec(output())![1]);
+      // What tree 3 serves now comes from its own blocks, the first of which starts above `mark`.
+      const client = await LineClient.connect(port);
+      const served: number[] = [];
+      for (let i = 0; i < 5; i++) served.push(replyNumber(await client.request("x\n")));
+      client.close();
+      const clash = granted.filter(([first, last]) => served.some((n) => n >= first && n <= last));
+      assert.deepEqual(
+        clash,
+        [],
+        `tree 3 (numbering above ${mark}) served ${served.join(", ")}, inside blocks tree 2 ` +
+          `granted to tree 1's process: ${JSON.stringify(granted)}`,
+      );
+    } finally {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // Gone already.
+        }
+      }
+      const deadline = Date.now() + 15_000;
+      while (pids.some(isAlive) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      for (const pid of pids.filter(isAlive)) process.kill(pid, "SIGKILL");
+      rmSync(directory, { recursive: true, force: true });
+    }
+  },
+);
+
+const SUCCESSOR = fileURLToPath(new URL("fixtures/upgrade_successor.ts", import.meta.url));
+
+test(
+  "upgrade handover: a new tree killed the moment it reported a lease makes the old one lease again above that lease, every time",
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const rounds = 12;
+    const below: string[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const mark = 1000 * (round + 1);
+      const { supervisor, guard } = fakeOldTree(0);
+      await guard.lease(mark); // this tree's own numbers: 1..mark
+      const reopened: number[] = [];
+      const handover = startHandover({
+        supervisor,
+        command: process.execPath,
+        args: "Bun" in globalThis ? [SUCCESSOR, "crash", "5000"] : [
+          "run",
+          "-A",
+          SUCCESSOR,
+          "crash",
+          "5000",
+        ],
+        env: process.env,
+        adminPort: null,
+        reopen: (above) => {
+          reopened.push(above);
+          return Promise.resolve(new MemoryLeaseSource(above + 1));
+        },
+      });
+      await assert.rejects(handover.listening, UpgradeFailedError);
+      // The successor leased mark+1 .. mark+5000 and reported it before it was killed.
+      const first = await guard.lease(10);
+      if (first <= mark + 5000) {
+        below.push(
+          `round ${round}: reopened above ${reopened}, leased ${first}`,
+        );
+      }
+    }
+    assert.deepEqual(below, [], "the old tree leased again inside the dead successor's block");
+  },
+);
