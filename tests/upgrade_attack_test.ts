@@ -8,7 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -225,5 +226,94 @@ test(
       }
     }
     assert.deepEqual(below, [], "the old tree leased again inside the dead successor's block");
+  },
+);
+
+/** A real server started by the test, with every tree's output (they share its stdout). */
+async function startTree(args: string[], directory: string) {
+  const { cmd, argv, cwd } = tallyhoCommand(["serve", ...args]);
+  const child = spawn(cmd, argv, {
+    cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, TMPDIR: directory },
+  });
+  let output = "";
+  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const read = () => output;
+  const port = Number((await waitFor(read, /listening on \S+:(\d+)/, 30_000))[1]);
+  return { child, port, output: read };
+}
+
+test(
+  `[${UNDER_TEST}] upgrade: a new tree whose state file is new (numbers were in memory) numbers above the old tree at once, rather than refusing every client`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const config = join(directory, "tallyho.json");
+    // Numbers in memory from far up (a server that has numbered for months, or started high).
+    writeFileSync(config, JSON.stringify({ "first-number": 1_000_000_000_000 }) + "\n");
+    const tree = await startTree([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--processes",
+      "1",
+      "--threads",
+      "1",
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+      "--drain-timeout",
+      "1s",
+      "--config",
+      config,
+    ], directory);
+    const pids = [tree.child.pid!];
+    try {
+      const before = await LineClient.connect(tree.port);
+      const served: number[] = [];
+      for (let i = 0; i < 5; i++) served.push(replyNumber(await before.request("x\n")));
+      before.close();
+      // The operator makes the numbers durable (a restart-only key) and upgrades to apply it.
+      writeFileSync(config, JSON.stringify({ state: join(directory, "numbers.state") }) + "\n");
+      process.kill(pids[0]!, "SIGUSR2");
+      const handed = await waitFor(tree.output, /handed over to pid (\d+)|upgrade failed.*/);
+      assert.ok(handed[1] !== undefined, handed[0]);
+      pids.push(Number(handed[1]));
+      const after = await LineClient.connect(tree.port);
+      for (let i = 0; i < 5; i++) {
+        served.push(
+          replyNumber(
+            await after.request("x\n").catch((e: Error) => {
+              throw new Error(`${e.message}; output:\n${tree.output()}`);
+            }),
+          ),
+        );
+      }
+      after.close();
+      assert.equal(new Set(served).size, served.length, "no number served twice");
+      assert.ok(served.slice(5).every((n) => n > served[4]!), `above the old tree: ${served}`);
+    } finally {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGTERM");
+        } catch {
+          // Gone already.
+        }
+      }
+      const deadline = Date.now() + 15_000;
+      while (pids.some(isAlive) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      for (const pid of pids.filter(isAlive)) process.kill(pid, "SIGKILL");
+      rmSync(directory, { recursive: true, force: true });
+    }
   },
 );

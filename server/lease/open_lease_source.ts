@@ -19,8 +19,11 @@ import { StateFileLeaseSource } from "./state_file.ts";
  * @param config The resolved configuration.
  * @param log Receives the source's own lines (a Redis connection lost and back, a deprecated
  * URL form as a warning).
- * @param above For numbers in memory: the highest number the tree handing over in an upgrade
- * ever leased, which the memory source starts above (the others keep their own mark).
+ * @param above The highest number the tree handing over in an upgrade ever leased (or, after a
+ * failed one, that the new tree reported): numbers in memory and a state file start above it.
+ * A state file is this server's alone, so a file that records less (new, or memory before)
+ * is simply behind, and numbering from it would be refused as going backwards until it caught
+ * up. A Redis or etcd key is shared and keeps its own mark; the guard refuses it if behind.
  * @returns The open source.
  * @throws {StateFileError | RedisLeaseError | EtcdLeaseError | RedisPasswordError} Naming the problem.
  */
@@ -54,5 +57,5 @@ export async function openLeaseSource(
   }
   return config.state === null
     ? new MemoryLeaseSource(Math.max(config.firstNumber, above + 1))
-    : StateFileLeaseSource.open(config.state, config.firstNumber);
+    : StateFileLeaseSource.open(config.state, Math.max(config.firstNumber, above + 1));
 }
