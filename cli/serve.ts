@@ -389,6 +389,9 @@ async function runServeTree(
   let admin: CappedHttpServer | null = null;
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
+  /** Serves the admin API on a port; set once it is configured. */
+  let serveAdmin: ((port: number) => Promise<CappedHttpServer>) | null = null;
+  let stoppedAdminPort: number | null = null;
   const upgrade = upgrader({
     supervisor,
     adminPort: () => admin?.port ?? null,
@@ -396,8 +399,14 @@ async function runServeTree(
     stopAdmin: async () => {
       const stopping = admin;
       admin = null;
+      stoppedAdminPort = stopping?.port ?? null;
       // The requests it already accepted are answered; the new tree answers the rest.
       await stopping?.stop(2000);
+    },
+    resumeAdmin: async () => {
+      if (serveAdmin !== null && stoppedAdminPort !== null) {
+        admin = await serveAdmin(stoppedAdminPort);
+      }
     },
     stop: (reason) => signals.stop(reason),
     log,
@@ -423,16 +432,19 @@ async function runServeTree(
       hostname: adminAddress.hostname,
       log,
     });
-    try {
+    serveAdmin = (port) =>
       // Capped below the open-file limit so that idle connections cannot starve the lease path.
-      admin = await serveAdminHttp(app.fetch, {
+      serveAdminHttp(app.fetch, {
         ...adminAddress,
+        port,
         maxConnections: adminConnectionCap(host.openFiles),
         log,
         // An upgrade's new tree binds beside this one, so /readyz answers throughout; the
         // exclusive probe above still refuses a port that another program holds.
         reusePort: true,
       });
+    try {
+      admin = await serveAdmin(adminAddress.port);
     } catch (error) {
       backend.stop();
       await supervisor.kill();

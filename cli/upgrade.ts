@@ -29,6 +29,8 @@ export interface UpgradeHooks {
   reopen(mark: number): Promise<LeaseSource>;
   /** Stops this tree's admin API (the new tree serves it already). */
   stopAdmin(): Promise<void>;
+  /** Serves this tree's admin API again, on the same port (the new tree died before taking it). */
+  resumeAdmin(): Promise<void>;
   /** Starts this tree's stop, as SIGTERM would. */
   stop(reason: string): void;
   log(line: string, level?: "info" | "warn" | "error"): void;
@@ -86,7 +88,28 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
       // /readyz never reaches a tree that says it is not ready, then its listeners.
       await hooks.stopAdmin();
       await hooks.supervisor.setPaused(true);
-      await handover.released();
+      let told: boolean;
+      try {
+        told = await handover.released();
+      } catch (error) {
+        told = false;
+        hooks.log(
+          `upgrade: the number source could not be opened again: ${(error as Error).message}`,
+          "error",
+        );
+      }
+      if (!told) {
+        // It died after it listened, before it was told this tree let go: nobody would serve.
+        await hooks.supervisor.setPaused(false);
+        await hooks.resumeAdmin().catch((error: Error) =>
+          hooks.log(`upgrade: the admin API could not be served again: ${error.message}`, "error")
+        );
+        const reason = `upgrade failed: the new supervisor (pid ${handover.pid}) exited after ` +
+          `it listened, before this tree let go; this tree serves on`;
+        note({ ...event, state: "failed", reason });
+        hooks.log(reason, "error");
+        return;
+      }
       const handoverMs = monotonicNow() - started;
       note({ ...event, state: "handed-over", handoverMs });
       const drainMs = hooks.supervisor.config.drainTimeoutMs;

@@ -317,3 +317,88 @@ test(
     }
   },
 );
+
+const ENTRY = fileURLToPath(new URL("fixtures/upgrade_entry.ts", import.meta.url));
+
+test(
+  `[${UNDER_TEST}] upgrade: a new tree that dies after saying it listens, before the old one let go, leaves the old tree serving above the new tree's numbers`,
+  {
+    skip: process.env.TALLYHO_BIN ? "upgrades to a stand-in from source only" : false,
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const modeFile = join(directory, "mode");
+    const runtimeArgs = "Bun" in globalThis ? [] : ["run", "-A", "--unstable-net"];
+    const child = spawn(process.execPath, [
+      ...runtimeArgs,
+      ENTRY,
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--processes",
+      "1",
+      "--threads",
+      "1",
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+      "--drain-timeout",
+      "1s",
+    ], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, TMPDIR: directory, TALLYHO_TEST_SUCCESSOR_MODE: modeFile },
+    });
+    let output = "";
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const read = () => output;
+    try {
+      const port = Number((await waitFor(read, /listening on \S+:(\d+)/, 30_000))[1]);
+      const before = await LineClient.connect(port);
+      const served = [replyNumber(await before.request("x\n"))];
+      writeFileSync(modeFile, "listen-die\n");
+      process.kill(child.pid!, "SIGUSR2");
+      const standIn = await waitFor(read, /stand-in successor \(pid \d+\) leased (\d+) to (\d+)/);
+      const [low, high] = [Number(standIn[1]), Number(standIn[2])];
+      // The old tree's open connection is served on, and new clients are answered: by the old tree,
+      // since the new one is gone.
+      served.push(
+        replyNumber(
+          await before.request("x\n").catch((e: Error) => {
+            throw new Error(`${e.message}; output:\n${output}`);
+          }),
+        ),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 3000)); // past the old tree's drain timeout
+      const after = await LineClient.connect(port).catch((e: Error) => {
+        throw new Error(`${e.message}; output:\n${output}`);
+      });
+      for (let i = 0; i < 3; i++) {
+        served.push(replyNumber(await after.request("x\n")));
+      }
+      after.close();
+      before.close();
+      assert.equal(new Set(served).size, served.length, "no number served twice");
+      assert.deepEqual(served.filter((n) => n >= low && n <= high), [], "none of the new tree's");
+      assert.ok(isAlive(child.pid!), `the old tree serves on; output:\n${output}`);
+      assert.match(
+        output,
+        /exited after it listened, before this tree let go; this tree serves on/,
+      );
+    } finally {
+      child.kill("SIGTERM");
+      const deadline = Date.now() + 15_000;
+      while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      rmSync(directory, { recursive: true, force: true });
+    }
+  },
+);

@@ -143,6 +143,9 @@ export class Takeover {
   #onMessage(message: ToSuccessor): void {
     switch (message.type) {
       case "released":
+        // Written before reporting stops: an old tree that never reads it (this process died
+        // first) knows every lease, and takes its numbers back above them.
+        Takeover.#send(this.#socket, { type: "taken" });
         this.#released = true;
         this.#onReleased();
         break;
