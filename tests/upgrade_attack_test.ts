@@ -22,7 +22,7 @@ import { readStateFile, StateFileLeaseSource } from "../server/lease/state_file.
 import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { LineClient, replyNumber } from "./_client.ts";
-import { isAlive, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import { ADMIN_TOKEN, isAlive, tallyhoCommand, UNDER_TEST } from "./_server.ts";
 
 test("state file: a source closed for an upgrade grants nothing and never writes the file its new holder leases from", async () => {
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
@@ -339,7 +339,7 @@ test(
       "--port",
       "0",
       "--admin",
-      "off",
+      "127.0.0.1:0",
       "--processes",
       "1",
       "--threads",
@@ -352,7 +352,12 @@ test(
       "1s",
     ], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, TMPDIR: directory, TALLYHO_TEST_SUCCESSOR_MODE: modeFile },
+      env: {
+        ...process.env,
+        TMPDIR: directory,
+        TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN,
+        TALLYHO_TEST_SUCCESSOR_MODE: modeFile,
+      },
     });
     let output = "";
     child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -360,6 +365,9 @@ test(
     const read = () => output;
     try {
       const port = Number((await waitFor(read, /listening on \S+:(\d+)/, 30_000))[1]);
+      const admin = `http://127.0.0.1:${
+        (await waitFor(read, /admin API on http:\/\/127\.0\.0\.1:(\d+)\//))[1]
+      }`;
       const before = await LineClient.connect(port);
       const served = [replyNumber(await before.request("x\n"))];
       writeFileSync(modeFile, "listen-die\n");
@@ -391,6 +399,15 @@ test(
         output,
         /exited after it listened, before this tree let go; this tree serves on/,
       );
+      // Its admin API is back on the same port, and tells what happened.
+      const ready = await fetch(`${admin}/readyz`);
+      await ready.body?.cancel();
+      assert.equal(ready.status, 200);
+      const info = await fetch(`${admin}/v1/info`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      }).then((r) => r.json()) as { pid: number; upgrade?: { state: string } };
+      assert.equal(info.pid, child.pid);
+      assert.equal(info.upgrade?.state, "failed");
     } finally {
       child.kill("SIGTERM");
       const deadline = Date.now() + 15_000;
