@@ -392,6 +392,7 @@ async function runServeTree(
   /** Serves the admin API on a port; set once it is configured. */
   let serveAdmin: ((port: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
+  let takingOverFrom = takeover?.handed.pid ?? null;
   const upgrade = upgrader({
     supervisor,
     adminPort: () => admin?.port ?? null,
@@ -410,6 +411,7 @@ async function runServeTree(
     },
     stop: (reason) => signals.stop(reason),
     log,
+    takingOverFrom: () => takingOverFrom,
     onEvent: (event) => (lastUpgrade = event),
   });
   signals.onUpgrade = () => {
@@ -496,6 +498,7 @@ async function runServeTree(
   };
   if (takeover !== null) {
     await takeover.listening(supervisor);
+    takingOverFrom = null;
     const { pid, port, mark } = takeover.handed;
     lastUpgrade = {
       state: "took-over",

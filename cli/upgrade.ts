@@ -34,6 +34,11 @@ export interface UpgradeHooks {
   /** Starts this tree's stop, as SIGTERM would. */
   stop(reason: string): void;
   log(line: string, level?: "info" | "warn" | "error"): void;
+  /**
+   * The pid of the tree this one is still taking over from (it has not let go yet), or null.
+   * @default {() => null}
+   */
+  takingOverFrom?(): number | null;
   /** Called with every change of the upgrade's state. */
   onEvent?(event: UpgradeEvent): void;
 }
@@ -57,6 +62,15 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         current.state === "upgrading"
           ? `Cannot upgrade: an upgrade to pid ${current.pid} is under way`
           : `Cannot upgrade: this server has handed over to pid ${current.pid} and is draining`,
+      );
+    }
+    // Until the tree before has let go, it may still take its numbers back (this tree dying
+    // before then): a tree started from here would be numbering above this one, unknown to it.
+    const from = hooks.takingOverFrom?.() ?? null;
+    if (from !== null) {
+      throw new StateConflictError(
+        `Cannot upgrade: this server is still taking over from pid ${from}; try again once ` +
+          `that tree has let go`,
       );
     }
     const self = selfCommand();

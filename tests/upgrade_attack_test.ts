@@ -81,6 +81,69 @@ async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 60_000) 
   }
 }
 
+/**
+ * Tree 2: the real server, started by this test as tree 1 (a fake supervisor whose leases pass
+ * `guard`) through the handover, on a free port. Tree 2, and tree 3 if it starts one, write into
+ * one log.
+ */
+async function secondTree(directory: string, reopen: (mark: number) => Promise<LeaseSource>) {
+  const log = join(directory, "trees.log");
+  const output = () => {
+    try {
+      return readFileSync(log, "utf8");
+    } catch {
+      return "";
+    }
+  };
+  const port = await freePort();
+  const { supervisor, guard } = fakeOldTree(port);
+  const { cmd, argv } = tallyhoCommand([
+    "serve",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--admin",
+    "off",
+    "--processes",
+    "1",
+    "--threads",
+    "1",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    "--drain-timeout",
+    "1s",
+  ]);
+  const handover = startHandover({
+    supervisor,
+    command: "/bin/sh",
+    args: ["-c", `exec "$0" "$@" >>'${log}' 2>&1`, cmd, ...argv],
+    env: { ...process.env },
+    adminPort: null,
+    reopen,
+  });
+  return { port, guard, handover, output, pids: [handover.pid] };
+}
+
+/** Stops every tree in `pids` and removes `directory`. */
+async function stopTrees(pids: number[], directory: string): Promise<void> {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGTERM");
+    } catch {
+      // Gone already.
+    }
+  }
+  const deadline = Date.now() + 15_000;
+  while (pids.some(isAlive) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  for (const pid of pids.filter(isAlive)) process.kill(pid, "SIGKILL");
+  rmSync(directory, { recursive: true, force: true });
+}
+
 test(
   `[${UNDER_TEST}] upgrade chain: a tree upgraded again while its predecessor still drains never grants that predecessor a number the third tree serves`,
   {
@@ -88,45 +151,10 @@ test(
   },
   async () => {
     const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
-    const log = join(directory, "trees.log");
-    const output = () => {
-      try {
-        return readFileSync(log, "utf8");
-      } catch {
-        return "";
-      }
-    };
-    const port = await freePort();
-    const { supervisor, guard } = fakeOldTree(port);
-    const { cmd, argv } = tallyhoCommand([
-      "serve",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--admin",
-      "off",
-      "--processes",
-      "1",
-      "--threads",
-      "1",
-      "--framing",
-      "line",
-      "--number-by",
-      "message",
-      "--drain-timeout",
-      "1s",
-    ]);
-    // Tree 2 (and tree 3, which it starts) write into one log the test reads.
-    const handover = startHandover({
-      supervisor,
-      command: "/bin/sh",
-      args: ["-c", `exec "$0" "$@" >>'${log}' 2>&1`, cmd, ...argv],
-      env: { ...process.env },
-      adminPort: null,
-      reopen: () => Promise.reject(new Error("tree 2 must take over")),
-    });
-    const pids = [handover.pid];
+    const { port, guard, handover, output, pids } = await secondTree(
+      directory,
+      () => Promise.reject(new Error("tree 2 must take over")),
+    );
     try {
       await handover.listening;
       await handover.released();
@@ -167,19 +195,52 @@ test(
           `granted to tree 1's process: ${JSON.stringify(granted)}`,
       );
     } finally {
-      for (const pid of pids) {
-        try {
-          process.kill(pid, "SIGTERM");
-        } catch {
-          // Gone already.
-        }
+      await stopTrees(pids, directory);
+    }
+  },
+);
+
+test(
+  `[${UNDER_TEST}] upgrade chain: a tree still taking over (the tree before has not let go) refuses to be upgraded, so a tree it started could never number where the tree before takes its numbers back`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const { port, guard, handover, output, pids } = await secondTree(
+      directory,
+      (mark) => Promise.resolve(new MemoryLeaseSource(mark + 1)),
+    );
+    try {
+      await handover.listening;
+      // Tree 2 listens; tree 1 (this test) has not let go yet, and tree 2 is asked to upgrade.
+      process.kill(handover.pid, "SIGUSR2");
+      const answer = await waitFor(
+        output,
+        /started a new supervisor \(pid (\d+)\)|SIGUSR2: Cannot upgrade: this server is still taking over from pid \d+/,
+      );
+      if (answer[1] !== undefined) {
+        // It did: tree 3 takes over from tree 2, which then dies before tree 1 let go.
+        pids.push(Number(answer[1]));
+        const tookOver = new RegExp(
+          `took over from pid ${handover.pid} on port \\d+, numbering above (\\d+)`,
+        );
+        const mark = Number((await waitFor(output, tookOver))[1]);
+        process.kill(handover.pid, "SIGKILL");
+        assert.equal(await handover.released(), false, "tree 1 takes its numbers back");
+        const first = await guard.lease(4096);
+        const client = await LineClient.connect(port);
+        const served = replyNumber(await client.request("x\n"));
+        client.close();
+        assert.ok(
+          served < first || served > first + 4095,
+          `tree 3 (numbering above ${mark}) served ${served}, and tree 1, taking its numbers ` +
+            `back, leased ${first} to ${first + 4095}`,
+        );
       }
-      const deadline = Date.now() + 15_000;
-      while (pids.some(isAlive) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      for (const pid of pids.filter(isAlive)) process.kill(pid, "SIGKILL");
-      rmSync(directory, { recursive: true, force: true });
+      assert.equal(await handover.released(), true);
+    } finally {
+      await stopTrees(pids, directory);
     }
   },
 );
