@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,6 +40,25 @@ test("state file: a source closed for an upgrade grants nothing and never writes
     // start after a crash would serve 16..1010 again.
     await assert.rejects(old.lease(5));
     assert.equal(readStateFile(path), 1011, "the closed source rewrote the state file");
+    await taker.close();
+  } finally {
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+test("state file: a source closed twice (an upgrade's release, then the old tree's stop) leaves the lock of the tree that took over alone", async () => {
+  const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+  try {
+    const path = join(directory, "numbers.state");
+    const old = StateFileLeaseSource.open(path, 1);
+    assert.equal(await old.lease(10), 1);
+    await old.close(); // released for the new tree
+    const taker = StateFileLeaseSource.open(path, 1);
+    // SIGTERM while the handover is under way: the old tree's stop closes its source again. Its
+    // lock file is gone; the taker's may have the same inode number, and must not be removed.
+    await old.close();
+    assert.ok(existsSync(`${path}.lock`), "the taker's lock file was removed");
+    assert.equal(await taker.lease(10), 11);
     await taker.close();
   } finally {
     rmSync(directory, { recursive: true, force: true });
