@@ -499,3 +499,74 @@ test(
     }
   },
 );
+
+test(
+  `[${UNDER_TEST}] upgrade: SIGTERM to the old tree once the new one holds the state file leaves the new tree serving, leasing on from the file, above every number served`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const state = join(directory, "numbers.state");
+    const tree = await startTree([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--processes",
+      "1",
+      "--threads",
+      "1",
+      "--framing",
+      "line",
+      "--number-by",
+      "message",
+      "--drain-timeout",
+      "1s",
+      "--state",
+      state,
+    ], directory);
+    const pids = [tree.child.pid!];
+    try {
+      const served: number[] = [];
+      const before = await LineClient.connect(tree.port);
+      for (let i = 0; i < 5; i++) served.push(replyNumber(await before.request("x\n")));
+      before.close();
+      process.kill(pids[0]!, "SIGUSR2");
+      pids.push(Number((await waitFor(tree.output, /started a new supervisor \(pid (\d+)\)/))[1]));
+      // The new tree has the lock (it reads the file only once it holds it); the old one is told
+      // to stop before it has let go: its stop closes its source a second time.
+      await waitFor(tree.output, /numbers continue from \d+[^]*numbers continue from (\d+)/);
+      process.kill(pids[0]!, "SIGTERM");
+      await waitFor(tree.output, /stopped; last number handed out/);
+      // The new tree finishes its start alone (the channel ended before it listened).
+      await waitFor(
+        tree.output,
+        new RegExp(`took over from pid ${pids[0]} on port \\d+`),
+        20_000,
+      );
+      // It serves, and past its first block: it leases from the file again.
+      const after = await LineClient.connect(tree.port).catch((e: Error) => {
+        throw new Error(`${e.message}; output:\n${tree.output()}`);
+      });
+      for (let i = 0; i < 5000; i++) {
+        served.push(
+          replyNumber(
+            await after.request("x\n").catch((e: Error) => {
+              throw new Error(`${e.message} after ${i} replies; output:\n${tree.output()}`);
+            }),
+          ),
+        );
+      }
+      after.close();
+      assert.equal(new Set(served).size, served.length, "no number served twice");
+      assert.ok(served.slice(5).every((n) => n > served[4]!), "the new tree numbers above");
+      assert.ok(existsSync(`${state}.lock`), "the new tree's lock file is still there");
+      assert.ok(readStateFile(state)! > Math.max(...served), "the file is above every number");
+    } finally {
+      await stopTrees(pids, directory);
+    }
+  },
+);

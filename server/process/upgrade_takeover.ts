@@ -125,7 +125,11 @@ export class Takeover {
    */
   async listening(supervisor: Supervisor): Promise<void> {
     this.#supervisor = supervisor;
-    const released = new Promise<void>((resolve) => (this.#onReleased = resolve));
+    // Released already means the channel ended while this tree started (the old supervisor was
+    // stopped, or died): this tree serves alone, and nobody will say so again.
+    const released = this.#released
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => (this.#onReleased = resolve));
     await Takeover.#send(this.#socket, { type: "listening" });
     await released;
   }
