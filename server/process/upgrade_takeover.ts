@@ -13,6 +13,7 @@ import process from "node:process";
 import type { LeaseOptions, LeaseSource } from "../lease/lease_source.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { UpgradeFailedError } from "./upgrade_handover.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { type FromSuccessor, type ToSuccessor, UPGRADE_SOCKET_ENV } from "./_upgrade_messages.ts";
 
@@ -63,7 +64,12 @@ export class Takeover {
       socket.once(
         "error",
         (error) =>
-          reject(new Error(`cannot reach the supervisor to take over from: ${error.message}`)),
+          reject(
+            new UpgradeFailedError(
+              `Cannot take over: the supervisor that started this upgrade is gone ` +
+                `(${error.message}); start tallyho again without ${UPGRADE_SOCKET_ENV}`,
+            ),
+          ),
       );
       readJsonLines<ToSuccessor>(socket, {
         onMessage: (message) => {
@@ -75,7 +81,12 @@ export class Takeover {
         },
         onEnd: () => {
           if (takeover === null) {
-            reject(new Error("the supervisor to take over from closed the handover channel"));
+            reject(
+              new UpgradeFailedError(
+                "Cannot take over: the supervisor that started this upgrade closed the handover " +
+                  "channel before handing over (it was stopped, or the upgrade timed out)",
+              ),
+            );
           } else takeover.#ended();
         },
       });
