@@ -570,3 +570,41 @@ test(
     }
   },
 );
+
+test(
+  "upgrade handover: a new tree killed right after its hello leaves the old tree leasing, its source never let go for good",
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const stuck: string[] = [];
+    for (let round = 0; round < 12; round++) {
+      const calls: string[] = [];
+      const { supervisor, guard } = fakeOldTree(0);
+      await guard.lease(1000);
+      const fake = supervisor as unknown as {
+        releaseSource(): Promise<number>;
+        adoptSource(source: LeaseSource): void;
+      };
+      const release = fake.releaseSource;
+      const adopt = fake.adoptSource;
+      fake.releaseSource = () => (calls.push("release"), release());
+      fake.adoptSource = (source) => (calls.push("adopt"), adopt(source));
+      const handover = startHandover({
+        supervisor,
+        command: process.execPath,
+        args: "Bun" in globalThis
+          ? [SUCCESSOR, "hello-crash", "0"]
+          : ["run", "-A", SUCCESSOR, "hello-crash", "0"],
+        env: process.env,
+        adminPort: null,
+        reopen: (above) => Promise.resolve(new MemoryLeaseSource(above + 1)),
+      });
+      await assert.rejects(handover.listening, UpgradeFailedError);
+      // A hello read after the failure must not take the source away for good.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (calls.length === 1) stuck.push(`round ${round}: ${calls.join(", ")}`);
+    }
+    assert.deepEqual(stuck, [], "the source was let go and never taken back");
+  },
+);
