@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -606,5 +606,52 @@ test(
       if (calls.length === 1) stuck.push(`round ${round}: ${calls.join(", ")}`);
     }
     assert.deepEqual(stuck, [], "the source was let go and never taken back");
+  },
+);
+
+test(
+  `[${UNDER_TEST}] upgrade: SIGTERM to the old tree before the new one has joined leaves no handover socket behind, and the new one gives up in one line`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const tree = await startTree([
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--admin",
+      "off",
+      "--processes",
+      "1",
+      "--threads",
+      "1",
+    ], directory);
+    const pids = [tree.child.pid!];
+    try {
+      process.kill(pids[0]!, "SIGUSR2");
+      process.kill(pids[0]!, "SIGTERM");
+      const started = await waitFor(tree.output, /started a new supervisor \(pid (\d+)\)/);
+      pids.push(Number(started[1]));
+      // It may have exited already: wait on its pid rather than on an event that has passed.
+      const stopBy = Date.now() + 20_000;
+      while (isAlive(pids[0]!) && Date.now() < stopBy) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(!isAlive(pids[0]!), `the old tree stopped; output:\n${tree.output()}`);
+      const left = readdirSync(directory).filter((name) => name.startsWith("tallyho-upgrade-"));
+      assert.deepEqual(left, [], "the old tree left its handover socket behind");
+      // The new supervisor finds nobody to take over from and says so, not as a bug.
+      const deadline = Date.now() + 20_000;
+      while (isAlive(pids[1]!) && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      assert.ok(!isAlive(pids[1]!), `the new supervisor gave up; output:\n${tree.output()}`);
+      assert.match(tree.output(), /tallyho: Cannot take over: the supervisor that started/);
+      assert.doesNotMatch(tree.output(), /internal error/);
+    } finally {
+      await stopTrees(pids, directory);
+    }
   },
 );

@@ -117,6 +117,8 @@ export function startHandover(options: HandoverOptions): Handover {
     });
   });
   server.listen(path);
+  // This tree may stop (SIGTERM) before the new supervisor joins: the socket goes with it.
+  process.once("exit", cleanUp);
   const child: ChildProcess = spawn(options.command, options.args, {
     stdio: ["ignore", "inherit", "inherit"],
     env: { ...options.env, [UPGRADE_SOCKET_ENV]: path },
@@ -264,6 +266,7 @@ export function startHandover(options: HandoverOptions): Handover {
   function cleanUp(): void {
     if (cleanedUp) return;
     cleanedUp = true;
+    process.off("exit", cleanUp);
     server.close();
     rmSync(directory, { recursive: true, force: true });
   }
