@@ -21,6 +21,7 @@ import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisPasswordError } from "../server/lease/redis_password.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
 import { runChild } from "../server/process/child_main.ts";
+import { UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import { CHILD_COMMAND } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
@@ -147,7 +148,8 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
   } catch (error) {
     if (
       error instanceof StateFileError || error instanceof RedisLeaseError ||
-      error instanceof EtcdLeaseError || error instanceof RedisPasswordError
+      error instanceof EtcdLeaseError || error instanceof RedisPasswordError ||
+      error instanceof UpgradeFailedError
     ) {
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;

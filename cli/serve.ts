@@ -389,6 +389,10 @@ async function runServeTree(
   let admin: CappedHttpServer | null = null;
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
+  /** Serves the admin API on a port; set once it is configured. */
+  let serveAdmin: ((port: number) => Promise<CappedHttpServer>) | null = null;
+  let stoppedAdminPort: number | null = null;
+  let takingOverFrom = takeover?.handed.pid ?? null;
   const upgrade = upgrader({
     supervisor,
     adminPort: () => admin?.port ?? null,
@@ -396,11 +400,18 @@ async function runServeTree(
     stopAdmin: async () => {
       const stopping = admin;
       admin = null;
+      stoppedAdminPort = stopping?.port ?? null;
       // The requests it already accepted are answered; the new tree answers the rest.
       await stopping?.stop(2000);
     },
+    resumeAdmin: async () => {
+      if (serveAdmin !== null && stoppedAdminPort !== null) {
+        admin = await serveAdmin(stoppedAdminPort);
+      }
+    },
     stop: (reason) => signals.stop(reason),
     log,
+    takingOverFrom: () => takingOverFrom,
     onEvent: (event) => (lastUpgrade = event),
   });
   signals.onUpgrade = () => {
@@ -423,16 +434,19 @@ async function runServeTree(
       hostname: adminAddress.hostname,
       log,
     });
-    try {
+    serveAdmin = (port) =>
       // Capped below the open-file limit so that idle connections cannot starve the lease path.
-      admin = await serveAdminHttp(app.fetch, {
+      serveAdminHttp(app.fetch, {
         ...adminAddress,
+        port,
         maxConnections: adminConnectionCap(host.openFiles),
         log,
         // An upgrade's new tree binds beside this one, so /readyz answers throughout; the
         // exclusive probe above still refuses a port that another program holds.
         reusePort: true,
       });
+    try {
+      admin = await serveAdmin(adminAddress.port);
     } catch (error) {
       backend.stop();
       await supervisor.kill();
@@ -484,6 +498,7 @@ async function runServeTree(
   };
   if (takeover !== null) {
     await takeover.listening(supervisor);
+    takingOverFrom = null;
     const { pid, port, mark } = takeover.handed;
     lastUpgrade = {
       state: "took-over",

@@ -29,9 +29,16 @@ export interface UpgradeHooks {
   reopen(mark: number): Promise<LeaseSource>;
   /** Stops this tree's admin API (the new tree serves it already). */
   stopAdmin(): Promise<void>;
+  /** Serves this tree's admin API again, on the same port (the new tree died before taking it). */
+  resumeAdmin(): Promise<void>;
   /** Starts this tree's stop, as SIGTERM would. */
   stop(reason: string): void;
   log(line: string, level?: "info" | "warn" | "error"): void;
+  /**
+   * The pid of the tree this one is still taking over from (it has not let go yet), or null.
+   * @default {() => null}
+   */
+  takingOverFrom?(): number | null;
   /** Called with every change of the upgrade's state. */
   onEvent?(event: UpgradeEvent): void;
 }
@@ -55,6 +62,15 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         current.state === "upgrading"
           ? `Cannot upgrade: an upgrade to pid ${current.pid} is under way`
           : `Cannot upgrade: this server has handed over to pid ${current.pid} and is draining`,
+      );
+    }
+    // Until the tree before has let go, it may still take its numbers back (this tree dying
+    // before then): a tree started from here would be numbering above this one, unknown to it.
+    const from = hooks.takingOverFrom?.() ?? null;
+    if (from !== null) {
+      throw new StateConflictError(
+        `Cannot upgrade: this server is still taking over from pid ${from}; try again once ` +
+          `that tree has let go`,
       );
     }
     const self = selfCommand();
@@ -86,7 +102,28 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
       // /readyz never reaches a tree that says it is not ready, then its listeners.
       await hooks.stopAdmin();
       await hooks.supervisor.setPaused(true);
-      await handover.released();
+      let told: boolean;
+      try {
+        told = await handover.released();
+      } catch (error) {
+        told = false;
+        hooks.log(
+          `upgrade: the number source could not be opened again: ${(error as Error).message}`,
+          "error",
+        );
+      }
+      if (!told) {
+        // It died after it listened, before it was told this tree let go: nobody would serve.
+        await hooks.supervisor.setPaused(false);
+        await hooks.resumeAdmin().catch((error: Error) =>
+          hooks.log(`upgrade: the admin API could not be served again: ${error.message}`, "error")
+        );
+        const reason = `upgrade failed: the new supervisor (pid ${handover.pid}) exited after ` +
+          `it listened, before this tree let go; this tree serves on`;
+        note({ ...event, state: "failed", reason });
+        hooks.log(reason, "error");
+        return;
+      }
       const handoverMs = monotonicNow() - started;
       note({ ...event, state: "handed-over", handoverMs });
       const drainMs = hooks.supervisor.config.drainTimeoutMs;

@@ -20,8 +20,11 @@ import { readTlsFiles } from "../tls_files.ts";
  * @param config The resolved configuration.
  * @param log Receives the source's own lines (a Redis connection lost and back, a deprecated
  * URL form as a warning).
- * @param above For numbers in memory: the highest number the tree handing over in an upgrade
- * ever leased, which the memory source starts above (the others keep their own mark).
+ * @param above The highest number the tree handing over in an upgrade ever leased (or, after a
+ * failed one, that the new tree reported): numbers in memory and a state file start above it.
+ * A state file is this server's alone, so a file that records less (new, or memory before)
+ * is simply behind, and numbering from it would be refused as going backwards until it caught
+ * up. A Redis or etcd key is shared and keeps its own mark; the guard refuses it if behind.
  * @returns The open source.
  * @throws {StateFileError | RedisLeaseError | EtcdLeaseError | RedisPasswordError} Naming the problem.
  * @throws {ConfigError} When the etcd client certificate or key cannot be read, is not PEM, or
@@ -70,5 +73,5 @@ export async function openLeaseSource(
   }
   return config.state === null
     ? new MemoryLeaseSource(Math.max(config.firstNumber, above + 1))
-    : StateFileLeaseSource.open(config.state, config.firstNumber);
+    : StateFileLeaseSource.open(config.state, Math.max(config.firstNumber, above + 1));
 }

@@ -214,6 +214,7 @@ export class StateFileLeaseSource implements LeaseSource {
   readonly #lock: StateLock;
   #next: number;
   #writes = 0;
+  #closed = false;
   readonly #tally = new LeaseTally();
   // The supervisor also serves the admin API: its connections must never leave a lease unable
   // to open the temporary file or the directory (EMFILE stopped every lease once).
@@ -256,6 +257,14 @@ export class StateFileLeaseSource implements LeaseSource {
 
   lease(count: number): Promise<number> {
     try {
+      // Closed means the lock is let go: another server (an upgrade's new tree) may own the file
+      // now, and a write from here would set its mark back below numbers it has handed out.
+      if (this.#closed) {
+        throw new StateFileError(
+          `State file ${this.#path} was closed (its lock released); no more numbers are ` +
+            `handed out from it by this server`,
+        );
+      }
       assertLeaseFits(this.#next, count);
       const first = this.#next;
       // Durable before anyone sees a number from the run.
@@ -295,6 +304,7 @@ export class StateFileLeaseSource implements LeaseSource {
    * @throws {StateFileError} When the lock file could not be removed (the lock is released).
    */
   close(): Promise<void> {
+    this.#closed = true;
     this.#reserve.close();
     try {
       this.#lock.release();

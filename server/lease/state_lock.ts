@@ -33,6 +33,7 @@ const ATTEMPTS = 10;
 export class StateLock {
   readonly path: string;
   readonly #held: HeldFileLock;
+  #released = false;
 
   /** @internal Made by {@linkcode lockStateFile}. */
   constructor(path: string, held: HeldFileLock) {
@@ -42,7 +43,7 @@ export class StateLock {
 
   /** Whether the lock file's path still names the file this process locked. */
   isNamed(): boolean {
-    return namesFile(this.path, this.#held);
+    return !this.#released && namesFile(this.path, this.#held);
   }
 
   /**
@@ -52,12 +53,16 @@ export class StateLock {
    * @throws {StateFileError} When the lock file could not be removed (a read-only directory).
    */
   release(): void {
+    // Once only: the file it locked is gone, and the one at the path now may be another
+    // server's (an upgrade's new tree) with the same inode number, which it must not remove.
+    if (this.#released) return;
     let problem: string | null = null;
     try {
       if (this.isNamed()) unlinkSync(this.path);
     } catch (error) {
       problem = (error as { code?: string }).code ?? (error as Error).message;
     } finally {
+      this.#released = true;
       this.#held.close();
     }
     if (problem !== null) {

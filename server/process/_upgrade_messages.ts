@@ -11,7 +11,10 @@
  *    it grants is first reported to the old one (`leased`), so that if it dies half way the old
  *    one resumes above everything it could have served. new -> old `listening`.
  * 4. The old one stops its admin API, stops accepting (the kernel moves the connections queued on
- *    its listeners to the new ones with net.ipv4.tcp_migrate_req=1), and old -> new `released`.
+ *    its listeners to the new ones with net.ipv4.tcp_migrate_req=1), and old -> new `released`;
+ *    new -> old `taken`, written before the new one stops reporting its leases. If the channel
+ *    ends before `taken` (the new tree died after it listened), the old one takes its numbers
+ *    back above every report, as below, and accepts again.
  *    It serves its open connections until they close or its drain timeout passes, then exits;
  *    meanwhile its processes lease through the new tree (`lease` / `grant` / `deny`).
  *
@@ -30,6 +33,8 @@ export type FromSuccessor =
   /** A lease about to be granted in the new tree ends at `last`. */
   | { type: "leased"; last: number }
   | { type: "listening" }
+  /** The new tree was told the old one let go; it reports no lease after this line. */
+  | { type: "taken" }
   | { type: "failed"; message: string }
   | { type: "grant"; id: number; first: number }
   | { type: "deny"; id: number; message: string };

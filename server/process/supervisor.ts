@@ -127,8 +127,11 @@ export class Supervisor {
   /** Leases in flight to the source; an upgrade waits for none before handing it over. */
   #leasesInFlight = 0;
   #noLeaseInFlight: (() => void) | null = null;
-  /** Leases asked while the source is being handed over, granted once a source is adopted. */
-  #heldLeases: { child: Child; id: number; count: number }[] | null = null;
+  /**
+   * Leases asked while the source is being handed over (this tree's processes' and, in a chain
+   * of upgrades, those of the tree before it), asked again once a source is adopted.
+   */
+  #heldLeases: (() => void)[] | null = null;
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.keeper = new ConfigKeeper(config, {
@@ -293,13 +296,10 @@ export class Supervisor {
 
   #lease(child: Child, id: number, count: number): void {
     if (this.#heldLeases !== null) {
-      this.#heldLeases.push({ child, id, count });
+      this.#heldLeases.push(() => this.#lease(child, id, count));
       return;
     }
-    this.#leasesInFlight++;
-    this.#source.lease(count).finally(() => {
-      if (--this.#leasesInFlight === 0) this.#noLeaseInFlight?.();
-    }).then(
+    this.#counted(count).then(
       (first) => {
         this.#behindLoggedAt = -Infinity;
         if (this.#failedLeases > 0) {
@@ -339,6 +339,14 @@ export class Supervisor {
         this.#send(child, { type: "deny", id, message: error.message });
       },
     );
+  }
+
+  /** Leases from the source, counted so that {@linkcode releaseSource} waits for it. */
+  #counted(count: number): Promise<number> {
+    this.#leasesInFlight++;
+    return this.#source.lease(count).finally(() => {
+      if (--this.#leasesInFlight === 0) this.#noLeaseInFlight?.();
+    });
   }
 
   #childDied(child: Child, how: string): void {
@@ -396,18 +404,22 @@ export class Supervisor {
     this.#source.replace(source);
     const held = this.#heldLeases ?? [];
     this.#heldLeases = null;
-    for (const { child, id, count } of held) this.#lease(child, id, count);
+    for (const ask of held) ask();
   }
 
   /**
    * Leases `count` numbers for the tree this one took over from, whose processes still serve
-   * their open connections: through the same guard as this tree's own leases.
+   * their open connections: through the same guard as this tree's own leases, and held like
+   * them while this tree hands its source on (upgraded again while the tree before still
+   * drains): granted from the source let go, such a lease would overlap the next tree's numbers.
    *
    * @param count How many.
    * @returns The first.
    */
   leaseFor(count: number): Promise<number> {
-    return this.#source.lease(count);
+    const held = this.#heldLeases;
+    if (held === null) return this.#counted(count);
+    return new Promise((resolve) => held.push(() => resolve(this.leaseFor(count))));
   }
 
   /** Connections open in every process, as of their last reports (each second). */

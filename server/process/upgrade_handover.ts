@@ -55,8 +55,13 @@ export interface Handover {
    * start; rejects with {@linkcode UpgradeFailedError} once the old tree leases again.
    */
   readonly listening: Promise<number>;
-  /** Tells the new tree that this one no longer accepts nor serves the admin API. */
-  released(): Promise<void>;
+  /**
+   * Tells the new tree that this one no longer accepts nor serves the admin API. Resolves true
+   * once told, or false when the new tree is already gone (it died after it listened): then this
+   * tree leases again from its own source, opened above everything the new tree reported, and
+   * must accept again itself.
+   */
+  released(): Promise<boolean>;
 }
 
 /**
@@ -86,6 +91,12 @@ export function startHandover(options: HandoverOptions): Handover {
     rejectListening = reject;
   });
   let settled = false;
+  /** Whether the channel has ended: every report the new tree wrote has been read. */
+  let ended = false;
+  let onEnded: () => void = () => {};
+  let onTaken: () => void = () => {};
+  const taken = new Promise<void>((resolve) => (onTaken = resolve));
+  const channelEnded = new Promise<void>((resolve) => (onEnded = resolve));
   const server: Server = createServer((socket) => {
     if (peer !== null) return void socket.destroy(); // one successor only
     peer = socket;
@@ -95,6 +106,8 @@ export function startHandover(options: HandoverOptions): Handover {
     readJsonLines<FromSuccessor>(socket, {
       onMessage: (message) => onMessage(message),
       onEnd: () => {
+        ended = true;
+        onEnded();
         for (const lease of pendingLeases.values()) {
           lease.reject(new Error(`the tree that took over (pid ${child.pid}) is gone`));
         }
@@ -104,6 +117,8 @@ export function startHandover(options: HandoverOptions): Handover {
     });
   });
   server.listen(path);
+  // This tree may stop (SIGTERM) before the new supervisor joins: the socket goes with it.
+  process.once("exit", cleanUp);
   const child: ChildProcess = spawn(options.command, options.args, {
     stdio: ["ignore", "inherit", "inherit"],
     env: { ...options.env, [UPGRADE_SOCKET_ENV]: path },
@@ -136,6 +151,9 @@ export function startHandover(options: HandoverOptions): Handover {
       }
       case "leased":
         reported = Math.max(reported, message.last);
+        break;
+      case "taken":
+        onTaken();
         break;
       case "failed":
         fail(`it failed: ${message.message}`);
@@ -204,20 +222,7 @@ export function startHandover(options: HandoverOptions): Handover {
     settled = true;
     clearTimeout(timer);
     const finish = async () => {
-      // The new tree must be gone before its numbers are counted: a state file's lock is free
-      // only then, and a dead supervisor's children drain and stop leasing.
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once("exit", resolve));
-        child.kill("SIGKILL");
-        await exited;
-      }
-      cleanUp();
-      if (releasing !== null) {
-        // Every lease the new tree granted was reported before it was, so the source opened
-        // again starts above whatever the new tree's processes could have served.
-        const above = Math.max(await releasing, reported);
-        options.supervisor.adoptSource(await options.reopen(above));
-      }
+      await takeBack();
       rejectListening(
         new UpgradeFailedError(
           `upgrade failed: the new supervisor (pid ${child.pid ?? "none"}) did not take over: ` +
@@ -235,9 +240,33 @@ export function startHandover(options: HandoverOptions): Handover {
     );
   }
 
+  /** Ends the new tree and leases again from this tree's own source, above all it reported. */
+  async function takeBack(): Promise<void> {
+    // The new tree must be gone before its numbers are counted: a state file's lock is free
+    // only then, and a dead supervisor's children drain and stop leasing.
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await exited;
+    }
+    // Its exit can be seen before the last reports it wrote are read: read the channel to its
+    // end (bounded, in case a descriptor of it outlived the process).
+    if (peer !== null && !ended) {
+      await Promise.race([channelEnded, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    }
+    cleanUp();
+    if (releasing !== null) {
+      // Every lease the new tree granted was reported before it was, so the source opened
+      // again starts above whatever the new tree's processes could have served.
+      const above = Math.max(await releasing, reported);
+      options.supervisor.adoptSource(await options.reopen(above));
+    }
+  }
+
   function cleanUp(): void {
     if (cleanedUp) return;
     cleanedUp = true;
+    process.off("exit", cleanUp);
     server.close();
     rmSync(directory, { recursive: true, force: true });
   }
@@ -246,9 +275,21 @@ export function startHandover(options: HandoverOptions): Handover {
     pid: child.pid ?? 0,
     listening,
     released: async () => {
-      if (released) return;
+      if (released) return true;
       released = true;
-      await send({ type: "released" });
+      if (!ended && peer !== null && !peer.destroyed) {
+        await send({ type: "released" });
+        // A new tree that does not answer within 5 s but keeps the channel open is alive.
+        const answer = await Promise.race([
+          taken.then(() => true),
+          channelEnded.then(() => false),
+          new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 5000)),
+        ]);
+        if (answer) return true;
+      }
+      // It listened, then died before it took over alone: it reported every lease until then.
+      await takeBack();
+      return false;
     },
   };
 }

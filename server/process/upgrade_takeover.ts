@@ -13,6 +13,7 @@ import process from "node:process";
 import type { LeaseOptions, LeaseSource } from "../lease/lease_source.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { UpgradeFailedError } from "./upgrade_handover.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { type FromSuccessor, type ToSuccessor, UPGRADE_SOCKET_ENV } from "./_upgrade_messages.ts";
 
@@ -63,7 +64,12 @@ export class Takeover {
       socket.once(
         "error",
         (error) =>
-          reject(new Error(`cannot reach the supervisor to take over from: ${error.message}`)),
+          reject(
+            new UpgradeFailedError(
+              `Cannot take over: the supervisor that started this upgrade is gone ` +
+                `(${error.message}); start tallyho again without ${UPGRADE_SOCKET_ENV}`,
+            ),
+          ),
       );
       readJsonLines<ToSuccessor>(socket, {
         onMessage: (message) => {
@@ -75,7 +81,12 @@ export class Takeover {
         },
         onEnd: () => {
           if (takeover === null) {
-            reject(new Error("the supervisor to take over from closed the handover channel"));
+            reject(
+              new UpgradeFailedError(
+                "Cannot take over: the supervisor that started this upgrade closed the handover " +
+                  "channel before handing over (it was stopped, or the upgrade timed out)",
+              ),
+            );
           } else takeover.#ended();
         },
       });
@@ -125,7 +136,11 @@ export class Takeover {
    */
   async listening(supervisor: Supervisor): Promise<void> {
     this.#supervisor = supervisor;
-    const released = new Promise<void>((resolve) => (this.#onReleased = resolve));
+    // Released already means the channel ended while this tree started (the old supervisor was
+    // stopped, or died): this tree serves alone, and nobody will say so again.
+    const released = this.#released
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => (this.#onReleased = resolve));
     await Takeover.#send(this.#socket, { type: "listening" });
     await released;
   }
@@ -143,6 +158,9 @@ export class Takeover {
   #onMessage(message: ToSuccessor): void {
     switch (message.type) {
       case "released":
+        // Written before reporting stops: an old tree that never reads it (this process died
+        // first) knows every lease, and takes its numbers back above them.
+        Takeover.#send(this.#socket, { type: "taken" });
         this.#released = true;
         this.#onReleased();
         break;
