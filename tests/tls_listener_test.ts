@@ -197,7 +197,7 @@ function servedSubject(port: number): string {
 async function openTls(
   port: number,
   ca: string[],
-): Promise<{ ask(): Promise<string>; close(): void }> {
+): Promise<{ ask(): Promise<string>; subject(): string; close(): void }> {
   const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" });
   await new Promise<void>((resolve, reject) => {
     socket.once("secureConnect", () => resolve());
@@ -224,6 +224,7 @@ async function openTls(
         waiting = resolve;
         socket.write("hi\n");
       }),
+    subject: () => String(socket.getPeerCertificate().subject?.CN),
     close: () => socket.destroy(),
   };
 }
@@ -319,6 +320,68 @@ test(`[${UNDER_TEST}] tls: SIGHUP with a --config naming other files swaps the c
       /configuration not applied, keeping generation 2: .*'tls-key' .*a\.key is not the key of the certificate/,
     );
     assert.equal(servedSubject(server.port), "b");
+  } finally {
+    held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** The subject of the certificate a connection was served at its handshake. */
+function heldSubject(port: number, ca: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" }, () => {
+      resolve(String(socket.getPeerCertificate().subject?.CN));
+      socket.destroy();
+    });
+    socket.on("error", reject);
+  });
+}
+
+test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SIGHUP and by a PATCH; open connections keep theirs`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  // The paths the server is given never change, as with certbot's live/NAME/ files.
+  const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
+  const install = (pair: { cert: string; key: string }) => {
+    writeFileSync(live.cert, readFileSync(pair.cert));
+    writeFileSync(live.key, readFileSync(pair.key), { mode: 0o600 });
+  };
+  install(a);
+  const file = join(dir, "tallyho.json");
+  writeFileSync(file, JSON.stringify({ "tls-cert": live.cert, "tls-key": live.key, threads: 2 }));
+  const server = await startTallyho(["--config", file, "--framing", "line"]);
+  const ca = [readFileSync(a.cert, "utf8"), readFileSync(b.cert, "utf8")];
+  const held = await openTls(server.port, ca);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    install(b);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 2: tls-files "CN=a, valid until .*" -> "CN=b/);
+    for (let i = 0; i < 5; i++) assert.equal(servedSubject(server.port), "b", `new client ${i}`);
+    assert.equal(await heldSubject(server.port, ca), "b");
+    assert.match(await held.ask(), /^Hello World\d+$/, "the connection opened before is served");
+    assert.equal(held.subject(), "a", "the connection opened before keeps its certificate");
+    // A renewal caught half-written (the new certificate, the old key) is refused; b stays.
+    writeFileSync(live.cert, readFileSync(a.cert));
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(
+      /configuration not applied, keeping generation 2: .*'tls-key' .*live\.key is not the key of the certificate in .*live\.crt/,
+    );
+    assert.equal(servedSubject(server.port), "b");
+    // The admin API's reload: any PATCH, even an empty one, re-reads the files.
+    install(a);
+    const reloaded = await server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: "{}",
+    });
+    const body = await reloaded.text();
+    assert.equal(reloaded.status, 200, body);
+    await server.waitFor(/configuration generation 3: tls-files "CN=b, valid until .*" -> "CN=a/);
+    assert.equal(servedSubject(server.port), "a");
+    assert.match(await held.ask(), /^Hello World\d+$/);
   } finally {
     held.close();
     await server.stop();
