@@ -21,6 +21,7 @@ import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
+import { type ServerNameCheck, serverNameCheck } from "../server_names.ts";
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).
@@ -33,6 +34,8 @@ interface BunSocket {
   terminate(): void;
   pause(): void;
   resume(): void;
+  /** The name the client asked for (SNI) on a TLS socket; undefined when it sent none. */
+  getServername(): string | undefined;
 }
 interface BunListener {
   readonly port: number;
@@ -42,6 +45,7 @@ interface BunSocketHandler {
   open(socket: BunSocket): void;
   data(socket: BunSocket, chunk: Uint8Array): void;
   drain(socket: BunSocket): void;
+  handshake(socket: BunSocket, success: boolean, error: Error | null): void;
   close(socket: BunSocket): void;
   error(socket: BunSocket, error: Error): void;
 }
@@ -61,6 +65,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   #listener: BunListener | null;
   readonly #listen: () => BunListener;
   #tls: { cert: string; key: string } | null;
+  #acceptsName: ServerNameCheck | null;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
@@ -79,12 +84,14 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       open: (s) => this.open(s),
       data: (s, chunk) => this.data(s, chunk),
       drain: (s) => this.drain(s),
+      handshake: (s) => this.handshake(s),
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
     };
     // With tls, Bun (BoringSSL) handshakes before `data`; a client that does not speak TLS is
     // closed by it and never reaches the handler.
     this.#tls = tls ?? null;
+    this.#acceptsName = tls === undefined ? null : serverNameCheck(tls.cert);
     this.#listen = () => {
       const secure = this.#tls === null ? {} : { tls: this.#tls };
       return bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
@@ -114,6 +121,23 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     this.#sockets.add(socket);
     this.#stats[Stat.connectionsAccepted]!++;
     this.#stats[Stat.connectionsActive]!++;
+  }
+
+  /**
+   * A client that asked for a name the certificate does not cover gets a clean close (TLS
+   * close_notify, then FIN) before anything is read. Bun 1.4.5's `tls.serverName` does not refuse
+   * other names with a single certificate, and Bun.listen has no SNI callback (only node:tls's
+   * SNICallback, oven-sh/bun#14395), so the name is checked once the handshake is done.
+   */
+  handshake(socket: BunSocket): void {
+    const name = socket.getServername();
+    const accepts = this.#acceptsName;
+    if (!name || accepts === null || accepts(name)) return;
+    const connection = socket.data;
+    if (connection.closing) return;
+    this.#stats[Stat.rejectedServerName]!++;
+    connection.closing = true;
+    socket.end();
   }
 
   data(socket: BunSocket, chunk: Uint8Array): void {
@@ -269,6 +293,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   setTls(tls: { cert: string; key: string } | null): void {
     this.#tls = tls;
+    this.#acceptsName = tls === null ? null : serverNameCheck(tls.cert);
     if (this.#listener === null) return; // paused: resume() binds with it
     // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
     const next = this.#listen();
