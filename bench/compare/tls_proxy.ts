@@ -112,7 +112,7 @@ function tallyho(
 }
 
 /** nginx stream, one worker on the server core; `body` is the server block's directives. */
-function nginx(port: number, dir: string, body: string[], js: boolean): LaunchSpec {
+function nginx(dir: string, body: string[], js: boolean): LaunchSpec {
   const config = join(dir, "nginx.conf");
   writeFileSync(
     config,
@@ -425,13 +425,13 @@ function plan(
           tallyho: false,
           launch: mode === "handshake"
             ? (port, dir) =>
-              nginx(port, dir, [
+              nginx(dir, [
                 `listen 127.0.0.1:${port} ssl reuseport backlog=4096;`,
                 ...ssl,
                 'return "Hello World$connection\\n";',
               ], false)
             : (port, dir, upstream) =>
-              nginx(port, dir, [
+              nginx(dir, [
                 `listen 127.0.0.1:${port} ssl reuseport backlog=4096;`,
                 ...ssl,
                 "js_filter main.hello;",
@@ -494,12 +494,12 @@ function plan(
           tallyho: false,
           launch: mode === "handshake"
             ? (port, dir) =>
-              nginx(port, dir, [
+              nginx(dir, [
                 `listen 127.0.0.1:${port} proxy_protocol reuseport backlog=4096;`,
                 'return "Hello World$connection\\n";',
               ], false)
             : (port, dir, upstream) =>
-              nginx(port, dir, [
+              nginx(dir, [
                 `listen 127.0.0.1:${port} proxy_protocol reuseport;`,
                 "js_filter main.hello;",
                 `proxy_pass 127.0.0.1:${upstream};`,
