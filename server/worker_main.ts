@@ -71,7 +71,7 @@ scope.onmessage = async (event) => {
           clock,
           ...(tls === null ? {} : { tls }),
         });
-        tlsInForce = tlsContent(tls);
+        tlsInForce = tlsContent(tls, handler.config);
         scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
       } catch (error) {
         const code = error instanceof AddressInUseError ? "EADDRINUSE" : "LISTEN_FAILED";
@@ -110,8 +110,10 @@ scope.onmessage = async (event) => {
  */
 let tlsInForce = "";
 
-function tlsContent(tls: { cert: string; key: string } | null): string {
-  return tls === null ? "" : `${tls.cert}\0${tls.key}`;
+function tlsContent(tls: { cert: string; key: string } | null, config: ServeConfig): string {
+  // With the PROXY protocol the listener is bound plain and upgrades after the header (Bun), so
+  // turning it on or off rebinds too.
+  return tls === null ? "" : `${tls.cert}\0${tls.key}\0${config.proxyProtocol}`;
 }
 
 // Read here, in each thread: planConfig checked them (server/tls_files.ts) before any thread is
@@ -123,7 +125,7 @@ function tlsOf(config: ServeConfig): { cert: string; key: string } | null {
 
 function rebindOnNewTls(listener: ThreadListener, config: ServeConfig): void {
   const tls = tlsOf(config);
-  const content = tlsContent(tls);
+  const content = tlsContent(tls, config);
   if (content === tlsInForce) return;
   tlsInForce = content;
   listener.setTls(tls);

@@ -157,10 +157,6 @@ test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half
     ],
     [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
     [
-      ["--tls-cert", a.cert, "--tls-key", a.key, "--proxy-protocol", "--proxy-from", "10.0.0.5"],
-      /'proxy-protocol' cannot be combined with 'tls-cert' yet/,
-    ],
-    [
       ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
       /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
     ],

@@ -537,13 +537,18 @@ const HEADER = [
   "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
 ];
 
+/** How `a` compares with `b`: by the rate measured, and by the CPU each reply or handshake took. */
 function ratio(figures: Figure[], section: string, mode: Mode, a: string, b: string): string {
   const find = (name: string) =>
     figures.find((f) => f.section === section && f.mode === mode && f.subject === name);
   const x = find(a);
   const y = find(b);
   if (x === undefined || y === undefined) return "n/a";
-  return `${(median(x.rates) / median(y.rates)).toFixed(2)}x`;
+  const rate = median(x.rates) / median(y.rates);
+  const cpu = median(y.cpuUs) / median(x.cpuUs);
+  return `${rate.toFixed(2)}x by rate, ${cpu.toFixed(2)}x by CPU per ${
+    mode === "handshake" ? "handshake" : "reply"
+  }`;
 }
 
 function markdown(figures: Figure[], context: string, seconds: number, rounds: number): string {
@@ -575,12 +580,14 @@ function markdown(figures: Figure[], context: string, seconds: number, rounds: n
     }
     lines.push(
       "",
-      `Against nginx (goal: handshakes >= 0.8x, closed loop >= 0.9x): ` +
+      "Against nginx (goal: handshakes >= 0.8x, closed loop >= 0.9x). On this shared machine the " +
+        "rates swing between rounds with other work on the cores; the CPU each handshake or reply " +
+        "took (the process's own time) moves much less, so both are given: " +
         ["tallyho-bun", "tallyho-deno", "tallyho-binary"].map((name) =>
-          `${name} ${ratio(figures, "tls", "handshake", name, "nginx")} handshakes, ${
+          `${name}: handshakes ${ratio(figures, "tls", "handshake", name, "nginx")}; closed loop ${
             ratio(figures, "tls", "closed", name, "nginx")
-          } closed loop`
-        ).join("; ") + ".",
+          }`
+        ).join(". ") + ".",
     );
   }
   const proxy = figures.filter((f) => f.section === "proxy");
@@ -595,6 +602,23 @@ function markdown(figures: Figure[], context: string, seconds: number, rounds: n
       );
       for (const f of proxy.filter((f) => f.mode === mode)) lines.push(row(f));
     }
+    const parts: string[] = [];
+    for (const mode of ["closed", "handshake"] as const) {
+      for (const name of ["tallyho-bun", "tallyho-deno"]) {
+        const pick = (variant: string) =>
+          proxy.find((f) => f.mode === mode && f.subject === name && f.variant === variant);
+        const on = pick("with");
+        const off = pick("without");
+        if (on === undefined || off === undefined) continue;
+        parts.push(
+          `${name} ${mode === "closed" ? "closed loop" : "connect per request"}: with/without ` +
+            `${(median(on.rates) / median(off.rates)).toFixed(2)}x by rate, CPU per ${
+              mode === "closed" ? "reply" : "connection"
+            } ${median(off.cpuUs).toFixed(1)} -> ${median(on.cpuUs).toFixed(1)} µs`,
+        );
+      }
+    }
+    lines.push("", `The header's cost (goal: no difference beyond noise): ${parts.join("; ")}.`);
   }
   const balancer = figures.filter((f) => f.section === "balancer");
   if (balancer.length > 0) {

@@ -36,6 +36,16 @@ interface BunSocket {
   resume(): void;
   /** The name the client asked for (SNI) on a TLS socket; undefined when it sent none. */
   getServername(): string | undefined;
+  /**
+   * Starts TLS as the server on this plain socket. `initialData` (Bun 1.4.5, not in bun-types:
+   * what node:net's server-side upgrade passes) is fed to TLS first: bytes already read.
+   */
+  upgradeTLS(options: {
+    data: Connection;
+    tls: { cert: string; key: string };
+    socket: BunSocketHandler;
+    initialData?: Uint8Array;
+  }): [BunSocket, BunSocket];
 }
 interface BunListener {
   readonly port: number;
@@ -63,9 +73,16 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly runtime = "bun";
   port: number;
   #listener: BunListener | null;
-  readonly #listen: () => BunListener;
+  readonly #listen: (port?: number) => BunListener;
   #tls: { cert: string; key: string } | null;
   #acceptsName: ServerNameCheck | null;
+  /**
+   * Whether the listener is bound plain although TLS is on: with the PROXY protocol the header
+   * comes in clear before the handshake, so each connection is upgraded after it.
+   */
+  #tlsAfterHeader = false;
+  /** The handlers of sockets upgraded to TLS: the same, but opened already. */
+  readonly #secureHandler: BunSocketHandler;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
@@ -88,17 +105,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
     };
+    this.#secureHandler = { ...socket, open: () => {} };
     // With tls, Bun (BoringSSL) handshakes before `data`; a client that does not speak TLS is
     // closed by it and never reaches the handler.
     this.#tls = tls ?? null;
     this.#acceptsName = tls === undefined ? null : serverNameCheck(tls.cert);
-    this.#listen = () => {
-      const secure = this.#tls === null ? {} : { tls: this.#tls };
-      return bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
+    this.#listen = (at = this.port) => {
+      this.#tlsAfterHeader = this.#tls !== null && handler.config.proxyProtocol;
+      const secure = this.#tls === null || this.#tlsAfterHeader ? {} : { tls: this.#tls };
+      return bun.listen({ hostname: host, port: at, reusePort: true, socket, ...secure });
     };
     try {
-      const secure = tls === undefined ? {} : { tls };
-      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket, ...secure });
+      this.#listener = this.#listen(port);
     } catch (error) {
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
@@ -143,6 +161,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
+    // Upgraded to TLS: the plain socket still sees the ciphertext; only the TLS socket's bytes count.
+    if (connection.secure !== null && connection.secure !== socket) return;
     if (connection.proxyPhase !== 0) {
       const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
       if (skip < 0) {
@@ -150,6 +170,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
           connection.closing = true;
           socket.terminate();
         }
+        return;
+      }
+      if (this.#tlsAfterHeader && connection.secure === null) {
+        this.#upgrade(socket, connection, chunk.subarray(skip));
         return;
       }
       if (skip === chunk.length) return;
@@ -177,6 +201,22 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       this.#stats[Stat.readPauses]!++;
       socket.pause();
     }
+  }
+
+  /**
+   * Starts TLS on a plain connection once its PROXY header is read (or, for a direct client, once
+   * its first bytes show it is not one): what followed the header in the same read is the start
+   * of the ClientHello, so it is handed to TLS first (HAProxy sends both in one segment as often
+   * as not).
+   */
+  #upgrade(socket: BunSocket, connection: Connection, rest: Uint8Array): void {
+    const [, secure] = socket.upgradeTLS({
+      data: connection,
+      tls: this.#tls!,
+      socket: this.#secureHandler,
+      ...(rest.length === 0 ? {} : { initialData: rest }),
+    });
+    connection.secure = secure;
   }
 
   /**
@@ -210,6 +250,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   drain(socket: BunSocket): void {
     const connection = socket.data;
+    // Replies to an upgraded connection go out through its TLS socket only.
+    if (connection.secure !== null && connection.secure !== socket) return;
     const unsent = connection.unsent;
     if (unsent !== null) {
       const written = socket.write(unsent);
@@ -275,7 +317,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       // Idle and silent clients get a clean close; a slowloris or a client that never reads
       // gets a reset, which frees the socket and its unsent replies at once.
       if (reason === Stat.closedIdleTimeout || reason === Stat.closedFirstMessageTimeout) {
-        socket.end();
+        ((connection.secure as BunSocket | null) ?? socket).end();
       } else {
         socket.terminate();
       }
@@ -309,7 +351,9 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     // closes when the client closes its side (allowHalfOpen is off), or at the deadline.
     for (const socket of this.#sockets) {
       socket.data.closing = true;
-      if (socket.data.unsent === null) socket.shutdown();
+      if (socket.data.unsent === null) {
+        ((socket.data.secure as BunSocket | null) ?? socket).shutdown();
+      }
     }
     const deadline = monotonicNow() + timeoutMs;
     while (this.#sockets.size > 0 && monotonicNow() < deadline) {
