@@ -56,7 +56,7 @@ interface Subject {
 }
 
 interface Figure {
-  section: "tls" | "proxy" | "balancer";
+  section: "tls" | "tls-proxy" | "proxy" | "balancer";
   subject: string;
   note: string;
   mode: Mode;
@@ -445,6 +445,64 @@ function plan(
         upstream: mode === "closed",
       });
     }
+    // TLS passed through HAProxy with a PROXY v2 header first (Bun only: Deno cannot start TLS
+    // after the header), against nginx's `listen ... ssl proxy_protocol`.
+    const behind = [...tlsFlags, "--proxy-protocol", "--proxy-from", "127.0.0.1/32"];
+    for (const mode of ["handshake", "closed"] as const) {
+      for (const [runtime, note] of runtimes.filter(([r]) => r !== "deno")) {
+        runs.push({
+          section: "tls-proxy",
+          subject: {
+            name: `tallyho-${runtime}`,
+            note: `${note}, upgradeTLS after the header`,
+            tallyho: true,
+            launch: tallyho(runtime, behind, binary),
+          },
+          mode,
+          variant: "TLS via HAProxy",
+          ...plain,
+          tls: true,
+          balancer: true,
+        });
+      }
+      const ssl = [
+        `ssl_certificate ${tls.cert};`,
+        `ssl_certificate_key ${tls.key};`,
+        "ssl_protocols TLSv1.3;",
+        "ssl_session_cache off;",
+        "ssl_session_tickets off;",
+      ];
+      runs.push({
+        section: "tls-proxy",
+        subject: {
+          name: "nginx",
+          note: mode === "handshake"
+            ? "stream ssl proxy_protocol + return"
+            : "stream ssl proxy_protocol + njs js_filter",
+          tallyho: false,
+          launch: mode === "handshake"
+            ? (port, dir) =>
+              nginx(dir, [
+                `listen 127.0.0.1:${port} ssl proxy_protocol reuseport backlog=4096;`,
+                ...ssl,
+                'return "Hello World$connection\\n";',
+              ], false)
+            : (port, dir, upstream) =>
+              nginx(dir, [
+                `listen 127.0.0.1:${port} ssl proxy_protocol reuseport backlog=4096;`,
+                ...ssl,
+                "js_filter main.hello;",
+                `proxy_pass 127.0.0.1:${upstream};`,
+              ], true),
+        },
+        mode,
+        variant: "TLS via HAProxy",
+        ...plain,
+        tls: true,
+        balancer: true,
+        upstream: mode === "closed",
+      });
+    }
   }
   if (only === null || only === "proxy") {
     const proxyFlags = ["--proxy-protocol", "--proxy-from", "127.0.0.0/8"];
@@ -589,6 +647,24 @@ function markdown(figures: Figure[], context: string, seconds: number, rounds: n
           }`
         ).join(". ") + ".",
     );
+  }
+  const tlsProxy = figures.filter((f) => f.section === "tls-proxy");
+  if (tlsProxy.length > 0) {
+    lines.push(
+      "",
+      "### TLS passed through HAProxy 2.6 with a PROXY v2 header first",
+      "",
+      "client -> HAProxy (`mode tcp`, `send-proxy-v2`) -> server reading the header, then TLS.",
+    );
+    for (const mode of ["handshake", "closed"] as const) {
+      lines.push(
+        "",
+        mode === "handshake" ? "Full handshakes per second:" : "Closed-loop replies per second:",
+        "",
+        ...HEADER,
+      );
+      for (const f of tlsProxy.filter((f) => f.mode === mode)) lines.push(row(f));
+    }
   }
   const proxy = figures.filter((f) => f.section === "proxy");
   if (proxy.length > 0) {
