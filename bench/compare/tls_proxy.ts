@@ -314,6 +314,15 @@ interface Run {
   upstream: boolean;
 }
 
+/** Servers and balancers running now, stopped if the run is interrupted. */
+const running = new Set<ServerProcess>();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, async () => {
+    await Promise.all([...running].map((server) => server.stop()));
+    process.exit(130);
+  });
+}
+
 async function measure(
   run: Run,
   client: string,
@@ -340,12 +349,14 @@ async function measure(
   const port = await freePort();
   const spec = run.subject.launch(port, dir, upstream?.port ?? 0);
   const server = await ServerProcess.start(spec, port);
+  running.add(server);
   let balancer: ServerProcess | null = null;
   try {
     let target = port;
     if (run.balancer) {
       const listen = await freePort();
       balancer = await ServerProcess.start(haproxy(listen, port, dir), listen);
+      running.add(balancer);
       target = listen;
     }
     const options = { tls: run.tls, proxy: run.proxy, numbers: null };
@@ -371,6 +382,8 @@ async function measure(
   } finally {
     await balancer?.stop();
     await server.stop();
+    running.delete(server);
+    if (balancer !== null) running.delete(balancer);
     upstream?.close();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -386,7 +399,7 @@ function plan(
   const tlsFlags = ["--tls-cert", tls.cert, "--tls-key", tls.key];
   const runtimes: Array<["bun" | "deno" | "binary", string]> = [
     ["bun", "Bun 1.4 (BoringSSL)"],
-    ["deno", "Deno 2.9 (rustls)"],
+    ["deno", "Deno 2.9 (rustls, aws-lc-rs)"],
     ...(binary === null ? [] : [["binary", "compiled, Bun (BoringSSL)"] as ["binary", string]]),
   ];
   const runs: Run[] = [];
@@ -637,6 +650,11 @@ function markdown(figures: Figure[], context: string, seconds: number, rounds: n
       for (const f of tls.filter((f) => f.mode === mode)) lines.push(row(f));
     }
     lines.push(
+      "",
+      "A full handshake costs the client more than the server (it verifies the ECDSA signature " +
+        "the server makes, and a verify costs more than a sign), so one client core cannot keep " +
+        "one server core busy with handshakes: where the client core is near 100 % the rate is " +
+        "the client's, and the server CPU per handshake is the figure to compare.",
       "",
       "Against nginx (goal: handshakes >= 0.8x, closed loop >= 0.9x). On this shared machine the " +
         "rates swing between rounds with other work on the cores; the CPU each handshake or reply " +
