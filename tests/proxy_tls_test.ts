@@ -245,6 +245,12 @@ if (UNDER_TEST === "deno") {
         }
         assert.equal(figures.rejectedDenied, 2);
         assert.equal(figures.rejectedProxyHeaderUntrusted, 1);
+        // Every connection, upgraded or refused, is counted out once it closes.
+        for (let i = 0; i < 50 && figures.connectionsActive !== 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          figures = await totals(server.admin);
+        }
+        assert.equal(figures.connectionsActive, 0, "no connection is left counted as open");
       } finally {
         child.kill("SIGTERM");
         await exited;

@@ -217,6 +217,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       ...(rest.length === 0 ? {} : { initialData: rest }),
     });
     connection.secure = secure;
+    // From here the TLS socket is the connection: the sweep, the drain at shutdown and `close`
+    // (which Bun 1.4.5 calls for it, not for the plain socket, once initialData was given) use it.
+    this.#sockets.delete(socket);
+    this.#sockets.add(secure);
   }
 
   /**
@@ -317,7 +321,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       // Idle and silent clients get a clean close; a slowloris or a client that never reads
       // gets a reset, which frees the socket and its unsent replies at once.
       if (reason === Stat.closedIdleTimeout || reason === Stat.closedFirstMessageTimeout) {
-        ((connection.secure as BunSocket | null) ?? socket).end();
+        socket.end();
       } else {
         socket.terminate();
       }
@@ -351,9 +355,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     // closes when the client closes its side (allowHalfOpen is off), or at the deadline.
     for (const socket of this.#sockets) {
       socket.data.closing = true;
-      if (socket.data.unsent === null) {
-        ((socket.data.secure as BunSocket | null) ?? socket).shutdown();
-      }
+      if (socket.data.unsent === null) socket.shutdown();
     }
     const deadline = monotonicNow() + timeoutMs;
     while (this.#sockets.size > 0 && monotonicNow() < deadline) {
