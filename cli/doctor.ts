@@ -13,25 +13,31 @@ import { type CliIo, consoleIo, EXIT_USAGE, usageErrorFrom } from "./_io.ts";
 
 /** Exit code when SYN cookies are off. */
 export const EXIT_SYNCOOKIES_OFF = 1;
+/** Exit code when the certificate given with --tls-cert has expired or cannot be read. */
+export const EXIT_CERTIFICATE_BAD = 3;
 
 /** The usage text printed by `tallyho doctor --help`. */
 export function doctorUsage(): string {
-  return `Usage: tallyho doctor [--json]
+  return `Usage: tallyho doctor [--json] [--tls-cert FILE]
 
 Reads this host's TCP settings (net.ipv4.tcp_syncookies, tcp_max_syn_backlog, tcp_synack_retries,
 net.core.somaxconn, tcp_abort_on_overflow, tcp_migrate_req, ip_local_port_range), the open-file
 limit and the listen backlog the runtime really gets, and says for each what is ok, what is risky
-and the command that changes it. Under 'ip netns exec NAME' it reports that namespace.
+and the command that changes it. Under 'ip netns exec NAME' it reports that namespace. With
+--tls-cert it also says how long the listener's certificate has left (risky under 14 days).
 
 Options:
-  --json       print the findings as JSON: { items: [{ name, value, verdict, why, fix }] }
-  -h, --help   show this text
+  --json            print the findings as JSON: { items: [{ name, value, verdict, why, fix }] }
+  --tls-cert FILE   also check this PEM certificate's expiry (the server's --tls-cert)
+  -h, --help        show this text
 
-Exit codes: 0 done, 1 SYN cookies are off, 2 bad command line.`;
+Exit codes: 0 done, 1 SYN cookies are off, 2 bad command line, 3 the certificate has expired
+or cannot be read.`;
 }
 
 const FLAGS = {
   json: { type: "boolean" },
+  "tls-cert": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -41,7 +47,8 @@ const FLAGS = {
  * @param args The arguments after `doctor`.
  * @param io Where to write; defaults to the console.
  * @param options Where to read the host from; tests pass fake `/proc` values.
- * @returns 0, 1 when SYN cookies are off, 2 for a bad command line.
+ * @returns 0, 1 when SYN cookies are off, 2 for a bad command line, 3 when the certificate
+ *   given has expired or cannot be read.
  *
  * @example
  * ```ts
@@ -65,8 +72,13 @@ export async function doctorMain(
     io.out(doctorUsage());
     return 0;
   }
-  const report = await diagnose(options);
+  const tlsCert = values["tls-cert"];
+  // The one wall-clock read: a certificate's expiry is a time of day.
+  const report = await diagnose(
+    tlsCert === undefined ? options : { now: Date.now(), ...options, tlsCert },
+  );
   if (values.json) io.out(renderJson(report));
   else for (const line of renderText(report, `${RUNTIME} ${RUNTIME_VERSION}`)) io.out(line);
-  return report.syncookiesOff ? EXIT_SYNCOOKIES_OFF : 0;
+  if (report.syncookiesOff) return EXIT_SYNCOOKIES_OFF;
+  return report.certificateBad ? EXIT_CERTIFICATE_BAD : 0;
 }

@@ -9,6 +9,7 @@
  */
 
 import { CidrList } from "./limits/cidr_list.ts";
+import { TLS_AFTER_PROXY_HEADER } from "./adapters/mod.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
 import { isHostAddress } from "./host_address.ts";
@@ -489,13 +490,14 @@ function tlsSettings(
         `${given} ${describe(cert ?? key)} without ${missing}`,
     );
   }
-  if (cert !== null && proxyProtocol === true) {
-    // A balancer sends the header in the clear before the TLS handshake; the runtimes' TLS
-    // listeners hand over only decrypted bytes, so the header cannot be read there yet.
+  if (cert !== null && proxyProtocol === true && TLS_AFTER_PROXY_HEADER !== null) {
+    // A balancer sends the header in the clear before the TLS handshake; this runtime cannot
+    // start TLS on a connection after reading it (see TLS_AFTER_PROXY_HEADER for why).
     throw new ConfigError(
       "proxy-protocol",
-      `'proxy-protocol' cannot be combined with 'tls-cert' yet (the header comes before TLS): ` +
-        `got proxy-protocol true with tls-cert ${describe(cert)}; let the balancer end TLS, or ` +
+      `'proxy-protocol' cannot be combined with 'tls-cert' on this runtime (the header comes ` +
+        `before TLS, and ${TLS_AFTER_PROXY_HEADER}): got proxy-protocol true with tls-cert ` +
+        `${describe(cert)}; run on Bun (or the compiled binary), let the balancer end TLS, or ` +
         `pass TLS through without the PROXY protocol`,
     );
   }

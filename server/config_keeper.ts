@@ -12,6 +12,7 @@ import type { ServeConfig, ServeOptions } from "./config.ts";
 import { StaleGenerationError } from "./config_error.ts";
 import { type ConfigPlan, describeChanges, planConfig } from "./config_plan.ts";
 import type { HostFacts } from "./host_facts.ts";
+import { describeTlsFiles, readTlsFiles, tlsFilesDigest } from "./tls_files.ts";
 
 /** What a change asks for, built from the configuration in force at the moment it runs. */
 export type ConfigRequest = (current: ServeConfig) => ServeOptions;
@@ -57,6 +58,10 @@ export interface ConfigKeeperOptions {
 export class ConfigKeeper {
   #config: ServeConfig;
   #generation = 1;
+  /** The digest of the TLS files the listeners were last given ("" for plain TCP). */
+  #tlsDigest: string;
+  /** How that certificate is named in the change a renewal gets. */
+  #tlsLabel = "";
   #queue: Promise<unknown> = Promise.resolve();
   readonly #options: ConfigKeeperOptions;
 
@@ -67,6 +72,8 @@ export class ConfigKeeper {
   constructor(initial: ServeConfig, options: ConfigKeeperOptions) {
     this.#config = initial;
     this.#options = options;
+    this.#tlsDigest = tlsFilesDigest(initial.tlsCert, initial.tlsKey);
+    if (this.#tlsDigest !== "") this.#tlsLabel = labelOf(initial);
   }
 
   /** The configuration in force. */
@@ -109,7 +116,30 @@ export class ConfigKeeper {
       current: this.#config,
       ...(options.origin === undefined ? {} : { origin: options.origin }),
     });
+    this.#addRenewal(plan);
     return { ...plan, generation: this.#generation };
+  }
+
+  /**
+   * Files renewed in place (same paths, new bytes: certbot's way) are a change of their own,
+   * `tls-files`, so every reload (SIGHUP, any PATCH) puts them in force; the pair is checked
+   * first (planConfig checks it only when a path changes), so a half-written renewal is refused
+   * and the pair in force stays.
+   */
+  #addRenewal(plan: ConfigPlan): void {
+    const { tlsCert, tlsKey } = plan.config;
+    if (tlsCert === null || tlsKey === null) return;
+    if ("tls-cert" in plan.changes || "tls-key" in plan.changes) return;
+    const digest = tlsFilesDigest(tlsCert, tlsKey);
+    if (digest === this.#tlsDigest) return;
+    const files = readTlsFiles(tlsCert, tlsKey);
+    plan.warnings.push(...files.warnings);
+    plan.changes["tls-files"] = { from: this.#tlsLabel, to: describeTlsFiles(files) };
+  }
+
+  #putTlsInForce(config: ServeConfig): void {
+    this.#tlsDigest = tlsFilesDigest(config.tlsCert, config.tlsKey);
+    this.#tlsLabel = this.#tlsDigest === "" ? "" : labelOf(config);
   }
 
   /**
@@ -127,6 +157,7 @@ export class ConfigKeeper {
       const plan = this.plan(request, options);
       if (Object.keys(plan.changes).length === 0) return plan;
       this.#config = plan.config;
+      this.#putTlsInForce(plan.config);
       const generation = ++this.#generation;
       await this.#options.apply?.(plan.config, generation);
       this.#logChange(plan, generation);
@@ -148,6 +179,7 @@ export class ConfigKeeper {
     const plan = this.plan(request, options);
     if (Object.keys(plan.changes).length === 0) return plan;
     this.#config = plan.config;
+    this.#putTlsInForce(plan.config);
     const generation = ++this.#generation;
     void this.#options.apply?.(plan.config, generation);
     this.#logChange(plan, generation);
@@ -160,5 +192,13 @@ export class ConfigKeeper {
       `configuration generation ${generation}: ${describeChanges(plan.changes)}${clamped}`,
       plan.warnings.length === 0 ? "info" : "warn",
     );
+  }
+}
+
+function labelOf(config: ServeConfig): string {
+  try {
+    return describeTlsFiles(readTlsFiles(config.tlsCert!, config.tlsKey!));
+  } catch (error) {
+    return (error as Error).message;
   }
 }

@@ -51,4 +51,9 @@ export class Connection implements LineState, ProxyHeaderState {
   proxyNeed = 0;
   proxyHeld: Uint8Array | null = null;
   proxyClient: IpWords | null = null;
+  /**
+   * The TLS socket a plain connection was upgraded to once its PROXY header was read (Bun); the
+   * plain socket's own events are then ignored. Null for every other connection.
+   */
+  secure: object | null = null;
 }

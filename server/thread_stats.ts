@@ -34,6 +34,7 @@ export const STAT_NAMES = [
   "rejectedProxyHeaderInvalid",
   "rejectedProxyHeaderUntrusted",
   "closedProxyHeaderTimeout",
+  "rejectedServerName",
   // Event-loop delay (server/loop_delay.ts): the last interval's percentiles, in ms...
   "loopDelayP50Ms",
   "loopDelayP99Ms",

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { createPrivateKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { ConfigError } from "./config_error.ts";
 
@@ -152,4 +152,33 @@ export function readCertificateInfo(certPath: string): CertificateInfo | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * What the TLS files hold now, as one digest: a change of it with the same paths is a renewal
+ * in place (certbot rewrites `live/NAME/fullchain.pem`), which a reload must pick up.
+ *
+ * @param certPath The certificate chain's PEM file, or null when TLS is off.
+ * @param keyPath The private key's PEM file.
+ * @returns A SHA-256 of both files' bytes; "" when TLS is off or a file cannot be read (the
+ *   next check reads it again and reports why).
+ */
+export function tlsFilesDigest(certPath: string | null, keyPath: string | null): string {
+  if (certPath === null || keyPath === null) return "";
+  try {
+    return createHash("sha256").update(readFileSync(certPath)).update("\0")
+      .update(readFileSync(keyPath)).digest("hex");
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * How a log line and a change name the certificate of a pair.
+ *
+ * @param files The pair, as {@linkcode readTlsFiles} returns it.
+ * @returns `CN=a, valid until 2027-01-01T00:00:00.000Z`.
+ */
+export function describeTlsFiles(files: Pick<TlsFiles, "subject" | "notAfter">): string {
+  return `${files.subject}, valid until ${new Date(files.notAfter).toISOString()}`;
 }

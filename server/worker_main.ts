@@ -60,6 +60,8 @@ scope.onmessage = async (event) => {
       // Started once the clock is aligned, so its first sample is not the alignment's jump.
       loopDelay = new LoopDelayMeter(stats);
       try {
+        // The newest configuration: a `configure` may have come in during the await above.
+        const tls = tlsOf(handler.config);
         listener = await listen({
           host: message.config.host,
           port: message.port,
@@ -67,10 +69,9 @@ scope.onmessage = async (event) => {
           stats,
           gate,
           clock,
-          // The newest configuration: a `configure` may have come in during the await above.
-          ...(tlsOf(handler.config) === null ? {} : { tls: tlsOf(handler.config)! }),
+          ...(tls === null ? {} : { tls }),
         });
-        tlsPaths = tlsKey(handler.config);
+        tlsInForce = tlsContent(tls, handler.config);
         scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
       } catch (error) {
         const code = error instanceof AddressInUseError ? "EADDRINUSE" : "LISTEN_FAILED";
@@ -103,11 +104,16 @@ scope.onmessage = async (event) => {
   }
 };
 
-/** The TLS files the listener is bound with, as `cert\0key` ("" for plain TCP). */
-let tlsPaths = "";
+/**
+ * What the listener is bound with, as `cert\0key` PEM ("" for plain TCP): compared by content,
+ * not by path, so files renewed in place are taken up on the next configuration.
+ */
+let tlsInForce = "";
 
-function tlsKey(config: ServeConfig): string {
-  return config.tlsCert === null ? "" : `${config.tlsCert}\0${config.tlsKey}`;
+function tlsContent(tls: { cert: string; key: string } | null, config: ServeConfig): string {
+  // With the PROXY protocol the listener is bound plain and upgrades after the header (Bun), so
+  // turning it on or off rebinds too.
+  return tls === null ? "" : `${tls.cert}\0${tls.key}\0${config.proxyProtocol}`;
 }
 
 // Read here, in each thread: planConfig checked them (server/tls_files.ts) before any thread is
@@ -118,8 +124,9 @@ function tlsOf(config: ServeConfig): { cert: string; key: string } | null {
 }
 
 function rebindOnNewTls(listener: ThreadListener, config: ServeConfig): void {
-  const paths = tlsKey(config);
-  if (paths === tlsPaths) return;
-  tlsPaths = paths;
-  listener.setTls(tlsOf(config));
+  const tls = tlsOf(config);
+  const content = tlsContent(tls, config);
+  if (content === tlsInForce) return;
+  tlsInForce = content;
+  listener.setTls(tls);
 }

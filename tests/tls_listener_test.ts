@@ -14,6 +14,9 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { test } from "node:test";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import { python } from "./_python.ts";
+import { totals } from "./_proxy_clients.ts";
+import { certificateNames, serverNameCheck } from "../server/server_names.ts";
 
 /** Makes a self-signed ECDSA P-256 certificate for localhost and 127.0.0.1. */
 function makeCertificate(dir: string, name: string): { cert: string; key: string } {
@@ -154,10 +157,6 @@ test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half
     ],
     [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
     [
-      ["--tls-cert", a.cert, "--tls-key", a.key, "--proxy-protocol", "--proxy-from", "10.0.0.5"],
-      /'proxy-protocol' cannot be combined with 'tls-cert' yet/,
-    ],
-    [
       ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
       /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
     ],
@@ -197,7 +196,7 @@ function servedSubject(port: number): string {
 async function openTls(
   port: number,
   ca: string[],
-): Promise<{ ask(): Promise<string>; close(): void }> {
+): Promise<{ ask(): Promise<string>; subject(): string; close(): void }> {
   const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" });
   await new Promise<void>((resolve, reject) => {
     socket.once("secureConnect", () => resolve());
@@ -224,6 +223,7 @@ async function openTls(
         waiting = resolve;
         socket.write("hi\n");
       }),
+    subject: () => String(socket.getPeerCertificate().subject?.CN),
     close: () => socket.destroy(),
   };
 }
@@ -325,3 +325,239 @@ test(`[${UNDER_TEST}] tls: SIGHUP with a --config naming other files swaps the c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** The subject of the certificate a connection was served at its handshake. */
+function heldSubject(port: number, ca: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port, ca, servername: "localhost" }, () => {
+      resolve(String(socket.getPeerCertificate().subject?.CN));
+      socket.destroy();
+    });
+    socket.on("error", reject);
+  });
+}
+
+test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SIGHUP and by a PATCH; open connections keep theirs`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  // The paths the server is given never change, as with certbot's live/NAME/ files.
+  const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
+  const install = (pair: { cert: string; key: string }) => {
+    writeFileSync(live.cert, readFileSync(pair.cert));
+    writeFileSync(live.key, readFileSync(pair.key), { mode: 0o600 });
+  };
+  install(a);
+  const file = join(dir, "tallyho.json");
+  writeFileSync(file, JSON.stringify({ "tls-cert": live.cert, "tls-key": live.key, threads: 2 }));
+  const server = await startTallyho(["--config", file, "--framing", "line"]);
+  const ca = [readFileSync(a.cert, "utf8"), readFileSync(b.cert, "utf8")];
+  const held = await openTls(server.port, ca);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    install(b);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 2: tls-files "CN=a, valid until .*" -> "CN=b/);
+    for (let i = 0; i < 5; i++) assert.equal(servedSubject(server.port), "b", `new client ${i}`);
+    assert.equal(await heldSubject(server.port, ca), "b");
+    assert.match(await held.ask(), /^Hello World\d+$/, "the connection opened before is served");
+    assert.equal(held.subject(), "a", "the connection opened before keeps its certificate");
+    // A renewal caught half-written (the new certificate, the old key) is refused; b stays.
+    writeFileSync(live.cert, readFileSync(a.cert));
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(
+      /configuration not applied, keeping generation 2: .*'tls-key' .*live\.key is not the key of the certificate in .*live\.crt/,
+    );
+    assert.equal(servedSubject(server.port), "b");
+    // The admin API's reload: any PATCH, even an empty one, re-reads the files.
+    install(a);
+    const reloaded = await server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: "{}",
+    });
+    const body = await reloaded.text();
+    assert.equal(reloaded.status, 200, body);
+    await server.waitFor(/configuration generation 3: tls-files "CN=b, valid until .*" -> "CN=a/);
+    assert.equal(servedSubject(server.port), "a");
+    assert.match(await held.ask(), /^Hello World\d+$/);
+  } finally {
+    held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * A TLS client in Python's standard library (no code shared with the server): for each name it
+ * connects with that SNI ("" sends none), asks one line and reports how the connection went.
+ */
+const SNI_CLIENT = `
+import json, socket, ssl, sys
+port = int(sys.argv[1])
+results = []
+for name in sys.argv[2:]:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    outcome = {"name": name, "reply": "", "end": None}
+    try:
+        conn = ctx.wrap_socket(raw, server_hostname=name or None)
+        conn.sendall(b"hi\\n")
+        while True:
+            chunk = conn.recv(100)
+            if not chunk:
+                outcome["end"] = "eof"
+                break
+            outcome["reply"] += chunk.decode()
+            if outcome["reply"].endswith("\\n"):
+                outcome["end"] = "served"
+                break
+        conn.close()
+    except ConnectionResetError as e:
+        outcome["end"] = "reset"
+    except ssl.SSLEOFError as e:
+        outcome["end"] = "eof"
+    except ssl.SSLError as e:
+        outcome["end"] = "alert: " + e.reason if e.reason else "alert"
+    except OSError as e:
+        outcome["end"] = "error: " + repr(e)
+    results.append(outcome)
+print(json.dumps(results))
+`;
+
+test(`[${UNDER_TEST}] tls: a client asking for a name the certificate does not cover gets a clean close; no name or a covered one is served`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const { cert, key } = makeCertificate(dir, "localhost");
+  const server = await startTallyho([
+    "--threads",
+    "2",
+    "--framing",
+    "line",
+    "--tls-cert",
+    cert,
+    "--tls-key",
+    key,
+  ]);
+  try {
+    const names = ["other.example", "localhost", "", "LOCALHOST", "a.localhost", "evil.test"];
+    const results = await python(SNI_CLIENT, [String(server.port), ...names], 60_000) as Array<
+      { name: string; reply: string; end: string }
+    >;
+    const by = Object.fromEntries(results.map((r) => [r.name, r]));
+    for (const name of ["localhost", "", "LOCALHOST"]) {
+      assert.match(by[name]!.reply, /^Hello World\d+\n$/, `${JSON.stringify(name)}: served`);
+    }
+    for (const name of ["other.example", "a.localhost", "evil.test"]) {
+      const r = by[name]!;
+      assert.equal(r.reply, "", `${name}: no reply`);
+      // Bun finishes the handshake, then closes (close_notify, FIN); Deno aborts the handshake
+      // with an alert. Neither resets the connection.
+      assert.match(r.end, /^(eof|alert.*)$/, `${name}: ${r.end}`);
+    }
+    const s = await opensslWrongName(server.port);
+    assert.ok(!s.includes("Hello World"), `openssl s_client with a wrong name got ${s}`);
+    let figures = await totals(server.admin);
+    for (let i = 0; i < 50 && figures.rejectedServerName! < 4; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      figures = await totals(server.admin);
+    }
+    assert.equal(figures.rejectedServerName, 4, "three Python clients and openssl");
+    const metrics = await (await server.admin("/metrics")).text();
+    const counted = [
+      ...metrics.matchAll(
+        /^tallyho_connections_rejected_total\{[^}]*reason="server_name"[^}]*\} (\d+)$/gm,
+      ),
+    ].reduce((sum, m) => sum + Number(m[1]), 0);
+    assert.equal(counted, 4, "the metrics count them by reason, summed over threads");
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** `openssl s_client -servername wrong.example`: what it read before the server closed. */
+function opensslWrongName(port: number): Promise<string> {
+  const child = spawn("openssl", [
+    "s_client",
+    "-connect",
+    `127.0.0.1:${port}`,
+    "-servername",
+    "wrong.example",
+    "-quiet",
+  ], { stdio: ["pipe", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+  child.stdin.write("hi\n");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  return new Promise((resolve) =>
+    child.on("close", () => {
+      clearTimeout(timer);
+      resolve(out);
+    })
+  );
+}
+
+test("tls unit: the names a certificate covers are its DNS names (or CN); a wildcard covers one label", () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  try {
+    const made = spawnSync("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      join(dir, "w.key"),
+      "-out",
+      join(dir, "w.crt"),
+      "-days",
+      "1",
+      "-subj",
+      "/CN=ignored.example",
+      "-addext",
+      "subjectAltName=DNS:*.example.com,DNS:Tally.Example,IP:127.0.0.1",
+    ], { encoding: "utf8" });
+    assert.equal(made.status, 0, made.stderr);
+    const pem = readFileSync(join(dir, "w.crt"), "utf8");
+    assert.deepEqual(certificateNames(pem), ["*.example.com", "tally.example"]);
+    const accepts = serverNameCheck(pem);
+    for (const name of ["a.example.com", "A.Example.COM", "tally.example", "tally.example."]) {
+      assert.equal(accepts(name), true, name);
+    }
+    for (const name of ["example.com", "b.a.example.com", "ignored.example", "x.tally.example"]) {
+      assert.equal(accepts(name), false, name);
+    }
+    const cnOnly = makeCertificateWithoutNames(dir);
+    assert.deepEqual(certificateNames(cnOnly), ["cn.example"]);
+    assert.equal(serverNameCheck(cnOnly)("cn.example"), true);
+    assert.equal(serverNameCheck(cnOnly)("other.example"), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function makeCertificateWithoutNames(dir: string): string {
+  const made = spawnSync("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    join(dir, "cn.key"),
+    "-out",
+    join(dir, "cn.crt"),
+    "-days",
+    "1",
+    "-subj",
+    "/CN=cn.example",
+  ], { encoding: "utf8" });
+  assert.equal(made.status, 0, made.stderr);
+  return readFileSync(join(dir, "cn.crt"), "utf8");
+}

@@ -21,6 +21,7 @@ import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
+import { type ServerNameCheck, serverNameCheck } from "../server_names.ts";
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).
@@ -33,6 +34,18 @@ interface BunSocket {
   terminate(): void;
   pause(): void;
   resume(): void;
+  /** The name the client asked for (SNI) on a TLS socket; undefined when it sent none. */
+  getServername(): string | undefined;
+  /**
+   * Starts TLS as the server on this plain socket. `initialData` (Bun 1.4.5, not in bun-types:
+   * what node:net's server-side upgrade passes) is fed to TLS first: bytes already read.
+   */
+  upgradeTLS(options: {
+    data: Connection;
+    tls: { cert: string; key: string };
+    socket: BunSocketHandler;
+    initialData?: Uint8Array;
+  }): [BunSocket, BunSocket];
 }
 interface BunListener {
   readonly port: number;
@@ -42,6 +55,7 @@ interface BunSocketHandler {
   open(socket: BunSocket): void;
   data(socket: BunSocket, chunk: Uint8Array): void;
   drain(socket: BunSocket): void;
+  handshake(socket: BunSocket, success: boolean, error: Error | null): void;
   close(socket: BunSocket): void;
   error(socket: BunSocket, error: Error): void;
 }
@@ -59,8 +73,16 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly runtime = "bun";
   port: number;
   #listener: BunListener | null;
-  readonly #listen: () => BunListener;
+  readonly #listen: (port?: number) => BunListener;
   #tls: { cert: string; key: string } | null;
+  #acceptsName: ServerNameCheck | null;
+  /**
+   * Whether the listener is bound plain although TLS is on: with the PROXY protocol the header
+   * comes in clear before the handshake, so each connection is upgraded after it.
+   */
+  #tlsAfterHeader = false;
+  /** The handlers of sockets upgraded to TLS: the same, but opened already. */
+  readonly #secureHandler: BunSocketHandler;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
@@ -79,19 +101,22 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       open: (s) => this.open(s),
       data: (s, chunk) => this.data(s, chunk),
       drain: (s) => this.drain(s),
+      handshake: (s) => this.handshake(s),
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
     };
+    this.#secureHandler = { ...socket, open: () => {} };
     // With tls, Bun (BoringSSL) handshakes before `data`; a client that does not speak TLS is
     // closed by it and never reaches the handler.
     this.#tls = tls ?? null;
-    this.#listen = () => {
-      const secure = this.#tls === null ? {} : { tls: this.#tls };
-      return bun.listen({ hostname: host, port: this.port, reusePort: true, socket, ...secure });
+    this.#acceptsName = tls === undefined ? null : serverNameCheck(tls.cert);
+    this.#listen = (at = this.port) => {
+      this.#tlsAfterHeader = this.#tls !== null && handler.config.proxyProtocol;
+      const secure = this.#tls === null || this.#tlsAfterHeader ? {} : { tls: this.#tls };
+      return bun.listen({ hostname: host, port: at, reusePort: true, socket, ...secure });
     };
     try {
-      const secure = tls === undefined ? {} : { tls };
-      this.#listener = bun.listen({ hostname: host, port, reusePort: true, socket, ...secure });
+      this.#listener = this.#listen(port);
     } catch (error) {
       if ((error as { code?: string }).code === "EADDRINUSE") {
         throw new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`);
@@ -116,9 +141,28 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     this.#stats[Stat.connectionsActive]!++;
   }
 
+  /**
+   * A client that asked for a name the certificate does not cover gets a clean close (TLS
+   * close_notify, then FIN) before anything is read. Bun 1.4.5's `tls.serverName` does not refuse
+   * other names with a single certificate, and Bun.listen has no SNI callback (only node:tls's
+   * SNICallback, oven-sh/bun#14395), so the name is checked once the handshake is done.
+   */
+  handshake(socket: BunSocket): void {
+    const name = socket.getServername();
+    const accepts = this.#acceptsName;
+    if (!name || accepts === null || accepts(name)) return;
+    const connection = socket.data;
+    if (connection.closing) return;
+    this.#stats[Stat.rejectedServerName]!++;
+    connection.closing = true;
+    socket.end();
+  }
+
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
+    // Upgraded to TLS: the plain socket still sees the ciphertext; only the TLS socket's bytes count.
+    if (connection.secure !== null && connection.secure !== socket) return;
     if (connection.proxyPhase !== 0) {
       const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
       if (skip < 0) {
@@ -126,6 +170,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
           connection.closing = true;
           socket.terminate();
         }
+        return;
+      }
+      if (this.#tlsAfterHeader && connection.secure === null) {
+        this.#upgrade(socket, connection, chunk.subarray(skip));
         return;
       }
       if (skip === chunk.length) return;
@@ -153,6 +201,26 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       this.#stats[Stat.readPauses]!++;
       socket.pause();
     }
+  }
+
+  /**
+   * Starts TLS on a plain connection once its PROXY header is read (or, for a direct client, once
+   * its first bytes show it is not one): what followed the header in the same read is the start
+   * of the ClientHello, so it is handed to TLS first (HAProxy sends both in one segment as often
+   * as not).
+   */
+  #upgrade(socket: BunSocket, connection: Connection, rest: Uint8Array): void {
+    const [, secure] = socket.upgradeTLS({
+      data: connection,
+      tls: this.#tls!,
+      socket: this.#secureHandler,
+      ...(rest.length === 0 ? {} : { initialData: rest }),
+    });
+    connection.secure = secure;
+    // From here the TLS socket is the connection: the sweep, the drain at shutdown and `close`
+    // (which Bun 1.4.5 calls for it, not for the plain socket, once initialData was given) use it.
+    this.#sockets.delete(socket);
+    this.#sockets.add(secure);
   }
 
   /**
@@ -186,6 +254,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   drain(socket: BunSocket): void {
     const connection = socket.data;
+    // Replies to an upgraded connection go out through its TLS socket only.
+    if (connection.secure !== null && connection.secure !== socket) return;
     const unsent = connection.unsent;
     if (unsent !== null) {
       const written = socket.write(unsent);
@@ -269,6 +339,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   setTls(tls: { cert: string; key: string } | null): void {
     this.#tls = tls;
+    this.#acceptsName = tls === null ? null : serverNameCheck(tls.cert);
     if (this.#listener === null) return; // paused: resume() binds with it
     // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
     const next = this.#listen();

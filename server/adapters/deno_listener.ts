@@ -20,10 +20,19 @@ import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
+import { serverNameCheck } from "../server_names.ts";
 
 const FIRST_READ_BYTES = 1024;
 const MAX_READ_BYTES = 64 * 1024;
 const ACCEPT_BACKOFF_MS = 10;
+/**
+ * Deno 2.9's listenTls takes an SNI resolver only under this private symbol (denoland/deno#23686;
+ * the public `resolveCertificate` is denoland/deno#35179, not released): it is given the name the
+ * client asked for and returns the certificate and key, or throws to abort the handshake.
+ */
+const SNI_RESOLVER = Symbol.for("unstableSniResolver");
+/** The resolver's refusal; the first read of that connection fails with it in its message. */
+const NAME_REFUSED = "tallyho: the certificate does not cover the server name asked for";
 
 interface Tracked {
   conn: Deno.Conn;
@@ -91,7 +100,17 @@ class DenoThreadListener implements ThreadListener {
     const options = { hostname: this.#host, port, reusePort: true, transport: "tcp" } as const;
     // Deno.listenTls (rustls) accepts before the handshake; the first read completes it, so an
     // unfinished handshake is bounded by the first-message timeout like a silent client.
-    return this.#tls === null ? Deno.listen(options) : Deno.listenTls({ ...options, ...this.#tls });
+    if (this.#tls === null) return Deno.listen(options);
+    const tls = this.#tls;
+    const accepts = serverNameCheck(tls.cert);
+    // A client that asks for a name the certificate does not cover has its handshake aborted
+    // (an alert, then FIN) before anything is read; one that sends no name is served.
+    const resolve = (name: string) => {
+      if (name && !accepts(name)) throw new Error(NAME_REFUSED);
+      return tls;
+    };
+    const withResolver = { ...options, ...tls, [SNI_RESOLVER]: resolve };
+    return Deno.listenTls(withResolver);
   }
 
   #sweep(): void {
@@ -189,8 +208,9 @@ class DenoThreadListener implements ThreadListener {
           buffer = new Uint8Array(buffer.length * 2);
         }
       }
-    } catch {
-      if (!this.#draining) stats[Stat.closedPeerError]!++;
+    } catch (error) {
+      if ((error as Error).message?.includes(NAME_REFUSED)) stats[Stat.rejectedServerName]!++;
+      else if (!this.#draining) stats[Stat.closedPeerError]!++;
     } finally {
       this.#open.delete(tracked);
       this.#gate.release(tracked.state, this.#clock.now);

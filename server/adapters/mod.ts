@@ -35,6 +35,18 @@ export {
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
 
+/**
+ * Why this runtime cannot start TLS on a connection after reading a PROXY header, or null when it
+ * can. Bun upgrades the plain socket (`upgradeTLS` with the bytes already read). Deno 2.9's own
+ * API has no server-side `startTls` (denoland/deno#18451); its node:tls can wrap a node:net socket
+ * server-side (denoland/deno#33303), but the Deno adapter listens with `Deno.listen`, not
+ * node:net, whose accept loop stalled under descriptor pressure here (see _deno_relay.ts).
+ */
+export const TLS_AFTER_PROXY_HEADER: string | null = RUNTIME === "bun"
+  ? null
+  : "Deno 2.9 cannot start TLS on an accepted connection: it has no server-side startTls, " +
+    "denoland/deno#18451";
+
 /** The runtime's version, for logs and `--version`. */
 export const RUNTIME_VERSION: string = RUNTIME === "bun"
   ? (globalThis as unknown as { Bun: { version: string } }).Bun.version

@@ -6,6 +6,7 @@
 
 export * from "./diagnose.ts";
 export * from "./checks.ts";
+export * from "./certificate_check.ts";
 export * from "./read_sysctls.ts";
 export * from "./read_open_files.ts";
 export * from "./backlog_probe.ts";

@@ -55,6 +55,7 @@ export function renderText(report: DoctorReport, runtime: string): string[] {
     );
   }
   if (report.syncookiesOff) lines.push("SYN cookies are off: exit code 1.");
+  else if (report.certificateBad) lines.push("The TLS certificate is unusable: exit code 3.");
   return lines;
 }
 
