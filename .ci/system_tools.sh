@@ -12,7 +12,8 @@ set -uo pipefail
 # tests, chromium for the dashboard's browser tests, systemd-analyze to verify the unit in docs/, haproxy
 # (with nginx) in front of tallyho for the PROXY protocol tests, etcd and etcdctl for the etcd
 # number source tests,
-# and the anchors the comparison harness measures against (nginx, gevent).
+# and the anchors the comparison harness measures against (nginx, gevent), and cc (gcc) that
+# builds the comparison's native client (bench/native_client).
 TOOLS=(
   "redis-server:redis-server"
   "chromium:chromium"
@@ -27,6 +28,7 @@ TOOLS=(
   "haproxy:haproxy"
   "etcd:etcd-server"
   "etcdctl:etcd-client"
+  "cc:gcc"
 )
 # Installed with the tools but not a command of their own.
 EXTRA_PACKAGES=(libnginx-mod-stream python3-gevent libfaketime)
