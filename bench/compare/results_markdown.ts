@@ -148,7 +148,9 @@ function answers(results: CompareResults, t: Table): string[] {
   lines.push(
     `| tallyho on Deno >= 80 % of tallyho on Bun, per workload? | ${
       yesNo(allOk(deno.map(({ r }) => (r === null ? null : r >= 0.8))))
-    } | ${deno.map(({ w, r }) => `${w} ${r === null ? "n/a" : fmtPct(r)}`).join("; ")} |`,
+    } | ${deno.map(({ w, r }) => `${w} ${r === null ? "n/a" : fmtPct(r)}`).join("; ")}${
+      runtimeCost(t, workloads)
+    } |`,
   );
 
   // 5. Memory per idle connection.
@@ -168,6 +170,34 @@ function answers(results: CompareResults, t: Table): string[] {
     `| Cores for 1,000,000 replies/s without pipelining (estimate) | ${coresEstimate(t)} |`,
   );
   return lines;
+}
+
+/** Median server CPU per reply of a server on a workload, or `null`. */
+function cpuPerReply(t: Table, server: string, workload: CompareWorkload): number | null {
+  const runs = t.runs(server, workload);
+  if (runs.length === 0 || runs.some((m) => m.serverCpuUsPerReply === undefined)) return null;
+  return spread(runs.map((m) => m.serverCpuUsPerReply)).median;
+}
+
+// What the runtime itself costs: bare Deno.listen against bare Bun.listen, and the CPU a reply
+// costs tallyho on each (a ratio that holds whichever side set the pace).
+function runtimeCost(t: Table, workloads: CompareWorkload[]): string {
+  const parts = workloads.map((w) => {
+    const bare = t.ratio("bare-deno", "bare-bun", w);
+    const deno = cpuPerReply(t, "tallyho-deno", w);
+    const bun = cpuPerReply(t, "tallyho-bun", w);
+    const cpu = deno === null || bun === null || deno === 0 ? null : bun / deno;
+    return bare === null && cpu === null
+      ? null
+      : `${w}: bare Deno ${
+        bare === null ? "n/a" : fmtPct(bare)
+      } of bare Bun; tallyho's server CPU per reply ${
+        deno === null || bun === null
+          ? "n/a"
+          : `${deno.toFixed(2)} us on Deno, ${bun.toFixed(2)} us on Bun (${fmtPct(cpu!)})`
+      }`;
+  }).filter((p) => p !== null);
+  return parts.length === 0 ? "" : `. The runtime: ${parts.join("; ")}`;
 }
 
 // A server well under a full core was not what set the pace: say so, and whether the client
