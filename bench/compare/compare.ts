@@ -453,6 +453,8 @@ async function main(args: string[]): Promise<number> {
   }
   const started = performance.now();
   const plan = parsePlan(args);
+  // Built (or found missing) once, before any server starts: a build failure is one message.
+  if (plan.driver === "native") nativeClientPath();
   const pinned = availableParallelism() >= 2 && existsSync("/usr/bin/taskset");
   const serverCore = pinned ? 0 : null;
   const clientCore = pinned ? 1 : null;
