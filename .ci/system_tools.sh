@@ -12,8 +12,9 @@ set -uo pipefail
 # tests, chromium for the dashboard's browser tests, systemd-analyze to verify the unit in docs/, haproxy
 # (with nginx) in front of tallyho for the PROXY protocol tests, etcd and etcdctl for the etcd
 # number source tests, openssl to make the certificates of the etcd client-certificate tests,
-# and the anchors the comparison harness measures against (nginx, gevent; nginx's njs and
-# libssl-dev for bench/compare/tls_proxy.ts: its C client and nginx's per-line TLS reply).
+# cc (gcc) that builds the comparison's native client (bench/native_client), and the anchors the
+# comparison harness measures against (nginx, gevent; nginx's njs and libssl-dev for
+# bench/compare/tls_proxy.ts: its C client and nginx's per-line TLS reply).
 TOOLS=(
   "redis-server:redis-server"
   "chromium:chromium"
@@ -29,6 +30,7 @@ TOOLS=(
   "etcd:etcd-server"
   "etcdctl:etcd-client"
   "openssl:openssl"
+  "cc:gcc"
 )
 # Installed with the tools but not a command of their own.
 EXTRA_PACKAGES=(libnginx-mod-stream libnginx-mod-stream-js libssl-dev python3-gevent libfaketime)

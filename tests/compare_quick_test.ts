@@ -10,6 +10,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { ROOT, UNDER_TEST } from "./_server.ts";
 import type { CompareResults } from "../bench/compare/results.ts";
+import { toolMissing } from "./_tools.ts";
+
+// With a C compiler the harness drives with its native client; without, with `tallyho load`.
+const DRIVER = toolMissing("cc", "gcc") === null ? "native" : "tallyho-load";
 
 function runCompare(args: string[]): Promise<{ code: number | string; output: string }> {
   const child = spawn(join(ROOT, "node_modules/.bin/bun"), [
@@ -40,6 +44,7 @@ test(`[${UNDER_TEST}] compare --quick measures bare Bun and tallyho on Bun on ev
     assert.equal(results.mode, "quick");
     assert.deepEqual(results.servers.map((s) => s.name), ["bare-bun", "tallyho-bun"]);
     assert.deepEqual(results.skipped, []);
+    assert.equal(results.settings.driver, DRIVER, "the driver the harness says it used");
     for (const server of ["bare-bun", "tallyho-bun"]) {
       for (const workload of ["closed", "pipelined", "connect"] as const) {
         const runs = results.measurements.filter((m) =>
@@ -51,6 +56,7 @@ test(`[${UNDER_TEST}] compare --quick measures bare Bun and tallyho on Bun on ev
         assert.ok(figure > 0, `${server} ${workload}: a figure`);
         assert.ok(run.checkOk, `${server} ${workload}: numbers checked out`);
         assert.ok(run.serverCpu > 0, `${server} ${workload}: server CPU measured`);
+        assert.ok(run.serverCpuUsPerReply > 0, `${server} ${workload}: server CPU per reply`);
       }
       const memory = results.memory.find((m) => m.server === server);
       assert.ok(memory && memory.connections > 0, `${server}: memory measured`);
@@ -61,6 +67,8 @@ test(`[${UNDER_TEST}] compare --quick measures bare Bun and tallyho on Bun on ev
     assert.match(markdown, /\| tallyho-bun \| [\d,]+/, "tallyho's row has a figure");
     assert.match(markdown, /\| bare-bun \| [\d,]+/, "bare Bun's row has a figure");
     assert.match(markdown, /2 cores|\d+ cores/);
+    assert.match(markdown, /\| tallyho-bun \| [\d,]+[^|]*\| \d+\.\d\d us \|/, "CPU per reply");
+    if (DRIVER === "native") assert.match(markdown, /Driver: the native client/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,6 +1,7 @@
 /**
- * The comparison harness: starts each server pinned to one core, drives it with `tallyho load`
- * pinned to the other, runs every workload against every server in the same run, alternating,
+ * The comparison harness: starts each server pinned to one core, drives it with the native
+ * client (bench/native_client, C and epoll; `tallyho load` with `--driver tallyho-load` or where
+ * there is no C compiler) pinned to the other, runs every workload against every server in the same run, alternating,
  * for several rounds, measures memory per idle connection, and writes bench/RESULTS.md (and the
  * raw figures as JSON beside it).
  *
@@ -8,7 +9,8 @@
  *   bun bench/compare/compare.ts --quick    seconds: bare Bun vs tallyho on Bun, one round
  *
  * Options: --rounds N, --duration TIME (per run), --servers a,b,..., --memory-connections N,
- * --out FILE.md, --no-compile, --no-memory. `--render FILE.json` rewrites FILE.md from saved
+ * --out FILE.md, --no-compile, --no-memory, --driver native|tallyho-load (default native where a
+ * C compiler is found; the memory measurement always uses `tallyho load --workload idle`). `--render FILE.json` rewrites FILE.md from saved
  * figures without measuring.
  *
  * @module
@@ -26,7 +28,8 @@ import { machineInfo } from "./machine.ts";
 import type { CompareResults, Measurement, MemoryFigure } from "./results.ts";
 import { resultsMarkdown } from "./results_markdown.ts";
 import { writeSection } from "../results_section.ts";
-import { startLoad } from "./run_load_generator.ts";
+import { startDriver, startLoad } from "./run_load_generator.ts";
+import { hasCompiler, nativeClientPath } from "../native_client/native_client.ts";
 import { freePort, ServerProcess, sleep } from "./server_process.ts";
 import {
   type CompareWorkload,
@@ -42,6 +45,8 @@ const CLOSED_CONNECTIONS = 100;
 const PIPELINED_CONNECTIONS = 4;
 const PIPELINED_DEPTH = 100;
 const CONNECT_CONCURRENCY = 32;
+/** Loopback source addresses the native client spreads connects over (127.0.0.2 up). */
+const CONNECT_SOURCES = 64;
 const WARMUP_MS = 1000;
 /** Others' CPU, in cores, above which a run counts as disturbed (this machine is shared). */
 const DISTURBED_ABOVE = 0.25;
@@ -68,7 +73,12 @@ interface Plan {
   /** Runs per measurement at most: disturbed runs are run again (1 = never). */
   maxAttempts: number;
   out: string;
+  /** What drives the throughput runs: the native client, or `tallyho load`. */
+  driver: Driver;
 }
+
+/** The load drivers: the native client (C, epoll) or the portable `tallyho load`. */
+type Driver = "native" | "tallyho-load";
 
 function log(line: string): void {
   console.error(`compare: ${line}`);
@@ -87,6 +97,7 @@ function parsePlan(args: string[]): Plan {
       out: { type: "string" },
       "no-compile": { type: "boolean" },
       "no-memory": { type: "boolean" },
+      driver: { type: "string" },
     },
   });
   const quick = values.quick === true;
@@ -102,7 +113,17 @@ function parsePlan(args: string[]): Plan {
     : quick
     ? [serverNamed("bare-bun"), serverNamed("tallyho-bun")]
     : SERVERS;
+  if (
+    values.driver !== undefined && values.driver !== "native" && values.driver !== "tallyho-load"
+  ) {
+    throw new RangeError(`'driver' must be native or tallyho-load: got "${values.driver}"`);
+  }
+  const driver: Driver = values.driver ?? (hasCompiler() ? "native" : "tallyho-load");
+  if (values.driver === undefined && driver === "tallyho-load") {
+    log("no C compiler (cc) here: driving with tallyho load, whose own core may set the pace");
+  }
   return {
+    driver,
     mode: quick ? "quick" : "full",
     servers,
     rounds: positive("rounds", values.rounds, quick ? 1 : 5),
@@ -155,6 +176,28 @@ function unavailable(server: ServerKind): string | null {
     default:
       return null;
   }
+}
+
+/** The native client's flags for a workload (the same shapes as `tallyho load`'s). */
+function nativeArgs(workload: CompareWorkload, port: number, durationMs: number): string[] {
+  const [, name, , connections, , depth] = workloadArgs(workload);
+  return [
+    "--workload",
+    name!,
+    "--connections",
+    connections!,
+    "--depth",
+    depth ?? "1",
+    "--port",
+    String(port),
+    "--duration-ms",
+    String(durationMs),
+    // Connects from one address walk ephemeral ports still in TIME_WAIT, which took over 40 %
+    // of the client's core at 14,000 connects/s (perf: __inet_check_established); from 64
+    // addresses each connect finds a free port at once and the server sets the pace.
+    "--sources",
+    workload === "connect" ? String(CONNECT_SOURCES) : "0",
+  ];
 }
 
 function workloadArgs(workload: CompareWorkload): string[] {
@@ -231,6 +274,7 @@ async function measureOnce(
   round: number,
   durationMs: number,
   cores: Cores,
+  driver: Driver,
 ): Promise<Measurement> {
   const clientCore = cores.client;
   const coreBusy = () => ({
@@ -240,19 +284,25 @@ async function measureOnce(
   const cpuBefore = server.process.cpuSeconds();
   const busyBefore = machineBusySeconds();
   const coresBefore = coreBusy();
-  const load = startLoad(
-    [
-      ...workloadArgs(workload),
-      "--port",
-      String(server.process.port),
-      "--duration",
-      `${durationMs}ms`,
-      "--threads",
-      "1",
-    ],
-    clientCore,
-    durationMs + 60_000,
-  );
+  const load = driver === "native"
+    ? startDriver(
+      [nativeClientPath(), ...nativeArgs(workload, server.process.port, durationMs)],
+      clientCore,
+      durationMs + 60_000,
+    )
+    : startLoad(
+      [
+        ...workloadArgs(workload),
+        "--port",
+        String(server.process.port),
+        "--duration",
+        `${durationMs}ms`,
+        "--threads",
+        "1",
+      ],
+      clientCore,
+      durationMs + 60_000,
+    );
   const outcome = await load.done;
   if (!server.process.alive()) {
     throw new Error(`${server.kind.name} exited during the run: ${server.process.output().trim()}`);
@@ -298,6 +348,7 @@ async function measureOnce(
     errorKinds: report.errors,
     checkOk: report.check.ok,
     serverCpu,
+    serverCpuUsPerReply: report.replies > 0 ? (serverCpuSeconds * 1e6) / report.replies : 0,
     clientCpu,
     serverCoreBusy,
     clientCoreBusy,
@@ -321,11 +372,12 @@ async function measure(
   durationMs: number,
   cores: Cores,
   maxAttempts: number,
+  driver: Driver,
 ): Promise<Measurement> {
   for (let attempt = 1;; attempt++) {
     if (maxAttempts > 1) await waitForQuiet(QUIET_WAIT_MS);
     const started = Date.now();
-    const m = await measureOnce(server, workload, round, durationMs, cores);
+    const m = await measureOnce(server, workload, round, durationMs, cores, driver);
     m.attempts = attempt;
     if (attempt > 1) extraTimeLeft -= Date.now() - started;
     if (m.othersCpu <= DISTURBED_ABOVE || attempt >= maxAttempts || extraTimeLeft <= 0) return m;
@@ -401,6 +453,8 @@ async function main(args: string[]): Promise<number> {
   }
   const started = performance.now();
   const plan = parsePlan(args);
+  // Built (or found missing) once, before any server starts: a build failure is one message.
+  if (plan.driver === "native") nativeClientPath();
   const pinned = availableParallelism() >= 2 && existsSync("/usr/bin/taskset");
   const serverCore = pinned ? 0 : null;
   const clientCore = pinned ? 1 : null;
@@ -445,7 +499,7 @@ async function main(args: string[]): Promise<number> {
       log(`warm-up: ${WARMUP_MS} ms per server and workload, not counted`);
       for (const workload of WORKLOADS) {
         for (const server of running.filter((r) => r.kind.workloads.includes(workload))) {
-          await measure(server, workload, -1, WARMUP_MS, cores, 1).catch(() => null);
+          await measure(server, workload, -1, WARMUP_MS, cores, 1, plan.driver).catch(() => null);
         }
       }
     }
@@ -463,11 +517,13 @@ async function main(args: string[]): Promise<number> {
               plan.durationMs,
               cores,
               plan.maxAttempts,
+              plan.driver,
             );
             measurements.push(m);
             log(
               `round ${round + 1}/${plan.rounds} ${workload} ${server.kind.name}: ` +
                 `${m.repliesPerSecond} replies/s, ${m.connectionsPerSecond} connections/s, ` +
+                `${m.serverCpuUsPerReply.toFixed(2)} us server CPU per reply, ` +
                 `server CPU ${Math.round(m.serverCpu * 100)} % (core ${
                   Math.round((m.serverCoreBusy ?? 0) * 100)
                 } %), client CPU ${Math.round(m.clientCpu * 100)} % (core ${
@@ -527,6 +583,7 @@ async function main(args: string[]): Promise<number> {
       maxAttempts: plan.maxAttempts,
       serverCore,
       clientCore,
+      driver: plan.driver,
     },
     servers: servers.map((s) => ({ name: s.name, label: s.label, workloads: s.workloads })),
     measurements,

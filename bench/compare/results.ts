@@ -23,6 +23,8 @@ export interface Measurement {
   checkOk: boolean;
   /** Fraction of one core the server used over the measured window (1 = saturated). */
   serverCpu: number;
+  /** Microseconds of server CPU (process user + system) per reply over the measured window. */
+  serverCpuUsPerReply: number;
   /** Fraction of one core the load generator used over its whole run, startup included. */
   clientCpu: number;
   /**
@@ -80,6 +82,8 @@ export interface CompareResults {
     maxAttempts: number;
     serverCore: number | null;
     clientCore: number | null;
+    /** What drove the throughput runs (absent in results from before the native client). */
+    driver?: "native" | "tallyho-load";
   };
   servers: Array<{ name: string; label: string; workloads: CompareWorkload[] }>;
   measurements: Measurement[];

@@ -148,7 +148,9 @@ function answers(results: CompareResults, t: Table): string[] {
   lines.push(
     `| tallyho on Deno >= 80 % of tallyho on Bun, per workload? | ${
       yesNo(allOk(deno.map(({ r }) => (r === null ? null : r >= 0.8))))
-    } | ${deno.map(({ w, r }) => `${w} ${r === null ? "n/a" : fmtPct(r)}`).join("; ")} |`,
+    } | ${deno.map(({ w, r }) => `${w} ${r === null ? "n/a" : fmtPct(r)}`).join("; ")}${
+      runtimeCost(t, workloads)
+    } |`,
   );
 
   // 5. Memory per idle connection.
@@ -168,6 +170,34 @@ function answers(results: CompareResults, t: Table): string[] {
     `| Cores for 1,000,000 replies/s without pipelining (estimate) | ${coresEstimate(t)} |`,
   );
   return lines;
+}
+
+/** Median server CPU per reply of a server on a workload, or `null`. */
+function cpuPerReply(t: Table, server: string, workload: CompareWorkload): number | null {
+  const runs = t.runs(server, workload);
+  if (runs.length === 0 || runs.some((m) => m.serverCpuUsPerReply === undefined)) return null;
+  return spread(runs.map((m) => m.serverCpuUsPerReply)).median;
+}
+
+// What the runtime itself costs: bare Deno.listen against bare Bun.listen, and the CPU a reply
+// costs tallyho on each (a ratio that holds whichever side set the pace).
+function runtimeCost(t: Table, workloads: CompareWorkload[]): string {
+  const parts = workloads.map((w) => {
+    const bare = t.ratio("bare-deno", "bare-bun", w);
+    const deno = cpuPerReply(t, "tallyho-deno", w);
+    const bun = cpuPerReply(t, "tallyho-bun", w);
+    const cpu = deno === null || bun === null || deno === 0 ? null : bun / deno;
+    return bare === null && cpu === null
+      ? null
+      : `${w}: bare Deno ${
+        bare === null ? "n/a" : fmtPct(bare)
+      } of bare Bun; tallyho's server CPU per reply ${
+        deno === null || bun === null
+          ? "n/a"
+          : `${deno.toFixed(2)} us on Deno, ${bun.toFixed(2)} us on Bun (${fmtPct(cpu!)})`
+      }`;
+  }).filter((p) => p !== null);
+  return parts.length === 0 ? "" : `. The runtime: ${parts.join("; ")}`;
 }
 
 // A server well under a full core was not what set the pace: say so, and whether the client
@@ -227,8 +257,8 @@ function workloadTable(
 ): string[] {
   const unit = workload === "connect" ? "connections/s" : "replies/s";
   const lines = [
-    `| server | ${unit}: median (min-max) | runs used | p50 | p99 | server CPU (core) | client CPU (core) | others | errors | check | vs ${anchor} | vs bare runtime |`,
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    `| server | ${unit}: median (min-max) | server CPU per reply | runs used | p50 | p99 | server CPU (core) | client CPU (core) | others | errors | check | vs ${anchor} | vs bare runtime |`,
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const server of results.servers) {
     if (!server.workloads.includes(workload)) continue;
@@ -242,6 +272,10 @@ function workloadTable(
     const p50 = spread(runs.map((m) => m.p50Us)).median;
     const p99 = spread(runs.map((m) => m.p99Us)).median;
     const cpu = spread(runs.map((m) => m.serverCpu)).median;
+    // Results saved before the figure existed have none.
+    const perReply = runs.every((m) => m.serverCpuUsPerReply !== undefined)
+      ? `${spread(runs.map((m) => m.serverCpuUsPerReply)).median.toFixed(2)} us`
+      : "n/a";
     const clientCpu = spread(runs.map((m) => m.clientCpu)).median;
     const core = spread(runs.map(serverLoad)).median;
     const clientCore = spread(runs.map(clientLoad)).median;
@@ -258,7 +292,7 @@ function workloadTable(
       })`;
     const bare = BARE_FOR[server.name];
     lines.push(
-      `| ${server.name} | ${fmtSpread(t.spread(server.name, workload))} | ${used} | ${
+      `| ${server.name} | ${fmtSpread(t.spread(server.name, workload))} | ${perReply} | ${used} | ${
         fmtUs(p50)
       } | ${fmtUs(p99)} | ${fmtPct(cpu)} (${fmtPct(core)}) | ${fmtPct(clientCpu)} (${
         fmtPct(clientCore)
@@ -315,9 +349,14 @@ export function resultsMarkdown(results: CompareResults): string {
     `- ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join("; ")}.`,
     `- ${pinned}. Every server runs one thread or process (tallyho \`--threads 1 --framing line ` +
     "--number-by message`; nginx `worker_processes 1`), so every figure is a one-core figure.",
-    `- Driver: \`tallyho load\` on Bun, one thread, on 127.0.0.1. ${s.rounds} round${
-      s.rounds === 1 ? "" : "s"
-    } of ${s.durationMs / 1000} s per server and workload; in each round the servers take turns ` +
+    `- Driver: ${
+      s.driver === "tallyho-load"
+        ? "`tallyho load` on Bun, one thread"
+        : "the native client (bench/native_client: C, one thread, epoll, checking every reply's " +
+          "N for repeats as `tallyho load` does)"
+    }, on 127.0.0.1. ${s.rounds} round${s.rounds === 1 ? "" : "s"} of ${
+      s.durationMs / 1000
+    } s per server and workload; in each round the servers take turns ` +
     "(the order rotates every round)" +
     (results.mode === "full" ? ", after one uncounted warm-up run each" : "") +
     ". Figures are medians with min-max over the rounds that other processes did not " +
@@ -327,7 +366,10 @@ export function resultsMarkdown(results: CompareResults): string {
     `${s.pipelinedConnections} connections, batches of ${s.pipelinedDepth} lines (the next batch ` +
     `goes when the last is answered). Connect: ${s.connectConcurrency} connect-send-reply-close ` +
     "loops at once. Request `PING\\r\\n` (Redis's inline PING, a line for tallyho).",
-    "- Server CPU is the CPU time of the server process over the measured window, as a share " +
+    "- Server CPU per reply is the server process's CPU time (user + system) over the " +
+    "measured window divided by the replies it sent (for connect, one reply per connection): " +
+    "what a reply costs the server, whichever side set the pace. " +
+    "Server CPU is the CPU time of the server process over the measured window, as a share " +
     "of one core; (core) is how busy its core was, including the kernel's loopback work that " +
     "runs there in softirq and is charged to no process. A server core well under 100 % busy " +
     "means something else (usually the client) set the pace, and the server's figure is a lower " +

@@ -41,7 +41,23 @@ export interface LoadHandle {
  * @returns The running load.
  */
 export function startLoad(args: string[], core: number | null, timeoutMs: number): LoadHandle {
-  const command = [BUN, join(ROOT, "mod.ts"), "load", ...args, "--json"];
+  return startDriver([BUN, join(ROOT, "mod.ts"), "load", ...args, "--json"], core, timeoutMs);
+}
+
+/**
+ * Starts a load driver that prints a report in the shape of `tallyho load --json` on stdout:
+ * `tallyho load` itself, or the native client (bench/native_client).
+ *
+ * @param command The driver's argv.
+ * @param core The core to pin it to, or `null`.
+ * @param timeoutMs Kill it if it has not ended by then (it bounds itself; this is a backstop).
+ * @returns The running load.
+ */
+export function startDriver(
+  command: string[],
+  core: number | null,
+  timeoutMs: number,
+): LoadHandle {
   const argv = core === null ? command : ["taskset", "-c", String(core), ...command];
   const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";

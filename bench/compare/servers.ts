@@ -63,6 +63,10 @@ const tallyhoArgs = (port: number) => [
   // per-address cap: off, as theirs is.
   "--max-connections-per-address",
   "0",
+  // Several tallyho servers run at once and the others have no admin API: without this, the
+  // second would fail to start on the default admin port (127.0.0.1:9001).
+  "--admin",
+  "off",
 ];
 
 function nginxConfig(port: number, dir: string, core: number | null): string {

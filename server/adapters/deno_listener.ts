@@ -5,8 +5,9 @@
  * Each loop awaits its write before it reads again, so a client that never reads stops being
  * read once the kernel's buffers are full. Replies are encoded one slice at a time, the next only
  * once the last is written, so a read that asks for many replies (64 KiB of `\n` is 64 Ki replies,
- * 64 MiB with a 1 KiB greeting) holds one slice, never all of them. A connection's read buffer
- * starts small and grows only when reads fill it, so idle connections stay cheap.
+ * 64 MiB with a 1 KiB greeting) holds one slice, never all of them. A connection reads into a
+ * small region of a slab shared by the thread's connections, and into a buffer of its own only
+ * while its reads fill the region, so idle connections stay cheap (see _deno_buffers.ts).
  *
  * @module
  */
@@ -21,9 +22,13 @@ import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { serverNameCheck } from "../server_names.ts";
+import { ReadRegions, REGION_BYTES, WriteArena, type WriteSlab } from "./_deno_buffers.ts";
 
-const FIRST_READ_BYTES = 1024;
 const MAX_READ_BYTES = 64 * 1024;
+/** A connection's own read buffer starts here, once its reads fill its shared region. */
+const OWN_READ_BYTES = 4096;
+/** Reads that would have fit the region, in a row, before a connection gives its buffer up. */
+const SMALL_READS_TO_SHRINK = 8;
 const ACCEPT_BACKOFF_MS = 10;
 /**
  * Deno 2.9's listenTls takes an SNI resolver only under this private symbol (denoland/deno#23686;
@@ -53,6 +58,8 @@ class DenoThreadListener implements ThreadListener {
   readonly #gate: ConnectionGate;
   readonly #clock: CoarseClock;
   readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly #regions = new ReadRegions();
+  readonly #arena = new WriteArena();
   #draining = false;
 
   constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
@@ -156,7 +163,9 @@ class DenoThreadListener implements ThreadListener {
     this.#open.add(tracked);
     stats[Stat.connectionsAccepted]!++;
     stats[Stat.connectionsActive]!++;
-    let buffer = new Uint8Array(FIRST_READ_BYTES);
+    const region = this.#regions.take();
+    let buffer = region;
+    let smallReads = 0;
     try {
       for (;;) {
         const read = await conn.read(buffer);
@@ -183,9 +192,12 @@ class DenoThreadListener implements ThreadListener {
             // The handler's output is reused by every connection of this thread, so anything
             // that is not the connection's own fixed reply is copied before the await.
             let out = handler.output;
+            let copied: WriteSlab | null = null;
             if (out !== tracked.state.reply) {
-              if (slab === null && tracked.state.owedReplies === 0) out = out.slice(0, length);
-              else {
+              if (slab === null && tracked.state.owedReplies === 0) {
+                out = this.#arena.copy(out, length);
+                copied = this.#arena.last;
+              } else {
                 slab ??= new Uint8Array(SLICE_BYTES);
                 slab.set(out.subarray(0, length));
                 out = slab;
@@ -194,7 +206,15 @@ class DenoThreadListener implements ThreadListener {
             // A write that does not finish means the client is not reading: the sweep closes it
             // once it has waited longer than the idle timeout.
             tracked.state.blockedSince = this.#clock.now;
-            await writeAll(conn, out, length);
+            try {
+              // One promise per write: writeAll's own await only when the kernel took part.
+              const written = await conn.write(
+                out.length === length ? out : out.subarray(0, length),
+              );
+              if (written < length) await writeAll(conn, out.subarray(written, length));
+            } finally {
+              if (copied !== null) this.#arena.release(copied);
+            }
             tracked.state.blockedSince = 0;
             tracked.state.lastActivityAt = this.#clock.now;
             // Replies owed are still sent while draining: their lines were read before it began.
@@ -204,14 +224,26 @@ class DenoThreadListener implements ThreadListener {
           if (this.#draining) await closeWriteQuietly(conn);
         }
         if (length < 0) break;
-        if (read === buffer.length && buffer.length < MAX_READ_BYTES) {
-          buffer = new Uint8Array(buffer.length * 2);
+        if (read === buffer.length) {
+          // Filled: the next read gets more room, in a buffer of the connection's own. A batch
+          // split over several reads is answered in several writes, and small writes after the
+          // first wait for its ACK (Nagle) while the client delays that ACK: 40 ms stalls.
+          if (buffer.length < MAX_READ_BYTES) {
+            buffer = new Uint8Array(Math.max(OWN_READ_BYTES, buffer.length * 2));
+          }
+          smallReads = 0;
+        } else if (buffer !== region) {
+          // Small reads for a while: back to the region, the buffer goes to the collector.
+          smallReads = read < REGION_BYTES ? smallReads + 1 : 0;
+          if (smallReads >= SMALL_READS_TO_SHRINK) buffer = region;
         }
       }
     } catch (error) {
       if ((error as Error).message?.includes(NAME_REFUSED)) stats[Stat.rejectedServerName]!++;
       else if (!this.#draining) stats[Stat.closedPeerError]!++;
     } finally {
+      // No read is pending into the region once the loop has ended.
+      this.#regions.give(region);
       this.#open.delete(tracked);
       this.#gate.release(tracked.state, this.#clock.now);
       stats[Stat.connectionsActive]!--;
@@ -241,12 +273,9 @@ class DenoThreadListener implements ThreadListener {
   }
 }
 
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array, length: number): Promise<void> {
-  let written = 0;
-  while (written < length) {
-    written += await conn.write(
-      written === 0 && length === bytes.length ? bytes : bytes.subarray(written, length),
-    );
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let written = 0; written < bytes.length;) {
+    written += await conn.write(bytes.subarray(written));
   }
 }
 
