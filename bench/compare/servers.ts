@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Runtime } from "../../server/runtime.ts";
 import type { LaunchSpec } from "./server_process.ts";
+import { adminArgs } from "./loop_delay_probe.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -47,7 +48,8 @@ export interface ServerKind {
   launch(port: number, dir: string, core: number | null): LaunchSpec;
 }
 
-const tallyhoArgs = (port: number) => [
+// The admin API on a free loopback port: the report reads the event-loop delay from it.
+const tallyhoArgs = (port: number, dir: string) => [
   "serve",
   "--host",
   "127.0.0.1",
@@ -63,6 +65,7 @@ const tallyhoArgs = (port: number) => [
   // per-address cap: off, as theirs is.
   "--max-connections-per-address",
   "0",
+  ...adminArgs(dir),
 ];
 
 function nginxConfig(port: number, dir: string, core: number | null): string {
@@ -178,8 +181,8 @@ export const SERVERS: ServerKind[] = [
     runtime: "bun",
     tallyho: true,
     holdsConnections: true,
-    launch: (port, _dir, core) => ({
-      argv: [BUN, join(ROOT, "mod.ts"), ...tallyhoArgs(port)],
+    launch: (port, dir, core) => ({
+      argv: [BUN, join(ROOT, "mod.ts"), ...tallyhoArgs(port, dir)],
       cwd: ROOT,
       core,
     }),
@@ -191,8 +194,8 @@ export const SERVERS: ServerKind[] = [
     runtime: "deno",
     tallyho: true,
     holdsConnections: true,
-    launch: (port, _dir, core) => ({
-      argv: [DENO, "run", "-A", "--unstable-net", join(ROOT, "mod.ts"), ...tallyhoArgs(port)],
+    launch: (port, dir, core) => ({
+      argv: [DENO, "run", "-A", "--unstable-net", join(ROOT, "mod.ts"), ...tallyhoArgs(port, dir)],
       cwd: ROOT,
       core,
     }),
@@ -205,7 +208,7 @@ export const SERVERS: ServerKind[] = [
     tallyho: true,
     holdsConnections: true,
     launch: (port, dir, core) => ({
-      argv: [join(ROOT, "dist/tallyho"), ...tallyhoArgs(port)],
+      argv: [join(ROOT, "dist/tallyho"), ...tallyhoArgs(port, dir)],
       cwd: dir,
       core,
     }),
