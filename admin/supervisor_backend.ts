@@ -98,6 +98,7 @@ export class SupervisorBackend implements AdminBackend {
         restarts: p.restarts,
         uptimeSeconds: p.uptimeSeconds,
         numbersRemaining: p.numbersRemaining,
+        leasing: p.leasing,
       })),
     };
   }
