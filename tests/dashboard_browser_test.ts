@@ -5,7 +5,7 @@
  * script error may happen on the way.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -219,6 +219,89 @@ test(
         await load.stop();
       }
     });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: each process's memory, CPU and restarts are charted; the number source has its panel`,
+  { skip: skipBrowser },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tallyho-dashboard-state-"));
+    try {
+      const state = join(dir, "numbers.state");
+      await withDashboard(
+        ["--processes", "2", "--threads", "1", "--state", state],
+        async ({ server, page }) => {
+          const load = startLoad(server.port, {
+            clients: 4,
+            maxRequests: 2_000_000,
+            maxMs: 30_000,
+          });
+          try {
+            await signedIn(page);
+            const label = (id: string) => page.locator(id).getAttribute("aria-label");
+            // A line per process on each chart, drawn, and said in words.
+            for (
+              const id of ["#chart-process-memory", "#chart-process-cpu", "#chart-process-restarts"]
+            ) {
+              await waitUntil(
+                `${id} to have both processes`,
+                async () => (await page.locator(id).getAttribute("data-processes")) === "0,1",
+              );
+              assert.equal(await page.locator(`${id} canvas`).count(), 1, `${id} is drawn`);
+            }
+            assert.match(
+              await label("#chart-process-memory") ?? "",
+              /^Resident memory per process, last five minutes: process 0 now [\d.]+ MiB, peak [\d.]+ MiB; process 1 now [\d.]+ MiB/,
+            );
+            // Under load each process uses CPU: its peak share is above 0.
+            await waitUntil("both processes' CPU on the chart", async () => {
+              const peaks = [...((await label("#chart-process-cpu")) ?? "").matchAll(
+                /process \d now \d+ %, peak (\d+) %/g,
+              )].map((m) => Number(m[1]));
+              return peaks.length === 2 && peaks.every((peak) => peak > 0);
+            });
+            assert.match(
+              await label("#chart-process-restarts") ?? "",
+              /process 0 now 0, peak 0; process 1 now 0, peak 0$/,
+            );
+            // The number source: a state file, its durable mark, and each process's leases.
+            await waitUntil(
+              "the durable mark to be written",
+              async () => /written \d+s ago/.test(await text(page, "#source-facts")),
+            );
+            const facts = await text(page, "#source-facts");
+            assert.match(facts, /kindstate-file/);
+            assert.match(facts, /reachableyes/);
+            assert.match(facts, /durable mark[\d,]+ \(written/);
+            const rows = page.locator("#source-processes tr");
+            assert.equal(await rows.count(), 2);
+            for (const row of await rows.all()) {
+              const cells = await row.locator("th, td").allTextContents();
+              assert.match(cells[0]!, /^process [01]$/);
+              assert.ok(readShown(cells[1]!) >= 1, `leases: ${cells}`);
+              assert.ok(readShown(cells[2]!) >= 1, `blocks: ${cells}`);
+              assert.ok(readShown(cells[3]!) > 0, `numbers left: ${cells}`);
+              assert.equal(cells[4], "0", `failed: ${cells}`);
+              assert.match(cells[5]!, /^\d[\d.,]* m?s$/, `last lease: ${cells}`);
+            }
+            // Process 1 killed: it comes back, and its restart steps up on the chart.
+            const pid = server.childPids().get(1)!;
+            process.kill(pid, "SIGKILL");
+            await waitUntil(
+              "the restart on the chart",
+              async () =>
+                /process 1 now 1, peak 1$/.test(await label("#chart-process-restarts") ?? ""),
+            );
+            assert.match(await label("#chart-process-restarts") ?? "", /process 0 now 0, peak 0;/);
+          } finally {
+            await load.stop();
+          }
+        },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   },
 );
 
