@@ -285,6 +285,7 @@ test(
               assert.equal(cells[4], "0", `failed: ${cells}`);
               assert.match(cells[5]!, /^\d[\d.,]* m?s$/, `last lease: ${cells}`);
             }
+            await sleep(HOLD_MS);
             // Process 1 killed: it comes back, and its restart steps up on the chart.
             const pid = server.childPids().get(1)!;
             process.kill(pid, "SIGKILL");
@@ -294,6 +295,31 @@ test(
                 /process 1 now 1, peak 1$/.test(await label("#chart-process-restarts") ?? ""),
             );
             assert.match(await label("#chart-process-restarts") ?? "", /process 0 now 0, peak 0;/);
+            await sleep(HOLD_MS / 2);
+            mkdirSync(SCREENSHOTS, { recursive: true });
+            await page.evaluate(
+              "document.getElementById('chart-process-memory').closest('figure')" +
+                ".scrollIntoView({ block: 'start' })",
+            );
+            const processes = join(SCREENSHOTS, "dashboard-processes.png");
+            await page.screenshot({ path: processes });
+            assert.deepEqual(pngSize(readFileSync(processes)), { width: 1280, height: 800 });
+            await page.locator("#source-title").locator("..").screenshot({
+              path: join(SCREENSHOTS, "dashboard-numbers.png"),
+            });
+            // At phone width the number source's table fits its panel too.
+            await page.setViewportSize({ width: 390, height: 844 });
+            await waitUntil(
+              "the number source's table to fit 390 px",
+              async () =>
+                Boolean(
+                  await page.evaluate(
+                    "(() => { const s = document.getElementById('source-processes')" +
+                      ".closest('.table-scroll'); return s.scrollWidth <= s.clientWidth; })()",
+                  ),
+                ),
+              5000,
+            );
           } finally {
             await load.stop();
           }

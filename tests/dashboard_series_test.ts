@@ -273,5 +273,11 @@ test("process series: a process added later has gaps before it, and old points l
   assert.deepEqual(series.columns().memory.slice(1), [[1, 2], [null, 3]]);
   series.add([{ index: 0, pid: 1, rssBytes: 4, cpuSeconds: 0, restarts: 0 }], T0 + 11_000);
   assert.deepEqual(series.columns().memory.slice(1), [[2, 4], [3, null]]);
+  // A process restarted and not yet reported (0 B, 0 s): a gap, not a dip to 0 or a CPU spike.
+  series.add([{ index: 0, pid: 5, rssBytes: 0, cpuSeconds: 0, restarts: 1 }], T0 + 12_000);
+  series.add([{ index: 0, pid: 5, rssBytes: 6, cpuSeconds: 0.2, restarts: 1 }], T0 + 13_000);
+  assert.deepEqual(series.values(0, "rssBytes").slice(-3), [4, null, 6]);
+  assert.deepEqual(series.values(0, "cpuShare").slice(-3), [0, null, 0]);
+  assert.deepEqual(series.values(0, "restarts").slice(-3), [0, 1, 1]);
   assert.throws(() => new ProcessSeries({ staleMs: 0 }), /'staleMs' must be a positive number/);
 });

@@ -10,7 +10,7 @@
 
 import uPlot from "uplot";
 import { chartOptions, type ChartSpec } from "./_charts.ts";
-import { formatBytes, formatCount } from "./format.ts";
+import { formatCount } from "./format.ts";
 import type { ProcessColumns } from "./process_series.ts";
 import type { Annotation } from "./stats_series.ts";
 
@@ -18,9 +18,12 @@ import type { Annotation } from "./stats_series.ts";
 const COLOURS = 6;
 
 const formatShare = (share: number) => `${Math.round(share * 100)} %`;
+const MIB = 1024 * 1024;
+// Memory is drawn in MiB, so the axis ticks whole MiB and its labels fit ("120 MiB").
+const formatMiB = (mib: number) => `${formatCount(mib)} MiB`;
 
 const KINDS = [
-  { id: "chart-process-memory", column: "memory", format: formatBytes },
+  { id: "chart-process-memory", column: "memory", format: formatMiB },
   { id: "chart-process-cpu", column: "cpu", format: formatShare },
   { id: "chart-process-restarts", column: "restarts", format: formatCount },
 ] as const;
@@ -71,8 +74,14 @@ export class ProcessCharts {
         Math.max(200, target.clientWidth),
         this.#annotations,
       );
-      return new uPlot(options, this.#columns[kind.column] as uPlot.AlignedData, target);
+      return new uPlot(options, this.#data(kind), target);
     });
+  }
+
+  #data(kind: typeof KINDS[number]): uPlot.AlignedData {
+    const [times, ...lines] = this.#columns[kind.column];
+    if (kind.column !== "memory") return [times, ...lines];
+    return [times, ...lines.map((line) => line.map((v) => (v === null ? null : v / MIB)))];
   }
 
   #resize(): void {
@@ -90,8 +99,6 @@ export class ProcessCharts {
   update(columns: ProcessColumns): void {
     this.#columns = columns;
     if (columns.indexes.join(",") !== this.#indexes) return this.#create();
-    this.#plots.forEach((plot, i) => {
-      plot.setData(columns[KINDS[i]!.column] as uPlot.AlignedData);
-    });
+    this.#plots.forEach((plot, i) => plot.setData(this.#data(KINDS[i]!)));
   }
 }

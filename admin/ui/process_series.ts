@@ -99,6 +99,15 @@ export class ProcessSeries {
     const point = new Map<number, ProcessPoint>();
     const cpu = new Map<number, CpuReference>();
     for (const process of processes) {
+      // A process that has not reported yet (just restarted) shows 0 B: a gap, not a dip to 0.
+      if (!(process.rssBytes! > 0)) {
+        point.set(process.index, {
+          rssBytes: null,
+          cpuShare: null,
+          restarts: process.restarts ?? null,
+        });
+        continue;
+      }
       let share: number | null = null;
       if (process.cpuSeconds !== undefined) {
         const reference = this.#cpuShare(this.#cpu.get(process.index), process, at);
