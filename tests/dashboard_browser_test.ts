@@ -548,3 +548,47 @@ test(
     });
   },
 );
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: three changes applied at 1280x800 under load leave the form where it was`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "2"], async ({ server, page }) => {
+      const load = startLoad(server.port, { clients: 4, maxRequests: 2_000_000, maxMs: 30_000 });
+      try {
+        await signedIn(page);
+        await page.evaluate("document.getElementById('apply').scrollIntoView({ block: 'end' })");
+        await sleep(1200);
+        const applyTop = async () =>
+          Number(
+            await page.evaluate(
+              "Math.round(document.getElementById('apply').getBoundingClientRect().top)",
+            ),
+          );
+        const before = await applyTop();
+        for (const [generation, value] of [[2, "41s"], [3, "42s"], [4, "43s"]] as const) {
+          await page.locator("#field-idle-timeout").fill(value);
+          await page.locator("#apply").click();
+          await waitUntil(
+            `generation ${generation} to be applied`,
+            async () =>
+              (await text(page, "#config-status")).startsWith(
+                `Applied as generation ${generation}: idle-timeout`,
+              ),
+          );
+          await sleep(1200); // a poll redraws the charts and the list of changes above the form
+          // The list above grows a line per change; the browser keeps the form in place (the
+          // content above it moves up instead), as on a phone. A move of a line or more fails.
+          const after = await applyTop();
+          assert.ok(
+            Math.abs(after - before) <= 16,
+            `Apply ${generation - 1} moved the form on the screen: ${before} -> ${after}`,
+          );
+        }
+        assert.equal((await text(page, "#annotations")).match(/idle-timeout/g)?.length, 3);
+      } finally {
+        await load.stop();
+      }
+    });
+  },
+);
