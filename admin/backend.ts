@@ -20,6 +20,7 @@ import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 import type { Runtime } from "../server/runtime.ts";
 import type { CertificateInfo } from "../server/tls_files.ts";
 import type { HistoryView } from "./stats_history.ts";
+import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 
 /**
  * Whether the server accepts connections: `running` accepts, `paused` keeps its connections but
@@ -99,12 +100,21 @@ export interface ProcessStats {
   restarts?: number;
   /** Seconds since this process (this pid) started. */
   uptimeSeconds?: number;
+  /** Its leases from the number source: granted, blocks, failed, the last one's latency. */
+  leasing?: ProcessLeasing;
 }
 
 /** One serving process's health, as `GET /v1/info` lists it. */
 export type ProcessHealth = Pick<
   ProcessStats,
-  "index" | "pid" | "rssBytes" | "cpuSeconds" | "restarts" | "uptimeSeconds" | "numbersRemaining"
+  | "index"
+  | "pid"
+  | "rssBytes"
+  | "cpuSeconds"
+  | "restarts"
+  | "uptimeSeconds"
+  | "numbersRemaining"
+  | "leasing"
 >;
 
 /** The configuration in force. */

@@ -16,6 +16,7 @@ import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
 import type { ProcessMetrics } from "./process_metrics.ts";
 import { parseDuration } from "../server/config_json.ts";
 import { configSchema } from "./config_schema.ts";
+import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 
 /** The `Content-Type` of the text format. */
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -330,6 +331,24 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
         samples: [[{}, source.next]],
       },
     );
+    if (source.durableMark !== undefined) {
+      families.push({
+        name: "tallyho_numbers_durable_mark",
+        type: "gauge",
+        help: "The mark the state file holds, written and fsynced: the first number never " +
+          "leased, where numbering resumes after a crash.",
+        samples: [[{}, source.durableMark]],
+      });
+    }
+    if (source.durableAt !== undefined && source.durableAt !== null) {
+      families.push({
+        name: "tallyho_numbers_durable_mark_time_seconds",
+        type: "gauge",
+        help: "When this server last wrote and fsynced the state file's mark, in seconds " +
+          "since the epoch.",
+        samples: [[{}, source.durableAt / 1000]],
+      });
+    }
     if (source.lastLeaseMs !== undefined && source.lastLeaseMs !== null) {
       families.push({
         name: "tallyho_number_last_lease_seconds",
@@ -397,6 +416,46 @@ const HEALTH: ReadonlyArray<
   }],
 ];
 
+// Each serving process's leases through the supervisor, labelled by its index.
+const LEASING: ReadonlyArray<[keyof ProcessLeasing, Family, number]> = [
+  ["leases", {
+    name: "tallyho_process_number_leases_total",
+    type: "counter",
+    help: "Leases granted to the serving process at this index.",
+    samples: [],
+  }, 1],
+  ["blocksLeased", {
+    name: "tallyho_process_number_blocks_total",
+    type: "counter",
+    help: "Blocks of 4,096 numbers granted to the serving process at this index.",
+    samples: [],
+  }, 1],
+  ["leaseErrors", {
+    name: "tallyho_process_number_lease_errors_total",
+    type: "counter",
+    help: "Leases the serving process at this index asked for that failed.",
+    samples: [],
+  }, 1],
+  ["lastLeaseMs", {
+    name: "tallyho_process_number_last_lease_seconds",
+    type: "gauge",
+    help: "How long the last lease of the serving process at this index took, granted or failed.",
+    samples: [],
+  }, 0.001],
+];
+
+function leasingFamilies(processes: ProcessStats[]): Family[] {
+  return LEASING.map(([field, family, scale]) => ({
+    ...family,
+    samples: processes.flatMap((p): Array<[Labels, number]> => {
+      const value = p.leasing?.[field];
+      return value === undefined || value === null
+        ? []
+        : [[{ process: String(p.index) }, value * scale]];
+    }),
+  })).filter((family) => family.samples.length > 0);
+}
+
 function healthFamilies(processes: ProcessStats[]): Family[] {
   return HEALTH.map(([field, family]) => ({
     ...family,
@@ -440,6 +499,7 @@ export function renderMetrics({ info, processes, process, config }: MetricsInput
     ...figureFamilies(processes),
     ...numberFamilies(info, processes),
     ...healthFamilies(processes),
+    ...leasingFamilies(processes),
     ...limitFamilies(config),
     ...processFamilies(process),
   ];

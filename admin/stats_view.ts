@@ -6,6 +6,7 @@
 
 import { STAT_NAMES, type ThreadFigures } from "../server/thread_stats.ts";
 import type { ProcessStats } from "./backend.ts";
+import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 
 /** Figures with the replies per second over the last interval. */
 export type RatedFigures = ThreadFigures & { repliesPerSecond: number };
@@ -23,6 +24,8 @@ export interface ProcessView {
   restarts?: number;
   uptimeSeconds?: number;
   numbersRemaining?: number;
+  /** Its leases from the number source, where the backend knows them. */
+  leasing?: ProcessLeasing;
   /** Its threads' figures added up (`lastNumber`: the largest). */
   totals: RatedFigures;
   threads: ThreadView[];

@@ -103,6 +103,7 @@ export class SupervisorBackend implements AdminBackend {
         restarts: p.restarts,
         uptimeSeconds: p.uptimeSeconds,
         numbersRemaining: p.numbersRemaining,
+        leasing: p.leasing,
       })),
       ...this.#upgrade(),
     };

@@ -299,6 +299,60 @@ test("metrics name the number source's kind and the last lease's latency", () =>
   }
 });
 
+test("metrics give each process's leases a process label, and the state file's durable mark", () => {
+  const leasing = (leases: number, errors: number, lastLeaseMs: number | null) => ({
+    leases,
+    blocksLeased: leases * 2,
+    leaseErrors: errors,
+    lastLeaseMs,
+  });
+  const text = renderMetrics({
+    info: {
+      ...INFO,
+      numbers: {
+        kind: "state-file",
+        description: "state file /var/lib/tallyho/numbers",
+        connected: true,
+        lastError: null,
+        lastErrorAt: null,
+        leaseErrors: 0,
+        leases: 3,
+        lastLease: { first: 1, last: 4096 },
+        next: 12289,
+        durableMark: 12289,
+        durableAt: 1700000000500,
+      },
+    },
+    processes: [
+      { ...PROCESSES[0]!, numbersRemaining: 4000, leasing: leasing(2, 1, 1.5) },
+      { ...PROCESSES[1]!, numbersRemaining: 0, leasing: leasing(0, 0, null) },
+    ],
+    process: PROCESS,
+  });
+  const lines = new Set(text.split("\n"));
+  for (
+    const line of [
+      "# TYPE tallyho_process_number_leases_total counter",
+      'tallyho_process_number_leases_total{process="0"} 2',
+      'tallyho_process_number_leases_total{process="1"} 0',
+      'tallyho_process_number_blocks_total{process="0"} 4',
+      'tallyho_process_number_lease_errors_total{process="0"} 1',
+      'tallyho_process_number_last_lease_seconds{process="0"} 0.0015',
+      'tallyho_numbers_remaining{process="0"} 4000',
+      "tallyho_numbers_durable_mark 12289",
+      "tallyho_numbers_durable_mark_time_seconds 1700000000.5",
+    ]
+  ) assert.ok(lines.has(line), `missing: ${line}\n${text}`);
+  assert.ok(
+    !text.includes('tallyho_process_number_last_lease_seconds{process="1"}'),
+    "no latency before a process's first lease",
+  );
+  if (PROMTOOL) {
+    const checked = spawnSync(PROMTOOL, ["check", "metrics"], { input: text, encoding: "utf8" });
+    assert.equal(checked.status, 0, `${checked.stdout}${checked.stderr}\n${text}`);
+  }
+});
+
 test("metrics give the limits in force, one sample per numeric key, durations in seconds", async () => {
   const { configToJson } = await import("../server/config_json.ts");
   const { defaultConfig } = await import("../server/config.ts");

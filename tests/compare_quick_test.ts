@@ -57,6 +57,14 @@ test(`[${UNDER_TEST}] compare --quick measures bare Bun and tallyho on Bun on ev
         assert.ok(run.checkOk, `${server} ${workload}: numbers checked out`);
         assert.ok(run.serverCpu > 0, `${server} ${workload}: server CPU measured`);
         assert.ok(run.serverCpuUsPerReply > 0, `${server} ${workload}: server CPU per reply`);
+        if (server === "tallyho-bun") {
+          // Read from tallyho's admin API; the size of the delay is not asserted.
+          const delay = run.loopDelay;
+          assert.ok(delay, `${server} ${workload}: event-loop delay read`);
+          assert.ok(delay.reads > 0 && delay.maxMs >= delay.p99Ms && delay.p99Ms >= 0);
+        } else {
+          assert.equal(run.loopDelay, null, `${server} ${workload}: no admin API to read`);
+        }
       }
       const memory = results.memory.find((m) => m.server === server);
       assert.ok(memory && memory.connections > 0, `${server}: memory measured`);
@@ -69,6 +77,11 @@ test(`[${UNDER_TEST}] compare --quick measures bare Bun and tallyho on Bun on ev
     assert.match(markdown, /2 cores|\d+ cores/);
     assert.match(markdown, /\| tallyho-bun \| [\d,]+[^|]*\| \d+\.\d\d us \|/, "CPU per reply");
     if (DRIVER === "native") assert.match(markdown, /Driver: the native client/);
+    assert.match(
+      markdown,
+      /### Event-loop delay under load[^]*\| tallyho-bun \| [\d.]+ ms \/ [\d.]+ ms \| [\d.]+ ms \/ [\d.]+ ms \| [\d.]+ ms \/ [\d.]+ ms \|/,
+      "tallyho's event-loop delay p99 / max on every workload",
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,7 +5,7 @@
  * script error may happen on the way.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -219,6 +219,115 @@ test(
         await load.stop();
       }
     });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: each process's memory, CPU and restarts are charted; the number source has its panel`,
+  { skip: skipBrowser },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tallyho-dashboard-state-"));
+    try {
+      const state = join(dir, "numbers.state");
+      await withDashboard(
+        ["--processes", "2", "--threads", "1", "--state", state],
+        async ({ server, page }) => {
+          const load = startLoad(server.port, {
+            clients: 4,
+            maxRequests: 2_000_000,
+            maxMs: 30_000,
+          });
+          try {
+            await signedIn(page);
+            const label = (id: string) => page.locator(id).getAttribute("aria-label");
+            // A line per process on each chart, drawn, and said in words.
+            for (
+              const id of ["#chart-process-memory", "#chart-process-cpu", "#chart-process-restarts"]
+            ) {
+              await waitUntil(
+                `${id} to have both processes`,
+                async () => (await page.locator(id).getAttribute("data-processes")) === "0,1",
+              );
+              assert.equal(await page.locator(`${id} canvas`).count(), 1, `${id} is drawn`);
+            }
+            assert.match(
+              await label("#chart-process-memory") ?? "",
+              /^Resident memory per process, last five minutes: process 0 now [\d.]+ MiB, peak [\d.]+ MiB; process 1 now [\d.]+ MiB/,
+            );
+            // Under load each process uses CPU: its peak share is above 0.
+            await waitUntil("both processes' CPU on the chart", async () => {
+              const peaks = [...((await label("#chart-process-cpu")) ?? "").matchAll(
+                /process \d now \d+ %, peak (\d+) %/g,
+              )].map((m) => Number(m[1]));
+              return peaks.length === 2 && peaks.every((peak) => peak > 0);
+            });
+            assert.match(
+              await label("#chart-process-restarts") ?? "",
+              /process 0 now 0, peak 0; process 1 now 0, peak 0$/,
+            );
+            // The number source: a state file, its durable mark, and each process's leases.
+            await waitUntil(
+              "the durable mark to be written",
+              async () => /written \d+s ago/.test(await text(page, "#source-facts")),
+            );
+            const facts = await text(page, "#source-facts");
+            assert.match(facts, /kindstate-file/);
+            assert.match(facts, /reachableyes/);
+            assert.match(facts, /durable mark[\d,]+ \(written/);
+            const rows = page.locator("#source-processes tr");
+            assert.equal(await rows.count(), 2);
+            for (const row of await rows.all()) {
+              const cells = await row.locator("th, td").allTextContents();
+              assert.match(cells[0]!, /^process [01]$/);
+              assert.ok(readShown(cells[1]!) >= 1, `leases: ${cells}`);
+              assert.ok(readShown(cells[2]!) >= 1, `blocks: ${cells}`);
+              assert.ok(readShown(cells[3]!) > 0, `numbers left: ${cells}`);
+              assert.equal(cells[4], "0", `failed: ${cells}`);
+              assert.match(cells[5]!, /^\d[\d.,]* m?s$/, `last lease: ${cells}`);
+            }
+            await sleep(HOLD_MS);
+            // Process 1 killed: it comes back, and its restart steps up on the chart.
+            const pid = server.childPids().get(1)!;
+            process.kill(pid, "SIGKILL");
+            await waitUntil(
+              "the restart on the chart",
+              async () =>
+                /process 1 now 1, peak 1$/.test(await label("#chart-process-restarts") ?? ""),
+            );
+            assert.match(await label("#chart-process-restarts") ?? "", /process 0 now 0, peak 0;/);
+            await sleep(HOLD_MS / 2);
+            mkdirSync(SCREENSHOTS, { recursive: true });
+            await page.evaluate(
+              "document.getElementById('chart-process-memory').closest('figure')" +
+                ".scrollIntoView({ block: 'start' })",
+            );
+            const processes = join(SCREENSHOTS, "dashboard-processes.png");
+            await page.screenshot({ path: processes });
+            assert.deepEqual(pngSize(readFileSync(processes)), { width: 1280, height: 800 });
+            await page.locator("#source-title").locator("..").screenshot({
+              path: join(SCREENSHOTS, "dashboard-numbers.png"),
+            });
+            // At phone width the number source's table fits its panel too.
+            await page.setViewportSize({ width: 390, height: 844 });
+            await waitUntil(
+              "the number source's table to fit 390 px",
+              async () =>
+                Boolean(
+                  await page.evaluate(
+                    "(() => { const s = document.getElementById('source-processes')" +
+                      ".closest('.table-scroll'); return s.scrollWidth <= s.clientWidth; })()",
+                  ),
+                ),
+              5000,
+            );
+          } finally {
+            await load.stop();
+          }
+        },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   },
 );
 
@@ -436,6 +545,50 @@ test(
         `Apply moved the form on the screen: ${before} -> ${after}`,
       );
       assert.match(await text(page, "#config-status"), /^Applied as generation 2: idle-timeout/);
+    });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: three changes applied at 1280x800 under load leave the form where it was`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--threads", "2"], async ({ server, page }) => {
+      const load = startLoad(server.port, { clients: 4, maxRequests: 2_000_000, maxMs: 30_000 });
+      try {
+        await signedIn(page);
+        await page.evaluate("document.getElementById('apply').scrollIntoView({ block: 'end' })");
+        await sleep(1200);
+        const applyTop = async () =>
+          Number(
+            await page.evaluate(
+              "Math.round(document.getElementById('apply').getBoundingClientRect().top)",
+            ),
+          );
+        const before = await applyTop();
+        for (const [generation, value] of [[2, "41s"], [3, "42s"], [4, "43s"]] as const) {
+          await page.locator("#field-idle-timeout").fill(value);
+          await page.locator("#apply").click();
+          await waitUntil(
+            `generation ${generation} to be applied`,
+            async () =>
+              (await text(page, "#config-status")).startsWith(
+                `Applied as generation ${generation}: idle-timeout`,
+              ),
+          );
+          await sleep(1200); // a poll redraws the charts and the list of changes above the form
+          // The list above grows a line per change; the browser keeps the form in place (the
+          // content above it moves up instead), as on a phone. A move of a line or more fails.
+          const after = await applyTop();
+          assert.ok(
+            Math.abs(after - before) <= 16,
+            `Apply ${generation - 1} moved the form on the screen: ${before} -> ${after}`,
+          );
+        }
+        assert.equal((await text(page, "#annotations")).match(/idle-timeout/g)?.length, 3);
+      } finally {
+        await load.stop();
+      }
     });
   },
 );

@@ -233,3 +233,51 @@ test("dashboard series chart the worst thread's event-loop delay", () => {
   assert.equal(series.latest()!.loopDelayMaxMs, 41.5);
   assert.equal(series.columns()[15]!.at(-1), 41.5);
 });
+
+test("process series: CPU is a share of one core, held between reports; a restart starts afresh", async () => {
+  const { ProcessSeries } = await import("../admin/ui/process_series.ts");
+  const series = new ProcessSeries();
+  const sample = (pid: number, cpuSeconds: number, restarts: number) => [
+    { index: 0, pid: 100, rssBytes: 50 << 20, cpuSeconds, restarts: 0 },
+    { index: 1, pid, rssBytes: 40 << 20, cpuSeconds, restarts },
+  ];
+  series.add(sample(200, 1, 0), T0);
+  series.add(sample(200, 1.5, 0), T0 + 1000);
+  // The same report read again by the next poll: the share is held, not drawn as 0.
+  series.add(sample(200, 1.5, 0), T0 + 2000);
+  series.add(sample(200, 2.5, 0), T0 + 3000);
+  // Process 1 restarted: a new pid with its CPU from 0, one restart more.
+  series.add(sample(201, 0.1, 1), T0 + 4000);
+  assert.deepEqual(series.indexes(), [0, 1]);
+  assert.deepEqual(series.values(0, "cpuShare"), [0, 0.5, 0.5, 0.5, 0]);
+  assert.deepEqual(series.values(1, "cpuShare"), [0, 0.5, 0.5, 0.5, 0]);
+  assert.deepEqual(series.values(1, "restarts"), [0, 0, 0, 0, 1]);
+  assert.deepEqual(series.values(0, "rssBytes"), Array(5).fill(50 << 20));
+  // Unchanged past the staleness limit: 0, not the old share.
+  series.add(sample(201, 0.1, 1), T0 + 7000);
+  assert.equal(series.values(1, "cpuShare").at(-1), 0);
+  const columns = series.columns();
+  assert.deepEqual(columns.indexes, [0, 1]);
+  assert.equal(columns.memory.length, 3, "times and one column per process");
+  assert.equal(columns.cpu[0]!.at(-1), (T0 + 7000) / 1000);
+});
+
+test("process series: a process added later has gaps before it, and old points leave the window", async () => {
+  const { ProcessSeries } = await import("../admin/ui/process_series.ts");
+  const series = new ProcessSeries({ windowMs: 10_000 });
+  series.add([{ index: 0, pid: 1, rssBytes: 1, cpuSeconds: 0, restarts: 0 }], T0);
+  series.add([
+    { index: 0, pid: 1, rssBytes: 2, cpuSeconds: 0, restarts: 0 },
+    { index: 1, pid: 2, rssBytes: 3, cpuSeconds: 0, restarts: 0 },
+  ], T0 + 1000);
+  assert.deepEqual(series.columns().memory.slice(1), [[1, 2], [null, 3]]);
+  series.add([{ index: 0, pid: 1, rssBytes: 4, cpuSeconds: 0, restarts: 0 }], T0 + 11_000);
+  assert.deepEqual(series.columns().memory.slice(1), [[2, 4], [3, null]]);
+  // A process restarted and not yet reported (0 B, 0 s): a gap, not a dip to 0 or a CPU spike.
+  series.add([{ index: 0, pid: 5, rssBytes: 0, cpuSeconds: 0, restarts: 1 }], T0 + 12_000);
+  series.add([{ index: 0, pid: 5, rssBytes: 6, cpuSeconds: 0.2, restarts: 1 }], T0 + 13_000);
+  assert.deepEqual(series.values(0, "rssBytes").slice(-3), [4, null, 6]);
+  assert.deepEqual(series.values(0, "cpuShare").slice(-3), [0, null, 0]);
+  assert.deepEqual(series.values(0, "restarts").slice(-3), [0, 1, 1]);
+  assert.throws(() => new ProcessSeries({ staleMs: 0 }), /'staleMs' must be a positive number/);
+});

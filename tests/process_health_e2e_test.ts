@@ -4,6 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { inBatches, oneRequest } from "./_client.ts";
@@ -64,6 +67,87 @@ test(`[${UNDER_TEST}] each process's RSS, CPU, restarts and uptime show in /v1/s
     }
   } finally {
     await server.stop();
+  }
+});
+
+interface Leasing {
+  leases: number;
+  blocksLeased: number;
+  leaseErrors: number;
+  lastLeaseMs: number | null;
+}
+
+test(`[${UNDER_TEST}] each process's leases and the state file's durable mark show in /v1/stats, /v1/info and /metrics`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-leasing-"));
+  const path = join(dir, "numbers.state");
+  const server = await startTallyho(["--processes", "2", "--threads", "1", "--state", path]);
+  try {
+    await inBatches(Array.from({ length: 40 }), 10, () => oneRequest(server.port));
+    type Stats = { processes: { index: number; numbersRemaining: number; leasing: Leasing }[] };
+    // Until both processes have reported once (every second) after priming their ledgers.
+    let stats: Stats = { processes: [] };
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      stats = await (await server.admin("/v1/stats")).json();
+      if (stats.processes.length === 2 && stats.processes.every((p) => p.numbersRemaining > 0)) {
+        break;
+      }
+      assert.ok(Date.now() < deadline, `no report with numbers left: ${JSON.stringify(stats)}`);
+      await sleep(200);
+    }
+    for (const p of stats.processes) {
+      assert.ok(p.leasing.leases >= 1, `process ${p.index} leased: ${JSON.stringify(p)}`);
+      assert.ok(p.leasing.blocksLeased >= p.leasing.leases);
+      assert.equal(p.leasing.leaseErrors, 0);
+      assert.ok(p.leasing.lastLeaseMs !== null && p.leasing.lastLeaseMs >= 0);
+    }
+    type Info = {
+      numbers: { kind: string; next: number; durableMark: number; durableAt: number | null };
+      processes: { index: number; leasing: Leasing }[];
+    };
+    const info = await (await server.admin("/v1/info")).json() as Info;
+    assert.equal(info.numbers.kind, "state-file");
+    // The mark the file holds, read from the file itself.
+    const recorded = JSON.parse(readFileSync(path, "utf8")) as { next: number };
+    assert.equal(info.numbers.durableMark, recorded.next);
+    assert.equal(info.numbers.durableMark, info.numbers.next);
+    assert.ok(info.numbers.durableAt !== null && info.numbers.durableAt > 0);
+    assert.deepEqual(info.processes.map((p) => p.index), [0, 1]);
+    assert.ok(info.processes.every((p) => p.leasing.leases >= 1));
+    const metrics = await (await server.admin("/metrics")).text();
+    for (const p of ["0", "1"]) {
+      assert.match(
+        metrics,
+        new RegExp(`^tallyho_process_number_leases_total\\{process="${p}"\\} [1-9]\\d*$`, "m"),
+      );
+      assert.match(
+        metrics,
+        new RegExp(`^tallyho_process_number_blocks_total\\{process="${p}"\\} [1-9]`, "m"),
+      );
+      assert.match(
+        metrics,
+        new RegExp(`^tallyho_process_number_lease_errors_total\\{process="${p}"\\} 0$`, "m"),
+      );
+      assert.match(
+        metrics,
+        new RegExp(
+          `^tallyho_process_number_last_lease_seconds\\{process="${p}"\\} [\\d.e-]+$`,
+          "m",
+        ),
+      );
+    }
+    assert.match(metrics, new RegExp(`^tallyho_numbers_durable_mark ${recorded.next}$`, "m"));
+    assert.match(metrics, /^tallyho_numbers_durable_mark_time_seconds \d+(\.\d+)?$/m);
+    const promtool = spawnSync("promtool", ["check", "metrics"], {
+      input: metrics,
+      encoding: "utf8",
+    });
+    if (promtool.error === undefined) {
+      assert.equal(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`);
+    }
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });
 

@@ -25,7 +25,8 @@ const WINDOW_SECONDS = 300;
  */
 const MIN_SPAN_SECONDS = 60;
 
-interface SeriesSpec {
+/** One line of a chart. */
+export interface SeriesSpec {
   label: string;
   /** Index into {@linkcode SeriesColumns}. */
   column: number;
@@ -35,7 +36,8 @@ interface SeriesSpec {
   scale?: string;
 }
 
-interface ChartSpec {
+/** One chart: where it is drawn, its lines and how its values read. */
+export interface ChartSpec {
   /** The element's id the chart is drawn in. */
   id: string;
   series: SeriesSpec[];
@@ -161,7 +163,15 @@ function annotationsPlugin(annotations: () => readonly Annotation[]): uPlot.Plug
   };
 }
 
-function chartOptions(
+/**
+ * The uPlot options of a chart, shared by the per-process charts (`_process_charts.ts`).
+ *
+ * @param spec The chart.
+ * @param width Its width in CSS pixels.
+ * @param annotations Reads the configuration changes to mark on it.
+ * @returns uPlot's options.
+ */
+export function chartOptions(
   spec: ChartSpec,
   width: number,
   annotations: () => readonly Annotation[],

@@ -14,6 +14,9 @@ import type { HistoryView } from "../stats_history.ts";
 import type { StatsView } from "../stats_view.ts";
 import { AdminClient, AdminError } from "./_admin_client.ts";
 import { Charts } from "./_charts.ts";
+import { renderNumbersPanel } from "./_numbers_panel.ts";
+import { ProcessCharts } from "./_process_charts.ts";
+import { ProcessSeries } from "./process_series.ts";
 import { boundsText, buildPatch, describeChanges, fieldText } from "./config_form.ts";
 import {
   formatBytes,
@@ -75,6 +78,8 @@ class Dashboard {
   /** Upgrades already marked on the charts, by pid and state. */
   readonly #upgradesSeen = new Set<string>();
   #charts: Charts | null = null;
+  #processSeries = new ProcessSeries();
+  #processCharts: ProcessCharts | null = null;
   #schema: ConfigSchema | null = null;
   /** The configuration in force, as last read. */
   #config: ConfigState | null = null;
@@ -136,6 +141,7 @@ class Dashboard {
     $("facts").hidden = false;
     $("actions").hidden = false;
     this.#charts ??= new Charts(() => this.#series.annotations());
+    this.#processCharts ??= new ProcessCharts(() => this.#series.annotations());
     this.#renderInfo(info);
     await this.#loadHistory(client);
     try {
@@ -204,6 +210,7 @@ class Dashboard {
       ]);
       if (client !== this.#client) return;
       this.#series.add(stats.body, Date.now());
+      this.#processSeries.add(stats.body.processes, Date.now());
       this.#renderInfo(info.body);
       this.#renderStats(stats.body);
       this.#notice("");
@@ -239,6 +246,7 @@ class Dashboard {
       numbers.leaseErrors > 0 ? `${formatCount(numbers.leaseErrors)} failed` : null,
       numbers.connected ? null : "unreachable",
     ].filter((part) => part !== null).join(", ");
+    renderNumbersPanel(info, Date.now());
   }
 
   /** Marks an upgrade on the charts once per state it reaches (the new tree says `took-over`). */
@@ -283,6 +291,7 @@ class Dashboard {
     $("tile-last-number").textContent = formatCount(point.lastNumber);
     $("tile-loop-delay").textContent = formatDelay(stats.totals.loopDelayMaxMs);
     this.#charts?.update(this.#series.columns());
+    this.#processCharts?.update(this.#processSeries.columns());
     this.#describeCharts();
     this.#renderAnnotations();
     this.#renderProcesses(stats);
@@ -325,6 +334,36 @@ class Dashboard {
       "Connections closed per second",
       points.map((p) => CLOSE_REASONS.reduce((s, r) => s + p.closesPerSecond[r], 0)),
     );
+    this.#describeProcessCharts();
+  }
+
+  /** The per-process charts in words: each process's latest and peak. */
+  #describeProcessCharts(): void {
+    const series = this.#processSeries;
+    const indexes = series.indexes();
+    const describe = (
+      id: string,
+      title: string,
+      figure: "rssBytes" | "cpuShare" | "restarts",
+      format: (value: number) => string,
+    ) => {
+      const parts = indexes.map((index) => {
+        const values = series.values(index, figure).filter((v): v is number => v !== null);
+        const peak = values.reduce((max, value) => Math.max(max, value), 0);
+        return `process ${index} now ${format(values.at(-1) ?? 0)}, peak ${format(peak)}`;
+      });
+      const element = $(id);
+      element.setAttribute("aria-label", `${title}, last five minutes: ${parts.join("; ")}`);
+      element.dataset.processes = indexes.join(",");
+    };
+    describe("chart-process-memory", "Resident memory per process", "rssBytes", formatBytes);
+    describe(
+      "chart-process-cpu",
+      "CPU per process",
+      "cpuShare",
+      (share) => `${Math.round(share * 100)} %`,
+    );
+    describe("chart-process-restarts", "Restarts per process", "restarts", formatCount);
   }
 
   #renderAnnotations(): void {

@@ -30,6 +30,7 @@ import { resultsMarkdown } from "./results_markdown.ts";
 import { writeSection } from "../results_section.ts";
 import { startDriver, startLoad } from "./run_load_generator.ts";
 import { hasCompiler, nativeClientPath } from "../native_client/native_client.ts";
+import { adminUrlFrom, LoopDelayProbe } from "./loop_delay_probe.ts";
 import { freePort, ServerProcess, sleep } from "./server_process.ts";
 import {
   type CompareWorkload,
@@ -228,6 +229,8 @@ interface Running {
   kind: ServerKind;
   process: ServerProcess;
   dir: string;
+  /** tallyho's admin API, where its event-loop delay is read; `null` for other servers. */
+  adminUrl: string | null;
 }
 
 /** Every server started and not yet stopped, for a clean stop on Ctrl-C. */
@@ -243,7 +246,8 @@ async function startServer(
   const server = await ServerProcess.start(kind.launch(port, dir, core), port);
   live.add(server);
   server.exited.then(() => live.delete(server));
-  return { kind, process: server, dir };
+  const adminUrl = kind.tallyho ? await adminUrlFrom(() => server.output()) : null;
+  return { kind, process: server, dir, adminUrl };
 }
 
 /** What is left of {@linkcode EXTRA_TIME_MS}; once spent, runs are neither delayed nor repeated. */
@@ -284,6 +288,7 @@ async function measureOnce(
   const cpuBefore = server.process.cpuSeconds();
   const busyBefore = machineBusySeconds();
   const coresBefore = coreBusy();
+  const probe = server.adminUrl === null ? null : LoopDelayProbe.watch(server.adminUrl);
   const load = driver === "native"
     ? startDriver(
       [nativeClientPath(), ...nativeArgs(workload, server.process.port, durationMs)],
@@ -304,12 +309,15 @@ async function measureOnce(
       durationMs + 60_000,
     );
   const outcome = await load.done;
+  if (!server.process.alive() || outcome.report === null) probe?.cancel();
   if (!server.process.alive()) {
     throw new Error(`${server.kind.name} exited during the run: ${server.process.output().trim()}`);
   }
   const cpuAfter = server.process.cpuSeconds();
   const busyAfter = machineBusySeconds();
   const coresAfter = coreBusy();
+  // After the CPU figures: the probe's last read waits an interval with the server idle.
+  const loopDelay = probe === null ? null : await probe.stop();
   const report = outcome.report;
   if (report === null) {
     throw new Error(
@@ -357,6 +365,7 @@ async function measureOnce(
     othersKernelCpu,
     attempts: 1,
     elapsedMs: report.elapsedMs,
+    loopDelay,
   };
 }
 

@@ -7,6 +7,7 @@
 
 import type { MachineInfo } from "./machine.ts";
 import type { CompareWorkload } from "./servers.ts";
+import type { LoopDelayFigure } from "./loop_delay_probe.ts";
 
 /** One load run against one server. */
 export interface Measurement {
@@ -50,6 +51,11 @@ export interface Measurement {
   /** Runs it took: a run disturbed by other work is run again, up to a limit. */
   attempts: number;
   elapsedMs: number;
+  /**
+   * tallyho's event-loop delay over the run, read from its admin API (`loop_delay_probe.ts`);
+   * `null` for other servers or when no read succeeded, absent from results saved before it.
+   */
+  loopDelay?: LoopDelayFigure | null;
 }
 
 /** Resident memory with idle connections open. */

@@ -9,6 +9,7 @@
 import type { CompareResults, Measurement, MemoryFigure } from "./results.ts";
 import type { CompareWorkload } from "./servers.ts";
 import { type Spread, spread } from "./stats.ts";
+import { loopDelayMarkdown } from "./loop_delay_markdown.ts";
 
 const count = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
 const TALLYHO = ["tallyho-bun", "tallyho-deno", "tallyho-binary"];
@@ -405,6 +406,7 @@ export function resultsMarkdown(results: CompareResults): string {
     "",
     ...workloadTable(results, t, "connect", "nginx"),
     "",
+    ...loopDelayMarkdown(results),
     "### Memory per idle connection",
     "",
     `Each server is started fresh, its RSS read when idle, then \`tallyho load --workload idle\` ` +

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Runtime } from "../../server/runtime.ts";
 import type { LaunchSpec } from "./server_process.ts";
+import { adminArgs } from "./loop_delay_probe.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -47,7 +48,8 @@ export interface ServerKind {
   launch(port: number, dir: string, core: number | null): LaunchSpec;
 }
 
-const tallyhoArgs = (port: number) => [
+// The admin API on a free loopback port: the report reads the event-loop delay from it.
+const tallyhoArgs = (port: number, dir: string) => [
   "serve",
   "--host",
   "127.0.0.1",
@@ -63,10 +65,9 @@ const tallyhoArgs = (port: number) => [
   // per-address cap: off, as theirs is.
   "--max-connections-per-address",
   "0",
-  // Several tallyho servers run at once and the others have no admin API: without this, the
-  // second would fail to start on the default admin port (127.0.0.1:9001).
-  "--admin",
-  "off",
+  // Each tallyho run starts its admin API on a free loopback port (several run at once), where
+  // the comparison reads its event-loop delay.
+  ...adminArgs(dir),
 ];
 
 function nginxConfig(port: number, dir: string, core: number | null): string {
@@ -182,8 +183,8 @@ export const SERVERS: ServerKind[] = [
     runtime: "bun",
     tallyho: true,
     holdsConnections: true,
-    launch: (port, _dir, core) => ({
-      argv: [BUN, join(ROOT, "mod.ts"), ...tallyhoArgs(port)],
+    launch: (port, dir, core) => ({
+      argv: [BUN, join(ROOT, "mod.ts"), ...tallyhoArgs(port, dir)],
       cwd: ROOT,
       core,
     }),
@@ -195,8 +196,8 @@ export const SERVERS: ServerKind[] = [
     runtime: "deno",
     tallyho: true,
     holdsConnections: true,
-    launch: (port, _dir, core) => ({
-      argv: [DENO, "run", "-A", "--unstable-net", join(ROOT, "mod.ts"), ...tallyhoArgs(port)],
+    launch: (port, dir, core) => ({
+      argv: [DENO, "run", "-A", "--unstable-net", join(ROOT, "mod.ts"), ...tallyhoArgs(port, dir)],
       cwd: ROOT,
       core,
     }),
@@ -209,7 +210,7 @@ export const SERVERS: ServerKind[] = [
     tallyho: true,
     holdsConnections: true,
     launch: (port, dir, core) => ({
-      argv: [join(ROOT, "dist/tallyho"), ...tallyhoArgs(port)],
+      argv: [join(ROOT, "dist/tallyho"), ...tallyhoArgs(port, dir)],
       cwd: dir,
       core,
     }),

@@ -13,11 +13,26 @@ export class LeaseTally {
   leaseErrors = 0;
   leases = 0;
   lastLease: { first: number; last: number } | null = null;
+  /** For a durable source: the mark last made durable, and when (wall time, for display). */
+  durableMark: number | undefined;
+  durableAt: number | null = null;
 
   /** Records a granted run. */
   granted(first: number, count: number): void {
     this.leases++;
     this.lastLease = { first, last: first + count - 1 };
+  }
+
+  /**
+   * Records a mark made durable (a state file written and fsynced), or found durable at start.
+   *
+   * @param mark The first number never leased, as the file now holds it.
+   * @param written Whether this server wrote it now (else it was read at start: no time).
+   */
+  durable(mark: number, written: boolean): void {
+    this.durableMark = mark;
+    // Wall time on purpose, as lastErrorAt: shown to people and to Prometheus, not a duration.
+    if (written) this.durableAt = Date.now();
   }
 
   /** Records a failed lease. */
@@ -44,6 +59,9 @@ export class LeaseTally {
       leases: this.leases,
       lastLease: this.lastLease,
       next,
+      ...(this.durableMark === undefined
+        ? {}
+        : { durableMark: this.durableMark, durableAt: this.durableAt }),
     };
   }
 }

@@ -89,6 +89,16 @@ export interface LeaseSourceStatus {
    * fsync of the new mark), or `null` before the first. Set by the {@linkcode LeaseGuard}.
    */
   lastLeaseMs?: number | null;
+  /**
+   * For a state file: the mark it holds, written and fsynced (the first number never leased;
+   * after a crash numbering resumes there). Absent for a source that keeps no file.
+   */
+  durableMark?: number;
+  /**
+   * When {@linkcode durableMark} was last written, in milliseconds since the epoch; `null` until
+   * this server writes it (the mark was read at start).
+   */
+  durableAt?: number | null;
 }
 
 /**

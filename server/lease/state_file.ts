@@ -220,11 +220,12 @@ export class StateFileLeaseSource implements LeaseSource {
   // to open the temporary file or the directory (EMFILE stopped every lease once).
   readonly #reserve = new DescriptorReserve();
 
-  private constructor(path: string, next: number, lock: StateLock) {
+  private constructor(path: string, next: number, lock: StateLock, durable: number) {
     this.#path = path;
     this.#next = next;
     this.#lock = lock;
     this.description = `state file ${path}`;
+    this.#tally.durable(durable, false);
   }
 
   /**
@@ -243,7 +244,7 @@ export class StateFileLeaseSource implements LeaseSource {
       const recorded = readStateFile(path);
       const next = Math.max(recorded ?? firstNumber, firstNumber);
       if (recorded === null) writeStateFile(path, next);
-      return new StateFileLeaseSource(path, next, lock);
+      return new StateFileLeaseSource(path, next, lock, recorded ?? next);
     } catch (error) {
       try {
         lock.release();
@@ -271,6 +272,7 @@ export class StateFileLeaseSource implements LeaseSource {
       this.#reserve.around(() => writeStateFile(this.#path, first + count));
       this.#writes++;
       this.#next = first + count;
+      this.#tally.durable(this.#next, true);
       // Checked after the write: if the lock file is still ours now, any server that takes the
       // lock later reads the new mark; if it was deleted (by hand), another server may already
       // be serving from this file, so no number of this run may be handed out.

@@ -24,6 +24,7 @@ import { LeaseBehindError } from "../lease/lease_behind_error.ts";
 import { LeaseGuard } from "../lease/lease_guard.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { childEnvironment } from "./child_env.ts";
+import { LeasingTally, type ProcessLeasing } from "./process_leasing.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
@@ -76,6 +77,8 @@ export interface ProcessFigures {
   restarts: number;
   /** Seconds since this process (this pid) was started. */
   uptimeSeconds: number;
+  /** Its leases through the supervisor, kept across restarts of the process at this index. */
+  leasing: ProcessLeasing;
 }
 
 interface Child {
@@ -115,6 +118,8 @@ export class Supervisor {
   readonly #deaths: DeathWindow;
   /** Restarts after a death, by process index. */
   readonly #restarts: number[] = [];
+  /** Leasing figures, by process index. */
+  readonly #leasing: LeasingTally[] = [];
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
   /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
@@ -299,8 +304,11 @@ export class Supervisor {
       this.#heldLeases.push(() => this.#lease(child, id, count));
       return;
     }
+    const tally = this.#leasing[child.index] ??= new LeasingTally();
+    const started = monotonicNow();
     this.#counted(count).then(
       (first) => {
+        tally.granted(count, monotonicNow() - started);
         this.#behindLoggedAt = -Infinity;
         if (this.#failedLeases > 0) {
           this.#log(
@@ -312,6 +320,7 @@ export class Supervisor {
         this.#send(child, { type: "grant", id, first });
       },
       (error: Error) => {
+        tally.failed(monotonicNow() - started);
         this.#failedLeases++;
         if (error instanceof LeaseBehindError) {
           // Never served: the processes run out of what they hold and refuse clients, and
@@ -515,6 +524,7 @@ export class Supervisor {
       cpuSeconds: c.cpuSeconds,
       restarts: this.#restarts[c.index] ?? 0,
       uptimeSeconds: (now - c.startedAt) / 1000,
+      leasing: this.#leasing[c.index]?.figures() ?? new LeasingTally().figures(),
     }));
   }
 
