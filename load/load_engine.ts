@@ -24,8 +24,24 @@ const MAX_CONNECTING = 256;
 const FIRST_BACKOFF_MS = 10;
 const MAX_BACKOFF_MS = 1000;
 
+/** What the hold workload adds to a thread's plan (see load/run_hold.ts). */
+export interface HoldPlan {
+  /** New connections per second this thread may open (0: as fast as handshakes finish). */
+  ratePerSecond: number;
+  /** Handshakes in flight at most. */
+  maxConnecting: number;
+  /** Server addresses to spread the connections over, round robin by slot. */
+  targets: string[];
+  /** Local addresses to connect from, round robin by slot; empty lets the kernel choose. */
+  sources: string[];
+  /** Where this thread's slots start in the round robin, so processes spread alike. */
+  offset: number;
+}
+
 /** What one thread is asked to do. */
 export interface ThreadPlan {
+  /** The hold workload's pacing and addresses; absent for the other workloads. */
+  hold?: HoldPlan;
   config: LoadConfig;
   /** Index of the thread. */
   thread: number;
@@ -88,6 +104,14 @@ export class LoadEngine implements TransportEvents {
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #sweeper: ReturnType<typeof setInterval> | null = null;
   #onHeld: () => void = () => {};
+  readonly #maxConnecting: number;
+  readonly #ratePerSecond: number;
+  #tokens = 0;
+  #refilledAt = 0;
+  #refill: ReturnType<typeof setTimeout> | null = null;
+  #asked = 0;
+  #answeredAgain = 0;
+  #onAnswered: () => void = () => {};
   #resolve: ((result: ThreadResult) => void) | null = null;
 
   /**
@@ -108,8 +132,19 @@ export class LoadEngine implements TransportEvents {
     for (let n = 0; n <= config.depth; n++) {
       this.#batches.push(batch.subarray(0, n * message.length));
     }
+    const hold = plan.hold;
+    this.#maxConnecting = hold?.maxConnecting ?? MAX_CONNECTING;
+    this.#ratePerSecond = hold?.ratePerSecond ?? 0;
     for (let slot = 0; slot < plan.connections; slot++) {
-      this.#slots.push(new LoadConnection(slot, config.depth));
+      const connection = new LoadConnection(slot, config.depth);
+      if (hold !== undefined) {
+        const at = hold.offset + slot;
+        connection.target = hold.targets[at % hold.targets.length] ?? null;
+        if (hold.sources.length > 0) {
+          connection.localAddress = hold.sources[at % hold.sources.length]!;
+        }
+      }
+      this.#slots.push(connection);
     }
     // Deno's transport reads into its own buffer; size it for the replies a read may carry.
     const readBytes = Math.min(64 * 1024, Math.max(1024, config.depth * 32));
@@ -161,9 +196,70 @@ export class LoadEngine implements TransportEvents {
   }
 
   #pump(): void {
-    while (this.#connecting < MAX_CONNECTING && this.#waiting.length > 0 && !this.#stopping) {
+    const paced = this.#ratePerSecond > 0;
+    if (paced) this.#topUp();
+    while (
+      this.#connecting < this.#maxConnecting && this.#waiting.length > 0 && !this.#stopping
+    ) {
+      if (paced) {
+        if (this.#tokens < 1) return this.#pumpLater();
+        this.#tokens--;
+      }
+      // shift() on a queue of 20,000 is O(n) each time on some engines; a head index would be
+      // cheaper, but the queue drains at the connect rate, far below what shift costs.
       this.#open(this.#waiting.shift()!);
     }
+  }
+
+  /** A token bucket: `rate` tokens a second, at most a tenth of a second's worth saved up. */
+  #topUp(): void {
+    const now = performance.now();
+    const rate = this.#ratePerSecond;
+    if (this.#refilledAt === 0) this.#refilledAt = now;
+    this.#tokens = Math.min(
+      Math.max(1, rate / 10),
+      this.#tokens + ((now - this.#refilledAt) * rate) / 1000,
+    );
+    this.#refilledAt = now;
+  }
+
+  #pumpLater(): void {
+    if (this.#refill !== null) return;
+    const waitMs = Math.max(1, Math.ceil(((1 - this.#tokens) * 1000) / this.#ratePerSecond));
+    this.#refill = setTimeout(() => {
+      this.#refill = null;
+      this.#pump();
+    }, waitMs);
+  }
+
+  /**
+   * Hold workload: sends one more request on every held connection; `onAnswered` is called once
+   * every one of them has answered (replies are checked as ever). Connections lost meanwhile
+   * count as errors and never answer, so the caller also bounds the wait.
+   *
+   * @param onAnswered Called when every asked connection has answered.
+   * @returns How many connections were asked.
+   */
+  askAgain(onAnswered: () => void): number {
+    this.#onAnswered = onAnswered;
+    for (const connection of this.#slots) {
+      if (!connection.open || connection.closing || !connection.held) continue;
+      connection.asked = true;
+      this.#asked++;
+      this.#send(connection, 1);
+    }
+    if (this.#asked === 0) onAnswered();
+    return this.#asked;
+  }
+
+  /** Errors so far, by kind. */
+  errorCounts(): Record<string, number> {
+    return Object.fromEntries(this.#errors);
+  }
+
+  /** Hold workload: connections asked again, and those that answered. */
+  get again(): { asked: number; answered: number } {
+    return { asked: this.#asked, answered: this.#answeredAgain };
   }
 
   #open(connection: LoadConnection): void {
@@ -269,6 +365,18 @@ export class LoadEngine implements TransportEvents {
         if (connection.inFlight > 0) return;
         this.#completed++;
         this.#close(connection);
+        break;
+      case "hold":
+        if (connection.inFlight > 0) return;
+        if (connection.asked) {
+          if (++this.#answeredAgain === this.#asked) this.#onAnswered();
+          return;
+        }
+        if (connection.held) return;
+        if (this.#stopping) return this.#finish(connection);
+        connection.held = true;
+        this.#stats[LoadStat.held]!++;
+        if (++this.#held === this.#slots.length) this.#onHeld();
         break;
       case "idle":
         if (connection.inFlight > 0 || connection.held) return;
@@ -389,9 +497,20 @@ export class LoadEngine implements TransportEvents {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    if (this.#refill !== null) clearTimeout(this.#refill);
+    resolve(this.snapshot());
+  }
+
+  /**
+   * The thread's figures so far, without stopping (the hold workload reports while it still
+   * holds every connection, so closing a million sockets is left to the process's exit).
+   *
+   * @returns The figures.
+   */
+  snapshot(): ThreadResult {
     const end = Math.max(this.#lastReplyAt, this.#stoppedAt);
     const histogram = this.#histogram;
-    resolve({
+    return {
       transport: this.#transport.name,
       requests: this.#requests,
       replies: this.#replies,
@@ -410,6 +529,6 @@ export class LoadEngine implements TransportEvents {
       pages: this.#checker.seen.pages,
       activeMs: Math.max(0, end - this.#startedAt),
       stoppedBy: this.#stoppedBy,
-    });
+    };
   }
 }
