@@ -53,15 +53,22 @@ export function readMachineMemory(): MachineMemory {
   };
 }
 
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux build). */
+const USER_HZ = 100;
+
 /**
- * Sums the resident memory of a process and all its descendants (a supervisor and its serving
- * processes).
+ * Sums the resident memory and CPU time of a process and all its descendants (a supervisor and
+ * its serving processes).
  *
  * @param rootPid The tree's root.
- * @returns RSS in bytes and the number of processes, or `null` when the root is gone.
+ * @returns RSS in bytes, the number of processes and their CPU seconds (user + system), or
+ *   `null` when the root is gone.
  */
-export function readTreeRss(rootPid: number): { bytes: number; processes: number } | null {
+export function readTreeRss(
+  rootPid: number,
+): { bytes: number; processes: number; cpuSeconds: number } | null {
   const parents = new Map<number, number[]>();
+  const ticks = new Map<number, number>();
   let entries: string[];
   try {
     entries = readdirSync("/proc");
@@ -72,14 +79,18 @@ export function readTreeRss(rootPid: number): { bytes: number; processes: number
     if (!/^\d+$/.test(entry)) continue;
     const stat = readOr(`/proc/${entry}/stat`);
     // The command name in parentheses may hold spaces; the parent pid is the 2nd field after it.
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ppid = Number(fields[1]);
     if (!Number.isInteger(ppid)) continue;
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 after the command name.
+    ticks.set(Number(entry), Number(fields[11]) + Number(fields[12]));
     const list = parents.get(ppid) ?? [];
     list.push(Number(entry));
     parents.set(ppid, list);
   }
   let bytes = 0;
   let processes = 0;
+  let cpuTicks = 0;
   const queue = [rootPid];
   while (queue.length > 0) {
     const pid = queue.pop()!;
@@ -90,7 +101,8 @@ export function readTreeRss(rootPid: number): { bytes: number; processes: number
     }
     bytes += meminfoField(status, "VmRSS");
     processes++;
+    cpuTicks += ticks.get(pid) ?? 0;
     queue.push(...(parents.get(pid) ?? []));
   }
-  return { bytes, processes };
+  return { bytes, processes, cpuSeconds: cpuTicks / USER_HZ };
 }

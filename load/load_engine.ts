@@ -316,6 +316,9 @@ export class LoadEngine implements TransportEvents {
     const stamps = connection.stamps;
     const capacity = stamps.length;
     const now = performance.now();
+    // The reply timeout runs from the request, not from whatever came last: a held connection
+    // asked again after a long hold must not count as timed out the moment it is asked.
+    if (connection.inFlight === 0) connection.lastActivity = now;
     let at = connection.stampHead + connection.inFlight;
     for (let i = 0; i < n; i++, at++) stamps[at % capacity] = now;
     connection.inFlight += n;
@@ -401,6 +404,9 @@ export class LoadEngine implements TransportEvents {
     }
     if (this.#stopping) this.#unanswered += connection.inFlight;
     connection.inFlight = 0;
+    // A held connection that is lost stays lost: reconnecting would hold a new connection in its
+    // place and hide the loss (its error is counted above).
+    if (workload === "hold" && connection.held) this.#markFinished(connection);
     if (this.#stopping || connection.finished) return this.#checkDone();
     const clean = connection.closing && connection.error === null;
     if (workload === "connect" && clean) return this.#open(connection);

@@ -78,6 +78,11 @@ export interface HoldReport {
     serverRssPeakBytes: number | null;
     serverRssPerConnection: number | null;
     serverProcesses: number | null;
+    /**
+     * The server tree's CPU while it held every connection and nothing else happened (the
+     * fresh clients' handful aside), in % of one core: what its timers and sweeps cost.
+     */
+    serverHoldCpuPercent: number | null;
     /** Kernel slab growth (both ends of every loopback connection) per held connection. */
     slabPerConnection: number | null;
     /** TCP buffer memory (sockstat) at the peak. */
@@ -299,6 +304,7 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
   let establishMs: number | null = null;
   let probe: ProbeResult | null = null;
   let serverPeak: ReturnType<typeof readTreeRss> = null;
+  let holdCpuPercent: number | null = null;
   let peak = before;
   try {
     // Set-up: until every process holds its share, or a reason to stop.
@@ -339,7 +345,16 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
         greeting: config.greeting,
         timeoutMs: config.timeoutMs,
       }, () => stopRequested);
+      const quietFrom = config.serverPid === null ? null : readTreeRss(config.serverPid);
+      const quietAt = performance.now();
       while (performance.now() < holdEnds && !stopRequested) await sleep(50);
+      const quietTo = config.serverPid === null ? null : readTreeRss(config.serverPid);
+      const quietSeconds = (performance.now() - quietAt) / 1000;
+      if (quietFrom !== null && quietTo !== null && quietSeconds >= 1) {
+        holdCpuPercent = Math.round(
+          (1000 * (quietTo.cpuSeconds - quietFrom.cpuSeconds)) / quietSeconds,
+        ) / 10;
+      }
     }
     phase = "asking";
     tell({ type: "ask" });
@@ -380,6 +395,8 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
   const answeredAgain = results.reduce((n, r) => n + r.answered, 0);
   const held = Math.max(peakHeld, askedAgain);
   const setupMs = establishMs ?? performance.now() - started;
+  // A set-up shorter than one progress interval has no interval rate of its own.
+  peakRate = Math.max(peakRate, Math.round(held / (setupMs / 1000)));
   const perConnection = (bytes: number | null) =>
     bytes === null || held === 0 ? null : Math.round(bytes / held);
   const us = (ns: number) => Math.round(ns / 10) / 100;
@@ -434,6 +451,7 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
         ? null
         : perConnection(serverPeak.bytes - serverBefore.bytes),
       serverProcesses: serverPeak?.processes ?? null,
+      serverHoldCpuPercent: holdCpuPercent,
       slabPerConnection: perConnection(peak.slabBytes - before.slabBytes),
       tcpBufferBytes: peak.tcpBufferBytes,
       tcpInUse: peak.tcpInUse,
