@@ -16,7 +16,7 @@ export const EXIT_SYNCOOKIES_OFF = 1;
 
 /** The usage text printed by `tallyho doctor --help`. */
 export function doctorUsage(): string {
-  return `Usage: tallyho doctor [--json]
+  return `Usage: tallyho doctor [--json] [--connections N]
 
 Reads this host's TCP settings (net.ipv4.tcp_syncookies, tcp_max_syn_backlog, tcp_synack_retries,
 net.core.somaxconn, tcp_abort_on_overflow, tcp_migrate_req, ip_local_port_range), the open-file
@@ -25,6 +25,10 @@ and the command that changes it. Under 'ip netns exec NAME' it reports that name
 
 Options:
   --json       print the findings as JSON: { items: [{ name, value, verdict, why, fix }] }
+  --connections N
+               also size this host for N connections at once: open files per process,
+               fs.nr_open, fs.file-max, net.ipv4.tcp_mem, somaxconn, ephemeral ports, memory
+               available, and how many serving processes N needs here (JSON: "capacity")
   -h, --help   show this text
 
 Exit codes: 0 done, 1 SYN cookies are off, 2 bad command line.`;
@@ -32,6 +36,7 @@ Exit codes: 0 done, 1 SYN cookies are off, 2 bad command line.`;
 
 const FLAGS = {
   json: { type: "boolean" },
+  connections: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -64,6 +69,19 @@ export async function doctorMain(
   if (values.help) {
     io.out(doctorUsage());
     return 0;
+  }
+  if (values.connections !== undefined) {
+    const text = values.connections;
+    if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 100_000_000) {
+      io.err(
+        `tallyho: 'connections' must be a whole number from 1 to 100000000: got ${
+          JSON.stringify(text)
+        }`,
+      );
+      io.err(`Run 'tallyho doctor --help' for usage.`);
+      return EXIT_USAGE;
+    }
+    options = { ...options, connections: Number(text) };
   }
   const report = await diagnose(options);
   if (values.json) io.out(renderJson(report));

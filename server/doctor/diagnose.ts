@@ -7,8 +7,9 @@
 import { errorReason } from "./_error_reason.ts";
 import { type ListenBacklog, probeListenBacklog } from "./backlog_probe.ts";
 import { checkHost, type DoctorFacts, type DoctorItem, syncookiesOff } from "./checks.ts";
+import { type CapacityPlan, planCapacity } from "./capacity.ts";
 import { readOpenFileLimit } from "./read_open_files.ts";
-import { type ProcOptions, readSysctls } from "./read_sysctls.ts";
+import { type ProcOptions, readSysctls, readTextFile, sysctlPath } from "./read_sysctls.ts";
 
 /** Where the doctor reads the host from; every field is for tests that fake the host. */
 export interface DoctorOptions extends ProcOptions {
@@ -18,6 +19,11 @@ export interface DoctorOptions extends ProcOptions {
    * @default {probeListenBacklog: a real listener on 127.0.0.1 port 0, read back with ss}
    */
   probeBacklog?: () => Promise<ListenBacklog>;
+  /**
+   * Connections to size the host for (`--connections`): adds {@linkcode DoctorReport.capacity}.
+   * @default {undefined: no capacity plan}
+   */
+  connections?: number;
 }
 
 /** The doctor's findings. */
@@ -26,6 +32,8 @@ export interface DoctorReport {
   items: DoctorItem[];
   /** Whether SYN cookies are off, the one finding that makes the doctor exit 1. */
   syncookiesOff: boolean;
+  /** With `connections`: what holding them needs here, and how many processes. */
+  capacity?: CapacityPlan;
 }
 
 /**
@@ -48,5 +56,38 @@ export async function diagnose(options: DoctorOptions = {}): Promise<DoctorRepor
     probe().catch((error) => ({ error: errorReason(error) })),
   ]);
   const facts: DoctorFacts = { sysctls, openFiles, backlog };
-  return { items: checkHost(facts), syncookiesOff: syncookiesOff(facts) };
+  const report: DoctorReport = { items: checkHost(facts), syncookiesOff: syncookiesOff(facts) };
+  if (options.connections === undefined) return report;
+  const procRoot = options.procRoot ?? "/proc";
+  const readFile = options.readFile ?? readTextFile;
+  const read = (path: string) =>
+    readFile(path).then((text) => text.trim().replace(/\s+/g, " "), () => null);
+  const sysctl = (name: string) => read(sysctlPath(name, procRoot));
+  const [nrOpen, fileMax, tcpMem, meminfo] = await Promise.all([
+    sysctl("fs.nr_open"),
+    sysctl("fs.file-max"),
+    sysctl("net.ipv4.tcp_mem"),
+    readFile(`${procRoot}/meminfo`).catch(() => null),
+  ]);
+  const kib = (name: string) => {
+    const match = meminfo === null ? null : new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(meminfo);
+    return match === null ? null : Number(match[1]) * 1024;
+  };
+  const value = (name: keyof typeof sysctls) => {
+    const reading = sysctls[name];
+    return "value" in reading ? reading.value : null;
+  };
+  report.capacity = planCapacity({
+    connections: options.connections,
+    openFiles,
+    nrOpen,
+    fileMax,
+    tcpMem,
+    localPortRange: value("net.ipv4.ip_local_port_range"),
+    somaxconn: value("net.core.somaxconn"),
+    synBacklog: value("net.ipv4.tcp_max_syn_backlog"),
+    memAvailableBytes: kib("MemAvailable"),
+    memTotalBytes: kib("MemTotal"),
+  });
+  return report;
 }

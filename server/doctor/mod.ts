@@ -5,6 +5,7 @@
  */
 
 export * from "./diagnose.ts";
+export * from "./capacity.ts";
 export * from "./checks.ts";
 export * from "./read_sysctls.ts";
 export * from "./read_open_files.ts";
