@@ -83,6 +83,7 @@ For --workload hold (up to millions of connections):
   --probes N            fresh clients, one at a time, while holding (default 200)
   --probe-source ADDR   where the fresh clients connect from (default 127.0.9.1)
   --min-free MIB        stop when the machine has less memory available (default 512)
+  --numbers-out FILE    write every number received to FILE, one a line, ascending
 
 Every "<greeting><N>" reply is checked: an N seen twice (on two connections, or on one connection
 that numbers by message) is a bug in the server and fails the run. Other replies are counted.
@@ -116,6 +117,7 @@ const LOAD_FLAGS = {
   probes: { type: "string" },
   "probe-source": { type: "string" },
   "min-free": { type: "string" },
+  "numbers-out": { type: "string" },
 } as const;
 
 const HOLD_ONLY_FLAGS = [
@@ -128,6 +130,7 @@ const HOLD_ONLY_FLAGS = [
   "probes",
   "probe-source",
   "min-free",
+  "numbers-out",
 ] as const;
 
 type ParsedValues = ReturnType<typeof parseArgs<{ options: typeof LOAD_FLAGS }>>["values"];
@@ -179,6 +182,7 @@ function holdOptionsFrom(v: ParsedValues): HoldOptions {
   if (v["min-free"] !== undefined) {
     options.minFreeBytes = integerFlag("min-free", v["min-free"], true) * 1024 ** 2;
   }
+  if (v["numbers-out"] !== undefined) options.numbersOut = v["numbers-out"];
   if (v.message !== undefined) options.message = decodeMessage(v.message);
   if (v.greeting !== undefined) options.greeting = v.greeting;
   return options;

@@ -51,6 +51,12 @@ export interface HoldOptions {
   probes?: number;
   /** Where the fresh clients connect from (an address the holders do not use). @default {"127.0.9.1"} */
   probeSource?: string;
+  /**
+   * Write every number the holders and fresh clients were answered with to this file, one a
+   * line, ascending (so an independent client's numbers can be checked against them).
+   * @default {null}
+   */
+  numbersOut?: string | null;
   /** Stop (and report) when the machine's available memory falls below this. @default {512 MiB} */
   minFreeBytes?: number;
 }
@@ -138,6 +144,7 @@ export function resolveHoldOptions(options: HoldOptions, openFiles: number): Hol
     serverPid,
     probes: integerIn("probes", options.probes ?? 200, HOLD_LIMITS.probes),
     probeSource,
+    numbersOut: options.numbersOut ?? null,
     minFreeBytes: integerIn("min-free", options.minFreeBytes ?? 512 * 1024 ** 2, {
       min: 0,
       max: Number.MAX_SAFE_INTEGER,

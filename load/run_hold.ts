@@ -15,6 +15,7 @@
 
 import { Buffer } from "node:buffer";
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { selfCommand } from "../server/adapters/self_command.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { readJsonLines } from "../server/process/json_lines.ts";
@@ -178,6 +179,23 @@ function probeThread(probe: ProbeResult): ThreadResult {
     activeMs: 0,
     stoppedBy: "signal",
   };
+}
+
+function writeNumbers(path: string, threads: ThreadResult[]): void {
+  const all = new SeenNumbers();
+  for (const thread of threads) all.merge(thread.pages);
+  const lines: string[] = [];
+  for (const index of [...all.pages.keys()].sort((a, b) => a - b)) {
+    const page = all.pages.get(index)!;
+    for (let w = 0; w < page.length; w++) {
+      const word = page[w]!;
+      if (word === 0) continue;
+      for (let b = 0; b < 32; b++) {
+        if ((word & (1 << b)) !== 0) lines.push(String(index * 4096 + w * 32 + b));
+      }
+    }
+  }
+  writeFileSync(path, lines.length === 0 ? "" : lines.join("\n") + "\n");
 }
 
 /**
@@ -391,6 +409,7 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
     threads,
     { version: VERSION, runtime: `${RUNTIME} ${RUNTIME_VERSION}`, startedAt },
   );
+  if (config.numbersOut !== null) writeNumbers(config.numbersOut, threads);
   const askedAgain = results.reduce((n, r) => n + r.asked, 0);
   const answeredAgain = results.reduce((n, r) => n + r.answered, 0);
   const held = Math.max(peakHeld, askedAgain);
@@ -497,7 +516,7 @@ export function formatHoldReport(r: HoldReport): string[] {
     `  server      RSS ${mib(m.serverRssBeforeBytes)} -> ${mib(m.serverRssPeakBytes)} in ` +
     `${m.serverProcesses ?? "n/a"} processes, ${
       m.serverRssPerConnection ?? "n/a"
-    } bytes per connection`,
+    } bytes per connection; CPU while holding ${m.serverHoldCpuPercent ?? "n/a"} % of a core`,
     `  kernel      slab +${m.slabPerConnection ?? "n/a"} bytes per connection (both ends), ` +
     `TCP buffers ${mib(m.tcpBufferBytes)}, ${formatCount(m.tcpInUse)} TCP sockets`,
     `  machine     available ${mib(m.availableBeforeBytes)} -> ${mib(m.availablePeakBytes)} of ${
