@@ -76,7 +76,8 @@ For --workload hold (up to millions of connections):
                         as many processes are started as the connections need
   --rate N              new connections per second in all; 0 as fast as handshakes finish
                         (default 20000)
-  --in-flight N         handshakes in flight at most, in all (default 1024)
+  --in-flight N         connections between connect and first reply at most, in all: what may
+                        wait in the server's accept queues (default 500, under any backlog)
   --hold TIME           how long to hold every connection before asking each again (default 10s)
   --setup-timeout TIME  longest the set-up may take (default 10m)
   --server-pid PID      report the RSS of this process and its children (the supervisor)

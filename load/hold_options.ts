@@ -33,7 +33,12 @@ export interface HoldOptions {
   sources?: string[];
   /** New connections per second over all processes; 0 for as fast as handshakes finish. @default {20000} */
   rate?: number;
-  /** Handshakes in flight at most, over all processes. @default {1024} */
+  /**
+   * Connections between connect and first reply at most, over all processes: what can wait in
+   * the server's accept queues at once. At most a listener's backlog (512 on Bun, 511 on Deno)
+   * guarantees none overflows, whatever the SO_REUSEPORT hash does.
+   * @default {500}
+   */
   inFlight?: number;
   /** How long to hold every connection before asking each again, in ms. @default {10000} */
   holdMs?: number;
@@ -132,7 +137,7 @@ export function resolveHoldOptions(options: HoldOptions, openFiles: number): Hol
     perProcess,
     sources: options.sources ?? [],
     rate: integerIn("rate", options.rate ?? 20_000, HOLD_LIMITS.rate),
-    inFlight: integerIn("in-flight", options.inFlight ?? 1024, HOLD_LIMITS.inFlight),
+    inFlight: integerIn("in-flight", options.inFlight ?? 500, HOLD_LIMITS.inFlight),
     holdMs: integerIn("hold", options.holdMs ?? 10_000, { min: 0, max: 3_600_000 }),
     setupTimeoutMs: integerIn("setup-timeout", options.setupTimeoutMs ?? 600_000, {
       min: 1,

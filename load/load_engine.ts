@@ -279,8 +279,15 @@ export class LoadEngine implements TransportEvents {
   }
 
   opened(connection: LoadConnection): void {
-    this.#connecting--;
-    this.#pump();
+    // On loopback the kernel completes the handshake before the server accepts: a connection is
+    // "open" while it still waits in the listener's accept queue. The hold workload therefore
+    // counts it in flight until its first reply, so --in-flight bounds what waits in the accept
+    // queues and a burst never overflows them (an overflow drops the handshake's last ACK, and
+    // the connection stalls for the 1 s, 3 s... of SYN-ACK retransmits, or fails).
+    if (this.#config.workload !== "hold") {
+      this.#connecting--;
+      this.#pump();
+    }
     connection.open = true;
     connection.backoffMs = 0;
     connection.lastActivity = performance.now();
@@ -376,6 +383,8 @@ export class LoadEngine implements TransportEvents {
           return;
         }
         if (connection.held) return;
+        this.#connecting--;
+        this.#pump();
         if (this.#stopping) return this.#finish(connection);
         connection.held = true;
         this.#stats[LoadStat.held]!++;
@@ -392,6 +401,10 @@ export class LoadEngine implements TransportEvents {
   }
 
   closed(connection: LoadConnection): void {
+    if (this.#config.workload === "hold" && !connection.held) {
+      this.#connecting--;
+      this.#pump();
+    }
     connection.open = false;
     this.#live--;
     this.#stats[LoadStat.open]!--;
