@@ -43,7 +43,8 @@ Usage:
   tallyho load [options]       drive a server with load and check its numbers (load --help)
   tallyho --help               show this text
   tallyho --version            show the version and runtime
-  tallyho doctor [--json]      check this host's TCP settings against floods
+  tallyho doctor [--json]      check this host's TCP settings against floods;
+                               --connections N: what holding N at once needs here
   tallyho admin-token [--path] print the admin API's token, or the file it is in
   tallyho check [options]      check a configuration (serve's options, e.g. --config FILE)
                                without starting: values, addresses, numbers; exit 0 or 2
