@@ -6,7 +6,8 @@
  * bench/RESULTS.md.
  *
  *   bun bench/million.ts --binary PATH [--target binary|bun|deno]... [--connections N]
- *       [--hold 30s] [--rate N] [--deno-connections N] [--no-write]
+ *       [--hold 30s] [--rate N] [--in-flight N] [--processes N] [--deno-connections N]
+ *       [--probes N] [--min-free MIB] [--no-write]
  *
  * It refuses to start (exit 2, with the reason) where the open-file limit, fs.file-max or the
  * memory available is too small for what was asked; the client stops on its own when the
@@ -33,6 +34,7 @@ type Target = "binary" | "bun" | "deno";
 const TOKEN = "million-bench-token-0123456789abcdef0123456789";
 const ROOT = new URL("..", import.meta.url).pathname;
 const GiB = 1024 ** 3;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const { values } = parseArgs({
   options: {
@@ -46,6 +48,7 @@ const { values } = parseArgs({
     probes: { type: "string", default: "1000" },
     "min-free": { type: "string", default: "1024" },
     port: { type: "string", default: "19900" },
+    processes: { type: "string" },
     "no-write": { type: "boolean", default: false },
   },
 });
@@ -171,8 +174,6 @@ function startServer(target: Target, processes: number): Promise<ChildProcess> {
     "1",
     "--idle-timeout",
     "0",
-    "--first-message-timeout",
-    "60s",
     // Every held connection comes from 127.0.0.1 (the spread is over server addresses), so the
     // per-address cap, a quarter of the server by default, is off for this benchmark.
     "--max-connections-per-address",
@@ -210,7 +211,9 @@ async function runTarget(target: Target, connections: number): Promise<RunFigure
   const perProcess = readHostFacts().openFiles - 256;
   // Room for the SO_REUSEPORT hash's imbalance: the kernel hashes each connection's 4-tuple to
   // a listener, so shares differ by a few standard deviations (sqrt of the mean): 10 % is ample.
-  const serverProcesses = Math.min(64, Math.ceil((connections * 1.1) / perProcess));
+  const serverProcesses = values.processes === undefined
+    ? Math.min(64, Math.ceil((connections * 1.1) / perProcess))
+    : Number(values.processes);
   console.error(
     `bench/million: ${target}: ${connections} connections over ${serverProcesses} processes`,
   );
@@ -248,7 +251,8 @@ async function runTarget(target: Target, connections: number): Promise<RunFigure
     const text = chunk.toString();
     process.stderr.write(text);
     if (/connections held after/.test(text)) {
-      measureAdmin().then((figures) => (admin = figures)).catch((error) =>
+      // Children report their figures every second: wait for the ones taken after the set-up.
+      sleep(3000).then(measureAdmin).then((figures) => (admin = figures)).catch((error) =>
         console.error(`bench/million: admin API: ${error}`)
       );
     }
@@ -378,7 +382,9 @@ const lines = [
   "`tallyho load --workload hold` over 62 server addresses (127.0.0.0/26, no bind()), " +
   `--rate ${values.rate} --in-flight ${values["in-flight"]} --hold ${values.hold}; server: ` +
   "`--threads 1 --idle-timeout 0 --max-connections-per-address 0`, processes for the " +
-  "connections plus 10 % for the SO_REUSEPORT hash's imbalance.",
+  (values.processes === undefined
+    ? "connections plus 10 % for the SO_REUSEPORT hash's imbalance."
+    : `${values.processes} processes.`),
   "",
   "| | " + runs.map((r) => r.target).join(" | ") + " |",
   "| --- | " + runs.map(() => "---").join(" | ") + " |",
