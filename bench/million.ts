@@ -7,7 +7,7 @@
  *
  *   bun bench/million.ts --binary PATH [--target binary|bun|deno]... [--connections N]
  *       [--hold 30s] [--rate N] [--in-flight N] [--processes N] [--deno-connections N]
- *       [--probes N] [--min-free MIB] [--no-write]
+ *       [--probes N] [--min-free MIB] [--no-write] [--preflight: check, run nothing]
  *
  * It refuses to start (exit 2, with the reason) where the open-file limit, fs.file-max or the
  * memory available is too small for what was asked; the client stops on its own when the
@@ -50,6 +50,7 @@ const { values } = parseArgs({
     port: { type: "string", default: "19900" },
     processes: { type: "string" },
     "no-write": { type: "boolean", default: false },
+    preflight: { type: "boolean", default: false },
   },
 });
 
@@ -350,6 +351,15 @@ if (memory.availableBytes < plan.loopbackBytes + GiB) {
         (memory.availableBytes / GiB).toFixed(1)
       } GiB is available (ask for fewer with --connections)`,
   );
+}
+
+if (values.preflight) {
+  console.error(
+    `bench/million: ${wanted} connections fit: ${plan.serverProcesses}+ serving and ` +
+      `${plan.clientProcesses} client processes, about ${(plan.loopbackBytes / GiB).toFixed(1)} ` +
+      `GiB of ${(memory.availableBytes / GiB).toFixed(1)} GiB available`,
+  );
+  process.exit(0);
 }
 
 const runs: RunFigures[] = [];
