@@ -88,8 +88,18 @@ export function runHoldChild(args: string[]): Promise<number> {
       onMessage: (message) => {
         if (message.type === "ask") {
           engine.askAgain(report);
-          // Connections lost meanwhile never answer; their errors are in the figures.
-          setTimeout(report, plan.timeoutMs + 1000);
+          // Every ask ends answered or lost (a timeout closes it), so report() comes; this is
+          // the guard against a bug: no progress for a reply timeout and a second ends the wait.
+          let last = -1;
+          const guard = setInterval(() => {
+            const again = engine.again;
+            const progress = again.answered + again.lost;
+            if (reported) clearInterval(guard);
+            else if (progress === last) {
+              clearInterval(guard);
+              report();
+            } else last = progress;
+          }, plan.timeoutMs + 1000);
         } else {
           clearInterval(ticker);
           process.exit(0);

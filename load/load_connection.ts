@@ -36,6 +36,8 @@ export class LoadConnection implements LineState, NumberingState {
   held = false;
   /** Hold workload: asked again after the hold. */
   asked = false;
+  /** Hold workload: the ask after the hold is sent and not yet answered. */
+  askPending = false;
   /** Server address for this slot, or `null` for the run's one host. */
   target: string | null = null;
   /** Local address to connect from, or `null` for the run's `source`. */
@@ -72,6 +74,7 @@ export class LoadConnection implements LineState, NumberingState {
     this.error = null;
     this.held = false;
     this.asked = false;
+    this.askPending = false;
     this.pendingWrites.length = 0;
     this.writing = false;
     this.lineBytes = 0;

@@ -21,6 +21,8 @@ import type { MakeTransport, Transport, TransportEvents } from "./transports/mod
 
 /** Connects in progress per thread at most, so a burst of thousands does not overflow backlogs. */
 const MAX_CONNECTING = 256;
+/** Hold workload: asks after the hold unanswered at once, per thread (see `#pumpAsks`). */
+const ASK_WINDOW = 1000;
 const FIRST_BACKOFF_MS = 10;
 const MAX_BACKOFF_MS = 1000;
 
@@ -113,6 +115,10 @@ export class LoadEngine implements TransportEvents {
   #refill: ReturnType<typeof setTimeout> | null = null;
   #asked = 0;
   #answeredAgain = 0;
+  #askLost = 0;
+  #asksInFlight = 0;
+  readonly #askQueue: LoadConnection[] = [];
+  #askHead = 0;
   #onAnswered: () => void = () => {};
   #resolve: ((result: ThreadResult) => void) | null = null;
 
@@ -254,10 +260,38 @@ export class LoadEngine implements TransportEvents {
       if (!connection.open || connection.closing || !connection.held) continue;
       connection.asked = true;
       this.#asked++;
-      this.#send(connection, 1);
+      this.#askQueue.push(connection);
     }
     if (this.#asked === 0) onAnswered();
+    else this.#pumpAsks();
     return this.#asked;
+  }
+
+  /**
+   * Sends the queued asks, at most {@linkcode ASK_WINDOW} unanswered at once: a million messages
+   * sent at once would sit in a million socket buffers, a page each against net.ipv4.tcp_mem
+   * (575,802 pages here), and the kernel drops what passes its limit.
+   */
+  #pumpAsks(): void {
+    while (this.#asksInFlight < ASK_WINDOW && this.#askHead < this.#askQueue.length) {
+      const connection = this.#askQueue[this.#askHead++]!;
+      if (!connection.open || connection.closing) {
+        this.#askLost++; // its close counted the error
+        continue;
+      }
+      connection.askPending = true;
+      this.#asksInFlight++;
+      this.#send(connection, 1);
+    }
+    this.#checkAnswered();
+  }
+
+  #checkAnswered(): void {
+    if (this.#asked > 0 && this.#answeredAgain + this.#askLost === this.#asked) {
+      const done = this.#onAnswered;
+      this.#onAnswered = () => {};
+      done();
+    }
   }
 
   /** Errors so far, by kind. */
@@ -266,8 +300,8 @@ export class LoadEngine implements TransportEvents {
   }
 
   /** Hold workload: connections asked again, and those that answered. */
-  get again(): { asked: number; answered: number } {
-    return { asked: this.#asked, answered: this.#answeredAgain };
+  get again(): { asked: number; answered: number; lost: number } {
+    return { asked: this.#asked, answered: this.#answeredAgain, lost: this.#askLost };
   }
 
   #open(connection: LoadConnection): void {
@@ -387,8 +421,11 @@ export class LoadEngine implements TransportEvents {
       case "hold":
         if (connection.inFlight > 0) return;
         if (connection.asked) {
-          if (++this.#answeredAgain === this.#asked) this.#onAnswered();
-          return;
+          if (!connection.askPending) return;
+          connection.askPending = false;
+          this.#asksInFlight--;
+          this.#answeredAgain++;
+          return this.#pumpAsks();
         }
         if (connection.held) return;
         this.#connecting--;
@@ -412,6 +449,12 @@ export class LoadEngine implements TransportEvents {
     if (this.#config.workload === "hold" && !connection.held) {
       this.#connecting--;
       this.#pump();
+    }
+    if (connection.askPending) {
+      connection.askPending = false;
+      this.#asksInFlight--;
+      this.#askLost++;
+      this.#pumpAsks();
     }
     connection.open = false;
     this.#live--;

@@ -376,7 +376,9 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
     }
     phase = "asking";
     tell({ type: "ask" });
-    const deadline = performance.now() + config.timeoutMs + 10_000;
+    // Each client process reports once every ask is answered or lost (or makes no progress for
+    // a reply timeout); this only guards against one that hangs.
+    const deadline = performance.now() + 10 * config.timeoutMs + 60_000;
     while (
       children.some((child) => child.result === null && !child.exited) &&
       performance.now() < deadline
