@@ -212,7 +212,8 @@ async function runTarget(target: Target, connections: number): Promise<RunFigure
   const perProcess = readHostFacts().openFiles - 256;
   // Room for the SO_REUSEPORT hash's imbalance: the kernel hashes each connection's 4-tuple to
   // a listener, so shares differ by a few standard deviations (sqrt of the mean): 10 % is ample.
-  const serverProcesses = values.processes === undefined
+  // --processes is for the binary's million; the other targets take what their count needs.
+  const serverProcesses = values.processes === undefined || target !== "binary"
     ? Math.min(64, Math.ceil((connections * 1.1) / perProcess))
     : Number(values.processes);
   console.error(
@@ -394,7 +395,7 @@ const lines = [
   "`--threads 1 --idle-timeout 0 --max-connections-per-address 0`, processes for the " +
   (values.processes === undefined
     ? "connections plus 10 % for the SO_REUSEPORT hash's imbalance."
-    : `${values.processes} processes.`),
+    : `${values.processes} processes for the binary, the connections plus 10 % for the others.`),
   "",
   "| | " + runs.map((r) => r.target).join(" | ") + " |",
   "| --- | " + runs.map(() => "---").join(" | ") + " |",
