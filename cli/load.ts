@@ -69,7 +69,7 @@ Options:
   --json                print the whole report as JSON
 
 For --workload hold (up to millions of connections):
-  --host ADDRESSES      server addresses, a list or block (127.0.0.0/26): a server on 0.0.0.0
+  --host ADDRESSES      server addresses, a list or block (127.0.0.0/24): a server on 0.0.0.0
                         answers on all, and each gives the client another 28,000 ports
   --source ADDRESSES    local addresses to connect from, a list or block (node:net sockets)
   --per-process N       connections per client process (default: open-file limit less 512);
