@@ -18,7 +18,7 @@ export const EXIT_CERTIFICATE_BAD = 3;
 
 /** The usage text printed by `tallyho doctor --help`. */
 export function doctorUsage(): string {
-  return `Usage: tallyho doctor [--json] [--tls-cert FILE]
+  return `Usage: tallyho doctor [--json] [--tls-cert FILE] [--connections N]
 
 Reads this host's TCP settings (net.ipv4.tcp_syncookies, tcp_max_syn_backlog, tcp_synack_retries,
 net.core.somaxconn, tcp_abort_on_overflow, tcp_migrate_req, ip_local_port_range), the open-file
@@ -29,6 +29,10 @@ and the command that changes it. Under 'ip netns exec NAME' it reports that name
 Options:
   --json            print the findings as JSON: { items: [{ name, value, verdict, why, fix }] }
   --tls-cert FILE   also check this PEM certificate's expiry (the server's --tls-cert)
+  --connections N   also size this host for N connections at once: open files per process,
+                    fs.nr_open, fs.file-max, net.ipv4.tcp_mem, somaxconn, ephemeral ports,
+                    memory available, and how many serving processes N needs here (JSON:
+                    "capacity")
   -h, --help        show this text
 
 Exit codes: 0 done, 1 SYN cookies are off, 2 bad command line, 3 the certificate has expired
@@ -38,6 +42,7 @@ or cannot be read.`;
 const FLAGS = {
   json: { type: "boolean" },
   "tls-cert": { type: "string" },
+  connections: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -71,6 +76,19 @@ export async function doctorMain(
   if (values.help) {
     io.out(doctorUsage());
     return 0;
+  }
+  if (values.connections !== undefined) {
+    const text = values.connections;
+    if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 100_000_000) {
+      io.err(
+        `tallyho: 'connections' must be a whole number from 1 to 100000000: got ${
+          JSON.stringify(text)
+        }`,
+      );
+      io.err(`Run 'tallyho doctor --help' for usage.`);
+      return EXIT_USAGE;
+    }
+    options = { ...options, connections: Number(text) };
   }
   const tlsCert = values["tls-cert"];
   // The one wall-clock read: a certificate's expiry is a time of day.

@@ -21,7 +21,11 @@ import {
   type Workload,
   WORKLOADS,
 } from "../load/load_options.ts";
-import { exitCodeFor } from "../load/load_report.ts";
+import { EXIT_CHECK_FAILED, exitCodeFor } from "../load/load_report.ts";
+import { parseAddressList } from "../load/address_list.ts";
+import { type HoldConfig, type HoldOptions, resolveHoldOptions } from "../load/hold_options.ts";
+import { formatHoldReport, runHold } from "../load/run_hold.ts";
+import { readHostFacts } from "../server/host_facts.ts";
 import { decodeMessage } from "../load/message_bytes.ts";
 import { runLoad } from "../load/run_load.ts";
 import {
@@ -49,6 +53,8 @@ Options:
                           pipelined: persistent connections, --depth requests in flight each
                           connect:   connect, send, read the reply, close, repeat
                           idle:      open, one request each, then hold open (for memory)
+                          hold:      idle over many client processes and addresses, paced;
+                                     after --hold every connection is asked again
   --connections N       connections at once (default 50)
   --depth N             requests in flight per connection, pipelined only (default 100)
   --duration TIME       how long to send, e.g. 500ms, 10s or 5m; at most 1h (default 10s)
@@ -61,6 +67,24 @@ Options:
                         replies in flight (default 5s)
   --greeting TEXT       what a numbered reply starts with (default "Hello World")
   --json                print the whole report as JSON
+
+For --workload hold (up to millions of connections):
+  --host ADDRESSES      server addresses, a list or block (127.0.0.0/24): a server on 0.0.0.0
+                        answers on all, and each gives the client another 28,000 ports
+  --source ADDRESSES    local addresses to connect from, a list or block (node:net sockets)
+  --per-process N       connections per client process (default: open-file limit less 512);
+                        as many processes are started as the connections need
+  --rate N              new connections per second in all; 0 as fast as handshakes finish
+                        (default 20000)
+  --in-flight N         connections between connect and first reply at most, in all: what may
+                        wait in the server's accept queues (default 500, under any backlog)
+  --hold TIME           how long to hold every connection before asking each again (default 10s)
+  --setup-timeout TIME  longest the set-up may take (default 10m)
+  --server-pid PID      report the RSS of this process and its children (the supervisor)
+  --probes N            fresh clients, one at a time, while holding (default 200)
+  --probe-source ADDR   where the fresh clients connect from (default 127.0.9.1)
+  --min-free MIB        stop when the machine has less memory available (default 512)
+  --numbers-out FILE    write every number received to FILE, one a line, ascending
 
 Every "<greeting><N>" reply is checked: an N seen twice (on two connections, or on one connection
 that numbers by message) is a bug in the server and fails the run. Other replies are counted.
@@ -85,7 +109,85 @@ const LOAD_FLAGS = {
   greeting: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
+  "per-process": { type: "string" },
+  rate: { type: "string" },
+  "in-flight": { type: "string" },
+  hold: { type: "string" },
+  "setup-timeout": { type: "string" },
+  "server-pid": { type: "string" },
+  probes: { type: "string" },
+  "probe-source": { type: "string" },
+  "min-free": { type: "string" },
+  "numbers-out": { type: "string" },
 } as const;
+
+const HOLD_ONLY_FLAGS = [
+  "per-process",
+  "rate",
+  "in-flight",
+  "hold",
+  "setup-timeout",
+  "server-pid",
+  "probes",
+  "probe-source",
+  "min-free",
+  "numbers-out",
+] as const;
+
+type ParsedValues = ReturnType<typeof parseArgs<{ options: typeof LOAD_FLAGS }>>["values"];
+
+/**
+ * Turns `load --workload hold` flags into hold options.
+ *
+ * @param v The parsed flags.
+ * @returns The options.
+ * @throws {UsageError} For a flag hold does not take.
+ */
+function holdOptionsFrom(v: ParsedValues): HoldOptions {
+  for (const flag of ["depth", "count", "threads", "duration"] as const) {
+    if (v[flag] !== undefined) {
+      throw new UsageError(
+        `'--${flag}' does not apply to --workload hold (see --rate, --hold, --setup-timeout): got ${
+          v[flag]
+        }`,
+      );
+    }
+  }
+  const options: HoldOptions = {};
+  if (v.host !== undefined) options.hosts = parseAddressList("host", v.host);
+  if (v.source !== undefined) options.sources = parseAddressList("source", v.source);
+  if (v.port !== undefined) options.port = integerFlag("port", v.port, false);
+  if (v.connections !== undefined) {
+    options.connections = integerFlag("connections", v.connections, false);
+  }
+  if (v["per-process"] !== undefined) {
+    options.perProcess = integerFlag("per-process", v["per-process"], false);
+  }
+  if (v.rate !== undefined) options.rate = integerFlag("rate", v.rate, true);
+  if (v["in-flight"] !== undefined) {
+    options.inFlight = integerFlag("in-flight", v["in-flight"], false);
+  }
+  const limit = { min: 0, max: 3_600_000 };
+  if (v.hold !== undefined) options.holdMs = parseDuration("hold", v.hold, limit);
+  if (v["setup-timeout"] !== undefined) {
+    options.setupTimeoutMs = parseDuration("setup-timeout", v["setup-timeout"], limit);
+  }
+  if (v.timeout !== undefined) {
+    options.timeoutMs = parseDuration("timeout", v.timeout, LOAD_LIMITS.timeoutMs);
+  }
+  if (v["server-pid"] !== undefined) {
+    options.serverPid = integerFlag("server-pid", v["server-pid"], false);
+  }
+  if (v.probes !== undefined) options.probes = integerFlag("probes", v.probes, true);
+  if (v["probe-source"] !== undefined) options.probeSource = v["probe-source"];
+  if (v["min-free"] !== undefined) {
+    options.minFreeBytes = integerFlag("min-free", v["min-free"], true) * 1024 ** 2;
+  }
+  if (v["numbers-out"] !== undefined) options.numbersOut = v["numbers-out"];
+  if (v.message !== undefined) options.message = decodeMessage(v.message);
+  if (v.greeting !== undefined) options.greeting = v.greeting;
+  return options;
+}
 
 /**
  * Turns `load` flags into options.
@@ -94,7 +196,9 @@ const LOAD_FLAGS = {
  * @returns The options and whether to print JSON, or `"help"`.
  * @throws {UsageError} For an unknown flag or an unparsable value.
  */
-function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } | "help" {
+function parseLoadArgs(
+  args: string[],
+): { options: LoadOptions; json: boolean } | { hold: HoldOptions; json: boolean } | "help" {
   let parsed;
   try {
     parsed = parseArgs({
@@ -108,6 +212,12 @@ function parseLoadArgs(args: string[]): { options: LoadOptions; json: boolean } 
   }
   const v = parsed.values;
   if (v.help) return "help";
+  if (v.workload === "hold") return { hold: holdOptionsFrom(v), json: v.json === true };
+  for (const flag of HOLD_ONLY_FLAGS) {
+    if (v[flag] !== undefined) {
+      throw new UsageError(`'--${flag}' applies to --workload hold only: got --${flag} ${v[flag]}`);
+    }
+  }
   const options: LoadOptions = {};
   if (v.host !== undefined) options.host = v.host;
   if (v.port !== undefined) options.port = integerFlag("port", v.port, false);
@@ -135,6 +245,40 @@ function terminalProgress(): ((line: string | null) => void) | undefined {
   return (line) => process.stdout.write(line === null ? "\r\x1b[K" : `\r\x1b[K${line}`);
 }
 
+/** Every this many progress lines, one is written when the output is not a terminal. */
+const LOGGED_PROGRESS_EVERY = 5;
+
+async function holdMain(config: HoldConfig, json: boolean, io: CliIo): Promise<number> {
+  const progress = io.progress ?? terminalProgress();
+  let lines = 0;
+  let onSignal = () => {};
+  const stop = new Promise<void>((resolve) => (onSignal = resolve));
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    const report = await runHold(config, {
+      stop,
+      onNote: (line) => {
+        progress?.(null);
+        io.err(`tallyho load: ${line}`);
+      },
+      onProgress: (line) => {
+        // Not on a terminal (a benchmark's log): a line every few seconds, not every second.
+        if (progress) progress(line);
+        else if (lines++ % LOGGED_PROGRESS_EVERY === 0) io.err(line);
+      },
+    });
+    progress?.(null);
+    if (json) io.out(JSON.stringify(report, null, 2));
+    else for (const line of formatHoldReport(report)) io.out(line);
+    if (!report.check.ok) return EXIT_CHECK_FAILED;
+    return report.ok ? 0 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
 /**
  * Runs `tallyho load`.
  *
@@ -151,6 +295,10 @@ export async function loadMain(args: string[], io: CliIo = consoleIo): Promise<n
     if (parsed === "help") {
       io.out(loadUsage());
       return 0;
+    }
+    if ("hold" in parsed) {
+      const holdConfig = resolveHoldOptions(parsed.hold, readHostFacts().openFiles);
+      return await holdMain(holdConfig, parsed.json, io);
     }
     config = resolveLoadOptions(parsed.options, availableParallelism());
   } catch (error) {

@@ -23,6 +23,8 @@ import { StateFileError } from "../server/lease/state_file.ts";
 import { runChild } from "../server/process/child_main.ts";
 import { UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import { CHILD_COMMAND } from "../server/process/supervisor.ts";
+import { runHoldChild } from "../load/hold_child.ts";
+import { HOLD_CHILD_COMMAND } from "../load/run_hold.ts";
 import { VERSION } from "../server/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
 import { adminTokenMain } from "./admin_token.ts";
@@ -42,8 +44,9 @@ Usage:
   tallyho load [options]       drive a server with load and check its numbers (load --help)
   tallyho --help               show this text
   tallyho --version            show the version and runtime
-  tallyho doctor [--json]      check this host's TCP settings against floods, and with
-                               --tls-cert FILE how long the certificate has left
+  tallyho doctor [--json]      check this host's TCP settings against floods; --tls-cert FILE:
+                               how long the certificate has left; --connections N: what
+                               holding N at once needs here
   tallyho admin-token [--path] print the admin API's token, or the file it is in
   tallyho check [options]      check a configuration (serve's options, e.g. --config FILE)
                                without starting: values, addresses, numbers; exit 0 or 2
@@ -134,6 +137,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
   try {
     if (command === "help") return printUsage(io);
     if (command === CHILD_COMMAND) return await runChild();
+    if (command === HOLD_CHILD_COMMAND) return await runHoldChild(commandArgs);
     if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command === "load") return await loadMain(commandArgs, io);
     if (command === "admin-token") return adminTokenMain(commandArgs, io);

@@ -34,6 +34,14 @@ export class LoadConnection implements LineState, NumberingState {
   error: string | null = null;
   /** Idle workload: got its one reply and is being held open. */
   held = false;
+  /** Hold workload: asked again after the hold. */
+  asked = false;
+  /** Hold workload: the ask after the hold is sent and not yet answered. */
+  askPending = false;
+  /** Server address for this slot, or `null` for the run's one host. */
+  target: string | null = null;
+  /** Local address to connect from, or `null` for the run's `source`. */
+  localAddress: string | null = null;
   /** Milliseconds to wait before reconnecting after a failure; doubles up to a limit. */
   backoffMs = 0;
   /** Bytes a transport could not write yet, in order. */
@@ -65,6 +73,8 @@ export class LoadConnection implements LineState, NumberingState {
     this.stampHead = 0;
     this.error = null;
     this.held = false;
+    this.asked = false;
+    this.askPending = false;
     this.pendingWrites.length = 0;
     this.writing = false;
     this.lineBytes = 0;

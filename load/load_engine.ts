@@ -21,11 +21,29 @@ import type { MakeTransport, Transport, TransportEvents } from "./transports/mod
 
 /** Connects in progress per thread at most, so a burst of thousands does not overflow backlogs. */
 const MAX_CONNECTING = 256;
+/** Hold workload: asks after the hold unanswered at once, per thread (see `#pumpAsks`). */
+const ASK_WINDOW = 1000;
 const FIRST_BACKOFF_MS = 10;
 const MAX_BACKOFF_MS = 1000;
 
+/** What the hold workload adds to a thread's plan (see load/run_hold.ts). */
+export interface HoldPlan {
+  /** New connections per second this thread may open (0: as fast as handshakes finish). */
+  ratePerSecond: number;
+  /** Handshakes in flight at most. */
+  maxConnecting: number;
+  /** Server addresses to spread the connections over, round robin by slot. */
+  targets: string[];
+  /** Local addresses to connect from, round robin by slot; empty lets the kernel choose. */
+  sources: string[];
+  /** Where this thread's slots start in the round robin, so processes spread alike. */
+  offset: number;
+}
+
 /** What one thread is asked to do. */
 export interface ThreadPlan {
+  /** The hold workload's pacing and addresses; absent for the other workloads. */
+  hold?: HoldPlan;
   config: LoadConfig;
   /** Index of the thread. */
   thread: number;
@@ -68,6 +86,8 @@ export class LoadEngine implements TransportEvents {
   readonly #histogram = new LatencyHistogram();
   readonly #slots: LoadConnection[] = [];
   readonly #waiting: LoadConnection[] = [];
+  /** Index of the next connection to open in `#waiting` (a queue without O(n) shifts). */
+  #waitingHead = 0;
   readonly #batches: Uint8Array[] = [];
   readonly #errors = new Map<string, number>();
   #connecting = 0;
@@ -88,6 +108,18 @@ export class LoadEngine implements TransportEvents {
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #sweeper: ReturnType<typeof setInterval> | null = null;
   #onHeld: () => void = () => {};
+  readonly #maxConnecting: number;
+  readonly #ratePerSecond: number;
+  #tokens = 0;
+  #refilledAt = 0;
+  #refill: ReturnType<typeof setTimeout> | null = null;
+  #asked = 0;
+  #answeredAgain = 0;
+  #askLost = 0;
+  #asksInFlight = 0;
+  readonly #askQueue: LoadConnection[] = [];
+  #askHead = 0;
+  #onAnswered: () => void = () => {};
   #resolve: ((result: ThreadResult) => void) | null = null;
 
   /**
@@ -108,8 +140,19 @@ export class LoadEngine implements TransportEvents {
     for (let n = 0; n <= config.depth; n++) {
       this.#batches.push(batch.subarray(0, n * message.length));
     }
+    const hold = plan.hold;
+    this.#maxConnecting = hold?.maxConnecting ?? MAX_CONNECTING;
+    this.#ratePerSecond = hold?.ratePerSecond ?? 0;
     for (let slot = 0; slot < plan.connections; slot++) {
-      this.#slots.push(new LoadConnection(slot, config.depth));
+      const connection = new LoadConnection(slot, config.depth);
+      if (hold !== undefined) {
+        const at = hold.offset + slot;
+        connection.target = hold.targets[at % hold.targets.length] ?? null;
+        if (hold.sources.length > 0) {
+          connection.localAddress = hold.sources[at % hold.sources.length]!;
+        }
+      }
+      this.#slots.push(connection);
     }
     // Deno's transport reads into its own buffer; size it for the replies a read may carry.
     const readBytes = Math.min(64 * 1024, Math.max(1024, config.depth * 32));
@@ -148,6 +191,7 @@ export class LoadEngine implements TransportEvents {
     this.#stoppedBy = reason;
     this.#stoppedAt = performance.now();
     this.#waiting.length = 0;
+    this.#waitingHead = 0;
     for (const connection of this.#slots) {
       if (connection.open && connection.inFlight === 0) this.#finish(connection);
     }
@@ -161,9 +205,103 @@ export class LoadEngine implements TransportEvents {
   }
 
   #pump(): void {
-    while (this.#connecting < MAX_CONNECTING && this.#waiting.length > 0 && !this.#stopping) {
-      this.#open(this.#waiting.shift()!);
+    const paced = this.#ratePerSecond > 0;
+    if (paced) this.#topUp();
+    while (
+      this.#connecting < this.#maxConnecting && this.#waitingHead < this.#waiting.length &&
+      !this.#stopping
+    ) {
+      if (paced) {
+        if (this.#tokens < 1) return this.#pumpLater();
+        this.#tokens--;
+      }
+      // A head index, not shift(): shift() moves the whole queue on some engines, and a hold
+      // process queues 20,000 at its start.
+      this.#open(this.#waiting[this.#waitingHead++]!);
+      if (this.#waitingHead > 1024 && this.#waitingHead * 2 > this.#waiting.length) {
+        this.#waiting.splice(0, this.#waitingHead);
+        this.#waitingHead = 0;
+      }
     }
+  }
+
+  /** A token bucket: `rate` tokens a second, at most a tenth of a second's worth saved up. */
+  #topUp(): void {
+    const now = performance.now();
+    const rate = this.#ratePerSecond;
+    if (this.#refilledAt === 0) this.#refilledAt = now;
+    this.#tokens = Math.min(
+      Math.max(1, rate / 10),
+      this.#tokens + ((now - this.#refilledAt) * rate) / 1000,
+    );
+    this.#refilledAt = now;
+  }
+
+  #pumpLater(): void {
+    if (this.#refill !== null) return;
+    const waitMs = Math.max(1, Math.ceil(((1 - this.#tokens) * 1000) / this.#ratePerSecond));
+    this.#refill = setTimeout(() => {
+      this.#refill = null;
+      this.#pump();
+    }, waitMs);
+  }
+
+  /**
+   * Hold workload: sends one more request on every held connection; `onAnswered` is called once
+   * every one of them has answered (replies are checked as ever). Connections lost meanwhile
+   * count as errors and never answer, so the caller also bounds the wait.
+   *
+   * @param onAnswered Called when every asked connection has answered.
+   * @returns How many connections were asked.
+   */
+  askAgain(onAnswered: () => void): number {
+    this.#onAnswered = onAnswered;
+    for (const connection of this.#slots) {
+      if (!connection.open || connection.closing || !connection.held) continue;
+      connection.asked = true;
+      this.#asked++;
+      this.#askQueue.push(connection);
+    }
+    if (this.#asked === 0) onAnswered();
+    else this.#pumpAsks();
+    return this.#asked;
+  }
+
+  /**
+   * Sends the queued asks, at most {@linkcode ASK_WINDOW} unanswered at once: a million messages
+   * sent at once would sit in a million socket buffers, a page each against net.ipv4.tcp_mem
+   * (575,802 pages here), and the kernel drops what passes its limit.
+   */
+  #pumpAsks(): void {
+    while (this.#asksInFlight < ASK_WINDOW && this.#askHead < this.#askQueue.length) {
+      const connection = this.#askQueue[this.#askHead++]!;
+      if (!connection.open || connection.closing) {
+        this.#askLost++; // its close counted the error
+        continue;
+      }
+      connection.askPending = true;
+      this.#asksInFlight++;
+      this.#send(connection, 1);
+    }
+    this.#checkAnswered();
+  }
+
+  #checkAnswered(): void {
+    if (this.#asked > 0 && this.#answeredAgain + this.#askLost === this.#asked) {
+      const done = this.#onAnswered;
+      this.#onAnswered = () => {};
+      done();
+    }
+  }
+
+  /** Errors so far, by kind. */
+  errorCounts(): Record<string, number> {
+    return Object.fromEntries(this.#errors);
+  }
+
+  /** Hold workload: connections asked again, and those that answered. */
+  get again(): { asked: number; answered: number; lost: number } {
+    return { asked: this.#asked, answered: this.#answeredAgain, lost: this.#askLost };
   }
 
   #open(connection: LoadConnection): void {
@@ -183,8 +321,15 @@ export class LoadEngine implements TransportEvents {
   }
 
   opened(connection: LoadConnection): void {
-    this.#connecting--;
-    this.#pump();
+    // On loopback the kernel completes the handshake before the server accepts: a connection is
+    // "open" while it still waits in the listener's accept queue. The hold workload therefore
+    // counts it in flight until its first reply, so --in-flight bounds what waits in the accept
+    // queues and a burst never overflows them (an overflow drops the handshake's last ACK, and
+    // the connection stalls for the 1 s, 3 s... of SYN-ACK retransmits, or fails).
+    if (this.#config.workload !== "hold") {
+      this.#connecting--;
+      this.#pump();
+    }
     connection.open = true;
     connection.backoffMs = 0;
     connection.lastActivity = performance.now();
@@ -220,6 +365,9 @@ export class LoadEngine implements TransportEvents {
     const stamps = connection.stamps;
     const capacity = stamps.length;
     const now = performance.now();
+    // The reply timeout runs from the request, not from whatever came last: a held connection
+    // asked again after a long hold must not count as timed out the moment it is asked.
+    if (connection.inFlight === 0) connection.lastActivity = now;
     let at = connection.stampHead + connection.inFlight;
     for (let i = 0; i < n; i++, at++) stamps[at % capacity] = now;
     connection.inFlight += n;
@@ -270,6 +418,23 @@ export class LoadEngine implements TransportEvents {
         this.#completed++;
         this.#close(connection);
         break;
+      case "hold":
+        if (connection.inFlight > 0) return;
+        if (connection.asked) {
+          if (!connection.askPending) return;
+          connection.askPending = false;
+          this.#asksInFlight--;
+          this.#answeredAgain++;
+          return this.#pumpAsks();
+        }
+        if (connection.held) return;
+        this.#connecting--;
+        this.#pump();
+        if (this.#stopping) return this.#finish(connection);
+        connection.held = true;
+        this.#stats[LoadStat.held]!++;
+        if (++this.#held === this.#slots.length) this.#onHeld();
+        break;
       case "idle":
         if (connection.inFlight > 0 || connection.held) return;
         if (this.#stopping) return this.#finish(connection);
@@ -281,6 +446,16 @@ export class LoadEngine implements TransportEvents {
   }
 
   closed(connection: LoadConnection): void {
+    if (this.#config.workload === "hold" && !connection.held) {
+      this.#connecting--;
+      this.#pump();
+    }
+    if (connection.askPending) {
+      connection.askPending = false;
+      this.#asksInFlight--;
+      this.#askLost++;
+      this.#pumpAsks();
+    }
     connection.open = false;
     this.#live--;
     this.#stats[LoadStat.open]!--;
@@ -293,6 +468,9 @@ export class LoadEngine implements TransportEvents {
     }
     if (this.#stopping) this.#unanswered += connection.inFlight;
     connection.inFlight = 0;
+    // A held connection that is lost stays lost: reconnecting would hold a new connection in its
+    // place and hide the loss (its error is counted above).
+    if (workload === "hold" && connection.held) this.#markFinished(connection);
     if (this.#stopping || connection.finished) return this.#checkDone();
     const clean = connection.closing && connection.error === null;
     if (workload === "connect" && clean) return this.#open(connection);
@@ -386,12 +564,24 @@ export class LoadEngine implements TransportEvents {
     // Nothing may connect or send after the figures are taken.
     this.#stopping = true;
     this.#waiting.length = 0;
+    this.#waitingHead = 0;
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    if (this.#refill !== null) clearTimeout(this.#refill);
+    resolve(this.snapshot());
+  }
+
+  /**
+   * The thread's figures so far, without stopping (the hold workload reports while it still
+   * holds every connection, so closing a million sockets is left to the process's exit).
+   *
+   * @returns The figures.
+   */
+  snapshot(): ThreadResult {
     const end = Math.max(this.#lastReplyAt, this.#stoppedAt);
     const histogram = this.#histogram;
-    resolve({
+    return {
       transport: this.#transport.name,
       requests: this.#requests,
       replies: this.#replies,
@@ -410,6 +600,6 @@ export class LoadEngine implements TransportEvents {
       pages: this.#checker.seen.pages,
       activeMs: Math.max(0, end - this.#startedAt),
       stoppedBy: this.#stoppedBy,
-    });
+    };
   }
 }

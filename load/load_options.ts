@@ -15,11 +15,13 @@ import { decodeMessage } from "./message_bytes.ts";
  * - `pipelined`: persistent connections, batches of `depth` requests in flight on each.
  * - `connect`: connect, send, read the reply, close, again; `connections` run at once.
  * - `idle`: open the connections, one request and reply each, then hold them open (for memory).
+ * - `hold`: `idle` spread over client processes and addresses, paced, then every connection
+ *   asked again after the hold (load/run_hold.ts; many processes, up to millions).
  */
-export type Workload = "closed" | "pipelined" | "connect" | "idle";
+export type Workload = "closed" | "pipelined" | "connect" | "idle" | "hold";
 
 /** The workloads, in the order usage text lists them. */
-export const WORKLOADS: readonly Workload[] = ["closed", "pipelined", "connect", "idle"];
+export const WORKLOADS: readonly Workload[] = ["closed", "pipelined", "connect", "idle", "hold"];
 
 /** Options for a load run; every field is optional. */
 export interface LoadOptions {

@@ -10,7 +10,14 @@ import {
 } from "../server/limits/address_table.ts";
 import { CidrList } from "../server/limits/cidr_list.ts";
 import { parseIp } from "../server/limits/ip_key.ts";
-import { overstayed } from "../server/limits/timeouts.ts";
+import {
+  awaitsFirstBytes,
+  FULL_SWEEP_MAX_MS,
+  fullSweepEveryMs,
+  overstayed,
+  SWEEP_EVERY_MS,
+} from "../server/limits/timeouts.ts";
+import { PROXY_AWAIT } from "../server/limits/connection_gate.ts";
 import { Connection } from "../server/connection.ts";
 import { defaultConfig, resolveConfig } from "../server/config.ts";
 import { Stat } from "../server/thread_stats.ts";
@@ -169,4 +176,32 @@ test("address table rate limit holds when threads' clocks disagree by a tick", (
     if (table.admit(a, limits, t) === ADMITTED) admitted++;
   }
   assert.ok(admitted <= 1 + 10 + 1, `${admitted} admitted at 10/s over 1 s`);
+});
+
+test("timeouts unit: full sweeps follow the idle timeout (none when off), so held connections that spoke cost nothing per sweep", () => {
+  assert.equal(fullSweepEveryMs(0), Infinity);
+  assert.equal(fullSweepEveryMs(1000), SWEEP_EVERY_MS);
+  assert.equal(fullSweepEveryMs(16_000), 1000);
+  assert.equal(fullSweepEveryMs(60_000), 3750);
+  assert.equal(fullSweepEveryMs(3_600_000), FULL_SWEEP_MAX_MS);
+  const connection = new Connection();
+  assert.equal(awaitsFirstBytes(connection), true, "a new connection has not spoken");
+  connection.lastReadAt = 5;
+  assert.equal(
+    awaitsFirstBytes(connection),
+    false,
+    "once it has read, only the idle sweeps see it",
+  );
+  connection.proxyPhase = PROXY_AWAIT;
+  assert.equal(awaitsFirstBytes(connection), true, "a balancer's header is still awaited");
+  // What the per-sweep pass over the silent ones can close is exactly what the full sweep would
+  // with the idle timeout off: a connection that has spoken is never due.
+  const config = { ...defaultConfig(2), idleTimeoutMs: 0, firstMessageTimeoutMs: 100 };
+  const spoke = new Connection();
+  spoke.openedAt = 0;
+  spoke.lastReadAt = 1;
+  spoke.lastActivityAt = 1;
+  assert.equal(overstayed(spoke, 1_000_000, config), -1);
+  const silent = new Connection();
+  assert.equal(overstayed(silent, 1_000_000, config), Stat.closedFirstMessageTimeout);
 });

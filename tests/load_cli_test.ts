@@ -195,8 +195,22 @@ const badLoadFlags: Array<[string[], RegExp]> = [
   [["--connections", "0"], /^tallyho: 'connections' must be an integer from 1 to 100000: got 0$/],
   [
     ["--workload", "burst"],
-    /^tallyho: 'workload' must be one of closed, pipelined, connect, idle: got "burst"$/,
+    /^tallyho: 'workload' must be one of closed, pipelined, connect, idle, hold: got "burst"$/,
   ],
+  [["--rate", "100"], /^tallyho: '--rate' applies to --workload hold only: got --rate 100$/],
+  [
+    ["--workload", "hold", "--depth", "3"],
+    /^tallyho: '--depth' does not apply to --workload hold \(see --rate, --hold, --setup-timeout\): got 3$/,
+  ],
+  [
+    ["--workload", "hold", "--host", "127.0.0.0/8"],
+    /^tallyho: 'host' block 127.0.0.0\/8 holds 16777216 addresses, more than 65536: use a \/16 or smaller$/,
+  ],
+  [
+    ["--workload", "hold", "--source", "127.0.1.0/24,nowhere"],
+    /^tallyho: 'source' must be addresses or IPv4 blocks separated by commas, e.g. 127.0.0.1 or 127.0.1.0\/24: got "nowhere"$/,
+  ],
+
   [["--depth", "10"], /^tallyho: 'depth' applies to the pipelined workload only .*: got 10$/],
   [
     ["--duration", "soon"],

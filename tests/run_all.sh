@@ -60,7 +60,7 @@ if [ "${1:-}" != "--skip-binary" ]; then
       tests/lease_backwards_e2e_test.ts tests/child_env_test.ts tests/admin_fd_test.ts \
       tests/per_address_default_test.ts tests/clock_jump_e2e_test.ts \
       tests/proxy_protocol_test.ts tests/tls_listener_test.ts tests/proxy_tls_test.ts \
-      tests/loop_delay_e2e_test.ts tests/process_health_e2e_test.ts \
+      tests/loop_delay_e2e_test.ts tests/process_health_e2e_test.ts tests/hold_e2e_test.ts \
       tests/upgrade_test.ts tests/upgrade_attack_test.ts
   else
     cat "$log_dir/compile.log"

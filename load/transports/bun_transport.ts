@@ -70,7 +70,7 @@ class BunTransport implements Transport {
   connect(connection: LoadConnection): void {
     // connectError reports the failure; the promise's rejection carries the same error.
     this.#bun.connect({
-      hostname: this.#target.host,
+      hostname: connection.target ?? this.#target.host,
       port: this.#target.port,
       data: connection,
       socket: this.#handler,

@@ -34,7 +34,7 @@ class DenoTransport implements Transport {
     let conn: Deno.TcpConn;
     try {
       conn = await Deno.connect({
-        hostname: this.#target.host,
+        hostname: connection.target ?? this.#target.host,
         port: this.#target.port,
         transport: "tcp",
       });

@@ -27,7 +27,9 @@ class NodeTransport implements Transport {
   }
 
   connect(connection: LoadConnection): void {
-    const { host, port, source } = this.#target;
+    const port = this.#target.port;
+    const host = connection.target ?? this.#target.host;
+    const source = connection.localAddress ?? this.#target.source;
     const events = this.#events;
     const socket = source === null
       ? connect({ host, port })

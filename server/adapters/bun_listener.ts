@@ -16,7 +16,13 @@ import { Connection } from "../connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
-import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
+import {
+  awaitsFirstBytes,
+  fullSweepEveryMs,
+  overstayed,
+  SWEEP_EVERY_MS,
+} from "../limits/timeouts.ts";
+import type { ServeConfig } from "../config.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
@@ -86,6 +92,9 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #sockets = new Set<BunSocket>();
+  /** Sockets that have not sent their first bytes yet (see the sweep). */
+  readonly #unheard = new Set<BunSocket>();
+  #fullSweepAt = 0;
   readonly #gate: ConnectionGate;
   readonly #clock: CoarseClock;
   readonly #sweeper: ReturnType<typeof setInterval>;
@@ -137,6 +146,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       return;
     }
     this.#sockets.add(socket);
+    this.#unheard.add(socket);
     this.#stats[Stat.connectionsAccepted]!++;
     this.#stats[Stat.connectionsActive]!++;
   }
@@ -296,6 +306,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   }
 
   close(socket: BunSocket): void {
+    this.#unheard.delete(socket);
     if (!this.#sockets.delete(socket)) return;
     this.#stats[Stat.connectionsActive]!--;
     const connection = socket.data;
@@ -311,20 +322,31 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   #sweep(): void {
     const now = this.#clock.now;
     const config = this.#handler.config;
-    for (const socket of this.#sockets) {
-      const connection = socket.data;
-      if (connection.closing) continue;
-      const reason = overstayed(connection, now, config);
-      if (reason < 0) continue;
-      this.#stats[reason]!++;
-      connection.closing = true;
-      // Idle and silent clients get a clean close; a slowloris or a client that never reads
-      // gets a reset, which frees the socket and its unsent replies at once.
-      if (reason === Stat.closedIdleTimeout || reason === Stat.closedFirstMessageTimeout) {
-        socket.end();
-      } else {
-        socket.terminate();
-      }
+    if (now - this.#fullSweepAt >= fullSweepEveryMs(config.idleTimeoutMs)) {
+      this.#fullSweepAt = now;
+      for (const socket of this.#sockets) this.#closeIfOverstayed(socket, now, config);
+    }
+    // Every sweep, only the connections that have not spoken yet: a held connection that has
+    // costs nothing here, so a million held cost what the new ones do.
+    for (const socket of this.#unheard) {
+      if (socket.data.closing || !awaitsFirstBytes(socket.data)) this.#unheard.delete(socket);
+      else this.#closeIfOverstayed(socket, now, config);
+    }
+  }
+
+  #closeIfOverstayed(socket: BunSocket, now: number, config: ServeConfig): void {
+    const connection = socket.data;
+    if (connection.closing) return;
+    const reason = overstayed(connection, now, config);
+    if (reason < 0) return;
+    this.#stats[reason]!++;
+    connection.closing = true;
+    // Idle and silent clients get a clean close; a slowloris or a client that never reads
+    // gets a reset, which frees the socket and its unsent replies at once.
+    if (reason === Stat.closedIdleTimeout || reason === Stat.closedFirstMessageTimeout) {
+      socket.end();
+    } else {
+      socket.terminate();
     }
   }
 

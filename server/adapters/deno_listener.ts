@@ -16,7 +16,13 @@ import { Connection } from "../connection.ts";
 import { type MessageHandler, SLICE_BYTES } from "../message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
-import { overstayed, SWEEP_EVERY_MS } from "../limits/timeouts.ts";
+import {
+  awaitsFirstBytes,
+  fullSweepEveryMs,
+  overstayed,
+  SWEEP_EVERY_MS,
+} from "../limits/timeouts.ts";
+import type { ServeConfig } from "../config.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
@@ -55,6 +61,9 @@ class DenoThreadListener implements ThreadListener {
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
   readonly #open = new Set<Tracked>();
+  /** Connections that have not sent their first bytes yet (see the sweep). */
+  readonly #unheard = new Set<Tracked>();
+  #fullSweepAt = 0;
   readonly #gate: ConnectionGate;
   readonly #clock: CoarseClock;
   readonly #sweeper: ReturnType<typeof setInterval>;
@@ -123,13 +132,23 @@ class DenoThreadListener implements ThreadListener {
   #sweep(): void {
     const now = this.#clock.now;
     const config = this.#handler.config;
-    for (const tracked of this.#open) {
-      const reason = overstayed(tracked.state, now, config);
-      if (reason < 0 || tracked.state.closing) continue;
-      this.#stats[reason]!++;
-      tracked.state.closing = true;
-      closeQuietly(tracked.conn); // the pending read or write rejects and the loop ends
+    if (now - this.#fullSweepAt >= fullSweepEveryMs(config.idleTimeoutMs)) {
+      this.#fullSweepAt = now;
+      for (const tracked of this.#open) this.#closeIfOverstayed(tracked, now, config);
     }
+    // Every sweep, only the connections that have not spoken yet (see bun_listener.ts).
+    for (const tracked of this.#unheard) {
+      if (tracked.state.closing || !awaitsFirstBytes(tracked.state)) this.#unheard.delete(tracked);
+      else this.#closeIfOverstayed(tracked, now, config);
+    }
+  }
+
+  #closeIfOverstayed(tracked: Tracked, now: number, config: ServeConfig): void {
+    const reason = overstayed(tracked.state, now, config);
+    if (reason < 0 || tracked.state.closing) return;
+    this.#stats[reason]!++;
+    tracked.state.closing = true;
+    closeQuietly(tracked.conn); // the pending read or write rejects and the loop ends
   }
 
   async #acceptLoop(listener: Deno.Listener): Promise<void> {
@@ -161,6 +180,7 @@ class DenoThreadListener implements ThreadListener {
       return;
     }
     this.#open.add(tracked);
+    this.#unheard.add(tracked);
     stats[Stat.connectionsAccepted]!++;
     stats[Stat.connectionsActive]!++;
     const region = this.#regions.take();
@@ -245,6 +265,7 @@ class DenoThreadListener implements ThreadListener {
       // No read is pending into the region once the loop has ended.
       this.#regions.give(region);
       this.#open.delete(tracked);
+      this.#unheard.delete(tracked);
       this.#gate.release(tracked.state, this.#clock.now);
       stats[Stat.connectionsActive]!--;
       try {

@@ -7,10 +7,11 @@
 import { errorReason } from "./_error_reason.ts";
 import { type ListenBacklog, probeListenBacklog } from "./backlog_probe.ts";
 import { checkHost, type DoctorFacts, type DoctorItem, syncookiesOff } from "./checks.ts";
+import { type CapacityPlan, planCapacity } from "./capacity.ts";
 import { readOpenFileLimit } from "./read_open_files.ts";
 import { checkCertificate } from "./certificate_check.ts";
 import { readCertificateInfo } from "../tls_files.ts";
-import { type ProcOptions, readSysctls } from "./read_sysctls.ts";
+import { type ProcOptions, readSysctls, readTextFile, sysctlPath } from "./read_sysctls.ts";
 
 /** Where the doctor reads the host from; every field is for tests that fake the host. */
 export interface DoctorOptions extends ProcOptions {
@@ -33,6 +34,11 @@ export interface DoctorOptions extends ProcOptions {
    * @default {0}
    */
   now?: number;
+  /**
+   * Connections to size the host for (`--connections`): adds {@linkcode DoctorReport.capacity}.
+   * @default {undefined: no capacity plan}
+   */
+  connections?: number;
 }
 
 /** The doctor's findings. */
@@ -43,6 +49,8 @@ export interface DoctorReport {
   syncookiesOff: boolean;
   /** Whether the certificate given is expired or unreadable, which makes the doctor exit 3. */
   certificateBad: boolean;
+  /** With `connections`: what holding them needs here, and how many processes. */
+  capacity?: CapacityPlan;
 }
 
 /**
@@ -71,9 +79,42 @@ export async function diagnose(options: DoctorOptions = {}): Promise<DoctorRepor
       checkCertificate(options.tlsCert, readCertificateInfo(options.tlsCert), options.now ?? 0),
     );
   }
-  return {
+  const report: DoctorReport = {
     items,
     syncookiesOff: syncookiesOff(facts),
     certificateBad: items.some((item) => item.name === "tls certificate" && item.verdict === "bad"),
   };
+  if (options.connections === undefined) return report;
+  const procRoot = options.procRoot ?? "/proc";
+  const readFile = options.readFile ?? readTextFile;
+  const read = (path: string) =>
+    readFile(path).then((text) => text.trim().replace(/\s+/g, " "), () => null);
+  const sysctl = (name: string) => read(sysctlPath(name, procRoot));
+  const [nrOpen, fileMax, tcpMem, meminfo] = await Promise.all([
+    sysctl("fs.nr_open"),
+    sysctl("fs.file-max"),
+    sysctl("net.ipv4.tcp_mem"),
+    readFile(`${procRoot}/meminfo`).catch(() => null),
+  ]);
+  const kib = (name: string) => {
+    const match = meminfo === null ? null : new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(meminfo);
+    return match === null ? null : Number(match[1]) * 1024;
+  };
+  const value = (name: keyof typeof sysctls) => {
+    const reading = sysctls[name];
+    return "value" in reading ? reading.value : null;
+  };
+  report.capacity = planCapacity({
+    connections: options.connections,
+    openFiles,
+    nrOpen,
+    fileMax,
+    tcpMem,
+    localPortRange: value("net.ipv4.ip_local_port_range"),
+    somaxconn: value("net.core.somaxconn"),
+    synBacklog: value("net.ipv4.tcp_max_syn_backlog"),
+    memAvailableBytes: kib("MemAvailable"),
+    memTotalBytes: kib("MemTotal"),
+  });
+  return report;
 }

@@ -5,6 +5,7 @@
  */
 
 export * from "./diagnose.ts";
+export * from "./capacity.ts";
 export * from "./checks.ts";
 export * from "./certificate_check.ts";
 export * from "./read_sysctls.ts";

@@ -54,6 +54,29 @@ export function renderText(report: DoctorReport, runtime: string): string[] {
       ),
     );
   }
+  const plan = report.capacity;
+  if (plan !== undefined) {
+    const n = plan.connections.toLocaleString("en-US");
+    lines.push("");
+    lines.push(`For ${n} connections at once on this host:`);
+    for (const item of plan.items) {
+      lines.push("");
+      lines.push(`${item.verdict.padEnd(INDENT.length - 1)} ${item.name} = ${item.value ?? "?"}`);
+      lines.push(...wrap(item.why, INDENT));
+      if (item.fix) lines.push(`${INDENT}fix: ${item.fix}`);
+    }
+    lines.push("");
+    lines.push(
+      ...wrap(
+        `Needs ${plan.serverProcesses} serving processes of ` +
+          `${plan.perServerProcess.toLocaleString("en-US")} connections: tallyho --processes ` +
+          `${plan.serverProcesses} --threads 1; a loopback benchmark also needs ` +
+          `${plan.clientProcesses} client processes (tallyho load --workload hold starts them) ` +
+          `and ${plan.addresses} addresses.`,
+        "",
+      ),
+    );
+  }
   if (report.syncookiesOff) lines.push("SYN cookies are off: exit code 1.");
   else if (report.certificateBad) lines.push("The TLS certificate is unusable: exit code 3.");
   return lines;
