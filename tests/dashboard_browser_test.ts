@@ -250,10 +250,15 @@ test(
               );
               assert.equal(await page.locator(`${id} canvas`).count(), 1, `${id} is drawn`);
             }
-            assert.match(
-              await label("#chart-process-memory") ?? "",
-              /^Resident memory per process, last five minutes: process 0 now [\d.]+ MiB, peak [\d.]+ MiB; process 1 now [\d.]+ MiB/,
+            // Each child reports its memory about once a second after it starts: until then the
+            // label says "not reported yet", then it must give MiB for both.
+            const memory =
+              /^Resident memory per process, last five minutes: process 0 now [\d.]+ MiB, peak [\d.]+ MiB; process 1 now [\d.]+ MiB/;
+            await waitUntil(
+              "both processes' memory in the chart's label",
+              async () => memory.test(await label("#chart-process-memory") ?? ""),
             );
+            assert.match(await label("#chart-process-memory") ?? "", memory);
             // Under load each process uses CPU: its peak share is above 0.
             await waitUntil("both processes' CPU on the chart", async () => {
               const peaks = [...((await label("#chart-process-cpu")) ?? "").matchAll(

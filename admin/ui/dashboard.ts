@@ -349,8 +349,11 @@ class Dashboard {
     ) => {
       const parts = indexes.map((index) => {
         const values = series.values(index, figure).filter((v): v is number => v !== null);
+        // Children report about once a second: a process seen but not measured yet says so
+        // rather than "now 0 B".
+        if (values.length === 0) return `process ${index} not reported yet`;
         const peak = values.reduce((max, value) => Math.max(max, value), 0);
-        return `process ${index} now ${format(values.at(-1) ?? 0)}, peak ${format(peak)}`;
+        return `process ${index} now ${format(values.at(-1)!)}, peak ${format(peak)}`;
       });
       const element = $(id);
       element.setAttribute("aria-label", `${title}, last five minutes: ${parts.join("; ")}`);
