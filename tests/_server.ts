@@ -7,7 +7,7 @@
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -19,6 +19,26 @@ const IS_BUN = "Bun" in globalThis;
 /** Which server the suite drives, for test names and messages. */
 export const UNDER_TEST = process.env.TALLYHO_BIN ? "binary" : IS_BUN ? "bun" : "deno";
 
+/** The directories binary runs were started in, removed when the test process exits. */
+const binaryCwds: string[] = [];
+
+/**
+ * A fresh empty directory to start the binary in (it must not lean on the repository's files).
+ * Each is removed when the test process exits: they used to stay behind, one per server started.
+ */
+function binaryCwd(): string {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-bin-"));
+  if (binaryCwds.push(dir) === 1) {
+    const removeAll = () => {
+      for (const path of binaryCwds.splice(0)) rmSync(path, { recursive: true, force: true });
+    };
+    // Bun's test runner emits process "exit"; Deno's does not, but dispatches "unload".
+    process.on("exit", removeAll);
+    globalThis.addEventListener?.("unload", removeAll);
+  }
+  return dir;
+}
+
 /**
  * The command that runs tallyho with the given arguments.
  *
@@ -27,9 +47,7 @@ export const UNDER_TEST = process.env.TALLYHO_BIN ? "binary" : IS_BUN ? "bun" : 
  */
 export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; cwd: string } {
   const bin = process.env.TALLYHO_BIN;
-  if (bin) {
-    return { cmd: bin, argv: args, cwd: mkdtempSync(join(tmpdir(), "tallyho-bin-")) };
-  }
+  if (bin) return { cmd: bin, argv: args, cwd: binaryCwd() };
   const runtimeArgs = IS_BUN ? [] : ["run", "-A", "--unstable-net"];
   return {
     cmd: process.execPath,
