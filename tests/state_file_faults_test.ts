@@ -107,16 +107,25 @@ test(
       let code: number | string;
       try {
         assert.equal(await ask(server.port), 1);
-        const remount = spawnSync("nsenter", [
-          "-t",
-          String(server.pid),
-          "-m",
-          "--",
-          "mount",
-          "-o",
-          "remount,bind,ro",
-          dir,
-        ], { encoding: "utf8" });
+        const remountReadOnly = () =>
+          spawnSync("nsenter", [
+            "-t",
+            String(server.pid),
+            "-m",
+            "--",
+            "mount",
+            "-o",
+            "remount,bind,ro",
+            dir,
+          ], { encoding: "utf8" });
+        // The kernel refuses a read-only remount (EBUSY, "mount point is busy") while a file in it
+        // is open for writing: a lease ahead may be writing the state file at that moment (seen
+        // once in CI). Try again for up to 5 s.
+        let remount = remountReadOnly();
+        for (let i = 0; i < 50 && remount.status !== 0 && /busy/.test(remount.stderr); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          remount = remountReadOnly();
+        }
         assert.equal(remount.status, 0, remount.stderr);
       } finally {
         code = await server.stop();
