@@ -1,7 +1,7 @@
 /**
- * Test fixture: the real server as a subprocess, on whichever runtime runs the tests, or the
- * compiled binary when `TALLYHO_BIN` names one (then it runs from a temporary directory, to
- * prove it needs nothing beside it).
+ * Test fixture: the real server as a subprocess, on the run's target (tests/_target.ts:
+ * `TALLYHO_TARGET=bun|deno|binary`, by default the runtime running the tests). The compiled
+ * binary runs from a temporary directory, to prove it needs nothing beside it.
  *
  * @module
  */
@@ -11,13 +11,11 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { BINARY, ROOT, scriptCommand, TARGET, type Target } from "./_target.ts";
 
-/** The repository root. */
-export const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const IS_BUN = "Bun" in globalThis;
-/** Which server the suite drives, for test names and messages. */
-export const UNDER_TEST = process.env.TALLYHO_BIN ? "binary" : IS_BUN ? "bun" : "deno";
+export { ROOT };
+/** Which server the suite drives (the run's target), for test names and messages. */
+export const UNDER_TEST: Target = TARGET;
 
 /** The directories binary runs were started in, removed when the test process exits. */
 const binaryCwds: string[] = [];
@@ -46,14 +44,8 @@ function binaryCwd(): string {
  * @returns The program, its arguments and the directory to run it in.
  */
 export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; cwd: string } {
-  const bin = process.env.TALLYHO_BIN;
-  if (bin) return { cmd: bin, argv: args, cwd: binaryCwd() };
-  const runtimeArgs = IS_BUN ? [] : ["run", "-A", "--unstable-net"];
-  return {
-    cmd: process.execPath,
-    argv: [...runtimeArgs, join(ROOT, "mod.ts"), ...args],
-    cwd: ROOT,
-  };
+  if (BINARY !== null) return { cmd: BINARY, argv: args, cwd: binaryCwd() };
+  return { ...scriptCommand(join(ROOT, "mod.ts"), args), cwd: ROOT };
 }
 
 /** The admin token every test server is started with. */
