@@ -18,7 +18,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { tlsFetch } from "../server/adapters/mod.ts";
-import { freePort } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
 import type { TestCertificates } from "./_certificates.ts";
 
 /** Where `etcd` and `etcdctl` are looked for. */

@@ -9,7 +9,7 @@
  */
 
 import { test as nodeTest } from "node:test";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
 import process from "node:process";
 
@@ -41,6 +41,19 @@ export function toolMissing(command: string, aptPackage: string): string | null 
   return found
     ? null
     : `${command} is not installed (apt-get install ${aptPackage}, or ${INSTALL_TOOLS})`;
+}
+
+/**
+ * Why a file a tool needs (a module, a library) is not here, or null when it is.
+ *
+ * @param path Its absolute path.
+ * @param aptPackage The Debian package that provides it.
+ * @returns The reason, naming the package and how to install it.
+ */
+export function fileMissing(path: string, aptPackage: string): string | null {
+  return existsSync(path)
+    ? null
+    : `${path} is not installed (apt-get install ${aptPackage}, or ${INSTALL_TOOLS})`;
 }
 
 /**

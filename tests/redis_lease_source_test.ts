@@ -14,7 +14,8 @@ import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
 import { PASSWORD_ENV, readRedisPassword } from "../server/lease/redis_password.ts";
 import { parseRedisUrl } from "../server/lease/redis_url.ts";
-import { freePort, skipRedis, startRedis } from "./_redis.ts";
+import { skipRedis, startRedis } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
 
 test("redis url: host, port, key and TLS are read; the path is the key, not a database", () => {
   const old = parseRedisUrl("redis://10.0.0.5:6380/tallyho:numbers");

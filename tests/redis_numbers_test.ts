@@ -13,7 +13,8 @@ import process from "node:process";
 import { test } from "node:test";
 import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
 import { inBatches, LineClient, replyNumber } from "./_client.ts";
-import { freePort, skipRedis, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
+import { skipRedis, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
 import { burstThenKillTree } from "./_kill_tree.ts";
 import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
