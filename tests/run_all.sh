@@ -60,21 +60,32 @@ if ! $skip_binary; then
   fi
 fi
 
+# Runs the runner for one file in one pass, in place of the (background) shell that calls it, so
+# that a signal sent to that pid reaches timeout, which passes it on to its process group.
+runner() {
+  local pass="$1" file="$2" pattern="${3:-}"
+  case "$pass" in
+    bun) TALLYHO_TARGET=bun exec timeout -k 10 "$file_limit_s" \
+      bun test --timeout 120000 "$file" ;;
+    deno) TALLYHO_TARGET=deno exec timeout -k 10 "$file_limit_s" \
+      deno test -A --unstable-net --no-check "$file" ;;
+    binary) TALLYHO_TARGET=binary TALLYHO_BIN="$binary" exec timeout -k 10 "$file_limit_s" \
+      bun test --timeout 120000 ${pattern:+-t "$pattern"} "$file" ;;
+  esac
+}
+
 # Runs one file in one pass; its output goes to a log printed whole when it ends, so that files
 # running side by side do not interleave. Writes the exit status and the seconds beside the log.
+# A TERM or INT (the run stopped) is passed on to the runner (timeout passes it on to its group).
 run_file() {
   local pass="$1" file="$2" pattern="${3:-}"
-  local log start end status
+  local log start end status pid
   log="$log_dir/$pass.$(basename "$file" .ts)"
   start=$(date +%s%N)
-  case "$pass" in
-    bun) TALLYHO_TARGET=bun timeout -k 10 "$file_limit_s" \
-      bun test --timeout 120000 "$file" ;;
-    deno) TALLYHO_TARGET=deno timeout -k 10 "$file_limit_s" \
-      deno test -A --unstable-net --no-check "$file" ;;
-    binary) TALLYHO_TARGET=binary TALLYHO_BIN="$binary" timeout -k 10 "$file_limit_s" \
-      bun test --timeout 120000 ${pattern:+-t "$pattern"} "$file" ;;
-  esac >"$log.log" 2>&1 </dev/null
+  runner "$pass" "$file" "$pattern" >"$log.log" 2>&1 </dev/null &
+  pid=$!
+  trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 143' TERM INT
+  wait "$pid"
   status=$?
   end=$(date +%s%N)
   echo "$status" >"$log.status"
@@ -122,8 +133,10 @@ count_file() {
 plan="$log_dir/plan"
 plan_passes tests/passes.txt "$skip_binary" "$@" >"$plan" || { echo "=== tests/passes.txt: see above"; failed=$((failed + 1)); }
 echo "=== $(grep -c . "$plan") runs of $(ls tests/*_test.ts | wc -l) test files: $(awk '{ n[$1]++ } END { for (p in n) printf "%s %d, ", p, n[p] }' "$plan" | sed 's/, $//'); $at_once at a time, then the solo files one by one"
-grep ' shared ' "$plan" | cut -d' ' -f1,3- | run_jobs "$at_once"
-grep ' solo ' "$plan" | cut -d' ' -f1,3- | run_jobs 1
+# Stopped (Ctrl-C, or CI's timeout): stop the files running, not only this script.
+trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 130' INT TERM
+run_jobs "$at_once" < <(grep ' shared ' "$plan" | cut -d' ' -f1,3-)
+run_jobs 1 < <(grep ' solo ' "$plan" | cut -d' ' -f1,3-)
 while read -r pass _ file _; do count_file "$pass" "$file"; done <"$plan"
 
 echo "=== the ten slowest files (seconds, pass, file); the tests took $(($(date +%s) - started)) s in all:"
