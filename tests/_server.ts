@@ -11,6 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { STATS_EVERY_ENV } from "../server/process/_stats_every.ts";
 import { BINARY, ROOT, scriptCommand, TARGET, type Target } from "./_target.ts";
 
 export { ROOT };
@@ -50,6 +51,12 @@ export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; c
 
 /** The admin token every test server is started with. */
 export const ADMIN_TOKEN = "tallyho-test-token-0123456789abcdef";
+
+/**
+ * The environment (`StartOptions.env`) for a server whose processes report their figures every
+ * 50 ms instead of every second, for a test that waits for a report.
+ */
+export const FAST_STATS: Readonly<Record<string, string>> = { [STATS_EVERY_ENV]: "50" };
 
 /** A server started by {@linkcode startTallyho}. */
 export interface TestServer {

@@ -15,29 +15,7 @@ import { type RunningServer, startServer } from "../serve.ts";
 import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
-
-/** How often a child reports its figures to the supervisor. */
-export const STATS_EVERY_MS = 1000;
-
-/**
- * Tests only: report every this many ms instead (10 to {@linkcode STATS_EVERY_MS}), so that a
- * test waits for a report rather than out a second. Read from the environment, like the planted
- * block (server/_planted_block.ts) and for the same reasons: it is no setting an operator should
- * find, and the name says what it is to anyone who finds it in a process's environment.
- */
-export const STATS_EVERY_ENV = "TALLYHO_TEST_ONLY_STATS_EVERY_MS";
-
-/**
- * How often this child reports: {@linkcode STATS_EVERY_MS}, or what {@linkcode STATS_EVERY_ENV}
- * asks for when it is a whole number of ms from 10 to that.
- *
- * @param env The process's environment.
- * @returns Milliseconds.
- */
-export function statsEveryMs(env: Record<string, string | undefined>): number {
-  const asked = Number(env[STATS_EVERY_ENV]);
-  return Number.isInteger(asked) && asked >= 10 && asked <= STATS_EVERY_MS ? asked : STATS_EVERY_MS;
-}
+import { statsEveryMs } from "./_stats_every.ts";
 
 /**
  * Runs this process as a child of a supervisor until told to stop.
