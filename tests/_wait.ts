@@ -21,10 +21,11 @@ export type Truthy<T> = Exclude<T, false | 0 | "" | null | undefined>;
 /** Options for {@linkcode waitUntil}. */
 export interface WaitOptions {
   /**
-   * What is awaited, for the error when it does not happen.
+   * What is awaited, for the error when it does not happen; a function is called then (to add
+   * what a server printed by that time, say).
    * @default {"the condition"}
    */
-  what?: string;
+  what?: string | (() => string);
   /**
    * How long to wait before failing, in ms.
    * @default {10_000}
@@ -66,7 +67,8 @@ export async function waitUntil<T>(
       last = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms (last: ${String(last)})`);
+      const said = typeof what === "function" ? what() : what;
+      throw new Error(`${said}: not within ${timeoutMs} ms (last: ${String(last)})`);
     }
     await sleep(everyMs);
   }
