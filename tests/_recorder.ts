@@ -24,6 +24,8 @@ export interface Recorded {
   first_repeats: number[];
   max: number;
   per_second: number[];
+  /** How long it ran, in seconds (less than asked when stopped early). */
+  seconds: number;
   /** Every number it got, sorted; only with `keep`. */
   all: number[];
 }
@@ -45,6 +47,11 @@ export interface RecordOptions {
    * @default {false}
    */
   keep?: boolean;
+  /**
+   * Ends the run early once aborted, as if `seconds` had passed: for a test that loads until
+   * what it waits for has happened rather than for a fixed time.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -81,10 +88,14 @@ export function record(
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
   const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
+  const stop = () => child.kill("SIGTERM");
+  if (options.signal?.aborted) stop();
+  else options.signal?.addEventListener("abort", stop, { once: true });
   return new Promise<Recorded>((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (code) => {
       clearTimeout(killer);
+      options.signal?.removeEventListener("abort", stop);
       try {
         if (code !== 0) throw new Error(`number_recorder.py exited ${code}: ${err}`);
         const figures = { all: [], ...JSON.parse(out) } as Recorded;

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { STATS_EVERY_ENV } from "../server/process/_stats_every.ts";
 import { BINARY, ROOT, scriptCommand, TARGET, type Target } from "./_target.ts";
+import { waitUntil } from "./_wait.ts";
 
 export { ROOT };
 /** Which server the suite drives (the run's target), for test names and messages. */
@@ -250,4 +251,27 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Asks the server's `/readyz` until it answers `want` or `ms` have passed.
+ *
+ * @param server A server from {@linkcode startTallyho}.
+ * @param want The status waited for.
+ * @param ms How long to wait.
+ * @returns The last status it answered (for the caller to assert on).
+ */
+export async function readyzWithin(server: TestServer, want: number, ms: number): Promise<number> {
+  let status = 0;
+  try {
+    await waitUntil(async () => {
+      const response = await fetch(`${server.adminUrl}/readyz`);
+      await response.body?.cancel();
+      status = response.status;
+      return status === want;
+    }, { timeoutMs: ms, everyMs: 50 });
+  } catch {
+    // Not within ms: the caller asserts on the status.
+  }
+  return status;
 }
