@@ -56,7 +56,8 @@ export async function waitUntil<T>(
   options: WaitOptions = {},
 ): Promise<Truthy<T>> {
   const { what = "the condition", timeoutMs = 10_000, everyMs = 20 } = options;
-  const deadline = Date.now() + timeoutMs;
+  // The monotonic clock: tests that step Date.now (tests/_wall_clock.ts) wait with this too.
+  const deadline = performance.now() + timeoutMs;
   let last: unknown;
   for (;;) {
     try {
@@ -66,7 +67,7 @@ export async function waitUntil<T>(
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) {
+    if (performance.now() > deadline) {
       const said = typeof what === "function" ? what() : what;
       throw new Error(`${said}: not within ${timeoutMs} ms (last: ${String(last)})`);
     }
