@@ -163,19 +163,11 @@ export function startTallyho(
             }
             return pids;
           },
-          waitFor: async (pattern, timeoutMs = 10_000) => {
-            const deadline = Date.now() + timeoutMs;
-            for (;;) {
-              const match = pattern.exec(output);
-              if (match) return match;
-              if (Date.now() > deadline) {
-                throw new Error(
-                  `${pattern} did not appear within ${timeoutMs} ms; output:\n${output}`,
-                );
-              }
-              await new Promise((resolve) => setTimeout(resolve, 20));
-            }
-          },
+          waitFor: (pattern, timeoutMs = 10_000) =>
+            waitUntil(() => pattern.exec(output), {
+              what: () => `${pattern} in the output:\n${output}`,
+              timeoutMs,
+            }),
           rss: () => readRss(child.pid!),
           stop: (signal = "SIGTERM") => {
             // process.kill, not child.kill: Deno's node:child_process records a signal sent with

@@ -7,6 +7,7 @@ import { connect } from "node:net";
 import { test } from "node:test";
 import { LineClient, replyNumber } from "./_client.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const TOTAL = 200 * 1024 * 1024;
 const MiB = 1024 * 1024;
@@ -68,7 +69,7 @@ async function measure(framing: string, pattern: string) {
     // Others are served while the flood runs.
     const bystander = await LineClient.connect(server.port);
     for (let i = 0; i < 5; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await sleep(300);
       assert.ok(replyNumber(await bystander.request("hi\n", 5000)) > 0);
     }
     const { socket, sent } = await flood;

@@ -10,7 +10,7 @@ import process from "node:process";
 import { test } from "node:test";
 import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
 import { burstThenKillTree } from "./_kill_tree.ts";
-import { waitUntil } from "./_wait.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 import { isAlive, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 
 function perProcessCounts(server: TestServer): number[] {
@@ -150,7 +150,7 @@ test(`[${UNDER_TEST}] children crashing in a loop stop the server with a clear l
       process.kill(pid, "SIGKILL");
       killed++;
     }
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await sleep(50);
     if (/crash|stopping/.test(server.output()) && killed >= 5) break;
   }
   const code = await server.exited;
@@ -191,7 +191,7 @@ test(`[${UNDER_TEST}] SIGTERM under load: every accepted client gets its reply o
       return { sent, replies, errorCode, closed: client.closed };
     }).concat([
       (async () => {
-        await new Promise((resolve) => setTimeout(resolve, 400));
+        await sleep(400); // the load runs a while before the SIGTERM
         const started = Date.now();
         const code = await server.stop("SIGTERM");
         return { code, ms: Date.now() - started };

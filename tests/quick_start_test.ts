@@ -23,6 +23,7 @@ import {
   skipUnlessCi,
 } from "./_netns.ts";
 import { ROOT, UNDER_TEST } from "./_server.ts";
+import { waitUntil } from "./_wait.ts";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
 const unavailable = netnsUnavailable(["git", "nc"]);
@@ -94,13 +95,11 @@ function startBlock(ns: string, clone: Clone, script: string) {
     child.on("close", (code, signal) => resolve(code ?? signal ?? "unknown"))
   );
   const listening = async (timeoutMs: number) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!/listening on 127\.0\.0\.1:9000 /.test(output)) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`the start command did not come up:\n${output}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitUntil(
+      () => child.exitCode !== null || /listening on 127\.0\.0\.1:9000 /.test(output),
+      { what: () => `the start command coming up:\n${output}`, timeoutMs, everyMs: 100 },
+    );
+    if (child.exitCode !== null) throw new Error(`the start command exited:\n${output}`);
   };
   return { child, exited, listening, output: () => output };
 }
