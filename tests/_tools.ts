@@ -8,6 +8,7 @@
  * @module
  */
 
+import { spawnSync } from "node:child_process";
 import { test as nodeTest } from "node:test";
 import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
@@ -77,4 +78,23 @@ export function testNeeding(
   skip: string | false,
 ): (name: string, fn: () => void | Promise<void>) => void {
   return (name, fn) => nodeTest(name, { skip }, fn);
+}
+
+/**
+ * Checks Prometheus text with `promtool check metrics` and throws with promtool's words when it
+ * refuses it. Where promtool is missing the check fails under CI (which installs it) and is left
+ * out off CI: for a test whose other checks stand without it.
+ *
+ * @param text What `/metrics` answered.
+ */
+export function promtoolCheck(text: string): void {
+  const missing = toolMissing("promtool", "prometheus");
+  if (missing !== null) {
+    if (process.env.CI) throw new Error(`CI must have promtool: ${missing}`);
+    return;
+  }
+  const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  if (check.status !== 0) {
+    throw new Error(`promtool check metrics refused it:\n${check.stdout}${check.stderr}`);
+  }
 }

@@ -2,12 +2,23 @@
  * A machine without the system tools the tests drive (redis-server, chromium, promtool, ...):
  * off CI the tests that need a missing tool skip with the reason and the closing summary counts
  * them and says what to install; under CI nothing may skip, so they fail instead, as before.
+ * Checked on this machine by running every test file that needs a tool with a PATH that has none
+ * of them (.ci/system_tools.sh's list).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { ROOT } from "./_server.ts";
@@ -126,4 +137,87 @@ test("without redis-server, under CI the Redis tests fail saying what is missing
   assert.match(output, /^ *[1-9]\d* fail$/m, output);
   assert.doesNotMatch(output, /^ *[1-9]\d* skip$/m, output);
   assert.match(output, /cannot run \/nonexistent\/redis-server/, output);
+});
+
+/** The commands .ci/system_tools.sh installs: the tools a fresh machine lacks. */
+function systemTools(): string[] {
+  const script = readFileSync(join(ROOT, ".ci/system_tools.sh"), "utf8");
+  const list = /^TOOLS=\(\n([\s\S]*?)^\)/m.exec(script)?.[1] ?? "";
+  return [...list.matchAll(/"([^":]+):[^"]+"/g)].map((m) => m[1]!);
+}
+
+/**
+ * The test files that need a system tool: each imports a fixture that starts or looks for one,
+ * or names one of `tools` as a program. (This file is left out: it runs them.)
+ */
+function toolFiles(tools: string[]): string[] {
+  const fixture = /from "\.\/_(tools|redis|etcd|browser|netns|certificates)\.ts"/;
+  const named = new RegExp(`"(${tools.map((t) => t.replace(/[.+-]/g, "\\$&")).join("|")})"`);
+  return readdirSync(join(ROOT, "tests"))
+    .filter((name) => name.endsWith("_test.ts") && name !== "missing_tools_test.ts")
+    .filter((name) => {
+      const text = readFileSync(join(ROOT, "tests", name), "utf8");
+      return fixture.test(text) || named.test(text);
+    })
+    .map((name) => `tests/${name}`);
+}
+
+/**
+ * A directory holding a link to every command on this PATH but `hidden`: as the whole PATH, a
+ * machine where those are not installed.
+ */
+function pathWithout(hidden: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-no-tools-"));
+  const skip = new Set(hidden);
+  for (const from of (process.env.PATH ?? "").split(delimiter)) {
+    let names: string[];
+    try {
+      names = readdirSync(from);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (skip.has(name)) continue;
+      skip.add(name); // the first on PATH wins, as a lookup would
+      try {
+        if (statSync(join(from, name)).isFile()) symlinkSync(join(from, name), join(dir, name));
+      } catch {
+        // A dangling link or a name taken: not a command to keep.
+      }
+    }
+  }
+  return dir;
+}
+
+test("with every system tool hidden and CI unset, the files that need one pass or skip: 0 failed", () => {
+  const tools = systemTools();
+  assert.ok(tools.includes("redis-server") && tools.includes("openssl"), tools.join(" "));
+  const files = toolFiles(tools);
+  assert.ok(files.length >= 10, `tool files: ${files.join(" ")}`);
+  const bin = pathWithout(tools);
+  try {
+    const vars = env(false, {
+      PATH: bin,
+      TALLYHO_TARGET: "bun",
+      TALLYHO_CHROMIUM: "/nonexistent/chromium",
+    });
+    for (const name of ["REDIS_SERVER", "ETCD", "ETCDCTL", "TALLYHO_BIN"]) delete vars[name];
+    const run = spawnSync(join(ROOT, "node_modules/.bin/bun"), [
+      "test",
+      "--timeout",
+      "60000",
+      ...files,
+    ], { cwd: ROOT, encoding: "utf8", env: vars, timeout: 600_000 });
+    const output = `${run.stdout}${run.stderr}`;
+    const count = (word: string) => new RegExp(`^ *(\\d+) ${word}$`, "m").exec(output)?.[1];
+    console.log(
+      `tools hidden (${tools.join(", ")}): ${files.length} files, ` +
+        `${count("pass")} passed, ${count("skip")} skipped, ${count("fail")} failed`,
+    );
+    assert.match(output, /^ *0 fail$/m, output);
+    assert.match(output, /^ *[1-9]\d* skip$/m, "nothing skipped: were the tools hidden?");
+    assert.equal(run.status, 0, output);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
 });

@@ -3,7 +3,6 @@
  * and /metrics, after one of them is killed and restarted.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import process from "node:process";
 import { test } from "node:test";
 import { inBatches, oneRequest } from "./_client.ts";
 import { FAST_STATS, startTallyho, UNDER_TEST } from "./_server.ts";
+import { promtoolCheck } from "./_tools.ts";
 import { waitUntil } from "./_wait.ts";
 
 interface Health {
@@ -54,13 +54,7 @@ test(`[${UNDER_TEST}] each process's RSS, CPU, restarts and uptime show in /v1/s
       metrics,
       /^tallyho_event_loop_delay_seconds_bucket\{process="0",thread="0",le="0.5"\} \d+$/m,
     );
-    const promtool = spawnSync("promtool", ["check", "metrics"], {
-      input: metrics,
-      encoding: "utf8",
-    });
-    if (promtool.error === undefined) {
-      assert.equal(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`);
-    }
+    promtoolCheck(metrics);
   } finally {
     await server.stop();
   }
@@ -131,13 +125,7 @@ test(`[${UNDER_TEST}] each process's leases and the state file's durable mark sh
     }
     assert.match(metrics, new RegExp(`^tallyho_numbers_durable_mark ${recorded.next}$`, "m"));
     assert.match(metrics, /^tallyho_numbers_durable_mark_time_seconds \d+(\.\d+)?$/m);
-    const promtool = spawnSync("promtool", ["check", "metrics"], {
-      input: metrics,
-      encoding: "utf8",
-    });
-    if (promtool.error === undefined) {
-      assert.equal(promtool.status, 0, `${promtool.stdout}${promtool.stderr}`);
-    }
+    promtoolCheck(metrics);
   } finally {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
