@@ -23,6 +23,7 @@ import {
   skipUnlessCi,
 } from "./_netns.ts";
 import { ROOT, UNDER_TEST } from "./_server.ts";
+import { toolMissing } from "./_tools.ts";
 import { waitUntil } from "./_wait.ts";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -142,7 +143,7 @@ async function quickStart(startMarker: string, extraPath: string[] = []) {
     assert.ok(first.ms < 5_000, `the first request took ${first.ms} ms`);
     const second = runBlock(ns, clone, request);
     assert.equal(second.stdout, "Hello World2\n", "the README says the next one is 2");
-    if (spawnSync("sh", ["-c", "command -v curl"]).status === 0) {
+    if (toolMissing("curl", "curl") === null) {
       const info = runBlock(ns, clone, admin);
       assert.equal(info.status, 0, `${admin}\n${info.stderr}`);
       const body = JSON.parse(info.stdout) as { state?: string; listen?: { port?: number } };
