@@ -6,17 +6,21 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import { LineClient, replyNumber } from "./_client.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
 import { sleep } from "./_wait.ts";
 
-const LIBFAKETIME = [
-  "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-  "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-  "/usr/lib64/faketime/libfaketimeMT.so.1",
-  "/usr/local/lib/faketime/libfaketimeMT.so.1",
-].find((path) => existsSync(path));
+// TALLYHO_LIBFAKETIME names the one to use instead (tests/missing_tools_test.ts names none).
+const LIBFAKETIME = (process.env.TALLYHO_LIBFAKETIME === undefined
+  ? [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib64/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+  ]
+  : [process.env.TALLYHO_LIBFAKETIME]).find((path) => existsSync(path));
 
 // libfaketime rereads the offset file at most once a second (FAKETIME_CACHE_DURATION).
 const SEEN_MS = 1600;
