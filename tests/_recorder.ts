@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
@@ -85,10 +86,25 @@ export function record(
   );
   let out = "";
   let err = "";
+  let recording: () => void = () => {};
+  const started = new Promise<void>((resolve) => (recording = resolve));
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => {
+    err += chunk.toString();
+    if (/^recording$/m.test(err)) recording();
+  });
   const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
-  const stop = () => child.kill("SIGTERM");
+  // Only once it handles SIGTERM (before that, the signal would kill it); and with process.kill:
+  // Deno's node:child_process reports a child it signalled with child.kill as killed even when
+  // the child caught the signal and exited 0 (denoland/deno#36643, as in tests/_server.ts).
+  const stop = () =>
+    started.then(() => {
+      try {
+        process.kill(child.pid!, "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+    });
   if (options.signal?.aborted) stop();
   else options.signal?.addEventListener("abort", stop, { once: true });
   return new Promise<Recorded>((resolve, reject) => {
@@ -97,6 +113,7 @@ export function record(
       clearTimeout(killer);
       options.signal?.removeEventListener("abort", stop);
       try {
+        recording(); // a stop still waiting has nothing left to wait for
         if (code !== 0) throw new Error(`number_recorder.py exited ${code}: ${err}`);
         const figures = { all: [], ...JSON.parse(out) } as Recorded;
         if (file[0] !== undefined) {

@@ -127,10 +127,33 @@ async function checkNumbers(
   });
 }
 
-/** Waits until every server has logged at least `runs` leases in all. */
-async function leasedAtLeast(servers: TestServer[], runs: number, what: string): Promise<void> {
-  await waitUntil(() => servers.every((server) => loggedRuns(server).length >= runs), {
-    what: () => `${what} (runs logged: ${servers.map((s) => loggedRuns(s).length)})`,
+/** A server of {@linkcode serverArgs} on key `n`, reporting its figures every 50 ms. */
+function startServer(etcd: TestEtcd): Promise<TestServer> {
+  return startTallyho(serverArgs(etcd, "n"), { env: FAST_STATS });
+}
+
+/** The replies a server has sent, as it last reported them. */
+async function replies(server: TestServer): Promise<number> {
+  return (await (await server.admin("/v1/stats")).json()).totals.replies;
+}
+
+/**
+ * Waits until every server has sent at least `sent` replies (to the load) and logged at least
+ * `runs` leases in all.
+ */
+async function servedAtLeast(
+  servers: TestServer[],
+  sent: number,
+  runs: number,
+  what: string,
+): Promise<void> {
+  const counts: number[] = [];
+  await waitUntil(async () => {
+    for (const [s, server] of servers.entries()) counts[s] = await replies(server);
+    return servers.every((server, s) => counts[s]! >= sent && loggedRuns(server).length >= runs);
+  }, {
+    what: () =>
+      `${what} (replies ${counts}; runs logged: ${servers.map((s) => loggedRuns(s).length)})`,
     timeoutMs: 15_000,
   });
 }
@@ -147,11 +170,11 @@ test(`[${UNDER_TEST}] etcd: two servers x 2 processes on one key of a 3-member c
   const etcd = await startEtcd(3);
   const servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
     // Loaded at once until each server has leased from the key several times.
     const enough = new AbortController();
     const load = Promise.all(servers.map((server) => keepAll(server.port, 10, enough.signal)));
-    await leasedAtLeast(servers, 4, "each server leasing under load");
+    await servedAtLeast(servers, 20_000, 4, "each server serving and leasing under load");
     enough.abort();
     const recorded = await load;
     for (const r of recorded) assert.ok(r.numbers > 10_000, `only ${r.numbers} numbers`);
@@ -176,11 +199,11 @@ test(`[${UNDER_TEST}] etcd: kill -9 of the leader under load: a new leader, leas
   const etcd = await startEtcd(3);
   const servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
     const loadStart = Date.now();
     const enough = new AbortController();
     const load = Promise.all(servers.map((server) => keepAll(server.port, 20, enough.signal)));
-    await leasedAtLeast(servers, 3, "each server leasing under load");
+    await servedAtLeast(servers, 5_000, 2, "each server serving under load");
     const leader = await etcd.leader();
     const before = servers.map((s) => loggedRuns(s).length);
     const killSecond = Math.floor((Date.now() - loadStart) / 1000);
@@ -225,14 +248,12 @@ test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, th
   const etcd = await startEtcd(3);
   const servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) {
-      servers.push(await startTallyho(serverArgs(etcd, "n"), { env: FAST_STATS }));
-    }
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
     const children = servers.map((s) => [...s.childPids().values()]);
     const loadStart = Date.now();
     const enough = new AbortController();
     const load = Promise.all(servers.map((server) => keepAll(server.port, 30, enough.signal)));
-    await leasedAtLeast(servers, 3, "each server leasing under load");
+    await servedAtLeast(servers, 5_000, 2, "each server serving under load");
     await etcd.stop(1, "SIGTERM");
     await etcd.stop(2, "SIGTERM");
     for (const server of servers) {
@@ -290,10 +311,10 @@ test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, a
   const etcd = await startEtcd(3);
   let servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
     const killed = new AbortController();
     const load = Promise.all(servers.map((server) => keepAll(server.port, 10, killed.signal)));
-    await leasedAtLeast(servers, 3, "each server leasing under load");
+    await servedAtLeast(servers, 5_000, 2, "each server serving under load");
     const pids = servers.flatMap((s) => [s.pid, ...s.childPids().values()]);
     for (const pid of pids) process.kill(pid, "SIGKILL");
     for (let i = 0; i < 3; i++) await etcd.stop(i, "SIGKILL");
@@ -307,10 +328,10 @@ test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, a
     });
     for (let i = 0; i < 3; i++) await etcd.start(i);
     servers = [];
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
     const served = new AbortController();
     const again = Promise.all(servers.map((server) => keepAll(server.port, 10, served.signal)));
-    await leasedAtLeast(servers, 2, "each restarted server leasing under load");
+    await servedAtLeast(servers, 1_000, 1, "each restarted server serving under load");
     served.abort();
     const after = await again;
     for (const r of after) {
