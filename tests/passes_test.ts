@@ -1,11 +1,13 @@
 /**
  * tests/passes.txt, which says where `npm test` runs each test file: every line is one the plan
- * understands, every test file is planned, and the plan runs each where its line says.
+ * understands, every test file is planned, and the plan runs each where its line says; and the
+ * target a run chooses (tests/_target.ts).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import { ROOT } from "./_server.ts";
 
@@ -62,4 +64,39 @@ test("passes: a line naming no test file, an unknown word or a file listed twice
   assert.match(run.stdout, /^bun solo tests\/docs_test\.ts$/m);
   assert.match(run.stdout, /^bun shared tests\/layers_test\.ts$/m);
   assert.doesNotMatch(run.stdout, /^deno \S+ tests\/layers_test\.ts$/m);
+});
+
+/** What tests/_target.ts decides under `env`, in a Bun process: the target and runtime, or why not. */
+function targetUnder(env: Record<string, string>): string {
+  const script =
+    'import("./tests/_target.ts").then((t) => console.log(t.TARGET, t.SOURCE_RUNTIME, t.BINARY),' +
+    " (e) => console.log(e.message))";
+  const vars: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && key !== "TALLYHO_TARGET" && key !== "TALLYHO_BIN") vars[key] = value;
+  }
+  const run = spawnSync(join(ROOT, "node_modules/.bin/bun"), ["-e", script], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...vars, ...env },
+  });
+  return run.stdout.trim();
+}
+
+test("target: chosen by TALLYHO_TARGET, by default the runner's own; a wrong or contradictory one is refused", () => {
+  assert.equal(targetUnder({}), "bun bun null");
+  assert.equal(targetUnder({ TALLYHO_TARGET: "deno" }), "deno deno null");
+  assert.equal(targetUnder({ TALLYHO_BIN: "/opt/tallyho" }), "binary bun /opt/tallyho");
+  assert.equal(
+    targetUnder({ TALLYHO_TARGET: "binary", TALLYHO_BIN: "/opt/tallyho" }),
+    "binary bun /opt/tallyho",
+  );
+  assert.equal(
+    targetUnder({ TALLYHO_TARGET: "node" }),
+    'TALLYHO_TARGET must be bun, deno or binary: got "node"',
+  );
+  assert.equal(
+    targetUnder({ TALLYHO_TARGET: "bun", TALLYHO_BIN: "/opt/tallyho" }),
+    'TALLYHO_BIN is set (/opt/tallyho) but TALLYHO_TARGET is "bun": unset one of them',
+  );
 });
