@@ -4,9 +4,10 @@
 
 # plan_passes MANIFEST SKIP_BINARY [FILE...]: prints one line per run, "PASS solo|shared FILE
 # [PATTERN]", PASS being bun, deno or binary (none when SKIP_BINARY is true), for every
-# tests/*_test.ts (or only the FILEs given), largest file first (a rough guess at the longest, so the slow ones start early). A file the
-# manifest does not list runs in bun and deno, solo. A line that names no test file, says
-# something unknown or repeats a file is reported, and the status is 1.
+# tests/*_test.ts (or only the FILEs given), largest file first (a rough guess at the longest, so
+# the slow ones start early). A file the manifest does not list runs in bun and deno, solo. A line
+# that names no test file, says something unknown or repeats a file is reported, and so is a FILE
+# that is no test file; the status is then 1.
 plan_passes() {
   local manifest="$1" skip_binary="$2" files only
   shift 2
@@ -21,7 +22,15 @@ plan_passes() {
       n = split(files, order, "\n")
       for (i = 1; i <= n; i++) exists[order[i]] = 1
       split(only, chosen, "\n")
-      for (i in chosen) if (chosen[i] != "") { wanted[chosen[i]] = 1; picking = 1 }
+      for (i in chosen) {
+        if (chosen[i] == "") continue
+        if (!(chosen[i] in exists)) {
+          print "run_all: " chosen[i] " is no test file (tests/NAME_test.ts)" > "/dev/stderr"
+          bad = 1
+        }
+        wanted[chosen[i]] = 1
+        picking = 1
+      }
     }
     /^[ \t]*(#|$)/ { next }
     {

@@ -133,7 +133,7 @@ count_file() {
 }
 
 plan="$log_dir/plan"
-plan_passes tests/passes.txt "$skip_binary" "$@" >"$plan" || { echo "=== tests/passes.txt: see above"; failed=$((failed + 1)); }
+plan_passes tests/passes.txt "$skip_binary" "$@" >"$plan" || { echo "=== the plan has a problem: see above"; failed=$((failed + 1)); }
 echo "=== $(grep -c . "$plan") runs of $(ls tests/*_test.ts | wc -l) test files: $(awk '{ n[$1]++ } END { for (p in n) printf "%s %d, ", p, n[p] }' "$plan" | sed 's/, $//'); $at_once at a time, then the solo files one by one"
 # Stopped (Ctrl-C, or CI's timeout): stop the files running, not only this script.
 trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 130' INT TERM
