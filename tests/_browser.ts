@@ -6,23 +6,21 @@
  * @module
  */
 
-import { existsSync } from "node:fs";
 import process from "node:process";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { startTallyho, type TestServer } from "./_server.ts";
+import { skipOffCi, toolMissing } from "./_tools.ts";
 
 /** The browser the tests drive: Debian's package (`apt-get install chromium`). */
 export const CHROMIUM = process.env.TALLYHO_CHROMIUM ?? "/usr/bin/chromium";
 
 /** Why the browser tests cannot run here, or null when they can. */
-export const browserUnavailable: string | null = existsSync(CHROMIUM)
+export const browserUnavailable: string | null = toolMissing(CHROMIUM, "chromium") === null
   ? null
   : `no chromium at ${CHROMIUM} (apt-get install chromium, or set TALLYHO_CHROMIUM)`;
 
 /** The `skip` option for a browser test: a reason off CI, never on CI (the test then fails). */
-export const skipBrowser: string | false = browserUnavailable !== null && !process.env.CI
-  ? `skipped: ${browserUnavailable}`
-  : false;
+export const skipBrowser: string | false = skipOffCi(browserUnavailable);
 
 /** A page with what it reported. */
 export interface DashboardPage {
@@ -134,33 +132,6 @@ export function readShown(text: string | null): number {
   if (!match) return NaN;
   const scale = match[2] === "k" ? 1e3 : match[2] === "M" ? 1e6 : 1;
   return Number(match[1]!.replaceAll(",", "")) * scale;
-}
-
-/**
- * Polls until `check` returns a truthy value, or throws after `timeoutMs` naming `what`.
- *
- * @returns What `check` returned.
- */
-export async function waitUntil<T>(
-  what: string,
-  check: () => Promise<T> | T,
-  timeoutMs = 20_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value) return value as NonNullable<T>;
-      last = value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms (last: ${String(last)})`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /**

@@ -142,3 +142,6 @@ export async function makeCertificates(): Promise<TestCertificates> {
     close: () => rmSync(dir, { recursive: true, force: true }),
   };
 }
+
+/** One self-signed certificate (`NAME.crt`, `NAME.key`): see bench/compare/certificate.ts. */
+export { selfSignedCertificate } from "../bench/compare/certificate.ts";

@@ -18,7 +18,8 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { tlsFetch } from "../server/adapters/mod.ts";
-import { freePort } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
+import { waitUntil } from "./_wait.ts";
 import type { TestCertificates } from "./_certificates.ts";
 
 /** Where `etcd` and `etcdctl` are looked for. */
@@ -187,20 +188,12 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
   };
 
   const healthy = async (i: number, deadlineMs: number): Promise<void> => {
-    const deadline = Date.now() + deadlineMs;
-    let last = "";
-    while (Date.now() < deadline) {
-      try {
-        const reply = await fetchHealth(`${scheme}://127.0.0.1:${clientPorts[i]}/health`);
-        const body = await reply.json() as { health?: string };
-        if (body.health === "true") return;
-        last = JSON.stringify(body);
-      } catch (error) {
-        last = (error as Error).message;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(`etcd member ${i} not healthy within ${deadlineMs} ms (${last}):\n${logs[i]}`);
+    await waitUntil(async () => {
+      const reply = await fetchHealth(`${scheme}://127.0.0.1:${clientPorts[i]}/health`);
+      const body = await reply.json() as { health?: string };
+      if (body.health !== "true") throw new Error(JSON.stringify(body));
+      return true;
+    }, { what: () => `etcd member ${i} healthy:\n${logs[i]}`, timeoutMs: deadlineMs, everyMs: 50 });
   };
 
   const liveEndpoints = () =>

@@ -8,6 +8,7 @@
 import process from "node:process";
 import { LineClient, replyNumber } from "./_client.ts";
 import { isAlive, type TestServer } from "./_server.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 /**
  * Fires bursts of 200 lines every 5 ms from `clients` connections, kills the whole tree after a
@@ -31,7 +32,7 @@ export async function burstThenKillTree(
   const firing = setInterval(() => {
     for (const client of open) if (!client.closed) client.send("n\n".repeat(200));
   }, 5);
-  await new Promise((resolve) => setTimeout(resolve, minMs + Math.random() * (maxMs - minMs)));
+  await sleep(minMs + Math.random() * (maxMs - minMs));
   const pids = [server.pid, ...server.childPids().values()];
   for (const pid of pids) process.kill(pid, "SIGKILL");
   clearInterval(firing);
@@ -41,8 +42,8 @@ export async function burstThenKillTree(
     for (const line of await client.lines(0, 0)) numbers.push(replyNumber(line));
     client.close();
   }
-  for (const pid of pids) {
-    for (let i = 0; i < 100 && isAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
-  }
+  // Each gone, or 2 s passed (the caller's checks then say what is left).
+  await waitUntil(() => !pids.some(isAlive), { what: "the killed tree gone", timeoutMs: 2000 })
+    .catch(() => {});
   return numbers;
 }

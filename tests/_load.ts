@@ -6,6 +6,7 @@
  */
 
 import { LineClient } from "./_client.ts";
+import { sleep } from "./_wait.ts";
 
 /** Options for {@linkcode startLoad}. */
 export interface LoadOptions {
@@ -63,7 +64,7 @@ export function startLoad(port: number, options: LoadOptions = {}): Load {
       try {
         client = await LineClient.connect(port);
       } catch {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await sleep(50);
         continue;
       }
       try {
@@ -75,7 +76,7 @@ export function startLoad(port: number, options: LoadOptions = {}): Load {
       } catch {
         // Refused or closed (a pause, a limit): open another, after a breath, so a refusing
         // server is not met by a tight loop of connects.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        await sleep(100);
       } finally {
         client.close();
       }

@@ -13,6 +13,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import process from "node:process";
+import { sleep } from "./_wait.ts";
 
 /** Runs a command inside namespace `ns` (or on the host when `ns` is null) and waits for it. */
 export function run(
@@ -119,7 +120,7 @@ export async function deleteNetns(name: string, children: ChildProcess[] = []): 
     } catch {
       // Already gone.
     }
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+    await Promise.race([exited, sleep(2_000)]);
   }
   run(null, "ip", ["netns", "delete", name]);
 }

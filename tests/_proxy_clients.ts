@@ -9,7 +9,6 @@
 
 import { Buffer } from "node:buffer";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 
 /** One connection to make. */
 export interface ProxyStep {
@@ -133,18 +132,6 @@ export function v2Header(client: string | "LOCAL"): string {
   // 12 address bytes + a 7-byte TLV (type 0x05 unique id, length 4).
   return signature + "2111" + "0013" + octets + "7f000001" + "9c40" + "2328" + "050004" +
     "deadbeef";
-}
-
-/** A free TCP port on 127.0.0.1 (closed again; a balancer binds it next). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**

@@ -10,6 +10,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 
 const RECORDER = fileURLToPath(new URL("fixtures/number_recorder.py", import.meta.url));
@@ -24,6 +25,8 @@ export interface Recorded {
   first_repeats: number[];
   max: number;
   per_second: number[];
+  /** How long it ran, in seconds (less than asked when stopped early). */
+  seconds: number;
   /** Every number it got, sorted; only with `keep`. */
   all: number[];
 }
@@ -45,6 +48,11 @@ export interface RecordOptions {
    * @default {false}
    */
   keep?: boolean;
+  /**
+   * Ends the run early once aborted, as if `seconds` had passed: for a test that loads until
+   * what it waits for has happened rather than for a fixed time.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -78,14 +86,34 @@ export function record(
   );
   let out = "";
   let err = "";
+  let recording: () => void = () => {};
+  const started = new Promise<void>((resolve) => (recording = resolve));
   child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => {
+    err += chunk.toString();
+    if (/^recording$/m.test(err)) recording();
+  });
   const killer = setTimeout(() => child.kill("SIGKILL"), (seconds + 30) * 1000);
+  // Only once it handles SIGTERM (before that, the signal would kill it); and with process.kill:
+  // Deno's node:child_process reports a child it signalled with child.kill as killed even when
+  // the child caught the signal and exited 0 (denoland/deno#36643, as in tests/_server.ts).
+  const stop = () =>
+    started.then(() => {
+      try {
+        process.kill(child.pid!, "SIGTERM");
+      } catch {
+        // Already gone.
+      }
+    });
+  if (options.signal?.aborted) stop();
+  else options.signal?.addEventListener("abort", stop, { once: true });
   return new Promise<Recorded>((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (code) => {
       clearTimeout(killer);
+      options.signal?.removeEventListener("abort", stop);
       try {
+        recording(); // a stop still waiting has nothing left to wait for
         if (code !== 0) throw new Error(`number_recorder.py exited ${code}: ${err}`);
         const figures = { all: [], ...JSON.parse(out) } as Recorded;
         if (file[0] !== undefined) {

@@ -10,13 +10,13 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@redis/client";
 import { skipOffCi, toolMissing } from "./_tools.ts";
+import { freePort } from "./_ports.ts";
 
 /** Where `redis-server` is looked for. */
 export const REDIS_SERVER = process.env.REDIS_SERVER ?? "redis-server";
@@ -79,22 +79,8 @@ export interface TestRedis {
   close(): Promise<void>;
 }
 
-/**
- * A port that was free a moment ago on 127.0.0.1.
- *
- * @returns The port.
- */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** Kept here for the files that import it from this fixture; it lives in tests/_ports.ts. */
+export { freePort };
 
 function launch(args: string[]): Promise<{ child: ChildProcess; exited: Promise<void> }> {
   let child: ChildProcess;

@@ -1,7 +1,7 @@
 /**
- * Test fixture: the real server as a subprocess, on whichever runtime runs the tests, or the
- * compiled binary when `TALLYHO_BIN` names one (then it runs from a temporary directory, to
- * prove it needs nothing beside it).
+ * Test fixture: the real server as a subprocess, on the run's target (tests/_target.ts:
+ * `TALLYHO_TARGET=bun|deno|binary`, by default the runtime running the tests). The compiled
+ * binary runs from a temporary directory, to prove it needs nothing beside it.
  *
  * @module
  */
@@ -11,13 +11,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
+import { STATS_EVERY_ENV } from "../server/process/_stats_every.ts";
+import { BINARY, ROOT, scriptCommand, TARGET, type Target } from "./_target.ts";
+import { waitUntil } from "./_wait.ts";
 
-/** The repository root. */
-export const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const IS_BUN = "Bun" in globalThis;
-/** Which server the suite drives, for test names and messages. */
-export const UNDER_TEST = process.env.TALLYHO_BIN ? "binary" : IS_BUN ? "bun" : "deno";
+export { ROOT };
+/** Which server the suite drives (the run's target), for test names and messages. */
+export const UNDER_TEST: Target = TARGET;
 
 /** The directories binary runs were started in, removed when the test process exits. */
 const binaryCwds: string[] = [];
@@ -46,18 +46,18 @@ function binaryCwd(): string {
  * @returns The program, its arguments and the directory to run it in.
  */
 export function tallyhoCommand(args: string[]): { cmd: string; argv: string[]; cwd: string } {
-  const bin = process.env.TALLYHO_BIN;
-  if (bin) return { cmd: bin, argv: args, cwd: binaryCwd() };
-  const runtimeArgs = IS_BUN ? [] : ["run", "-A", "--unstable-net"];
-  return {
-    cmd: process.execPath,
-    argv: [...runtimeArgs, join(ROOT, "mod.ts"), ...args],
-    cwd: ROOT,
-  };
+  if (BINARY !== null) return { cmd: BINARY, argv: args, cwd: binaryCwd() };
+  return { ...scriptCommand(join(ROOT, "mod.ts"), args), cwd: ROOT };
 }
 
 /** The admin token every test server is started with. */
 export const ADMIN_TOKEN = "tallyho-test-token-0123456789abcdef";
+
+/**
+ * The environment (`StartOptions.env`) for a server whose processes report their figures every
+ * 50 ms instead of every second, for a test that waits for a report.
+ */
+export const FAST_STATS: Readonly<Record<string, string>> = { [STATS_EVERY_ENV]: "50" };
 
 /** A server started by {@linkcode startTallyho}. */
 export interface TestServer {
@@ -163,19 +163,11 @@ export function startTallyho(
             }
             return pids;
           },
-          waitFor: async (pattern, timeoutMs = 10_000) => {
-            const deadline = Date.now() + timeoutMs;
-            for (;;) {
-              const match = pattern.exec(output);
-              if (match) return match;
-              if (Date.now() > deadline) {
-                throw new Error(
-                  `${pattern} did not appear within ${timeoutMs} ms; output:\n${output}`,
-                );
-              }
-              await new Promise((resolve) => setTimeout(resolve, 20));
-            }
-          },
+          waitFor: (pattern, timeoutMs = 10_000) =>
+            waitUntil(() => pattern.exec(output), {
+              what: () => `${pattern} in the output:\n${output}`,
+              timeoutMs,
+            }),
           rss: () => readRss(child.pid!),
           stop: (signal = "SIGTERM") => {
             // process.kill, not child.kill: Deno's node:child_process records a signal sent with
@@ -251,4 +243,27 @@ export function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Asks the server's `/readyz` until it answers `want` or `ms` have passed.
+ *
+ * @param server A server from {@linkcode startTallyho}.
+ * @param want The status waited for.
+ * @param ms How long to wait.
+ * @returns The last status it answered (for the caller to assert on).
+ */
+export async function readyzWithin(server: TestServer, want: number, ms: number): Promise<number> {
+  let status = 0;
+  try {
+    await waitUntil(async () => {
+      const response = await fetch(`${server.adminUrl}/readyz`);
+      await response.body?.cancel();
+      status = response.status;
+      return status === want;
+    }, { timeoutMs: ms, everyMs: 50 });
+  } catch {
+    // Not within ms: the caller asserts on the status.
+  }
+  return status;
 }

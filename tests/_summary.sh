@@ -33,3 +33,13 @@ summarize() {
     line="$line, $skipped skipped${hint:+: $hint to run them}"
   fi
 }
+# slowest_files LOG_DIR N: the N files that took longest, from run_all.sh's PASS.FILE.seconds
+# files, one a line: seconds, pass, file.
+slowest_files() {
+  local dir="$1" count="$2" path name
+  for path in "$dir"/*.seconds; do
+    [ -e "$path" ] || continue
+    name=$(basename "$path" .seconds)
+    printf '%8.1f  %-6s  tests/%s.ts\n' "$(cat "$path")" "${name%%.*}" "${name#*.}"
+  done | sort -rn | head -n "$count"
+}

@@ -8,8 +8,9 @@
  * @module
  */
 
+import { spawnSync } from "node:child_process";
 import { test as nodeTest } from "node:test";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, existsSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
 import process from "node:process";
 
@@ -44,6 +45,19 @@ export function toolMissing(command: string, aptPackage: string): string | null 
 }
 
 /**
+ * Why a file a tool needs (a module, a library) is not here, or null when it is.
+ *
+ * @param path Its absolute path.
+ * @param aptPackage The Debian package that provides it.
+ * @returns The reason, naming the package and how to install it.
+ */
+export function fileMissing(path: string, aptPackage: string): string | null {
+  return existsSync(path)
+    ? null
+    : `${path} is not installed (apt-get install ${aptPackage}, or ${INSTALL_TOOLS})`;
+}
+
+/**
  * The `skip` option for a test that needs a tool: the reason off CI, never under CI (where the
  * test then fails and says why).
  *
@@ -64,4 +78,23 @@ export function testNeeding(
   skip: string | false,
 ): (name: string, fn: () => void | Promise<void>) => void {
   return (name, fn) => nodeTest(name, { skip }, fn);
+}
+
+/**
+ * Checks Prometheus text with `promtool check metrics` and throws with promtool's words when it
+ * refuses it. Where promtool is missing the check fails under CI (which installs it) and is left
+ * out off CI: for a test whose other checks stand without it.
+ *
+ * @param text What `/metrics` answered.
+ */
+export function promtoolCheck(text: string): void {
+  const missing = toolMissing("promtool", "prometheus");
+  if (missing !== null) {
+    if (process.env.CI) throw new Error(`CI must have promtool: ${missing}`);
+    return;
+  }
+  const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  if (check.status !== 0) {
+    throw new Error(`promtool check metrics refused it:\n${check.stdout}${check.stderr}`);
+  }
 }

@@ -2,12 +2,12 @@
  * End to end: the admin API of a real server with 2 processes x 2 threads.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { test } from "node:test";
 import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
-import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
-import { skipOffCi, toolMissing } from "./_tools.ts";
+import { FAST_STATS, runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import { promtoolCheck, skipOffCi, toolMissing } from "./_tools.ts";
+import { waitUntil } from "./_wait.ts";
 
 const JSON_BODY = { "content-type": "application/json" };
 
@@ -21,7 +21,7 @@ async function patch(server: Awaited<ReturnType<typeof startTallyho>>, body: unk
 }
 
 test(`[${UNDER_TEST}] admin: a PATCH of the greeting reaches every thread of every process at once`, async () => {
-  const server = await startTallyho(["--processes", "2", "--threads", "2"]);
+  const server = await startTallyho(["--processes", "2", "--threads", "2"], { env: FAST_STATS });
   try {
     const { status } = await patch(server, { greeting: "Howdy " });
     assert.equal(status, 200);
@@ -35,16 +35,17 @@ test(`[${UNDER_TEST}] admin: a PATCH of the greeting reaches every thread of eve
       }
     });
     for (const reply of replies) assert.match(reply, /^Howdy \d+$/);
-    await new Promise((resolve) => setTimeout(resolve, 1200)); // one stats report
-    const stats = await (await server.admin("/v1/stats")).json();
-    const threads = stats.processes.flatMap((p: { threads: { connectionsAccepted: number }[] }) =>
-      p.threads
-    );
-    assert.equal(stats.processes.length, 2);
+    type Thread = { connectionsAccepted: number };
+    // The stats once every connection is reported (each process reports every 50 ms here).
+    const threads = await waitUntil(async () => {
+      const stats = await (await server.admin("/v1/stats")).json();
+      assert.equal(stats.processes.length, 2);
+      const threads: Thread[] = stats.processes.flatMap((p: { threads: Thread[] }) => p.threads);
+      const accepted = threads.reduce((sum, t) => sum + t.connectionsAccepted, 0);
+      return accepted >= 200 && threads;
+    }, { what: "the 200 connections in /v1/stats" });
     assert.equal(threads.length, 4);
-    assert.ok(
-      threads.filter((t: { connectionsAccepted: number }) => t.connectionsAccepted > 0).length >= 3,
-    );
+    assert.ok(threads.filter((t) => t.connectionsAccepted > 0).length >= 3);
   } finally {
     assert.equal(await server.stop(), 0);
   }
@@ -60,7 +61,9 @@ test(`[${UNDER_TEST}] admin: threads and processes scale live, stats follow, num
     "line",
     "--number-by",
     "message",
-  ]);
+  ], { env: FAST_STATS });
+  type Stats = { processes: { threads: unknown[] }[] };
+  const stats = async (): Promise<Stats> => await (await server.admin("/v1/stats")).json();
   try {
     const seen: number[] = [];
     let stop = false;
@@ -72,16 +75,15 @@ test(`[${UNDER_TEST}] admin: threads and processes scale live, stats follow, num
       }
     })();
     assert.equal((await patch(server, { processes: 3, threads: 1 })).status, 200);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    let stats = await (await server.admin("/v1/stats")).json();
-    assert.equal(stats.processes.length, 3);
-    for (const p of stats.processes) {
-      assert.equal(p.threads.length, 1, JSON.stringify(p.threads.length));
-    }
+    // The stats follow: three processes of one thread each, once the new one has reported.
+    await waitUntil(async () => {
+      const { processes } = await stats();
+      return processes.length === 3 && processes.every((p) => p.threads.length === 1);
+    }, { what: "3 processes x 1 thread in /v1/stats" });
     assert.equal((await patch(server, { processes: 1, threads: 3 })).status, 200);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
-    stats = await (await server.admin("/v1/stats")).json();
-    assert.equal(stats.processes.length, 1);
+    await waitUntil(async () => (await stats()).processes.length === 1, {
+      what: "1 process in /v1/stats",
+    });
     // Retired threads keep their rows (their totals still count); three serve now.
     const info = await (await server.admin("/v1/config")).json();
     assert.equal(info.threads, 3);
@@ -99,17 +101,18 @@ test(`[${UNDER_TEST}] admin: threads and processes scale live, stats follow, num
 test(`[${UNDER_TEST}] admin: /metrics passes promtool check metrics`, {
   skip: skipOffCi(toolMissing("promtool", "prometheus")),
 }, async () => {
-  const server = await startTallyho(["--processes", "2", "--threads", "2"]);
+  const server = await startTallyho(["--processes", "2", "--threads", "2"], { env: FAST_STATS });
   try {
     assert.notEqual(await oneRequest(server.port), null);
-    await new Promise((resolve) => setTimeout(resolve, 1200));
-    const response = await server.admin("/metrics");
-    assert.equal(response.status, 200);
-    const text = await response.text();
+    // Once the connection is reported, so the counters carry it.
+    const text = await waitUntil(async () => {
+      const response = await server.admin("/metrics");
+      assert.equal(response.status, 200);
+      const text = await response.text();
+      return /^tallyho_connections_accepted_total\{[^}]*\} [1-9]\d*$/m.test(text) && text;
+    }, { what: "the connection in /metrics" });
     assert.match(text, /^tallyho_connections_accepted_total\{process="\d",thread="\d"\} \d+$/m);
-    const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
-    if (check.error) throw new Error(`promtool is needed in CI: ${check.error.message}`);
-    assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
+    promtoolCheck(text);
   } finally {
     await server.stop();
   }
@@ -189,13 +192,13 @@ test(`[${UNDER_TEST}] admin: log-level is live: at warn, routine lines stop; bac
     assert.equal((await patch(server, { greeting: "Quiet " })).status, 200);
     assert.equal((await server.admin("/v1/listener/pause", { method: "POST" })).status, 200);
     assert.equal((await server.admin("/v1/listener/resume", { method: "POST" })).status, 200);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await patch(server, { "log-level": "info", greeting: "Loud " })).status, 200);
+    const loud = await server.waitFor(/configuration generation 4: .*greeting "Quiet " -> "Loud "/);
+    // The server logs in order: anything the quiet changes logged came before this line.
     assert.doesNotMatch(
-      server.output().slice(quietFrom),
+      server.output().slice(quietFrom, loud.index),
       /configuration generation|listener paused/,
     );
-    assert.equal((await patch(server, { "log-level": "info", greeting: "Loud " })).status, 200);
-    await server.waitFor(/configuration generation 4: .*greeting "Quiet " -> "Loud "/);
     assert.equal((await patch(server, { "log-level": "loud" })).status, 422);
   } finally {
     assert.equal(await server.stop(), 0);

@@ -9,7 +9,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { freePort } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 
 function inDir<T>(body: (dir: string) => Promise<T>): Promise<T> {

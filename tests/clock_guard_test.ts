@@ -4,9 +4,7 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
-
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
+import { ROOT } from "./_server.ts";
 
 /** Files that may read the wall clock, each for a time shown to people, never a duration. */
 const WALL_CLOCK_ALLOWED: Record<string, string> = {

@@ -1,23 +1,27 @@
 // A real server whose wall clock is stepped forward and back while it runs, by libfaketime
 // (LD_PRELOAD; the monotonic clock left alone). Skipped where libfaketime is not installed
 // (Debian/Ubuntu: apt-get install libfaketime).
-import { skipOffCi } from "./_tools.ts";
+import { INSTALL_TOOLS, skipOffCi } from "./_tools.ts";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { test } from "node:test";
 import { LineClient, replyNumber } from "./_client.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
-const LIBFAKETIME = [
-  "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-  "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-  "/usr/lib64/faketime/libfaketimeMT.so.1",
-  "/usr/local/lib/faketime/libfaketimeMT.so.1",
-].find((path) => existsSync(path));
+// TALLYHO_LIBFAKETIME names the one to use instead (tests/missing_tools_test.ts names none).
+const LIBFAKETIME = (process.env.TALLYHO_LIBFAKETIME === undefined
+  ? [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib64/faketime/libfaketimeMT.so.1",
+    "/usr/local/lib/faketime/libfaketimeMT.so.1",
+  ]
+  : [process.env.TALLYHO_LIBFAKETIME]).find((path) => existsSync(path));
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 // libfaketime rereads the offset file at most once a second (FAKETIME_CACHE_DURATION).
 const SEEN_MS = 1600;
 
@@ -26,7 +30,7 @@ test(
   {
     skip: skipOffCi(
       LIBFAKETIME === undefined
-        ? "libfaketime is not installed (apt-get install libfaketime)"
+        ? `libfaketime is not installed (apt-get install libfaketime, or ${INSTALL_TOOLS})`
         : null,
     ),
   },

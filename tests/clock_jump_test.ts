@@ -16,14 +16,7 @@ import { monotonicNow } from "../server/monotonic_clock.ts";
 import { DeathWindow } from "../server/process/death_window.ts";
 import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
 import { HOUR_MS, jumpWallClock } from "./_wall_clock.ts";
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function until(condition: () => boolean, ms: number): Promise<boolean> {
-  const end = performance.now() + ms;
-  while (!condition() && performance.now() < end) await sleep(5);
-  return condition();
-}
+import { sleep, waitUntil } from "./_wait.ts";
 
 test("clock jump: the lease keeper retries on its backoff after the wall clock steps back", async () => {
   const ledger = NumberLedger.create();
@@ -39,7 +32,11 @@ test("clock jump: the lease keeper retries on its backoff after the wall clock s
   });
   try {
     // The first backoff is 50 ms; a keeper on the wall clock would wait an hour (and starve).
-    assert.ok(await until(() => ledger.grantedBlocks > 0, 2000), `${calls} lease calls`);
+    await waitUntil(() => ledger.grantedBlocks > 0, {
+      what: () => `a block granted (${calls} lease calls)`,
+      timeoutMs: 2000,
+      everyMs: 5,
+    });
   } finally {
     keeper.stop();
     restore();
@@ -58,7 +55,7 @@ test("clock jump: the lease keeper keeps its backoff after the wall clock steps 
     onError: () => calledAt.length === 1 && (restore = jumpWallClock(HOUR_MS)),
   });
   try {
-    assert.ok(await until(() => calledAt.length >= 2, 2000));
+    await waitUntil(() => calledAt.length >= 2, { what: "a retry", timeoutMs: 2000, everyMs: 5 });
     const gap = calledAt[1]! - calledAt[0]!;
     assert.ok(gap >= 45, `retried ${gap.toFixed(1)} ms after a failure; the backoff is 50 ms`);
   } finally {

@@ -19,6 +19,7 @@ import type { HostFacts } from "../server/host_facts.ts";
 import { LineClient } from "./_client.ts";
 import { adminFixture, errorOf, TOKEN } from "./_admin.ts";
 import { startTallyho, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 const HOST: HostFacts = { cores: 2, openFiles: 1024, memoryBytes: 4 * 1024 ** 3 };
 
@@ -89,7 +90,7 @@ test("config keeper: changes never interleave; each is planned on the one before
   const { kept } = keeper(async (next) => {
     applying++;
     if (applying > 1) overlapped = true;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sleep(20);
     applied.push(next.greeting);
     applying--;
   });
@@ -238,17 +239,12 @@ function childProcess() {
     }
   });
   const send = (message: unknown) => child.stdin!.write(`${JSON.stringify(message)}\n`);
-  const waitFor = async (match: (m: Record<string, unknown>) => boolean) => {
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const found = messages.find(match);
-      if (found) return found;
-      if (Date.now() > deadline) {
-        throw new Error(`no such message; got ${JSON.stringify(messages)}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  };
+  const waitFor = (match: (m: Record<string, unknown>) => boolean) =>
+    waitUntil(() => messages.find(match), {
+      what: () => `the message; got ${JSON.stringify(messages)}`,
+      timeoutMs: 15_000,
+      everyMs: 10,
+    });
   return { child, messages, send, waitFor };
 }
 

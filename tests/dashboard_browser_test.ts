@@ -12,9 +12,10 @@ import process from "node:process";
 import { test } from "node:test";
 import type { Page } from "playwright-core";
 import { LineClient } from "./_client.ts";
-import { pngSize, readShown, signIn, skipBrowser, waitUntil, withDashboard } from "./_browser.ts";
+import { pngSize, readShown, signIn, skipBrowser, withDashboard } from "./_browser.ts";
 import { startLoad } from "./_load.ts";
 import { ADMIN_TOKEN, type TestServer, UNDER_TEST } from "./_server.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 /**
  * Where the screenshots go: `TALLYHO_SCREENSHOT_DIR=docs` refreshes the README's; otherwise a
@@ -23,11 +24,27 @@ import { ADMIN_TOKEN, type TestServer, UNDER_TEST } from "./_server.ts";
 const SCREENSHOTS = process.env.TALLYHO_SCREENSHOT_DIR ??
   mkdtempSync(join(tmpdir(), "tallyho-screenshots-"));
 
-/** How long the load runs before and after the change: longer when the README's pictures are made. */
-const HOLD_MS = process.env.TALLYHO_SCREENSHOT_DIR ? 30_000 : 2000;
+/**
+ * How long the load runs before and after the change, so the charts show both: only when the
+ * README's pictures are made. Nothing asserted depends on it (each check waits for what it reads).
+ */
+const HOLD_MS = process.env.TALLYHO_SCREENSHOT_DIR ? 30_000 : 0;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** How long a check of the page may take to hold, and how often it is asked. */
+const PAGE = { timeoutMs: 20_000, everyMs: 100 };
+
+/**
+ * Resolves once the page has polled `/v1/stats` `count` more times (it polls once a second) and
+ * drawn what it got: what a test waits for where it needs charts redrawn with fresh figures.
+ */
+async function afterPolls(page: Page, count: number): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    await page.waitForResponse((response) => new URL(response.url()).pathname === "/v1/stats", {
+      timeout: 10_000,
+    });
+  }
+  // The page draws in the task that read the answer; a frame later it is on the screen.
+  await page.evaluate("new Promise((resolve) => requestAnimationFrame(() => resolve(null)))");
 }
 
 // Code run in the page is passed as text where it names DOM globals: the tests are type-checked
@@ -44,7 +61,10 @@ async function shown(page: Page, selector: string): Promise<number> {
 async function signedIn(page: Page): Promise<void> {
   await signIn(page, ADMIN_TOKEN);
   await page.locator("#dashboard").waitFor({ state: "visible", timeout: 10_000 });
-  await waitUntil("the state badge", async () => (await text(page, "#state")) === "running");
+  await waitUntil(async () => (await text(page, "#state")) === "running", {
+    ...PAGE,
+    what: "the state badge",
+  });
   await page.locator("#field-greeting").waitFor({ state: "visible", timeout: 10_000 });
 }
 
@@ -104,19 +124,19 @@ test(
       });
       try {
         await signedIn(page);
-        await waitUntil(
-          "replies/s above 0 in the tile",
-          async () => await shown(page, "#tile-replies") > 0,
-        );
-        await waitUntil(
-          "new connections/s above 0",
-          async () => await shown(page, "#tile-connections") > 0,
-        );
+        await waitUntil(async () => await shown(page, "#tile-replies") > 0, {
+          ...PAGE,
+          what: "replies/s above 0 in the tile",
+        });
+        await waitUntil(async () => await shown(page, "#tile-connections") > 0, {
+          ...PAGE,
+          what: "new connections/s above 0",
+        });
         const chart = page.locator("#chart-replies");
-        await waitUntil(
-          "the replies/s chart to rise",
-          async () => Number(await chart.getAttribute("data-peak")) > 0,
-        );
+        await waitUntil(async () => Number(await chart.getAttribute("data-peak")) > 0, {
+          ...PAGE,
+          what: "the replies/s chart to rise",
+        });
         assert.match(
           await chart.getAttribute("aria-label") ?? "",
           /^Replies per second, last five/,
@@ -134,16 +154,16 @@ test(
           /^Connections closed per second, last five minutes: now /,
         );
         const firstNumber = await shown(page, "#tile-last-number");
-        await waitUntil(
-          "the last number to rise",
-          async () => await shown(page, "#tile-last-number") > firstNumber,
-        );
+        await waitUntil(async () => await shown(page, "#tile-last-number") > firstNumber, {
+          ...PAGE,
+          what: "the last number to rise",
+        });
         // One process with two threads, each with its share of the accepted connections.
-        await waitUntil("both threads to have taken connections", async () => {
+        await waitUntil(async () => {
           const shares = await page.locator("#processes tr:not(.process) td.share")
             .allTextContents();
           return shares.length === 2 && shares.every((share) => parseFloat(share) > 0);
-        });
+        }, { ...PAGE, what: "both threads to have taken connections" });
         assert.match(
           await text(page, "#processes tr.process th"),
           /^process 0 pid \d+[\d.]+ MiB · CPU [\d.]+ s · up \d+s · 0 restarts$/,
@@ -161,13 +181,13 @@ test(
         await page.locator("#field-connection-rate").fill("5");
         await page.locator("#apply").click();
         await waitUntil(
-          "the change to be listed",
           async () => (await text(page, "#annotations")).includes("connection-rate 0 → 5"),
+          { ...PAGE, what: "the change to be listed" },
         );
-        await waitUntil(
-          "rejections/s above 0",
-          async () => await shown(page, "#tile-rejections") > 0,
-        );
+        await waitUntil(async () => await shown(page, "#tile-rejections") > 0, {
+          ...PAGE,
+          what: "rejections/s above 0",
+        });
         assert.match(
           await page.locator("#tile-rejections").getAttribute("title") ?? "",
           /rate limit: (?!0\.0\/s)\d/,
@@ -191,10 +211,10 @@ test(
         await page.setViewportSize({ width: 390, height: 844 });
         // Narrow: one column, and nothing wider than the screen but the scrolling table.
         await waitUntil(
-          "the charts to fit the narrow screen",
           async () => Number(await page.evaluate("document.documentElement.scrollWidth")) <= 390,
+          { ...PAGE, what: "the charts to fit the narrow screen" },
         );
-        await sleep(1500); // a poll or two, so the resized charts hold data
+        await afterPolls(page, 2); // so the resized charts hold data
         assert.equal(
           await tableFits(),
           true,
@@ -213,7 +233,7 @@ test(
         await page.emulateMedia({ colorScheme: "dark" });
         await page.setViewportSize({ width: 1280, height: 800 });
         assert.notEqual(await background(), light);
-        await sleep(1500);
+        await afterPolls(page, 1);
         await page.screenshot({ path: join(SCREENSHOTS, "dashboard-dark.png") });
       } finally {
         await load.stop();
@@ -245,8 +265,8 @@ test(
               const id of ["#chart-process-memory", "#chart-process-cpu", "#chart-process-restarts"]
             ) {
               await waitUntil(
-                `${id} to have both processes`,
                 async () => (await page.locator(id).getAttribute("data-processes")) === "0,1",
+                { ...PAGE, what: `${id} to have both processes` },
               );
               assert.equal(await page.locator(`${id} canvas`).count(), 1, `${id} is drawn`);
             }
@@ -254,26 +274,26 @@ test(
             // label says "not reported yet", then it must give MiB for both.
             const memory =
               /^Resident memory per process, last five minutes: process 0 now [\d.]+ MiB, peak [\d.]+ MiB; process 1 now [\d.]+ MiB/;
-            await waitUntil(
-              "both processes' memory in the chart's label",
-              async () => memory.test(await label("#chart-process-memory") ?? ""),
-            );
+            await waitUntil(async () => memory.test(await label("#chart-process-memory") ?? ""), {
+              ...PAGE,
+              what: "both processes' memory in the chart's label",
+            });
             assert.match(await label("#chart-process-memory") ?? "", memory);
             // Under load each process uses CPU: its peak share is above 0.
-            await waitUntil("both processes' CPU on the chart", async () => {
+            await waitUntil(async () => {
               const peaks = [...((await label("#chart-process-cpu")) ?? "").matchAll(
                 /process \d now \d+ %, peak (\d+) %/g,
               )].map((m) => Number(m[1]));
               return peaks.length === 2 && peaks.every((peak) => peak > 0);
-            });
+            }, { ...PAGE, what: "both processes' CPU on the chart" });
             assert.match(
               await label("#chart-process-restarts") ?? "",
               /process 0 now 0, peak 0; process 1 now 0, peak 0$/,
             );
             // The number source: a state file, its durable mark, and each process's leases.
             await waitUntil(
-              "the durable mark to be written",
               async () => /written \d+s ago/.test(await text(page, "#source-facts")),
+              { ...PAGE, what: "the durable mark to be written" },
             );
             const facts = await text(page, "#source-facts");
             assert.match(facts, /kindstate-file/);
@@ -295,9 +315,9 @@ test(
             const pid = server.childPids().get(1)!;
             process.kill(pid, "SIGKILL");
             await waitUntil(
-              "the restart on the chart",
               async () =>
                 /process 1 now 1, peak 1$/.test(await label("#chart-process-restarts") ?? ""),
+              { ...PAGE, what: "the restart on the chart" },
             );
             assert.match(await label("#chart-process-restarts") ?? "", /process 0 now 0, peak 0;/);
             await sleep(HOLD_MS / 2);
@@ -314,17 +334,13 @@ test(
             });
             // At phone width the number source's table fits its panel too.
             await page.setViewportSize({ width: 390, height: 844 });
-            await waitUntil(
-              "the number source's table to fit 390 px",
-              async () =>
-                Boolean(
-                  await page.evaluate(
-                    "(() => { const s = document.getElementById('source-processes')" +
-                      ".closest('.table-scroll'); return s.scrollWidth <= s.clientWidth; })()",
-                  ),
+            await waitUntil(async () =>
+              Boolean(
+                await page.evaluate(
+                  "(() => { const s = document.getElementById('source-processes')" +
+                    ".closest('.table-scroll'); return s.scrollWidth <= s.clientWidth; })()",
                 ),
-              5000,
-            );
+              ), { ...PAGE, what: "the number source's table to fit 390 px", timeoutMs: 5000 });
           } finally {
             await load.stop();
           }
@@ -345,16 +361,16 @@ test(`[${UNDER_TEST}] dashboard in chromium: a greeting applied in the panel rea
     await page.locator("#field-greeting").fill("Howdy ");
     await page.locator("#validate").click();
     await waitUntil(
-      "validation",
       async () =>
         (await text(page, "#config-status")).startsWith('Valid: greeting "Hello World" → "Howdy "'),
+      { ...PAGE, what: "validation" },
     );
     // Validating changed nothing.
     assert.deepEqual(await currentConfig(server), before);
     await page.locator("#apply").click();
     await waitUntil(
-      "the change to apply",
       async () => (await text(page, "#config-status")).startsWith("Applied as generation 2"),
+      { ...PAGE, what: "the change to apply" },
     );
     const client = await LineClient.connect(server.port);
     try {
@@ -364,10 +380,10 @@ test(`[${UNDER_TEST}] dashboard in chromium: a greeting applied in the panel rea
     }
     assert.match(await text(page, "#annotations"), /gen 2: greeting "Hello World" → "Howdy "/);
     assert.equal(await page.locator("#field-greeting").inputValue(), "Howdy ");
-    await waitUntil(
-      "the header's generation",
-      async () => (await text(page, "#generation")) === "2",
-    );
+    await waitUntil(async () => (await text(page, "#generation")) === "2", {
+      ...PAGE,
+      what: "the header's generation",
+    });
   });
 });
 
@@ -406,8 +422,8 @@ test(
       await field.fill("lots");
       await page.locator("#apply").click();
       await waitUntil(
-        "the error for text",
         async () => (await text(page, "#error-max-line-bytes")).includes('got "lots"'),
+        { ...PAGE, what: "the error for text" },
       );
       assert.deepEqual(await currentConfig(server), before);
     });
@@ -431,20 +447,17 @@ test(
       });
       assert.equal(other.status, 200);
       // The page notices the new generation within a poll or two and marks it on the charts.
-      await waitUntil(
-        "the change elsewhere to be listed",
-        async () =>
-          (await text(page, "#annotations")).includes(
-            'gen 2 (elsewhere): idle-timeout "60s" → "30s"',
-          ),
-      );
+      await waitUntil(async () =>
+        (await text(page, "#annotations")).includes(
+          'gen 2 (elsewhere): idle-timeout "60s" → "30s"',
+        ), { ...PAGE, what: "the change elsewhere to be listed" });
       // The edit is kept; applying it is refused with 412 and said so.
       assert.equal(await page.locator("#field-greeting").inputValue(), "Mine ");
       await page.locator("#apply").click();
-      await waitUntil("the 412 message", async () =>
+      await waitUntil(async () =>
         (await text(page, "#config-status")).includes(
           "someone else changed the configuration first",
-        ));
+        ), { ...PAGE, what: "the 412 message" });
       const { config } = await currentConfig(server);
       assert.equal(config.greeting, "Hello World");
       assert.equal(config["idle-timeout"], "30s");
@@ -472,18 +485,18 @@ test(`[${UNDER_TEST}] dashboard in chromium: pause, resume and drain each ask fi
     // Confirmed: paused, and the page says so.
     await page.locator("#pause").click();
     await page.locator("#confirm-ok").click();
-    await waitUntil(
-      "the badge to say paused",
-      async () => (await text(page, "#state")) === "paused",
-    );
+    await waitUntil(async () => (await text(page, "#state")) === "paused", {
+      ...PAGE,
+      what: "the badge to say paused",
+    });
     assert.equal(await state(), "paused");
     assert.equal(await page.locator("#pause").isDisabled(), true);
     await page.locator("#resume").click();
     await page.locator("#confirm-ok").click();
-    await waitUntil(
-      "the badge to say running",
-      async () => (await text(page, "#state")) === "running",
-    );
+    await waitUntil(async () => (await text(page, "#state")) === "running", {
+      ...PAGE,
+      what: "the badge to say running",
+    });
     assert.equal(await state(), "running");
     // Drain stops the server: it exits 0, and the page says it cannot reach it rather than break.
     await page.locator("#drain").click();
@@ -491,8 +504,8 @@ test(`[${UNDER_TEST}] dashboard in chromium: pause, resume and drain each ask fi
     await page.locator("#confirm-ok").click();
     assert.equal(await server.exited, 0);
     await waitUntil(
-      "the page to say the API is gone",
       async () => (await text(page, "#notice")).includes("Cannot reach the admin API"),
+      { ...PAGE, what: "the page to say the API is gone" },
     );
   });
 });
@@ -502,17 +515,22 @@ test(
   { skip: skipBrowser },
   async () => {
     await withDashboard(["--threads", "1"], async ({ server, page }) => {
-      const load = startLoad(server.port, { clients: 4, maxRequests: 200_000, maxMs: 3000 });
-      await sleep(3000);
+      const load = startLoad(server.port, { clients: 4, maxRequests: 200_000, maxMs: 10_000 });
+      // The supervisor samples once a second: wait for a sample with the load's rate in it.
+      await waitUntil(async () => {
+        const history = await (await server.admin("/v1/stats/history")).json() as {
+          samples: { repliesPerSecond: number }[];
+        };
+        return history.samples.some((sample) => sample.repliesPerSecond > 0);
+      }, { ...PAGE, what: "a rate above 0 in /v1/stats/history" });
       assert.ok(await load.stop() > 0, "the load got replies");
-      await sleep(1500);
       // Signed in only now: the load is over, so any rate on the chart came from the history.
       await signedIn(page);
       const chart = page.locator("#chart-replies");
-      await waitUntil(
-        "the chart to be drawn",
-        async () => (await chart.getAttribute("data-peak")) !== null,
-      );
+      await waitUntil(async () => (await chart.getAttribute("data-peak")) !== null, {
+        ...PAGE,
+        what: "the chart to be drawn",
+      });
       assert.ok(Number(await chart.getAttribute("data-peak")) > 0, "no history on the chart");
     });
   },
@@ -526,7 +544,7 @@ test(
       await page.setViewportSize({ width: 390, height: 844 });
       await signedIn(page);
       await page.evaluate("document.getElementById('apply').scrollIntoView({ block: 'end' })");
-      await sleep(1200);
+      await afterPolls(page, 1);
       const applyTop = async () =>
         Number(
           await page.evaluate(
@@ -536,11 +554,11 @@ test(
       const before = await applyTop();
       await page.locator("#field-idle-timeout").fill("45s");
       await page.locator("#apply").click();
-      await waitUntil(
-        "the change to be listed",
-        async () => (await text(page, "#annotations")).includes("idle-timeout"),
-      );
-      await sleep(1500); // a poll or two redraw the charts and the list above the form
+      await waitUntil(async () => (await text(page, "#annotations")).includes("idle-timeout"), {
+        ...PAGE,
+        what: "the change to be listed",
+      });
+      await afterPolls(page, 2); // the charts and the list above the form redrawn
       // A line of text above the form may reflow by a pixel or two as the list redraws; what
       // the operator would notice (the form or the charts jumping away) is a move of a screen
       // line or more.
@@ -563,7 +581,7 @@ test(
       try {
         await signedIn(page);
         await page.evaluate("document.getElementById('apply').scrollIntoView({ block: 'end' })");
-        await sleep(1200);
+        await afterPolls(page, 1);
         const applyTop = async () =>
           Number(
             await page.evaluate(
@@ -574,14 +592,11 @@ test(
         for (const [generation, value] of [[2, "41s"], [3, "42s"], [4, "43s"]] as const) {
           await page.locator("#field-idle-timeout").fill(value);
           await page.locator("#apply").click();
-          await waitUntil(
-            `generation ${generation} to be applied`,
-            async () =>
-              (await text(page, "#config-status")).startsWith(
-                `Applied as generation ${generation}: idle-timeout`,
-              ),
-          );
-          await sleep(1200); // a poll redraws the charts and the list of changes above the form
+          await waitUntil(async () =>
+            (await text(page, "#config-status")).startsWith(
+              `Applied as generation ${generation}: idle-timeout`,
+            ), { ...PAGE, what: `generation ${generation} to be applied` });
+          await afterPolls(page, 1); // the charts and the list of changes above the form redrawn
           // The list above grows a line per change; the browser keeps the form in place (the
           // content above it moves up instead), as on a phone. A move of a line or more fails.
           const after = await applyTop();

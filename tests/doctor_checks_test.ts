@@ -3,7 +3,6 @@
  * /proc paths as on a real host but from a fake /proc.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -17,6 +16,7 @@ import {
   renderText,
 } from "../server/doctor/mod.ts";
 import { doctorMain } from "../cli/doctor.ts";
+import { selfSignedCertificate, skipOpenssl } from "./_certificates.ts";
 
 /** Values of a host set up as the README's "Running tallyho on the internet" recommends. */
 const GOOD: Record<string, string> = {
@@ -492,65 +492,56 @@ test("doctor unit: the limits file is parsed for both limits, and garbage is ref
   assert.throws(() => parseOpenFileLimit(limits("lots", 10)), /got "lots"/);
 });
 
-/** A self-signed ECDSA P-256 certificate valid for `days` days from now. */
+/** A self-signed certificate for CN=doctor.test valid for `days` days from now. */
 function certificateFor(dir: string, days: number): string {
-  const cert = join(dir, `${days}.crt`);
-  const made = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    join(dir, `${days}.key`),
-    "-out",
-    cert,
-    "-days",
-    String(days),
-    "-subj",
-    "/CN=doctor.test",
-  ], { encoding: "utf8" });
-  assert.equal(made.status, 0, made.stderr);
-  return cert;
+  return selfSignedCertificate(dir, String(days), {
+    days,
+    commonName: "doctor.test",
+    altNames: null,
+  }).cert;
 }
 
-test("doctor unit: --tls-cert is ok with time left, risky within 14 days, bad (exit 3) once expired or unreadable", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tallyho-doctor-tls-"));
-  try {
-    const month = certificateFor(dir, 30);
-    const week = certificateFor(dir, 7);
-    const item = (report: { items: DoctorItem[] }) =>
-      report.items.find((i) => i.name === "tls certificate")!;
-    // The wall clock, as the command line reads it.
-    let { out, io } = silentIo();
-    assert.equal(await doctorMain(["--tls-cert", month], io, fakeHost()), 0);
-    assert.match(
-      out.join("\n"),
-      /^ok +tls certificate = CN=doctor\.test in .*30\.crt, valid until 20\d\d-/m,
-    );
-    ({ out, io } = silentIo());
-    assert.equal(await doctorMain(["--tls-cert", week, "--json"], io, fakeHost()), 0);
-    const risky = JSON.parse(out.join("\n")).items.at(-1) as DoctorItem;
-    assert.equal(risky.verdict, "risky");
-    assert.match(risky.why, /expires in 6 days \(under 14\)/);
-    assert.match(risky.fix!, /renew it .*kill -HUP/);
-    // Judged a month and a day later: expired.
-    const later = Date.now() + 31 * 86_400_000;
-    ({ out, io } = silentIo());
-    assert.equal(await doctorMain(["--tls-cert", month], io, { ...fakeHost(), now: later }), 3);
-    const text = out.join("\n");
-    assert.match(text, /^bad +tls certificate = CN=doctor\.test/m);
-    assert.match(text, /It has expired/);
-    assert.match(text, /The TLS certificate is unusable: exit code 3\./);
-    const missing = await diagnose({ ...fakeHost(), tlsCert: join(dir, "gone.crt"), now: later });
-    assert.equal(item(missing).verdict, "bad");
-    assert.match(item(missing).why, /gone\.crt cannot be read as a PEM certificate/);
-    assert.equal(missing.certificateBad, true);
-    // Without --tls-cert there is no certificate item and nothing changes.
-    assert.equal((await diagnose(fakeHost())).items.length, 9);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test(
+  "doctor unit: --tls-cert is ok with time left, risky within 14 days, bad (exit 3) once expired or unreadable",
+  {
+    skip: skipOpenssl,
+  },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tallyho-doctor-tls-"));
+    try {
+      const month = certificateFor(dir, 30);
+      const week = certificateFor(dir, 7);
+      const item = (report: { items: DoctorItem[] }) =>
+        report.items.find((i) => i.name === "tls certificate")!;
+      // The wall clock, as the command line reads it.
+      let { out, io } = silentIo();
+      assert.equal(await doctorMain(["--tls-cert", month], io, fakeHost()), 0);
+      assert.match(
+        out.join("\n"),
+        /^ok +tls certificate = CN=doctor\.test in .*30\.crt, valid until 20\d\d-/m,
+      );
+      ({ out, io } = silentIo());
+      assert.equal(await doctorMain(["--tls-cert", week, "--json"], io, fakeHost()), 0);
+      const risky = JSON.parse(out.join("\n")).items.at(-1) as DoctorItem;
+      assert.equal(risky.verdict, "risky");
+      assert.match(risky.why, /expires in 6 days \(under 14\)/);
+      assert.match(risky.fix!, /renew it .*kill -HUP/);
+      // Judged a month and a day later: expired.
+      const later = Date.now() + 31 * 86_400_000;
+      ({ out, io } = silentIo());
+      assert.equal(await doctorMain(["--tls-cert", month], io, { ...fakeHost(), now: later }), 3);
+      const text = out.join("\n");
+      assert.match(text, /^bad +tls certificate = CN=doctor\.test/m);
+      assert.match(text, /It has expired/);
+      assert.match(text, /The TLS certificate is unusable: exit code 3\./);
+      const missing = await diagnose({ ...fakeHost(), tlsCert: join(dir, "gone.crt"), now: later });
+      assert.equal(item(missing).verdict, "bad");
+      assert.match(item(missing).why, /gone\.crt cannot be read as a PEM certificate/);
+      assert.equal(missing.certificateBad, true);
+      // Without --tls-cert there is no certificate item and nothing changes.
+      assert.equal((await diagnose(fakeHost())).items.length, 9);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);

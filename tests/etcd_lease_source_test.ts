@@ -14,7 +14,7 @@ import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
 import { parseEtcdUrl } from "../server/lease/etcd_url.ts";
 import { LeaseBehindError } from "../server/lease/lease_behind_error.ts";
 import { ETCD_TLS, skipEtcd, startEtcd } from "./_etcd.ts";
-import { freePort } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
 import { makeCertificates, skipOpenssl } from "./_certificates.ts";
 import { readTlsFiles } from "../server/tls_files.ts";
 

@@ -16,15 +16,25 @@ import { LineClient, replyNumber } from "./_client.ts";
 import { ETCD_TLS, skipEtcd, startEtcd, type TestEtcd } from "./_etcd.ts";
 import { makeCertificates, skipOpenssl } from "./_certificates.ts";
 import { chmodSync } from "node:fs";
-import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import {
+  FAST_STATS,
+  isAlive,
+  readyzWithin,
+  runTallyho,
+  startTallyho,
+  type TestServer,
+  UNDER_TEST,
+} from "./_server.ts";
+import { waitUntil } from "./_wait.ts";
 
 const test = testNeeding(skipEtcd);
 
-/** The recorder at up to 5,000,000 numbers and a pace of 4, keeping every number. */
-const keepAll = (port: number, seconds: number) =>
-  record(port, seconds, { maxNumbers: 5_000_000, pace: 4, keep: true });
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The recorder at up to 5,000,000 numbers and a pace of 4, keeping every number, for at most
+ * `seconds` or until `signal` ends it.
+ */
+const keepAll = (port: number, seconds: number, signal?: AbortSignal) =>
+  record(port, seconds, { maxNumbers: 5_000_000, pace: 4, keep: true, ...signal && { signal } });
 
 /**
  * Starts a server with `args` and `--first-number first` (kept in `servers` for the cleanup),
@@ -117,22 +127,56 @@ async function checkNumbers(
   });
 }
 
-async function readyzWithin(server: TestServer, want: number, ms: number): Promise<number> {
-  const deadline = Date.now() + ms;
-  let status = 0;
-  while (status !== want && Date.now() < deadline) {
-    status = (await fetch(`${server.adminUrl}/readyz`)).status;
-    if (status !== want) await sleep(50);
-  }
-  return status;
+/** A server of {@linkcode serverArgs} on key `n`, reporting its figures every 50 ms. */
+function startServer(etcd: TestEtcd): Promise<TestServer> {
+  return startTallyho(serverArgs(etcd, "n"), { env: FAST_STATS });
+}
+
+/** The replies a server has sent, as it last reported them. */
+async function replies(server: TestServer): Promise<number> {
+  return (await (await server.admin("/v1/stats")).json()).totals.replies;
+}
+
+/**
+ * Waits until every server has sent at least `sent` replies (to the load) and logged at least
+ * `runs` leases in all.
+ */
+async function servedAtLeast(
+  servers: TestServer[],
+  sent: number,
+  runs: number,
+  what: string,
+): Promise<void> {
+  const counts: number[] = [];
+  await waitUntil(async () => {
+    for (const [s, server] of servers.entries()) counts[s] = await replies(server);
+    return servers.every((server, s) => counts[s]! >= sent && loggedRuns(server).length >= runs);
+  }, {
+    what: () =>
+      `${what} (replies ${counts}; runs logged: ${servers.map((s) => loggedRuns(s).length)})`,
+    timeoutMs: 15_000,
+  });
+}
+
+/** Waits until every server has logged a lease after the ones counted in `before`. */
+async function leasedAgain(servers: TestServer[], before: number[], what: string): Promise<void> {
+  await waitUntil(() => servers.every((server, s) => loggedRuns(server).length > before[s]!), {
+    what: () => `${what} (runs logged: ${servers.map((s) => loggedRuns(s).length)})`,
+    timeoutMs: 15_000,
+  });
 }
 
 test(`[${UNDER_TEST}] etcd: two servers x 2 processes on one key of a 3-member cluster, loaded at once: no number twice, each only from runs it leased`, async () => {
   const etcd = await startEtcd(3);
   const servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const recorded = await Promise.all(servers.map((server) => keepAll(server.port, 4)));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
+    // Loaded at once until each server has leased from the key several times.
+    const enough = new AbortController();
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 10, enough.signal)));
+    await servedAtLeast(servers, 20_000, 4, "each server serving and leasing under load");
+    enough.abort();
+    const recorded = await load;
     for (const r of recorded) assert.ok(r.numbers > 10_000, `only ${r.numbers} numbers`);
     const info = await (await servers[0]!.admin("/v1/info")).json();
     assert.match(info.numbers.description, /^etcd etcd:\/\/127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,/);
@@ -155,26 +199,38 @@ test(`[${UNDER_TEST}] etcd: kill -9 of the leader under load: a new leader, leas
   const etcd = await startEtcd(3);
   const servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const load = Promise.all(servers.map((server) => keepAll(server.port, 9)));
-    await sleep(2000);
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
+    const loadStart = Date.now();
+    const enough = new AbortController();
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 20, enough.signal)));
+    await servedAtLeast(servers, 5_000, 2, "each server serving under load");
     const leader = await etcd.leader();
     const before = servers.map((s) => loggedRuns(s).length);
+    const killSecond = Math.floor((Date.now() - loadStart) / 1000);
     await etcd.stop(leader, "SIGKILL");
-    await sleep(4000);
-    const elected = await etcd.leader();
+    // Each server leases again after the kill (through whichever member leads now) ...
+    await leasedAgain(servers, before, "a lease after the leader was killed");
+    let elected = leader;
+    await waitUntil(async () => (elected = await etcd.leader()) !== leader, {
+      what: "a new leader",
+      timeoutMs: 10_000,
+    });
     assert.notEqual(elected, leader, "a new leader was elected");
-    const after = servers.map((s) => loggedRuns(s).length);
-    for (let s = 0; s < 2; s++) {
-      assert.ok(after[s]! > before[s]!, `server ${s} leased nothing after the leader was killed`);
-    }
+    // ... and goes on after the old leader is back.
     await etcd.start(leader);
+    await leasedAgain(
+      servers,
+      servers.map((s) => loggedRuns(s).length),
+      "a lease after the old leader came back",
+    );
+    const stopSecond = Math.floor((Date.now() - loadStart) / 1000);
+    enough.abort();
     const recorded = await load;
     for (const r of recorded) {
-      // Served through the failover: every second from the kill (2 s) on had numbers.
+      // Served through the failover: every whole second from the kill to the end had numbers.
       assert.ok(
-        r.per_second.slice(2, 8).every((n) => n > 0),
-        `a silent second: ${r.per_second}\n${
+        r.per_second.slice(killSecond, stopSecond).every((n) => n > 0),
+        `a silent second from ${killSecond} s to ${stopSecond} s: ${r.per_second}\n${
           servers.map((s) => s.output().replace(/^.*leased \d+\.\.\d+ from etcd.*\n/gm, ""))
             .join("\n----\n")
         }`,
@@ -192,10 +248,12 @@ test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, th
   const etcd = await startEtcd(3);
   const servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
     const children = servers.map((s) => [...s.childPids().values()]);
-    const load = Promise.all(servers.map((server) => keepAll(server.port, 16)));
-    await sleep(1500);
+    const loadStart = Date.now();
+    const enough = new AbortController();
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 30, enough.signal)));
+    await servedAtLeast(servers, 5_000, 2, "each server serving under load");
     await etcd.stop(1, "SIGTERM");
     await etcd.stop(2, "SIGTERM");
     for (const server of servers) {
@@ -210,18 +268,31 @@ test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, th
     const metrics = await (await servers[0]!.admin("/metrics")).text();
     assert.match(metrics, /^tallyho_numbers_source_connected 0$/m);
     assert.match(metrics, /^tallyho_number_lease_errors_total [1-9]\d*$/m);
-    await sleep(1000);
+    // The clients meet it: connections closed for want of a number.
+    for (const server of servers) {
+      await waitUntil(async () => {
+        const { totals } = await (await server.admin("/v1/stats")).json();
+        return totals.closedNumbersUnavailable > 0;
+      }, { what: "clients refused for want of numbers" });
+    }
     await etcd.start(1);
     await etcd.start(2);
     for (const server of servers) {
       assert.equal(await readyzWithin(server, 200, 10_000), 200, "/readyz once etcd is back");
     }
+    const backSecond = Math.floor((Date.now() - loadStart) / 1000);
+    await leasedAgain(
+      servers,
+      servers.map((s) => loggedRuns(s).length),
+      "a lease once etcd is back",
+    );
+    enough.abort();
     const recorded = await load;
     for (const r of recorded) {
       assert.ok(r.refused > 0, "clients were refused once the held numbers ran out");
       assert.ok(
-        r.per_second.slice(-3).some((n) => n > 0),
-        `no service at the end: ${r.per_second}`,
+        r.per_second.slice(backSecond).some((n) => n > 0),
+        `no service once etcd was back (${backSecond} s on): ${r.per_second}`,
       );
     }
     servers.forEach((server, s) => {
@@ -240,22 +311,29 @@ test(`[${UNDER_TEST}] etcd: kill -9 of every member and every tallyho process, a
   const etcd = await startEtcd(3);
   let servers: TestServer[] = [];
   try {
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const load = Promise.all(servers.map((server) => keepAll(server.port, 4)));
-    await sleep(2500);
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
+    const killed = new AbortController();
+    const load = Promise.all(servers.map((server) => keepAll(server.port, 10, killed.signal)));
+    await servedAtLeast(servers, 5_000, 2, "each server serving under load");
     const pids = servers.flatMap((s) => [s.pid, ...s.childPids().values()]);
     for (const pid of pids) process.kill(pid, "SIGKILL");
     for (let i = 0; i < 3; i++) await etcd.stop(i, "SIGKILL");
+    killed.abort();
     const before = await load;
     const answered = Math.max(...before.map((r) => r.max));
     assert.ok(answered > 0);
-    for (const pid of pids) {
-      for (let i = 0; i < 100 && isAlive(pid); i++) await sleep(20);
-    }
+    await waitUntil(() => !pids.some(isAlive), {
+      what: "every killed process gone",
+      timeoutMs: 2000,
+    });
     for (let i = 0; i < 3; i++) await etcd.start(i);
     servers = [];
-    for (let i = 0; i < 2; i++) servers.push(await startTallyho(serverArgs(etcd, "n")));
-    const after = await Promise.all(servers.map((server) => keepAll(server.port, 2)));
+    for (let i = 0; i < 2; i++) servers.push(await startServer(etcd));
+    const served = new AbortController();
+    const again = Promise.all(servers.map((server) => keepAll(server.port, 10, served.signal)));
+    await servedAtLeast(servers, 1_000, 1, "each restarted server serving under load");
+    served.abort();
+    const after = await again;
     for (const r of after) {
       assert.ok(r.numbers > 0);
       assert.ok(r.all[0]! > answered, `${r.all[0]} after ${answered} was answered`);

@@ -9,21 +9,37 @@ import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { inBatches, LineClient, oneRequest } from "./_client.ts";
-import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { FAST_STATS, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { totals } from "./_proxy_clients.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Opens `count` connections from `from`, keeping those the server does not close at once. */
-async function openMany(port: number, from: string, count: number): Promise<LineClient[]> {
-  const clients = await inBatches(Array.from({ length: count }), 100, async () => {
+/**
+ * Opens `count` connections from `from`, keeping those the server does not close at once: it
+ * closes refused ones at once, so it waits until at most `kept` are open (300 ms at most).
+ */
+async function openMany(
+  port: number,
+  from: string,
+  count: number,
+  kept = count,
+): Promise<LineClient[]> {
+  const clients = (await inBatches(Array.from({ length: count }), 100, async () => {
     try {
       return await LineClient.connect(port, "127.0.0.1", from);
     } catch {
       return null;
     }
+  })).filter((c): c is LineClient => c !== null);
+  await waitUntil(() => clients.filter((c) => !c.closed).length <= kept, { timeoutMs: 300 })
+    .catch(() => {}); // the caller asserts on what is left
+  return clients;
+}
+
+/** Waits until the server (reporting every 50 ms) counts no open connection. */
+async function noneOpen(server: TestServer): Promise<void> {
+  await waitUntil(async () => (await totals(server.admin)).connectionsActive === 0, {
+    what: "every connection counted closed",
   });
-  await sleep(300); // refused connections are closed by the server at once
-  return clients.filter((c): c is LineClient => c !== null);
 }
 
 function refusals(server: TestServer): Record<string, number> {
@@ -46,7 +62,7 @@ test(`[${UNDER_TEST}] connection flood and slowloris: the attacker is held at it
     "2500ms",
   ]);
   try {
-    const attacker = await openMany(server.port, "127.0.0.2", 1500);
+    const attacker = await openMany(server.port, "127.0.0.2", 1500, 50);
     const held = attacker.filter((c) => !c.closed);
     assert.ok(held.length <= 50, `attacker holds ${held.length} connections, over its cap of 50`);
     assert.ok(held.length >= 45, `the cap admitted only ${held.length}`);
@@ -57,7 +73,9 @@ test(`[${UNDER_TEST}] connection flood and slowloris: the attacker is held at it
     const served = await inBatches(Array.from({ length: 300 }), 20, () => oneRequest(server.port));
     assert.equal(served.filter((n) => n === null).length, 0, "a legitimate client was refused");
     // The attacker's silent connections hit the first-message timeout; the slowloris the idle one.
-    await sleep(3500);
+    await waitUntil(() => held.every((c) => c.closed) && slow.every((c) => c.closed), {
+      timeoutMs: 3500,
+    }).catch(() => {}); // asserted below
     clearInterval(drip);
     assert.equal(
       held.filter((c) => !c.closed).length,
@@ -138,12 +156,12 @@ test(`[${UNDER_TEST}] the connection cap, allow and deny lists refuse at once an
     "127.0.0.8/32",
     "--allow",
     "127.0.0.0/29,127.0.0.8",
-  ]);
+  ], { env: FAST_STATS });
   try {
-    const held = await openMany(server.port, "127.0.0.6", 40);
+    const held = await openMany(server.port, "127.0.0.6", 40, 30);
     assert.equal(held.filter((c) => !c.closed).length, 30, "held at the per-process cap");
     held.forEach((c) => c.close());
-    await sleep(200);
+    await noneOpen(server);
     assert.equal(await oneRequest(server.port, "127.0.0.8"), null, "denied");
     assert.equal(await oneRequest(server.port, "127.0.0.9"), null, "not in the allow list");
     assert.notEqual(await oneRequest(server.port, "127.0.0.7"), null, "allowed");
@@ -162,7 +180,7 @@ test(`[${UNDER_TEST}] limits changed at run time (SIGHUP) apply to new connectio
     file,
     JSON.stringify({ framing: "line", threads: 2, "max-connections-per-address": 0 }),
   );
-  const server = await startTallyho(["--config", file]);
+  const server = await startTallyho(["--config", file], { env: FAST_STATS });
   try {
     const before = await openMany(server.port, "127.0.0.10", 20);
     assert.equal(before.filter((c) => !c.closed).length, 20, "no per-address cap yet");
@@ -176,7 +194,7 @@ test(`[${UNDER_TEST}] limits changed at run time (SIGHUP) apply to new connectio
     assert.equal(before.filter((c) => !c.closed).length, 20, "existing connections stay");
     assert.notEqual(await oneRequest(server.port, "127.0.0.11"), null, "other addresses served");
     before.forEach((c) => c.close());
-    await sleep(200);
+    await noneOpen(server);
     assert.notEqual(await oneRequest(server.port, "127.0.0.10"), null, "room again once closed");
   } finally {
     await server.stop();

@@ -7,15 +7,23 @@ import { connect } from "node:net";
 import { test } from "node:test";
 import { LineClient, replyNumber } from "./_client.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
+import { sleep } from "./_wait.ts";
 
 const TOTAL = 200 * 1024 * 1024;
 const MiB = 1024 * 1024;
 
 /**
- * Writes up to `total` bytes of `pattern` without ever reading, for at most `seconds`.
+ * Writes up to `total` bytes of `pattern` without ever reading, for at most `seconds`, or until
+ * the socket has taken nothing more for `stallMs` (the server stopped reading: held back).
  * @returns How many bytes the socket accepted.
  */
-async function floodWithoutReading(port: number, pattern: string, total: number, seconds: number) {
+async function floodWithoutReading(
+  port: number,
+  pattern: string,
+  total: number,
+  seconds: number,
+  stallMs = Infinity,
+) {
   const socket = connect({ port, host: "127.0.0.1" });
   socket.on("error", () => {});
   socket.pause(); // never read a reply
@@ -26,14 +34,18 @@ async function floodWithoutReading(port: number, pattern: string, total: number,
   while (sent < total && Date.now() < deadline && !socket.destroyed) {
     sent += block.length;
     if (!socket.write(block)) {
-      // Wait for the kernel to take more, but never past the deadline.
-      await new Promise((resolve) => {
-        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+      // Wait for the kernel to take more, but never past the deadline or the stall.
+      const drained = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(
+          () => resolve(false),
+          Math.max(1, Math.min(stallMs, deadline - Date.now())),
+        );
         socket.once("drain", () => {
           clearTimeout(timer);
-          resolve(undefined);
+          resolve(true);
         });
       });
+      if (!drained) break;
     }
   }
   return { socket, sent: sent - socket.writableLength };
@@ -52,11 +64,12 @@ async function measure(framing: string, pattern: string) {
     const baseline = server.rss();
     let peak = baseline;
     const sampler = setInterval(() => (peak = Math.max(peak, server.rss())), 50);
-    const flood = floodWithoutReading(server.port, pattern, TOTAL, 8);
+    // Until the server has taken nothing for a second (it holds the client back), or 8 s.
+    const flood = floodWithoutReading(server.port, pattern, TOTAL, 8, 1000);
     // Others are served while the flood runs.
     const bystander = await LineClient.connect(server.port);
     for (let i = 0; i < 5; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await sleep(300);
       assert.ok(replyNumber(await bystander.request("hi\n", 5000)) > 0);
     }
     const { socket, sent } = await flood;

@@ -9,27 +9,20 @@ import { record } from "./_recorder.ts";
 import { testNeeding } from "./_tools.ts";
 import assert from "node:assert/strict";
 import { skipRedis, startRedis, type TestRedis } from "./_redis.ts";
-import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { FAST_STATS, readyzWithin, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { waitUntil } from "./_wait.ts";
 
 const test = testNeeding(skipRedis);
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Polls /readyz (bounded) until it answers `want`; returns the last status. */
-async function readyzWithin(server: TestServer, want: number, ms: number): Promise<number> {
-  const deadline = Date.now() + ms;
-  let status = 0;
-  while (status !== want && Date.now() < deadline) {
-    status = (await fetch(`${server.adminUrl}/readyz`)).status;
-    if (status !== want) await sleep(50);
-  }
-  return status;
+/** The key's value in Redis, read with Redis's own protocol (no tallyho code). */
+async function keyValue(redis: TestRedis, key: string): Promise<number> {
+  return Number(await redis.command("GET", key));
 }
 
 /**
- * Loads a 2-process server on a fresh key, runs `backwards` two seconds in, then, 3 s after the
- * server has refused (so its processes ran out of numbers and refused clients), sets the key to
- * the mark it names, and checks every number.
+ * Loads a 2-process server on a fresh key, runs `backwards` once the load has leased, then, once
+ * the server has refused and its processes ran out of numbers and refused clients, sets the key
+ * to the mark it names, loads on until service is back, and checks every number.
  */
 async function backwardsUnderLoad(
   name: string,
@@ -50,11 +43,14 @@ async function backwardsUnderLoad(
       "message",
       "--numbers",
       redis.url(key),
-    ]);
+    ], { env: FAST_STATS });
     const loadStart = Date.now();
-    const load = record(server.port, 14);
-    await sleep(2000);
-    const before = Number(await redis.command("GET", key));
+    const enough = new AbortController();
+    const load = record(server.port, 30, { signal: enough.signal });
+    // Under load: the key has moved on since the server's first leases.
+    const first = await keyValue(redis, key);
+    await waitUntil(async () => await keyValue(redis, key) > first, { what: "leases under load" });
+    const before = await keyValue(redis, key);
     assert.ok(before > 0, "the server leased before the fault");
     await backwards(redis, key);
     const faultAt = server.output().length;
@@ -75,15 +71,30 @@ async function backwardsUnderLoad(
     const info = await (await server.admin("/v1/info")).json();
     const metrics = await (await server.admin("/metrics")).text();
     if (logged) {
-      // Left behind for 3 s, so the processes use up what they hold (about a second of numbers)
-      // and must refuse clients rather than number them from the refused runs.
-      await sleep(3000);
+      // Left behind until the processes have used up what they hold and refuse clients, rather
+      // than number them from the refused runs.
+      const running = server;
+      await waitUntil(async () => {
+        const { totals } = await (await running.admin("/v1/stats")).json();
+        return totals.closedNumbersUnavailable > 0;
+      }, { what: "clients refused for want of numbers" });
       assert.equal((await fetch(`${server.adminUrl}/readyz`)).status, 503, "still refusing");
       // Repair: the key set at the mark the server named; leasing resumes without a restart.
       await redis.command("SET", key, logged[2]!);
     }
     const repairedAt = Math.ceil((Date.now() - loadStart) / 1000);
     const readyAfterRepair = await readyzWithin(server, 200, 8000);
+    // Loaded on into the second after the one the repair came in, with a lease taken since.
+    const repaired = await keyValue(redis, key);
+    if (logged) {
+      await waitUntil(
+        async () =>
+          Date.now() - loadStart > (repairedAt + 1.5) * 1000 &&
+          await keyValue(redis, key) > repaired,
+        { what: "leases after the repair" },
+      );
+    }
+    enough.abort();
     const seen = await load;
     const stopped = await server.stop();
     const output = server.output().slice(faultAt);

@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { test } from "node:test";
 import { classifyLogLine, formatLogLine } from "../server/log_line.ts";
-import { startTallyho, UNDER_TEST } from "./_server.ts";
+import { FAST_STATS, startTallyho, UNDER_TEST } from "./_server.ts";
+import { waitUntil } from "./_wait.ts";
 
 const NOW = new Date("2026-11-29T15:00:00.123Z");
 
@@ -85,6 +86,17 @@ async function refusedConnections(port: number, count: number): Promise<void> {
   }
 }
 
+/** The refusals the JSON log's "rejections" summaries add up to so far. */
+function refusedInSummaries(output: string): number {
+  let sum = 0;
+  for (const line of output.split("\n")) {
+    if (!line.includes('"event":"rejections"')) continue;
+    const { fields } = JSON.parse(line) as { fields: Record<string, number> };
+    for (const [key, value] of Object.entries(fields)) if (key !== "seconds") sum += value;
+  }
+  return sum;
+}
+
 test(`[${UNDER_TEST}] --log-format json: every line is an event; refusals are summed per period, a child's restart and the stop are events`, async () => {
   const server = await startTallyho([
     "--log-format",
@@ -95,19 +107,22 @@ test(`[${UNDER_TEST}] --log-format json: every line is an event; refusals are su
     "127.0.0.2/32",
     "--log-rejections-every",
     "1s",
-  ]);
+  ], { env: FAST_STATS });
   let stopped = false;
   try {
     await refusedConnections(server.port, 60);
-    // Two periods: every refusal is counted by then (threads report their figures each second).
-    await new Promise((resolve) => setTimeout(resolve, 2600));
+    // Every refusal summed in the log (the thread reports them every 50 ms here, the summary
+    // comes once a period).
+    await waitUntil(() => refusedInSummaries(server.output()) >= 60, {
+      what: "60 refusals in the rejections summaries",
+      timeoutMs: 10_000,
+    });
     const pid = server.childPids().get(0)!;
     process.kill(pid, "SIGKILL");
-    const deadline = Date.now() + 15_000;
-    while (!/"event":"child_start".*\n[\s\S]*"event":"child_start"/.test(server.output())) {
-      if (Date.now() > deadline) throw new Error(`no restart:\n${server.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitUntil(
+      () => /"event":"child_start".*\n[\s\S]*"event":"child_start"/.test(server.output()),
+      { what: () => `a restart in:\n${server.output()}`, timeoutMs: 15_000 },
+    );
     assert.equal(await server.stop("SIGTERM"), 0);
     stopped = true;
     const lines = server.output().trim().split("\n");

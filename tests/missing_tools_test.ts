@@ -2,12 +2,23 @@
  * A machine without the system tools the tests drive (redis-server, chromium, promtool, ...):
  * off CI the tests that need a missing tool skip with the reason and the closing summary counts
  * them and says what to install; under CI nothing may skip, so they fail instead, as before.
+ * Checked on this machine by running every test file that needs a tool with a PATH that has none
+ * of them (.ci/system_tools.sh's list).
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { ROOT } from "./_server.ts";
@@ -126,4 +137,113 @@ test("without redis-server, under CI the Redis tests fail saying what is missing
   assert.match(output, /^ *[1-9]\d* fail$/m, output);
   assert.doesNotMatch(output, /^ *[1-9]\d* skip$/m, output);
   assert.match(output, /cannot run \/nonexistent\/redis-server/, output);
+});
+
+/** The commands .ci/system_tools.sh installs: the tools a fresh machine lacks. */
+function systemTools(): string[] {
+  const script = readFileSync(join(ROOT, ".ci/system_tools.sh"), "utf8");
+  const list = /^TOOLS=\(\n([\s\S]*?)^\)/m.exec(script)?.[1] ?? "";
+  return [...list.matchAll(/"([^":]+):[^"]+"/g)].map((m) => m[1]!);
+}
+
+/**
+ * The test files that need a system tool: each imports a fixture that starts or looks for one,
+ * or names one of `tools` as a program. (This file is left out: it runs them.)
+ */
+function toolFiles(tools: string[]): string[] {
+  const fixture = /from "\.\/_(tools|redis|etcd|browser|netns|certificates)\.ts"/;
+  const named = new RegExp(`"(${tools.map((t) => t.replace(/[.+-]/g, "\\$&")).join("|")})"`);
+  return readdirSync(join(ROOT, "tests"))
+    .filter((name) => name.endsWith("_test.ts") && name !== "missing_tools_test.ts")
+    .filter((name) => {
+      const text = readFileSync(join(ROOT, "tests", name), "utf8");
+      return fixture.test(text) || named.test(text);
+    })
+    .map((name) => `tests/${name}`);
+}
+
+/**
+ * Files with a few tests that need a tool beside long ones that need none: only the tests whose
+ * names match run with the tools hidden (the others are proven in the passes, and would take
+ * the better part of a minute here). A tool test added to one of these files must match.
+ */
+const ONLY: Record<string, string> = {
+  "tests/admin_e2e_test.ts": "promtool",
+  "tests/loop_delay_e2e_test.ts": "Redis",
+  "tests/upgrade_test.ts": "Redis|etcd",
+};
+
+/**
+ * A directory holding a link to every command on this PATH but `hidden`: as the whole PATH, a
+ * machine where those are not installed.
+ */
+function pathWithout(hidden: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-no-tools-"));
+  const skip = new Set(hidden);
+  for (const from of (process.env.PATH ?? "").split(delimiter)) {
+    let names: string[];
+    try {
+      names = readdirSync(from);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (skip.has(name)) continue;
+      skip.add(name); // the first on PATH wins, as a lookup would
+      try {
+        if (statSync(join(from, name)).isFile()) symlinkSync(join(from, name), join(dir, name));
+      } catch {
+        // A dangling link or a name taken: not a command to keep.
+      }
+    }
+  }
+  return dir;
+}
+
+test("with every system tool hidden and CI unset, the files that need one pass or skip: 0 failed", {
+  timeout: 300_000,
+}, () => {
+  const tools = systemTools();
+  assert.ok(tools.includes("redis-server") && tools.includes("openssl"), tools.join(" "));
+  const files = toolFiles(tools);
+  assert.ok(files.length >= 10, `tool files: ${files.join(" ")}`);
+  const bin = pathWithout(tools);
+  try {
+    const vars = env(false, {
+      PATH: bin,
+      TALLYHO_TARGET: "bun",
+      TALLYHO_CHROMIUM: "/nonexistent/chromium",
+      TALLYHO_LIBFAKETIME: "/nonexistent/libfaketimeMT.so.1",
+    });
+    for (const name of ["REDIS_SERVER", "ETCD", "ETCDCTL", "TALLYHO_BIN"]) delete vars[name];
+    // One runner for the files whose every test may need a tool, one per file that has a few
+    // such tests beside long ones that need none (only those few run).
+    const whole = files.filter((file) => !(file in ONLY));
+    const runs = [
+      whole,
+      ...files.filter((file) => file in ONLY).map((file) => ["-t", ONLY[file]!, file]),
+    ].map((args) =>
+      spawnSync(join(ROOT, "node_modules/.bin/bun"), ["test", "--timeout", "60000", ...args], {
+        cwd: ROOT,
+        encoding: "utf8",
+        env: vars,
+        timeout: 300_000,
+      })
+    );
+    const output = runs.map((run) => `${run.stdout}${run.stderr}`).join("\n");
+    const total = (word: string) =>
+      [...output.matchAll(new RegExp(`^ *(\\d+) ${word}$`, "gm"))].reduce(
+        (sum, m) => sum + Number(m[1]),
+        0,
+      );
+    console.log(
+      `tools hidden (${tools.join(", ")}): ${files.length} files, ` +
+        `${total("pass")} passed, ${total("skip")} skipped, ${total("fail")} failed`,
+    );
+    assert.equal(total("fail"), 0, output);
+    assert.ok(total("skip") > 0, "nothing skipped: were the tools hidden?");
+    assert.deepEqual(runs.map((run) => run.status), runs.map(() => 0), output);
+  } finally {
+    rmSync(bin, { recursive: true, force: true });
+  }
 });

@@ -6,17 +6,24 @@
  * docs/proxy-and-tls.md.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { test } from "node:test";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
-import { freePort, runProxyClients, totals, v1Header } from "./_proxy_clients.ts";
+import { runProxyClients, totals, v1Header } from "./_proxy_clients.ts";
+import { freePort, waitForListener } from "./_ports.ts";
+import { fileMissing, skipOffCi, toolMissing } from "./_tools.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
-const has = (tool: string) => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
 const NGINX_STREAM = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+/** Why a balancer cannot run here, or null. */
+const missing = {
+  haproxy: toolMissing("haproxy", "haproxy"),
+  nginx: toolMissing("nginx", "nginx") ?? fileMissing(NGINX_STREAM, "libnginx-mod-stream"),
+};
 
 /** The HAProxy configuration of docs/proxy-and-tls.md, on loopback ports. */
 function haproxyConfig(listen: number, tallyho: number): string {
@@ -53,31 +60,11 @@ stream {
 `;
 }
 
-async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  const { connect } = await import("node:net");
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`the balancer exited: ${log()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, "127.0.0.1");
-      socket.on("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on("error", () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`the balancer did not listen on ${port} within 10 s: ${log()}`);
-}
-
 for (const balancer of ["haproxy", "nginx"] as const) {
-  const missing = balancer === "haproxy" ? !has("haproxy") : !has("nginx");
   test(
     `[${UNDER_TEST}] proxy protocol behind ${balancer}: limits act on the clients' own addresses`,
     // CI installs both (.ci/run); there a missing one is a failure, not a reason to skip.
-    { skip: missing && !process.env.CI ? `${balancer} is not installed` : false },
+    { skip: skipOffCi(missing[balancer]) },
     async () => {
       const server = await startTallyho([
         "--threads",
@@ -109,7 +96,7 @@ for (const balancer of ["haproxy", "nginx"] as const) {
       child.stderr!.on("data", (c: Buffer) => (log += c.toString()));
       const exited = new Promise((resolve) => child.on("exit", resolve));
       try {
-        await waitForPort(listen, child, () => log);
+        await waitForListener(listen, child, () => log);
         const result = await runProxyClients([
           { source: "127.0.0.2", port: listen, hold: true },
           { source: "127.0.0.2", port: listen, hold: true },
@@ -136,11 +123,10 @@ for (const balancer of ["haproxy", "nginx"] as const) {
         assert.equal(r[6], "", "a header from an untrusted address is refused");
         assert.match(r[7]!, served);
         assert.deepEqual(result.heldAgain.map((line) => served.test(line)), [true, true, true]);
-        let figures = await totals(server.admin);
-        for (let i = 0; i < 50 && figures.rejectedProxyHeaderUntrusted! < 1; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          figures = await totals(server.admin);
-        }
+        let figures = await waitUntil(async () => {
+          const now = await totals(server.admin);
+          return now.rejectedProxyHeaderUntrusted! >= 1 && now;
+        }, { what: "the forged header counted", timeoutMs: 5000 });
         assert.equal(figures.rejectedAddressCap, 1);
         assert.equal(figures.rejectedDenied, 1);
         assert.equal(figures.rejectedProxyHeaderUntrusted, 1);
@@ -151,17 +137,16 @@ for (const balancer of ["haproxy", "nginx"] as const) {
           // with a reset; on Bun one reset before its open handler ran is counted as a peer error,
           // not as accepted (seen in CI: 0 accepted, 110 peer errors), so both count as arrived.
           const arrived = () => figures.connectionsAccepted! + figures.closedPeerError!;
-          for (let i = 0; i < 100 && arrived() < 9; i++) {
-            await new Promise((resolve) => setTimeout(resolve, 100));
+          figures = await waitUntil(async () => {
             figures = await totals(server.admin);
-          }
+            return arrived() >= 9 && figures;
+          }, { what: "a health check beside the 8 clients", timeoutMs: 10_000 });
           assert.equal(figures.rejectedProxyHeaderInvalid, 0);
           assert.equal(figures.rejectedProxyHeaderUntrusted, 1, "no check refused as untrusted");
-          assert.ok(arrived() >= 9, JSON.stringify(figures));
         }
       } finally {
         child.kill("SIGTERM");
-        await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+        await Promise.race([exited, sleep(5000)]);
         if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
         await server.stop();
         rmSync(dir, { recursive: true, force: true });

@@ -9,44 +9,23 @@
  * there the combination is refused at start with the reason.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
-import { test } from "node:test";
+import { test as nodeTest } from "node:test";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 import { python } from "./_python.ts";
-import { freePort, totals } from "./_proxy_clients.ts";
+import { totals } from "./_proxy_clients.ts";
+import { freePort, waitForListener } from "./_ports.ts";
+import { selfSignedCertificate } from "./_certificates.ts";
+import { skipOffCi, toolMissing } from "./_tools.ts";
+import { waitUntil } from "./_wait.ts";
 
-const has = (tool: string) => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
+const opensslMissing = toolMissing("openssl", "openssl");
 
-function makeCertificate(dir: string): { cert: string; key: string } {
-  const cert = join(dir, "localhost.crt");
-  const key = join(dir, "localhost.key");
-  const made = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { encoding: "utf8" });
-  assert.equal(made.status, 0, made.stderr);
-  chmodSync(key, 0o600);
-  return { cert, key };
-}
+/** The certificate for localhost the server is given. */
+const makeCertificate = (dir: string) => selfSignedCertificate(dir, "localhost");
 
 /** HAProxy passing TLS through with a v2 header first, as docs/proxy-and-tls.md shows. */
 function haproxyConfig(listen: number, tallyho: number): string {
@@ -138,25 +117,6 @@ function v2Hex(client: string, port: number): string {
   return `${sig}2111000c${ip}7f000001${ports}`;
 }
 
-async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  const { connect } = await import("node:net");
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`haproxy exited: ${log()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, "127.0.0.1");
-      socket.on("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.on("error", () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`haproxy did not listen on ${port} within 10 s: ${log()}`);
-}
-
 const FLAGS = (cert: string, key: string) => [
   "--threads",
   "1",
@@ -174,32 +134,38 @@ const FLAGS = (cert: string, key: string) => [
 ];
 
 if (UNDER_TEST === "deno") {
-  test(`[${UNDER_TEST}] proxy protocol with tls: refused at start, naming why (no server-side startTls)`, async () => {
-    const dir = mkdtempSync(join(tmpdir(), "tallyho-proxy-tls-"));
-    const { cert, key } = makeCertificate(dir);
-    try {
-      const { code, stderr } = await runTallyho([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--admin",
-        "off",
-        ...FLAGS(cert, key),
-      ]);
-      assert.equal(code, 2, stderr);
-      assert.match(
-        stderr,
-        /'proxy-protocol' cannot be combined with 'tls-cert' on this runtime .*denoland\/deno#18451/,
-      );
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
+  nodeTest(
+    `[${UNDER_TEST}] proxy protocol with tls: refused at start, naming why (no server-side startTls)`,
+    {
+      skip: skipOffCi(opensslMissing),
+    },
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), "tallyho-proxy-tls-"));
+      const { cert, key } = makeCertificate(dir);
+      try {
+        const { code, stderr } = await runTallyho([
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          "--admin",
+          "off",
+          ...FLAGS(cert, key),
+        ]);
+        assert.equal(code, 2, stderr);
+        assert.match(
+          stderr,
+          /'proxy-protocol' cannot be combined with 'tls-cert' on this runtime .*denoland\/deno#18451/,
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 } else {
-  test(
+  nodeTest(
     `[${UNDER_TEST}] proxy protocol with tls behind HAProxy: the header, then TLS; limits act on the clients' own addresses`,
-    { skip: !has("haproxy") && !process.env.CI ? "haproxy is not installed" : false },
+    { skip: skipOffCi(toolMissing("haproxy", "haproxy") ?? opensslMissing) },
     async () => {
       const dir = mkdtempSync(join(tmpdir(), "tallyho-proxy-tls-"));
       const { cert, key } = makeCertificate(dir);
@@ -213,7 +179,7 @@ if (UNDER_TEST === "deno") {
       child.stderr!.on("data", (c: Buffer) => (log += c.toString()));
       const exited = new Promise((resolve) => child.on("exit", resolve));
       try {
-        await waitForPort(listen, child, () => log);
+        await waitForListener(listen, child, () => log);
         const steps: Array<[string, number, string, boolean]> = [
           ...Array.from(
             { length: 6 },
@@ -238,19 +204,17 @@ if (UNDER_TEST === "deno") {
         assert.equal(replies[10], "", "a forged header from an untrusted address");
         const numbers = replies.filter((r) => served.test(r));
         assert.equal(new Set(numbers).size, numbers.length, "no number repeats");
-        let figures = await totals(server.admin);
-        for (let i = 0; i < 50 && (figures.rejectedDenied ?? 0) < 2; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          figures = await totals(server.admin);
-        }
+        let figures = await waitUntil(async () => {
+          const now = await totals(server.admin);
+          return (now.rejectedDenied ?? 0) >= 2 && now;
+        }, { what: "two denied connections counted", timeoutMs: 5000 });
         assert.equal(figures.rejectedDenied, 2);
         assert.equal(figures.rejectedProxyHeaderUntrusted, 1);
         // Every connection, upgraded or refused, is counted out once it closes.
-        for (let i = 0; i < 50 && figures.connectionsActive !== 0; i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          figures = await totals(server.admin);
-        }
-        assert.equal(figures.connectionsActive, 0, "no connection is left counted as open");
+        figures = await waitUntil(async () => {
+          const now = await totals(server.admin);
+          return now.connectionsActive === 0 && now;
+        }, { what: "no connection counted as open", timeoutMs: 5000 });
       } finally {
         child.kill("SIGTERM");
         await exited;

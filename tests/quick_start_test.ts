@@ -23,6 +23,8 @@ import {
   skipUnlessCi,
 } from "./_netns.ts";
 import { ROOT, UNDER_TEST } from "./_server.ts";
+import { toolMissing } from "./_tools.ts";
+import { waitUntil } from "./_wait.ts";
 
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
 const unavailable = netnsUnavailable(["git", "nc"]);
@@ -94,13 +96,11 @@ function startBlock(ns: string, clone: Clone, script: string) {
     child.on("close", (code, signal) => resolve(code ?? signal ?? "unknown"))
   );
   const listening = async (timeoutMs: number) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!/listening on 127\.0\.0\.1:9000 /.test(output)) {
-      if (child.exitCode !== null || Date.now() > deadline) {
-        throw new Error(`the start command did not come up:\n${output}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitUntil(
+      () => child.exitCode !== null || /listening on 127\.0\.0\.1:9000 /.test(output),
+      { what: () => `the start command coming up:\n${output}`, timeoutMs, everyMs: 100 },
+    );
+    if (child.exitCode !== null) throw new Error(`the start command exited:\n${output}`);
   };
   return { child, exited, listening, output: () => output };
 }
@@ -143,7 +143,7 @@ async function quickStart(startMarker: string, extraPath: string[] = []) {
     assert.ok(first.ms < 5_000, `the first request took ${first.ms} ms`);
     const second = runBlock(ns, clone, request);
     assert.equal(second.stdout, "Hello World2\n", "the README says the next one is 2");
-    if (spawnSync("sh", ["-c", "command -v curl"]).status === 0) {
+    if (toolMissing("curl", "curl") === null) {
       const info = runBlock(ns, clone, admin);
       assert.equal(info.status, 0, `${admin}\n${info.stderr}`);
       const body = JSON.parse(info.stdout) as { state?: string; listen?: { port?: number } };

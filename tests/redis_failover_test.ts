@@ -19,11 +19,10 @@ import assert from "node:assert/strict";
 import { connect as tcpConnect, createServer, type Socket } from "node:net";
 import { LineClient, replyNumber } from "./_client.ts";
 import { skipRedis, startRedis } from "./_redis.ts";
-import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { FAST_STATS, readyzWithin, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 const test = testNeeding(skipRedis);
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A TCP proxy on 127.0.0.1 whose target can be switched, cutting every connection it holds. */
 async function startProxy(target: number) {
@@ -67,10 +66,11 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
   const servers: TestServer[] = [];
   try {
     await replica.command("REPLICAOF", "127.0.0.1", String(primary.port));
-    for (let i = 0; i < 100; i++) {
-      if (/master_link_status:up/.test(String(await replica.command("INFO", "replication")))) break;
-      await sleep(50);
-    }
+    await waitUntil(
+      async () =>
+        /master_link_status:up/.test(String(await replica.command("INFO", "replication"))),
+      { what: "the replica's link to the primary", timeoutMs: 5000, everyMs: 50 },
+    );
     const url = `redis://127.0.0.1:${proxy.port}/0?key=n`;
     const server = await startTallyho([
       "--processes",
@@ -83,13 +83,18 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
       "message",
       "--numbers",
       url,
-    ]);
+    ], { env: FAST_STATS });
     servers.push(server);
-    const load = record(server.port, 9, { pace: 4, keep: true });
-    await sleep(2000);
+    const enough = new AbortController();
+    const load = record(server.port, 20, { pace: 4, keep: true, signal: enough.signal });
+    // Under load: the key has moved on since the server's first leases.
+    const first = Number(await primary.command("GET", "n"));
+    await waitUntil(async () => Number(await primary.command("GET", "n")) > first, {
+      what: "leases under load",
+    });
     // The replica stops here: what the primary acknowledges from now on, it never gets.
     await replica.command("REPLICAOF", "NO", "ONE");
-    await sleep(2000);
+    await sleep(2000); // the lag: leases the replica will never have
     const onPrimary = Number(await primary.command("GET", "n"));
     await primary.kill();
     const onReplica = Number(await replica.command("GET", "n"));
@@ -102,14 +107,19 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
     proxy.switchTo(replica.port);
 
     await server.waitFor(/refused a lease from redis .*the key holds \d+, but this server/, 10_000);
-    let ready = 0;
-    for (let i = 0; i < 100 && ready !== 503; i++) {
-      ready = (await fetch(`${server.adminUrl}/readyz`)).status;
-      if (ready !== 503) await sleep(50);
-    }
-    assert.equal(ready, 503, "/readyz once the held numbers ran out");
+    assert.equal(
+      await readyzWithin(server, 503, 5000),
+      503,
+      "/readyz once the held numbers ran out",
+    );
     const info = await (await server.admin("/v1/info")).json();
     assert.ok(info.numbers.leasesRefused > 0, "leases refused, not served");
+    // Until the clients meet it: connections closed for want of a number.
+    await waitUntil(async () => {
+      const { totals } = await (await server.admin("/v1/stats")).json();
+      return totals.closedNumbersUnavailable > 0;
+    }, { what: "clients refused for want of numbers" });
+    enough.abort();
     const recorded = await load;
     assert.equal(recorded.repeats, 0, "the running server repeated a number");
     assert.ok(recorded.refused > 0, "clients were refused instead");

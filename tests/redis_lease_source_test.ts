@@ -14,7 +14,9 @@ import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
 import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
 import { PASSWORD_ENV, readRedisPassword } from "../server/lease/redis_password.ts";
 import { parseRedisUrl } from "../server/lease/redis_url.ts";
-import { freePort, skipRedis, startRedis } from "./_redis.ts";
+import { skipRedis, startRedis } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 test("redis url: host, port, key and TLS are read; the path is the key, not a database", () => {
   const old = parseRedisUrl("redis://10.0.0.5:6380/tallyho:numbers");
@@ -319,7 +321,7 @@ test(
           assert.ok(Date.now() - started < 4000, "a lease while offline does not wait for Redis");
           failures++;
         }
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await sleep(50);
       }
       assert.equal(failures, 3, "leases failed while Redis was down");
       const down = source.status();
@@ -330,14 +332,11 @@ test(
 
       await redis.restart();
       let after = 0;
-      const back = Date.now() + 15_000;
-      while (after === 0 && Date.now() < back) {
-        try {
-          after = await source.lease(4096);
-        } catch {
-          await new Promise((resolve) => setTimeout(resolve, 100));
-        }
-      }
+      // At most 15 s: asserted below either way.
+      await waitUntil(async () => (after = await source.lease(4096)), {
+        timeoutMs: 15_000,
+        everyMs: 100,
+      }).catch(() => {});
       assert.ok(after > before, `leasing resumed (${after}) above the run before the outage`);
       assert.equal(source.status().connected, true);
       assert.ok(lines.some((l) => /^reconnected to Redis at /.test(l)), lines.join("\n"));

@@ -13,9 +13,18 @@ import process from "node:process";
 import { test } from "node:test";
 import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
 import { inBatches, LineClient, replyNumber } from "./_client.ts";
-import { freePort, skipRedis, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
+import { skipRedis, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
+import { freePort } from "./_ports.ts";
 import { burstThenKillTree } from "./_kill_tree.ts";
-import { isAlive, runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import {
+  isAlive,
+  readyzWithin,
+  runTallyho,
+  startTallyho,
+  type TestServer,
+  UNDER_TEST,
+} from "./_server.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 /** A run of numbers one INCRBY leased, and the Redis client (ip:port) whose script ran it. */
 interface LeasedRun {
@@ -73,10 +82,9 @@ function runOf(runs: LeasedRun[], n: number): LeasedRun | undefined {
 async function monitorCaughtUp(redis: TestRedis, lines: string[]): Promise<void> {
   const marker = `caught-up-${Date.now()}`;
   await redis.command("ECHO", marker);
-  const deadline = Date.now() + 10_000;
-  while (!lines.some((line) => line.includes(marker)) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  // At most 10 s: the caller's checks then say what MONITOR missed.
+  await waitUntil(() => lines.some((line) => line.includes(marker)), { timeoutMs: 10_000 })
+    .catch(() => {});
 }
 
 /**
@@ -191,16 +199,6 @@ test(
   },
 );
 
-/** Polls /readyz (bounded) until it answers `want`; returns the last status. */
-async function readyzWithin(server: { adminUrl: string | null }, want: number): Promise<number> {
-  let status = 0;
-  for (let i = 0; i < 50 && status !== want; i++) {
-    status = (await fetch(`${server.adminUrl}/readyz`)).status;
-    if (status !== want) await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return status;
-}
-
 test(
   `[${UNDER_TEST}] Redis killed mid-load and started again: refusals counted and logged, service resumes without a restart, no number twice`,
   { skip: skipRedis },
@@ -236,7 +234,7 @@ test(
       );
       // The admin API says so: /readyz 503 once a process is out of numbers (it reports every
       // second), /v1/info and /metrics show the source down and the failed leases.
-      assert.equal(await readyzWithin(server, 503), 503, "/readyz while out of numbers");
+      assert.equal(await readyzWithin(server, 503, 5000), 503, "/readyz while out of numbers");
       const down = await (await server.admin("/v1/info")).json();
       assert.equal(down.numbersAvailable, false);
       assert.equal(down.numbers.connected, false);
@@ -253,10 +251,10 @@ test(
       for (let i = 0; i < 200 && !fullRound && Date.now() < upUntil; i++) {
         fullRound = (await round()) === 8;
         // The processes retry with backoff (up to 5 s): give them time rather than rounds.
-        if (!fullRound) await new Promise((resolve) => setTimeout(resolve, 100));
+        if (!fullRound) await sleep(100);
       }
       assert.ok(fullRound, "every client was served again after Redis came back");
-      assert.equal(await readyzWithin(server, 200), 200, "/readyz once Redis is back");
+      assert.equal(await readyzWithin(server, 200, 5000), 200, "/readyz once Redis is back");
       await server.waitFor(/leasing numbers again from redis redis:\/\/\S+ after \d+ failed lease/);
       assert.deepEqual([...server.childPids().values()], children, "no process was restarted");
       assert.equal(server.output().match(/listening \(pid/g)?.length, 2, "no process restarted");
@@ -314,10 +312,10 @@ test(
       for (let i = 0; i < 200 && !fullRound && Date.now() < upUntil; i++) {
         fullRound = (await round()) === 4;
         // The processes retry with backoff (up to 5 s): give them time rather than rounds.
-        if (!fullRound) await new Promise((resolve) => setTimeout(resolve, 100));
+        if (!fullRound) await sleep(100);
       }
       assert.ok(fullRound, "every client was served again after Redis came back");
-      assert.equal(await readyzWithin(server, 200), 200, "/readyz once Redis is back");
+      assert.equal(await readyzWithin(server, 200, 5000), 200, "/readyz once Redis is back");
       assert.equal(await server.stop(), 0, server.output());
       assert.equal(new Set(seen).size, seen.length, "a number was handed out twice");
     } finally {

@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# The whole suite: under Bun, under Deno, then the end-to-end tests again against the compiled
-# binary (run from a temporary directory). Ends with one line "N passed, N failed", followed off
-# CI by ", K skipped: <what to install or do> to run them" when a test skipped for a missing tool
-# (tests/_tools.ts; the tools are listed in .ci/system_tools.sh). Under CI (env CI set) nothing
-# may skip: a missing tool fails its test, and a skip that happens anyway counts as a failure.
-# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary])
+# The whole suite, each file in the passes tests/passes.txt names for it: the static checks; the
+# `bun` pass (bun test, against tallyho on Bun); the `deno` pass (deno test, against tallyho on
+# Deno); and the `binary` pass, a packaging smoke set against dist/tallyho (built here with
+# ./compile.sh and run from a temporary directory). The target each runner drives is set with
+# TALLYHO_TARGET (tests/_target.ts). Every file runs in its own runner process; files marked solo
+# run alone, the others TALLYHO_TEST_JOBS (default 3) at a time.
+#
+# Prints the ten slowest files with their seconds, then, last, one line "N passed, N failed",
+# followed off CI by ", K skipped: <what to install or do> to run them" when a test skipped for a
+# missing tool (tests/_tools.ts; the tools are listed in .ci/system_tools.sh). Under CI (env CI
+# set) nothing may skip: a missing tool fails its test, and a skip that happens anyway counts as a
+# failure.
+# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary] [tests/FILE_test.ts...])
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/node_modules/.bin:$PATH"
@@ -15,61 +22,127 @@ failed=0
 skipped=0
 summary_file="${TALLYHO_SUMMARY_FILE:-}"
 log_dir="$(mktemp -d)"
+trap 'rm -rf "$log_dir"' EXIT
+skip_binary=false
+if [ "${1:-}" = "--skip-binary" ]; then
+  skip_binary=true
+  shift
+fi
+# Three at a time on this project's 2-core machine: the files that share the phase mostly wait
+# (for servers, etcd, timeouts); the CPU stayed 25-90% idle with two.
+at_once="${TALLYHO_TEST_JOBS:-3}"
+[[ "$at_once" =~ ^[1-9][0-9]*$ ]] || { echo "TALLYHO_TEST_JOBS must be a whole number from 1: got '$at_once'"; exit 2; }
+# A safety net only: a file still running after this long is killed and counted as a failure.
+file_limit_s=900
+started=$(date +%s)
 
-# count_bun, count_deno and summarize: tests/_summary.sh.
+# count_bun, count_deno, summarize, slowest_files: tests/_summary.sh; plan_passes: tests/_passes.sh.
 # shellcheck source=tests/_summary.sh
 source tests/_summary.sh
-
-# A runner that dies before reporting still counts as a failure.
-run_suite() {
-  local name="$1" counter="$2"; shift 2
-  echo "=== $name: $*"
-  local before=$((passed + failed + skipped)) failed_before=$failed
-  "$@" 2>&1 | tee "$log_dir/$name.log"
-  local rc=${PIPESTATUS[0]}
-  "$counter" "$log_dir/$name.log"
-  if [ "$rc" -ne 0 ] && [ "$failed" -eq "$failed_before" ]; then
-    echo "=== $name: runner exited $rc without reporting a failed test; counting it as one"
-    failed=$((failed + 1))
-  fi
-  [ $((passed + failed + skipped)) -gt "$before" ] || {
-    echo "=== $name: ran no test"
-    failed=$((failed + 1))
-  }
-}
+# shellcheck source=tests/_passes.sh
+source tests/_passes.sh
 
 # Static checks, one counted result each: types, lint rules and formatting (style.md, rule 10).
+# The deno pass then runs with --no-check: the types were checked here, once.
 for check in "check mod.ts cli/ server/ admin/ load/ tests/ bench/" "lint" "fmt --check"; do
   echo "=== deno $check"
   # shellcheck disable=SC2086
   if deno $check; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done
 
-run_suite bun count_bun bun test --timeout 120000 tests/
-run_suite deno count_deno deno test -A --unstable-net tests/
-
-if [ "${1:-}" != "--skip-binary" ]; then
+binary="$PWD/dist/tallyho"
+if ! $skip_binary; then
   if ./compile.sh >"$log_dir/compile.log" 2>&1; then
     echo "=== compiled dist/tallyho ($(du -h dist/tallyho | cut -f1))"
-    TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
-      bun test --timeout 120000 tests/numbering_test.ts tests/framing_test.ts tests/cli_test.ts tests/processes_test.ts tests/reload_test.ts tests/state_file_test.ts tests/admin_e2e_test.ts \
-      tests/redis_numbers_test.ts tests/etcd_numbers_test.ts tests/dashboard_e2e_test.ts tests/dashboard_browser_test.ts tests/load_cli_test.ts \
-      tests/config_change_test.ts tests/operator_config_test.ts tests/check_command_test.ts \
-      tests/admin_token_cli_test.ts tests/log_format_test.ts \
-      tests/reply_backlog_test.ts tests/state_file_race_test.ts tests/state_file_faults_test.ts \
-      tests/lease_backwards_e2e_test.ts tests/child_env_test.ts tests/admin_fd_test.ts \
-      tests/per_address_default_test.ts tests/clock_jump_e2e_test.ts \
-      tests/proxy_protocol_test.ts tests/tls_listener_test.ts tests/proxy_tls_test.ts \
-      tests/loop_delay_e2e_test.ts tests/process_health_e2e_test.ts tests/hold_e2e_test.ts \
-      tests/upgrade_test.ts tests/upgrade_attack_test.ts
   else
     cat "$log_dir/compile.log"
-    echo "=== compile.sh failed"
+    echo "=== compile.sh failed: no binary pass"
     failed=$((failed + 1))
+    skip_binary=true
   fi
 fi
 
-rm -rf "$log_dir"
+# Runs the runner for one file in one pass, in place of the (background) shell that calls it, so
+# that a signal sent to that pid reaches timeout, which passes it on to its process group.
+runner() {
+  local pass="$1" file="$2" pattern="${3:-}"
+  case "$pass" in
+    bun) TALLYHO_TARGET=bun exec timeout -k 10 "$file_limit_s" \
+      bun test --timeout 120000 "$file" ;;
+    deno) TALLYHO_TARGET=deno exec timeout -k 10 "$file_limit_s" \
+      deno test -A --unstable-net --no-check "$file" ;;
+    binary) TALLYHO_TARGET=binary TALLYHO_BIN="$binary" exec timeout -k 10 "$file_limit_s" \
+      bun test --timeout 120000 ${pattern:+-t "$pattern"} "$file" ;;
+  esac
+}
+
+# Runs one file in one pass; its output goes to a log printed whole when it ends, so that files
+# running side by side do not interleave. Writes the exit status and the seconds beside the log.
+# A TERM or INT (the run stopped) is passed on to the runner (timeout passes it on to its group).
+run_file() {
+  local pass="$1" file="$2" pattern="${3:-}"
+  local log start end status pid
+  log="$log_dir/$pass.$(basename "$file" .ts)"
+  start=$(date +%s%N)
+  runner "$pass" "$file" "$pattern" >"$log.log" 2>&1 </dev/null &
+  pid=$!
+  trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"; exit 143' TERM INT
+  wait "$pid"
+  status=$?
+  end=$(date +%s%N)
+  echo "$status" >"$log.status"
+  awk -v ns=$((end - start)) 'BEGIN { printf "%.1f\n", ns / 1e9 }' >"$log.seconds"
+  {
+    flock 9
+    echo "=== $pass $file${pattern:+ -t '$pattern'} ($(cat "$log.seconds") s)"
+    cat "$log.log"
+    [ "$status" -eq 124 ] && echo "=== $pass $file: killed after ${file_limit_s} s"
+  } 9>"$log_dir/print.lock"
+}
+
+# Runs the jobs on stdin ("PASS FILE [PATTERN]"), at most $1 at a time.
+run_jobs() {
+  local most="$1" running=0 pass file pattern
+  while read -r pass file pattern; do
+    if [ "$running" -ge "$most" ]; then
+      wait -n
+      running=$((running - 1))
+    fi
+    run_file "$pass" "$file" "$pattern" &
+    running=$((running + 1))
+  done
+  wait
+}
+
+# Adds one file's counts; a runner that dies before reporting, or reports no test, is a failure.
+count_file() {
+  local pass="$1" file="$2" log before failed_before status
+  log="$log_dir/$pass.$(basename "$file" .ts)"
+  before=$((passed + failed + skipped))
+  failed_before=$failed
+  if [ "$pass" = deno ]; then count_deno "$log.log"; else count_bun "$log.log"; fi
+  status=$(cat "$log.status" 2>/dev/null || echo 1)
+  if [ "$status" -ne 0 ] && [ "$failed" -eq "$failed_before" ]; then
+    echo "=== $pass $file: the runner exited $status without reporting a failed test; counting it as one"
+    failed=$((failed + 1))
+  fi
+  if [ $((passed + failed + skipped)) -eq "$before" ]; then
+    echo "=== $pass $file: ran no test"
+    failed=$((failed + 1))
+  fi
+}
+
+plan="$log_dir/plan"
+plan_passes tests/passes.txt "$skip_binary" "$@" >"$plan" || { echo "=== the plan has a problem: see above"; failed=$((failed + 1)); }
+echo "=== $(grep -c . "$plan") runs of $(ls tests/*_test.ts | wc -l) test files: $(awk '{ n[$1]++ } END { for (p in n) printf "%s %d, ", p, n[p] }' "$plan" | sed 's/, $//'); $at_once at a time, then the solo files one by one"
+# Stopped (Ctrl-C, or CI's timeout): stop the files running, not only this script.
+trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 130' INT TERM
+run_jobs "$at_once" < <(grep ' shared ' "$plan" | cut -d' ' -f1,3-)
+run_jobs 1 < <(grep ' solo ' "$plan" | cut -d' ' -f1,3-)
+while read -r pass _ file _; do count_file "$pass" "$file"; done <"$plan"
+
+echo "=== the ten slowest files (seconds, pass, file); the tests took $(($(date +%s) - started)) s in all:"
+slowest_files "$log_dir" 10
 summarize
 [ -n "$summary_file" ] && echo "$line" >"$summary_file"
 echo "$line"

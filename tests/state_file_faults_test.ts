@@ -12,6 +12,8 @@ import { test } from "node:test";
 import { readStateFile, writeStateFile } from "../server/lease/state_file.ts";
 import { LineClient, replyNumber } from "./_client.ts";
 import { isAlive, startTallyho, UNDER_TEST } from "./_server.ts";
+import { skipOffCi, toolMissing } from "./_tools.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "tallyho-state-faults-"));
@@ -36,7 +38,7 @@ async function ask(port: number): Promise<number | null> {
 test(
   `[${UNDER_TEST}] cli: a state file write cut short by a file size limit fails the lease; the good file stays`,
   {
-    skip: !has("prlimit", "--version"),
+    skip: skipOffCi(toolMissing("prlimit", "util-linux")),
   },
   async () => {
     const dir = tempDir();
@@ -76,12 +78,17 @@ test(
 );
 
 const AS_ROOT = process.getuid?.() === 0;
-const CAN_UNSHARE = AS_ROOT && has("unshare", "-m", "--propagation", "private", "true");
+/** Why no private mount namespace can be made here (it takes root and unshare), or null. */
+const noUnshare = !AS_ROOT
+  ? "a private mount namespace needs root (run as root)"
+  : has("unshare", "-m", "--propagation", "private", "true")
+  ? null
+  : "unshare -m cannot make a private mount namespace here (apt-get install util-linux)";
 
 test(
   `[${UNDER_TEST}] cli: SIGTERM with the state directory read-only exits 0 and says what it could not record`,
   {
-    skip: !CAN_UNSHARE,
+    skip: skipOffCi(noUnshare),
   },
   async () => {
     const dir = tempDir();
@@ -123,7 +130,7 @@ test(
         // once in CI). Try again for up to 5 s.
         let remount = remountReadOnly();
         for (let i = 0; i < 50 && remount.status !== 0 && /busy/.test(remount.stderr); i++) {
-          await new Promise((resolve) => setTimeout(resolve, 100));
+          await sleep(100);
           remount = remountReadOnly();
         }
         assert.equal(remount.status, 0, remount.stderr);
@@ -181,10 +188,7 @@ test(`[${UNDER_TEST}] cli: a kill -9'd holder leaves no lock behind; its childre
         // Gone with its parent.
       }
     }
-    const deadline = Date.now() + 10_000;
-    while (children.some(isAlive) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await waitUntil(() => !children.some(isAlive), { what: "the killed children gone" });
     assert.equal(readFileSync(`${path}.lock`, "utf8"), `${first.pid}\n`, "left behind");
     const second = await startTallyho(args);
     try {

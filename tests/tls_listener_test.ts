@@ -2,7 +2,8 @@
  * TLS on the listener: `openssl s_client` and the runtime's own TLS client get `Hello World<N>`
  * over a certificate made at test time (ECDSA P-256), a client that does not speak TLS is closed
  * without a reply, and a bad certificate, a key that is not the certificate's, or half the pair
- * stop the start with a message naming the flag (exit 2).
+ * stop the start with a message naming the flag (exit 2). Every test makes its certificates with
+ * openssl: off CI they skip where it is missing.
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
@@ -12,38 +13,19 @@ import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
-import { test } from "node:test";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import { selfSignedCertificate, skipOpenssl } from "./_certificates.ts";
+import { testNeeding } from "./_tools.ts";
+import { waitUntil } from "./_wait.ts";
 import { python } from "./_python.ts";
 import { totals } from "./_proxy_clients.ts";
 import { certificateNames, serverNameCheck } from "../server/server_names.ts";
 
-/** Makes a self-signed ECDSA P-256 certificate for localhost and 127.0.0.1. */
+const test = testNeeding(skipOpenssl);
+
+/** A self-signed certificate for localhost and 127.0.0.1, valid 30 days, with CN=`name`. */
 function makeCertificate(dir: string, name: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  const made = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "30",
-    "-subj",
-    `/CN=${name}`,
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { encoding: "utf8" });
-  assert.equal(made.status, 0, made.stderr);
-  chmodSync(key, 0o600);
-  return { cert, key };
+  return selfSignedCertificate(dir, name, { days: 30, commonName: name });
 }
 
 function opensslAsk(port: number): Promise<string> {
@@ -458,11 +440,10 @@ test(`[${UNDER_TEST}] tls: a client asking for a name the certificate does not c
     }
     const s = await opensslWrongName(server.port);
     assert.ok(!s.includes("Hello World"), `openssl s_client with a wrong name got ${s}`);
-    let figures = await totals(server.admin);
-    for (let i = 0; i < 50 && figures.rejectedServerName! < 4; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      figures = await totals(server.admin);
-    }
+    const figures = await waitUntil(async () => {
+      const now = await totals(server.admin);
+      return now.rejectedServerName! >= 4 && now;
+    }, { what: "four server-name rejections counted", timeoutMs: 5000 });
     assert.equal(figures.rejectedServerName, 4, "three Python clients and openssl");
     const metrics = await (await server.admin("/metrics")).text();
     const counted = [
@@ -502,27 +483,12 @@ function opensslWrongName(port: number): Promise<string> {
 test("tls unit: the names a certificate covers are its DNS names (or CN); a wildcard covers one label", () => {
   const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
   try {
-    const made = spawnSync("openssl", [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-keyout",
-      join(dir, "w.key"),
-      "-out",
-      join(dir, "w.crt"),
-      "-days",
-      "1",
-      "-subj",
-      "/CN=ignored.example",
-      "-addext",
-      "subjectAltName=DNS:*.example.com,DNS:Tally.Example,IP:127.0.0.1",
-    ], { encoding: "utf8" });
-    assert.equal(made.status, 0, made.stderr);
-    const pem = readFileSync(join(dir, "w.crt"), "utf8");
+    const wildcard = selfSignedCertificate(dir, "w", {
+      days: 1,
+      commonName: "ignored.example",
+      altNames: "DNS:*.example.com,DNS:Tally.Example,IP:127.0.0.1",
+    });
+    const pem = readFileSync(wildcard.cert, "utf8");
     assert.deepEqual(certificateNames(pem), ["*.example.com", "tally.example"]);
     const accepts = serverNameCheck(pem);
     for (const name of ["a.example.com", "A.Example.COM", "tally.example", "tally.example."]) {
@@ -541,23 +507,10 @@ test("tls unit: the names a certificate covers are its DNS names (or CN); a wild
 });
 
 function makeCertificateWithoutNames(dir: string): string {
-  const made = spawnSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    join(dir, "cn.key"),
-    "-out",
-    join(dir, "cn.crt"),
-    "-days",
-    "1",
-    "-subj",
-    "/CN=cn.example",
-  ], { encoding: "utf8" });
-  assert.equal(made.status, 0, made.stderr);
-  return readFileSync(join(dir, "cn.crt"), "utf8");
+  const { cert } = selfSignedCertificate(dir, "cn", {
+    days: 1,
+    commonName: "cn.example",
+    altNames: null,
+  });
+  return readFileSync(cert, "utf8");
 }

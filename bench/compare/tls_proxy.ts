@@ -30,6 +30,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
+import { selfSignedCertificate } from "./certificate.ts";
 import { coreBusySeconds } from "./cpu_usage.ts";
 import { machineInfo } from "./machine.ts";
 import { freePort, type LaunchSpec, ServerProcess, sleep } from "./server_process.ts";
@@ -204,32 +205,6 @@ async function silentUpstream(): Promise<{ port: number; close(): void }> {
       server.close();
     },
   };
-}
-
-function makeCertificate(dir: string): { cert: string; key: string } {
-  const cert = join(dir, "bench.crt");
-  const key = join(dir, "bench.key");
-  execFileSync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-nodes",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=localhost",
-    "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
-  ], { stdio: "ignore" });
-  execFileSync("chmod", ["600", key]);
-  return { cert, key };
 }
 
 function buildClient(dir: string): string {
@@ -758,7 +733,7 @@ async function main(args: string[]): Promise<number> {
   const load = loadavg().map((n) => n.toFixed(2)).join(" ");
   try {
     const client = buildClient(root);
-    const tls = makeCertificate(root);
+    const tls = selfSignedCertificate(root, "bench");
     const figures: Figure[] = [];
     for (const run of plan(tls, binary, values.only ?? null)) {
       const figure = await measure(run, client, seconds, rounds, root);

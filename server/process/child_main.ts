@@ -15,9 +15,7 @@ import { type RunningServer, startServer } from "../serve.ts";
 import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
-
-/** How often a child reports its figures to the supervisor. */
-export const STATS_EVERY_MS = 1000;
+import { statsEveryMs } from "./_stats_every.ts";
 
 /**
  * Runs this process as a child of a supervisor until told to stop.
@@ -111,7 +109,7 @@ export function runChild(): Promise<number> {
                     },
                   });
                 }
-              }, STATS_EVERY_MS);
+              }, statsEveryMs(process.env));
             } catch (error) {
               const code = error instanceof AddressInUseError ? "EADDRINUSE" : "START_FAILED";
               await send({ type: "failed", code, message: (error as Error).message });
