@@ -331,6 +331,16 @@ function numberFamilies(info: AdminInfo, processes: ProcessStats[]): Family[] {
         samples: [[{}, source.next]],
       },
     );
+    if (source.mark !== undefined) {
+      families.push({
+        name: "tallyho_numbers_mark",
+        type: "gauge",
+        help: "The highest number this server knows was leased from its source (its own " +
+          "leases and what it read of a shared key); a source that went backwards must be set " +
+          "at least to the highest of these over every server that shares it.",
+        samples: [[{}, source.mark]],
+      });
+    }
     if (source.durableMark !== undefined) {
       families.push({
         name: "tallyho_numbers_durable_mark",

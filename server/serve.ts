@@ -7,6 +7,7 @@
  */
 
 import { assertAddressFree } from "./address_probe.ts";
+import { DescriptorWatch } from "./descriptor_watch.ts";
 import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
 import { readHostFacts } from "./host_facts.ts";
 import { LeaseKeeper } from "./lease/lease_keeper.ts";
@@ -31,6 +32,12 @@ export interface StartOptions {
    * and another process of the same server may hold it.
    */
   joinPort?: number;
+  /**
+   * Watch this process's file descriptors and refuse new connections at once (counted) while
+   * none is left, rather than leave them queued (see descriptor_watch.ts).
+   * @default {true}
+   */
+  watchDescriptors?: boolean;
 }
 
 /** A running server. */
@@ -109,6 +116,7 @@ export async function startServer(
     keeper.stop();
     throw error;
   }
+  const watch = start.watchDescriptors === false ? null : watchDescriptors(pool, log);
   return {
     get config() {
       return pool.config;
@@ -120,8 +128,29 @@ export async function startServer(
     configure: (next) => pool.configure(next),
     setPaused: (paused) => pool.setPaused(paused),
     shutdown: async () => {
+      watch?.stop();
       await pool.shutdown();
       keeper.stop();
     },
   };
+}
+
+/** Refuses new connections while the process is out of descriptors, saying so once each way. */
+function watchDescriptors(pool: ThreadPool, log: (line: string) => void): DescriptorWatch {
+  const refused = () => pool.stats().reduce((sum, thread) => sum + thread.rejectedNoDescriptors, 0);
+  let before = 0;
+  return new DescriptorWatch({
+    onChange: (out) => {
+      pool.setOutOfDescriptors(out);
+      if (out) {
+        before = refused();
+        log(
+          "out of file descriptors: new connections are closed at once and counted as " +
+            "rejected (no_descriptors) until some are free; open ones are still served",
+        );
+      } else {
+        log(`file descriptors free again: serving new connections (${refused() - before} refused)`);
+      }
+    },
+  });
 }

@@ -9,7 +9,7 @@
 import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
-import { createGateBuffers } from "./limits/connection_gate.ts";
+import { createGateBuffers, setOutOfDescriptors } from "./limits/connection_gate.ts";
 import { monotonicNow } from "./monotonic_clock.ts";
 import { DeathWindow } from "./process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
@@ -226,6 +226,16 @@ export class ThreadPool {
   async setPaused(paused: boolean): Promise<void> {
     this.#paused = paused;
     await this.#everyThread({ type: paused ? "pause" : "resume" });
+  }
+
+  /**
+   * Closes every new connection at once (counted as `rejectedNoDescriptors`) while the process is
+   * out of file descriptors, or serves them again; open connections are served either way.
+   *
+   * @param out Whether the process is out of descriptors (see descriptor_watch.ts).
+   */
+  setOutOfDescriptors(out: boolean): void {
+    setOutOfDescriptors(this.#gateBuffers, out);
   }
 
   /** Sends a message every thread acknowledges, and resolves once all have. */

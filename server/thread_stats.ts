@@ -35,6 +35,7 @@ export const STAT_NAMES = [
   "rejectedProxyHeaderUntrusted",
   "closedProxyHeaderTimeout",
   "rejectedServerName",
+  "rejectedNoDescriptors",
   // Event-loop delay (server/loop_delay.ts): the last interval's percentiles, in ms...
   "loopDelayP50Ms",
   "loopDelayP99Ms",

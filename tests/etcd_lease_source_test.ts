@@ -142,7 +142,7 @@ test("etcd source: a key below what this server leased is refused (went backward
       assert.ok(error instanceof LeaseBehindError);
       assert.match(
         error.message,
-        /the key holds 40, but this server has already leased numbers up to 100/,
+        /the key holds 40, but this server's mark is 100 /,
       );
       return true;
     });

@@ -58,8 +58,7 @@ async function backwardsUnderLoad(
     // The refusal, as operators see it: one error line naming the key and both numbers.
     const refusal = new RegExp(
       `error: refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/${key}: ` +
-        `the key (?:holds (\\d+)|is missing), but this server has already leased numbers ` +
-        `up to (\\d+)`,
+        `the key (?:holds (\\d+)|is missing), but this server's mark is (\\d+) `,
     );
     let logged: RegExpExecArray | null = null;
     try {

@@ -68,9 +68,11 @@ test("lease guard refuses any source's grant at or below the server's mark, coun
     assert.equal(error.mark, 8192);
     assert.equal(
       error.message,
-      "refused a lease from scripted test source: it granted 5000 to 9095, but this server has " +
-        "already leased numbers up to 8192; serving it would repeat numbers. Set the source to " +
-        "at least 8192 (above every server's leases) to resume",
+      "refused a lease from scripted test source: it granted 5000 to 9095, but this server's " +
+        "mark is 8192 (numbers up to it were leased there, by this server or as it read the " +
+        "source); serving it would repeat numbers. To resume, set the source to at least the " +
+        "highest mark of every server that shares it (each logs its own; GET /v1/info shows " +
+        "it as numbers.mark) and at least what it held before it went back",
     );
     return true;
   });
@@ -92,7 +94,7 @@ test("lease guard starts from the source's mark: a source moved back before the 
   const guard = new LeaseGuard(inner);
   assert.equal(guard.mark, 999);
   inner.next = 500;
-  await assert.rejects(guard.lease(1), /it granted 500 to 500, .* up to 999/);
+  await assert.rejects(guard.lease(1), /it granted 500 to 500, but this server's mark is 999 /);
   const memory = new LeaseGuard(new MemoryLeaseSource(7));
   assert.equal(await memory.lease(3), 7, "a source that never goes backwards passes through");
   assert.equal(memory.status().leasesRefused, 0);
@@ -120,7 +122,7 @@ test(
           error.message,
           new RegExp(
             `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/n: the key holds ` +
-              `5000, but this server has already leased numbers up to 8192;`,
+              `5000, but this server's mark is 8192 `,
           ),
         );
         return true;
@@ -128,7 +130,10 @@ test(
       assert.equal(await redis.command("GET", "n"), "5000", "a refused lease takes nothing");
 
       await redis.command("DEL", "n");
-      await assert.rejects(guard.lease(4096), /the key is missing, but .* up to 8192/);
+      await assert.rejects(
+        guard.lease(4096),
+        /the key is missing, but this server's mark is 8192 /,
+      );
       assert.equal(await redis.command("GET", "n"), null, "the lost key is not recreated low");
       assert.equal(guard.status().leasesRefused, 2);
       assert.equal(guard.status().leaseErrors, 2, "the source counts them as failed leases too");

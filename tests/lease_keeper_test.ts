@@ -54,3 +54,59 @@ test("lease keeper backs off after a failed lease and grants nothing it did not 
     keeper.stop();
   }
 });
+
+test("lease keeper after an outage: clients refused meanwhile neither grow the next lease nor are leased for", async () => {
+  const ledger = NumberLedger.create();
+  const asked: number[] = [];
+  let next = 1;
+  let down = false;
+  const keeper = new LeaseKeeper(ledger, (blocks) => {
+    if (down) return Promise.reject(new Error("source down"));
+    asked.push(blocks);
+    const first = next;
+    next += blocks * BLOCK_SIZE;
+    return Promise.resolve(first);
+  }, { checkEveryMs: 1_000_000 });
+  // As a serving thread tells it (worker_main.ts), here on the main thread, which never waits.
+  ledger.onStarved = () => keeper.starved();
+  try {
+    await keeper.prime();
+    // Steady traffic of a few hundred numbers a second: the held block is used up.
+    ledger.reserve(ledger.remaining);
+    down = true;
+    keeper.check(); // the lease fails: the source is down from now on
+    await tick();
+    // During the outage: 600,000 clients refused (each took a position, as a connection does).
+    let refused = 0;
+    for (let i = 0; i < 600_000; i++) {
+      try {
+        ledger.numberAt(ledger.reserve(1));
+      } catch {
+        refused++;
+      }
+    }
+    assert.equal(refused, 600_000);
+    assert.ok(
+      ledger.remaining > -BLOCK_SIZE,
+      `refused positions are not owed: ${ledger.remaining}`,
+    );
+    down = false;
+    // Once the source is back, the next check leases (past the failed lease's backoff).
+    const deadline = Date.now() + 10_000;
+    const before = asked.length;
+    while (asked.length === before && Date.now() < deadline) {
+      keeper.check();
+      await tick();
+    }
+    const catchUp = asked.slice(before);
+    assert.equal(catchUp.length, 1, `one lease after the outage: ${catchUp}`);
+    assert.ok(catchUp[0]! <= 4, `the first lease after the outage asked ${catchUp[0]} blocks`);
+    // The next client gets a number from that lease, at most a block past its start: the
+    // refused positions' blocks were skipped, not leased for and abandoned.
+    const leasedFrom = next - catchUp[0]! * BLOCK_SIZE;
+    const n = ledger.numberAt(ledger.reserve(1));
+    assert.ok(n >= leasedFrom && n < leasedFrom + BLOCK_SIZE, `${n} from a lease at ${leasedFrom}`);
+  } finally {
+    keeper.stop();
+  }
+});

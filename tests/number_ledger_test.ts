@@ -136,6 +136,26 @@ test("ledger: a starved main thread is refused at once and told so, once per wai
   assert.ok(ledger.remaining === BLOCK_SIZE - 3);
 });
 
+test("ledger: a grant skips the blocks whose positions were all refused; a position left in one is refused, never numbered", () => {
+  const ledger = NumberLedger.create();
+  ledger.grant(1, 1);
+  ledger.reserve(BLOCK_SIZE); // block 0 used up
+  // The source is down: clients take positions through blocks 1 to 3 and into block 4, and are
+  // refused (only the last one is looked up here; the others are refused the same way).
+  const stalled = ledger.reserve(1); // block 1: a thread that has not looked its number up yet
+  ledger.reserve(3 * BLOCK_SIZE + 9);
+  const last = ledger.reserve(1);
+  assert.equal(Math.floor(last / BLOCK_SIZE), 4);
+  assert.throws(() => ledger.numberAt(last), NumbersUnavailableError);
+  assert.equal(ledger.remaining, 4 * BLOCK_SIZE - ledger.taken, "blocks 1-3 are not owed");
+  ledger.grant(100_001, 1);
+  assert.equal(ledger.skippedBlocks, 3);
+  assert.equal(ledger.grantedBlocks, 5, "the grant went to block 4");
+  assert.equal(ledger.numberAt(ledger.reserve(1)), 100_001 + last + 1 - 4 * BLOCK_SIZE);
+  assert.throws(() => ledger.numberAt(stalled), NumbersUnavailableError, "a skipped block");
+  assert.equal(ledger.covered, BLOCK_SIZE + last + 2 - 4 * BLOCK_SIZE, "skipped blocks uncounted");
+});
+
 test("ledger: a starved worker thread waits for the grant and then gets its number", async () => {
   const ledger = NumberLedger.create();
   const waiting = startWorker({ mode: "wait", buffer: ledger.buffer, waitMs: 10_000 });

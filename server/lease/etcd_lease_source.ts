@@ -32,7 +32,7 @@ import { monotonicNow } from "../monotonic_clock.ts";
 import { EtcdLeaseError } from "./etcd_lease_error.ts";
 import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
-import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
+import type { LeaseOptions, LeaseSource, LeaseSourceStatus, SourcePeek } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
 import { firstNumberOption, readCaFile } from "./_source_options.ts";
 import { explainTlsFailure, type TlsProbeSettings } from "./tls_refusal.ts";
@@ -325,6 +325,31 @@ export class EtcdLeaseSource implements LeaseSource {
       this.#tally.failed(failure);
       throw failure;
     }
+  }
+
+  /**
+   * Reads the key (a linearizable range, so it sees every lease committed before it), leasing
+   * nothing: where the number space stands now.
+   *
+   * @returns The mark (the key, or `firstNumber - 1` when it is missing or below) and what the
+   * key holds.
+   * @throws {EtcdLeaseError} When no member answers within one request timeout, or the key is
+   * not an integer.
+   */
+  async peek(): Promise<SourcePeek> {
+    if (this.#closed) throw new EtcdLeaseError(`${this.description} is closed`);
+    let seen: Seen;
+    try {
+      seen = await this.#read(monotonicNow() + this.#requestTimeoutMs);
+    } catch (error) {
+      throw error instanceof MemberFailure
+        ? new EtcdLeaseError(`Cannot read etcd at ${this.#target.display}: ${error.message}`)
+        : error;
+    }
+    const floor = this.#firstNumber - 1;
+    return seen.value === null
+      ? { mark: floor, what: "the key is missing" }
+      : { mark: Math.max(seen.value, floor), what: `the key holds ${seen.value}` };
   }
 
   /** Reads the key: its value and mod revision. */

@@ -1,10 +1,18 @@
 /**
  * The one place every lease of a running server passes: the supervisor leases through it for all
  * its processes, whatever the source (memory, state file, Redis, or one yet to come). It keeps
- * this server's high-water mark, the highest number any of its processes was granted, and
- * refuses any grant that starts at or below it, so a source that goes backwards (a Redis key
- * overwritten or lost, a state file replaced) never makes this server repeat a number it already
- * handed out. It cannot see numbers other servers leased, nor a mark from before this start.
+ * this server's mark, the highest number it knows was leased from the source (any of its
+ * processes' grants, and what it read of a shared source), and refuses any grant that starts at
+ * or below it, so a source that goes backwards (a Redis key overwritten, lost or restored from an
+ * older snapshot, a state file replaced) never makes this server repeat a number it handed out.
+ *
+ * It also watches a source that can be read without leasing ({@linkcode LeaseSource.peek}: Redis,
+ * etcd) about once a second when no lease read it: a server that holds numbers leases nothing for
+ * a while, and with two servers on one key the one that said nothing was the one whose mark an
+ * operator needed (docs/numbering.md). Each read also raises the mark to what the source held, so
+ * a key set back between two servers' marks is refused by a server that had read the higher one.
+ * It cannot see numbers leased by a server since stopped that it never read, nor a mark from
+ * before this start.
  *
  * @module
  */
@@ -13,6 +21,17 @@ import { monotonicNow } from "../monotonic_clock.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
 import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 
+/** Options for {@linkcode LeaseGuard.watch}. */
+export interface WatchOptions {
+  /**
+   * Reads the source when no lease has read it for this long, in milliseconds.
+   * @default {1000}
+   */
+  everyMs?: number;
+  /** Called each time a read finds the source below the mark (the caller throttles its log). */
+  onBehind: (error: LeaseBehindError) => void;
+}
+
 /** Refuses leases that go backwards; see the module's description. */
 export class LeaseGuard implements LeaseSource {
   #inner: LeaseSource;
@@ -20,6 +39,11 @@ export class LeaseGuard implements LeaseSource {
   #refused = 0;
   #refusing = false;
   #lastLeaseMs: number | null = null;
+  #watch: { everyMs: number; onBehind: (error: LeaseBehindError) => void } | null = null;
+  #timer: ReturnType<typeof setInterval> | null = null;
+  /** When a lease or a read last told where the source stands. */
+  #readAt = -Infinity;
+  #peeking = false;
 
   /**
    * @param inner The source; the guard starts from its mark (`next - 1`), so a source that moves
@@ -41,6 +65,54 @@ export class LeaseGuard implements LeaseSource {
   replace(inner: LeaseSource): void {
     this.#inner = inner;
     this.#mark = Math.max(this.#mark, inner.next - 1);
+    if (this.#watch !== null) this.#startTimer();
+  }
+
+  /**
+   * Reads the source between leases (only a source with {@linkcode LeaseSource.peek}), and
+   * reports each read that finds it below the mark. Stops on {@linkcode close}; resumes on
+   * {@linkcode replace}.
+   *
+   * @param options How often, and whom to tell.
+   */
+  watch(options: WatchOptions): void {
+    this.#watch = { everyMs: options.everyMs ?? 1000, onBehind: options.onBehind };
+    this.#startTimer();
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== null) return;
+    this.#timer = setInterval(() => this.#read(), Math.max(10, this.#watch!.everyMs / 4));
+  }
+
+  #read(): void {
+    const watch = this.#watch;
+    const inner = this.#inner;
+    if (watch === null || this.#peeking || inner.peek === undefined) return;
+    if (monotonicNow() - this.#readAt < watch.everyMs) return;
+    this.#peeking = true;
+    // Compared with the mark from before the read: a lease granted meanwhile may end above
+    // what the read saw (an etcd range served just before the lease's commit) without the
+    // source having gone anywhere.
+    const before = this.#mark;
+    inner.peek().then(
+      ({ mark, what }) => {
+        if (inner !== this.#inner || this.#timer === null) return;
+        this.#readAt = monotonicNow();
+        if (mark < before) {
+          watch.onBehind(
+            new LeaseBehindError(this.description, what, this.#mark, { watched: true }),
+          );
+        } else {
+          this.#mark = Math.max(this.#mark, mark);
+        }
+      },
+      () => {
+        // Unreadable now (the source down): leases say so, and the next read tries again.
+      },
+    ).finally(() => {
+      this.#peeking = false;
+    });
   }
 
   get description(): string {
@@ -58,15 +130,19 @@ export class LeaseGuard implements LeaseSource {
   async lease(count: number, _options?: LeaseOptions): Promise<number> {
     let first: number;
     const started = monotonicNow();
+    // The mark the source is asked to check: a read that raises the mark while this lease is in
+    // flight may have seen this very run (a GET queued behind the script), so the grant is
+    // checked against the mark it was asked for.
+    const above = this.#mark;
     try {
-      first = await this.#inner.lease(count, { above: this.#mark });
+      first = await this.#inner.lease(count, { above });
     } catch (error) {
       if (error instanceof LeaseBehindError) this.#refuse();
       throw error;
     } finally {
       this.#lastLeaseMs = monotonicNow() - started;
     }
-    if (first <= this.#mark) {
+    if (first <= above) {
       this.#refuse();
       throw new LeaseBehindError(
         this.#inner.description,
@@ -74,7 +150,8 @@ export class LeaseGuard implements LeaseSource {
         this.#mark,
       );
     }
-    this.#mark = first + count - 1;
+    this.#mark = Math.max(this.#mark, first + count - 1);
+    this.#readAt = monotonicNow();
     this.#refusing = false;
     return first;
   }
@@ -84,7 +161,10 @@ export class LeaseGuard implements LeaseSource {
     this.#refusing = true;
   }
 
-  /** The highest number this server has been granted (or the source's mark at the start). */
+  /**
+   * The highest number this server knows was leased from the source: its processes' grants, what
+   * it read of the source, and the source's mark at the start.
+   */
   get mark(): number {
     return this.#mark;
   }
@@ -98,7 +178,10 @@ export class LeaseGuard implements LeaseSource {
     return this.#inner.next;
   }
 
+  /** Closes the source and stops watching it (until {@linkcode replace}). */
   close(): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
     return this.#inner.close();
   }
 
@@ -106,6 +189,7 @@ export class LeaseGuard implements LeaseSource {
     return {
       kind: sourceKind(this.#inner.description),
       ...this.#inner.status(),
+      mark: this.#mark,
       leasesRefused: this.#refused,
       lastLeaseMs: this.#lastLeaseMs,
     };

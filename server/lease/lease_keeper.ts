@@ -42,15 +42,20 @@ export class LeaseKeeper {
   readonly #timer: ReturnType<typeof setInterval>;
   #inFlight = false;
   #rate = 0;
-  #lastTaken = 0;
+  #lastCovered = 0;
   #lastTime = monotonicNow();
   #retryAt = 0;
   #backoffMs = 0;
-  // Blocks to keep ahead at least, doubled each time a thread starves and halved each quiet
-  // second: a burst outruns a rate measured over 100 ms, and the lease in flight takes a round
-  // trip to the supervisor (and to Redis), so the keeper must overshoot rather than trickle.
+  // Blocks to keep ahead at least, doubled when a thread starves and halved each quiet second: a
+  // burst outruns a rate measured over 100 ms, and the lease in flight takes a round trip to the
+  // supervisor (and to Redis), so the keeper must overshoot rather than trickle. Doubled at most
+  // once per granted lease, and not while leases fail: threads that starve during an outage of
+  // the source say nothing about how big a lease should be, and every client refused in one
+  // used to double it, so the first lease after any outage was 256 blocks (1,044,480 numbers
+  // abandoned by a kill -9 at a few hundred numbers a second).
   #floorBlocks = 2;
   #lastStarvedAt = 0;
+  #grownSinceGrant = false;
 
   /**
    * @param ledger The process's ledger.
@@ -78,8 +83,11 @@ export class LeaseKeeper {
 
   /** A thread had to wait for a block: lease more, and more each time it happens again. */
   starved(): void {
-    this.#floorBlocks = Math.min(this.#maxBlocks, this.#floorBlocks * 2);
-    this.#lastStarvedAt = monotonicNow();
+    if (!this.#grownSinceGrant && this.#backoffMs === 0) {
+      this.#grownSinceGrant = true;
+      this.#floorBlocks = Math.min(this.#maxBlocks, this.#floorBlocks * 2);
+      this.#lastStarvedAt = monotonicNow();
+    }
     this.check();
   }
 
@@ -90,13 +98,15 @@ export class LeaseKeeper {
       this.#floorBlocks = Math.max(2, this.#floorBlocks / 2);
       this.#lastStarvedAt = now;
     }
-    const taken = this.#ledger.taken;
+    // The rate of numbers served: positions refused for want of a block (the source down) are
+    // not, and counting them leased for clients that were turned away.
+    const covered = this.#ledger.covered;
     const elapsed = now - this.#lastTime;
     if (elapsed >= 100) {
-      const current = ((taken - this.#lastTaken) * 1000) / elapsed;
+      const current = (Math.max(0, covered - this.#lastCovered) * 1000) / elapsed;
       // Rise at once, fall slowly: a burst should find numbers waiting.
       this.#rate = current > this.#rate ? current : this.#rate * 0.8 + current * 0.2;
-      this.#lastTaken = taken;
+      this.#lastCovered = covered;
       this.#lastTime = now;
     }
     if (this.#inFlight || now < this.#retryAt) return;
@@ -114,8 +124,16 @@ export class LeaseKeeper {
     this.#inFlight = true;
     this.#leaseBlocks(blocks).then(
       (first) => {
+        const skipped = this.#ledger.skippedBlocks;
+        const covered = this.#ledger.covered;
         this.#ledger.grant(first, blocks);
+        // A grant that skipped refused blocks covers at once what was refused in the partial
+        // block past them: clients turned away, not numbers served, so not a rise in the rate.
+        if (this.#ledger.skippedBlocks > skipped) {
+          this.#lastCovered += this.#ledger.covered - covered;
+        }
         this.#backoffMs = 0;
+        this.#grownSinceGrant = false;
       },
       (error: Error) => {
         this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, 50), 5000);

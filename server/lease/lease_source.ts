@@ -21,6 +21,14 @@ export interface LeaseOptions {
   above?: number;
 }
 
+/** Where a source stands, read without leasing: see {@linkcode LeaseSource.peek}. */
+export interface SourcePeek {
+  /** The last number leased from the source, by any server (what the next lease starts above). */
+  mark: number;
+  /** What the source holds, for a message: `the key holds 5`, `the key is missing`. */
+  what: string;
+}
+
 /** A source of number leases. */
 export interface LeaseSource {
   /** Says what the source is, for logs and the admin API (never a secret). */
@@ -36,6 +44,16 @@ export interface LeaseSource {
    * `options.above`.
    */
   lease(count: number, options?: LeaseOptions): Promise<number>;
+  /**
+   * Reads where the source stands now, leasing nothing (a Redis `GET`, an etcd range): present
+   * on sources many servers share, so the {@linkcode LeaseGuard} can see the source set back
+   * while this server still holds numbers and asks for none.
+   *
+   * @returns The source's mark and what it holds.
+   * @throws {Error} When the source cannot be read now (the caller ignores it: leases report
+   * outages).
+   */
+  peek?(): Promise<SourcePeek>;
   /** The first number not yet leased (the high-water mark). */
   readonly next: number;
   /** Releases what the source holds (a lock, a connection). */
@@ -78,6 +96,13 @@ export interface LeaseSourceStatus {
    * a source of one place.
    */
   member?: string;
+  /**
+   * This server's mark: the highest number it knows was leased from the source, by itself or by
+   * another server as it read the source (`next - 1` at the start). A lease at or below it is
+   * refused. After a source goes backwards, the source must be set at least to the highest mark
+   * of every server that shares it. Set by the {@linkcode LeaseGuard}; absent from a bare source.
+   */
+  mark?: number;
   /**
    * Leases refused since the start because the source went backwards (they would have started
    * at or below what this server had already leased). Counted by the {@linkcode LeaseGuard}

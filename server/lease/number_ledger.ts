@@ -10,6 +10,13 @@
  * never reads a block that is not there; a position whose block is not granted yet waits briefly
  * and is then refused, never guessed.
  *
+ * A refused position is never numbered later, so the blocks wholly below the highest refused
+ * position are skipped by the next grant rather than leased for: during an outage of the number
+ * source every client refused still takes a position, and leasing real numbers for all of them
+ * once the source is back would abandon as many numbers as were refused (a million after a few
+ * seconds under load). A skipped block's slot never carries its tag, so a thread that still holds
+ * a position in it is refused.
+ *
  * @module
  */
 
@@ -28,8 +35,10 @@ const TAKEN_OFFSET = 0; // BigInt64: virtual positions handed out
 const GRANTED_OFFSET = 8; // BigInt64: blocks published (indices below it are readable)
 const STARTS_OFFSET = 16; // BigInt64[RING_BLOCKS]: each block's first real number
 const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // BigInt64[RING_BLOCKS]: a slot's block
+// BigInt64: one above the highest position refused for want of a block (0 when none was).
+const REFUSED_OFFSET = TAGS_OFFSET + RING_BLOCKS * 8;
 /** Bytes a ledger needs in shared memory. */
-export const LEDGER_BYTES = TAGS_OFFSET + RING_BLOCKS * 8;
+export const LEDGER_BYTES = REFUSED_OFFSET + 8;
 
 /** Thrown when a position's block has not been leased in time; the connection is refused. */
 export class NumbersUnavailableError extends Error {
@@ -53,6 +62,9 @@ export class NumberLedger {
   readonly #granted: BigInt64Array;
   readonly #starts: BigInt64Array;
   readonly #tags: BigInt64Array;
+  readonly #refusedBelow: BigInt64Array;
+  // Blocks skipped by this view's grants (the main thread's): see `skippedBlocks`.
+  #skipped = 0;
   // The last block this view looked up: most lookups hit it.
   #cachedBlock = -1;
   #cachedStart = 0;
@@ -69,6 +81,7 @@ export class NumberLedger {
     this.#granted = new BigInt64Array(buffer, GRANTED_OFFSET, 1);
     this.#starts = new BigInt64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
     this.#tags = new BigInt64Array(buffer, TAGS_OFFSET, RING_BLOCKS);
+    this.#refusedBelow = new BigInt64Array(buffer, REFUSED_OFFSET, 1);
   }
 
   /** Makes a ledger in fresh shared memory, with no block granted. */
@@ -99,7 +112,7 @@ export class NumberLedger {
   numberAt(position: number, waitMs = 0): number {
     const block = Math.floor(position / BLOCK_SIZE);
     if (block === this.#cachedBlock) return this.#cachedStart + (position - block * BLOCK_SIZE);
-    if (block >= this.grantedBlocks) this.#waitFor(block, waitMs);
+    if (block >= this.grantedBlocks) this.#waitFor(block, position, waitMs);
     const slot = block % RING_BLOCKS;
     // The slot is reused RING_BLOCKS blocks later; a thread stalled that long could read another
     // block's start. Refusing is safe; using it would repeat a number. The start is read before
@@ -114,20 +127,40 @@ export class NumberLedger {
     return start + (position - block * BLOCK_SIZE);
   }
 
-  #waitFor(block: number, waitMs: number): void {
-    this.onStarved?.();
+  #waitFor(block: number, position: number, waitMs: number): void {
     const deadline = monotonicNow() + waitMs;
+    let told = false;
     for (;;) {
       const granted = this.grantedBlocks;
       if (block < granted) return;
+      // Told once per wait, and not for a position refused at once after a wait that timed out:
+      // the keeper grows its leases on this signal, and a client refused while the source is
+      // down is no burst to lease for (once per refusal, it made the first lease after an
+      // outage a million numbers).
+      if (!told && granted !== this.#starvedAtGranted) {
+        told = true;
+        this.onStarved?.();
+      }
       const left = granted === this.#starvedAtGranted ? 0 : deadline - monotonicNow();
       if (left <= 0) {
         this.#starvedAtGranted = granted;
+        this.#noteRefused(position);
         throw new NumbersUnavailableError(
           `No leased numbers: block ${block} was not granted within ${waitMs} ms`,
         );
       }
       Atomics.wait(this.#granted, 0, BigInt(granted), left);
+    }
+  }
+
+  /** Raises the refused mark to `position + 1` (a compare-and-swap loop: there is no atomic max). */
+  #noteRefused(position: number): void {
+    const end = BigInt(position + 1);
+    let seen = Atomics.load(this.#refusedBelow, 0);
+    while (seen < end) {
+      const before = Atomics.compareExchange(this.#refusedBelow, 0, seen, end);
+      if (before === seen) return;
+      seen = before;
     }
   }
 
@@ -146,7 +179,10 @@ export class NumberLedger {
         `Cannot grant ${blocks} blocks from ${start}: the numbers must lie from 1 to ${MAX_NUMBER}`,
       );
     }
-    const granted = this.grantedBlocks;
+    // Blocks whose every position was refused would only be abandoned: skip them (see above).
+    // A position refused after this read lands in a block granted below: a gap, never a repeat.
+    const skip = Math.max(0, this.#skipTo - this.grantedBlocks);
+    const granted = this.grantedBlocks + skip;
     const inUse = Math.floor(this.taken / BLOCK_SIZE);
     if (granted + blocks - inUse > RING_BLOCKS) {
       throw new RangeError(
@@ -162,9 +198,16 @@ export class NumberLedger {
       Atomics.store(this.#tags, slot, BigInt(granted + i));
       Atomics.store(this.#starts, slot, BigInt(start + i * BLOCK_SIZE));
     }
-    // Stored last: a thread that sees the new count also sees the starts written above.
+    // Stored last: a thread that sees the new count also sees the starts written above. The
+    // skipped blocks' slots were not written: none of them carries its tag, so they are refused.
     Atomics.store(this.#granted, 0, BigInt(granted + blocks));
     Atomics.notify(this.#granted, 0);
+    this.#skipped += skip;
+  }
+
+  /** The first block a grant may use: the one holding the highest refused position. */
+  get #skipTo(): number {
+    return Math.floor(Number(Atomics.load(this.#refusedBelow, 0)) / BLOCK_SIZE);
   }
 
   /** Virtual positions handed out so far. */
@@ -172,9 +215,25 @@ export class NumberLedger {
     return Number(Atomics.load(this.#taken, 0));
   }
 
-  /** Positions granted and not yet handed out (negative when threads are waiting). */
+  /**
+   * Positions granted and not yet handed out (negative when threads are waiting). Positions in
+   * blocks the next grant skips (refused, see above) are not counted as owed.
+   */
   get remaining(): number {
-    return this.grantedBlocks * BLOCK_SIZE - this.taken;
+    return Math.max(this.grantedBlocks, this.#skipTo) * BLOCK_SIZE - this.taken;
+  }
+
+  /**
+   * Positions that were granted a real number (handed out or not), excluding the blocks skipped
+   * as refused: what grows with the numbers actually served, not with the clients refused.
+   */
+  get covered(): number {
+    return Math.min(this.taken, this.grantedBlocks * BLOCK_SIZE) - this.#skipped * BLOCK_SIZE;
+  }
+
+  /** Blocks this view's grants skipped because every position in them had been refused. */
+  get skippedBlocks(): number {
+    return this.#skipped;
   }
 
   /** Blocks granted so far. */

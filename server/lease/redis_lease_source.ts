@@ -32,7 +32,7 @@ import { isIP } from "node:net";
 import { ClientOfflineError, createClient, ReconnectStrategyError } from "@redis/client";
 import { MAX_NUMBER } from "../config.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
-import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
+import type { LeaseOptions, LeaseSource, LeaseSourceStatus, SourcePeek } from "./lease_source.ts";
 import { RedisLeaseError } from "./redis_lease_error.ts";
 import { parseRedisUrl, type RedisTarget } from "./redis_url.ts";
 import { LeaseTally } from "./_lease_tally.ts";
@@ -291,6 +291,54 @@ export class RedisLeaseSource implements LeaseSource {
     }
   }
 
+  /**
+   * Reads the key (`GET`), leasing nothing: where the number space stands now.
+   *
+   * @returns The mark (the key, or `firstNumber - 1` when it is missing or below) and what the
+   * key holds.
+   * @throws {RedisLeaseError} When Redis is unreachable, does not answer in time, or the key is
+   * not an integer.
+   */
+  async peek(): Promise<SourcePeek> {
+    if (this.#closed) throw new RedisLeaseError(`${this.description} is closed`);
+    const stored = await this.#answer(
+      this.#client.sendCommand(["GET", this.#target.key]),
+      "a read",
+    );
+    const floor = this.#firstNumber - 1;
+    if (stored === null) return { mark: floor, what: "the key is missing" };
+    const text = String(stored);
+    if (!/^-?\d+$/.test(text)) throw new RedisLeaseError(notIntegerMessage(this.#target, text));
+    return { mark: Math.max(Number(text), floor), what: `the key holds ${text}` };
+  }
+
+  /**
+   * A command's reply, or a {@linkcode RedisLeaseError} after the lease timeout: the client waits
+   * for a reply to a sent command for as long as the connection lives, and a Redis that stopped
+   * answering must not stall leasing.
+   */
+  async #answer(reply: Promise<unknown>, what: string): Promise<unknown> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new RedisLeaseError(
+              `Redis at ${this.#target.display} did not answer ${what} within ` +
+                `${this.#leaseTimeoutMs} ms`,
+            ),
+          ),
+        this.#leaseTimeoutMs,
+      );
+    });
+    reply.catch(() => {}); // a reply that loses the race is dropped, not unhandled
+    try {
+      return await Promise.race([reply, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async #runScript(count: number, above: number): Promise<number> {
     const { key, display } = this.#target;
     const reply = this.#client.sendCommand([
@@ -303,23 +351,8 @@ export class RedisLeaseSource implements LeaseSource {
       String(MAX_NUMBER),
       String(above),
     ]);
-    // The client waits for a reply to a sent command for as long as the connection lives; a
-    // Redis that stopped answering must not stall leasing, so the lease gives up on its own.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new RedisLeaseError(
-              `Redis at ${display} did not answer a lease within ${this.#leaseTimeoutMs} ms`,
-            ),
-          ),
-        this.#leaseTimeoutMs,
-      );
-    });
-    reply.catch(() => {}); // a reply that loses the race is dropped, not unhandled
     try {
-      return Number(await Promise.race([reply, timeout]));
+      return Number(await this.#answer(reply, "a lease"));
     } catch (error) {
       if (error instanceof RedisLeaseError) throw error;
       const message = firstLine(error);
@@ -346,8 +379,6 @@ export class RedisLeaseSource implements LeaseSource {
           offline ? "not connected (reconnecting)" : message
         }`,
       );
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -38,12 +38,33 @@ export const PROXY_CLOSE = PROXY_INVALID;
 /** Addresses a process tracks at once: 64 Ki slots, 4.25 MiB of shared memory. */
 export const ADDRESS_TABLE_SLOTS = 65536;
 
-/** Shared memory for a process's gate: its connection count and its address table. */
+// Int32 slots of the gate's `active` buffer.
+const ACTIVE = 0; // connections the process holds
+const NO_DESCRIPTORS = 1; // 1 while the process is out of file descriptors (descriptor_watch.ts)
+
+/**
+ * Shared memory for a process's gate: its connection count, whether it is out of descriptors,
+ * and its address table.
+ */
 export function createGateBuffers(): { active: SharedArrayBuffer; addresses: SharedArrayBuffer } {
   return {
-    active: new SharedArrayBuffer(4),
+    active: new SharedArrayBuffer(8),
     addresses: AddressTable.create(ADDRESS_TABLE_SLOTS).buffer,
   };
+}
+
+/**
+ * Tells every thread's gate that the process is out of file descriptors (or no longer is):
+ * while it is, each new connection is closed at once and counted as `rejectedNoDescriptors`.
+ *
+ * @param buffers The process's gate buffers.
+ * @param out Whether it is out of descriptors.
+ */
+export function setOutOfDescriptors(
+  buffers: { active: SharedArrayBuffer },
+  out: boolean,
+): void {
+  Atomics.store(new Int32Array(buffers.active), NO_DESCRIPTORS, out ? 1 : 0);
 }
 
 /** Bytes the address table costs per process, for the README and the start log. */
@@ -100,6 +121,12 @@ export class ConnectionGate {
    * @returns Whether it was admitted; a refusal is counted by reason.
    */
   admit(connection: Connection, remoteAddress: string, now: number): boolean {
+    // Out of descriptors, the process cannot serve it; closing it at once keeps the accept queue
+    // draining rather than leave clients to their own timeouts (descriptor_watch.ts).
+    if (Atomics.load(this.#active, NO_DESCRIPTORS) !== 0) {
+      this.#stats[Stat.rejectedNoDescriptors]!++;
+      return false;
+    }
     const address = parseIp(remoteAddress);
     const proxyFrom = this.#proxyFrom;
     if (proxyFrom !== null) {
@@ -149,8 +176,8 @@ export class ConnectionGate {
   }
 
   #takeProcessSlot(): boolean {
-    if (Atomics.add(this.#active, 0, 1) >= this.#config.maxConnections) {
-      Atomics.sub(this.#active, 0, 1);
+    if (Atomics.add(this.#active, ACTIVE, 1) >= this.#config.maxConnections) {
+      Atomics.sub(this.#active, ACTIVE, 1);
       this.#stats[Stat.rejectedMaxConnections]!++;
       return false;
     }
@@ -188,7 +215,7 @@ export class ConnectionGate {
     if (address !== null) {
       const verdict = this.#table.admit(address, this.#limits, now);
       if (verdict === OVER_ADDRESS_CAP || verdict === OVER_RATE) {
-        if (takeSlot) Atomics.sub(this.#active, 0, 1);
+        if (takeSlot) Atomics.sub(this.#active, ACTIVE, 1);
         stats[verdict === OVER_RATE ? Stat.rejectedRate : Stat.rejectedAddressCap]!++;
         return false;
       }
@@ -207,12 +234,12 @@ export class ConnectionGate {
   release(connection: Connection, now: number): void {
     if (!connection.admitted) return;
     connection.admitted = false;
-    Atomics.sub(this.#active, 0, 1);
+    Atomics.sub(this.#active, ACTIVE, 1);
     if (connection.address !== null) this.#table.release(connection.address, now);
   }
 
   /** Connections the whole process holds now. */
   get processConnections(): number {
-    return Atomics.load(this.#active, 0);
+    return Atomics.load(this.#active, ACTIVE);
   }
 }

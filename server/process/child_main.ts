@@ -13,6 +13,7 @@ import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ServeConfig } from "../config.ts";
 import { type RunningServer, startServer } from "../serve.ts";
 import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
+import { HealthReader } from "./health_reader.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 import { statsEveryMs } from "./_stats_every.ts";
@@ -47,6 +48,8 @@ export function runChild(): Promise<number> {
         `tallyho[process ${index}]: ${line}`,
       ),
     );
+
+  const health = new HealthReader(log);
 
   const leaseNumbers = (count: number) =>
     new Promise<number>((resolve, reject) => {
@@ -98,15 +101,11 @@ export function runChild(): Promise<number> {
               await send({ type: "listening", port: server.port, pid: process.pid });
               statsTimer = setInterval(() => {
                 if (server) {
-                  const cpu = process.cpuUsage();
                   send({
                     type: "stats",
                     threads: server.stats(),
                     remaining: server.numbersRemaining(),
-                    health: {
-                      rssBytes: process.memoryUsage().rss,
-                      cpuSeconds: (cpu.user + cpu.system) / 1e6,
-                    },
+                    health: health.read(),
                   });
                 }
               }, statsEveryMs(process.env));

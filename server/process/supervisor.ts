@@ -126,6 +126,8 @@ export class Supervisor {
   #failedLeases = 0;
   /** When a lease refused as gone backwards was last logged; 0 once leasing works again. */
   #behindLoggedAt = -Infinity;
+  /** When the source seen gone backwards by a read (not a lease) was last logged; as above. */
+  #backwardsSeenLoggedAt = -Infinity;
   #stopping = false;
   #paused = false;
   #nextId = 1;
@@ -147,6 +149,9 @@ export class Supervisor {
     });
     this.#source = new LeaseGuard(source, options.above);
     this.#log = options.log;
+    // A process that holds numbers leases nothing for a while: the key set back must be said
+    // by every server that shares it, not only by the one whose lease it refused.
+    this.#source.watch({ onBehind: (error) => this.#logBehind(error) });
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
     this.#deaths = new DeathWindow(this.#crashWindowMs);
@@ -310,6 +315,7 @@ export class Supervisor {
       (first) => {
         tally.granted(count, monotonicNow() - started);
         this.#behindLoggedAt = -Infinity;
+        this.#backwardsSeenLoggedAt = -Infinity;
         if (this.#failedLeases > 0) {
           this.#log(
             `leasing numbers again from ${this.#source.description} after ` +
@@ -324,17 +330,8 @@ export class Supervisor {
         this.#failedLeases++;
         if (error instanceof LeaseBehindError) {
           // Never served: the processes run out of what they hold and refuse clients, and
-          // /readyz answers 503, until the source is set above the mark. Logged when it starts
-          // and every 10 s while it lasts: each process retries every few seconds.
-          const now = monotonicNow();
-          if (now - this.#behindLoggedAt >= 10_000) {
-            this.#behindLoggedAt = now;
-            const refused = this.#source.status().leasesRefused ?? 0;
-            this.#log(
-              `${error.message} (${refused} lease${refused === 1 ? "" : "s"} refused so far)`,
-              "error",
-            );
-          }
+          // /readyz answers 503, until the source is set above the mark.
+          this.#logBehind(error);
           this.#send(child, { type: "deny", id, message: error.message });
           return;
         }
@@ -347,6 +344,24 @@ export class Supervisor {
         );
         this.#send(child, { type: "deny", id, message: error.message });
       },
+    );
+  }
+
+  /**
+   * Says the source went backwards, with this server's mark: when it starts and every 10 s while
+   * it lasts (each process retries every few seconds, and the source is read every second).
+   */
+  #logBehind(error: LeaseBehindError): void {
+    const now = monotonicNow();
+    // Kept apart: a key seen set back by a read must not hide the refusals that follow.
+    const last = error.watched ? this.#backwardsSeenLoggedAt : this.#behindLoggedAt;
+    if (now - last < 10_000) return;
+    if (error.watched) this.#backwardsSeenLoggedAt = now;
+    else this.#behindLoggedAt = now;
+    const refused = this.#source.status().leasesRefused ?? 0;
+    this.#log(
+      `${error.message} (${refused} lease${refused === 1 ? "" : "s"} refused so far)`,
+      "error",
     );
   }
 

@@ -123,6 +123,8 @@ export class Takeover {
       },
       lease: (count: number, options?: LeaseOptions) =>
         source.lease(count, options).then((first) => report(first, count)),
+      // Reads lease nothing: passed through, so the tree that took over watches the key too.
+      ...(source.peek === undefined ? {} : { peek: () => source.peek!() }),
       close: () => source.close(),
       status: () => source.status(),
     };
