@@ -6,16 +6,15 @@
  * @module
  */
 
+import { openLibc } from "./_libc.ts";
 import {
   AF_UNIX,
-  LIBC_NAMES,
   type OpenUnixDatagram,
   SEND_FLAGS,
   SOCK_DGRAM_CLOEXEC,
   UnixDatagramError,
 } from "./unix_datagram.ts";
 
-// The slice of bun:ffi used here, declared so that shared code never loads bun-types.
 interface Libc {
   socket(domain: number, type: number, protocol: number): number;
   sendto(
@@ -27,46 +26,27 @@ interface Libc {
     addressLength: number,
   ): number;
   close(fd: number): number;
-  __errno_location(): number;
-}
-interface BunFfi {
-  dlopen(
-    path: string,
-    symbols: Record<keyof Libc, { args: string[]; returns: string }>,
-  ): { symbols: Libc };
-  read: { i32(pointer: number, offset?: number): number };
 }
 
-let loaded: { libc: Libc; ffi: BunFfi } | null = null;
+let loaded: { libc: Libc; errno(): number } | null = null;
 
-// Loaded on first use through import.meta.require, as bun_file_lock.ts does: a static
-// `import "bun:ffi"` would stop Deno from loading the adapters module at all.
-function load(): { libc: Libc; ffi: BunFfi } {
-  if (loaded) return loaded;
-  const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
-  let lastError: unknown = null;
-  for (const name of LIBC_NAMES) {
-    try {
-      const libc = ffi.dlopen(name, {
-        socket: { args: ["i32", "i32", "i32"], returns: "i32" },
-        // ssize_t read as i32: a datagram this small never counts past 2^31, and -1 stays -1.
-        sendto: { args: ["i32", "ptr", "u64", "i32", "ptr", "u32"], returns: "i32" },
-        close: { args: ["i32"], returns: "i32" },
-        __errno_location: { args: [], returns: "ptr" },
-      }).symbols;
-      loaded = { libc, ffi };
-      return loaded;
-    } catch (error) {
-      lastError = error;
-    }
+function load(): { libc: Libc; errno(): number } {
+  try {
+    loaded ??= openLibc<Libc>({
+      socket: { args: ["i32", "i32", "i32"], returns: "i32" },
+      // ssize_t read as i32: a datagram this small never counts past 2^31, and -1 stays -1.
+      sendto: { args: ["i32", "ptr", "u64", "i32", "ptr", "u32"], returns: "i32" },
+      close: { args: ["i32"], returns: "i32" },
+    }, "a Unix datagram socket");
+  } catch (error) {
+    throw new UnixDatagramError("dlopen", 0, (error as Error).message);
   }
-  throw new UnixDatagramError("dlopen", 0, (lastError as Error).message);
+  return loaded;
 }
 
 /** Opens an unbound `AF_UNIX` datagram socket that sends to `address`. */
 export const openUnixDatagramBun: OpenUnixDatagram = (address) => {
-  const { libc, ffi } = load();
-  const errno = () => ffi.read.i32(libc.__errno_location());
+  const { libc, errno } = load();
   let fd = libc.socket(AF_UNIX, SOCK_DGRAM_CLOEXEC, 0);
   if (fd < 0) throw new UnixDatagramError("socket", errno());
   return {

@@ -7,9 +7,9 @@
  * @module
  */
 
+import { LIBC_NAMES } from "./_libc.ts";
 import {
   AF_UNIX,
-  LIBC_NAMES,
   type OpenUnixDatagram,
   SEND_FLAGS,
   SOCK_DGRAM_CLOEXEC,

@@ -53,5 +53,3 @@ export const AF_UNIX = 1;
 export const SOCK_DGRAM_CLOEXEC = 2 | 0o2000000;
 /** `MSG_DONTWAIT | MSG_NOSIGNAL`. */
 export const SEND_FLAGS = 0x40 | 0x4000;
-/** The C library, by the names glibc installs it under. */
-export const LIBC_NAMES = ["libc.so.6", "libc.so"] as const;
