@@ -4,7 +4,10 @@
 # CI by ", K skipped: <what to install or do> to run them" when a test skipped for a missing tool
 # (tests/_tools.ts; the tools are listed in .ci/system_tools.sh). Under CI (env CI set) nothing
 # may skip: a missing tool fails its test, and a skip that happens anyway counts as a failure.
-# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary])
+# Then the release stage: `npm run release` once, and tests/release_*_test.ts against it (the
+# package installed on a clean Debian under systemd, the arm64 binary under qemu); those files
+# run only there.
+# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary] [--skip-release])
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/node_modules/.bin:$PATH"
@@ -45,10 +48,11 @@ for check in "check mod.ts cli/ server/ admin/ load/ tests/ bench/" "lint" "fmt 
   if deno $check; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 done
 
-run_suite bun count_bun bun test --timeout 120000 tests/
-run_suite deno count_deno deno test -A --unstable-net tests/
+# tests/release_*_test.ts need the release built: the release stage below runs them.
+run_suite bun count_bun bun test --timeout 120000 --path-ignore-patterns 'tests/release_*' tests/
+run_suite deno count_deno deno test -A --unstable-net --ignore='tests/release_*' tests/
 
-if [ "${1:-}" != "--skip-binary" ]; then
+if [[ " $* " != *" --skip-binary "* ]]; then
   if ./compile.sh >"$log_dir/compile.log" 2>&1; then
     echo "=== compiled dist/tallyho ($(du -h dist/tallyho | cut -f1))"
     TALLYHO_BIN="$PWD/dist/tallyho" run_suite binary count_bun \
@@ -67,6 +71,24 @@ if [ "${1:-}" != "--skip-binary" ]; then
     echo "=== compile.sh failed"
     failed=$((failed + 1))
   fi
+fi
+
+if [[ " $* " != *" --skip-release "* ]]; then
+  release_dir="$(mktemp -d)"
+  echo "=== release: bash release/build.sh --out $release_dir"
+  if [ -z "${CI:-}" ] && ! command -v dpkg-deb >/dev/null; then
+    # Off CI without dpkg (not Debian): the release tests skip, as a missing tool's do.
+    echo "=== release: skipped: dpkg-deb is not installed (apt-get install dpkg)"
+    skipped=$((skipped + 1))
+  elif bash release/build.sh --out "$release_dir" 2>&1 | tee "$log_dir/release.log"; then
+    TALLYHO_RELEASE_DIR="$release_dir" run_suite release count_bun \
+      bun test --timeout 300000 ./tests/release_artifacts_test.ts \
+      ./tests/release_lifecycle_test.ts ./tests/release_arm64_test.ts
+  else
+    echo "=== release/build.sh failed"
+    failed=$((failed + 1))
+  fi
+  rm -rf "$release_dir"
 fi
 
 rm -rf "$log_dir"
