@@ -67,7 +67,7 @@ pack() { # pack DIR NAME -> $out/NAME.tar.gz, the tree under DIR's NAME/
 # 1. One binary per target. The output's file name is embedded in it, so each is built as
 #    .../tallyho: the same name in every build.
 declare -A bun_target=(
-  [x64]=bun-linux-x64-modern [x64-baseline]=bun-linux-x64-baseline [arm64]=bun-linux-arm64
+  [x64]=bun-linux-x64 [x64-baseline]=bun-linux-x64-baseline [arm64]=bun-linux-arm64
 )
 targets=(x64 x64-baseline arm64)
 for target in "${targets[@]}"; do

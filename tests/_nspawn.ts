@@ -160,6 +160,8 @@ export async function bootContainer(
     "systemd-nspawn",
     "--boot",
     "--register=no",
+    // Without it nspawn asks systemd over D-Bus for a scope unit to run in; there is none here.
+    "--keep-unit",
     "--private-network",
     "--console=read-only",
     `--machine=${name}`,
@@ -231,7 +233,12 @@ export async function bootContainer(
       });
     // `--wait` returns once start-up is over: "running", or "degraded" when a unit failed
     // (in a minimal container some do, such as the getty on a console that is a pipe).
-    const state = tryRun(["systemctl", "is-system-running", "--wait"], 90_000);
+    // Until systemd has made its own socket, systemctl cannot reach it: try again meanwhile.
+    let state = tryRun(["systemctl", "is-system-running", "--wait"], 90_000);
+    while (/Failed to connect to bus/.test(state.output) && Date.now() < deadline + 30_000) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      state = tryRun(["systemctl", "is-system-running", "--wait"], 90_000);
+    }
     if (!/^(running|degraded)/.test(state.output)) {
       throw new Error(`the container did not come up (${state.output.trim()}):\n${consoleText}`);
     }

@@ -9,8 +9,9 @@
  *   2. reload with a changed configuration file: RELOADING=1 ... READY=1, no client failed
  *   3. upgrade by installing a newer package: the unit stays active, the main PID moves to the
  *      new supervisor, 0 failed clients, 0 repeats
- *   4. restart: numbers continue above the last
- *   5. kill -9 of the main process: systemd restarts it, numbers continue above the last
+ *   4. kill -9 of the main process, the supervisor the upgrade made main (systemd did not start
+ *      it): systemd restarts the service, numbers continue above the last
+ *   5. restart: numbers continue above the last
  *   6. stop: drained, exit 0
  *   7. apt-get remove: stopped, numbers and configuration kept; purge drops them
  *
@@ -310,11 +311,15 @@ test(
         `cat >/etc/tallyho/tallyho.json <<'EOF'\n${JSON.stringify(CONFIG, null, 2)}\nEOF`,
       ]);
       await timed("systemctl reload", () => c.run(["systemctl", "reload", "tallyho"]));
-      await until("generation 2 in force", () => {
-        const state = show(c, "ActiveState", "StatusText");
-        return state.ActiveState === "active" &&
-          /configuration generation 2\)/.test(state.StatusText!);
-      });
+      // READY=1 after RELOADING=1 puts the generation in force in the status line. (Not with
+      // TALLYHO_LIFECYCLE_UNIT's Type=simple unit, which does not listen to tallyho.)
+      if (OLD_UNIT === undefined) {
+        await until("generation 2 in force", () => {
+          const state = show(c, "ActiveState", "StatusText");
+          return state.ActiveState === "active" &&
+            /configuration generation 2\)/.test(state.StatusText!);
+        });
+      }
       const phase = await until("a reply with the new greeting", async () => {
         const report = await client.report();
         return report.greetings.includes("Hello Debian") && report;
@@ -388,26 +393,7 @@ test(
 );
 
 test(
-  "[release] lifecycle on Debian 12 under systemd: 4. systemctl restart: served again, numbers continue above the last",
-  STEP,
-  async () => {
-    await step(async (c, client) => {
-      const before = show(c, "MainPID");
-      await client.phase("restart");
-      await timed("systemctl restart", () => c.run(["systemctl", "restart", "tallyho"]));
-      await client.report();
-      const last = client.highest;
-      await client.phase("after-restart");
-      const phase = await client.replies(50);
-      assert.notEqual(show(c, "MainPID").MainPID, before.MainPID);
-      assert.equal(phase.errors, 0, JSON.stringify(phase));
-      assert.ok(phase.min! > last, `numbers continue above ${last}: ${JSON.stringify(phase)}`);
-    });
-  },
-);
-
-test(
-  "[release] lifecycle on Debian 12 under systemd: 5. kill -9 of the main process: systemd restarts it (Restart=on-failure), numbers continue above the last",
+  "[release] lifecycle on Debian 12 under systemd: 4. kill -9 of the main process (the supervisor the upgrade made main, which systemd did not start): systemd notices and restarts it (Restart=on-failure), numbers continue above the last",
   STEP,
   async () => {
     await step(async (c, client) => {
@@ -424,6 +410,25 @@ test(
       const last = client.highest;
       await client.phase("after-crash");
       const phase = await client.replies(50);
+      assert.equal(phase.errors, 0, JSON.stringify(phase));
+      assert.ok(phase.min! > last, `numbers continue above ${last}: ${JSON.stringify(phase)}`);
+    });
+  },
+);
+
+test(
+  "[release] lifecycle on Debian 12 under systemd: 5. systemctl restart: served again, numbers continue above the last",
+  STEP,
+  async () => {
+    await step(async (c, client) => {
+      const before = show(c, "MainPID");
+      await client.phase("restart");
+      await timed("systemctl restart", () => c.run(["systemctl", "restart", "tallyho"]));
+      await client.report();
+      const last = client.highest;
+      await client.phase("after-restart");
+      const phase = await client.replies(50);
+      assert.notEqual(show(c, "MainPID").MainPID, before.MainPID);
       assert.equal(phase.errors, 0, JSON.stringify(phase));
       assert.ok(phase.min! > last, `numbers continue above ${last}: ${JSON.stringify(phase)}`);
     });
