@@ -174,7 +174,10 @@ test(
       assert.equal(field("Package"), "tallyho");
       assert.equal(field("Version"), VERSION);
       assert.equal(field("Architecture"), arch);
-      assert.match(field("Depends"), /^libc6 \(>= 2\.17\), init-system-helpers/);
+      assert.match(
+        field("Depends"),
+        /^libc6 \(>= 2\.17\), init-system-helpers \(>= 1\.54~\), procps$/,
+      );
       inTemp((dir) => {
         mustRun("dpkg-deb", ["-R", deb, dir]);
         const listing = mustRun("dpkg-deb", ["-c", deb]);
