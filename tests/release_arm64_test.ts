@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -98,6 +98,8 @@ test(
         "2",
         "--framing",
         "line",
+        "--number-by",
+        "message",
         "--state",
         join(stateDir, "numbers.state"),
         "--drain-timeout",
@@ -120,7 +122,7 @@ test(
         assert.match(mustRun("cat", [`/proc/${pid}/cmdline`]), /tallyho\0_child/);
       }
 
-      client = spawn("python3", [CLIENT, "127.0.0.1", port!, "2", "5", "240"], {
+      client = spawn("python3", [CLIENT, "127.0.0.1", port!, "2", "5", "240", "message"], {
         stdio: ["pipe", "pipe", "inherit"],
       });
       const said: string[] = [];
@@ -191,22 +193,29 @@ test(
       >;
       assert.equal(after.pid, Number(newPid), "the new supervisor answers the admin API");
 
+      // The client stops first: what it records is what the two trees served.
+      client.stdin!.end("stop\n");
+      const total = await new Promise<Record<string, unknown>>((resolve) =>
+        client!.once("close", () => resolve(JSON.parse(said.at(-1)!)))
+      );
+      assert.equal(
+        total.repeats,
+        0,
+        `no number twice: ${JSON.stringify(total)}\nthe server's log:\n${log.text()}`,
+      );
       process.kill(Number(newPid), "SIGTERM");
       await timed("arm64: stopped", async () => {
         const deadline = Date.now() + 60_000;
-        while (existsSync(`/proc/${newPid}`) && Date.now() < deadline) {
+        const stops = () => [...log.text().matchAll(/stopped; last number handed out/g)].length;
+        while (stops() < 2 && Date.now() < deadline) {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       });
       assert.match(
         log.text(),
         /stopped; last number handed out: \d+[\s\S]*stopped; last number handed out: \d+/,
+        "the old and the new supervisor each stopped cleanly",
       );
-      client.stdin!.end("stop\n");
-      const total = await new Promise<Record<string, unknown>>((resolve) =>
-        client!.once("close", () => resolve(JSON.parse(said.at(-1)!)))
-      );
-      assert.equal(total.repeats, 0, `no number twice: ${JSON.stringify(total)}`);
       console.log(`release arm64 client: ${said.at(-1)}`);
     } finally {
       client?.kill("SIGKILL");

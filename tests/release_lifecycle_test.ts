@@ -327,7 +327,8 @@ test(
       assert.equal(phase.errors, 0, JSON.stringify(phase));
       assert.match(
         journal(c),
-        /configuration generation 2: .*greeting "Hello World" -> "Hello Debian"/,
+        // JSON lines (--log-format json): the quotes are escaped.
+        /configuration generation 2: .*greeting \\"Hello World\\" -> \\"Hello Debian\\"/,
       );
     });
   },
@@ -499,8 +500,9 @@ test(
 );
 
 function spawnClient(c: Container): ChildProcess {
-  // 2 connect-per-request loops 5 ms apart and 1 long-lived connection; 600 s at most.
-  return c.spawnInNet("python3", [CLIENT, "127.0.0.1", "9000", "2", "5", "600"]);
+  // 2 connect-per-request loops 5 ms apart and 1 long-lived connection; 600 s at most. The
+  // package's configuration numbers by connection.
+  return c.spawnInNet("python3", [CLIENT, "127.0.0.1", "9000", "2", "5", "600", "connection"]);
 }
 
 function spawnPython(c: Container, args: string[]): Promise<string> {
