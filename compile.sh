@@ -5,6 +5,9 @@
 #   ./compile.sh --deno [--outfile PATH] [flags...]  deno compile         -> dist/tallyho-deno
 #
 # Other flags pass through to the compiler (for example --target bun-linux-arm64).
+# A Bun build embeds what `tallyho --version` prints: the git commit (with -dirty for uncommitted
+# changes), the build date (SOURCE_DATE_EPOCH if set, else the commit's time for a clean tree, so
+# two builds of one commit are the same bytes, else now) and the target.
 # `deno compile` downloads its `denort` runtime unless DENORT_BIN names one of the same Deno
 # version; on a machine without internet access set DENORT_BIN or the build stops with a message.
 set -euo pipefail
@@ -29,13 +32,37 @@ done
 
 die() { echo "compile.sh: $*" >&2; exit 1; }
 
+# The facts `tallyho --version` prints; see the comment at the top.
+build_defines() {
+  local commit date epoch target="" arg previous="" arch
+  for arg in ${passthrough[@]+"${passthrough[@]}"}; do
+    [ "$previous" = --target ] && target="$arg"
+    case "$arg" in --target=*) target="${arg#--target=}" ;; esac
+    previous="$arg"
+  done
+  case "$(uname -m)" in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) arch="$(uname -m)" ;; esac
+  target="${target:-bun-linux-$arch}"
+  commit="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+  if [ "$commit" != unknown ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+    commit="$commit-dirty"
+  fi
+  epoch="${SOURCE_DATE_EPOCH:-}"
+  if [ -z "$epoch" ] && [ "$commit" != unknown ] && [ "${commit%-dirty}" = "$commit" ]; then
+    epoch="$(git log -1 --format=%ct)"
+  fi
+  date="$(date -u -d "@${epoch:-$(date +%s)}" +%Y-%m-%dT%H:%M:%SZ)"
+  printf '%s\n' --define "TALLYHO_BUILD_COMMIT=\"$commit\"" \
+    --define "TALLYHO_BUILD_DATE=\"$date\"" --define "TALLYHO_BUILD_TARGET=\"${target#bun-}\""
+}
+
 if [ "$runtime" = bun ]; then
   command -v bun >/dev/null || die "bun not found: run 'npm ci' first"
   outfile="${outfile:-dist/tallyho}"
   mkdir -p "$(dirname "$outfile")"
+  mapfile -t defines < <(build_defines)
   # The worker entries are listed as more entry points: Bun does not yet follow `new Worker(url)`
   # into the bundle by itself (see Bun's "Standalone executables: Worker" docs).
-  bun build --compile --minify-syntax --minify-whitespace \
+  bun build --compile --minify-syntax --minify-whitespace "${defines[@]}" \
     ${passthrough[@]+"${passthrough[@]}"} \
     mod.ts server/worker_main.ts load/load_worker.ts --outfile "$outfile"
 else

@@ -14,7 +14,11 @@ set -uo pipefail
 # number source tests, openssl to make the certificates of the etcd client-certificate tests,
 # cc (gcc) that builds the comparison's native client (bench/native_client), and the anchors the
 # comparison harness measures against (nginx, gevent; nginx's njs and libssl-dev for
-# bench/compare/tls_proxy.ts: its C client and nginx's per-line TLS reply).
+# bench/compare/tls_proxy.ts: its C client and nginx's per-line TLS reply). The release stage
+# (tests/release_*_test.ts): dpkg-deb builds the .deb, debootstrap makes a clean Debian and
+# systemd-nspawn (systemd-container) boots it, qemu-aarch64-static (qemu-user-static) runs the
+# arm64 binary with the aarch64 C library of libc6-arm64-cross (registered with binfmt_misc by
+# the test itself, so binfmt-support is not needed).
 TOOLS=(
   "redis-server:redis-server"
   "chromium:chromium"
@@ -31,9 +35,14 @@ TOOLS=(
   "etcdctl:etcd-client"
   "openssl:openssl"
   "cc:gcc"
+  "dpkg-deb:dpkg"
+  "debootstrap:debootstrap"
+  "systemd-nspawn:systemd-container"
+  "qemu-aarch64-static:qemu-user-static"
 )
 # Installed with the tools but not a command of their own.
-EXTRA_PACKAGES=(libnginx-mod-stream libnginx-mod-stream-js libssl-dev python3-gevent libfaketime)
+EXTRA_PACKAGES=(libnginx-mod-stream libnginx-mod-stream-js libssl-dev python3-gevent libfaketime
+  libc6-arm64-cross)
 
 on_path() { command -v "$1" >/dev/null 2>&1; }
 

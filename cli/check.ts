@@ -36,13 +36,14 @@ import {
 
 /** The usage text printed by `tallyho check --help`. */
 export function checkUsage(): string {
-  return `Usage: tallyho check [serve options]     e.g. tallyho check --config /etc/tallyho.json
+  return `Usage: tallyho check [--quiet] [serve options]   e.g. tallyho check --config /etc/tallyho.json
 
 Checks what 'tallyho serve' with the same options would check before it starts, without
 starting: every value, the config file, the admin settings and token file, that the server's and
 the admin API's addresses can be bound now, and that the state file, Redis or etcd key can be
 reached (with the etcd client certificate, if one is given).
 Prints the resolved configuration (defaults, file, flags, clamped to this host) as JSON.
+--quiet prints one line only, the verdict (with any warnings), for a service manager's journal.
 
 Exit codes: 0 valid, 2 not (one line says what and where).`;
 }
@@ -86,7 +87,9 @@ async function checkNumbers(config: ServeConfig, warnings: string[]): Promise<st
  * @returns 0 when everything checks out, 2 when not.
  */
 export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<number> {
-  const parsed = parseServeArgs(args);
+  // check's own switch; every other flag is serve's.
+  const quiet = args.includes("--quiet");
+  const parsed = parseServeArgs(args.filter((arg) => arg !== "--quiet"));
   if (parsed === "help") {
     io.out(checkUsage());
     return 0;
@@ -137,11 +140,14 @@ export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<
     }
     throw error;
   }
-  for (const warning of warnings) io.err(`tallyho check: warning: ${warning}`);
+  if (!quiet) { for (const warning of warnings) io.err(`tallyho check: warning: ${warning}`); }
   const addresses = adminAddress
     ? `${config.host}:${config.port} and the admin API's ${admin.address} can be bound`
     : `${config.host}:${config.port} can be bound (admin API off)`;
-  io.err(`tallyho check: ok: ${addresses}; numbers: ${numbers}; admin token: ${token}`);
+  const folded = quiet && warnings.length > 0 ? `; warnings: ${warnings.join("; ")}` : "";
+  io.err(`tallyho check: ok: ${addresses}; numbers: ${numbers}; admin token: ${token}${folded}`);
+  // Under systemd (ExecStartPre) the journal keeps all of it, at every start: one line is enough.
+  if (quiet) return 0;
   io.out(JSON.stringify(
     {
       ...configToJson(config),

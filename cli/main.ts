@@ -11,6 +11,7 @@
  * @module
  */
 
+import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
 import { describe, LIMITS } from "../server/config.ts";
@@ -25,7 +26,7 @@ import { UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import { CHILD_COMMAND } from "../server/process/supervisor.ts";
 import { runHoldChild } from "../load/hold_child.ts";
 import { HOLD_CHILD_COMMAND } from "../load/run_hold.ts";
-import { VERSION } from "../server/version.ts";
+import { VERSION, versionLine } from "../server/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
 import { adminTokenMain } from "./admin_token.ts";
 import { checkMain } from "./check.ts";
@@ -134,6 +135,15 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     command = first;
     commandArgs = rest;
   }
+  // The binaries are Linux executables; from source, another system would fail later and less
+  // clearly (SO_REUSEPORT spreading connections, /proc).
+  if (
+    process.platform !== "linux" && command !== "help" &&
+    !/^--?(h|help|v|version)$/.test(first ?? "")
+  ) {
+    io.err(`tallyho: runs on Linux only (SO_REUSEPORT, /proc); this is ${process.platform}`);
+    return EXIT_FAILURE;
+  }
   try {
     if (command === "help") return printUsage(io);
     if (command === CHILD_COMMAND) return await runChild();
@@ -146,7 +156,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);
     if (parsed === "version") {
-      io.out(`tallyho ${VERSION} (${RUNTIME} ${RUNTIME_VERSION})`);
+      io.out(versionLine(`${RUNTIME} ${RUNTIME_VERSION}`));
       return 0;
     }
     return await runServe(parsed, io);

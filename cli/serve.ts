@@ -18,6 +18,7 @@ import { AddressUnusableError, assertAddressFree } from "../server/address_probe
 import {
   adminConnectionCap,
   type CappedHttpServer,
+  openUnixDatagram,
   RUNTIME,
   RUNTIME_VERSION,
   serveAdminHttp,
@@ -41,6 +42,7 @@ import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
+import { SystemdNotifier } from "../server/systemd/mod.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
 import { VERSION } from "../server/version.ts";
@@ -322,6 +324,9 @@ async function runServeTree(
     const prefix = level === "info" ? "" : level === "warn" ? "warning: " : "error: ";
     write("out", level, `tallyho: ${prefix}${line}`, extra);
   };
+  // systemd (Type=notify): does nothing unless $NOTIFY_SOCKET is set. Every message is sent from
+  // this file; the call sites are marked "systemd:".
+  const systemd = SystemdNotifier.fromEnv(process.env, openUnixDatagram, { log });
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
   const adminFlags = settings;
@@ -412,7 +417,16 @@ async function runServeTree(
     stop: (reason) => signals.stop(reason),
     log,
     takingOverFrom: () => takingOverFrom,
-    onEvent: (event) => (lastUpgrade = event),
+    onEvent: (event) => {
+      lastUpgrade = event;
+      // systemd: the new supervisor takes the main PID once it serves alone; until then this
+      // one stays silent, and speaks again (as the main PID) only if the upgrade failed.
+      if (event.state === "upgrading") {
+        systemd.quiet(`upgrading: new supervisor pid ${event.pid} is starting`);
+      } else if (event.state === "failed") {
+        systemd.reclaim(`${serviceStatus(supervisor)}; upgrade failed: ${event.reason ?? ""}`);
+      }
+    },
   });
   signals.onUpgrade = () => {
     try {
@@ -471,6 +485,9 @@ async function runServeTree(
       log("SIGHUP: no --config file to re-read; nothing changed");
       return;
     }
+    // systemd: RELOADING=1 now, READY=1 once the change is in force or refused (finally below).
+    systemd.reloading(`reloading ${configFile}`);
+    let outcome = "";
     try {
       // The same way in as the admin API's PATCH: serialized with it, planned against the
       // configuration in force when it runs, applied only if something changed.
@@ -488,12 +505,15 @@ async function runServeTree(
         );
       }
     } catch (error) {
+      outcome = `; last reload refused: ${(error as Error).message}`;
       log(
         `SIGHUP: configuration not applied, keeping generation ${supervisor.generation}: ${
           (error as Error).message
         }`,
         "warn",
       );
+    } finally {
+      systemd.ready(`${serviceStatus(supervisor)}${outcome}`);
     }
   };
   if (takeover !== null) {
@@ -529,12 +549,19 @@ async function runServeTree(
       `; timeouts: first message ${c.firstMessageTimeoutMs} ms, idle ${c.idleTimeoutMs} ms` +
       `; address table ${ADDRESS_TABLE_BYTES} bytes`,
   );
+  // systemd: ready once every process listens (and, after an upgrade, the old tree has let go:
+  // this process becomes the unit's main PID), then a status line whenever it changes.
+  systemd.ready(serviceStatus(supervisor), { mainPid: takeover !== null });
+  const statusTimer = setInterval(() => systemd.status(serviceStatus(supervisor)), STATUS_EVERY_MS);
   const stopSummary = summarizeRejections(supervisor, settings.logRejectionsEveryMs, log);
   const winner = await Promise.race([
     signals.first.then((name) => ({ crash: false, name })),
     crashLoop.then((reason) => ({ crash: true, name: reason })),
   ]);
   stopSummary();
+  clearInterval(statusTimer);
+  // systemd: draining (after an upgrade handed over, this tree is quiet: not the main PID).
+  systemd.stopping(`stopping (${winner.name}); last number ${supervisor.lastNumber()}`);
   if (winner.crash) {
     write("err", "error", `tallyho: stopping: ${winner.name}`);
     backend?.stop();
@@ -574,6 +601,17 @@ async function runServeTree(
       ` closed for want of leased numbers: ${unnumbered}${notRecorded}`,
   );
   return 0;
+}
+
+/** How often the systemd status line is refreshed (sent only when it changed). */
+const STATUS_EVERY_MS = 2000;
+
+/** The one-line summary that `systemctl status` shows (STATUS=). */
+function serviceStatus(supervisor: Supervisor): string {
+  const c = supervisor.config;
+  return `serving ${supervisor.connectionsOpen()} connections on ${c.host}:${supervisor.port}` +
+    ` (${c.processes} x ${c.threads}, configuration generation ${supervisor.generation});` +
+    ` last number ${supervisor.lastNumber()}`;
 }
 
 /**

@@ -3,7 +3,7 @@
 # the format).
 
 # plan_passes MANIFEST SKIP_BINARY [FILE...]: prints one line per run, "PASS solo|shared FILE
-# [PATTERN]", PASS being bun, deno or binary (none when SKIP_BINARY is true), for every
+# [PATTERN]", PASS being bun, deno, binary (none when SKIP_BINARY is true) or release, for every
 # tests/*_test.ts (or only the FILEs given), largest file first (a rough guess at the longest, so
 # the slow ones start early). A file the manifest does not list runs in bun and deno, solo. A line
 # that names no test file, says something unknown or repeats a file is reported, and so is a FILE
@@ -37,8 +37,8 @@ plan_passes() {
       file = "tests/" $1
       if (!(file in exists)) { problem($1 " is no test file in tests/"); next }
       if (file in where) { problem($1 " is listed twice"); next }
-      if ($2 != "both" && $2 != "once" && $2 != "deno") {
-        problem($1 ": the second word must be both, once or deno, not \"" $2 "\"")
+      if ($2 != "both" && $2 != "once" && $2 != "deno" && $2 != "release") {
+        problem($1 ": the second word must be both, once, deno or release, not \"" $2 "\"")
         next
       }
       where[file] = $2
@@ -61,6 +61,7 @@ plan_passes() {
         if (picking && !(file in wanted)) continue
         w = (file in where) ? where[file] : "both"
         m = (file in mode) ? mode[file] : "solo"
+        if (w == "release") { print "release solo " file; continue }
         if (w != "deno") print "bun " m " " file
         if (w != "once") print "deno " m " " file
         if ((file in binary) && skip_binary != "true") {

@@ -64,6 +64,38 @@ test(`[${UNDER_TEST}] check --config: a valid file prints the resolved configura
   });
 });
 
+test(`[${UNDER_TEST}] check --quiet: one line, the verdict with its warnings folded in, and no configuration (a unit's ExecStartPre)`, async () => {
+  await inDir(async (dir) => {
+    const config = join(dir, "tallyho.json");
+    // A warning: more threads than this host's cores can use are clamped.
+    writeFileSync(config, JSON.stringify({ host: "127.0.0.1", port: 0, threads: 256 }));
+    const loud = await runTallyho(["check", "--config", config, "--admin", "127.0.0.1:0"]);
+    assert.equal(loud.code, 0, loud.stderr);
+    const warnings = loud.stderr.split("\n").filter((line) => line.includes("warning: "));
+    // (A host of 64 cores or more takes 256 threads without a warning.)
+    const quiet = await runTallyho([
+      "check",
+      "--quiet",
+      "--config",
+      config,
+      "--admin",
+      "127.0.0.1:0",
+    ]);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, "", "no resolved configuration");
+    const lines = quiet.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, quiet.stderr);
+    assert.match(lines[0]!, /^tallyho check: ok: 127\.0\.0\.1:0 and the admin API's /);
+    if (warnings.length > 0) assert.match(lines[0]!, /; warnings: /);
+    for (const warning of warnings) {
+      assert.ok(lines[0]!.includes(warning.replace(/^tallyho check: warning: /, "")), warning);
+    }
+    const bad = await runTallyho(["check", "--quiet", "--port", "70000"]);
+    assert.equal(bad.code, 2);
+    oneLine(bad.stderr, /'port' must be an integer from 0 to 65535: got 70000/);
+  });
+});
+
 test(`[${UNDER_TEST}] check: a mistake anywhere is one line and exit 2`, async () => {
   await inDir(async (dir) => {
     const bad = join(dir, "bad.json");

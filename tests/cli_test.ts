@@ -3,7 +3,9 @@
  */
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
+import process from "node:process";
 import { test } from "node:test";
+import { main } from "../cli/main.ts";
 import { LineClient } from "./_client.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 import pkg from "../package.json" with { type: "json" };
@@ -100,10 +102,14 @@ test(`[${UNDER_TEST}] cli: --help and --version`, async () => {
   }
   const version = await runTallyho(["--version"]);
   assert.equal(version.code, 0);
+  // A compiled build names its commit, build date and target (compile.sh); from source, not.
+  const build = UNDER_TEST === "binary"
+    ? "commit [0-9a-f]{12}(-dirty)?, built \\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ, for linux-(x64|arm64)\\S*; "
+    : "";
   assert.match(
     version.stdout.trim(),
     new RegExp(
-      `^tallyho ${pkg.version.replaceAll(".", "\\.")} \\((bun|deno) \\d+\\.\\d+\\.\\d+\\)$`,
+      `^tallyho ${pkg.version.replaceAll(".", "\\.")} \\(${build}(bun|deno) \\d+\\.\\d+\\.\\d+\\)$`,
     ),
   );
 });
@@ -149,3 +155,26 @@ for (const signal of ["SIGTERM", "SIGINT"] as const) {
     await assert.rejects(LineClient.connect(server.port), "no longer accepting");
   });
 }
+
+test("cli: on a system other than Linux a command is one line and exit 1; --help and --version still answer", async () => {
+  const platform = Object.getOwnPropertyDescriptor(process, "platform")!;
+  Object.defineProperty(process, "platform", { value: "darwin", configurable: true });
+  try {
+    const run = async (args: string[]) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+      return { code, out, err };
+    };
+    for (const args of [[], ["serve", "--port", "0"], ["check"], ["doctor"]]) {
+      const { code, out, err } = await run(args);
+      assert.equal(code, 1, args.join(" "));
+      assert.deepEqual(out, []);
+      assert.deepEqual(err, ["tallyho: runs on Linux only (SO_REUSEPORT, /proc); this is darwin"]);
+    }
+    assert.equal((await run(["--version"])).code, 0);
+    assert.equal((await run(["--help"])).code, 0);
+  } finally {
+    Object.defineProperty(process, "platform", platform);
+  }
+});

@@ -57,7 +57,7 @@ test("passes: a line naming no test file, an unknown word or a file listed twice
   });
   assert.equal(run.status, 1);
   assert.match(run.stderr, /:2: nowhere_test\.ts is no test file/);
-  assert.match(run.stderr, /:3: docs_test\.ts: the second word must be both, once or deno/);
+  assert.match(run.stderr, /:3: docs_test\.ts: the second word must be both, once, deno or release/);
   assert.match(run.stderr, /:4: cli_test\.ts: unknown word "fast"/);
   assert.match(run.stderr, /:6: layers_test\.ts is listed twice/);
   // A file it does not list runs in bun and deno, solo; the others still as listed.

@@ -11,7 +11,9 @@
 # missing tool (tests/_tools.ts; the tools are listed in .ci/system_tools.sh). Under CI (env CI
 # set) nothing may skip: a missing tool fails its test, and a skip that happens anyway counts as a
 # failure.
-# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary] [tests/FILE_test.ts...])
+# The `release` pass: `npm run release` (release/build.sh) once, then tests/release_*_test.ts
+# against it (the package installed on a clean Debian under systemd, the arm64 binary under qemu).
+# Usage: npm test   (or: bash tests/run_all.sh [--skip-binary] [--skip-release] [tests/FILE_test.ts...])
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/node_modules/.bin:$PATH"
@@ -24,10 +26,15 @@ summary_file="${TALLYHO_SUMMARY_FILE:-}"
 log_dir="$(mktemp -d)"
 trap 'rm -rf "$log_dir"' EXIT
 skip_binary=false
-if [ "${1:-}" = "--skip-binary" ]; then
-  skip_binary=true
+skip_release=false
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --skip-binary) skip_binary=true ;;
+    --skip-release) skip_release=true ;;
+    *) break ;;
+  esac
   shift
-fi
+done
 # Three at a time on this project's 2-core machine: the files that share the phase mostly wait
 # (for servers, etcd, timeouts); the CPU stayed 25-90% idle with two.
 at_once="${TALLYHO_TEST_JOBS:-3}"
@@ -73,6 +80,8 @@ runner() {
       deno test -A --unstable-net --no-check "$file" ;;
     binary) TALLYHO_TARGET=binary TALLYHO_BIN="$binary" exec timeout -k 10 "$file_limit_s" \
       bun test --timeout 120000 ${pattern:+-t "$pattern"} "$file" ;;
+    release) TALLYHO_RELEASE_DIR="$release_dir" exec timeout -k 10 "$file_limit_s" \
+      bun test --timeout 300000 "$file" ;;
   esac
 }
 
@@ -134,6 +143,29 @@ count_file() {
 
 plan="$log_dir/plan"
 plan_passes tests/passes.txt "$skip_binary" "$@" >"$plan" || { echo "=== the plan has a problem: see above"; failed=$((failed + 1)); }
+# The release pass needs the release built, once; without it its files do not run.
+release_dir="$log_dir/release"
+if grep -q '^release ' "$plan"; then
+  if $skip_release; then
+    sed -i '/^release /d' "$plan"
+  elif [ -z "${CI:-}" ] && ! command -v dpkg-deb >/dev/null; then
+    # Off CI without dpkg (not Debian): the release tests skip, as a missing tool's do.
+    echo "=== release: skipped: dpkg-deb is not installed (apt-get install dpkg)"
+    skipped=$((skipped + $(grep -c '^release ' "$plan")))
+    sed -i '/^release /d' "$plan"
+  else
+    echo "=== release: bash release/build.sh --out $release_dir"
+    release_start=$(date +%s)
+    if bash release/build.sh --out "$release_dir" >"$log_dir/release.log" 2>&1; then
+      echo "=== release built in $(($(date +%s) - release_start)) s: $(cd "$release_dir" && ls | tr '\n' ' ')"
+    else
+      cat "$log_dir/release.log"
+      echo "=== release/build.sh failed: no release pass"
+      failed=$((failed + 1))
+      sed -i '/^release /d' "$plan"
+    fi
+  fi
+fi
 echo "=== $(grep -c . "$plan") runs of $(ls tests/*_test.ts | wc -l) test files: $(awk '{ n[$1]++ } END { for (p in n) printf "%s %d, ", p, n[p] }' "$plan" | sed 's/, $//'); $at_once at a time, then the solo files one by one"
 # Stopped (Ctrl-C, or CI's timeout): stop the files running, not only this script.
 trap 'kill -TERM $(jobs -p) 2>/dev/null; wait; exit 130' INT TERM

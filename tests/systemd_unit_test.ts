@@ -77,6 +77,12 @@ test("systemd unit: limits, restart policy and hardening are set", () => {
   assert.equal(one("RuntimeDirectory"), "tallyho", "the admin token's directory");
   assert.equal(one("StateDirectory"), "tallyho", "the numbers' state file survives restarts");
   assert.equal(one("ExecReload"), "/bin/kill -HUP $MAINPID");
+  assert.equal(one("Type"), "notify", "systemd hears READY=1 once every process listens");
+  assert.equal(
+    one("NotifyAccess"),
+    "all",
+    "an upgrade's new supervisor, not yet the main PID, sends MAINPID=",
+  );
   assert.ok(!s.has("MemoryDenyWriteExecute"), "the JavaScript JITs need W+X memory");
 });
 
@@ -86,7 +92,9 @@ test("systemd unit: the command lines it runs are ones tallyho accepts", () => {
     const words = s.get(key)![0]!.split(/\s+/);
     assert.equal(words[0], BINARY);
     assert.equal(words[1], command);
-    const parsed = parseServeArgs(words.slice(2));
+    // check's own switch: one line in the journal per start, not the whole configuration.
+    if (command === "check") assert.equal(words[2], "--quiet");
+    const parsed = parseServeArgs(words.slice(2).filter((word) => word !== "--quiet"));
     assert.ok(typeof parsed === "object", key);
     assert.equal(parsed.configFile, "/etc/tallyho/tallyho.json");
     assert.equal(parsed.options.state, "/var/lib/tallyho/numbers.state", "in StateDirectory");

@@ -11,6 +11,7 @@
 
 import { closeSync, constants, fstatSync, openSync } from "node:fs";
 import type { HeldFileLock, TryLockFile } from "./file_lock.ts";
+import { openLibc } from "./_libc.ts";
 
 // Linux's values (tallyho's binaries target Linux; glibc and musl both export __errno_location).
 const LOCK_EX = 2;
@@ -18,51 +19,26 @@ const LOCK_NB = 4;
 const EINTR = 4;
 const EWOULDBLOCK = 11;
 
-// The slice of bun:ffi used here, declared so that shared code never loads bun-types.
 interface Libc {
   flock(fd: number, operation: number): number;
-  __errno_location(): number;
-}
-interface BunFfi {
-  dlopen(
-    path: string,
-    symbols: Record<keyof Libc, { args: string[]; returns: string }>,
-  ): { symbols: Libc };
-  read: { i32(pointer: number, offset?: number): number };
 }
 
-let loaded: { libc: Libc; ffi: BunFfi } | null = null;
+let loaded: { libc: Libc; errno(): number } | null = null;
 
-// Loaded on first use through import.meta.require: a static `import "bun:ffi"` would stop Deno
-// from loading the adapters module at all. The compiled binary carries bun:ffi as well.
-function libc(): { libc: Libc; ffi: BunFfi } {
-  if (loaded) return loaded;
-  const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
-  let lastError: unknown = null;
-  for (const name of ["libc.so.6", "libc.so"]) {
-    try {
-      const symbols = ffi.dlopen(name, {
-        flock: { args: ["i32", "i32"], returns: "i32" },
-        __errno_location: { args: [], returns: "ptr" },
-      }).symbols;
-      loaded = { libc: symbols, ffi };
-      return loaded;
-    } catch (error) {
-      lastError = error;
-    }
-  }
-  throw new Error(`Cannot load the C library for flock: ${(lastError as Error).message}`);
+function libc(): { libc: Libc; errno(): number } {
+  loaded ??= openLibc<Libc>({ flock: { args: ["i32", "i32"], returns: "i32" } }, "flock");
+  return loaded;
 }
 
 /** Takes an exclusive `flock` on the file at `path`, or returns `null` if another holds it. */
 export const tryLockFileBun: TryLockFile = (path) => {
-  const { libc: c, ffi } = libc();
+  const { libc: c, errno: readErrno } = libc();
   const fd = openSync(path, constants.O_RDONLY | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
   let held = false;
   try {
     for (;;) {
       if (c.flock(fd, LOCK_EX | LOCK_NB) === 0) break;
-      const errno = ffi.read.i32(c.__errno_location());
+      const errno = readErrno();
       if (errno === EINTR) continue;
       if (errno === EWOULDBLOCK) return null;
       throw Object.assign(new Error(`flock failed with errno ${errno}`), { code: `E${errno}` });

@@ -19,11 +19,15 @@ import { serveHttpDeno } from "./deno_http.ts";
 import type { FetchHandler, ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
 import type { TlsFetchFactory } from "./tls_fetch.ts";
+import { openUnixDatagramBun } from "./bun_unix_datagram.ts";
+import { openUnixDatagramDeno } from "./deno_unix_datagram.ts";
+import type { OpenUnixDatagram } from "./unix_datagram.ts";
 import type { Runtime } from "../runtime.ts";
 
 export * from "./thread_listener.ts";
 export type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 export type { TlsFetchFactory, TlsFetchOptions } from "./tls_fetch.ts";
+export type { OpenUnixDatagram, UnixDatagramSender } from "./unix_datagram.ts";
 export {
   ADMIN_MAX_CONNECTIONS,
   adminConnectionCap,
@@ -63,6 +67,11 @@ export const tlsFetch: TlsFetchFactory = RUNTIME === "bun" ? tlsFetchBun : tlsFe
 
 /** Takes a kernel lock (`flock`) on a file that dies with this process, on this runtime. */
 export const tryLockFile: TryLockFile = RUNTIME === "bun" ? tryLockFileBun : tryLockFileDeno;
+/** Opens a Unix datagram socket (systemd's `$NOTIFY_SOCKET`) through this runtime's FFI. */
+export const openUnixDatagram: OpenUnixDatagram = RUNTIME === "bun"
+  ? openUnixDatagramBun
+  : openUnixDatagramDeno;
+
 /**
  * Serves the admin API on this runtime behind a connection cap and short timeouts (see
  * capped_http.ts), so client-facing work in the supervisor cannot take its descriptors.
