@@ -27,7 +27,7 @@ test("passes: tests/passes.txt is read without a problem and plans every test fi
   const planned = new Set(lines.map((line) => line.split(" ")[2]!));
   assert.deepEqual(files.filter((name) => !planned.has(`tests/${name}`)), []);
   for (const line of lines) {
-    assert.match(line, /^(bun|deno|binary) (solo|shared) tests\/\S+_test\.ts/);
+    assert.match(line, /^(bun|deno|binary|release) (solo|shared) tests\/\S+_test\.ts/);
   }
 });
 
@@ -41,6 +41,7 @@ test("passes: both runs under bun and deno, once under bun only, deno under deno
   assert.deepEqual(where("docs_test.ts"), ["bun shared"]);
   assert.deepEqual(where("deno_buffers_test.ts"), ["deno shared"]);
   assert.deepEqual(where("upgrade_test.ts"), ["bun solo", "deno solo", "binary solo -t"]);
+  assert.deepEqual(where("release_lifecycle_test.ts"), ["release solo"]);
   assert.ok(lines.some((line) => line.startsWith("binary ")));
   assert.ok(!plan("tests/passes.txt", true).lines.some((line) => line.startsWith("binary ")));
 });
@@ -57,7 +58,10 @@ test("passes: a line naming no test file, an unknown word or a file listed twice
   });
   assert.equal(run.status, 1);
   assert.match(run.stderr, /:2: nowhere_test\.ts is no test file/);
-  assert.match(run.stderr, /:3: docs_test\.ts: the second word must be both, once, deno or release/);
+  assert.match(
+    run.stderr,
+    /:3: docs_test\.ts: the second word must be both, once, deno or release/,
+  );
   assert.match(run.stderr, /:4: cli_test\.ts: unknown word "fast"/);
   assert.match(run.stderr, /:6: layers_test\.ts is listed twice/);
   // A file it does not list runs in bun and deno, solo; the others still as listed.
