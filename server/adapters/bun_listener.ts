@@ -18,6 +18,7 @@ import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import {
   awaitsFirstBytes,
+  FIRST_REQUEST_GRACE_MS,
   fullSweepEveryMs,
   overstayed,
   SWEEP_EVERY_MS,
@@ -98,6 +99,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly #gate: ConnectionGate;
   readonly #clock: CoarseClock;
   readonly #sweeper: ReturnType<typeof setInterval>;
+  /** Set once a drain (shutdown) began. */
+  #draining = false;
 
   constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
     this.#handler = handler;
@@ -203,6 +206,9 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       const open = this.#send(socket, connection, result);
       if (open && connection.closing && connection.unsent === null) socket.shutdown();
     }
+    // Draining: a connection accepted before the drain has had its request read; closed once
+    // the replies owed are written (here, or from `drain`).
+    if (this.#draining) this.#closeForDrain(socket);
     if (
       !connection.readPaused && connection.unsent !== null &&
       handler.backlogBytes(connection) > handler.config.maxPendingReplyBytes
@@ -305,6 +311,19 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     socket.terminate();
   }
 
+  /**
+   * Half-closes (FIN) rather than closes, once its replies owed are written: a request the client
+   * sends meanwhile is read and dropped instead of drawing a reset, and the client sees a clean
+   * end of stream. The socket closes when the client closes its side (allowHalfOpen is off), or
+   * at the drain's deadline.
+   */
+  #closeForDrain(socket: BunSocket): void {
+    const connection = socket.data;
+    if (connection.closing) return;
+    connection.closing = true;
+    if (connection.unsent === null) socket.shutdown();
+  }
+
   close(socket: BunSocket): void {
     this.#unheard.delete(socket);
     if (!this.#sockets.delete(socket)) return;
@@ -372,15 +391,20 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   async shutdown(timeoutMs: number): Promise<void> {
     clearInterval(this.#sweeper);
     this.#listener?.stop(false);
-    // Half-close (FIN) rather than close: a request the client sends meanwhile is read and
-    // dropped instead of drawing a reset, and the client sees a clean end of stream. The socket
-    // closes when the client closes its side (allowHalfOpen is off), or at the deadline.
+    this.#draining = true;
+    // A connection that has not spoken yet is left open for its first request (see
+    // FIRST_REQUEST_GRACE_MS); every other one is closed now.
     for (const socket of this.#sockets) {
-      socket.data.closing = true;
-      if (socket.data.unsent === null) socket.shutdown();
+      if (!awaitsFirstBytes(socket.data)) this.#closeForDrain(socket);
     }
-    const deadline = monotonicNow() + timeoutMs;
+    const started = monotonicNow();
+    const deadline = started + timeoutMs;
+    let graceOver = false;
     while (this.#sockets.size > 0 && monotonicNow() < deadline) {
+      if (!graceOver && monotonicNow() - started >= FIRST_REQUEST_GRACE_MS) {
+        graceOver = true;
+        for (const socket of this.#sockets) this.#closeForDrain(socket);
+      }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     for (const socket of this.#sockets) socket.terminate();

@@ -18,6 +18,7 @@ import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../coarse_clock.ts";
 import {
   awaitsFirstBytes,
+  FIRST_REQUEST_GRACE_MS,
   fullSweepEveryMs,
   overstayed,
   SWEEP_EVERY_MS,
@@ -190,9 +191,9 @@ class DenoThreadListener implements ThreadListener {
       for (;;) {
         const read = await conn.read(buffer);
         if (read === null) break;
-        // Draining: our FIN is sent; what the client still sends is read and dropped (a close
+        // Draining and our FIN sent: what the client still sends is read and dropped (a close
         // with unread data would reset the connection) until it closes its side.
-        if (this.#draining) continue;
+        if (tracked.state.closing) continue;
         let chunk = buffer.subarray(0, read);
         if (tracked.state.proxyPhase !== 0) {
           const skip = this.#gate.proxyData(tracked.state, chunk, this.#clock.now);
@@ -241,9 +242,10 @@ class DenoThreadListener implements ThreadListener {
             length = handler.next(tracked.state);
           } while (length > 0);
           tracked.writing = false;
-          if (this.#draining) await closeWriteQuietly(conn);
         }
         if (length < 0) break;
+        // Draining: a connection accepted before the drain has had its request read and answered.
+        if (this.#draining) await this.#closeForDrain(tracked);
         if (read === buffer.length) {
           // Filled: the next read gets more room, in a buffer of the connection's own. A batch
           // split over several reads is answered in several writes, and small writes after the
@@ -276,18 +278,34 @@ class DenoThreadListener implements ThreadListener {
     }
   }
 
+  /** A FIN, once: what the client sends after it is dropped (the read loop). */
+  #closeForDrain(tracked: Tracked): Promise<void> {
+    if (tracked.state.closing) return Promise.resolve();
+    tracked.state.closing = true;
+    return closeWriteQuietly(tracked.conn);
+  }
+
   async shutdown(timeoutMs: number): Promise<void> {
     clearInterval(this.#sweeper);
     this.#draining = true;
     this.#listener?.close();
     this.#listener = null;
-    // Half-close (FIN) connections waiting to read now, one being written after its write; each
-    // closes when its client closes its side, or at the deadline.
+    // Half-close (FIN) connections waiting to read now, one being written after its write (the
+    // read loop), one that has not spoken yet once it has been answered or its grace is over (see
+    // FIRST_REQUEST_GRACE_MS); each closes when its client closes its side, or at the deadline.
     for (const tracked of this.#open) {
-      if (!tracked.writing) closeWriteQuietly(tracked.conn);
+      if (!tracked.writing && !awaitsFirstBytes(tracked.state)) this.#closeForDrain(tracked);
     }
-    const deadline = monotonicNow() + timeoutMs;
+    const started = monotonicNow();
+    const deadline = started + timeoutMs;
+    let graceOver = false;
     while (this.#open.size > 0 && monotonicNow() < deadline) {
+      if (!graceOver && monotonicNow() - started >= FIRST_REQUEST_GRACE_MS) {
+        graceOver = true;
+        for (const tracked of this.#open) {
+          if (!tracked.writing) this.#closeForDrain(tracked);
+        }
+      }
       await sleep(10);
     }
     for (const tracked of this.#open) closeQuietly(tracked.conn);

@@ -36,6 +36,15 @@ export function fullSweepEveryMs(idleTimeoutMs: number): number {
 }
 
 /**
+ * How long a drain keeps a connection open that was accepted before it began and has not spoken
+ * yet: a connect-per-request client sends its request right after connecting, and half-closed at
+ * once it found its request dropped and the connection ended unanswered. Its first request is
+ * answered and then the connection closed; one still silent this long is closed then (within the
+ * drain timeout), so a silent client does not hold a stop up.
+ */
+export const FIRST_REQUEST_GRACE_MS = 1000;
+
+/**
  * Whether a connection has yet to send its first bytes (or its PROXY header): the only ones the
  * first-message and proxy-header timeouts can close, which adapters check every sweep, apart
  * from the full sweeps.
