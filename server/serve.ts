@@ -38,6 +38,12 @@ export interface StartOptions {
    * @default {true}
    */
   watchDescriptors?: boolean;
+  /**
+   * Fail to start, rather than listen and refuse clients, when the first lease fails: an
+   * upgrade's new tree must hold numbers before it shares the port with a tree that has some.
+   * @default {false}
+   */
+  leaseFirst?: boolean;
 }
 
 /** A running server. */
@@ -97,6 +103,9 @@ export async function startServer(
     try {
       await keeper.prime();
     } catch (error) {
+      if (start.leaseFirst === true) {
+        throw new Error(`cannot lease numbers: ${(error as Error).message}`);
+      }
       // A process (re)started while the source is down (Redis unreachable) listens anyway and
       // refuses clients with a clean close until the keeper's retries get a lease. Failing here
       // would make the supervisor restart it in a loop and then stop the whole server, taking

@@ -9,8 +9,18 @@ import type { ThreadFigures } from "../thread_stats.ts";
 
 /** Supervisor to child, on the child's stdin. */
 export type ToChild =
-  /** Serve: bind `port` (0 only for the first child, which then reports the port it got). */
-  | { type: "start"; index: number; port: number; config: ServeConfig; generation: number }
+  /**
+   * Serve: bind `port` (0 only for the first child, which then reports the port it got). With
+   * `leaseFirst`, lease the first block before listening, and fail to start when that fails.
+   */
+  | {
+    type: "start";
+    index: number;
+    port: number;
+    config: ServeConfig;
+    generation: number;
+    leaseFirst?: boolean;
+  }
   /** The answer to a lease: the first of `count` numbers. */
   | { type: "grant"; id: number; first: number }
   /** A lease that could not be made; the child retries with backoff. */
@@ -34,12 +44,14 @@ export interface ChildHealth {
 
 /** Child to supervisor, on the child's stdout. */
 export type FromChild =
-  | { type: "listening"; port: number; pid: number }
+  /** `remaining`: the leased numbers it holds as it starts to listen. */
+  | { type: "listening"; port: number; pid: number; remaining?: number }
   | { type: "failed"; code: string; message: string }
   | { type: "lease"; id: number; count: number }
   /**
-   * Figures, every second; `remaining` is how many leased numbers the child has left, `health`
-   * the child's own memory and CPU.
+   * Figures, every second and at once when the child runs out of numbers or has some again;
+   * `remaining` is how many leased numbers the child has left, `health` the child's own memory
+   * and CPU (in the once-a-second reports).
    */
   | { type: "stats"; threads: ThreadFigures[]; remaining: number; health?: ChildHealth }
   /**

@@ -19,6 +19,13 @@ import type { FromChild, ToChild } from "./_process_messages.ts";
 import { statsEveryMs } from "./_stats_every.ts";
 
 /**
+ * How often a child looks whether it has run out of numbers, or has some again, to report it at
+ * once: `/readyz` must say so while clients are refused. Out means none left at two looks in a
+ * row, so a block used up just as the next one arrives is no outage.
+ */
+const NUMBERS_CHECK_EVERY_MS = 50;
+
+/**
  * Runs this process as a child of a supervisor until told to stop.
  *
  * @returns The exit code.
@@ -29,6 +36,7 @@ export function runChild(): Promise<number> {
   let nextLeaseId = 1;
   let server: RunningServer | null = null;
   let statsTimer: ReturnType<typeof setInterval> | undefined;
+  let numbersTimer: ReturnType<typeof setInterval> | undefined;
   let index = -1;
   let stopping = false;
   /** The configuration generation the server serves with. */
@@ -63,6 +71,7 @@ export function runChild(): Promise<number> {
       if (stopping) return;
       stopping = true;
       clearInterval(statsTimer);
+      clearInterval(numbersTimer);
       for (const lease of pendingLeases.values()) lease.reject(new Error("stopping"));
       if (server) {
         await server.shutdown();
@@ -85,6 +94,7 @@ export function runChild(): Promise<number> {
                 log,
                 leaseNumbers,
                 joinPort: message.port,
+                leaseFirst: message.leaseFirst === true,
                 onCrashLoop: (reason) => {
                   log(`threads are crashing in a loop (${reason}); exiting`);
                   stop(1);
@@ -98,7 +108,26 @@ export function runChild(): Promise<number> {
               }
               for (const id of early?.ids ?? []) await send({ type: "ack", id, generation });
               early = null;
-              await send({ type: "listening", port: server.port, pid: process.pid });
+              await send({
+                type: "listening",
+                port: server.port,
+                pid: process.pid,
+                remaining: server.numbersRemaining(),
+              });
+              let emptyLooks = 0;
+              let reportedOut = server.numbersRemaining() === 0;
+              numbersTimer = setInterval(() => {
+                if (!server) return;
+                emptyLooks = server.numbersRemaining() === 0 ? emptyLooks + 1 : 0;
+                const out = emptyLooks >= 2;
+                if (out === reportedOut) return;
+                reportedOut = out;
+                send({
+                  type: "stats",
+                  threads: server.stats(),
+                  remaining: server.numbersRemaining(),
+                });
+              }, NUMBERS_CHECK_EVERY_MS);
               statsTimer = setInterval(() => {
                 if (server) {
                   send({

@@ -60,6 +60,13 @@ export interface SupervisorOptions {
    * @default {false}
    */
   sharedPort?: boolean;
+  /**
+   * Whether the first processes must lease their first block before they listen, and fail to
+   * start when they cannot (an upgrade's new tree: it must not take clients, nor the port, from
+   * a tree that still has numbers, while it has none).
+   * @default {false}
+   */
+  leaseFirst?: boolean;
 }
 
 /** One serving process's figures, as the admin API and the shutdown log show them. */
@@ -95,6 +102,8 @@ interface Child {
   generation: number;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
   retiring: boolean;
+  /** Whether it listens (it said so, and has not exited). */
+  listening: boolean;
   /** When it was spawned, on the monotonic clock. */
   startedAt: number;
   rssBytes: number;
@@ -175,11 +184,12 @@ export class Supervisor {
     if (options.sharedPort !== true) await assertAddressFree(config.host, config.port);
     const supervisor = new Supervisor(config, source, options);
     try {
-      supervisor.port = await supervisor.#startChild(0, config.port);
+      const leaseFirst = options.leaseFirst === true;
+      supervisor.port = await supervisor.#startChild(0, config.port, leaseFirst);
       await Promise.all(
         Array.from(
           { length: config.processes - 1 },
-          (_, i) => supervisor.#startChild(i + 1, supervisor.port),
+          (_, i) => supervisor.#startChild(i + 1, supervisor.port, leaseFirst),
         ),
       );
     } catch (error) {
@@ -189,7 +199,7 @@ export class Supervisor {
     return supervisor;
   }
 
-  #startChild(index: number, port: number): Promise<number> {
+  #startChild(index: number, port: number, leaseFirst = false): Promise<number> {
     const self = selfCommand();
     const proc = spawn(self.command, [...self.args, CHILD_COMMAND], {
       stdio: ["pipe", "pipe", "inherit"],
@@ -204,6 +214,7 @@ export class Supervisor {
       numbersRemaining: 0,
       exited,
       retiring: false,
+      listening: false,
       acks: new Map(),
       generation: this.keeper.generation,
       startedAt: monotonicNow(),
@@ -218,6 +229,8 @@ export class Supervisor {
           switch (message.type) {
             case "listening":
               listening = true;
+              child.listening = true;
+              child.numbersRemaining = message.remaining ?? 0;
               if (this.#paused) this.#send(child, { type: "pause", id: this.#nextId++ });
               this.#log(`process ${index} listening (pid ${message.pid})`);
               resolve(message.port);
@@ -264,6 +277,7 @@ export class Supervisor {
           this.#log(`process ${index} wrote a line that is not JSON: ${line}`, "warn"),
       });
       proc.once("exit", (code, signal) => {
+        child.listening = false;
         if (!listening) {
           reject(
             new Error(`process ${index} exited (${signal ?? `code ${code}`}) before listening`),
@@ -281,6 +295,7 @@ export class Supervisor {
         port,
         config: this.keeper.config,
         generation: this.keeper.generation,
+        ...(leaseFirst ? { leaseFirst } : {}),
       });
     });
   }
@@ -413,7 +428,17 @@ export class Supervisor {
       await new Promise<void>((resolve) => (this.#noLeaseInFlight = resolve));
       this.#noLeaseInFlight = null;
     }
-    await this.#source.close();
+    try {
+      await this.#source.close();
+    } catch (error) {
+      // A state file's lock file that cannot be removed (a read-only directory): its kernel
+      // lock is released all the same, which is what the tree taking over needs. Thrown on, the
+      // handover would stall with both trees waiting and no one leasing.
+      this.#log(
+        `upgrade: the number source did not close cleanly: ${(error as Error).message}`,
+        "warn",
+      );
+    }
     return this.#source.mark;
   }
 
@@ -495,13 +520,21 @@ export class Supervisor {
   }
 
   /**
-   * Whether every process can number new clients: false while the source is refused as gone
-   * backwards, or while leasing fails and some process has used up the numbers it holds.
+   * Whether every listening process can number a new client now: false while the source is
+   * refused as gone backwards, or while some process has used up the numbers it holds (leasing
+   * fails, or waits on an upgrade's handover). Each process reports at once when it runs out and
+   * when it has numbers again, so `/readyz` follows within about 100 ms.
    */
   numbersAvailable(): boolean {
     if (this.#source.refusing) return false;
-    if (this.#failedLeases === 0) return true;
-    return this.#children.every((child) => child === undefined || child.numbersRemaining > 0);
+    return this.#children.every((child) =>
+      child === undefined || !child.listening || child.retiring || child.numbersRemaining > 0
+    );
+  }
+
+  /** Whether it is stopping (a drain or a kill has begun). */
+  get stopping(): boolean {
+    return this.#stopping;
   }
 
   #noteHighest(threads: ThreadFigures[]): void {
