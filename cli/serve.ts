@@ -55,6 +55,9 @@ import {
 } from "../server/log_line.ts";
 import { type CliIo, integerFlag, joinNegativeValues, usageErrorFrom } from "./_io.ts";
 
+/** This program's version and runtime, as an upgrade's two trees tell each other. */
+const VERSION_TEXT = `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}`;
+
 /** Where the admin API listens by default: loopback only. */
 export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
 
@@ -278,7 +281,13 @@ export async function assertFree(
 export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   // Started by an upgrade (cli/upgrade.ts): the old tree stops leasing once asked, and serves on
   // if this one fails to start, at once when told why.
-  const takeover = await Takeover.join(process.env);
+  // The configuration is checked before the old tree is asked for anything: a bad one fails the
+  // upgrade with the old tree's source never let go.
+  const takeover = await Takeover.join(process.env, VERSION_TEXT, () => {
+    const host = readHostFacts();
+    planConfig(requested(args), { defaults: defaultConfig(host), host });
+    adminSettings(args);
+  });
   try {
     return await runServeTree(args, io, takeover);
   } catch (error) {
@@ -366,6 +375,9 @@ async function runServeTree(
   const signals = listenForSignals(io);
   const opened = await openLeaseSource(config, log, takeover?.handed.mark ?? 0);
   const source = takeover === null ? opened : takeover.reporting(opened);
+  // The old tree stopped leasing when this one said hello: its processes lease through this
+  // tree from now on, while this one starts.
+  takeover?.numbering((count) => opened.lease(count));
   if (config.state === null && config.numbers === null) {
     log(
       `numbers are kept in memory: they restart from ${config.firstNumber} on the next start` +
@@ -383,7 +395,9 @@ async function runServeTree(
       defaults,
       host,
       onCrashLoop: (r) => crashed(r),
-      ...(takeover === null ? {} : { above: takeover.handed.mark, sharedPort }),
+      // In an upgrade every process leases its first block before it listens, or the upgrade
+      // fails: the old tree serves on rather than hand the port to a tree without numbers.
+      ...(takeover === null ? {} : { above: takeover.handed.mark, sharedPort, leaseFirst: true }),
     });
   } catch (error) {
     await source.close();
@@ -391,7 +405,8 @@ async function runServeTree(
   }
   signals.onSecond = () => supervisor.kill();
   currentLevel = () => supervisor.config.logLevel;
-  let admin: CappedHttpServer | null = null;
+  // Set in closures (the deferred admin start): typed so that the checker does not narrow it.
+  let admin = null as CappedHttpServer | null;
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
   /** Serves the admin API on a port; set once it is configured. */
@@ -406,8 +421,14 @@ async function runServeTree(
       const stopping = admin;
       admin = null;
       stoppedAdminPort = stopping?.port ?? null;
-      // The requests it already accepted are answered; the new tree answers the rest.
-      await stopping?.stop(2000);
+      // The requests it already accepted are answered meanwhile (for up to 2 s); the new tree
+      // answers the rest. The relay's listener closes as the stop begins: a turn of the event
+      // loop later the port is free for the new tree (which retries a bind that comes too soon).
+      const done = (stopping?.stop(2000) ?? Promise.resolve()).catch((error: Error) =>
+        log(`upgrade: stopping the admin API: ${error.message}`, "warn")
+      );
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      return { done };
     },
     resumeAdmin: async () => {
       if (serveAdmin !== null && stoppedAdminPort !== null) {
@@ -416,6 +437,7 @@ async function runServeTree(
     },
     stop: (reason) => signals.stop(reason),
     log,
+    version: VERSION_TEXT,
     takingOverFrom: () => takingOverFrom,
     onEvent: (event) => {
       lastUpgrade = event;
@@ -435,6 +457,11 @@ async function runServeTree(
       log(`SIGUSR2: ${(error as Error).message}`, "warn");
     }
   };
+  // An upgrade's new tree binds the admin port the old tree holds only once the old one has
+  // closed its listener (the port is not shared): until then the old tree answers there.
+  const adminWaits = takeover !== null && adminAddress !== null &&
+    adminAddress.port === handedAdmin;
+  let deferredAdmin: (() => Promise<void>) | null = null;
   if (adminAddress && adminToken) {
     backend = new SupervisorBackend(supervisor, {
       drain: () => signals.stop("admin drain"),
@@ -459,25 +486,41 @@ async function runServeTree(
         // exclusive probe above still refuses a port that another program holds.
         reusePort: true,
       });
-    try {
-      admin = await serveAdmin(adminAddress.port);
-    } catch (error) {
-      backend.stop();
-      await supervisor.kill();
-      throw error;
-    }
-    log(
-      `admin API on http://${
-        adminAddress.hostname.includes(":") ? `[${adminAddress.hostname}]` : adminAddress.hostname
-      }:${admin.port}/` +
-        (adminToken.source === "generated"
-          ? ` (bearer token ${
-            adminToken.created ? "generated into" : "read from"
-          } ${adminToken.path})`
-          : adminToken.source === "env"
-          ? " (bearer token from TALLYHO_ADMIN_TOKEN)"
-          : ` (bearer token from ${adminToken.path})`),
-    );
+    const serve = serveAdmin;
+    const startAdmin = async () => {
+      try {
+        admin = await serveAdminWhenFree(serve, adminAddress.port, adminWaits);
+      } catch (error) {
+        if (adminWaits) {
+          // Taking over: the old tree has closed its admin API already, and clients matter
+          // more than it. Said loudly; the next start (or upgrade) binds it again.
+          log(
+            `admin API not served: ${(error as Error).message}; clients are served, and a ` +
+              `restart or upgrade binds it again`,
+            "error",
+          );
+          return;
+        }
+        backend?.stop();
+        await supervisor.kill();
+        throw error;
+      }
+      log(
+        `admin API on http://${
+          adminAddress.hostname.includes(":") ? `[${adminAddress.hostname}]` : adminAddress.hostname
+        }:${admin.port}/` +
+          (adminToken.source === "generated"
+            ? ` (bearer token ${
+              adminToken.created ? "generated into" : "read from"
+            } ${adminToken.path})`
+            : adminToken.source === "env"
+            ? " (bearer token from TALLYHO_ADMIN_TOKEN)"
+            : ` (bearer token from ${adminToken.path})`),
+      );
+    };
+    // In an upgrade the old tree holds the admin port until this one listens: bound then.
+    if (adminWaits) deferredAdmin = startAdmin;
+    else await startAdmin();
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
@@ -517,9 +560,17 @@ async function runServeTree(
     }
   };
   if (takeover !== null) {
-    await takeover.listening(supervisor);
+    // Every process holds numbers: the old tree may stop accepting. It closes its admin API
+    // first, then this tree binds the port; the old one then lets go.
+    const released = takeover.listening(supervisor);
+    const startAdmin = deferredAdmin;
+    const adminServed = startAdmin === null
+      ? Promise.resolve()
+      : takeover.adminFree().then(() => startAdmin());
+    await released;
+    // The one place where this tree has taken over: from here it serves alone.
     takingOverFrom = null;
-    const { pid, port, mark } = takeover.handed;
+    const { pid, port, mark, version } = takeover.handed;
     lastUpgrade = {
       state: "took-over",
       origin: `pid ${pid}`,
@@ -530,8 +581,9 @@ async function runServeTree(
     };
     log(
       `upgrade: took over from pid ${pid} on port ${port}, numbering above ${mark}; ` +
-        `it no longer accepts`,
+        `it no longer accepts` + (version === null ? "" : ` (it ran ${version})`),
     );
+    await adminServed;
   }
   const c = supervisor.config;
   write(
@@ -612,6 +664,28 @@ function serviceStatus(supervisor: Supervisor): string {
   return `serving ${supervisor.connectionsOpen()} connections on ${c.host}:${supervisor.port}` +
     ` (${c.processes} x ${c.threads}, configuration generation ${supervisor.generation});` +
     ` last number ${supervisor.lastNumber()}`;
+}
+
+/**
+ * Serves the admin API on `port`; in an upgrade (`retry`), a port still held for a moment by the
+ * old tree's closing listener is tried again for up to 5 s.
+ */
+async function serveAdminWhenFree(
+  serve: (port: number) => Promise<CappedHttpServer>,
+  port: number,
+  retry: boolean,
+): Promise<CappedHttpServer> {
+  const deadline = monotonicNow() + 5000;
+  for (;;) {
+    try {
+      return await serve(port);
+    } catch (error) {
+      if (!retry || !(error instanceof AddressInUseError) || monotonicNow() > deadline) {
+        throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
 }
 
 /**

@@ -12,10 +12,14 @@
 import process from "node:process";
 import type { UpgradeEvent } from "../admin/backend.ts";
 import { StateConflictError } from "../admin/errors.ts";
-import { selfCommand } from "../server/adapters/self_command.ts";
+import { startedCommand } from "../server/adapters/self_command.ts";
 import type { LeaseSource } from "../server/lease/lease_source.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
-import { startHandover } from "../server/process/upgrade_handover.ts";
+import {
+  type Handover,
+  startHandover,
+  UpgradeFailedError,
+} from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 
 export type { UpgradeEvent };
@@ -27,13 +31,18 @@ export interface UpgradeHooks {
   adminPort: () => number | null;
   /** Opens the number source again after a failed upgrade (above `mark` for memory). */
   reopen(mark: number): Promise<LeaseSource>;
-  /** Stops this tree's admin API (the new tree serves it already). */
-  stopAdmin(): Promise<void>;
+  /**
+   * Stops this tree's admin API: resolves once its listener is closed, so that the new tree can
+   * bind the port, with `done`, which resolves once the requests it had accepted are answered.
+   */
+  stopAdmin(): Promise<{ done: Promise<void> }>;
   /** Serves this tree's admin API again, on the same port (the new tree died before taking it). */
   resumeAdmin(): Promise<void>;
   /** Starts this tree's stop, as SIGTERM would. */
   stop(reason: string): void;
   log(line: string, level?: "info" | "warn" | "error"): void;
+  /** This tree's version and runtime (`tallyho 1.2.3 on bun 1.4.5`), told to the new tree. */
+  version: string;
   /**
    * The pid of the tree this one is still taking over from (it has not let go yet), or null.
    * @default {() => null}
@@ -48,10 +57,16 @@ export interface UpgradeHooks {
  * how the upgrade goes is logged and passed to `onEvent`.
  *
  * @param hooks The running server.
- * @returns `upgrade(origin)`, which throws {@linkcode StateConflictError} while one is under way.
+ * @returns `upgrade(origin)`, which throws {@linkcode StateConflictError} while one is under way,
+ * and when the program cannot be started at all (then nothing was given up).
  */
 export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent {
   let current: UpgradeEvent | null = null;
+  /** The last upgrade that failed, while this tree opens its number source again after it. */
+  let failed: Handover | null = null;
+  // Resolved now, at start: the path the operator started is checked against the running
+  // executable once, before a deploy points a symlink elsewhere.
+  const self = startedCommand();
   const note = (event: UpgradeEvent) => {
     current = event;
     hooks.onEvent?.({ ...event });
@@ -64,6 +79,13 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
           : `Cannot upgrade: this server has handed over to pid ${current.pid} and is draining`,
       );
     }
+    const reopening = failed?.recovering ?? null;
+    if (reopening !== null) {
+      throw new StateConflictError(
+        `Cannot upgrade: the last upgrade failed and this server is still opening its number ` +
+          `source again (${reopening}); try again once it leases again`,
+      );
+    }
     // Until the tree before has let go, it may still take its numbers back (this tree dying
     // before then): a tree started from here would be numbering above this one, unknown to it.
     const from = hooks.takingOverFrom?.() ?? null;
@@ -73,47 +95,55 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
           `that tree has let go`,
       );
     }
-    const self = selfCommand();
     // process.argv after the runtime and the script are what main() was given (mod.ts).
     const args = [...self.args, ...process.argv.slice(2)];
     const started = monotonicNow();
-    const handover = startHandover({
-      supervisor: hooks.supervisor,
-      command: self.command,
-      args,
-      env: process.env,
-      adminPort: hooks.adminPort(),
-      reopen: (mark) => hooks.reopen(mark),
-    });
     const event: UpgradeEvent = {
       state: "upgrading",
       origin,
       at: Date.now(),
-      pid: handover.pid,
+      pid: 0,
       fromPid: process.pid,
     };
+    let handover: Handover;
+    try {
+      handover = startHandover({
+        supervisor: hooks.supervisor,
+        command: self.command,
+        args,
+        env: process.env,
+        adminPort: hooks.adminPort(),
+        reopen: (mark) => hooks.reopen(mark),
+        version: hooks.version,
+        log: hooks.log,
+      });
+    } catch (error) {
+      if (!(error instanceof UpgradeFailedError)) throw error;
+      // Nothing started and nothing given up: said at once, and a later upgrade may try again.
+      note({ ...event, state: "failed", reason: error.message });
+      hooks.log(`upgrade (${origin}): ${error.message}`, "error");
+      throw new StateConflictError(error.message);
+    }
+    event.pid = handover.pid;
     note(event);
     hooks.log(
       `upgrade (${origin}): started a new supervisor (pid ${handover.pid}): ${self.command} ` +
         args.join(" "),
     );
     handover.listening.then(async (listeningMs) => {
-      // The new tree accepts and serves the admin API: this one's admin API goes first, so that
-      // /readyz never reaches a tree that says it is not ready, then its listeners.
-      await hooks.stopAdmin();
+      // The new tree accepts, every process of it holding numbers. This tree's admin API goes
+      // first: the new tree binds the port once this one's listener is closed (the port has no
+      // SO_REUSEPORT, so nobody can share it); then this tree's listeners close.
+      const admin = await hooks.stopAdmin();
+      await handover.adminFree();
+      // A /readyz probe this tree's admin API accepted is answered before it stops accepting:
+      // answered after, it would find this tree paused and say 503 while the new tree serves.
+      await admin.done;
       await hooks.supervisor.setPaused(true);
-      let told: boolean;
-      try {
-        told = await handover.released();
-      } catch (error) {
-        told = false;
-        hooks.log(
-          `upgrade: the number source could not be opened again: ${(error as Error).message}`,
-          "error",
-        );
-      }
+      const told = await handover.released();
       if (!told) {
         // It died after it listened, before it was told this tree let go: nobody would serve.
+        failed = handover;
         await hooks.supervisor.setPaused(false);
         await hooks.resumeAdmin().catch((error: Error) =>
           hooks.log(`upgrade: the admin API could not be served again: ${error.message}`, "error")
@@ -124,13 +154,16 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         hooks.log(reason, "error");
         return;
       }
+      // The one place where this tree has handed over: from here the new tree serves alone.
       const handoverMs = monotonicNow() - started;
       note({ ...event, state: "handed-over", handoverMs });
       const drainMs = hooks.supervisor.config.drainTimeoutMs;
+      const running = handover.successorVersion === null ? "" : ` (${handover.successorVersion})`;
       hooks.log(
-        `upgrade: handed over to pid ${handover.pid}: handover took ${Math.round(handoverMs)} ms ` +
-          `(the new tree listened after ${Math.round(listeningMs)} ms); this tree no longer ` +
-          `accepts and serves its open connections for up to ${drainMs} ms`,
+        `upgrade: handed over to pid ${handover.pid}${running}: handover took ` +
+          `${Math.round(handoverMs)} ms (the new tree listened after ${Math.round(listeningMs)} ` +
+          `ms); this tree no longer accepts and serves its open connections for up to ` +
+          `${drainMs} ms`,
       );
       const deadline = monotonicNow() + drainMs;
       while (hooks.supervisor.connectionsOpen() > 0 && monotonicNow() < deadline) {
@@ -138,6 +171,7 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
       }
       hooks.stop(`upgrade to pid ${handover.pid}`);
     }, (error: Error) => {
+      failed = handover;
       note({ ...event, state: "failed", reason: error.message });
       hooks.log(error.message, "error");
     });

@@ -1,11 +1,13 @@
 /**
- * How this program runs itself again, for the supervisor's child processes: the same runtime and
- * entry point from source, or just the executable when compiled.
+ * How this program runs itself again: for the supervisor's child processes, the same runtime and
+ * entry point from source, or just the executable when compiled; for an upgrade, the path the
+ * operator started, which may be a symlink the deploy has pointed elsewhere since.
  *
  * @module
  */
 
-import { basename } from "node:path";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 
@@ -36,4 +38,55 @@ export function selfCommand(): SelfCommand {
     command: execPath,
     args: ["run", "-A", "--unstable-net", fileURLToPath(deno.Deno.mainModule)],
   };
+}
+
+/**
+ * The command an upgrade runs: like {@linkcode selfCommand}, but a compiled executable started
+ * through a symlink (`/opt/bin/tallyho -> tallyho-v1`) is run again through that path, so that a
+ * deploy that points the link at v2 upgrades to v2. The runtime reports the link's target as
+ * `process.execPath`; the path as started is argv[0] (`/proc/self/cmdline`), made absolute
+ * against the directory and PATH of the start. Call it at start: it checks that the path names
+ * the running executable then, and falls back to `execPath` when it does not (a wrapper that set
+ * another argv[0]).
+ *
+ * @returns The program and its leading arguments.
+ */
+export function startedCommand(): SelfCommand {
+  const self = selfCommand();
+  if (self.args.length > 0) return self; // from source: the runtime and script, read again
+  startedPath ??= pathStartedAs(self.command);
+  return { command: startedPath, args: [] };
+}
+
+let startedPath: string | undefined;
+
+function pathStartedAs(execPath: string): string {
+  let argv0: string;
+  try {
+    argv0 = readFileSync("/proc/self/cmdline", "utf8").split("\0")[0] ?? "";
+  } catch {
+    return execPath; // not Linux: the resolved path is what there is
+  }
+  const candidates = argv0 === ""
+    ? []
+    : argv0.includes("/")
+    ? [isAbsolute(argv0) ? argv0 : resolve(process.cwd(), argv0)]
+    : (process.env.PATH ?? "").split(delimiter).filter((dir) => dir !== "").map((dir) =>
+      join(resolve(dir), argv0)
+    );
+  for (const candidate of candidates) {
+    if (sameFile(candidate, execPath)) return candidate;
+  }
+  return execPath;
+}
+
+function sameFile(path: string, execPath: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    const a = statSync(path);
+    const b = statSync(execPath);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
 }

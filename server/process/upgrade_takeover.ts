@@ -1,21 +1,21 @@
 /**
- * The new supervisor's side of an upgrade: started by the old one with the handover socket named
- * in {@linkcode UPGRADE_SOCKET_ENV}, it asks for the number space, learns the port and the old
- * tree's high-water mark, reports each lease it grants until the old tree has let go, and then
- * leases for the old tree's processes, which still serve their open connections. The steps are
- * described in `_upgrade_messages.ts`.
+ * The new supervisor's side of an upgrade: started by the old one with the handover channel as
+ * an inherited descriptor named in {@linkcode UPGRADE_CHANNEL_ENV}, it asks for the number space,
+ * learns the port and the old tree's high-water mark, reports each lease it grants until the old
+ * tree has let go, and then leases for the old tree's processes, which still serve their open
+ * connections. The steps are described in `_upgrade_messages.ts`.
  *
  * @module
  */
 
-import { connect, type Socket } from "node:net";
+import { closeSync, createReadStream, fstatSync, writeSync } from "node:fs";
 import process from "node:process";
 import type { LeaseOptions, LeaseSource } from "../lease/lease_source.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { readJsonLines } from "./json_lines.ts";
 import { UpgradeFailedError } from "./upgrade_handover.ts";
 import type { Supervisor } from "./supervisor.ts";
-import { type FromSuccessor, type ToSuccessor, UPGRADE_SOCKET_ENV } from "./_upgrade_messages.ts";
+import { type FromSuccessor, type ToSuccessor, UPGRADE_CHANNEL_ENV } from "./_upgrade_messages.ts";
 
 /** What the old tree handed over. */
 export interface Handed {
@@ -27,6 +27,67 @@ export interface Handed {
   adminPort: number | null;
   /** The highest number the old tree was ever granted; this tree leases only above it. */
   mark: number;
+  /** The old tree's tallyho version and runtime, or null when it did not say. */
+  version: string | null;
+}
+
+/**
+ * The channel's descriptor, written to with `writeSync` and read through a stream: Bun 1.4's
+ * `new net.Socket({ fd })` closes at once, while `node:fs` on the descriptor works on Bun and Deno
+ * alike. Lines are small and the old tree reads them as they come, so a write never waits in
+ * practice. The descriptor is closed only once the reading has ended, and nothing is written after
+ * that (its number may be reused by then); a failed write stops the writing only, and the reading
+ * then ends as the old tree's end closes.
+ */
+class Channel {
+  readonly #fd: number;
+  #closed = false;
+  #writable = true;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  read(handlers: { onMessage(message: ToSuccessor): void; onEnd(): void }): void {
+    const stream = createReadStream("", { fd: this.#fd, autoClose: false });
+    stream.on("error", () => {});
+    readJsonLines<ToSuccessor>(stream, {
+      onMessage: (message) => handlers.onMessage(message),
+      onEnd: () => {
+        this.#close();
+        handlers.onEnd();
+      },
+    });
+  }
+
+  send(message: FromSuccessor): void {
+    if (this.#closed || !this.#writable) return;
+    const bytes = new TextEncoder().encode(JSON.stringify(message) + "\n");
+    try {
+      for (let done = 0; done < bytes.length;) done += writeSync(this.#fd, bytes, done);
+    } catch {
+      this.#writable = false; // the old tree is gone: its end reads as ended soon too
+    }
+  }
+
+  /** Writes nothing more (the old tree sees the channel end when this process exits). */
+  stopWriting(): void {
+    this.#writable = false;
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      closeSync(this.#fd);
+    } catch {
+      // Closed already.
+    }
+  }
 }
 
 /** The new supervisor's end of the handover channel. */
@@ -34,13 +95,16 @@ export class Takeover {
   readonly handed: Handed;
   /** When this supervisor joined the channel, on the monotonic clock. */
   readonly joinedAt: number;
-  readonly #socket: Socket;
+  readonly #channel: Channel;
   #released = false;
   #onReleased: () => void = () => {};
-  #supervisor: Supervisor | null = null;
+  #adminFree = false;
+  #onAdminFree: () => void = () => {};
+  /** Leases for the old tree's processes, once this tree's source is open. */
+  #leaseFor: ((count: number) => Promise<number>) | null = null;
 
-  private constructor(socket: Socket, handed: Handed, joinedAt: number) {
-    this.#socket = socket;
+  private constructor(channel: Channel, handed: Handed, joinedAt: number) {
+    this.#channel = channel;
     this.handed = handed;
     this.joinedAt = joinedAt;
   }
@@ -50,32 +114,47 @@ export class Takeover {
    * Takes the variable out of the environment, so the serving processes do not see it.
    *
    * @param env This process's environment.
+   * @param version This tree's tallyho version and runtime, for the old tree's log.
+   * @param check Runs before the old tree is asked for anything (it gives up its source at
+   * `hello`): what throws here (a bad configuration) is told to the old tree, which then serves
+   * on having given up nothing, and thrown on.
    * @returns The takeover once the old tree has stopped leasing, or null when not an upgrade.
+   * @throws {UpgradeFailedError} When the variable names no inherited channel, or the old tree
+   * went away before handing over.
    */
-  static async join(env: Record<string, string | undefined>): Promise<Takeover | null> {
-    const path = env[UPGRADE_SOCKET_ENV];
-    if (path === undefined || path === "") return null;
-    delete env[UPGRADE_SOCKET_ENV];
+  static async join(
+    env: Record<string, string | undefined>,
+    version = "",
+    check: () => void = () => {},
+  ): Promise<Takeover | null> {
+    const named = env[UPGRADE_CHANNEL_ENV];
+    if (named === undefined || named === "") return null;
+    delete env[UPGRADE_CHANNEL_ENV];
+    const fd = Number(named);
+    if (!Number.isInteger(fd) || fd < 3 || !isSocket(fd)) {
+      throw new UpgradeFailedError(
+        `Cannot take over: ${UPGRADE_CHANNEL_ENV}=${named} names no handover channel this ` +
+          `process inherited (only an upgrade started by a running tallyho sets it); start ` +
+          `tallyho again without ${UPGRADE_CHANNEL_ENV}`,
+      );
+    }
     const joinedAt = monotonicNow();
-    const socket = connect({ path });
-    socket.on("error", () => {});
+    const channel = new Channel(fd);
+    try {
+      check();
+    } catch (error) {
+      channel.send({ type: "failed", message: (error as Error).message });
+      channel.stopWriting();
+      throw error;
+    }
     return await new Promise<Takeover>((resolve, reject) => {
       let takeover: Takeover | null = null;
-      socket.once(
-        "error",
-        (error) =>
-          reject(
-            new UpgradeFailedError(
-              `Cannot take over: the supervisor that started this upgrade is gone ` +
-                `(${error.message}); start tallyho again without ${UPGRADE_SOCKET_ENV}`,
-            ),
-          ),
-      );
-      readJsonLines<ToSuccessor>(socket, {
+      channel.read({
         onMessage: (message) => {
           if (message.type === "handover") {
             const { pid, port, adminPort, mark } = message;
-            takeover = new Takeover(socket, { pid, port, adminPort, mark }, joinedAt);
+            const handed = { pid, port, adminPort, mark, version: message.version ?? null };
+            takeover = new Takeover(channel, handed, joinedAt);
             resolve(takeover);
           } else if (takeover !== null) takeover.#onMessage(message);
         },
@@ -90,13 +169,8 @@ export class Takeover {
           } else takeover.#ended();
         },
       });
-      socket.once("connect", () => Takeover.#send(socket, { type: "hello", pid: process.pid }));
+      channel.send({ type: "hello", pid: process.pid, ...(version === "" ? {} : { version }) });
     });
-  }
-
-  static #send(socket: Socket, message: FromSuccessor): Promise<void> {
-    if (socket.destroyed) return Promise.resolve();
-    return writeJsonLine(socket, message);
   }
 
   /**
@@ -108,10 +182,8 @@ export class Takeover {
    * @returns The same source, reporting.
    */
   reporting(source: LeaseSource): LeaseSource {
-    const report = async (first: number, count: number) => {
-      if (!this.#released) {
-        await Takeover.#send(this.#socket, { type: "leased", last: first + count - 1 });
-      }
+    const report = (first: number, count: number) => {
+      if (!this.#released) this.#channel.send({ type: "leased", last: first + count - 1 });
       return first;
     };
     return {
@@ -131,20 +203,48 @@ export class Takeover {
   }
 
   /**
-   * Says this tree listens, and resolves once the old one no longer accepts (or is gone); from
-   * then on the old tree's processes lease through `supervisor`.
+   * Says this tree's number source is open: the old tree's processes lease through `lease` from
+   * now on (the old tree stopped leasing at `hello`), rather than wait until this tree listens.
+   * The old tree sees every grant, and takes its numbers back above them if this tree fails.
+   *
+   * @param lease Leases from this tree's source.
+   */
+  numbering(lease: (count: number) => Promise<number>): void {
+    this.#leaseFor = lease;
+    this.#channel.send({ type: "source-open" });
+  }
+
+  /**
+   * Says this tree listens (every process holds numbers); from then on the old tree's processes
+   * lease through `supervisor`, whose guard keeps this tree's mark above them. Resolves once the
+   * old tree no longer accepts (or is gone).
    *
    * @param supervisor This tree.
    */
   async listening(supervisor: Supervisor): Promise<void> {
-    this.#supervisor = supervisor;
+    this.#leaseFor = (count) => supervisor.leaseFor(count);
     // Released already means the channel ended while this tree started (the old supervisor was
     // stopped, or died): this tree serves alone, and nobody will say so again.
     const released = this.#released
       ? Promise.resolve()
       : new Promise<void>((resolve) => (this.#onReleased = resolve));
-    await Takeover.#send(this.#socket, { type: "listening" });
+    this.#channel.send({ type: "listening" });
     await released;
+  }
+
+  /**
+   * Resolves once the old tree's admin API no longer listens (or the old tree is gone), so that
+   * this tree can bind the admin port without SO_REUSEPORT.
+   */
+  adminFree(): Promise<void> {
+    if (this.#adminFree) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const before = this.#onAdminFree;
+      this.#onAdminFree = () => {
+        before();
+        resolve();
+      };
+    });
   }
 
   /**
@@ -152,42 +252,62 @@ export class Takeover {
    *
    * @param message Why.
    */
-  async fail(message: string): Promise<void> {
-    await Takeover.#send(this.#socket, { type: "failed", message });
-    this.#socket.destroy();
+  fail(message: string): Promise<void> {
+    this.#channel.send({ type: "failed", message });
+    this.#channel.stopWriting();
+    return Promise.resolve();
   }
 
   #onMessage(message: ToSuccessor): void {
     switch (message.type) {
+      case "admin-free":
+        this.#freeAdmin();
+        break;
       case "released":
         // Written before reporting stops: an old tree that never reads it (this process died
         // first) knows every lease, and takes its numbers back above them.
-        Takeover.#send(this.#socket, { type: "taken" });
+        this.#channel.send({ type: "taken" });
         this.#released = true;
+        this.#freeAdmin();
         this.#onReleased();
         break;
       case "lease": {
-        const supervisor = this.#supervisor;
-        if (supervisor === null) {
-          Takeover.#send(this.#socket, {
+        const lease = this.#leaseFor;
+        if (lease === null) {
+          this.#channel.send({
             type: "deny",
             id: message.id,
             message: "the new tree does not lease yet",
           });
           break;
         }
-        supervisor.leaseFor(message.count).then(
-          (first) => Takeover.#send(this.#socket, { type: "grant", id: message.id, first }),
+        lease(message.count).then(
+          (first) => this.#channel.send({ type: "grant", id: message.id, first }),
           (error: Error) =>
-            Takeover.#send(this.#socket, { type: "deny", id: message.id, message: error.message }),
+            this.#channel.send({ type: "deny", id: message.id, message: error.message }),
         );
         break;
       }
     }
   }
 
+  #freeAdmin(): void {
+    if (this.#adminFree) return;
+    this.#adminFree = true;
+    this.#onAdminFree();
+  }
+
   #ended(): void {
     this.#released = true;
+    this.#freeAdmin();
     this.#onReleased();
+  }
+}
+
+function isSocket(fd: number): boolean {
+  try {
+    return fstatSync(fd).isSocket();
+  } catch {
+    return false;
   }
 }
