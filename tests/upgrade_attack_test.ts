@@ -1,15 +1,29 @@
 /**
- * Attacks on an upgrade's number handover (issue 17): each test drives the handover into a corner
- * where a number could be served twice and checks that it is not. The test process stands in for
- * the oldest tree (`startHandover` with a fake supervisor), so it can lease exactly when it wants,
- * as an old tree's process that still serves a long-lived connection would.
+ * Attacks on an upgrade (issues 17 and 23): each test drives the handover into a corner where a
+ * number could be served twice, or the server could be left without a tree that serves, and
+ * checks that neither happens. Some stand in for the oldest tree (`startHandover` with a fake
+ * supervisor), so they can lease exactly when they want, as an old tree's process that still
+ * serves a long-lived connection would; others attack a real tree from outside, with programs
+ * that share no code with tallyho (tests/fixtures/upgrade_impostor.py).
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,7 +36,24 @@ import { readStateFile, StateFileLeaseSource } from "../server/lease/state_file.
 import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { LineClient, replyNumber } from "./_client.ts";
-import { ADMIN_TOKEN, isAlive, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import { ADMIN_TOKEN, isAlive, runTallyho, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import { skipOffCi, toolMissing } from "./_tools.ts";
+import {
+  assertNoRepeats,
+  describeRecording,
+  HANDED_OVER,
+  readyzNotReady,
+  scratch,
+  serveLines,
+  startRecorder,
+  startTree,
+  stopPids,
+  stopTree,
+  treeArgs,
+  upgrade,
+} from "./_upgrade.ts";
+import { BINARY, RUNNER, scriptCommand } from "./_target.ts";
+import { sleep, waitUntil } from "./_wait.ts";
 
 test("state file: a source closed for an upgrade grants nothing and never writes the file its new holder leases from", async () => {
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
@@ -90,14 +121,11 @@ function freePort(): Promise<number> {
   });
 }
 
-async function waitFor(read: () => string, pattern: RegExp, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const match = pattern.exec(read());
-    if (match !== null) return match;
-    if (Date.now() > deadline) throw new Error(`${pattern} did not appear; output:\n${read()}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+function waitFor(read: () => string, pattern: RegExp, timeoutMs = 60_000) {
+  return waitUntil(() => pattern.exec(read()), {
+    timeoutMs,
+    what: () => `${pattern} in the output:\n${read()}`,
+  });
 }
 
 /**
@@ -116,25 +144,7 @@ async function secondTree(directory: string, reopen: (mark: number) => Promise<L
   };
   const port = await freePort();
   const { supervisor, guard } = fakeOldTree(port);
-  const { cmd, argv } = tallyhoCommand([
-    "serve",
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--admin",
-    "off",
-    "--processes",
-    "1",
-    "--threads",
-    "1",
-    "--framing",
-    "line",
-    "--number-by",
-    "message",
-    "--drain-timeout",
-    "1s",
-  ]);
+  const { cmd, argv } = tallyhoCommand(["serve", ...treeArgs()]);
   const handover = startHandover({
     supervisor,
     command: "/bin/sh",
@@ -148,18 +158,7 @@ async function secondTree(directory: string, reopen: (mark: number) => Promise<L
 
 /** Stops every tree in `pids` and removes `directory`. */
 async function stopTrees(pids: number[], directory: string): Promise<void> {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGTERM");
-    } catch {
-      // Gone already.
-    }
-  }
-  const deadline = Date.now() + 15_000;
-  while (pids.some(isAlive) && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  for (const pid of pids.filter(isAlive)) process.kill(pid, "SIGKILL");
+  await stopPids(pids);
   rmSync(directory, { recursive: true, force: true });
 }
 
@@ -197,7 +196,7 @@ test(
       );
       while (tookOver.exec(output()) === null) {
         await lease();
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await sleep(20);
         if (!isAlive(pids[1]!)) throw new Error(`tree 3 died:\n${output()}`);
       }
       const mark = Number(tookOver.exec(output())![1]);
@@ -247,6 +246,7 @@ test(
         const mark = Number((await waitFor(output, tookOver))[1]);
         process.kill(handover.pid, "SIGKILL");
         assert.equal(await handover.released(), false, "tree 1 takes its numbers back");
+        await handover.recovered;
         const first = await guard.lease(4096);
         const client = await LineClient.connect(port);
         const served = replyNumber(await client.request("x\n"));
@@ -266,6 +266,12 @@ test(
 
 const SUCCESSOR = fileURLToPath(new URL("fixtures/upgrade_successor.ts", import.meta.url));
 
+/** The stand-in successor in `mode`, run by the test's runtime. */
+function successor(mode: string, count: number): { command: string; args: string[] } {
+  const { cmd, argv } = scriptCommand(SUCCESSOR, [mode, String(count)], RUNNER);
+  return { command: cmd, args: argv };
+}
+
 test(
   "upgrade handover: a new tree killed the moment it reported a lease makes the old one lease again above that lease, every time",
   {
@@ -281,14 +287,7 @@ test(
       const reopened: number[] = [];
       const handover = startHandover({
         supervisor,
-        command: process.execPath,
-        args: "Bun" in globalThis ? [SUCCESSOR, "crash", "5000"] : [
-          "run",
-          "-A",
-          SUCCESSOR,
-          "crash",
-          "5000",
-        ],
+        ...successor("crash", 5000),
         env: process.env,
         adminPort: null,
         reopen: (above) => {
@@ -297,6 +296,7 @@ test(
         },
       });
       await assert.rejects(handover.listening, UpgradeFailedError);
+      await handover.recovered;
       // The successor leased mark+1 .. mark+5000 and reported it before it was killed.
       const first = await guard.lease(10);
       if (first <= mark + 5000) {
@@ -309,22 +309,6 @@ test(
   },
 );
 
-/** A real server started by the test, with every tree's output (they share its stdout). */
-async function startTree(args: string[], directory: string) {
-  const { cmd, argv, cwd } = tallyhoCommand(["serve", ...args]);
-  const child = spawn(cmd, argv, {
-    cwd,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TMPDIR: directory },
-  });
-  let output = "";
-  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const read = () => output;
-  const port = Number((await waitFor(read, /listening on \S+:(\d+)/, 30_000))[1]);
-  return { child, port, output: read };
-}
-
 test(
   `[${UNDER_TEST}] upgrade: a new tree whose state file is new (numbers were in memory) numbers above the old tree at once, rather than refusing every client`,
   {
@@ -335,64 +319,17 @@ test(
     const config = join(directory, "tallyho.json");
     // Numbers in memory from far up (a server that has numbered for months, or started high).
     writeFileSync(config, JSON.stringify({ "first-number": 1_000_000_000_000 }) + "\n");
-    const tree = await startTree([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--admin",
-      "off",
-      "--processes",
-      "1",
-      "--threads",
-      "1",
-      "--framing",
-      "line",
-      "--number-by",
-      "message",
-      "--drain-timeout",
-      "1s",
-      "--config",
-      config,
-    ], directory);
-    const pids = [tree.child.pid!];
+    const tree = await startTree(treeArgs(["--config", config]));
     try {
-      const before = await LineClient.connect(tree.port);
-      const served: number[] = [];
-      for (let i = 0; i < 5; i++) served.push(replyNumber(await before.request("x\n")));
-      before.close();
+      const served = await serveLines(tree.port, 5);
       // The operator makes the numbers durable (a restart-only key) and upgrades to apply it.
       writeFileSync(config, JSON.stringify({ state: join(directory, "numbers.state") }) + "\n");
-      process.kill(pids[0]!, "SIGUSR2");
-      const handed = await waitFor(tree.output, /handed over to pid (\d+)|upgrade failed.*/);
-      assert.ok(handed[1] !== undefined, handed[0]);
-      pids.push(Number(handed[1]));
-      const after = await LineClient.connect(tree.port);
-      for (let i = 0; i < 5; i++) {
-        served.push(
-          replyNumber(
-            await after.request("x\n").catch((e: Error) => {
-              throw new Error(`${e.message}; output:\n${tree.output()}`);
-            }),
-          ),
-        );
-      }
-      after.close();
+      await upgrade(tree);
+      served.push(...await serveLines(tree.port, 5));
       assert.equal(new Set(served).size, served.length, "no number served twice");
       assert.ok(served.slice(5).every((n) => n > served[4]!), `above the old tree: ${served}`);
     } finally {
-      for (const pid of pids) {
-        try {
-          process.kill(pid, "SIGTERM");
-        } catch {
-          // Gone already.
-        }
-      }
-      const deadline = Date.now() + 15_000;
-      while (pids.some(isAlive) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      for (const pid of pids.filter(isAlive)) process.kill(pid, "SIGKILL");
+      await stopTree(tree);
       rmSync(directory, { recursive: true, force: true });
     }
   },
@@ -463,7 +400,10 @@ test(
           }),
         ),
       );
-      await new Promise((resolve) => setTimeout(resolve, 3000)); // past the old tree's drain timeout
+      // It took the upgrade as failed, so it never began a drain: it neither handed over nor
+      // stopped, and serves on.
+      await waitFor(read, /exited after it listened, before this tree let go; this tree serves on/);
+      assert.doesNotMatch(output, /handed over to pid|stopped; last number handed out/);
       const after = await LineClient.connect(port).catch((e: Error) => {
         throw new Error(`${e.message}; output:\n${output}`);
       });
@@ -490,11 +430,9 @@ test(
       assert.equal(info.upgrade?.state, "failed");
     } finally {
       child.kill("SIGTERM");
-      const deadline = Date.now() + 15_000;
-      while (child.exitCode === null && child.signalCode === null && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      const gone = () => child.exitCode !== null || child.signalCode !== null;
+      await waitUntil(gone, { timeoutMs: 15_000 }).catch(() => {});
+      if (!gone()) child.kill("SIGKILL");
       rmSync(directory, { recursive: true, force: true });
     }
   },
@@ -508,65 +446,26 @@ test(
   async () => {
     const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
     const state = join(directory, "numbers.state");
-    const tree = await startTree([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--admin",
-      "off",
-      "--processes",
-      "1",
-      "--threads",
-      "1",
-      "--framing",
-      "line",
-      "--number-by",
-      "message",
-      "--drain-timeout",
-      "1s",
-      "--state",
-      state,
-    ], directory);
-    const pids = [tree.child.pid!];
+    const tree = await startTree(treeArgs(["--state", state]));
     try {
-      const served: number[] = [];
-      const before = await LineClient.connect(tree.port);
-      for (let i = 0; i < 5; i++) served.push(replyNumber(await before.request("x\n")));
-      before.close();
-      process.kill(pids[0]!, "SIGUSR2");
-      pids.push(Number((await waitFor(tree.output, /started a new supervisor \(pid (\d+)\)/))[1]));
+      const served = await serveLines(tree.port, 5);
+      process.kill(tree.pid, "SIGUSR2");
+      tree.pids.push(Number((await tree.waitFor(/started a new supervisor \(pid (\d+)\)/))[1]));
       // The new tree has the lock (it reads the file only once it holds it); the old one is told
       // to stop before it has let go: its stop closes its source a second time.
-      await waitFor(tree.output, /numbers continue from \d+[^]*numbers continue from (\d+)/);
-      process.kill(pids[0]!, "SIGTERM");
-      await waitFor(tree.output, /stopped; last number handed out/);
+      await tree.waitFor(/numbers continue from \d+/, 2);
+      process.kill(tree.pids[0]!, "SIGTERM");
+      await tree.waitFor(/stopped; last number handed out/);
       // The new tree finishes its start alone (the channel ended before it listened).
-      await waitFor(
-        tree.output,
-        new RegExp(`took over from pid ${pids[0]} on port \\d+`),
-        20_000,
-      );
+      await tree.waitFor(new RegExp(`took over from pid ${tree.pids[0]} on port \\d+`), 1, 20_000);
       // It serves, and past its first block: it leases from the file again.
-      const after = await LineClient.connect(tree.port).catch((e: Error) => {
-        throw new Error(`${e.message}; output:\n${tree.output()}`);
-      });
-      for (let i = 0; i < 5000; i++) {
-        served.push(
-          replyNumber(
-            await after.request("x\n").catch((e: Error) => {
-              throw new Error(`${e.message} after ${i} replies; output:\n${tree.output()}`);
-            }),
-          ),
-        );
-      }
-      after.close();
+      served.push(...await serveLines(tree.port, 5000));
       assert.equal(new Set(served).size, served.length, "no number served twice");
       assert.ok(served.slice(5).every((n) => n > served[4]!), "the new tree numbers above");
       assert.ok(existsSync(`${state}.lock`), "the new tree's lock file is still there");
       assert.ok(readStateFile(state)! > Math.max(...served), "the file is above every number");
     } finally {
-      await stopTrees(pids, directory);
+      await stopTree(tree);
     }
   },
 );
@@ -592,66 +491,208 @@ test(
       fake.adoptSource = (source) => (calls.push("adopt"), adopt(source));
       const handover = startHandover({
         supervisor,
-        command: process.execPath,
-        args: "Bun" in globalThis
-          ? [SUCCESSOR, "hello-crash", "0"]
-          : ["run", "-A", SUCCESSOR, "hello-crash", "0"],
+        ...successor("hello-crash", 0),
         env: process.env,
         adminPort: null,
         reopen: (above) => Promise.resolve(new MemoryLeaseSource(above + 1)),
       });
       await assert.rejects(handover.listening, UpgradeFailedError);
       // A hello read after the failure must not take the source away for good.
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await handover.recovered;
       if (calls.length === 1) stuck.push(`round ${round}: ${calls.join(", ")}`);
     }
     assert.deepEqual(stuck, [], "the source was let go and never taken back");
   },
 );
 
+for (const signal of ["SIGTERM", "SIGKILL"] as const) {
+  test(
+    `[${UNDER_TEST}] upgrade: ${signal} to the old tree just after it started the new one leaves nothing behind in TMPDIR, and the new one gives up in one line`,
+    {
+      timeout: 120_000,
+    },
+    async () => {
+      const tree = await startTree(treeArgs());
+      try {
+        process.kill(tree.pid, "SIGUSR2");
+        const started = await tree.waitFor(/started a new supervisor \(pid (\d+)\)/);
+        process.kill(tree.pid, signal);
+        tree.pids.push(Number(started[1]));
+        await waitUntil(() => !isAlive(tree.pids[0]!), { timeoutMs: 20_000, what: tree.output });
+        // The new supervisor finds nobody to take over from and says so, not as a bug.
+        await waitUntil(() => !isAlive(tree.pids[1]!), { timeoutMs: 20_000, what: tree.output });
+        assert.match(tree.output(), /tallyho: Cannot take over: the supervisor that started/);
+        assert.doesNotMatch(tree.output(), /internal error/);
+        assert.deepEqual(
+          readdirSync(scratch(tree.directory)).filter((name) => name.startsWith("tallyho-up")),
+          [],
+          "the old tree left a handover socket behind",
+        );
+      } finally {
+        await stopTree(tree);
+      }
+    },
+  );
+}
+
+const IMPOSTOR = fileURLToPath(new URL("fixtures/upgrade_impostor.py", import.meta.url));
+
 test(
-  `[${UNDER_TEST}] upgrade: SIGTERM to the old tree before the new one has joined leaves no handover socket behind, and the new one gives up in one line`,
+  `[${UNDER_TEST}] upgrade: an impostor of the same user that watches for the handover cannot join it; the real new tree takes over and clients are served throughout`,
   {
+    skip: skipOffCi(toolMissing("python3", "python3")),
     timeout: 120_000,
   },
   async () => {
-    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
-    const tree = await startTree([
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--admin",
-      "off",
-      "--processes",
-      "1",
-      "--threads",
-      "1",
-    ], directory);
-    const pids = [tree.child.pid!];
+    const tree = await startTree(treeArgs([], { admin: "127.0.0.1:0", processes: 2 }));
+    const stopFile = join(tree.directory, "impostor-stop");
+    const impostor = spawn("python3", [IMPOSTOR, scratch(tree.directory), "60", stopFile], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let report = "";
+    impostor.stdout!.on("data", (chunk: Buffer) => (report += chunk.toString()));
+    const impostorDone = new Promise<void>((resolve) => impostor.on("close", () => resolve()));
     try {
-      process.kill(pids[0]!, "SIGUSR2");
-      process.kill(pids[0]!, "SIGTERM");
-      const started = await waitFor(tree.output, /started a new supervisor \(pid (\d+)\)/);
-      pids.push(Number(started[1]));
-      // It may have exited already: wait on its pid rather than on an event that has passed.
-      const stopBy = Date.now() + 20_000;
-      while (isAlive(pids[0]!) && Date.now() < stopBy) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
+      const recorder = startRecorder(tree, { perRequest: 2, longLived: 2, maxSeconds: 60 });
+      await sleep(300);
+      for (let i = 0; i < 3; i++) await upgrade(tree, i === 1 ? "admin" : "signal");
+      writeFileSync(stopFile, "");
+      await impostorDone;
+      const recording = await recorder.stop();
+      const seen = JSON.parse(report) as {
+        paths: Record<string, string>;
+        descriptors: Record<string, string>;
+      };
+      console.log(
+        `[${UNDER_TEST}] impostor: ${JSON.stringify(seen)}; ${describeRecording(recording)}`,
+      );
+      assert.deepEqual(
+        Object.entries(seen.paths).filter(([, sent]) => /handover/.test(sent)),
+        [],
+        "the impostor was handed the numbers",
+      );
+      assert.deepEqual(Object.keys(seen.paths), [], "a handover socket has a path");
+      assert.deepEqual(
+        Object.entries(seen.descriptors).filter(([, what]) => what === "opened and wrote"),
+        [],
+        "the impostor opened the new tree's channel",
+      );
+      // Each handover went to the process the old tree started, which serves now.
+      for (const pid of tree.pids.slice(1)) {
+        assert.match(tree.output(), new RegExp(`started a new supervisor \\(pid ${pid}\\)`));
       }
-      assert.ok(!isAlive(pids[0]!), `the old tree stopped; output:\n${tree.output()}`);
-      const left = readdirSync(directory).filter((name) => name.startsWith("tallyho-upgrade-"));
-      assert.deepEqual(left, [], "the old tree left its handover socket behind");
-      // The new supervisor finds nobody to take over from and says so, not as a bug.
-      const deadline = Date.now() + 20_000;
-      while (isAlive(pids[1]!) && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      assert.ok(!isAlive(pids[1]!), `the new supervisor gave up; output:\n${tree.output()}`);
-      assert.match(tree.output(), /tallyho: Cannot take over: the supervisor that started/);
-      assert.doesNotMatch(tree.output(), /internal error/);
+      assert.ok(isAlive(tree.pid), "the last tree serves");
+      assert.deepEqual(recording.errors, [], "no client refused, reset or cut");
+      assertNoRepeats(recording);
+      assert.deepEqual(readyzNotReady(recording), [], "/readyz 200 (or the port passing)");
+      assert.equal((await serveLines(tree.port, 3)).length, 3);
     } finally {
-      await stopTrees(pids, directory);
+      writeFileSync(stopFile, "");
+      await impostorDone;
+      await stopTree(tree);
+    }
+  },
+);
+
+const BINARY_ONLY = BINARY !== null ? false : "the compiled binary only: from source " +
+  "the program an upgrade runs is the runtime, which a deploy does not move";
+
+test(
+  `[${UNDER_TEST}] upgrade: with the binary moved away or not executable, an upgrade is refused at once (409), gives nothing up, and a later one works`,
+  {
+    skip: BINARY_ONLY,
+    timeout: 120_000,
+  },
+  async () => {
+    const state = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const statePath = join(state, "numbers.state");
+    const tree = await startTree(treeArgs(["--state", statePath], { admin: "127.0.0.1:0" }));
+    const admin = `http://127.0.0.1:${tree.adminPort}`;
+    const post = () =>
+      fetch(`${admin}/v1/upgrade`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+    try {
+      const served = await serveLines(tree.port, 3);
+      const executable = tree.executable!;
+      // Mid-deploy: the running binary moved away.
+      renameSync(executable, `${executable}.moved`);
+      const moved = await post();
+      const movedBody = await moved.json() as { error?: { message?: string } };
+      assert.equal(moved.status, 409, JSON.stringify(movedBody));
+      assert.match(
+        movedBody.error?.message ?? "",
+        /cannot be run \(ENOENT\).*this tree serves on/,
+      );
+      // Not executable.
+      copyFileSync(`${executable}.moved`, executable);
+      chmodSync(executable, 0o644);
+      process.kill(tree.pid, "SIGUSR2");
+      await tree.waitFor(/SIGUSR2: Cannot upgrade: \S+ cannot be run \(EACCES\)/);
+      // Nothing was given up: the state file's lock is held, and the tree serves and is ready.
+      const second = await runTallyho(
+        ["serve", "--port", "0", "--admin", "off", "--state", statePath],
+        15_000,
+      );
+      assert.match(second.stdout + second.stderr, /is in use by another tallyho/);
+      const ready = await fetch(`${admin}/readyz`);
+      assert.equal(ready.status, 200, await ready.text());
+      served.push(...await serveLines(tree.port, 3));
+      const info = await fetch(`${admin}/v1/info`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      }).then((r) => r.json()) as { upgrade?: { state: string; reason?: string } };
+      assert.equal(info.upgrade?.state, "failed");
+      // The binary back in place: the next upgrade works.
+      chmodSync(executable, 0o755);
+      await upgrade(tree, "admin");
+      served.push(...await serveLines(tree.port, 3));
+      assert.equal(new Set(served).size, served.length, "no number served twice");
+      assert.deepEqual(
+        readdirSync(scratch(tree.directory)).filter((name) => name.startsWith("tallyho-up")),
+        [],
+      );
+    } finally {
+      await stopTree(tree);
+      rmSync(state, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  `[${UNDER_TEST}] upgrade: started through a symlink, an upgrade runs what the link points at now, and the log names the version that took over`,
+  {
+    skip: BINARY_ONLY,
+    timeout: 120_000,
+  },
+  async () => {
+    const tree = await startTree(treeArgs(), {
+      executable: (directory) => join(directory, "tallyho-v1"),
+      startAs: (directory) => {
+        symlinkSync("tallyho-v1", join(directory, "tallyho"));
+        return join(directory, "tallyho");
+      },
+    });
+    try {
+      const v2 = join(tree.directory, "tallyho-v2");
+      copyFileSync(BINARY!, v2);
+      chmodSync(v2, 0o755);
+      // A symlink-swap deploy: a new link renamed over the old one.
+      symlinkSync("tallyho-v2", join(tree.directory, "tallyho.next"));
+      renameSync(join(tree.directory, "tallyho.next"), join(tree.directory, "tallyho"));
+      process.kill(tree.pid, "SIGUSR2");
+      const handed = await tree.waitFor(HANDED_OVER);
+      const pid = Number(handed[1]);
+      tree.pids.push(pid);
+      assert.equal(readlinkSync(`/proc/${pid}/exe`), v2, "the new supervisor runs v2");
+      assert.match(handed[0], /handed over to pid \d+ \(tallyho \S+ on bun \S+\)/);
+      assert.match(
+        tree.output(),
+        new RegExp(`started a new supervisor \\(pid ${pid}\\): ${tree.directory}/tallyho serve`),
+      );
+      assert.ok((await serveLines(tree.port, 3)).length === 3);
+    } finally {
+      await stopTree(tree);
     }
   },
 );
