@@ -9,14 +9,16 @@
  * @module
  */
 
+import { closeSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createAdminApp } from "../admin/app.ts";
+import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
-import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
+import { assertAdminBindAllowed, bearerTokenMatcher, resolveAdminToken } from "../admin/token.ts";
 import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
 import {
-  adminConnectionCap,
+  ADMIN_LISTENER_FD_ENV,
+  adminConnectionCaps,
   type CappedHttpServer,
   RUNTIME,
   RUNTIME_VERSION,
@@ -330,6 +332,9 @@ async function runServeTree(
   const adminAddress = askedAdmin !== null && askedAdmin.port === 0 && handedAdmin !== null
     ? { ...askedAdmin, port: handedAdmin }
     : askedAdmin;
+  // An upgrade passes the admin API's listening socket down (cli/upgrade.ts): the port is bound
+  // without SO_REUSEPORT, so this tree accepts on that socket rather than binding it again.
+  const inheritedAdminFd = takeInheritedFd(process.env);
   const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
     : { tokenFile: adminFlags.tokenFile };
@@ -390,12 +395,14 @@ async function runServeTree(
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
   /** Serves the admin API on a port; set once it is configured. */
-  let serveAdmin: ((port: number) => Promise<CappedHttpServer>) | null = null;
+  let serveAdmin: ((port: number, fd?: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
+  let adoptedAdminFd = false;
   let takingOverFrom = takeover?.handed.pid ?? null;
   const upgrade = upgrader({
     supervisor,
     adminPort: () => admin?.port ?? null,
+    adminListenerFd: () => admin?.listenerFd() ?? null,
     reopen: (mark) => openLeaseSource(config, log, mark),
     stopAdmin: async () => {
       const stopping = admin;
@@ -405,8 +412,17 @@ async function runServeTree(
       await stopping?.stop(2000);
     },
     resumeAdmin: async () => {
-      if (serveAdmin !== null && stoppedAdminPort !== null) {
-        admin = await serveAdmin(stoppedAdminPort);
+      if (serveAdmin === null || stoppedAdminPort === null) return;
+      // The tree that died may have left the socket open in its processes for a moment.
+      const deadline = monotonicNow() + 5000;
+      for (;;) {
+        try {
+          admin = await serveAdmin(stoppedAdminPort);
+          return;
+        } catch (error) {
+          if (!(error instanceof AddressInUseError) || monotonicNow() > deadline) throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
     },
     stop: (reason) => signals.stop(reason),
@@ -434,19 +450,25 @@ async function runServeTree(
       hostname: adminAddress.hostname,
       log,
     });
-    serveAdmin = (port) =>
-      // Capped below the open-file limit so that idle connections cannot starve the lease path.
+    const isOperator = bearerTokenMatcher(adminToken.token);
+    const caps = adminConnectionCaps(host.openFiles);
+    serveAdmin = (port, fd) =>
+      // Capped below the open-file limit so that idle connections cannot starve the lease path;
+      // the probes and the token's holders keep a way in (server/adapters/_relay_book.ts).
       serveAdminHttp(app.fetch, {
         ...adminAddress,
         port,
-        maxConnections: adminConnectionCap(host.openFiles),
+        maxConnections: caps.relayed,
+        maxReading: caps.reading,
+        probePaths: ADMIN_PROBE_PATHS,
+        isOperator,
         log,
-        // An upgrade's new tree binds beside this one, so /readyz answers throughout; the
-        // exclusive probe above still refuses a port that another program holds.
-        reusePort: true,
+        ...(fd === undefined ? {} : { fd }),
       });
+    const passed = adminAddress.port === handedAdmin ? inheritedAdminFd : undefined;
+    adoptedAdminFd = passed !== undefined;
     try {
-      admin = await serveAdmin(adminAddress.port);
+      admin = await serveAdmin(adminAddress.port, passed);
     } catch (error) {
       backend.stop();
       await supervisor.kill();
@@ -464,6 +486,9 @@ async function runServeTree(
           ? " (bearer token from TALLYHO_ADMIN_TOKEN)"
           : ` (bearer token from ${adminToken.path})`),
     );
+  }
+  if (inheritedAdminFd !== undefined && !adoptedAdminFd) {
+    closeQuietly(inheritedAdminFd); // Passed down, but this tree serves no admin API there.
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
@@ -574,6 +599,21 @@ async function runServeTree(
       ` closed for want of leased numbers: ${unnumbered}${notRecorded}`,
   );
   return 0;
+}
+
+/** Takes the descriptor an upgrade passed down out of the environment (see cli/upgrade.ts). */
+function takeInheritedFd(env: Record<string, string | undefined>): number | undefined {
+  const text = env[ADMIN_LISTENER_FD_ENV];
+  delete env[ADMIN_LISTENER_FD_ENV];
+  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Not open.
+  }
 }
 
 /**

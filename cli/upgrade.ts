@@ -12,6 +12,7 @@
 import process from "node:process";
 import type { UpgradeEvent } from "../admin/backend.ts";
 import { StateConflictError } from "../admin/errors.ts";
+import { ADMIN_LISTENER_FD_ENV } from "../server/adapters/mod.ts";
 import { selfCommand } from "../server/adapters/self_command.ts";
 import type { LeaseSource } from "../server/lease/lease_source.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
@@ -25,6 +26,12 @@ export interface UpgradeHooks {
   supervisor: Supervisor;
   /** The admin API's port, or null without one. */
   adminPort: () => number | null;
+  /**
+   * The admin API's listening socket, passed to the new tree (the port is bound without
+   * SO_REUSEPORT, so the new tree cannot bind it beside this one), or null.
+   * @default {() => null}
+   */
+  adminListenerFd?: () => number | null;
   /** Opens the number source again after a failed upgrade (above `mark` for memory). */
   reopen(mark: number): Promise<LeaseSource>;
   /** Stops this tree's admin API (the new tree serves it already). */
@@ -77,12 +84,21 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
     // process.argv after the runtime and the script are what main() was given (mod.ts).
     const args = [...self.args, ...process.argv.slice(2)];
     const started = monotonicNow();
+    const adminFd = hooks.adminListenerFd?.() ?? null;
+    if (adminFd === null && hooks.adminPort() !== null) {
+      hooks.log(
+        "upgrade: cannot find the admin API's listening socket to pass on (no /proc?); the new " +
+          "tree will find its port taken",
+        "warn",
+      );
+    }
     const handover = startHandover({
       supervisor: hooks.supervisor,
       command: self.command,
       args,
       env: process.env,
       adminPort: hooks.adminPort(),
+      inherit: adminFd === null ? [] : [{ fd: adminFd, env: ADMIN_LISTENER_FD_ENV }],
       reopen: (mark) => hooks.reopen(mark),
     });
     const event: UpgradeEvent = {

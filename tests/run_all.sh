@@ -61,7 +61,8 @@ if [ "${1:-}" != "--skip-binary" ]; then
       tests/per_address_default_test.ts tests/clock_jump_e2e_test.ts \
       tests/proxy_protocol_test.ts tests/tls_listener_test.ts tests/proxy_tls_test.ts \
       tests/loop_delay_e2e_test.ts tests/process_health_e2e_test.ts tests/hold_e2e_test.ts \
-      tests/upgrade_test.ts tests/upgrade_attack_test.ts
+      tests/upgrade_test.ts tests/upgrade_attack_test.ts \
+      tests/admin_flood_test.ts tests/admin_local_attack_test.ts tests/tls_special_files_test.ts tests/greeting_bytes_test.ts
   else
     cat "$log_dir/compile.log"
     echo "=== compile.sh failed"

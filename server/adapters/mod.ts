@@ -11,7 +11,7 @@ import { serveHttpBun } from "./bun_http.ts";
 import { tryLockFileDeno } from "./deno_file_lock.ts";
 import { type CappedHttpOptions, type CappedHttpServer, serveCappedHttp } from "./capped_http.ts";
 import { relayDeno } from "./_deno_relay.ts";
-import { relayNodeNet } from "./_node_net_relay.ts";
+import { relayInheritedNodeNet, relayNodeNet } from "./_node_net_relay.ts";
 import { listenDeno } from "./deno_listener.ts";
 import { tlsFetchDeno } from "./deno_tls_fetch.ts";
 import type { TryLockFile } from "./file_lock.ts";
@@ -25,8 +25,10 @@ export * from "./thread_listener.ts";
 export type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 export type { TlsFetchFactory, TlsFetchOptions } from "./tls_fetch.ts";
 export {
+  ADMIN_LISTENER_FD_ENV,
   ADMIN_MAX_CONNECTIONS,
-  adminConnectionCap,
+  ADMIN_MAX_READING,
+  adminConnectionCaps,
   type CappedHttpCounts,
   type CappedHttpOptions,
   type CappedHttpServer,
@@ -76,7 +78,11 @@ export function serveAdminHttp(
   options: CappedHttpOptions = {},
 ): Promise<CappedHttpServer> {
   return serveCappedHttp(
-    { serve: serveHttp, relay: RUNTIME === "bun" ? relayNodeNet : relayDeno },
+    {
+      serve: serveHttp,
+      relay: RUNTIME === "bun" ? relayNodeNet : relayDeno,
+      inherited: relayInheritedNodeNet,
+    },
     fetch,
     options,
   );

@@ -37,6 +37,12 @@ export interface HandoverOptions {
   env: Record<string, string | undefined>;
   /** The admin API's port, or null without one. */
   adminPort: number | null;
+  /**
+   * Descriptors the new supervisor inherits (the admin API's listening socket), each told to it
+   * by its number there in the environment variable `env`.
+   * @default {[]}
+   */
+  inherit?: { fd: number; env: string }[];
   /** Opens the number source again after a failed upgrade, above `mark` for numbers in memory. */
   reopen(mark: number): Promise<LeaseSource>;
   /**
@@ -119,9 +125,14 @@ export function startHandover(options: HandoverOptions): Handover {
   server.listen(path);
   // This tree may stop (SIGTERM) before the new supervisor joins: the socket goes with it.
   process.once("exit", cleanUp);
+  const inherit = options.inherit ?? [];
   const child: ChildProcess = spawn(options.command, options.args, {
-    stdio: ["ignore", "inherit", "inherit"],
-    env: { ...options.env, [UPGRADE_SOCKET_ENV]: path },
+    stdio: ["ignore", "inherit", "inherit", ...inherit.map(({ fd }) => fd)],
+    env: {
+      ...options.env,
+      [UPGRADE_SOCKET_ENV]: path,
+      ...Object.fromEntries(inherit.map(({ env }, i) => [env, String(3 + i)])),
+    },
   });
   child.on("error", (error) => fail(`it could not be started: ${error.message}`));
   child.once("exit", (code, signal) => fail(`it exited (${signal ?? `code ${code}`})`));
