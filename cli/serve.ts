@@ -20,6 +20,7 @@ import {
   ADMIN_LISTENER_FD_ENV,
   adminConnectionCaps,
   type CappedHttpServer,
+  closeOnExec,
   RUNTIME,
   RUNTIME_VERSION,
   serveAdminHttp,
@@ -335,6 +336,8 @@ async function runServeTree(
   // An upgrade passes the admin API's listening socket down (cli/upgrade.ts): the port is bound
   // without SO_REUSEPORT, so this tree accepts on that socket rather than binding it again.
   const inheritedAdminFd = takeInheritedFd(process.env);
+  // Not inherited by the serving processes started below (see closeOnExec).
+  if (inheritedAdminFd !== undefined) closeOnExec(inheritedAdminFd);
   const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
     : { tokenFile: adminFlags.tokenFile };
@@ -402,7 +405,9 @@ async function runServeTree(
   const upgrade = upgrader({
     supervisor,
     adminPort: () => admin?.port ?? null,
-    adminListenerFd: () => admin?.listenerFd() ?? null,
+    handOffAdmin: () => admin?.handOff() ?? null,
+    adminHandedOff: () => admin?.handedOff(),
+    takeBackAdmin: async () => await admin?.takeBack(),
     reopen: (mark) => openLeaseSource(config, log, mark),
     stopAdmin: async () => {
       const stopping = admin;

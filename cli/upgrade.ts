@@ -31,7 +31,18 @@ export interface UpgradeHooks {
    * SO_REUSEPORT, so the new tree cannot bind it beside this one), or null.
    * @default {() => null}
    */
-  adminListenerFd?: () => number | null;
+  handOffAdmin?: () => number | null;
+  /**
+   * Called in the same turn as the new tree is started with that socket (see
+   * CappedHttpServer.handedOff).
+   * @default {() => {}}
+   */
+  adminHandedOff?: () => void;
+  /**
+   * Accepts on the admin port again when the new tree failed before it took the socket over.
+   * @default {() => Promise.resolve()}
+   */
+  takeBackAdmin?: () => Promise<void>;
   /** Opens the number source again after a failed upgrade (above `mark` for memory). */
   reopen(mark: number): Promise<LeaseSource>;
   /** Stops this tree's admin API (the new tree serves it already). */
@@ -84,7 +95,7 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
     // process.argv after the runtime and the script are what main() was given (mod.ts).
     const args = [...self.args, ...process.argv.slice(2)];
     const started = monotonicNow();
-    const adminFd = hooks.adminListenerFd?.() ?? null;
+    const adminFd = hooks.handOffAdmin?.() ?? null;
     if (adminFd === null && hooks.adminPort() !== null) {
       hooks.log(
         "upgrade: cannot find the admin API's listening socket to pass on (no /proc?); the new " +
@@ -101,6 +112,7 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
       inherit: adminFd === null ? [] : [{ fd: adminFd, env: ADMIN_LISTENER_FD_ENV }],
       reopen: (mark) => hooks.reopen(mark),
     });
+    if (adminFd !== null) hooks.adminHandedOff?.();
     const event: UpgradeEvent = {
       state: "upgrading",
       origin,
@@ -153,9 +165,12 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       hooks.stop(`upgrade to pid ${handover.pid}`);
-    }, (error: Error) => {
+    }, async (error: Error) => {
       note({ ...event, state: "failed", reason: error.message });
       hooks.log(error.message, "error");
+      await hooks.takeBackAdmin?.().catch((failure: Error) =>
+        hooks.log(`upgrade: the admin API could not accept again: ${failure.message}`, "error")
+      );
     });
     return { ...event };
   };

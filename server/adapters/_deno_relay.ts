@@ -14,6 +14,7 @@
 import type { RelayListen, RelayListenOptions } from "./capped_http.ts";
 import type { Relay } from "./_relay_book.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
+import { findListenerFd } from "./_listener_fd.ts";
 
 function closeQuietly(conn: Deno.Conn | null): void {
   try {
@@ -101,21 +102,35 @@ async function relay(client: Deno.Conn, options: RelayListenOptions): Promise<vo
   }
 }
 
-/** Listens on `hostname:port` and relays to `path`; see {@linkcode RelayListen}. */
-export const relayDeno: RelayListen = (options) => {
-  const { hostname, port, book } = options;
-  let listener: Deno.Listener;
+function bind(hostname: string, port: number): Deno.Listener {
   try {
     // Not reusePort: no other process may bind the admin port beside this one.
-    listener = Deno.listen({ hostname, port, reusePort: false });
+    return Deno.listen({ hostname, port, reusePort: false });
   } catch (error) {
     if (error instanceof Deno.errors.AddrInUse) {
-      return Promise.reject(
-        new AddressInUseError(`Cannot serve HTTP on ${hostname}:${port}: the address is in use`),
+      throw new AddressInUseError(
+        `Cannot serve HTTP on ${hostname}:${port}: the address is in use`,
       );
     }
+    throw error;
+  }
+}
+
+/**
+ * Listens on `hostname:port` and relays to `path`; see {@linkcode RelayListen}.
+ *
+ * Deno 2.9.6's spawn makes the socket blocking when an upgrade passes it on: see
+ * `CappedHttpServer.handedOff` for what is done about it.
+ */
+export const relayDeno: RelayListen = (options) => {
+  const { hostname, book } = options;
+  let listener: Deno.Listener;
+  try {
+    listener = bind(hostname, options.port);
+  } catch (error) {
     return Promise.reject(error);
   }
+  const port = (listener.addr as Deno.NetAddr).port;
   let closed = false;
   const accepting = (async () => {
     while (!closed) {
@@ -134,11 +149,16 @@ export const relayDeno: RelayListen = (options) => {
     }
   })();
   return Promise.resolve({
-    port: (listener.addr as Deno.NetAddr).port,
+    port,
     close: async () => {
       closed = true;
-      listener.close();
+      try {
+        listener.close();
+      } catch {
+        // Closed already.
+      }
       await accepting;
     },
+    handOff: () => findListenerFd(port),
   });
 };

@@ -12,6 +12,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import type { RelayListen, RelayListenOptions } from "./capped_http.ts";
 import type { Relay, RelayBook } from "./_relay_book.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
+import { findListenerFd } from "./_listener_fd.ts";
 
 function onClient(client: Socket, { path, book, answer }: RelayListenOptions): void {
   let upstream: Socket | null = null;
@@ -84,14 +85,13 @@ async function listening(front: Server, listen: (done: () => void) => void): Pro
   });
 }
 
-function started(front: Server, book: RelayBook): { port: number; close(): Promise<void> } {
+function watchAccepts(front: Server, book: RelayBook): void {
   // A failed accept (EMFILE from elsewhere in the process) must not end the process.
   front.on("error", (error: Error) => book.acceptFailed(error));
-  const address = front.address();
-  return {
-    port: typeof address === "object" && address !== null ? address.port : 0,
-    close: () => new Promise<void>((resolve) => front.close(() => resolve())),
-  };
+}
+
+function closing(front: Server): Promise<void> {
+  return new Promise<void>((resolve) => front.close(() => resolve()));
 }
 
 /** Listens on `hostname:port` and relays to `path`; see {@linkcode RelayListen}. */
@@ -112,7 +112,16 @@ export const relayNodeNet: RelayListen = async (options) => {
     }
     throw error;
   }
-  return started(front, book);
+  watchAccepts(front, book);
+  const address = front.address();
+  const bound = typeof address === "object" && address !== null ? address.port : port;
+  return {
+    port: bound,
+    close: () => closing(front),
+    // Used on Bun, whose spawn leaves the socket as it is: this server accepts on.
+    handOff: () => findListenerFd(bound),
+    takeBack: () => Promise.resolve(),
+  };
 };
 
 /**
@@ -120,9 +129,14 @@ export const relayNodeNet: RelayListen = async (options) => {
  * see {@linkcode RelayListen}. The port is the one asked for: the socket is bound to it.
  */
 export const relayInheritedNodeNet: RelayListen = async (options) => {
-  const front = serve(options);
-  await listening(front, (done) => front.listen({ fd: options.fd! }, done));
-  const relay = started(front, options.book);
-  // Deno 2.9.6 reports another port for a server listening on a descriptor; the caller knows it.
-  return { ...relay, port: options.port };
+  const fd = options.fd!;
+  const server = serve(options);
+  await listening(server, (done) => server.listen({ fd }, done));
+  watchAccepts(server, options.book);
+  return {
+    // Deno 2.9.6 reports another port for a server listening on a descriptor; the caller knows it.
+    port: options.port,
+    close: () => closing(server),
+    handOff: () => fd,
+  };
 };

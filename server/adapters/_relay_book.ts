@@ -287,12 +287,14 @@ export class RelayBook {
     relay.close();
   }
 
-  /** Connections whose request is in the inner server's (or the relay's) hands, not answered yet. */
+  /**
+   * Connections not answered yet: a request in the inner server's (or the relay's) hands, or one
+   * accepted whose request is still to be read (an upgrade's old tree answers those too before it
+   * closes them, rather than resetting a probe it accepted just before it stopped listening).
+   */
   unanswered(): number {
     let count = 0;
-    for (const relay of this.#relays) {
-      if ((relay.phase === "answer" || relay.phase === "relay") && !relay.answered) count++;
-    }
+    for (const relay of this.#relays) if (!relay.answered) count++;
     return count;
   }
 

@@ -28,7 +28,7 @@
  *
  * The public listener is bound without SO_REUSEPORT, so no other process can bind the admin port
  * beside it and take some of its connections (and their tokens); an upgrade passes the listening
- * socket itself to the tree that takes over ({@linkcode CappedHttpServer.listenerFd},
+ * socket itself to the tree that takes over ({@linkcode CappedHttpServer.handOff},
  * `CappedHttpOptions.fd`).
  *
  * @module
@@ -38,10 +38,10 @@ import { closeSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import type { FetchHandler, HttpServer, ServeHttp, ServeHttpOptions } from "./http_server.ts";
 import { RelayBook } from "./_relay_book.ts";
-import { findListenerFd } from "./_listener_fd.ts";
 import { probeAnswerer } from "./_probe_answer.ts";
 import type { RequestHead } from "./_request_head.ts";
 import { privateSocketDirectory, removeLeftovers } from "./_socket_directory.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 
 /** The most admin connections relayed at once, whatever the open-file limit. */
@@ -62,7 +62,7 @@ export const DESCRIPTORS_PER_ADMIN_CONNECTION = 3;
 export const ADMIN_RESERVED_FILES = 128;
 /**
  * The environment variable that tells the tree taking over in an upgrade which descriptor holds
- * the admin API's listening socket (see {@linkcode CappedHttpServer.listenerFd}).
+ * the admin API's listening socket (see {@linkcode CappedHttpServer.handOff}).
  */
 export const ADMIN_LISTENER_FD_ENV = "TALLYHO_ADMIN_LISTENER_FD";
 
@@ -144,7 +144,7 @@ export interface CappedHttpOptions extends Omit<ServeHttpOptions, "path"> {
   log?: (line: string, level?: "info" | "warn") => void;
   /**
    * A listening socket to accept on instead of binding `hostname:port`: the one an upgrade's
-   * old tree passed down (see {@linkcode CappedHttpServer.listenerFd}).
+   * old tree passed down (see {@linkcode CappedHttpServer.handOff}).
    * @default {undefined: bind}
    */
   fd?: number;
@@ -182,12 +182,27 @@ export interface CappedHttpServer extends HttpServer {
    */
   stop(graceMs?: number): Promise<void>;
   /**
-   * The listening socket's descriptor, for an upgrade to pass to the new tree (which then accepts
+   * The listening socket's descriptor, to pass to the new tree of an upgrade (which then accepts
    * on the same socket: no moment without a listener, and no second socket on the port).
    *
    * @returns The descriptor, or null when it cannot be found here (no `/proc`).
    */
-  listenerFd(): number | null;
+  handOff(): number | null;
+  /**
+   * Called right after the process that the socket was passed to is started, in the same turn of
+   * the event loop. Where the runtime's spawn takes `O_NONBLOCK` off a socket it passes on (Deno
+   * 2.9.6 clears it on the socket itself, which both processes share), it is set again at once
+   * (descriptor_flags.ts); where that cannot be done (no FFI access), this server stops accepting
+   * instead: an accept on a blocking socket that the other process emptied would hang this
+   * process. Connections then wait in the socket's queue until the new tree accepts them.
+   */
+  handedOff(): void;
+  /**
+   * Accepts again when the new tree never took the socket over: where accepting stopped (Deno
+   * without FFI access), on a socket bound anew once the failed tree has let go of the port
+   * (within 10 s).
+   */
+  takeBack(): Promise<void>;
 }
 
 /** What a runtime's relay listener gets. */
@@ -204,13 +219,21 @@ export interface RelayListenOptions {
   answer: (head: RequestHead) => Promise<Uint8Array>;
 }
 
+/** A runtime's relay listener, listening. */
+export interface RelayFront {
+  /** The port it is bound to. */
+  readonly port: number;
+  /** Stops accepting and closes the socket. */
+  close(): Promise<void>;
+  /** See {@linkcode CappedHttpServer.handOff}. */
+  handOff(): number | null;
+}
+
 /**
  * Listens on the public address and relays each connection the book admits to the inner server.
- * Resolves once listening, with the bound port.
+ * Resolves once listening.
  */
-export type RelayListen = (
-  options: RelayListenOptions,
-) => Promise<{ port: number; close(): Promise<void> }>;
+export type RelayListen = (options: RelayListenOptions) => Promise<RelayFront>;
 
 /**
  * Serves `fetch` with `serve` (the runtime's HTTP server) behind a capped relay.
@@ -224,7 +247,16 @@ export type RelayListen = (
  * @throws {UnsafeDirectoryError} When TMPDIR could be changed by another user, or is unusable.
  */
 export async function serveCappedHttp(
-  runtime: { serve: ServeHttp; relay: RelayListen; inherited: RelayListen },
+  runtime: {
+    serve: ServeHttp;
+    relay: RelayListen;
+    inherited: RelayListen;
+    /**
+     * What to do with a socket once it was passed to a child, or null for nothing: Deno sets
+     * `O_NONBLOCK` again (see {@linkcode CappedHttpServer.handedOff}); false when it could not.
+     */
+    afterPassing: ((fd: number) => boolean) | null;
+  },
   fetch: FetchHandler,
   options: CappedHttpOptions = {},
 ): Promise<CappedHttpServer> {
@@ -272,17 +304,20 @@ export async function serveCappedHttp(
     fetch,
     () => `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`,
   );
-  let front: { port: number; close(): Promise<void> };
+  const listenOptions = (fd: CappedHttpOptions["fd"]) => ({
+    hostname,
+    port,
+    ...(fd === undefined ? {} : { fd }),
+    path: socketPath,
+    book,
+    answer,
+  });
+  let front: RelayFront;
+  let stoppedAccepting = false;
+  let passed: number | null = null;
   try {
     const listen = options.fd === undefined ? runtime.relay : runtime.inherited;
-    front = await listen({
-      hostname,
-      port,
-      ...(options.fd === undefined ? {} : { fd: options.fd }),
-      path: socketPath,
-      book,
-      answer,
-    });
+    front = await listen(listenOptions(options.fd));
   } catch (error) {
     book.stop();
     await inner.stop();
@@ -295,7 +330,31 @@ export async function serveCappedHttp(
     runtime: inner.runtime,
     port: front.port,
     counts: () => book.counts(),
-    listenerFd: () => findListenerFd(front.port),
+    // Not while taking the socket back after a failed upgrade: which socket is in force is not
+    // settled yet.
+    handOff: () => (passed = stoppedAccepting ? null : front.handOff()),
+    handedOff: () => {
+      if (runtime.afterPassing === null || passed === null) return;
+      if (runtime.afterPassing(passed)) return; // It accepts on beside the new tree.
+      stoppedAccepting = true;
+      // Synchronous up to its first await: nothing is accepted after this turn.
+      void front.close();
+    },
+    takeBack: async () => {
+      if (!stoppedAccepting) return;
+      stoppedAccepting = false;
+      // The tree that failed, and the processes it started, may hold the socket for a moment.
+      const deadline = monotonicNow() + 10_000;
+      for (;;) {
+        try {
+          front = await runtime.relay(listenOptions(undefined));
+          return;
+        } catch (error) {
+          if (!(error instanceof AddressInUseError) || monotonicNow() > deadline) throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     stop: async (graceMs = 0) => {
       const closing = front.close();
       const deadline = monotonicNow() + graceMs;

@@ -11,6 +11,7 @@ import { serveHttpBun } from "./bun_http.ts";
 import { tryLockFileDeno } from "./deno_file_lock.ts";
 import { type CappedHttpOptions, type CappedHttpServer, serveCappedHttp } from "./capped_http.ts";
 import { relayDeno } from "./_deno_relay.ts";
+import { setNonBlocking } from "./descriptor_flags.ts";
 import { relayInheritedNodeNet, relayNodeNet } from "./_node_net_relay.ts";
 import { listenDeno } from "./deno_listener.ts";
 import { tlsFetchDeno } from "./deno_tls_fetch.ts";
@@ -33,6 +34,8 @@ export {
   type CappedHttpOptions,
   type CappedHttpServer,
 } from "./capped_http.ts";
+
+export { closeOnExec } from "./descriptor_flags.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
@@ -82,6 +85,9 @@ export function serveAdminHttp(
       serve: serveHttp,
       relay: RUNTIME === "bun" ? relayNodeNet : relayDeno,
       inherited: relayInheritedNodeNet,
+      // Deno 2.9.6's node:child_process clears O_NONBLOCK on a socket it passes to a child (on
+      // the open socket both processes share); Bun 1.4.5's leaves it set.
+      afterPassing: RUNTIME === "deno" ? setNonBlocking : null,
     },
     fetch,
     options,
