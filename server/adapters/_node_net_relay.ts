@@ -99,10 +99,16 @@ export const relayNodeNet: RelayListen = async (options) => {
   const { hostname, port, book } = options;
   const front = serve(options);
   try {
-    // Not reusePort: no other process may bind the admin port beside this one.
+    // Not reusePort: no other process may bind the admin port beside this one. A long listen
+    // queue (the kernel caps it at net.core.somaxconn; Bun's default is 512), so that a flood
+    // fills it less easily: a full queue drops newcomers' handshakes.
     await listening(
       front,
-      (done) => front.listen({ host: hostname, port, exclusive: true, reusePort: false }, done),
+      (done) =>
+        front.listen(
+          { host: hostname, port, exclusive: true, reusePort: false, backlog: 4096 },
+          done,
+        ),
     );
   } catch (error) {
     if ((error as { code?: string }).code === "EADDRINUSE") {
