@@ -70,8 +70,13 @@ export interface AdminAppOptions {
 
 type Handler = (c: Context) => Promise<Response>;
 
-/** Paths anyone may read: a probe carries no token and may name the pod's own address. */
-const PROBES = new Set(["/livez", "/readyz"]);
+/**
+ * Paths anyone may read: a probe carries no token and may name the pod's own address. The capped
+ * server answers them itself, outside the slots of the other requests (see
+ * server/adapters/capped_http.ts).
+ */
+export const ADMIN_PROBE_PATHS: readonly string[] = ["/livez", "/readyz"];
+const PROBES = new Set(ADMIN_PROBE_PATHS);
 
 function etag(generation: number): string {
   return `"${generation}"`;

@@ -6,18 +6,26 @@
  * variable, then a file tallyho generates and keeps for the user, at the first of
  * `$RUNTIME_DIRECTORY/admin-token` (systemd sets it for a unit with `RuntimeDirectory=tallyho`:
  * `/run/tallyho/admin-token`), `$XDG_RUNTIME_DIR/tallyho/admin-token` (a desktop or ssh login
- * session), `<tmpdir>/tallyho-<uid>/admin-token` (root, containers, anything else;
- * `/tmp/tallyho-0/admin-token` for root). `tallyho admin-token --path` prints it. A generated
- * token holds 32 random bytes in hex, sits in a directory of mode 0700 owned by the user, has mode
- * 0600, and is reused by the next start (delete the file to rotate it). The server logs the
- * file's path, never the token.
+ * session), `$XDG_STATE_HOME/tallyho/admin-token`, by default
+ * `~/.local/state/tallyho/admin-token` (root, containers, anything else;
+ * `/root/.local/state/tallyho/admin-token` for root). `tallyho admin-token --path` prints it. A
+ * generated token holds 32 random bytes in hex, sits in a directory of mode 0700 owned by the
+ * user, has mode 0600, and is reused by the next start (delete the file to rotate it). The server
+ * logs the file's path, never the token.
+ *
+ * Never in a directory that other users may write: one that anyone may write (such as /tmp)
+ * would let another user create the name first (a link, a directory of theirs) and so stop the
+ * server from starting, or hand it a token of their choosing. The directory the token's own
+ * directory is made in must be writable only by the user and root, and each one above it owned by
+ * the user or root (see server/private_directory.ts).
  *
  * @module
  */
 
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import {
   chmodSync,
+  existsSync,
   linkSync,
   lstatSync,
   mkdirSync,
@@ -27,10 +35,11 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { ConfigError } from "../server/config_error.ts";
+import { assertSafeDirectory } from "../server/private_directory.ts";
 
 /** The environment variable that may hold the token. */
 export const TOKEN_ENV = "TALLYHO_ADMIN_TOKEN";
@@ -90,7 +99,8 @@ const GENERATED_SYNTAX = /^[0-9a-f]{64}$/;
  *
  * @param env The environment.
  * @returns `$RUNTIME_DIRECTORY/admin-token` (a systemd unit's `RuntimeDirectory=`), else
- *   `$XDG_RUNTIME_DIR/tallyho/admin-token`, else `<tmpdir>/tallyho-<uid>/admin-token`.
+ *   `$XDG_RUNTIME_DIR/tallyho/admin-token`, else `$XDG_STATE_HOME/tallyho/admin-token`
+ *   (`$HOME/.local/state/tallyho/admin-token` by default).
  */
 export function defaultTokenPath(env: Record<string, string | undefined> = process.env): string {
   // systemd may list several directories, separated by colons; the first is ours.
@@ -98,7 +108,9 @@ export function defaultTokenPath(env: Record<string, string | undefined> = proce
   if (unitDir) return join(unitDir, "admin-token");
   const runtimeDir = env.XDG_RUNTIME_DIR;
   if (runtimeDir) return join(runtimeDir, "tallyho", "admin-token");
-  return join(tmpdir(), `tallyho-${process.getuid?.() ?? "user"}`, "admin-token");
+  // Not a shared temporary directory: anyone could create the name there first.
+  const stateHome = env.XDG_STATE_HOME || join(env.HOME || homedir(), ".local", "state");
+  return join(stateHome, "tallyho", "admin-token");
 }
 
 function checkToken(token: string, where: string): string {
@@ -142,10 +154,27 @@ function errorCode(error: unknown): string | undefined {
   return (error as { code?: string }).code;
 }
 
-// A shared temporary directory lets anyone create `tallyho-<uid>` first: only a directory that is
-// ours, not a link and closed to others may hold the token.
+// Only a directory that is ours, not a link and closed to others may hold the token, made where
+// nobody else can create its name first.
 function privateDirectory(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  let existing = dirname(dir);
+  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
+  assertSafeDirectory(existing, "the admin token's parent directory", {
+    field: "admin-token-file",
+    exclusive: true,
+    advice: `set XDG_RUNTIME_DIR or XDG_STATE_HOME to a directory only this user can write, or ` +
+      `give --admin-token-file or ${TOKEN_ENV}`,
+  });
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (error) {
+    throw new ConfigError(
+      "admin-token-file",
+      `Cannot keep the admin token in '${dir}': ${errorCode(error) ?? (error as Error).message}; ` +
+        `set XDG_RUNTIME_DIR or XDG_STATE_HOME to a directory this user can write, or give ` +
+        `--admin-token-file or ${TOKEN_ENV}`,
+    );
+  }
   const stat = lstatSync(dir);
   const uid = process.getuid?.();
   if (!stat.isDirectory() || (uid !== undefined && stat.uid !== uid)) {
@@ -282,4 +311,31 @@ export function assertAdminBindAllowed(hostname: string, options: AdminTokenOpti
     `Cannot serve the admin API on ${hostname} without a configured token: ` +
       `pass --admin-token-file or set ${TOKEN_ENV}, or bind it to 127.0.0.1`,
   );
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header's value.
+ *
+ * @param header The header's value.
+ * @returns The token, or null when the value is not of that form.
+ */
+export function parseBearer(header: string): string | null {
+  return /^Bearer +([\x21-\x7e]+) *$/i.exec(header)?.[1] ?? null;
+}
+
+/**
+ * Makes the check of an `Authorization` header's value against the token, in constant time.
+ *
+ * @param token The admin token.
+ * @returns Whether a header's value is `Bearer <token>`.
+ */
+export function bearerTokenMatcher(token: string): (authorization: string) => boolean {
+  // Comparing digests of equal length lets timingSafeEqual run on tokens of any length, and
+  // keeps the time independent of how much of a guess is right.
+  const digest = (text: string) => createHash("sha256").update(text).digest();
+  const expected = digest(token);
+  return (authorization) => {
+    const given = parseBearer(authorization);
+    return given !== null && timingSafeEqual(digest(given), expected);
+  };
 }

@@ -25,7 +25,8 @@ this user's file is missing but ${UNIT_TOKEN_PATH} exists, that one is printed:
   $RUNTIME_DIRECTORY/admin-token         under systemd with RuntimeDirectory=tallyho
                                          (/run/tallyho/admin-token)
   $XDG_RUNTIME_DIR/tallyho/admin-token   in a login session that sets XDG_RUNTIME_DIR
-  $TMPDIR/tallyho-UID/admin-token        otherwise (/tmp/tallyho-0/admin-token for root)
+  $XDG_STATE_HOME/tallyho/admin-token    otherwise, by default ~/.local/state/tallyho/admin-token
+                                         (/root/.local/state/tallyho/admin-token for root)
 
 Options:
   --path                    print the file's path, not the token

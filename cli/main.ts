@@ -11,6 +11,7 @@
  * @module
  */
 
+import { ProcessStartError } from "../server/process/process_start_error.ts";
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
@@ -164,7 +165,7 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     if (
       error instanceof StateFileError || error instanceof RedisLeaseError ||
       error instanceof EtcdLeaseError || error instanceof RedisPasswordError ||
-      error instanceof UpgradeFailedError
+      error instanceof UpgradeFailedError || error instanceof ProcessStartError
     ) {
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;

@@ -9,15 +9,18 @@
  * @module
  */
 
+import { closeSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createAdminApp } from "../admin/app.ts";
+import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
-import { assertAdminBindAllowed, resolveAdminToken } from "../admin/token.ts";
+import { assertAdminBindAllowed, bearerTokenMatcher, resolveAdminToken } from "../admin/token.ts";
 import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
 import {
-  adminConnectionCap,
+  ADMIN_LISTENER_FD_ENV,
+  adminConnectionCaps,
   type CappedHttpServer,
+  closeOnExec,
   openUnixDatagram,
   RUNTIME,
   RUNTIME_VERSION,
@@ -344,6 +347,11 @@ async function runServeTree(
   const adminAddress = askedAdmin !== null && askedAdmin.port === 0 && handedAdmin !== null
     ? { ...askedAdmin, port: handedAdmin }
     : askedAdmin;
+  // An upgrade passes the admin API's listening socket down (cli/upgrade.ts): the port is bound
+  // without SO_REUSEPORT, so this tree accepts on that socket rather than binding it again.
+  const inheritedAdminFd = takeInheritedFd(process.env);
+  // Not inherited by the serving processes started below (see closeOnExec).
+  if (inheritedAdminFd !== undefined) closeOnExec(inheritedAdminFd);
   const tokenOptions = adminFlags.tokenFile === undefined
     ? {}
     : { tokenFile: adminFlags.tokenFile };
@@ -410,20 +418,26 @@ async function runServeTree(
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
   /** Serves the admin API on a port; set once it is configured. */
-  let serveAdmin: ((port: number) => Promise<CappedHttpServer>) | null = null;
+  let serveAdmin: ((port: number, fd?: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
+  let adoptedAdminFd = false;
   let takingOverFrom = takeover?.handed.pid ?? null;
   const upgrade = upgrader({
     supervisor,
     adminPort: () => admin?.port ?? null,
+    handOffAdmin: () => admin?.handOff() ?? null,
+    adminHandedOff: () => admin?.handedOff(),
+    takeBackAdmin: async () => await admin?.takeBack(),
     reopen: (mark) => openLeaseSource(config, log, mark),
     stopAdmin: async () => {
       const stopping = admin;
       admin = null;
       stoppedAdminPort = stopping?.port ?? null;
       // The requests it already accepted are answered meanwhile (for up to 2 s); the new tree
-      // answers the rest. The relay's listener closes as the stop begins: a turn of the event
-      // loop later the port is free for the new tree (which retries a bind that comes too soon).
+      // answers the rest, on the socket passed to it. The relay's listener closes as the stop
+      // begins: a turn of the event loop later this tree accepts no more there (and where no
+      // socket could be passed, the port is free for the new tree, which retries a bind that
+      // comes too soon).
       const done = (stopping?.stop(2000) ?? Promise.resolve()).catch((error: Error) =>
         log(`upgrade: stopping the admin API: ${error.message}`, "warn")
       );
@@ -431,8 +445,17 @@ async function runServeTree(
       return { done };
     },
     resumeAdmin: async () => {
-      if (serveAdmin !== null && stoppedAdminPort !== null) {
-        admin = await serveAdmin(stoppedAdminPort);
+      if (serveAdmin === null || stoppedAdminPort === null) return;
+      // The tree that died may have left the socket open in its processes for a moment.
+      const deadline = monotonicNow() + 5000;
+      for (;;) {
+        try {
+          admin = await serveAdmin(stoppedAdminPort);
+          return;
+        } catch (error) {
+          if (!(error instanceof AddressInUseError) || monotonicNow() > deadline) throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
       }
     },
     stop: (reason) => signals.stop(reason),
@@ -457,8 +480,8 @@ async function runServeTree(
       log(`SIGUSR2: ${(error as Error).message}`, "warn");
     }
   };
-  // An upgrade's new tree binds the admin port the old tree holds only once the old one has
-  // closed its listener (the port is not shared): until then the old tree answers there.
+  // An upgrade's new tree accepts on the admin socket passed to it (or binds the port, where none
+  // was) only once the old one has closed its listener: until then the old tree answers there.
   const adminWaits = takeover !== null && adminAddress !== null &&
     adminAddress.port === handedAdmin;
   let deferredAdmin: (() => Promise<void>) | null = null;
@@ -475,21 +498,30 @@ async function runServeTree(
       hostname: adminAddress.hostname,
       log,
     });
-    serveAdmin = (port) =>
-      // Capped below the open-file limit so that idle connections cannot starve the lease path.
+    const isOperator = bearerTokenMatcher(adminToken.token);
+    const caps = adminConnectionCaps(host.openFiles);
+    serveAdmin = (port, fd) =>
+      // Capped below the open-file limit so that idle connections cannot starve the lease path;
+      // the probes and the token's holders keep a way in (server/adapters/_relay_book.ts).
       serveAdminHttp(app.fetch, {
         ...adminAddress,
         port,
-        maxConnections: adminConnectionCap(host.openFiles),
+        maxConnections: caps.relayed,
+        maxReading: caps.reading,
+        probePaths: ADMIN_PROBE_PATHS,
+        isOperator,
         log,
-        // An upgrade's new tree binds beside this one, so /readyz answers throughout; the
-        // exclusive probe above still refuses a port that another program holds.
-        reusePort: true,
+        ...(fd === undefined ? {} : { fd }),
       });
     const serve = serveAdmin;
+    // The socket an upgrade's old tree passed down, accepted on as it is (never bound again).
+    const passed = adminAddress.port === handedAdmin ? inheritedAdminFd : undefined;
+    adoptedAdminFd = passed !== undefined;
     const startAdmin = async () => {
       try {
-        admin = await serveAdminWhenFree(serve, adminAddress.port, adminWaits);
+        admin = passed !== undefined
+          ? await serve(adminAddress.port, passed)
+          : await serveAdminWhenFree(serve, adminAddress.port, adminWaits);
       } catch (error) {
         if (adminWaits) {
           // Taking over: the old tree has closed its admin API already, and clients matter
@@ -518,9 +550,12 @@ async function runServeTree(
             : ` (bearer token from ${adminToken.path})`),
       );
     };
-    // In an upgrade the old tree holds the admin port until this one listens: bound then.
+    // In an upgrade the old tree answers on the admin port until this one listens: served then.
     if (adminWaits) deferredAdmin = startAdmin;
     else await startAdmin();
+  }
+  if (inheritedAdminFd !== undefined && !adoptedAdminFd) {
+    closeQuietly(inheritedAdminFd); // Passed down, but this tree serves no admin API there.
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
@@ -667,8 +702,9 @@ function serviceStatus(supervisor: Supervisor): string {
 }
 
 /**
- * Serves the admin API on `port`; in an upgrade (`retry`), a port still held for a moment by the
- * old tree's closing listener is tried again for up to 5 s.
+ * Serves the admin API on `port`; in an upgrade (`retry`) where the old tree could pass no socket
+ * down (no `/proc`), a port still held for a moment by its closing listener is tried again for up
+ * to 5 s.
  */
 async function serveAdminWhenFree(
   serve: (port: number) => Promise<CappedHttpServer>,
@@ -685,6 +721,21 @@ async function serveAdminWhenFree(
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+  }
+}
+
+/** Takes the descriptor an upgrade passed down out of the environment (see cli/upgrade.ts). */
+function takeInheritedFd(env: Record<string, string | undefined>): number | undefined {
+  const text = env[ADMIN_LISTENER_FD_ENV];
+  delete env[ADMIN_LISTENER_FD_ENV];
+  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Not open.
   }
 }
 

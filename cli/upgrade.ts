@@ -12,6 +12,7 @@
 import process from "node:process";
 import type { UpgradeEvent } from "../admin/backend.ts";
 import { StateConflictError } from "../admin/errors.ts";
+import { ADMIN_LISTENER_FD_ENV } from "../server/adapters/mod.ts";
 import { startedCommand } from "../server/adapters/self_command.ts";
 import type { LeaseSource } from "../server/lease/lease_source.ts";
 import { monotonicNow } from "../server/monotonic_clock.ts";
@@ -29,6 +30,24 @@ export interface UpgradeHooks {
   supervisor: Supervisor;
   /** The admin API's port, or null without one. */
   adminPort: () => number | null;
+  /**
+   * The admin API's listening socket, passed to the new tree (the port is bound without
+   * SO_REUSEPORT, so the new tree cannot bind it beside this one, and nobody else can either),
+   * or null.
+   * @default {() => null}
+   */
+  handOffAdmin?: () => number | null;
+  /**
+   * Called in the same turn as the new tree is started with that socket (see
+   * CappedHttpServer.handedOff).
+   * @default {() => {}}
+   */
+  adminHandedOff?: () => void;
+  /**
+   * Accepts on the admin port again when the new tree failed before it took the socket over.
+   * @default {() => Promise.resolve()}
+   */
+  takeBackAdmin?: () => Promise<void>;
   /** Opens the number source again after a failed upgrade (above `mark` for memory). */
   reopen(mark: number): Promise<LeaseSource>;
   /**
@@ -105,6 +124,14 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
       pid: 0,
       fromPid: process.pid,
     };
+    const adminFd = hooks.handOffAdmin?.() ?? null;
+    if (adminFd === null && hooks.adminPort() !== null) {
+      hooks.log(
+        "upgrade: cannot find the admin API's listening socket to pass on (no /proc?); the new " +
+          "tree binds the port again once this one has closed it",
+        "warn",
+      );
+    }
     let handover: Handover;
     try {
       handover = startHandover({
@@ -113,6 +140,7 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         args,
         env: process.env,
         adminPort: hooks.adminPort(),
+        inherit: adminFd === null ? [] : [{ fd: adminFd, env: ADMIN_LISTENER_FD_ENV }],
         reopen: (mark) => hooks.reopen(mark),
         version: hooks.version,
         log: hooks.log,
@@ -124,6 +152,7 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
       hooks.log(`upgrade (${origin}): ${error.message}`, "error");
       throw new StateConflictError(error.message);
     }
+    if (adminFd !== null) hooks.adminHandedOff?.();
     event.pid = handover.pid;
     note(event);
     hooks.log(
@@ -132,8 +161,9 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
     );
     handover.listening.then(async (listeningMs) => {
       // The new tree accepts, every process of it holding numbers. This tree's admin API goes
-      // first: the new tree binds the port once this one's listener is closed (the port has no
-      // SO_REUSEPORT, so nobody can share it); then this tree's listeners close.
+      // first: once this one no longer accepts there, the new tree accepts on the socket passed
+      // to it (or binds the port, where none could be passed: the port has no SO_REUSEPORT, so
+      // nobody can share it); then this tree's listeners close.
       const admin = await hooks.stopAdmin();
       await handover.adminFree();
       // A /readyz probe this tree's admin API accepted is answered before it stops accepting:
@@ -170,10 +200,13 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       hooks.stop(`upgrade to pid ${handover.pid}`);
-    }, (error: Error) => {
+    }, async (error: Error) => {
       failed = handover;
       note({ ...event, state: "failed", reason: error.message });
       hooks.log(error.message, "error");
+      await hooks.takeBackAdmin?.().catch((failure: Error) =>
+        hooks.log(`upgrade: the admin API could not accept again: ${failure.message}`, "error")
+      );
     });
     return { ...event };
   };

@@ -13,6 +13,7 @@ import { TLS_AFTER_PROXY_HEADER } from "./adapters/mod.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
 import { isHostAddress } from "./host_address.ts";
+import { escapeUnprintable, firstUnprintable } from "./printable.ts";
 import { isEtcdUrl, parseEtcdUrl } from "./lease/etcd_url.ts";
 import { parseRedisUrl } from "./lease/redis_url.ts";
 
@@ -421,12 +422,12 @@ function oneOf<T extends string>(
  * @returns A short printable form.
  */
 export function describe(value: unknown): string {
-  if (typeof value === "string") return JSON.stringify(value);
+  if (typeof value === "string") return escapeUnprintable(JSON.stringify(value));
   if (typeof value === "number" || typeof value === "boolean" || value === null) {
     return String(value);
   }
   if (value === undefined) return "nothing";
-  const text = JSON.stringify(value) ?? String(value);
+  const text = escapeUnprintable(JSON.stringify(value) ?? String(value));
   return text.length > 60 ? text.slice(0, 57) + "..." : text;
 }
 
@@ -711,6 +712,17 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
       `'greeting' must not contain a line break (it would break line framing): got ${
         describe(merged.greeting)
       }`,
+    );
+  }
+  // It goes raw to every client: no terminal controls, invisible line breaks or reordering.
+  const unprintable = firstUnprintable(merged.greeting);
+  if (unprintable !== null) {
+    throw new ConfigError(
+      "greeting",
+      `'greeting' must be printable text: no control characters, line or paragraph ` +
+        `separators, bidirectional controls or lone surrogates: got ${
+          describe(merged.greeting)
+        }, which holds ${unprintable.codePoint} at character ${unprintable.index + 1}`,
     );
   }
   const state = stateFile(merged.state);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
+import { readRegularFile, RegularFileError } from "./regular_file.ts";
 import {
   describe,
   DURATION_KEYS,
@@ -23,6 +23,9 @@ import { jsonErrorPosition } from "./json_error_position.ts";
 export class ConfigFileError extends Error {
   override name = "ConfigFileError";
 }
+
+/** The most bytes a `--config` file may hold. */
+export const CONFIG_FILE_MAX_BYTES = 1024 * 1024;
 
 /**
  * Reads a `--config` file: a JSON object with the flags' names as keys.
@@ -51,9 +54,13 @@ export function readConfigFileWith(
 ): { options: ServeOptions; extra: Record<string, unknown> } {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    // A regular file of bounded size: SIGHUP re-reads it in the supervisor, which a FIFO or a
+    // device named here would block or fill (server/regular_file.ts).
+    text = new TextDecoder().decode(readRegularFile(path, CONFIG_FILE_MAX_BYTES));
   } catch (error) {
-    const code = (error as { code?: string }).code ?? (error as Error).message;
+    const code = error instanceof RegularFileError
+      ? error.message
+      : (error as { code?: string }).code ?? (error as Error).message;
     throw new ConfigFileError(`Cannot read config file ${path}: ${code}`);
   }
   let json: unknown;

@@ -12,7 +12,13 @@ import type { ServeConfig, ServeOptions } from "./config.ts";
 import { StaleGenerationError } from "./config_error.ts";
 import { type ConfigPlan, describeChanges, planConfig } from "./config_plan.ts";
 import type { HostFacts } from "./host_facts.ts";
-import { describeTlsFiles, readTlsFiles, tlsFilesDigest } from "./tls_files.ts";
+import {
+  describeTlsFiles,
+  readTlsFileContents,
+  readTlsFiles,
+  type TlsFileContents,
+  tlsFilesDigest,
+} from "./tls_files.ts";
 
 /** What a change asks for, built from the configuration in force at the moment it runs. */
 export type ConfigRequest = (current: ServeConfig) => ServeOptions;
@@ -30,6 +36,11 @@ export interface ChangeOptions {
    * @default {"the change"}
    */
   origin?: string;
+  /**
+   * TLS files read ahead, off the event loop ({@linkcode change} reads them).
+   * @default {undefined: read when needed}
+   */
+  tlsFiles?: TlsFileContents;
 }
 
 /** The outcome of a change (or of a dry run). */
@@ -115,8 +126,9 @@ export class ConfigKeeper {
       host: this.#options.host,
       current: this.#config,
       ...(options.origin === undefined ? {} : { origin: options.origin }),
+      ...(options.tlsFiles === undefined ? {} : { tlsFiles: options.tlsFiles }),
     });
-    this.#addRenewal(plan);
+    this.#addRenewal(plan, options.tlsFiles);
     return { ...plan, generation: this.#generation };
   }
 
@@ -126,20 +138,20 @@ export class ConfigKeeper {
    * first (planConfig checks it only when a path changes), so a half-written renewal is refused
    * and the pair in force stays.
    */
-  #addRenewal(plan: ConfigPlan): void {
+  #addRenewal(plan: ConfigPlan, ahead: TlsFileContents | undefined): void {
     const { tlsCert, tlsKey } = plan.config;
     if (tlsCert === null || tlsKey === null) return;
     if ("tls-cert" in plan.changes || "tls-key" in plan.changes) return;
-    const digest = tlsFilesDigest(tlsCert, tlsKey);
+    const digest = tlsFilesDigest(tlsCert, tlsKey, ahead);
     if (digest === this.#tlsDigest) return;
-    const files = readTlsFiles(tlsCert, tlsKey);
+    const files = readTlsFiles(tlsCert, tlsKey, {}, ahead);
     plan.warnings.push(...files.warnings);
     plan.changes["tls-files"] = { from: this.#tlsLabel, to: describeTlsFiles(files) };
   }
 
-  #putTlsInForce(config: ServeConfig): void {
-    this.#tlsDigest = tlsFilesDigest(config.tlsCert, config.tlsKey);
-    this.#tlsLabel = this.#tlsDigest === "" ? "" : labelOf(config);
+  #putTlsInForce(config: ServeConfig, ahead?: TlsFileContents): void {
+    this.#tlsDigest = tlsFilesDigest(config.tlsCert, config.tlsKey, ahead);
+    this.#tlsLabel = this.#tlsDigest === "" ? "" : labelOf(config, ahead);
   }
 
   /**
@@ -154,10 +166,19 @@ export class ConfigKeeper {
    */
   change(request: ConfigRequest, options: ChangeOptions = {}): Promise<ConfigOutcome> {
     const run = this.#queue.then(async () => {
-      const plan = this.plan(request, options);
+      const asked = request(this.#config);
+      // The TLS files this plan may read, read first off the event loop: a path given through
+      // PATCH, --config or SIGHUP may be on a slow disk (a device or a FIFO is refused unread).
+      const tlsFiles = options.tlsFiles ?? await readTlsFileContents([
+        asked.tlsCert,
+        asked.tlsKey,
+        this.#config.tlsCert,
+        this.#config.tlsKey,
+      ]);
+      const plan = this.plan(() => asked, { ...options, tlsFiles });
       if (Object.keys(plan.changes).length === 0) return plan;
       this.#config = plan.config;
-      this.#putTlsInForce(plan.config);
+      this.#putTlsInForce(plan.config, tlsFiles);
       const generation = ++this.#generation;
       await this.#options.apply?.(plan.config, generation);
       this.#logChange(plan, generation);
@@ -195,9 +216,9 @@ export class ConfigKeeper {
   }
 }
 
-function labelOf(config: ServeConfig): string {
+function labelOf(config: ServeConfig, ahead?: TlsFileContents): string {
   try {
-    return describeTlsFiles(readTlsFiles(config.tlsCert!, config.tlsKey!));
+    return describeTlsFiles(readTlsFiles(config.tlsCert!, config.tlsKey!, {}, ahead));
   } catch (error) {
     return (error as Error).message;
   }

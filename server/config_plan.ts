@@ -14,7 +14,7 @@ import type { ServeConfig, ServeOptions } from "./config.ts";
 import { RestartRequiredError } from "./config_error.ts";
 import { configToJson } from "./config_json.ts";
 import type { HostFacts } from "./host_facts.ts";
-import { readTlsFiles } from "./tls_files.ts";
+import { readTlsFiles, type TlsFileContents } from "./tls_files.ts";
 
 /** A key's value before and after a change, as JSON with the flags' names. */
 export interface ValueChange {
@@ -54,6 +54,11 @@ export interface PlanOptions {
    * @default {"the change"}
    */
   origin?: string;
+  /**
+   * TLS files read ahead, off the event loop (see tls_files.ts).
+   * @default {undefined: read when needed}
+   */
+  tlsFiles?: TlsFileContents;
 }
 
 /**
@@ -84,7 +89,10 @@ export function planConfig(requested: ServeOptions, options: PlanOptions): Confi
     (current === undefined || current.tlsCert !== config.tlsCert ||
       current.tlsKey !== config.tlsKey)
   ) {
-    warnings = [...warnings, ...readTlsFiles(config.tlsCert, config.tlsKey).warnings];
+    warnings = [
+      ...warnings,
+      ...readTlsFiles(config.tlsCert, config.tlsKey, {}, options.tlsFiles).warnings,
+    ];
   }
   const json = configToJson(config);
   const changes: Record<string, ValueChange> = {};

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { escapeUnprintable } from "./printable.ts";
+
 /** How log lines are written. */
 export type LogFormat = "text" | "json";
 /** The log formats, for validation. */
@@ -107,17 +109,19 @@ export function formatLogLine(
   extra: Record<string, string | number> = {},
   now: Date = new Date(),
 ): string {
-  if (format === "text") return `${now.toISOString()} ${level} ${line}`;
+  // Whatever a line quotes (a greeting, a path, an error from elsewhere) shows as escapes: a
+  // control character or line separator never reaches the terminal or the log reader raw.
+  if (format === "text") return `${now.toISOString()} ${level} ${escapeUnprintable(line)}`;
   const source = /^tallyho\[process (\d+)\]: /.exec(line);
   const message = line.replace(/^tallyho(\[process \d+\])?: (warning: |error: )?/, "");
   const { event, fields } = classifyLogLine(message);
-  return JSON.stringify({
+  return escapeUnprintable(JSON.stringify({
     time: now.toISOString(),
     level,
     event,
     message,
     fields: { ...(source ? { process: Number(source[1]) } : {}), ...fields, ...extra },
-  });
+  }));
 }
 
 /**

@@ -3,12 +3,55 @@
  * the certificate's own, and the key file closed to other users (warned, like the admin token's,
  * since container secrets are often mounted readable by all).
  *
+ * Each is read as a regular file of at most {@linkcode TLS_FILE_MAX_BYTES} (server/regular_file.ts):
+ * a path changed through the admin API, `--config` or SIGHUP may name a device or a FIFO, which is
+ * refused before anything is read from it. A change made while the server runs reads the files
+ * off the event loop first ({@linkcode readTlsFileContents}) and plans with what it read.
+ *
  * @module
  */
 
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { ConfigError } from "./config_error.ts";
+import { readRegularFile, readRegularFileAsync, RegularFileError } from "./regular_file.ts";
+
+/**
+ * The most bytes a certificate chain or key file may hold: a chain of a few certificates is a few
+ * kilobytes.
+ */
+export const TLS_FILE_MAX_BYTES = 1024 * 1024;
+
+/**
+ * TLS files read ahead of a plan, by path: their bytes, or why they could not be read. A path not
+ * in it is read when needed.
+ */
+export type TlsFileContents = ReadonlyMap<string, Uint8Array | Error>;
+
+/**
+ * Reads files off the event loop, for a plan to use (see {@linkcode TlsFileContents}).
+ *
+ * @param paths The files; nulls and repeats are skipped.
+ * @returns What each held, or the error reading it.
+ */
+export async function readTlsFileContents(
+  paths: readonly (string | null | undefined)[],
+): Promise<TlsFileContents> {
+  const unique = [...new Set(paths.filter((path): path is string => typeof path === "string"))];
+  const read = await Promise.all(
+    unique.map((path) =>
+      readRegularFileAsync(path, TLS_FILE_MAX_BYTES).catch((error: Error) => error)
+    ),
+  );
+  return new Map(unique.map((path, i) => [path, read[i]!]));
+}
+
+/** A file's bytes, from `files` when it was read ahead, else read now (bounded). */
+function bytesOf(path: string, files: TlsFileContents | undefined): Uint8Array {
+  const ahead = files?.get(path);
+  if (ahead instanceof Error) throw ahead;
+  return ahead ?? readRegularFile(path, TLS_FILE_MAX_BYTES);
+}
 
 /** A certificate and key ready to listen with. */
 export interface TlsFiles {
@@ -50,19 +93,22 @@ export interface TlsFileNames {
  * @param certPath The certificate chain's PEM file.
  * @param keyPath The private key's PEM file.
  * @param names The flags and words the messages use (the listener's by default).
+ * @param files What was read ahead of this call, off the event loop; other files are read now.
  * @returns Their contents, the expiry and any warnings.
- * @throws {ConfigError} When a file cannot be read, is not PEM, or the key is not the
- *   certificate's; the message names the file.
+ * @throws {ConfigError} When a file cannot be read, is not a regular file of at most
+ *   {@linkcode TLS_FILE_MAX_BYTES}, is not PEM, or the key is not the certificate's; the message
+ *   names the file.
  */
 export function readTlsFiles(
   certPath: string,
   keyPath: string,
   names: TlsFileNames = {},
+  files?: TlsFileContents,
 ): TlsFiles {
   const certFlag = names.certFlag ?? "tls-cert";
   const keyFlag = names.keyFlag ?? "tls-key";
-  const cert = readText(certFlag, certPath);
-  const key = readText(keyFlag, keyPath);
+  const cert = readText(certFlag, certPath, files);
+  const key = readText(keyFlag, keyPath, files);
   let certificate: X509Certificate;
   try {
     certificate = new X509Certificate(cert);
@@ -112,13 +158,35 @@ export function readTlsFiles(
   };
 }
 
-function readText(flag: string, path: string): string {
+const decoder = new TextDecoder();
+
+function readText(flag: string, path: string, files?: TlsFileContents): string {
   try {
-    return readFileSync(path, "utf8");
+    return decoder.decode(bytesOf(path, files));
   } catch (error) {
+    if (error instanceof RegularFileError) {
+      throw new ConfigError(
+        flag,
+        `Cannot use ${JSON.stringify(path)} as '${flag}': ${error.message}; give the PEM file`,
+      );
+    }
     const code = (error as { code?: string }).code ?? (error as Error).message;
     throw new ConfigError(flag, `Cannot read '${flag}' file ${path}: ${code}`);
   }
+}
+
+/**
+ * The PEM text of a certificate and key, read as {@linkcode readTlsFiles} reads them (regular
+ * files of at most {@linkcode TLS_FILE_MAX_BYTES}) but not checked again: for each serving
+ * thread, once the supervisor has checked the pair.
+ *
+ * @param certPath The certificate chain's PEM file.
+ * @param keyPath The private key's PEM file.
+ * @returns Both texts.
+ * @throws {ConfigError} When a file can no longer be read as it was checked.
+ */
+export function readTlsPair(certPath: string, keyPath: string): { cert: string; key: string } {
+  return { cert: readText("tls-cert", certPath), key: readText("tls-key", keyPath) };
 }
 
 /** What `/v1/info` and the metrics show of the certificate in force. */
@@ -141,7 +209,7 @@ export interface CertificateInfo {
  */
 export function readCertificateInfo(certPath: string): CertificateInfo | null {
   try {
-    const certificate = new X509Certificate(readFileSync(certPath, "utf8"));
+    const certificate = new X509Certificate(bytesOf(certPath, undefined));
     const notAfter = Date.parse(certificate.validTo);
     return {
       file: certPath,
@@ -160,14 +228,19 @@ export function readCertificateInfo(certPath: string): CertificateInfo | null {
  *
  * @param certPath The certificate chain's PEM file, or null when TLS is off.
  * @param keyPath The private key's PEM file.
+ * @param files What was read ahead of this call, off the event loop; other files are read now.
  * @returns A SHA-256 of both files' bytes; "" when TLS is off or a file cannot be read (the
  *   next check reads it again and reports why).
  */
-export function tlsFilesDigest(certPath: string | null, keyPath: string | null): string {
+export function tlsFilesDigest(
+  certPath: string | null,
+  keyPath: string | null,
+  files?: TlsFileContents,
+): string {
   if (certPath === null || keyPath === null) return "";
   try {
-    return createHash("sha256").update(readFileSync(certPath)).update("\0")
-      .update(readFileSync(keyPath)).digest("hex");
+    return createHash("sha256").update(bytesOf(certPath, files)).update("\0")
+      .update(bytesOf(keyPath, files)).digest("hex");
   } catch {
     return "";
   }

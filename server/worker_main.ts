@@ -5,7 +5,6 @@
  * @module
  */
 
-import { readFileSync } from "node:fs";
 import { listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
@@ -18,6 +17,7 @@ import { plantBlock } from "./_planted_block.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 import type { ServeConfig } from "./config.ts";
+import { readTlsPair } from "./tls_files.ts";
 
 // `self` in a worker on both runtimes; declared narrowly so this file needs no DOM or worker lib.
 const scope = globalThis as unknown as {
@@ -117,14 +117,21 @@ function tlsContent(tls: { cert: string; key: string } | null, config: ServeConf
 }
 
 // Read here, in each thread: planConfig checked them (server/tls_files.ts) before any thread is
-// asked to use them.
+// asked to use them. Read the same bounded way: only regular files, at most 1 MiB each.
 function tlsOf(config: ServeConfig): { cert: string; key: string } | null {
   if (config.tlsCert === null || config.tlsKey === null) return null;
-  return { cert: readFileSync(config.tlsCert, "utf8"), key: readFileSync(config.tlsKey, "utf8") };
+  return readTlsPair(config.tlsCert, config.tlsKey);
 }
 
 function rebindOnNewTls(listener: ThreadListener, config: ServeConfig): void {
-  const tls = tlsOf(config);
+  let tls: { cert: string; key: string } | null;
+  try {
+    tls = tlsOf(config);
+  } catch {
+    // Replaced since the supervisor checked it (by a device, a FIFO, nothing): the pair in force
+    // stays, and the next change checks the files again.
+    return;
+  }
   const content = tlsContent(tls, config);
   if (content === tlsInForce) return;
   tlsInForce = content;

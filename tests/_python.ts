@@ -12,10 +12,17 @@ import { spawn } from "node:child_process";
  * @param program The program's source (`python3 -c`).
  * @param args Its arguments.
  * @param timeoutMs Killed after this long.
+ * @param wrap A command that execs Python (such as `setpriv` to run it as another user).
  * @returns The last line of its output, parsed as JSON.
  */
-export function python(program: string, args: string[], timeoutMs: number): Promise<unknown> {
-  const child = spawn("python3", ["-c", program, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+export function python(
+  program: string,
+  args: string[],
+  timeoutMs: number,
+  wrap: string[] = [],
+): Promise<unknown> {
+  const [command, ...argv] = [...wrap, "python3", "-c", program, ...args] as [string, ...string[]];
+  const child = spawn(command, argv, { stdio: ["ignore", "pipe", "pipe"] });
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));

@@ -96,6 +96,12 @@ export interface StartOptions {
    * @default {{}}
    */
   env?: Record<string, string>;
+  /**
+   * Variables taken out of the server's environment (`TALLYHO_ADMIN_TOKEN` for a generated
+   * token, `XDG_RUNTIME_DIR`).
+   * @default {[]}
+   */
+  unset?: string[];
 }
 
 /**
@@ -119,11 +125,13 @@ export function startTallyho(
     string,
     ...string[],
   ];
-  const child = spawn(cmd, argv, {
-    cwd,
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN, ...options.env },
-  });
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    TALLYHO_ADMIN_TOKEN: ADMIN_TOKEN,
+    ...options.env,
+  };
+  for (const name of options.unset ?? []) delete env[name];
+  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"], env });
   let output = "";
   const exited = new Promise<number | string>((resolve) =>
     child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown"))
@@ -198,14 +206,16 @@ export function startTallyho(
  *
  * @param args CLI arguments.
  * @param timeoutMs Kill it after this long.
+ * @param env Its environment.
  * @returns Exit code, stdout and stderr.
  */
 export function runTallyho(
   args: string[],
   timeoutMs = 20_000,
+  env: Record<string, string | undefined> = process.env,
 ): Promise<{ code: number | string; stdout: string; stderr: string }> {
   const { cmd, argv, cwd } = tallyhoCommand(args);
-  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"], env });
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (c: Buffer) => (stdout += c.toString()));

@@ -1,6 +1,6 @@
 /**
- * The capped admin server on its own: the cap refuses at once and counts, a connection with no
- * request head or gone idle is closed in time, keep-alive requests and a request head split over
+ * The capped admin server on its own: a newcomer takes the slot of a silent connection at once,
+ * a connection with no request head or gone idle is closed in time, keep-alive requests and a request head split over
  * many writes still work, and stop() leaves nothing behind.
  */
 import assert from "node:assert/strict";
@@ -52,7 +52,7 @@ function adminDirs(): string[] {
 
 const handler = (request: Request) => new Response(`ok ${new URL(request.url).pathname}\n`);
 
-test("capped admin HTTP refuses over its cap at once and closes silent connections after the head timeout", async () => {
+test("capped admin HTTP gives a newcomer the place of the oldest silent connection at once and closes silent ones after the head timeout", async () => {
   // A TMPDIR of this test's own, so other servers on the machine cannot change the count.
   const savedTmp = process.env.TMPDIR;
   const privateTmp = mkdtempSync(join(tmpdir(), "tallyho-cap-test-"));
@@ -60,30 +60,43 @@ test("capped admin HTTP refuses over its cap at once and closes silent connectio
   const dirsBefore = adminDirs().length;
   const server = await serveAdminHttp(handler, {
     maxConnections: 3,
-    headTimeoutMs: 400,
-    idleTimeoutMs: 2000,
+    maxReading: 3,
+    reserve: 0,
+    perSource: 3,
+    headTimeoutMs: 1500,
+    idleTimeoutMs: 3000,
   });
   try {
+    // Three that never send a byte fill the places of connections not read yet.
     const held = [new Raw(server.port), new Raw(server.port), new Raw(server.port)];
     await Promise.all(held.map((raw) => raw.ready));
-    await sleep(100);
-    const over = new Raw(server.port);
-    const refusedAfter = await over.waitClosed(1000);
-    assert.ok(refusedAfter !== null && refusedAfter < 300, `over the cap closed at once`);
-    assert.equal(server.counts().refusedOverCap, 1);
+    const deadline = Date.now() + 1000;
+    while (server.counts().open < 3 && Date.now() < deadline) await sleep(10);
     assert.equal(server.counts().open, 3);
-    for (const raw of held) {
-      const after = await raw.waitClosed(2000);
+    const newcomer = new Raw(server.port);
+    await newcomer.ready;
+    const oldestClosed = await held[0]!.waitClosed(1000);
+    assert.ok(
+      oldestClosed !== null && oldestClosed < 1000,
+      `the oldest silent connection gave up its place at once: ${oldestClosed} ms`,
+    );
+    assert.equal(held[0]!.received, "", "and got nothing from the server");
+    newcomer.socket.write("GET /after HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    await newcomer.waitFor("ok /after", 1, 2000);
+    assert.equal(server.counts().evicted, 1);
+    assert.equal(server.counts().refusedOverCap, 0);
+    for (const raw of held.slice(1)) {
+      const after = await raw.waitClosed(3000);
       assert.ok(
-        after !== null && after >= 350 && after < 1500,
+        after !== null && after >= 1400 && after < 2500,
         `silent one closed after ${after} ms`,
       );
     }
-    assert.equal(server.counts().timedOut, 3);
-    await sleep(50);
+    assert.equal(server.counts().timedOut, 2);
+    newcomer.socket.destroy();
+    const empty = Date.now() + 1000;
+    while (server.counts().open > 0 && Date.now() < empty) await sleep(10);
     assert.equal(server.counts().open, 0);
-    const response = await fetch(`http://127.0.0.1:${server.port}/after`);
-    assert.equal(await response.text(), "ok /after\n", "room again once they are gone");
   } finally {
     await server.stop();
   }
@@ -149,7 +162,7 @@ test("capped admin HTTP reports a busy port as AddressInUseError", async () => {
 });
 
 test("capped admin HTTP counts out every client that vanishes mid-request, 10 rounds of 50 beside 20 requests", async () => {
-  const server = await serveAdminHttp(handler, { maxConnections: 1000 });
+  const server = await serveAdminHttp(handler, { maxConnections: 1000, maxReading: 1000 });
   try {
     for (let round = 0; round < 10; round++) {
       const abrupt = Array.from({ length: 50 }, (_, i) => {

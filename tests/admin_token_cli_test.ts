@@ -14,7 +14,7 @@ import { defaultTokenPath } from "../admin/token.ts";
 import { adminTokenMain } from "../cli/admin_token.ts";
 import { tallyhoCommand, UNDER_TEST } from "./_server.ts";
 
-test("token path: systemd's RUNTIME_DIRECTORY, then XDG_RUNTIME_DIR, then TMPDIR/tallyho-UID", () => {
+test("token path: systemd's RUNTIME_DIRECTORY, then XDG_RUNTIME_DIR, then XDG_STATE_HOME or ~/.local/state", () => {
   assert.equal(
     defaultTokenPath({ RUNTIME_DIRECTORY: "/run/tallyho", XDG_RUNTIME_DIR: "/run/user/1000" }),
     "/run/tallyho/admin-token",
@@ -27,18 +27,26 @@ test("token path: systemd's RUNTIME_DIRECTORY, then XDG_RUNTIME_DIR, then TMPDIR
     defaultTokenPath({ XDG_RUNTIME_DIR: "/run/user/1000" }),
     "/run/user/1000/tallyho/admin-token",
   );
-  assert.match(defaultTokenPath({}), /tallyho-[^/\\]+[/\\]admin-token$/);
+  assert.equal(
+    defaultTokenPath({ XDG_STATE_HOME: "/srv/state", HOME: "/root" }),
+    "/srv/state/tallyho/admin-token",
+  );
+  assert.equal(defaultTokenPath({ HOME: "/root" }), "/root/.local/state/tallyho/admin-token");
 });
 
-/** The environment of a server and an operator's shell: no token configured, no session dir. */
+/**
+ * The environment of a server and an operator's shell: no token configured, no session dir, and
+ * a home of the test's own (where the token goes without XDG_RUNTIME_DIR).
+ */
 function bareEnv(tmp: string, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
+  const unset = ["TALLYHO_ADMIN_TOKEN", "XDG_RUNTIME_DIR", "RUNTIME_DIRECTORY", "XDG_STATE_HOME"];
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue;
-    if (["TALLYHO_ADMIN_TOKEN", "XDG_RUNTIME_DIR", "RUNTIME_DIRECTORY"].includes(key)) continue;
+    if (unset.includes(key)) continue;
     env[key] = value;
   }
-  return { ...env, TMPDIR: tmp, ...extra };
+  return { ...env, TMPDIR: tmp, HOME: tmp, ...extra };
 }
 
 function run(

@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import {
   chmodSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -61,7 +62,7 @@ test("token: a generated file that others could read, or that is not a token, is
   skip: !POSIX,
 }, () => {
   using tmp = scratch();
-  const path = join(tmp.dir, "admin-token");
+  const path = join(tmp.dir, "run", "admin-token");
   const first = resolveAdminToken({ env: {}, generatedPath: path });
   chmodSync(path, 0o644);
   const second = resolveAdminToken({ env: {}, generatedPath: path });
@@ -147,16 +148,55 @@ test("token: a missing file, an empty token or one with spaces is one error that
   });
 });
 
-test("token: the default path is under XDG_RUNTIME_DIR, else a per-user temporary directory", () => {
+test("token: the default path is under XDG_RUNTIME_DIR, else XDG_STATE_HOME or ~/.local/state, never a shared temporary directory", () => {
   assert.equal(
     defaultTokenPath({ XDG_RUNTIME_DIR: "/run/user/1000" }),
     "/run/user/1000/tallyho/admin-token",
   );
-  const fallback = defaultTokenPath({});
-  assert.ok(fallback.startsWith(tmpdir()), fallback);
-  assert.match(fallback, /tallyho-[^/\\]+[/\\]admin-token$/);
-  if (process.getuid) assert.ok(fallback.includes(`tallyho-${process.getuid()}`));
+  assert.equal(
+    defaultTokenPath({ XDG_STATE_HOME: "/home/op/state", HOME: "/home/op" }),
+    "/home/op/state/tallyho/admin-token",
+  );
+  assert.equal(
+    defaultTokenPath({ HOME: "/home/op" }),
+    "/home/op/.local/state/tallyho/admin-token",
+  );
+  assert.ok(!defaultTokenPath({}).startsWith(tmpdir() + "/tallyho-"), defaultTokenPath({}));
 });
+
+test(
+  "token: a generated one is refused, naming what to set, where others may write the directory it is made in",
+  {
+    skip: !POSIX,
+  },
+  () => {
+    using tmp = scratch();
+    for (const mode of [0o1777, 0o777, 0o775]) {
+      const shared = join(tmp.dir, `shared-${mode.toString(8)}`);
+      mkdirSync(shared);
+      chmodSync(shared, mode);
+      assert.throws(
+        () => resolveAdminToken({ env: {}, generatedPath: join(shared, "tallyho", "admin-token") }),
+        (error: unknown) => {
+          assert.ok(error instanceof ConfigError);
+          assert.equal(error.field, "admin-token-file");
+          assert.equal(
+            error.message,
+            `Cannot keep private files in the admin token's parent directory '${shared}': it ` +
+              `can be written by other users (mode 0${mode.toString(8)}), so another user could ` +
+              `replace them; set XDG_RUNTIME_DIR or XDG_STATE_HOME to a directory only this user ` +
+              `can write, or give --admin-token-file or TALLYHO_ADMIN_TOKEN`,
+          );
+          return true;
+        },
+      );
+      assert.equal(existsSync(join(shared, "tallyho")), false, "nothing was made there");
+    }
+    // Directories still missing are made below the first one that exists, if that one is safe.
+    const deep = join(tmp.dir, "home", ".local", "state", "tallyho", "admin-token");
+    assert.equal(resolveAdminToken({ env: {}, generatedPath: deep }).created, true);
+  },
+);
 
 test("token: a non-loopback admin bind without a configured token is refused in one line", () => {
   for (const host of ["0.0.0.0", "::", "10.0.0.5", "admin.example"]) {

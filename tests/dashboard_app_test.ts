@@ -182,7 +182,7 @@ test("dashboard sign-in says where the token is before any token is tried", asyn
   assert.match(login, /tallyho admin-token --path/);
   assert.match(login, /\/run\/tallyho\/admin-token/);
   assert.match(login, /\$XDG_RUNTIME_DIR\/tallyho\/admin-token/);
-  assert.match(login, /\/tmp\/tallyho-UID\/admin-token/);
+  assert.match(login, /~\/\.local\/state\/tallyho\/admin-token/);
   // Shown as the page loads: not an error paragraph that appears after a refusal.
   assert.doesNotMatch(/<p id="token-where"[^>]*>/.exec(login)?.[0] ?? "", /hidden/);
 });

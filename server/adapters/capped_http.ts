@@ -8,56 +8,125 @@
  *
  * So the runtime's HTTP server listens on a Unix socket in a private directory (mode 0700), and a
  * listener of our own on the public address (the runtime part: `_node_net_relay.ts` on Bun,
- * `_deno_relay.ts` on Deno) admits at most `maxConnections` connections and
- * relays each to it. A connection over the cap is accepted and closed at once (counted), so the
- * kernel's queue keeps moving; a connection that has not sent a complete request head within
+ * `_deno_relay.ts` on Deno) reads each connection's first request head and relays it to that
+ * socket. `_relay_book.ts` shares the places: nothing is decided about a connection before its
+ * first bytes are read (up to `maxReading` wait for that, and as many more may send the rest of a
+ * request head; a new one takes the place of one that has not sent its request rather than being
+ * refused), probes (`probePaths`) are answered by the relay itself, and at most `maxConnections`
+ * are relayed, with a reserve that only the token's holders may take and a share per source
+ * address for the rest. A connection that has not sent a complete request head within
  * `headTimeoutMs` is closed, and so is one with no bytes either way for `idleTimeoutMs`, or for
- * `headTimeoutMs` once its first answer was 401 (no valid token). Each
- * admitted connection holds three descriptors (the client's, the relay's and the inner server's),
- * which {@linkcode adminConnectionCap} budgets.
+ * `headTimeoutMs` once its first answer was 401 (no valid token). A relayed connection holds three descriptors (the client's, the
+ * relay's and the inner server's), one not relayed holds one: {@linkcode adminConnectionCaps}
+ * budgets them.
+ *
+ * The inner socket is reached through a descriptor of its directory (`/proc/self/fd/N/...`),
+ * never by its path in TMPDIR again, and TMPDIR must be a directory no other user can change
+ * (see private_directory.ts): another user who could rename the directory could otherwise put a
+ * socket of their own in its place and read the operator's token. A supervisor killed before it
+ * removed its directory leaves it behind; the next start on the same TMPDIR removes it.
+ *
+ * The public listener is bound without SO_REUSEPORT, so no other process can bind the admin port
+ * beside it and take some of its connections (and their tokens); an upgrade passes the listening
+ * socket itself to the tree that takes over ({@linkcode CappedHttpServer.handOff},
+ * `CappedHttpOptions.fd`).
  *
  * @module
  */
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { FetchHandler, HttpServer, ServeHttp, ServeHttpOptions } from "./http_server.ts";
 import { RelayBook } from "./_relay_book.ts";
+import { probeAnswerer } from "./_probe_answer.ts";
+import type { RequestHead } from "./_request_head.ts";
+import { privateSocketDirectory, removeLeftovers } from "./_socket_directory.ts";
+import { AddressInUseError } from "../address_in_use_error.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 
-/** The most admin connections at once, whatever the open-file limit. */
+/** The most admin connections relayed at once, whatever the open-file limit. */
 export const ADMIN_MAX_CONNECTIONS = 64;
-/** Descriptors each admitted admin connection holds. */
+/**
+ * The most admin connections accepted and not read yet, and the most whose first request head is
+ * being read: more than a listen queue holds (Bun and Node.js listen with a backlog of 511), so
+ * that one round of accepts of a flood cannot push out a connection accepted before it that has
+ * not been read yet.
+ */
+export const ADMIN_MAX_READING = 1024;
+/** Descriptors each relayed admin connection holds. */
 export const DESCRIPTORS_PER_ADMIN_CONNECTION = 3;
 /**
  * Descriptors the admin cap leaves to the rest of the supervisor: the runtime's own, the pipes to
  * the serving processes, logs, and the lease source's reserve (see descriptor_reserve.ts).
  */
 export const ADMIN_RESERVED_FILES = 128;
+/**
+ * The environment variable that tells the tree taking over in an upgrade which descriptor holds
+ * the admin API's listening socket (see {@linkcode CappedHttpServer.handOff}).
+ */
+export const ADMIN_LISTENER_FD_ENV = "TALLYHO_ADMIN_LISTENER_FD";
 
 /**
- * The admin connection cap for a process with `openFiles` descriptors: at most
- * {@linkcode ADMIN_MAX_CONNECTIONS}, and few enough that the admin API can never hold more than
- * the open-file limit less {@linkcode ADMIN_RESERVED_FILES}.
+ * The admin API's caps for a process with `openFiles` descriptors: at most
+ * {@linkcode ADMIN_MAX_CONNECTIONS} relayed (three descriptors each), and
+ * {@linkcode ADMIN_MAX_READING} not read yet and as many being read (one each), few enough that
+ * together they can never hold more than the open-file limit less
+ * {@linkcode ADMIN_RESERVED_FILES}: 64 and 1024 from an open-file limit of 2368 up (64 and 352 at
+ * 1024, 34 and 35 at 300).
  *
  * @param openFiles The process's open-file limit.
- * @returns Connections, at least 1.
+ * @returns Connections relayed, and in each of the two reading pools; each at least 1.
  */
-export function adminConnectionCap(openFiles: number): number {
-  const byFiles = Math.floor(
-    (openFiles - ADMIN_RESERVED_FILES) / DESCRIPTORS_PER_ADMIN_CONNECTION,
+export function adminConnectionCaps(openFiles: number): { relayed: number; reading: number } {
+  const budget = openFiles - ADMIN_RESERVED_FILES;
+  const relayed = Math.max(
+    1,
+    Math.min(ADMIN_MAX_CONNECTIONS, Math.floor(budget / (DESCRIPTORS_PER_ADMIN_CONNECTION + 2))),
   );
-  return Math.max(1, Math.min(ADMIN_MAX_CONNECTIONS, byFiles));
+  const reading = Math.max(
+    1,
+    Math.min(
+      ADMIN_MAX_READING,
+      Math.floor((budget - relayed * DESCRIPTORS_PER_ADMIN_CONNECTION) / 2),
+    ),
+  );
+  return { relayed, reading };
 }
 
 /** Options for {@linkcode serveCappedHttp}. */
 export interface CappedHttpOptions extends Omit<ServeHttpOptions, "path"> {
   /**
-   * Most connections at once; more are accepted and closed at once.
+   * Most connections relayed to the inner server at once.
    * @default {ADMIN_MAX_CONNECTIONS}
    */
   maxConnections?: number;
+  /**
+   * Most connections accepted and not read yet, and most whose first request head is being read.
+   * @default {16 times maxConnections, at most ADMIN_MAX_READING}
+   */
+  maxReading?: number;
+  /**
+   * Slots that only a connection whose first request carries the token (see `isOperator`) may
+   * take.
+   * @default {a quarter of maxConnections (none when it is 1)}
+   */
+  reserve?: number;
+  /**
+   * The most slots connections from one source address may hold, unless they carry the token.
+   * @default {a quarter of what the reserve leaves, at least 1}
+   */
+  perSource?: number;
+  /**
+   * Paths answered by the relay itself for `GET` and `HEAD` (with `fetch`, on a connection that is
+   * closed after the answer): a health probe needs no slot of the inner server.
+   * @default {[]}
+   */
+  probePaths?: readonly string[];
+  /**
+   * Whether an `Authorization` header's value carries the token.
+   * @default {() => false}
+   */
+  isOperator?: (authorization: string) => boolean;
   /**
    * Milliseconds a new connection has to send a complete request head.
    * @default {5000}
@@ -69,27 +138,33 @@ export interface CappedHttpOptions extends Omit<ServeHttpOptions, "path"> {
    */
   idleTimeoutMs?: number;
   /**
-   * Receives a warning when connections are refused over the cap or an accept fails (each at
-   * most once per 10 s).
+   * Receives a warning when connections are refused or closed to make room, or an accept fails
+   * (each at most once per 10 s).
    */
   log?: (line: string, level?: "info" | "warn") => void;
   /**
-   * Binds with SO_REUSEPORT, so that the tree taking over in an upgrade can bind the same port
-   * before this one lets go of it (cli/serve.ts probes the port exclusively before the first
-   * start, so a stranger is still refused). Without it a busy port is an error.
-   * @default {false}
+   * A listening socket to accept on instead of binding `hostname:port`: the one an upgrade's
+   * old tree passed down (see {@linkcode CappedHttpServer.handOff}).
+   * @default {undefined: bind}
    */
-  reusePort?: boolean;
+  fd?: number;
 }
 
 /** What {@linkcode CappedHttpServer.counts} reports. */
 export interface CappedHttpCounts {
   /** Connections held now. */
   open: number;
-  /** Connections closed at once because `maxConnections` were held. */
+  /**
+   * Connections closed at once because no place could be freed for them, or answered 503 for want
+   * of a relayed slot.
+   */
   refusedOverCap: number;
+  /** Connections closed to make room for another (no complete request yet, or idle). */
+  evicted: number;
   /** Connections closed for not sending a request head in time, or for being idle. */
   timedOut: number;
+  /** Probes the relay answered itself. */
+  probesAnswered: number;
 }
 
 /** A running capped server. */
@@ -106,39 +181,82 @@ export interface CappedHttpServer extends HttpServer {
    * @default {0}
    */
   stop(graceMs?: number): Promise<void>;
+  /**
+   * The listening socket's descriptor, to pass to the new tree of an upgrade (which then accepts
+   * on the same socket: no moment without a listener, and no second socket on the port).
+   *
+   * @returns The descriptor, or null when it cannot be found here (no `/proc`).
+   */
+  handOff(): number | null;
+  /**
+   * Called right after the process that the socket was passed to is started, in the same turn of
+   * the event loop. Where the runtime's spawn takes `O_NONBLOCK` off a socket it passes on (Deno
+   * 2.9.6 clears it on the socket itself, which both processes share), it is set again at once
+   * (descriptor_flags.ts); where that cannot be done (no FFI access), this server stops accepting
+   * instead: an accept on a blocking socket that the other process emptied would hang this
+   * process. Connections then wait in the socket's queue until the new tree accepts them.
+   */
+  handedOff(): void;
+  /**
+   * Accepts again when the new tree never took the socket over: where accepting stopped (Deno
+   * without FFI access), on a socket bound anew once the failed tree has let go of the port
+   * (within 10 s).
+   */
+  takeBack(): Promise<void>;
 }
 
 /** What a runtime's relay listener gets. */
 export interface RelayListenOptions {
   hostname: string;
   port: number;
+  /** A listening socket to accept on instead (see {@linkcode CappedHttpOptions.fd}). */
+  fd?: number;
   /** The inner server's Unix socket. */
   path: string;
-  /** Admits, times and counts the connections. */
+  /** Admits, shares, times and counts the connections. */
   book: RelayBook;
-  /** See {@linkcode CappedHttpOptions.reusePort}. */
-  reusePort: boolean;
+  /** Answers a probe: the response's bytes, to write before closing. */
+  answer: (head: RequestHead) => Promise<Uint8Array>;
+}
+
+/** A runtime's relay listener, listening. */
+export interface RelayFront {
+  /** The port it is bound to. */
+  readonly port: number;
+  /** Stops accepting and closes the socket. */
+  close(): Promise<void>;
+  /** See {@linkcode CappedHttpServer.handOff}. */
+  handOff(): number | null;
 }
 
 /**
  * Listens on the public address and relays each connection the book admits to the inner server.
- * Resolves once listening, with the bound port.
+ * Resolves once listening.
  */
-export type RelayListen = (
-  options: RelayListenOptions,
-) => Promise<{ port: number; close(): Promise<void> }>;
+export type RelayListen = (options: RelayListenOptions) => Promise<RelayFront>;
 
 /**
  * Serves `fetch` with `serve` (the runtime's HTTP server) behind a capped relay.
  *
- * @param runtime The runtime's HTTP server and relay listener, from `server/adapters/mod.ts`.
+ * @param runtime The runtime's HTTP server and relay listeners, from `server/adapters/mod.ts`
+ *   (`inherited`: the one that accepts on a passed-down socket).
  * @param fetch The handler.
- * @param options Address, cap, timeouts.
+ * @param options Address, cap, shares, probes, timeouts.
  * @returns The running server once it listens.
  * @throws {AddressInUseError} When the address is taken.
+ * @throws {UnsafeDirectoryError} When TMPDIR could be changed by another user, or is unusable.
  */
 export async function serveCappedHttp(
-  runtime: { serve: ServeHttp; relay: RelayListen },
+  runtime: {
+    serve: ServeHttp;
+    relay: RelayListen;
+    inherited: RelayListen;
+    /**
+     * What to do with a socket once it was passed to a child, or null for nothing: Deno sets
+     * `O_NONBLOCK` again (see {@linkcode CappedHttpServer.handedOff}); false when it could not.
+     */
+    afterPassing: ((fd: number) => boolean) | null;
+  },
   fetch: FetchHandler,
   options: CappedHttpOptions = {},
 ): Promise<CappedHttpServer> {
@@ -146,51 +264,97 @@ export async function serveCappedHttp(
   if (!Number.isInteger(maxConnections) || maxConnections < 1) {
     throw new RangeError(`'maxConnections' must be a positive integer: got ${maxConnections}`);
   }
-  // mkdtemp makes the directory 0700: only this user can reach the inner server, so nobody can
-  // go around the cap by connecting to it directly.
-  let directory: string;
-  try {
-    directory = mkdtempSync(join(tmpdir(), "tallyho-admin-"));
-  } catch (error) {
-    throw new Error(
-      `Cannot start the admin API: cannot make its private socket directory in ${tmpdir()}: ${
-        (error as { code?: string }).code ?? (error as Error).message
-      }. Set TMPDIR to a writable directory, or start with --admin off`,
-    );
+  const reserve = options.reserve ?? (maxConnections < 2 ? 0 : Math.floor(maxConnections / 4));
+  if (!Number.isInteger(reserve) || reserve < 0 || reserve >= maxConnections) {
+    throw new RangeError(`'reserve' must be an integer below 'maxConnections': got ${reserve}`);
   }
-  const path = join(directory, "http.sock");
+  const perSource = options.perSource ??
+    Math.max(1, Math.floor((maxConnections - reserve) / 4));
+  const maxReading = options.maxReading ?? Math.min(ADMIN_MAX_READING, maxConnections * 16);
+  if (!Number.isInteger(maxReading) || maxReading < 1) {
+    throw new RangeError(`'maxReading' must be a positive integer: got ${maxReading}`);
+  }
+  const hostname = options.hostname ?? "127.0.0.1";
+  const { directory, fd: directoryFd, socketPath } = privateSocketDirectory();
+  const cleanUp = () => {
+    closeSync(directoryFd);
+    rmSync(directory, { recursive: true, force: true });
+  };
   let inner: HttpServer;
   try {
-    inner = runtime.serve(fetch, { path });
+    inner = runtime.serve(fetch, { path: socketPath });
   } catch (error) {
-    rmSync(directory, { recursive: true, force: true });
+    cleanUp();
     throw error;
   }
   const book = new RelayBook({
     maxConnections,
+    maxReading,
+    reserve,
+    perSource,
+    probePaths: new Set(options.probePaths ?? []),
+    isOperator: options.isOperator ?? (() => false),
+    maxHeadBytes: 16 * 1024,
     headTimeoutMs: options.headTimeoutMs ?? 5000,
     idleTimeoutMs: options.idleTimeoutMs ?? 10_000,
     log: options.log ?? (() => {}),
   });
-  let front: { port: number; close(): Promise<void> };
+  let port = options.port ?? 0;
+  const answer = probeAnswerer(
+    fetch,
+    () => `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`,
+  );
+  const listenOptions = (fd: CappedHttpOptions["fd"]) => ({
+    hostname,
+    port,
+    ...(fd === undefined ? {} : { fd }),
+    path: socketPath,
+    book,
+    answer,
+  });
+  let front: RelayFront;
+  let stoppedAccepting = false;
+  let passed: number | null = null;
   try {
-    front = await runtime.relay({
-      hostname: options.hostname ?? "127.0.0.1",
-      port: options.port ?? 0,
-      path,
-      book,
-      reusePort: options.reusePort ?? false,
-    });
+    const listen = options.fd === undefined ? runtime.relay : runtime.inherited;
+    front = await listen(listenOptions(options.fd));
   } catch (error) {
     book.stop();
     await inner.stop();
-    rmSync(directory, { recursive: true, force: true });
+    cleanUp();
     throw error;
   }
+  port = front.port;
+  const leftovers = removeLeftovers(tmpdir(), directory).catch(() => {});
   return {
     runtime: inner.runtime,
     port: front.port,
     counts: () => book.counts(),
+    // Not while taking the socket back after a failed upgrade: which socket is in force is not
+    // settled yet.
+    handOff: () => (passed = stoppedAccepting ? null : front.handOff()),
+    handedOff: () => {
+      if (runtime.afterPassing === null || passed === null) return;
+      if (runtime.afterPassing(passed)) return; // It accepts on beside the new tree.
+      stoppedAccepting = true;
+      // Synchronous up to its first await: nothing is accepted after this turn.
+      void front.close();
+    },
+    takeBack: async () => {
+      if (!stoppedAccepting) return;
+      stoppedAccepting = false;
+      // The tree that failed, and the processes it started, may hold the socket for a moment.
+      const deadline = monotonicNow() + 10_000;
+      for (;;) {
+        try {
+          front = await runtime.relay(listenOptions(undefined));
+          return;
+        } catch (error) {
+          if (!(error instanceof AddressInUseError) || monotonicNow() > deadline) throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
     stop: async (graceMs = 0) => {
       const closing = front.close();
       const deadline = monotonicNow() + graceMs;
@@ -201,7 +365,8 @@ export async function serveCappedHttp(
       book.stop();
       await closing;
       await inner.stop();
-      rmSync(directory, { recursive: true, force: true });
+      await leftovers;
+      cleanUp();
     },
   };
 }

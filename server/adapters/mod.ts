@@ -11,7 +11,8 @@ import { serveHttpBun } from "./bun_http.ts";
 import { tryLockFileDeno } from "./deno_file_lock.ts";
 import { type CappedHttpOptions, type CappedHttpServer, serveCappedHttp } from "./capped_http.ts";
 import { relayDeno } from "./_deno_relay.ts";
-import { relayNodeNet } from "./_node_net_relay.ts";
+import { setNonBlocking } from "./descriptor_flags.ts";
+import { relayInheritedNodeNet, relayNodeNet } from "./_node_net_relay.ts";
 import { listenDeno } from "./deno_listener.ts";
 import { tlsFetchDeno } from "./deno_tls_fetch.ts";
 import type { TryLockFile } from "./file_lock.ts";
@@ -29,12 +30,16 @@ export type { HeldFileLock, TryLockFile } from "./file_lock.ts";
 export type { TlsFetchFactory, TlsFetchOptions } from "./tls_fetch.ts";
 export type { OpenUnixDatagram, UnixDatagramSender } from "./unix_datagram.ts";
 export {
+  ADMIN_LISTENER_FD_ENV,
   ADMIN_MAX_CONNECTIONS,
-  adminConnectionCap,
+  ADMIN_MAX_READING,
+  adminConnectionCaps,
   type CappedHttpCounts,
   type CappedHttpOptions,
   type CappedHttpServer,
 } from "./capped_http.ts";
+
+export { closeOnExec } from "./descriptor_flags.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
@@ -85,7 +90,14 @@ export function serveAdminHttp(
   options: CappedHttpOptions = {},
 ): Promise<CappedHttpServer> {
   return serveCappedHttp(
-    { serve: serveHttp, relay: RUNTIME === "bun" ? relayNodeNet : relayDeno },
+    {
+      serve: serveHttp,
+      relay: RUNTIME === "bun" ? relayNodeNet : relayDeno,
+      inherited: relayInheritedNodeNet,
+      // Deno 2.9.6's node:child_process clears O_NONBLOCK on a socket it passes to a child (on
+      // the open socket both processes share); Bun 1.4.5's leaves it set.
+      afterPassing: RUNTIME === "deno" ? setNonBlocking : null,
+    },
     fetch,
     options,
   );

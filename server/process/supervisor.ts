@@ -9,6 +9,7 @@
  * @module
  */
 
+import { ProcessStartError } from "./process_start_error.ts";
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { assertAddressFree } from "../address_probe.ts";
@@ -239,7 +240,7 @@ export class Supervisor {
               reject(
                 message.code === "EADDRINUSE"
                   ? new AddressInUseError(message.message)
-                  : new Error(`process ${index} failed to start: ${message.message}`),
+                  : new ProcessStartError(`process ${index} failed to start: ${message.message}`),
               );
               break;
             case "lease":

@@ -41,6 +41,13 @@ export interface HandoverOptions {
   env: Record<string, string | undefined>;
   /** The admin API's port, or null without one. */
   adminPort: number | null;
+  /**
+   * Descriptors the new supervisor inherits (the admin API's listening socket), each told to it
+   * by its number there in the environment variable `env`; they follow the handover channel
+   * (descriptor 4 on).
+   * @default {[]}
+   */
+  inherit?: { fd: number; env: string }[];
   /** Opens the number source again after a failed upgrade, above `mark` for numbers in memory. */
   reopen(mark: number): Promise<LeaseSource>;
   /**
@@ -113,11 +120,18 @@ export function startHandover(options: HandoverOptions): Handover {
   assertRunnable(options.command);
   // The channel is a socket pair: this end is `child.stdio[3]`, the other the new supervisor's
   // descriptor 3. Bun 1.4 and Deno 2.9 both make it one for an extra "pipe" entry.
+  const inherit = options.inherit ?? [];
   let child: ChildProcess;
   try {
     child = spawn(options.command, options.args, {
-      stdio: ["ignore", "inherit", "inherit", "pipe"],
-      env: { ...options.env, [UPGRADE_CHANNEL_ENV]: String(UPGRADE_CHANNEL_FD) },
+      stdio: ["ignore", "inherit", "inherit", "pipe", ...inherit.map(({ fd }) => fd)],
+      env: {
+        ...options.env,
+        [UPGRADE_CHANNEL_ENV]: String(UPGRADE_CHANNEL_FD),
+        ...Object.fromEntries(
+          inherit.map(({ env }, i) => [env, String(UPGRADE_CHANNEL_FD + 1 + i)]),
+        ),
+      },
     });
   } catch (error) {
     // Bun 1.4 throws at once for a file that is no program (ENOEXEC).
