@@ -202,7 +202,22 @@ export function startTallyho(
 }
 
 /**
- * Runs tallyho to completion (for commands that exit by themselves).
+ * A `serve` command line that names no admin address gets one on port 0, as startTallyho's do:
+ * the default (127.0.0.1:9001) may be held by anything else on the machine (an operator's own
+ * tallyho, a test file beside this one), and a start that fails there would hide the failure the
+ * test is about. One with `--config` is left as it is: the file may name the admin address.
+ */
+function withFreeAdmin(args: string[]): string[] {
+  const first = args[0] ?? "";
+  const serves = first === "serve" ||
+    (first.startsWith("-") && !/^(-h|--help|--version)$/.test(first));
+  if (!serves || args.includes("--admin") || args.includes("--config")) return args;
+  return [...args, "--admin", "127.0.0.1:0"];
+}
+
+/**
+ * Runs tallyho to completion (for commands that exit by themselves). A `serve` without `--admin`
+ * (or `--config`) gets `--admin 127.0.0.1:0` (see withFreeAdmin).
  *
  * @param args CLI arguments.
  * @param timeoutMs Kill it after this long.
@@ -214,7 +229,7 @@ export function runTallyho(
   timeoutMs = 20_000,
   env: Record<string, string | undefined> = process.env,
 ): Promise<{ code: number | string; stdout: string; stderr: string }> {
-  const { cmd, argv, cwd } = tallyhoCommand(args);
+  const { cmd, argv, cwd } = tallyhoCommand(withFreeAdmin(args));
   const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"], env });
   let stdout = "";
   let stderr = "";
