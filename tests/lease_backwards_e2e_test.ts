@@ -83,14 +83,17 @@ async function backwardsUnderLoad(
     }
     const repairedAt = Math.ceil((Date.now() - loadStart) / 1000);
     const readyAfterRepair = await readyzWithin(server, 200, 8000);
-    // Loaded on into the second after the one the repair came in, with a lease taken since.
+    // Loaded on through the whole second after the one the repair came in, with a lease taken
+    // and replies written since (the clients refused meanwhile reconnect at their own pace).
     const repaired = await keyValue(redis, key);
+    const replies = async () => (await (await server!.admin("/v1/stats")).json()).totals.replies;
+    const repliedBefore = await replies();
     if (logged) {
       await waitUntil(
         async () =>
-          Date.now() - loadStart > (repairedAt + 1.5) * 1000 &&
-          await keyValue(redis, key) > repaired,
-        { what: "leases after the repair" },
+          Date.now() - loadStart > (repairedAt + 2) * 1000 &&
+          await keyValue(redis, key) > repaired && await replies() > repliedBefore,
+        { what: "leases and replies after the repair" },
       );
     }
     enough.abort();

@@ -127,8 +127,17 @@ for (const balancer of ["haproxy", "nginx"] as const) {
           const now = await totals(server.admin);
           return now.rejectedProxyHeaderUntrusted! >= 1 && now;
         }, { what: "the forged header counted", timeoutMs: 5000 });
-        assert.equal(figures.rejectedAddressCap, 1);
-        assert.equal(figures.rejectedDenied, 1);
+        // One client each; a balancer may count twice: HAProxy retries a server connection that
+        // is reset at once (its `retries`, 3 by default), and tallyho refuses the retry again.
+        // The client's own view is asserted above: no reply.
+        const refusedOnce = (n: number | undefined) => n !== undefined && n >= 1 && n <= 4;
+        assert.ok(refusedOnce(figures.rejectedAddressCap), `${figures.rejectedAddressCap}`);
+        assert.ok(refusedOnce(figures.rejectedDenied), `${figures.rejectedDenied}`);
+        if (balancer === "nginx") {
+          // nginx stream does not retry a reset upstream: exactly one each.
+          assert.equal(figures.rejectedAddressCap, 1);
+          assert.equal(figures.rejectedDenied, 1);
+        }
         assert.equal(figures.rejectedProxyHeaderUntrusted, 1);
         assert.equal(figures.rejectedProxyHeaderInvalid, 0);
         if (balancer === "haproxy") {

@@ -52,7 +52,7 @@ import {
   treeArgs,
   upgrade,
 } from "./_upgrade.ts";
-import { BINARY, RUNNER, scriptCommand } from "./_target.ts";
+import { BINARY, binaryTest, RUNNER, scriptCommand } from "./_target.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 
 test("state file: a source closed for an upgrade grants nothing and never writes the file its new holder leases from", async () => {
@@ -594,13 +594,12 @@ test(
   },
 );
 
-const BINARY_ONLY = BINARY !== null ? false : "the compiled binary only: from source " +
-  "the program an upgrade runs is the runtime, which a deploy does not move";
+// The compiled binary only (binaryTest): from source the program an upgrade runs is the runtime,
+// which a deploy does not move.
 
-test(
+binaryTest(
   `[${UNDER_TEST}] upgrade: with the binary moved away or not executable, an upgrade is refused at once (409), gives nothing up, and a later one works`,
   {
-    skip: BINARY_ONLY,
     timeout: 120_000,
   },
   async () => {
@@ -659,10 +658,9 @@ test(
   },
 );
 
-test(
+binaryTest(
   `[${UNDER_TEST}] upgrade: started through a symlink, an upgrade runs what the link points at now, and the log names the version that took over`,
   {
-    skip: BINARY_ONLY,
     timeout: 120_000,
   },
   async () => {

@@ -42,7 +42,7 @@ import {
   treeArgs,
   upgrade,
 } from "./_upgrade.ts";
-import { BINARY } from "./_target.ts";
+import { binaryTest } from "./_target.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 
 const SKIP = skipOffCi(toolMissing("python3", "python3") ?? migrateUnavailable());
@@ -265,9 +265,9 @@ test(
   },
 );
 
-test(
+// The binary only (binaryTest): from source the runtime is run, not the file at the path.
+binaryTest(
   `[${UNDER_TEST}] upgrade: an executable that exits at once fails the upgrade and the old tree serves on`,
-  { skip: BINARY !== null ? false : "the binary only: from source the runtime is run" },
   async () => {
     const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-config-"));
     const config = join(directory, "tallyho.json");
