@@ -416,9 +416,11 @@ export function startRecorder(tree: Tree, options: RecorderOptions = {}): Record
 }
 
 /**
- * What a `/readyz` probe may meet while the admin port passes from the old tree to the new one
- * (it has no SO_REUSEPORT): for the moment between the old tree's close and the new one's bind
- * the connection is refused, and one queued on the closing listener is reset.
+ * What a `/readyz` probe may meet where the admin port is bound again rather than passed on (it
+ * has no SO_REUSEPORT): after a failed upgrade whose new tree had taken the socket, or where no
+ * socket could be passed (no /proc), the connection is refused for the moment between the close
+ * and the bind, and one queued on the closing listener is reset. A successful upgrade passes the
+ * listening socket itself, and the 50-upgrade test allows none of these.
  */
 const ADMIN_PORT_PASSING = new Set<number | string>(["refused", "reset"]);
 
