@@ -6,7 +6,7 @@
  * @module
  */
 
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import process from "node:process";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 
@@ -68,7 +68,16 @@ export function secondUser(): SecondUser {
       ...argv,
     ],
     remove: () => {
-      if (added) execFileSync("userdel", [SECOND_USER]);
+      if (!added) return;
+      // A process the test ran as the user may still be exiting ("userdel: user ... is
+      // currently used by process N"): ended first, then the user is removed once it is gone.
+      spawnSync("pkill", ["-KILL", "-u", SECOND_USER]);
+      const pause = new Int32Array(new SharedArrayBuffer(4));
+      for (let tries = 0; tries < 50; tries++) {
+        if (spawnSync("userdel", [SECOND_USER]).status === 0) return;
+        Atomics.wait(pause, 0, 0, 100);
+      }
+      throw new Error(`could not remove the test user ${SECOND_USER} within 5 s`);
     },
   };
 }

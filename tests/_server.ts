@@ -212,7 +212,11 @@ function withFreeAdmin(args: string[]): string[] {
   const serves = first === "serve" ||
     (first.startsWith("-") && !/^(-h|--help|--version)$/.test(first));
   if (!serves || args.includes("--admin") || args.includes("--config")) return args;
-  return [...args, "--admin", "127.0.0.1:0"];
+  // In front of the others, so that a command line the test made bad stays bad the same way
+  // (`--port` without its value still ends the line).
+  return first === "serve"
+    ? ["serve", "--admin", "127.0.0.1:0", ...args.slice(1)]
+    : ["--admin", "127.0.0.1:0", ...args];
 }
 
 /**

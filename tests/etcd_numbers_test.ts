@@ -281,11 +281,20 @@ test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, th
       assert.equal(await readyzWithin(server, 200, 10_000), 200, "/readyz once etcd is back");
     }
     const backSecond = Math.floor((Date.now() - loadStart) / 1000);
+    const replies = async (server: TestServer) =>
+      (await (await server.admin("/v1/stats")).json()).totals.replies as number;
+    const repliedBefore = await Promise.all(servers.map(replies));
     await leasedAgain(
       servers,
       servers.map((s) => loggedRuns(s).length),
       "a lease once etcd is back",
     );
+    // And replies written since (the clients refused meanwhile reconnect at their own pace).
+    for (const [i, server] of servers.entries()) {
+      await waitUntil(async () => await replies(server) > repliedBefore[i]!, {
+        what: "replies once etcd is back",
+      });
+    }
     enough.abort();
     const recorded = await load;
     for (const r of recorded) {
