@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeSync } from "node:fs";
+import { closeSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
@@ -44,6 +44,7 @@ import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
+import { UPGRADE_CHANNEL_FD } from "../server/process/upgrade_handover.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
@@ -349,7 +350,11 @@ async function runServeTree(
     : askedAdmin;
   // An upgrade passes the admin API's listening socket down (cli/upgrade.ts): the port is bound
   // without SO_REUSEPORT, so this tree accepts on that socket rather than binding it again.
-  const inheritedAdminFd = takeInheritedFd(process.env);
+  const inheritedAdminFd = takeInheritedFd(
+    process.env,
+    takeover !== null,
+    (line) => write("err", "warn", `tallyho: warning: ${line}`),
+  );
   // Not inherited by the serving processes started below (see closeOnExec).
   if (inheritedAdminFd !== undefined) closeOnExec(inheritedAdminFd);
   const tokenOptions = adminFlags.tokenFile === undefined
@@ -724,11 +729,34 @@ async function serveAdminWhenFree(
   }
 }
 
-/** Takes the descriptor an upgrade passed down out of the environment (see cli/upgrade.ts). */
-function takeInheritedFd(env: Record<string, string | undefined>): number | undefined {
+/**
+ * Takes the descriptor an upgrade passed down out of the environment (see cli/upgrade.ts), always
+ * taking the variable out so that the serving processes never see it. Only a tree an upgrade
+ * started (`takingOver`) has one: a socket after the handover channel. On any other start the
+ * variable names one of this process's own descriptors, which this tree would accept on or close
+ * as its own: set to its state file's lock, it let a second server number from the same file.
+ */
+function takeInheritedFd(
+  env: Record<string, string | undefined>,
+  takingOver: boolean,
+  warn: (line: string) => void,
+): number | undefined {
   const text = env[ADMIN_LISTENER_FD_ENV];
   delete env[ADMIN_LISTENER_FD_ENV];
-  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
+  if (text === undefined) return undefined;
+  const fd = /^\d+$/.test(text) ? Number(text) : -1;
+  let link = "";
+  try {
+    link = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    // Not open (or no /proc, where the old tree could not have found a socket to pass).
+  }
+  if (takingOver && fd > UPGRADE_CHANNEL_FD && link.startsWith("socket:")) return fd;
+  warn(
+    `${ADMIN_LISTENER_FD_ENV}=${text} ignored: only an upgrade passes a socket that way` +
+      (takingOver ? " (descriptor 4 on)" : "; unset it"),
+  );
+  return undefined;
 }
 
 function closeQuietly(fd: number): void {

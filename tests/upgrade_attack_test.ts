@@ -36,7 +36,15 @@ import { readStateFile, StateFileLeaseSource } from "../server/lease/state_file.
 import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { LineClient, replyNumber } from "./_client.ts";
-import { ADMIN_TOKEN, isAlive, runTallyho, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import {
+  ADMIN_TOKEN,
+  isAlive,
+  runTallyho,
+  startTallyho,
+  tallyhoCommand,
+  type TestServer,
+  UNDER_TEST,
+} from "./_server.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 import {
   assertNoRepeats,
@@ -693,6 +701,69 @@ test(
       assert.ok((await serveLines(tree.port, 3)).length === 3);
     } finally {
       await stopTree(tree);
+    }
+  },
+);
+
+/** The descriptor of `pid` that is open on a file whose path ends with `suffix`, or null. */
+function descriptorOn(pid: number, suffix: string): number | null {
+  for (const name of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${name}`).endsWith(suffix)) return Number(name);
+    } catch {
+      // Closed since the listing.
+    }
+  }
+  return null;
+}
+
+test(
+  `[${UNDER_TEST}] upgrade variables: TALLYHO_ADMIN_LISTENER_FD on a start that is no upgrade closes none of the server's descriptors, so its state file stays locked and no second server numbers from it`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const state = join(directory, "numbers.state");
+    const args = ["--processes", "1", "--threads", "1", "--state", state];
+    const servers: TestServer[] = [];
+    try {
+      // Where this build keeps the state file's lock: the same descriptor at every start.
+      const first = await startTallyho(args);
+      servers.push(first);
+      const lockFd = descriptorOn(first.pid, "numbers.state.lock");
+      assert.notEqual(lockFd, null, "the server holds its state file's lock");
+      await first.stop();
+      // The variable only an upgrade's old tree sets, given on an ordinary start: pointing at that
+      // descriptor, at stdin, stdout and stderr.
+      for (const fd of [lockFd!, 0, 1, 2]) {
+        const server = await startTallyho(args, {
+          env: { TALLYHO_ADMIN_LISTENER_FD: String(fd) },
+        });
+        servers.push(server);
+        assert.equal(
+          descriptorOn(server.pid, "numbers.state.lock"),
+          lockFd,
+          `TALLYHO_ADMIN_LISTENER_FD=${fd}: the lock is still held; output:\n${server.output()}`,
+        );
+        const second = await runTallyho([
+          "serve",
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          "--admin",
+          "off",
+          ...args,
+        ], 10_000);
+        assert.notEqual(second.code, 0, `a second server started on the same state file`);
+        assert.match(second.stderr, /is in use by another tallyho/);
+        assert.equal((await server.admin("/readyz")).status, 200);
+        await server.stop();
+      }
+    } finally {
+      for (const server of servers) await server.stop("SIGKILL").catch(() => {});
+      rmSync(directory, { recursive: true, force: true });
     }
   },
 );
