@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeSync, readlinkSync } from "node:fs";
+import { readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
@@ -20,7 +20,9 @@ import {
   ADMIN_LISTENER_FD_ENV,
   adminConnectionCaps,
   type CappedHttpServer,
+  closeDescriptor,
   closeOnExec,
+  duplicate,
   openUnixDatagram,
   RUNTIME,
   RUNTIME_VERSION,
@@ -425,6 +427,8 @@ async function runServeTree(
   /** Serves the admin API on a port; set once it is configured. */
   let serveAdmin: ((port: number, fd?: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
+  /** A copy of the admin listening socket while an upgrade's new tree takes over, or null. */
+  let keptAdminFd: number | null = null;
   let adoptedAdminFd = false;
   let takingOverFrom = takeover?.handed.pid ?? null;
   const upgrade = upgrader({
@@ -438,6 +442,10 @@ async function runServeTree(
       const stopping = admin;
       admin = null;
       stoppedAdminPort = stopping?.port ?? null;
+      // A copy of the listening socket, kept until the new tree serves alone: if it dies before,
+      // this tree accepts on the socket again, and the port was never free for anyone to bind.
+      const listening = stopping?.handOff() ?? null;
+      keptAdminFd = listening === null ? null : duplicate(listening);
       // The requests it already accepted are answered meanwhile (for up to 2 s); the new tree
       // answers the rest, on the socket passed to it. The relay's listener closes as the stop
       // begins: a turn of the event loop later this tree accepts no more there (and where no
@@ -451,6 +459,17 @@ async function runServeTree(
     },
     resumeAdmin: async () => {
       if (serveAdmin === null || stoppedAdminPort === null) return;
+      const kept = keptAdminFd;
+      keptAdminFd = null;
+      if (kept !== null) {
+        try {
+          admin = await serveAdmin(stoppedAdminPort, kept);
+          return;
+        } catch (error) {
+          closeDescriptor(kept);
+          log(`upgrade: accepting on the admin socket again: ${(error as Error).message}`, "warn");
+        }
+      }
       // The tree that died may have left the socket open in its processes for a moment.
       const deadline = monotonicNow() + 5000;
       for (;;) {
@@ -462,6 +481,10 @@ async function runServeTree(
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
+    },
+    adminTakenOver: () => {
+      if (keptAdminFd !== null) closeDescriptor(keptAdminFd);
+      keptAdminFd = null;
     },
     stop: (reason) => signals.stop(reason),
     log,
@@ -560,7 +583,7 @@ async function runServeTree(
     else await startAdmin();
   }
   if (inheritedAdminFd !== undefined && !adoptedAdminFd) {
-    closeQuietly(inheritedAdminFd); // Passed down, but this tree serves no admin API there.
+    closeDescriptor(inheritedAdminFd); // Passed down, but this tree serves no admin API there.
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
@@ -757,14 +780,6 @@ function takeInheritedFd(
       (takingOver ? " (descriptor 4 on)" : "; unset it"),
   );
   return undefined;
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // Not open.
-  }
 }
 
 /**

@@ -45,6 +45,7 @@ import {
   type TestServer,
   UNDER_TEST,
 } from "./_server.ts";
+import { python } from "./_python.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 import {
   assertNoRepeats,
@@ -345,10 +346,33 @@ test(
 
 const ENTRY = fileURLToPath(new URL("fixtures/upgrade_entry.ts", import.meta.url));
 
+// Binds 127.0.0.1:PORT (SO_REUSEADDR, as any server does, not SO_REUSEPORT) as often as it can
+// until the file STOP exists (30 s at most); holds the port for a second once it has it, and
+// prints whether it ever had it.
+const GRAB_PORT = `
+import json, os, socket, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+tries, bound, end = 0, False, time.time() + 30
+while not bound and not os.path.exists(stop) and time.time() < end:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tries += 1
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(8)
+        bound = True
+        time.sleep(1)
+    except OSError:
+        pass
+    s.close()
+print(json.dumps({"bound": bound, "tries": tries}))
+`;
+
 test(
   // From source whatever the suite drives: the stand-in is this file run by the test's runtime.
-  `upgrade (from source): a new tree that dies after saying it listens, before the old one let go, leaves the old tree serving above the new tree's numbers`,
+  `upgrade (from source): a new tree that dies after saying it listens, before the old one let go, leaves the old tree serving above the new tree's numbers, on an admin port no other process could bind meanwhile`,
   {
+    skip: skipOffCi(toolMissing("python3", "python3")),
     timeout: 120_000,
   },
   async () => {
@@ -396,6 +420,12 @@ test(
       const before = await LineClient.connect(port);
       const served = [replyNumber(await before.request("x\n"))];
       writeFileSync(modeFile, "listen-die\n");
+      // Another local process tries to take the admin port all along.
+      const stopGrab = join(directory, "stop-grab");
+      const grab = python(GRAB_PORT, [new URL(admin).port, stopGrab], 40_000) as Promise<
+        { bound: boolean; tries: number }
+      >;
+      await sleep(200);
       process.kill(child.pid!, "SIGUSR2");
       const standIn = await waitFor(read, /stand-in successor \(pid \d+\) leased (\d+) to (\d+)/);
       const [low, high] = [Number(standIn[1]), Number(standIn[2])];
@@ -436,6 +466,10 @@ test(
       }).then((r) => r.json()) as { pid: number; upgrade?: { state: string } };
       assert.equal(info.pid, child.pid);
       assert.equal(info.upgrade?.state, "failed");
+      writeFileSync(stopGrab, "");
+      const grabbed = await grab;
+      assert.ok(grabbed.tries > 100, `the attacker tried: ${JSON.stringify(grabbed)}`);
+      assert.equal(grabbed.bound, false, "another process bound the admin port meanwhile");
     } finally {
       child.kill("SIGTERM");
       const gone = () => child.exitCode !== null || child.signalCode !== null;
