@@ -39,7 +39,7 @@ export {
   type CappedHttpServer,
 } from "./capped_http.ts";
 
-export { closeOnExec } from "./descriptor_flags.ts";
+export { closeDescriptor, closeOnExec, duplicate } from "./descriptor_flags.ts";
 
 /** `"bun"` or `"deno"`: the runtime this process runs on. */
 export const RUNTIME: Runtime = "Bun" in globalThis ? "bun" : "deno";
