@@ -7,12 +7,8 @@
  * @module
  */
 
-import {
-  describe,
-  FLAG_NAMES,
-  RESTART_KEYS as RESTART_OPTIONS,
-  type ServeConfig,
-} from "../server/config.ts";
+import { describe } from "../server/common/describe.ts";
+import { FLAG_NAMES, RESTART_KEYS as RESTART_OPTIONS, type ServeConfig } from "../server/config.ts";
 import { ConfigShapeError } from "../server/config_error.ts";
 import { configToJson, optionsFromJson, unknownKeyError } from "../server/config_json.ts";
 import type { ConfigOutcome, ConfigRequest } from "../server/config_keeper.ts";

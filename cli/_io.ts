@@ -5,7 +5,7 @@
  * @module
  */
 
-import { describe } from "../server/config.ts";
+import { describe } from "../server/common/describe.ts";
 import { didYouMean } from "../server/did_you_mean.ts";
 
 /** Exit code for a mistake in the command line or the configuration. */

@@ -7,7 +7,7 @@
 
 import { isIP } from "node:net";
 import { ConfigError, ConfigShapeError } from "../server/config_error.ts";
-import { describe } from "../server/config.ts";
+import { describe } from "../server/common/describe.ts";
 import { decodeMessage } from "./message_bytes.ts";
 
 /**

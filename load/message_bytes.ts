@@ -6,7 +6,7 @@
  */
 
 import { ConfigError } from "../server/config_error.ts";
-import { describe } from "../server/config.ts";
+import { describe } from "../server/common/describe.ts";
 
 const ESCAPES: Record<string, number> = { n: 10, r: 13, t: 9, "0": 0, "\\": 92 };
 

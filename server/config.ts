@@ -9,13 +9,19 @@
  */
 
 import { CidrList } from "./limits/cidr_list.ts";
+import { describe } from "./common/describe.ts";
+import { MAX_NUMBER } from "./common/max_number.ts";
 import { TLS_AFTER_PROXY_HEADER } from "./adapters/mod.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
 import { isHostAddress } from "./host_address.ts";
-import { escapeUnprintable, firstUnprintable } from "./printable.ts";
+import { firstUnprintable } from "./common/printable.ts";
 import { isEtcdUrl, parseEtcdUrl } from "./lease/etcd_url.ts";
 import { parseRedisUrl } from "./lease/redis_url.ts";
+
+// Still re-exported here for cli/serve.ts, which issue 23 is changing; it moves to
+// ./common/describe.ts once that has landed.
+export { describe } from "./common/describe.ts";
 
 /** How incoming bytes are cut into messages. */
 export type Framing = "chunk" | "line";
@@ -23,9 +29,6 @@ export type Framing = "chunk" | "line";
 export type NumberBy = "connection" | "message";
 /** Which log lines are written: `info` all, `warn` problems only, `error` failures only. */
 export type LogLevel = "error" | "warn" | "info";
-
-/** Largest number tallyho hands out: beyond it a JavaScript number is no longer exact. */
-export const MAX_NUMBER = Number.MAX_SAFE_INTEGER;
 
 /** Options for {@linkcode resolveConfig}; every field is optional. */
 export interface ServeOptions {
@@ -413,22 +416,6 @@ function oneOf<T extends string>(
     );
   }
   return value as T;
-}
-
-/**
- * Describes a value for an error message: strings quoted, everything else as JSON.
- *
- * @param value Anything a user gave.
- * @returns A short printable form.
- */
-export function describe(value: unknown): string {
-  if (typeof value === "string") return escapeUnprintable(JSON.stringify(value));
-  if (typeof value === "number" || typeof value === "boolean" || value === null) {
-    return String(value);
-  }
-  if (value === undefined) return "nothing";
-  const text = escapeUnprintable(JSON.stringify(value) ?? String(value));
-  return text.length > 60 ? text.slice(0, 57) + "..." : text;
 }
 
 function cidrs(option: "allow" | "deny" | "proxyFrom", value: unknown): string[] {

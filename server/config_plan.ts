@@ -9,7 +9,8 @@
  * @module
  */
 
-import { clampToHost, describe, FLAG_NAMES, resolveConfig, RESTART_KEYS } from "./config.ts";
+import { describe } from "./common/describe.ts";
+import { clampToHost, FLAG_NAMES, resolveConfig, RESTART_KEYS } from "./config.ts";
 import type { ServeConfig, ServeOptions } from "./config.ts";
 import { RestartRequiredError } from "./config_error.ts";
 import { configToJson } from "./config_json.ts";

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { escapeUnprintable } from "./printable.ts";
+import { escapeUnprintable } from "./common/printable.ts";
 
 /** How log lines are written. */
 export type LogFormat = "text" | "json";

@@ -4,6 +4,7 @@
  * @module
  */
 
+export * from "./common/mod.ts";
 export * from "./config.ts";
 export * from "./config_json.ts";
 export * from "./reply_encoder.ts";

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import { defaultConfig, resolveConfig } from "../server/config.ts";
 import { ConfigError } from "../server/config_error.ts";
 import { formatLogLine } from "../server/log_line.ts";
-import { escapeUnprintable, firstUnprintable } from "../server/printable.ts";
+import { escapeUnprintable, firstUnprintable } from "../server/common/printable.ts";
 import { adminFixture } from "./_admin.ts";
 import { runTallyho, UNDER_TEST } from "./_server.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MAX_NUMBER } from "../server/config.ts";
+import { MAX_NUMBER } from "../server/common/max_number.ts";
 import {
   BLOCK_SIZE,
   NumberLedger,

@@ -6,7 +6,7 @@
  */
 
 import { readFileSync } from "node:fs";
-import { MAX_NUMBER } from "../config.ts";
+import { MAX_NUMBER } from "../common/max_number.ts";
 
 /**
  * The first number to hand out, checked.

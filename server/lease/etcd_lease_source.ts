@@ -27,7 +27,7 @@
  */
 
 import { tlsFetch } from "../adapters/mod.ts";
-import { MAX_NUMBER } from "../config.ts";
+import { MAX_NUMBER } from "../common/max_number.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { EtcdLeaseError } from "./etcd_lease_error.ts";
 import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";

@@ -20,7 +20,7 @@
  * @module
  */
 
-import { MAX_NUMBER } from "../config.ts";
+import { MAX_NUMBER } from "../common/max_number.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 
 /** Numbers per block. A grant carries one or more whole blocks. */

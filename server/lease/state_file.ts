@@ -24,7 +24,7 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
-import { MAX_NUMBER } from "../config.ts";
+import { MAX_NUMBER } from "../common/max_number.ts";
 import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lease_source.ts";
 import { LeaseTally } from "./_lease_tally.ts";
 import { StateFileError } from "./state_file_error.ts";
