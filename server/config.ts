@@ -10,10 +10,23 @@
 
 import { CidrList } from "./limits/cidr_list.ts";
 import { describe } from "./common/describe.ts";
-import { MAX_NUMBER } from "./common/max_number.ts";
 import { TLS_AFTER_PROXY_HEADER } from "./adapters/mod.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
+import {
+  BUDGET_BYTES_PER_CONNECTION,
+  BUDGET_BYTES_PER_THREAD,
+  defaultPerAddressCap,
+  hostConnectionCap,
+  RESERVED_FILES,
+  THREADS_PER_CORE,
+} from "./config/host_sizing.ts";
+import {
+  type KeysOfKind,
+  OPTION_TABLE,
+  type OptionType,
+  SERVER_OPTION_ENTRIES,
+} from "./config/option_table.ts";
 import { isHostAddress } from "./host_address.ts";
 import { firstUnprintable } from "./common/printable.ts";
 import { isEtcdUrl, parseEtcdUrl } from "./lease/etcd_url.ts";
@@ -215,137 +228,50 @@ export interface ServeOptions {
   numbersKeyFile?: string | null;
 }
 
-/** Descriptors kept back from the connection cap for listeners, logs, pipes and the runtime. */
-export const RESERVED_FILES = 256;
-/** Kernel and server memory budgeted per connection when deriving the cap from memory. */
-export const BUDGET_BYTES_PER_CONNECTION = 64 * 1024;
-
-/**
- * The default per-address cap is the connections all processes hold together divided by this:
- * one address can take at most a quarter of them, so at least four addresses are needed to fill
- * the server.
- */
-export const PER_ADDRESS_SHARE = 4;
-
-/**
- * The per-address cap used unless one is set.
- *
- * @param maxConnections Connections per process.
- * @param processes Serving processes.
- * @returns `ceil(maxConnections * processes / PER_ADDRESS_SHARE)`, at least 1 and at most the
- *   key's own bound.
- */
-export function defaultPerAddressCap(maxConnections: number, processes: number): number {
-  // Bounded like a value an operator sets, so a connection cap asked for beyond the host (and
-  // clamped later) never makes the derived default itself invalid.
-  const share = Math.ceil((maxConnections * processes) / PER_ADDRESS_SHARE);
-  return Math.max(1, Math.min(share, LIMITS.maxConnectionsPerAddress.max));
-}
-
 /** A fully resolved, validated configuration. */
 export type ServeConfig = Required<ServeOptions>;
 
-/** Bounds for the numeric options, shared by validation, usage text and (later) the admin API. */
-export const LIMITS = {
-  port: { min: 0, max: 65535 },
-  threads: { min: 1, max: 256 },
-  maxLineBytes: { min: 1, max: 64 * 1024 * 1024 },
-  firstNumber: { min: 1, max: MAX_NUMBER },
-  drainTimeoutMs: { min: 0, max: 3_600_000 },
-  processes: { min: 1, max: 64 },
-  maxConnections: { min: 1, max: 10_000_000 },
-  maxConnectionsPerAddress: { min: 0, max: 10_000_000 },
-  connectionRate: { min: 0, max: 10_000_000 },
-  connectionBurst: { min: 0, max: 10_000_000 },
-  firstMessageTimeoutMs: { min: 0, max: 86_400_000 },
-  idleTimeoutMs: { min: 0, max: 86_400_000 },
-  proxyHeaderTimeoutMs: { min: 1, max: 3_600_000 },
-  maxPendingReplyBytes: { min: 1024, max: 1024 * 1024 * 1024 },
-  greetingBytes: { min: 0, max: 1024 },
-} as const;
+type Bounds = { readonly min: number; readonly max: number };
+type BoundedKey = KeysOfKind<"integer" | "duration"> & keyof ServeOptions;
+type ChoiceKey = KeysOfKind<"choice"> & keyof ServeOptions;
 
-/** The values each choice option accepts, shared by validation and the admin API's schema. */
-export const CHOICES: {
-  readonly framing: readonly Framing[];
-  readonly numberBy: readonly NumberBy[];
-  readonly logLevel: readonly LogLevel[];
-} = {
-  framing: ["chunk", "line"],
-  numberBy: ["connection", "message"],
-  logLevel: ["error", "warn", "info"],
+/** Bounds for the numeric options (from the option table), and the greeting's bytes. */
+export const LIMITS: { readonly [K in BoundedKey]: Bounds } & { readonly greetingBytes: Bounds } = {
+  ...Object.fromEntries(
+    SERVER_OPTION_ENTRIES.flatMap(([key, { type }]) =>
+      type.kind === "integer" || type.kind === "duration"
+        ? [[key, { min: type.min, max: type.max }]]
+        : []
+    ),
+  ) as { readonly [K in BoundedKey]: Bounds },
+  greetingBytes: { min: 0, max: OPTION_TABLE.greeting.type.maxBytes },
 };
+
+/** The values each choice option accepts (from the option table). */
+export const CHOICES: { readonly [K in ChoiceKey]: readonly ServeConfig[K][] } = Object
+  .fromEntries(
+    SERVER_OPTION_ENTRIES.flatMap(([key, { type }]) =>
+      type.kind === "choice" ? [[key, type.choices]] : []
+    ),
+  ) as { readonly [K in ChoiceKey]: readonly ServeConfig[K][] };
 
 /** The flag each option is set with on the command line, so errors speak the user's words. */
-export const FLAG_NAMES: Record<keyof ServeOptions, string> = {
-  host: "host",
-  port: "port",
-  threads: "threads",
-  framing: "framing",
-  numberBy: "number-by",
-  greeting: "greeting",
-  maxLineBytes: "max-line-bytes",
-  firstNumber: "first-number",
-  drainTimeoutMs: "drain-timeout",
-  processes: "processes",
-  state: "state",
-  maxConnections: "max-connections",
-  maxConnectionsPerAddress: "max-connections-per-address",
-  connectionRate: "connection-rate",
-  connectionBurst: "connection-burst",
-  firstMessageTimeoutMs: "first-message-timeout",
-  idleTimeoutMs: "idle-timeout",
-  maxPendingReplyBytes: "max-pending-reply-bytes",
-  allow: "allow",
-  deny: "deny",
-  proxyProtocol: "proxy-protocol",
-  proxyFrom: "proxy-from",
-  proxyHeaderTimeoutMs: "proxy-header-timeout",
-  tlsCert: "tls-cert",
-  tlsKey: "tls-key",
-  logLevel: "log-level",
-  numbers: "numbers",
-  numbersPasswordFile: "numbers-password-file",
-  numbersCaFile: "numbers-ca-file",
-  numbersCertFile: "numbers-cert-file",
-  numbersKeyFile: "numbers-key-file",
-};
+export const FLAG_NAMES: Readonly<Record<keyof ServeOptions, string>> = Object.fromEntries(
+  SERVER_OPTION_ENTRIES.map(([key, { flag }]) => [key, flag]),
+) as Record<keyof ServeOptions, string>;
 
 /** Keys whose values are durations (milliseconds inside, `10s` / `500ms` outside). */
-export const DURATION_KEYS: ReadonlySet<keyof ServeOptions> = new Set([
-  "drainTimeoutMs",
-  "firstMessageTimeoutMs",
-  "idleTimeoutMs",
-  "proxyHeaderTimeoutMs",
-]);
+export const DURATION_KEYS: ReadonlySet<keyof ServeOptions> = new Set(
+  SERVER_OPTION_ENTRIES.filter(([, { type }]) => type.kind === "duration").map(([key]) => key),
+);
 
 /** Keys that only take effect when the listener is bound or the numbers are opened. */
-export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = [
-  "host",
-  "port",
-  "firstNumber",
-  "state",
-  "numbers",
-  "numbersPasswordFile",
-  "numbersCaFile",
-  "numbersCertFile",
-  "numbersKeyFile",
-];
+export const RESTART_KEYS: ReadonlyArray<keyof ServeOptions> = SERVER_OPTION_ENTRIES.filter((
+  [, { change }],
+) => change === "restart").map(([key]) => key);
 
 /**
- * The connection cap a host can hold: its open-file limit less a reserve, and no more than half
- * its memory at {@linkcode BUDGET_BYTES_PER_CONNECTION} each.
- *
- * @param host The host's facts.
- * @returns Connections per process.
- */
-export function hostConnectionCap(host: HostFacts): number {
-  const byFiles = Math.max(1, host.openFiles - RESERVED_FILES);
-  const byMemory = Math.max(1, Math.floor(host.memoryBytes / 2 / BUDGET_BYTES_PER_CONNECTION));
-  return Math.min(byFiles, byMemory, LIMITS.maxConnections.max);
-}
-
-/**
- * Returns the defaults for this host.
+ * Returns the defaults for this host (the option table's).
  *
  * @param cores The number of cores to size the thread pool for, or the host's facts.
  * @returns A complete configuration.
@@ -354,40 +280,11 @@ export function defaultConfig(cores: number | HostFacts): ServeConfig {
   const host: HostFacts = typeof cores === "number"
     ? { cores, openFiles: 20_000, memoryBytes: 4 * 1024 ** 3 }
     : cores;
-  const maxConnections = hostConnectionCap(host);
-  return {
-    host: "0.0.0.0",
-    port: 9000,
-    threads: Math.max(1, Math.min(host.cores, LIMITS.threads.max)),
-    framing: "chunk",
-    numberBy: "connection",
-    greeting: "Hello World",
-    maxLineBytes: 64 * 1024,
-    firstNumber: 1,
-    drainTimeoutMs: 10_000,
-    processes: 1,
-    state: null,
-    maxConnections,
-    maxConnectionsPerAddress: defaultPerAddressCap(maxConnections, 1),
-    connectionRate: 0,
-    connectionBurst: 0,
-    firstMessageTimeoutMs: 10_000,
-    idleTimeoutMs: 60_000,
-    maxPendingReplyBytes: 1024 * 1024,
-    allow: [],
-    deny: [],
-    proxyProtocol: false,
-    proxyFrom: [],
-    proxyHeaderTimeoutMs: 5000,
-    tlsCert: null,
-    tlsKey: null,
-    logLevel: "info",
-    numbers: null,
-    numbersPasswordFile: null,
-    numbersCaFile: null,
-    numbersCertFile: null,
-    numbersKeyFile: null,
-  };
+  const config: Record<string, unknown> = {};
+  for (const [key, entry] of SERVER_OPTION_ENTRIES) {
+    config[key] = typeof entry.default === "function" ? entry.default(host) : entry.default;
+  }
+  return config as ServeConfig;
 }
 
 function integerIn(
@@ -418,7 +315,45 @@ function oneOf<T extends string>(
   return value as T;
 }
 
-function cidrs(option: "allow" | "deny" | "proxyFrom", value: unknown): string[] {
+/**
+ * A value checked against what its option's entry says it accepts. What involves another key
+ * (`proxy-protocol` needs `proxy-from`) or more than the type (the host is an address, the URL one
+ * tallyho can lease from) is checked by {@linkcode resolveConfig} itself.
+ */
+function ownValue(key: keyof ServeOptions, type: OptionType, value: unknown): unknown {
+  const flag = FLAG_NAMES[key];
+  switch (type.kind) {
+    case "integer":
+    case "duration":
+      return integerIn(key as BoundedKey, value);
+    case "choice":
+      return oneOf(key, value, type.choices);
+    case "cidr-list":
+      return cidrs(key, value);
+    case "boolean":
+      if (typeof value !== "boolean") {
+        throw new ConfigError(flag, `'${flag}' must be true or false: got ${describe(value)}`);
+      }
+      return value;
+    case "path":
+      if (value !== null && (typeof value !== "string" || value.length === 0)) {
+        throw new ConfigError(
+          flag,
+          `'${flag}' must be a file path or null: got ${describe(value)}`,
+        );
+      }
+      return value;
+    case "string":
+      if (typeof value !== "string") {
+        throw new ConfigError(flag, `'${flag}' must be a string: got ${describe(value)}`);
+      }
+      return value;
+    case "url":
+      return value;
+  }
+}
+
+function cidrs(option: keyof ServeOptions, value: unknown): string[] {
   const name = FLAG_NAMES[option];
   if (!Array.isArray(value) || value.some((item) => typeof item !== "string")) {
     throw new ConfigError(name, `'${name}' must be a list of CIDR ranges: got ${describe(value)}`);
@@ -491,11 +426,6 @@ function tlsSettings(
   }
   return { tlsCert: cert as string | null, tlsKey: key as string | null };
 }
-
-/** Memory budgeted per serving thread (a Worker's heap, its buffers and its share of the runtime). */
-export const BUDGET_BYTES_PER_THREAD = 64 * 1024 * 1024;
-/** Threads per process beyond which more threads only add context switches. */
-export const THREADS_PER_CORE = 4;
 
 /**
  * Lowers what the host cannot hold, with a warning for each that names the limit, what was asked
@@ -735,16 +665,13 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
       } and numbers ${describe(numbers)}`,
     );
   }
+  // Each key's own value, as its entry in the option table says; then what involves other keys.
+  const own: Record<string, unknown> = {};
+  for (const [key, { type }] of SERVER_OPTION_ENTRIES) own[key] = ownValue(key, type, merged[key]);
   return {
+    ...own as ServeConfig,
     host: merged.host,
-    port: integerIn("port", merged.port),
-    threads: integerIn("threads", merged.threads),
-    framing: oneOf("framing", merged.framing, CHOICES.framing),
-    numberBy: oneOf("numberBy", merged.numberBy, CHOICES.numberBy),
     greeting: merged.greeting,
-    maxLineBytes: integerIn("maxLineBytes", merged.maxLineBytes),
-    firstNumber: integerIn("firstNumber", merged.firstNumber),
-    drainTimeoutMs: integerIn("drainTimeoutMs", merged.drainTimeoutMs),
     processes,
     state,
     numbers,
@@ -752,19 +679,7 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     numbersCaFile: numbersFile("numbersCaFile", merged.numbersCaFile, numbers),
     ...clientCertificate(merged.numbersCertFile, merged.numbersKeyFile, numbers),
     maxConnections,
-    maxConnectionsPerAddress: integerIn(
-      "maxConnectionsPerAddress",
-      merged.maxConnectionsPerAddress,
-    ),
-    connectionRate: integerIn("connectionRate", merged.connectionRate),
-    connectionBurst: integerIn("connectionBurst", merged.connectionBurst),
-    firstMessageTimeoutMs: integerIn("firstMessageTimeoutMs", merged.firstMessageTimeoutMs),
-    idleTimeoutMs: integerIn("idleTimeoutMs", merged.idleTimeoutMs),
-    maxPendingReplyBytes: integerIn("maxPendingReplyBytes", merged.maxPendingReplyBytes),
-    allow: cidrs("allow", merged.allow),
-    deny: cidrs("deny", merged.deny),
     ...proxySettings(merged.proxyProtocol, merged.proxyFrom, merged.proxyHeaderTimeoutMs),
     ...tlsSettings(merged.tlsCert, merged.tlsKey, merged.proxyProtocol),
-    logLevel: oneOf("logLevel", merged.logLevel, CHOICES.logLevel),
   };
 }

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { planConfigChange } from "../admin/config_plan.ts";
-import { defaultConfig, defaultPerAddressCap, resolveConfig } from "../server/config.ts";
+import { defaultConfig, resolveConfig } from "../server/config.ts";
+import { defaultPerAddressCap } from "../server/config/host_sizing.ts";
 import { python } from "./_python.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
 

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { LIMITS, RESERVED_FILES } from "../config.ts";
+import { LIMITS } from "../config.ts";
+import { RESERVED_FILES } from "../config/host_sizing.ts";
 import type { DoctorItem } from "./checks.ts";
 import type { OpenFileLimit } from "../open_file_limit.ts";
 
