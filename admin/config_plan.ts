@@ -8,11 +8,10 @@
  */
 
 import { describe } from "../server/common/describe.ts";
-import { FLAG_NAMES, RESTART_KEYS as RESTART_OPTIONS, type ServeConfig } from "../server/config.ts";
+import { FLAG_NAMES, RESTART_KEYS as RESTART_OPTIONS } from "../server/config.ts";
 import { ConfigShapeError } from "../server/config_error.ts";
 import { configToJson, optionsFromJson, unknownKeyError } from "../server/config_json.ts";
 import type { ConfigOutcome, ConfigRequest } from "../server/config_keeper.ts";
-import { type ConfigPlan, planConfig } from "../server/config_plan.ts";
 import type { ConfigChange } from "./backend.ts";
 import { applyMergePatch } from "./merge_patch.ts";
 
@@ -53,31 +52,6 @@ export function patchRequest(patch: unknown): ConfigRequest {
   }
   // A null removes the key, and the planner fills what is missing from the defaults.
   return (current) => optionsFromJson(applyMergePatch(configToJson(current), patch));
-}
-
-/**
- * Plans a patch against a configuration without a server: the rules the admin API applies,
- * for tests and tools. A running server plans through its `ConfigKeeper` instead, which also
- * clamps to the host.
- *
- * @param current The configuration in force.
- * @param patch The parsed request body.
- * @param defaults The configuration a key returns to when the patch sets it to `null`.
- * @returns The configuration the patch gives and what changes.
- * @throws {ConfigShapeError | ConfigError | RestartRequiredError} Naming the key.
- *
- * @example
- * ```ts
- * const plan = planConfigChange(current, { greeting: "Hi", "max-line-bytes": null }, defaults);
- * plan.changes; // { greeting: { from: "Hello World", to: "Hi" }, ... }
- * ```
- */
-export function planConfigChange(
-  current: ServeConfig,
-  patch: unknown,
-  defaults: ServeConfig,
-): ConfigPlan {
-  return planConfig(patchRequest(patch)(current), { defaults, current, origin: PATCH_ORIGIN });
 }
 
 /**

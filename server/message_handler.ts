@@ -26,7 +26,7 @@ const CLOSE_NUMBERS_UNAVAILABLE = -2;
  * block arrives (see NumberLedger): a healthy but briefly slow source delays a burst rather than
  * refusing it, and a source that is down costs each thread one wait, not one per client.
  */
-export const NUMBER_WAIT_MS = 1000;
+const NUMBER_WAIT_MS = 1000;
 
 /**
  * The most reply bytes encoded at a time for one connection. Replies are encoded only as the

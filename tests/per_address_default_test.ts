@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { planConfigChange } from "../admin/config_plan.ts";
+import { planConfigChange } from "./_patch_plan.ts";
 import { defaultConfig, resolveConfig } from "../server/config.ts";
 import { defaultPerAddressCap } from "../server/config/host_sizing.ts";
 import { python } from "./_python.ts";

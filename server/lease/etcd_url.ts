@@ -34,7 +34,7 @@ export interface EtcdTarget extends NumbersTarget {
 }
 
 /** The port etcd serves clients on when a URL names none. */
-export const DEFAULT_ETCD_PORT = 2379;
+const DEFAULT_ETCD_PORT = 2379;
 
 /**
  * Whether `text` asks for etcd numbering at all (so an error can speak of an etcd URL).

@@ -38,7 +38,7 @@ const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // BigInt64[RING_BLOCKS]: a
 // BigInt64: one above the highest position refused for want of a block (0 when none was).
 const REFUSED_OFFSET = TAGS_OFFSET + RING_BLOCKS * 8;
 /** Bytes a ledger needs in shared memory. */
-export const LEDGER_BYTES = REFUSED_OFFSET + 8;
+const LEDGER_BYTES = REFUSED_OFFSET + 8;
 
 /** Thrown when a position's block has not been leased in time; the connection is refused. */
 export class NumbersUnavailableError extends Error {

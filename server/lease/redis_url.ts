@@ -43,7 +43,7 @@ export const DEFAULT_REDIS_PORT = 6379;
  * @param text What `--numbers` was given.
  * @returns `true` for `redis://...` and `rediss://...`.
  */
-export function isRedisUrl(text: string): boolean {
+function isRedisUrl(text: string): boolean {
   return /^rediss?:\/\//i.test(text);
 }
 

@@ -31,7 +31,7 @@ export const PROXY_AWAIT = 1;
 /** `Connection.proxyPhase`: a direct client whose first read must not be a header. */
 export const PROXY_SNIFF = 2;
 /** From {@linkcode ConnectionGate.proxyData}: the header has not ended; nothing to serve yet. */
-export const PROXY_WAIT = PROXY_MORE;
+const PROXY_WAIT = PROXY_MORE;
 /** From {@linkcode ConnectionGate.proxyData}: close the connection now (counted by reason). */
 export const PROXY_CLOSE = PROXY_INVALID;
 
