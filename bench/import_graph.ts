@@ -69,7 +69,13 @@ export function importsIn(text: string): { specifier: string; kind: ImportEdge["
   return found;
 }
 
-function sourceFiles(dir: string): string[] {
+/**
+ * Every .ts file under a folder, leaving out node_modules and the dashboard's bundle.
+ *
+ * @param dir The folder.
+ * @returns The files' paths.
+ */
+export function sourceFiles(dir: string): string[] {
   const files: string[] = [];
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);

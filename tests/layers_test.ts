@@ -5,10 +5,16 @@
  * and so does a value import cycle anywhere in the product (bench/import_graph.ts reads the graph).
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { test } from "node:test";
-import { importCycles, importGraph, importsIn, PRODUCT_FOLDERS } from "../bench/import_graph.ts";
+import {
+  importCycles,
+  importGraph,
+  importsIn,
+  PRODUCT_FOLDERS,
+  sourceFiles,
+} from "../bench/import_graph.ts";
 import { ROOT } from "./_server.ts";
 
 /** What each top-level folder may import from the others. */
@@ -20,29 +26,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   bench: ["server", "load"],
 };
 
-function sourceFiles(dir: string): string[] {
-  const files: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (name === "node_modules" || name === "bundle") continue;
-    if (statSync(path).isDirectory()) files.push(...sourceFiles(path));
-    else if (name.endsWith(".ts")) files.push(path);
-  }
-  return files;
-}
-
-/** Every relative module specifier in a file: `import`, `export ... from`, `import()`, `new URL`. */
+/** Every relative module specifier in a file: `import`, `export ... from`, `import()`. */
 function relativeImports(text: string): string[] {
-  const found: string[] = [];
-  const patterns = [
-    /(?:import|export)\s[^;]*?from\s*["'](\.{1,2}\/[^"']+)["']/g,
-    /import\s*\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g,
-    /import\s*["'](\.{1,2}\/[^"']+)["']/g,
-  ];
-  for (const pattern of patterns) {
-    for (const match of text.matchAll(pattern)) found.push(match[1]!);
-  }
-  return found;
+  return importsIn(text).map(({ specifier }) => specifier);
 }
 
 function layerOf(path: string): string {
