@@ -193,9 +193,8 @@ export interface ServeOptions {
   logLevel?: LogLevel;
   /**
    * A Redis or etcd key that many servers lease their numbers from, as
-   * `redis://HOST:PORT/DB?key=KEY`, `rediss://...` (TLS), the old `redis://HOST:PORT/KEY`
-   * (deprecated), or `etcd://HOST:PORT[,HOST:PORT...]/KEY` (an etcd cluster's
-   * members), so that no two of them ever hand out the same number. Never holds a password (see
+   * `redis://HOST:PORT/DB?key=KEY`, `rediss://...` (TLS), or
+   * `etcd://HOST:PORT[,HOST:PORT...]/KEY` (an etcd cluster's members), so that no two of them ever hand out the same number. Never holds a password (see
    * `numbersPasswordFile`). Cannot be set with `state`; `null` leaves the
    * numbers to `state` or to memory.
    * @default {null}

@@ -121,7 +121,7 @@ test(
         assert.match(
           error.message,
           new RegExp(
-            `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/n: the key holds ` +
+            `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=n: the key holds ` +
               `5000, but this server's mark is 8192 `,
           ),
         );

@@ -159,7 +159,7 @@ test(
         assert.match(
           lines[0]!,
           new RegExp(
-            `^redis redis://127\\.0\\.0\\.1:${redis.port}/n went backwards: the key is ` +
+            `^redis redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=n went backwards: the key is ` +
               `missing, but this server's mark is 8192 `,
           ),
           `server ${i}`,

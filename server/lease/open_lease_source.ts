@@ -18,8 +18,7 @@ import { readTlsFiles } from "../tls_files.ts";
  * Opens the configured number source.
  *
  * @param config The resolved configuration.
- * @param log Receives the source's own lines (a Redis connection lost and back, a deprecated
- * URL form as a warning).
+ * @param log Receives the source's own lines (a Redis connection lost and back).
  * @param above The highest number the tree handing over in an upgrade ever leased (or, after a
  * failed one, that the new tree reported): numbers in memory and a state file start above it.
  * A state file is this server's alone, so a file that records less (new, or memory before)
@@ -62,9 +61,7 @@ export async function openLeaseSource(
     // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
     // processes (started from the same entry point) and servers without Redis need not pay.
     const { RedisLeaseSource } = await import("./redis_lease_source.ts");
-    const target = parseRedisUrl(config.numbers);
-    if (target.deprecation !== null) log(target.deprecation, "warn");
-    return await RedisLeaseSource.open(target, {
+    return await RedisLeaseSource.open(parseRedisUrl(config.numbers), {
       password: readRedisPassword(config.numbersPasswordFile, process.env),
       firstNumber: config.firstNumber,
       caFile: config.numbersCaFile,

@@ -2,10 +2,10 @@
  * Reads the `--numbers` URL: `redis://HOST:PORT/DB?key=KEY` or `rediss://...` (TLS).
  *
  * The path is the database number, as every Redis client reads it (`redis://host/0`), and the
- * key that holds the high-water mark is the `key` parameter. The first form tallyho took,
- * `redis://HOST:PORT/KEY` (the path as the key, database 0), still works when no `key` parameter
- * is given, with a deprecation warning. A password in the URL is refused: a command line is
- * visible to every user of the host (`ps`), and a config file is shown by the admin API.
+ * key that holds the high-water mark is the `key` parameter, which is required: a URL without one
+ * is refused (the form that read the path as the key was dropped before any release). A
+ * password in the URL is refused: a command line is visible to every user of the host (`ps`),
+ * and a config file is shown by the admin API.
  *
  * @module
  */
@@ -27,11 +27,6 @@ export interface RedisTarget extends NumbersTarget {
   port: number;
   /** The database number (`SELECT`); 0 unless the path names one. */
   database: number;
-  /**
-   * Set when the URL has the old form (the path as the key): what to tell the operator.
-   * `null` for `redis://HOST:PORT/DB?key=KEY`.
-   */
-  deprecation: string | null;
 }
 
 /** The port Redis listens on when a URL names none. */
@@ -52,8 +47,7 @@ function isRedisUrl(text: string): boolean {
  *
  * @param text The URL.
  * @returns Its parts.
- * @throws {RangeError} When it is not a `redis://HOST:PORT/DB?key=KEY` (or old
- * `redis://HOST:PORT/KEY`) URL or holds a password; the
+ * @throws {RangeError} When it is not a `redis://HOST:PORT/DB?key=KEY` URL or holds a password; the
  * message names the flag and what was given up to the host (never what follows, which may be a
  * password).
  *
@@ -88,35 +82,23 @@ export function parseRedisUrl(text: string): RedisTarget {
     );
   }
   const path = decodeURIComponent(url.pathname.slice(1));
-  const keyParameter = url.searchParams.get("key");
-  let key: string;
+  const key = url.searchParams.get("key");
+  if (key === null) {
+    throw new RangeError(
+      `'numbers' ${shape}: got ${given}, which names no key (?key= names the key that holds ` +
+        `the high-water mark; the path is the database number)`,
+    );
+  }
+  if (key === "") throw new RangeError(`'numbers' ${shape}: got ${given}, whose key is empty`);
   let database = 0;
-  let deprecation: string | null = null;
-  if (keyParameter !== null) {
-    key = keyParameter;
-    if (key === "") throw new RangeError(`'numbers' ${shape}: got ${given}, whose key is empty`);
-    if (path !== "") {
-      if (!/^\d{1,5}$/.test(path)) {
-        throw new RangeError(
-          `'numbers' ${shape}, where DB is a database number: got ${given}, whose path ` +
-            `${JSON.stringify(path)} is not a number (the key goes in ?key=)`,
-        );
-      }
-      database = Number(path);
-    }
-  } else {
-    key = path;
-    if (key === "") {
+  if (path !== "") {
+    if (!/^\d{1,5}$/.test(path)) {
       throw new RangeError(
-        `'numbers' ${shape}: got ${given}, which names no key ` +
-          `(?key= names the key that holds the high-water mark)`,
+        `'numbers' ${shape}, where DB is a database number: got ${given}, whose path ` +
+          `${JSON.stringify(path)} is not a number (the key goes in ?key=)`,
       );
     }
-    deprecation = `--numbers ${url.protocol}//${url.host}/${url.pathname.slice(1)} takes the ` +
-      `path as the key, which other Redis clients read as a database number; this form is ` +
-      `deprecated: write ${url.protocol}//${url.host}/0?key=${
-        encodeURIComponent(key)
-      } (the same key, database 0)`;
+    database = Number(path);
   }
   const tls = url.protocol.toLowerCase() === "rediss:";
   const port = url.port === "" ? DEFAULT_REDIS_PORT : Number(url.port);
@@ -128,7 +110,6 @@ export function parseRedisUrl(text: string): RedisTarget {
     port,
     key,
     database,
-    deprecation,
     username,
     display: `${tls ? "rediss" : "redis"}://${
       username === null ? "" : `${url.username}@`
