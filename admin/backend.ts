@@ -6,7 +6,7 @@
  * implements one in memory for tests and as a reference.
  *
  * Configuration changes are planned in one place, the server's `ConfigKeeper` (over
- * `planConfig`): a backend turns the patch into a request with `patchRequest` (config_plan.ts) and
+ * `planConfig`): a backend turns the patch into a request with `patchRequest` (patch_request.ts) and
  * hands it to its keeper from both {@linkcode AdminBackend.validateConfig} and
  * {@linkcode AdminBackend.applyConfig}, and throws what it throws, so the HTTP status of every
  * rejection is the same whoever implements the backend.

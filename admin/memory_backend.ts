@@ -25,7 +25,7 @@ import type {
   ListenerState,
   ProcessStats,
 } from "./backend.ts";
-import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
+import { outcome, PATCH_ORIGIN, patchRequest } from "./patch_request.ts";
 import { StateConflictError } from "./errors.ts";
 
 /** Options for {@linkcode MemoryBackend}. */

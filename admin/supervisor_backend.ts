@@ -23,7 +23,7 @@ import type {
   ProcessStats,
   UpgradeEvent,
 } from "./backend.ts";
-import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
+import { outcome, PATCH_ORIGIN, patchRequest } from "./patch_request.ts";
 import { StateConflictError } from "./errors.ts";
 import { type HistoryView, StatsHistory } from "./stats_history.ts";
 

@@ -3,7 +3,7 @@
  * admin API applies (a running server plans through its `ConfigKeeper`, which also clamps to the
  * host). For the unit tests of those rules.
  */
-import { PATCH_ORIGIN, patchRequest } from "../admin/config_plan.ts";
+import { PATCH_ORIGIN, patchRequest } from "../admin/patch_request.ts";
 import type { ServeConfig } from "../server/config.ts";
 import { type ConfigPlan, planConfig } from "../server/config_plan.ts";
 
