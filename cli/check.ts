@@ -31,6 +31,7 @@ import {
   assertFree,
   parseAdminAddress,
   parseServeArgs,
+  readServeFile,
   requested,
 } from "./serve.ts";
 
@@ -96,11 +97,12 @@ export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<
   }
   if (parsed === "version") throw new UsageError("'tallyho check' takes no --version");
   const host = readHostFacts();
-  const { config, warnings: planned } = planConfig(requested(parsed), {
+  const file = readServeFile(parsed);
+  const { config, warnings: planned } = planConfig(requested(parsed, file), {
     defaults: defaultConfig(host),
     host,
   });
-  const admin = adminSettings(parsed);
+  const admin = adminSettings(parsed, file);
   const adminAddress = parseAdminAddress(admin.address);
   const tokenOptions = admin.tokenFile === undefined ? {} : { tokenFile: admin.tokenFile };
   let token = "none (admin off)";

@@ -27,14 +27,13 @@ import {
   serveAdminHttp,
 } from "../server/adapters/mod.ts";
 import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { describe } from "../server/common/describe.ts";
+import { defaultConfig, type ServeOptions } from "../server/config.ts";
 import {
-  defaultConfig,
-  describe,
-  DURATION_KEYS,
-  FLAG_NAMES,
-  LIMITS,
-  type ServeOptions,
-} from "../server/config.ts";
+  OPTION_ENTRIES,
+  OPTION_TABLE,
+  SERVER_OPTION_ENTRIES,
+} from "../server/config/option_table.ts";
 import { ConfigError } from "../server/config_error.ts";
 import { parseDuration, readConfigFileWith } from "../server/config_json.ts";
 import { planConfig } from "../server/config_plan.ts";
@@ -62,7 +61,7 @@ import { type CliIo, integerFlag, joinNegativeValues, usageErrorFrom } from "./_
 const VERSION_TEXT = `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}`;
 
 /** Where the admin API listens by default: loopback only. */
-export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
+export const DEFAULT_ADMIN_ADDRESS: string = OPTION_TABLE.admin.default;
 
 /** The admin API's command-line settings. */
 export interface AdminFlags {
@@ -115,25 +114,29 @@ export interface ServeArgs {
 }
 
 /** How often at most refused connections are summed up in the log. */
-export const DEFAULT_REJECTION_LOG_EVERY = "10s";
+export const DEFAULT_REJECTION_LOG_EVERY: string = OPTION_TABLE.logRejectionsEvery.default;
+
+/** The command line's own keys, which the config file may also hold: read at start only. */
+const CLI_KEYS = OPTION_ENTRIES.filter(([key, entry]) =>
+  entry.change === "start" && key !== "config"
+)
+  .map(([, entry]) => entry.flag);
 
 const SERVE_FLAGS = {
-  ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
   // A switch on the command line (`--proxy-protocol`), true or false in a config file or PATCH.
-  "proxy-protocol": { type: "boolean" },
-  config: { type: "string" },
-  admin: { type: "string" },
-  "admin-token-file": { type: "string" },
-  "log-format": { type: "string" },
-  "log-rejections-every": { type: "string" },
+  ...Object.fromEntries(
+    OPTION_ENTRIES.map((
+      [, entry],
+    ) => [entry.flag, { type: entry.type.kind === "boolean" ? "boolean" : "string" }]),
+  ) as Record<string, { type: "string" | "boolean" }>,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
-} as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
+} satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
 
 /**
- * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
- * comma-separated lists for `allow`, `deny` and `proxy-from`, a switch for `proxy-protocol`, text
- * for the rest.
+ * Turns `serve` flags into options, each as its entry in the option table says: integers for the
+ * numeric keys, durations for the timeouts, comma-separated lists for CIDR ranges, a switch for
+ * a boolean, text for the rest.
  *
  * @param args The arguments after the command.
  * @returns What was asked for, or `"help"` / `"version"`.
@@ -155,14 +158,13 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   if (values.help) return "help";
   if (values.version) return "version";
   const options: Record<string, unknown> = {};
-  for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
+  for (const [option, { flag, type }] of SERVER_OPTION_ENTRIES) {
     const text = values[flag];
     if (typeof text === "boolean") options[option] = text;
     if (typeof text !== "string") continue;
-    if (DURATION_KEYS.has(option)) {
-      options[option] = parseDuration(flag, text, LIMITS[option as keyof typeof LIMITS]);
-    } else if (option in LIMITS) options[option] = integerFlag(flag, text);
-    else if (option === "allow" || option === "deny" || option === "proxyFrom") {
+    if (type.kind === "duration") options[option] = parseDuration(flag, text, type);
+    else if (type.kind === "integer") options[option] = integerFlag(flag, text);
+    else if (type.kind === "cidr-list") {
       options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
     } else options[option] = text;
   }
@@ -182,35 +184,52 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   };
 }
 
-/** The config file's keys that are the command line's, not the server's: read at start only. */
-const FILE_ADMIN_KEYS = [
-  "admin",
-  "admin-token-file",
-  "log-format",
-  "log-rejections-every",
-] as const;
+/** What the `--config` file holds: the server's options and the command line's own keys. */
+export interface ServeFile {
+  /** The server's options it sets. */
+  options: ServeOptions;
+  /** The command line's own keys it sets (`admin`, `log-format`, ...), as given. */
+  extra: Record<string, unknown>;
+}
 
-/** What the configuration is asked to be: the `--config` file's keys under the flags. */
-export function requested(args: ServeArgs): ServeOptions {
-  const fromFile = args.configFile === null
-    ? {}
-    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).options;
-  return { ...fromFile, ...args.options };
+/**
+ * Reads the `--config` file, if there is one: once at start (SIGHUP reads it again).
+ *
+ * @param args What the command line asked for.
+ * @returns What it holds; nothing without a file.
+ * @throws {ConfigFileError} When it cannot be read or holds a bad key or value.
+ */
+export function readServeFile(args: ServeArgs): ServeFile {
+  return args.configFile === null
+    ? { options: {}, extra: {} }
+    : readConfigFileWith(args.configFile, CLI_KEYS);
+}
+
+/**
+ * What the configuration is asked to be: the `--config` file's keys under the flags.
+ *
+ * @param args What the command line asked for.
+ * @param file The file as read; read now when not given (SIGHUP).
+ * @returns The options.
+ */
+export function requested(args: ServeArgs, file: ServeFile = readServeFile(args)): ServeOptions {
+  return { ...file.options, ...args.options };
 }
 
 /**
  * The command line's own settings (the admin API's, the log's): the flags over the config
  * file's `admin`, `admin-token-file`, `log-format` and `log-rejections-every` over the defaults.
  *
+ * @param args What the command line asked for.
+ * @param file The config file as read at start.
  * @throws {ConfigError} When the file gives one that is not a string.
  */
 export function adminSettings(
   args: ServeArgs,
+  file: ServeFile,
 ): { address: string; tokenFile?: string; logFormat: LogFormat; logRejectionsEveryMs: number } {
-  const extra = args.configFile === null
-    ? {}
-    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).extra;
-  for (const key of FILE_ADMIN_KEYS) {
+  const extra = file.extra;
+  for (const key of CLI_KEYS) {
     if (key in extra && typeof extra[key] !== "string") {
       throw new ConfigError(
         key,
@@ -226,13 +245,13 @@ export function adminSettings(
     logRejectionsEveryMs: parseDuration(
       "log-rejections-every",
       args.logRejectionsEvery ?? extra["log-rejections-every"] ?? DEFAULT_REJECTION_LOG_EVERY,
-      { min: 0, max: 86_400_000 },
+      OPTION_TABLE.logRejectionsEvery.type,
     ),
   };
 }
 
 function logFormatOf(value: string | undefined): LogFormat {
-  if (value === undefined) return "text";
+  if (value === undefined) return OPTION_TABLE.logFormat.default;
   if (!(LOG_FORMATS as readonly string[]).includes(value)) {
     throw new ConfigError(
       "log-format",
@@ -286,13 +305,14 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   // if this one fails to start, at once when told why.
   // The configuration is checked before the old tree is asked for anything: a bad one fails the
   // upgrade with the old tree's source never let go.
+  const file = readServeFile(args);
   const takeover = await Takeover.join(process.env, VERSION_TEXT, () => {
     const host = readHostFacts();
-    planConfig(requested(args), { defaults: defaultConfig(host), host });
-    adminSettings(args);
+    planConfig(requested(args, file), { defaults: defaultConfig(host), host });
+    adminSettings(args, file);
   });
   try {
-    return await runServeTree(args, io, takeover);
+    return await runServeTree(args, file, io, takeover);
   } catch (error) {
     await takeover?.fail((error as Error).message);
     throw error;
@@ -301,12 +321,13 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
 
 async function runServeTree(
   args: ServeArgs,
+  file: ServeFile,
   io: CliIo,
   takeover: Takeover | null,
 ): Promise<number> {
   const host = readHostFacts();
   const defaults = defaultConfig(host);
-  const planned = planConfig(requested(args), { defaults, host });
+  const planned = planConfig(requested(args, file), { defaults, host });
   const { warnings } = planned;
   // Port 0 in an upgrade means the port the old tree listens on, which this one shares with it.
   const config = takeover !== null && planned.config.port === 0
@@ -314,7 +335,7 @@ async function runServeTree(
     : planned.config;
   const sharedPort = takeover !== null && config.port === takeover.handed.port;
   // The level is read at each line, so a live change of 'log-level' applies at once.
-  const settings = adminSettings(args);
+  const settings = adminSettings(args, file);
   const format = settings.logFormat;
   // The children inherit the environment: they write their own lines in the same format.
   process.env[LOG_FORMAT_ENV] = format;

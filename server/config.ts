@@ -32,10 +32,6 @@ import { firstUnprintable } from "./common/printable.ts";
 import { isEtcdUrl, parseEtcdUrl } from "./lease/etcd_url.ts";
 import { parseRedisUrl } from "./lease/redis_url.ts";
 
-// Still re-exported here for cli/serve.ts, which issue 23 is changing; it moves to
-// ./common/describe.ts once that has landed.
-export { describe } from "./common/describe.ts";
-
 /** How incoming bytes are cut into messages. */
 export type Framing = "chunk" | "line";
 /** Whether a connection keeps one number or every reply takes a new one. */

@@ -7,8 +7,8 @@
  */
 
 import { readRegularFile, RegularFileError } from "./regular_file.ts";
+import { describe } from "./common/describe.ts";
 import {
-  describe,
   DURATION_KEYS,
   FLAG_NAMES,
   LIMITS,
@@ -26,17 +26,6 @@ export class ConfigFileError extends Error {
 
 /** The most bytes a `--config` file may hold. */
 export const CONFIG_FILE_MAX_BYTES = 1024 * 1024;
-
-/**
- * Reads a `--config` file: a JSON object with the flags' names as keys.
- *
- * @param path The file.
- * @returns The options it sets.
- * @throws {ConfigFileError} When it cannot be read, is not JSON, or holds a bad key or value.
- */
-export function readConfigFile(path: string): ServeOptions {
-  return readConfigFileWith(path, []).options;
-}
 
 /**
  * Reads a `--config` file that may also hold keys the server's options do not have but the

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { parseServeArgs } from "../cli/serve.ts";
 import { defaultConfig, LIMITS, resolveConfig } from "../server/config.ts";
-import { optionsFromJson, parseDuration, readConfigFile } from "../server/config_json.ts";
+import { optionsFromJson, parseDuration, readConfigFileWith } from "../server/config_json.ts";
 import { jsonErrorPosition } from "../server/json_error_position.ts";
 import { runTallyho, UNDER_TEST } from "./_server.ts";
 
@@ -80,7 +80,7 @@ test("host: an address that is no IP address or host name is a ConfigError namin
 
 test("config file: a trailing comma is reported with its line and column", () => {
   withFile("bad.json", `{\n  "port": 9000,\n  "threads": 2,\n}\n`, (path) => {
-    assert.throws(() => readConfigFile(path), {
+    assert.throws(() => readConfigFileWith(path, []).options, {
       name: "ConfigFileError",
       message: new RegExp(
         `^Config file ${path.replaceAll(/[.*+?^${}()|[\]\\]/g, "\\$&")}` +
@@ -89,7 +89,10 @@ test("config file: a trailing comma is reported with its line and column", () =>
     });
   });
   withFile("bad2.json", `{"port": 9000 "threads": 2}`, (path) => {
-    assert.throws(() => readConfigFile(path), /at line 1, column 15: expected ',' or '\}'/);
+    assert.throws(
+      () => readConfigFileWith(path, []).options,
+      /at line 1, column 15: expected ',' or '\}'/,
+    );
   });
 });
 

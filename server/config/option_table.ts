@@ -19,6 +19,7 @@
 import { MAX_NUMBER } from "../common/max_number.ts";
 import type { Framing, LogLevel, NumberBy, ServeConfig } from "../config.ts";
 import type { HostFacts } from "../host_facts.ts";
+import { LOG_FORMATS } from "../log_line.ts";
 import {
   CONNECTIONS_MAX,
   defaultPerAddressCap,
@@ -91,6 +92,8 @@ export interface ServerOptionEntry<T> extends OptionEntry {
 /** An option of the command line only (`--admin`, `--log-format`, `--config`). */
 export interface CliOptionEntry extends OptionEntry {
   readonly change: "start";
+  /** The default, as it would be written on the command line; none where unset means none. */
+  readonly default?: string;
 }
 
 type Table =
@@ -266,7 +269,8 @@ export const OPTION_TABLE = {
   },
   logFormat: {
     flag: "log-format",
-    type: { kind: "choice", choices: ["text", "json"] },
+    type: { kind: "choice", choices: LOG_FORMATS },
+    default: "text",
     change: "start",
     usage:
       "  --log-format FORMAT     text: an ISO time and the level before each line; json: one object\n" +
@@ -276,6 +280,7 @@ export const OPTION_TABLE = {
   logRejectionsEvery: {
     flag: "log-rejections-every",
     type: { kind: "duration", min: 0, max: 86_400_000 },
+    default: "10s",
     change: "start",
     usage:
       "  --log-rejections-every TIME   sum up refused and closed connections by reason at most this\n" +
@@ -285,6 +290,7 @@ export const OPTION_TABLE = {
   admin: {
     flag: "admin",
     type: { kind: "string" },
+    default: "127.0.0.1:9001",
     change: "start",
     usage:
       "  --admin HOST:PORT|off   the admin HTTP API (default 127.0.0.1:9001); a non-loopback address\n" +
