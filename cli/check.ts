@@ -10,6 +10,7 @@
  */
 
 import { accessSync, constants, existsSync } from "node:fs";
+import { runtime } from "../server/adapters/mod.ts";
 import process from "node:process";
 import { dirname } from "node:path";
 import { resolveAdminToken, TOKEN_ENV } from "../admin/token.ts";
@@ -72,7 +73,7 @@ async function checkNumbers(config: ServeConfig, warnings: string[]): Promise<st
   const source = await openLeaseSource(config, (line, level) => {
     // A warning serve would log (a client key others can read); the source's info lines are not.
     if (level === "warn") warnings.push(line);
-  });
+  }, { runtime });
   try {
     return `${source.description}, next number ${source.next}`;
   } finally {
@@ -101,6 +102,7 @@ export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<
   const { config, warnings: planned } = planConfig(requested(parsed, file), {
     defaults: defaultConfig(host),
     host,
+    capabilities: runtime.capabilities,
   });
   const admin = adminSettings(parsed, file);
   const adminAddress = parseAdminAddress(admin.address);

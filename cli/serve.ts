@@ -21,8 +21,8 @@ import {
   adminConnectionCaps,
   type CappedHttpServer,
   closeOnExec,
-  openUnixDatagram,
   RUNTIME,
+  runtime,
   RUNTIME_VERSION,
   serveAdminHttp,
 } from "../server/adapters/mod.ts";
@@ -308,7 +308,11 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   const file = readServeFile(args);
   const takeover = await Takeover.join(process.env, VERSION_TEXT, () => {
     const host = readHostFacts();
-    planConfig(requested(args, file), { defaults: defaultConfig(host), host });
+    planConfig(requested(args, file), {
+      defaults: defaultConfig(host),
+      host,
+      capabilities: runtime.capabilities,
+    });
     adminSettings(args, file);
   });
   try {
@@ -327,7 +331,11 @@ async function runServeTree(
 ): Promise<number> {
   const host = readHostFacts();
   const defaults = defaultConfig(host);
-  const planned = planConfig(requested(args, file), { defaults, host });
+  const planned = planConfig(requested(args, file), {
+    defaults,
+    host,
+    capabilities: runtime.capabilities,
+  });
   const { warnings } = planned;
   // Port 0 in an upgrade means the port the old tree listens on, which this one shares with it.
   const config = takeover !== null && planned.config.port === 0
@@ -359,7 +367,7 @@ async function runServeTree(
   };
   // systemd (Type=notify): does nothing unless $NOTIFY_SOCKET is set. Every message is sent from
   // this file; the call sites are marked "systemd:".
-  const systemd = SystemdNotifier.fromEnv(process.env, openUnixDatagram, { log });
+  const systemd = SystemdNotifier.fromEnv(process.env, runtime.openUnixDatagram, { log });
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
   const adminFlags = settings;
@@ -402,7 +410,10 @@ async function runServeTree(
   }
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
-  const opened = await openLeaseSource(config, log, takeover?.handed.mark ?? 0);
+  const opened = await openLeaseSource(config, log, {
+    runtime,
+    above: takeover?.handed.mark ?? 0,
+  });
   const source = takeover === null ? opened : takeover.reporting(opened);
   // The old tree stopped leasing when this one said hello: its processes lease through this
   // tree from now on, while this one starts.
@@ -423,6 +434,7 @@ async function runServeTree(
       log,
       defaults,
       host,
+      capabilities: runtime.capabilities,
       onCrashLoop: (r) => crashed(r),
       // In an upgrade every process leases its first block before it listens, or the upgrade
       // fails: the old tree serves on rather than hand the port to a tree without numbers.
@@ -449,7 +461,7 @@ async function runServeTree(
     handOffAdmin: () => admin?.handOff() ?? null,
     adminHandedOff: () => admin?.handedOff(),
     takeBackAdmin: async () => await admin?.takeBack(),
-    reopen: (mark) => openLeaseSource(config, log, mark),
+    reopen: (mark) => openLeaseSource(config, log, { runtime, above: mark }),
     stopAdmin: async () => {
       const stopping = admin;
       admin = null;

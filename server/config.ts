@@ -10,7 +10,7 @@
 
 import { CidrList } from "./limits/cidr_list.ts";
 import { describe } from "./common/describe.ts";
-import { TLS_AFTER_PROXY_HEADER } from "./adapters/mod.ts";
+import type { RuntimeCapabilities } from "./adapters/runtime_adapter.ts";
 import { ConfigError, ConfigShapeError } from "./config_error.ts";
 import type { HostFacts } from "./host_facts.ts";
 import {
@@ -226,6 +226,12 @@ export interface ServeOptions {
 /** A fully resolved, validated configuration. */
 export type ServeConfig = Required<ServeOptions>;
 
+/**
+ * The capabilities of a runtime that can do everything the configuration asks: what
+ * {@linkcode resolveConfig} assumes unless told which runtime will serve.
+ */
+export const ANY_RUNTIME: RuntimeCapabilities = { tlsAfterProxyHeader: null };
+
 type Bounds = { readonly min: number; readonly max: number };
 type BoundedKey = KeysOfKind<"integer" | "duration"> & keyof ServeOptions;
 type ChoiceKey = KeysOfKind<"choice"> & keyof ServeOptions;
@@ -394,7 +400,9 @@ function tlsSettings(
   cert: unknown,
   key: unknown,
   proxyProtocol: unknown,
+  capabilities: RuntimeCapabilities,
 ): Pick<ServeConfig, "tlsCert" | "tlsKey"> {
+  const tlsAfterProxyHeader = capabilities.tlsAfterProxyHeader;
   for (const [flag, value] of [["tls-cert", cert], ["tls-key", key]] as const) {
     if (value !== null && (typeof value !== "string" || value.length === 0)) {
       throw new ConfigError(flag, `'${flag}' must be a file path or null: got ${describe(value)}`);
@@ -408,13 +416,13 @@ function tlsSettings(
         `${given} ${describe(cert ?? key)} without ${missing}`,
     );
   }
-  if (cert !== null && proxyProtocol === true && TLS_AFTER_PROXY_HEADER !== null) {
+  if (cert !== null && proxyProtocol === true && tlsAfterProxyHeader !== null) {
     // A balancer sends the header in the clear before the TLS handshake; this runtime cannot
-    // start TLS on a connection after reading it (see TLS_AFTER_PROXY_HEADER for why).
+    // start TLS on a connection after reading it (its adapter's capabilities say why).
     throw new ConfigError(
       "proxy-protocol",
       `'proxy-protocol' cannot be combined with 'tls-cert' on this runtime (the header comes ` +
-        `before TLS, and ${TLS_AFTER_PROXY_HEADER}): got proxy-protocol true with tls-cert ` +
+        `before TLS, and ${tlsAfterProxyHeader}): got proxy-protocol true with tls-cert ` +
         `${describe(cert)}; run on Bun (or the compiled binary), let the balancer end TLS, or ` +
         `pass TLS through without the PROXY protocol`,
     );
@@ -582,6 +590,8 @@ function clientCertificate(
  *
  * @param options What the caller set; unknown keys are rejected.
  * @param base The configuration the options change (the defaults when omitted).
+ * @param capabilities What the runtime that will serve it can do (its adapter's); a runtime
+ *   that cannot start TLS after a PROXY header refuses the two together.
  * @returns The resolved configuration.
  * @throws {ConfigShapeError} When `options` is not an object or names an unknown key.
  * @throws {ConfigError} When a value is out of its bounds; the message names the field.
@@ -591,7 +601,11 @@ function clientCertificate(
  * const config = resolveConfig({ port: 0, framing: "line" }, defaultConfig(2));
  * ```
  */
-export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeConfig {
+export function resolveConfig(
+  options: ServeOptions,
+  base: ServeConfig,
+  capabilities: RuntimeCapabilities = ANY_RUNTIME,
+): ServeConfig {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new ConfigShapeError(undefined, `Options must be an object: got ${describe(options)}`);
   }
@@ -675,6 +689,6 @@ export function resolveConfig(options: ServeOptions, base: ServeConfig): ServeCo
     ...clientCertificate(merged.numbersCertFile, merged.numbersKeyFile, numbers),
     maxConnections,
     ...proxySettings(merged.proxyProtocol, merged.proxyFrom, merged.proxyHeaderTimeoutMs),
-    ...tlsSettings(merged.tlsCert, merged.tlsKey, merged.proxyProtocol),
+    ...tlsSettings(merged.tlsCert, merged.tlsKey, merged.proxyProtocol, capabilities),
   };
 }

@@ -11,6 +11,7 @@
 import type { ServeConfig, ServeOptions } from "./config.ts";
 import { StaleGenerationError } from "./config_error.ts";
 import { type ConfigPlan, describeChanges, planConfig } from "./config_plan.ts";
+import type { RuntimeCapabilities } from "./adapters/runtime_adapter.ts";
 import type { HostFacts } from "./host_facts.ts";
 import {
   describeTlsFiles,
@@ -55,6 +56,11 @@ export interface ConfigKeeperOptions {
   defaults: ServeConfig;
   /** What every configuration is clamped to. */
   host: HostFacts;
+  /**
+   * What the runtime that serves can do (see {@linkcode PlanOptions.capabilities}).
+   * @default {ANY_RUNTIME}
+   */
+  capabilities?: RuntimeCapabilities;
   /** Receives the one line each applied change gets, and its level. */
   log: (line: string, level?: "info" | "warn") => void;
   /**
@@ -125,6 +131,9 @@ export class ConfigKeeper {
       defaults: this.#options.defaults,
       host: this.#options.host,
       current: this.#config,
+      ...(this.#options.capabilities === undefined
+        ? {}
+        : { capabilities: this.#options.capabilities }),
       ...(options.origin === undefined ? {} : { origin: options.origin }),
       ...(options.tlsFiles === undefined ? {} : { tlsFiles: options.tlsFiles }),
     });

@@ -15,6 +15,7 @@ import type { ServeConfig, ServeOptions } from "./config.ts";
 import { RestartRequiredError } from "./config_error.ts";
 import { configToJson } from "./config_json.ts";
 import type { HostFacts } from "./host_facts.ts";
+import type { RuntimeCapabilities } from "./adapters/runtime_adapter.ts";
 import { readTlsFiles, type TlsFileContents } from "./tls_files.ts";
 
 /** A key's value before and after a change, as JSON with the flags' names. */
@@ -37,6 +38,12 @@ export interface ConfigPlan {
 
 /** Options for {@linkcode planConfig}. */
 export interface PlanOptions {
+  /**
+   * What the runtime that serves can do (its adapter's `capabilities`); every route that runs a
+   * server gives it.
+   * @default {ANY_RUNTIME: validate as if it could do everything}
+   */
+  capabilities?: RuntimeCapabilities;
   /** What a key not asked for takes. */
   defaults: ServeConfig;
   /**
@@ -79,7 +86,7 @@ export interface PlanOptions {
  * ```
  */
 export function planConfig(requested: ServeOptions, options: PlanOptions): ConfigPlan {
-  let config = resolveConfig(requested, options.defaults);
+  let config = resolveConfig(requested, options.defaults, options.capabilities);
   let warnings: string[] = [];
   if (options.host !== undefined) ({ config, warnings } = clampToHost(config, options.host));
   // A server's TLS files are checked whenever they are set anew (start-up, or a change of either

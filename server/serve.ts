@@ -7,6 +7,7 @@
  */
 
 import { assertAddressFree } from "./address_probe.ts";
+import { runtime, type RuntimeCapabilities } from "./adapters/mod.ts";
 import { DescriptorWatch } from "./descriptor_watch.ts";
 import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
 import { readHostFacts } from "./host_facts.ts";
@@ -18,6 +19,12 @@ import type { ThreadFigures } from "./thread_stats.ts";
 
 /** Options for {@linkcode startServer} beyond the configuration. */
 export interface StartOptions {
+  /**
+   * What the runtime that serves can do; this is an entry point (an embedder's), so it defaults
+   * to the adapter of the runtime it runs on.
+   * @default {runtime.capabilities from server/adapters/mod.ts}
+   */
+  capabilities?: RuntimeCapabilities;
   /** Receives log lines; defaults to doing nothing. */
   log?: (line: string) => void;
   /** Called when threads crash in a loop; defaults to logging. */
@@ -89,7 +96,11 @@ export async function startServer(
   options: ServeOptions = {},
   start: StartOptions = {},
 ): Promise<RunningServer> {
-  const config = resolveConfig(options, defaultConfig(readHostFacts()));
+  const config = resolveConfig(
+    options,
+    defaultConfig(readHostFacts()),
+    start.capabilities ?? runtime.capabilities,
+  );
   if (start.joinPort === undefined) await assertAddressFree(config.host, config.port);
   const log = start.log ?? (() => {});
   const source = new MemoryLeaseSource(config.firstNumber);

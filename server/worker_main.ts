@@ -5,7 +5,7 @@
  * @module
  */
 
-import { listen, RUNTIME, type ThreadListener } from "./adapters/mod.ts";
+import { runtime, type ThreadListener } from "./adapters/mod.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
@@ -62,7 +62,7 @@ scope.onmessage = async (event) => {
       try {
         // The newest configuration: a `configure` may have come in during the await above.
         const tls = tlsOf(handler.config);
-        listener = await listen({
+        listener = await runtime.listen({
           host: message.config.host,
           port: message.port,
           handler,
@@ -72,7 +72,7 @@ scope.onmessage = async (event) => {
           ...(tls === null ? {} : { tls }),
         });
         tlsInForce = tlsContent(tls, handler.config);
-        scope.postMessage({ type: "listening", port: listener.port, runtime: RUNTIME });
+        scope.postMessage({ type: "listening", port: listener.port, runtime: runtime.runtime });
       } catch (error) {
         const code = error instanceof AddressInUseError ? "EADDRINUSE" : "LISTEN_FAILED";
         scope.postMessage({ type: "failed", code, message: (error as Error).message });

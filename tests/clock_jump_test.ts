@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { test } from "node:test";
-import { listen } from "../server/adapters/mod.ts";
+import { runtime } from "../server/adapters/mod.ts";
 import { defaultConfig, resolveConfig } from "../server/config.ts";
 import { Connection } from "../server/connection.ts";
 import { LeaseKeeper } from "../server/lease/lease_keeper.ts";
@@ -193,7 +193,7 @@ test("clock jump: a drain lasts its timeout whichever way the wall clock steps",
   for (const jump of [-HOUR_MS, HOUR_MS]) {
     const stats = statsRow(createStatsBuffer(1), 0);
     const clock = new TickingClock(5);
-    const listener = await listen({
+    const listener = await runtime.listen({
       host: "127.0.0.1",
       port: 0,
       handler: new MessageHandler(config, NumberLedger.create(), stats, 0, clock),

@@ -17,6 +17,7 @@ import { ETCD_TLS, skipEtcd, startEtcd } from "./_etcd.ts";
 import { freePort } from "./_ports.ts";
 import { makeCertificates, skipOpenssl } from "./_certificates.ts";
 import { readTlsFiles } from "../server/tls_files.ts";
+import { runtime } from "../server/adapters/mod.ts";
 
 const test = testNeeding(skipEtcd);
 
@@ -284,7 +285,11 @@ test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members 
   try {
     const url = etcd.url("n");
     assert.match(url, /^etcds:\/\//);
-    const source = await EtcdLeaseSource.open(url, { caFile: ETCD_TLS.ca, firstNumber: 5 });
+    const source = await EtcdLeaseSource.open(url, {
+      caFile: ETCD_TLS.ca,
+      firstNumber: 5,
+      tlsFetch: runtime.tlsFetch,
+    });
     assert.equal(await source.lease(3), 5);
     assert.equal(source.status().member, `127.0.0.1:${etcd.clientPorts[0]}`);
     await assert.rejects(
@@ -299,7 +304,7 @@ test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members 
       },
     );
     await assert.rejects(
-      EtcdLeaseSource.open(url, { caFile: "/nonexistent/ca.pem" }),
+      EtcdLeaseSource.open(url, { caFile: "/nonexistent/ca.pem", tlsFetch: runtime.tlsFetch }),
       /Cannot read the etcd CA file \/nonexistent\/ca\.pem: ENOENT/,
     );
   } finally {
@@ -322,6 +327,7 @@ testMutual(
       };
       const source = await EtcdLeaseSource.open(url, {
         caFile: pki.ca,
+        tlsFetch: runtime.tlsFetch,
         clientCertificate: files(pki.clientCert, pki.clientKey),
         firstNumber: 40,
       });
@@ -331,7 +337,11 @@ testMutual(
       await source.close();
 
       await assert.rejects(
-        EtcdLeaseSource.open(url, { caFile: pki.ca, leaseTimeoutMs: 3000 }),
+        EtcdLeaseSource.open(url, {
+          caFile: pki.ca,
+          leaseTimeoutMs: 3000,
+          tlsFetch: runtime.tlsFetch,
+        }),
         (error: Error) => {
           assert.ok(error instanceof EtcdLeaseError);
           assert.match(
@@ -344,6 +354,7 @@ testMutual(
       await assert.rejects(
         EtcdLeaseSource.open(url, {
           caFile: pki.ca,
+          tlsFetch: runtime.tlsFetch,
           clientCertificate: files(pki.strangerCert, pki.strangerKey),
           leaseTimeoutMs: 3000,
         }),
@@ -361,6 +372,7 @@ testMutual(
         EtcdLeaseSource.open(url, {
           clientCertificate: files(pki.clientCert, pki.clientKey),
           leaseTimeoutMs: 3000,
+          tlsFetch: runtime.tlsFetch,
         }),
         /: the member's certificate is not trusted \(.+\): name the CA that signed it with --numbers-ca-file/,
       );

@@ -138,3 +138,26 @@ test("layers: server/common/ is a leaf: it imports nothing of the repository out
   assert.ok(graph.size >= 2, `found only ${graph.size} files in server/common/`);
   assert.deepEqual(outside, []);
 });
+
+/**
+ * The modules of server/ that may pick the runtime (import server/adapters/mod.ts): the entry
+ * points. Everything else is handed the runtime adapter, or the functions it holds.
+ */
+const RUNTIME_PICKERS = ["server/serve.ts", "server/worker_main.ts"];
+
+test("layers: in server/ only the adapters and the entry points pick the runtime", () => {
+  const graph = importGraph(ROOT, ["server"]);
+  const pickers = [...graph].filter(([file, edges]) =>
+    !file.startsWith("server/adapters/") &&
+    edges.some((edge) => edge.to === "server/adapters/mod.ts" && edge.kind !== "type")
+  ).map(([file]) => file);
+  assert.deepEqual(pickers.sort(), RUNTIME_PICKERS);
+  const asking: string[] = [];
+  for (const file of sourceFiles(join(ROOT, "server"))) {
+    if (file.includes("/adapters/")) continue;
+    if (/["'](Bun|Deno)["']\s+in\s+globalThis/.test(readFileSync(file, "utf8"))) {
+      asking.push(relative(ROOT, file));
+    }
+  }
+  assert.deepEqual(asking, [], "asks which runtime it runs on");
+});

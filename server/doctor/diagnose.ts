@@ -5,6 +5,7 @@
  */
 
 import { errorReason } from "./_error_reason.ts";
+import type { Listen } from "../adapters/thread_listener.ts";
 import { type ListenBacklog, probeListenBacklog } from "./backlog_probe.ts";
 import { checkHost, type DoctorFacts, type DoctorItem, syncookiesOff } from "./checks.ts";
 import { type CapacityPlan, planCapacity } from "./capacity.ts";
@@ -18,9 +19,15 @@ export interface DoctorOptions extends ProcOptions {
   /**
    * Measures the listen backlog.
    *
-   * @default {probeListenBacklog: a real listener on 127.0.0.1 port 0, read back with ss}
+   * @default {probeListenBacklog with `listen`: a real listener on 127.0.0.1 port 0, read back with ss}
    */
   probeBacklog?: () => Promise<ListenBacklog>;
+  /**
+   * Starts a listener the way a thread does (the runtime adapter's `listen`), for the backlog
+   * probe; needed unless `probeBacklog` is given.
+   * @default {undefined}
+   */
+  listen?: Listen;
   /**
    * The listener's certificate (`--tls-cert`), judged for how long it has left.
    *
@@ -66,7 +73,12 @@ export interface DoctorReport {
  * ```
  */
 export async function diagnose(options: DoctorOptions = {}): Promise<DoctorReport> {
-  const probe = options.probeBacklog ?? (() => probeListenBacklog());
+  const listen = options.listen;
+  const probe = options.probeBacklog ??
+    (() =>
+      listen === undefined
+        ? Promise.reject(new TypeError("diagnose needs probeBacklog or listen"))
+        : probeListenBacklog({ listen }));
   const [sysctls, openFiles, backlog] = await Promise.all([
     readSysctls(options),
     readOpenFileLimit(options),

@@ -26,7 +26,7 @@
  * @module
  */
 
-import { tlsFetch } from "../adapters/mod.ts";
+import type { TlsFetchFactory } from "../adapters/tls_fetch.ts";
 import { MAX_NUMBER } from "../common/max_number.ts";
 import { monotonicNow } from "../monotonic_clock.ts";
 import { EtcdLeaseError } from "./etcd_lease_error.ts";
@@ -94,6 +94,12 @@ export interface EtcdLeaseSourceOptions {
    * @default {globalThis.fetch}
    */
   fetch?: typeof fetch;
+  /**
+   * Makes the `fetch` for a private CA or a client certificate: the runtime adapter's
+   * `tlsFetch`. Needed with `caFile` or `clientCertificate` unless `fetch` is given.
+   * @default {undefined}
+   */
+  tlsFetch?: TlsFetchFactory;
 }
 
 /** What the key held when last read: its value (`null`: missing) and its mod revision. */
@@ -208,8 +214,11 @@ export class EtcdLeaseSource implements LeaseSource {
           `TLS: write etcds:// to present it`,
       );
     }
-    if (ca !== null || client !== null) {
-      fetchWith ??= tlsFetch({ ca, cert: client?.cert ?? null, key: client?.key ?? null });
+    if ((ca !== null || client !== null) && fetchWith === undefined) {
+      if (options.tlsFetch === undefined) {
+        throw new TypeError("EtcdLeaseSource.open needs tlsFetch (the runtime's) for a CA file");
+      }
+      fetchWith = options.tlsFetch({ ca, cert: client?.cert ?? null, key: client?.key ?? null });
     }
     const source = new EtcdLeaseSource(
       target,

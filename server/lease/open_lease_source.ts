@@ -6,6 +6,8 @@
  */
 
 import process from "node:process";
+import type { TryLockFile } from "../adapters/file_lock.ts";
+import type { TlsFetchFactory } from "../adapters/tls_fetch.ts";
 import type { ServeConfig } from "../config.ts";
 import { isEtcdUrl } from "./etcd_url.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
@@ -19,7 +21,8 @@ import { readTlsFiles } from "../tls_files.ts";
  *
  * @param config The resolved configuration.
  * @param log Receives the source's own lines (a Redis connection lost and back).
- * @param above The highest number the tree handing over in an upgrade ever leased (or, after a
+ * @param options `runtime`: the runtime's file lock and TLS fetch (from the runtime adapter);
+ * `above`: the highest number the tree handing over in an upgrade ever leased (or, after a
  * failed one, that the new tree reported): numbers in memory and a state file start above it.
  * A state file is this server's alone, so a file that records less (new, or memory before)
  * is simply behind, and numbering from it would be refused as going backwards until it caught
@@ -32,8 +35,12 @@ import { readTlsFiles } from "../tls_files.ts";
 export async function openLeaseSource(
   config: ServeConfig,
   log: (line: string, level?: "info" | "warn") => void,
-  above = 0,
+  options: {
+    runtime: { tryLockFile: TryLockFile; tlsFetch: TlsFetchFactory };
+    above?: number;
+  },
 ): Promise<LeaseSource> {
+  const { runtime, above = 0 } = options;
   if (config.numbers !== null && isEtcdUrl(config.numbers)) {
     const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
     let clientCertificate = null;
@@ -55,6 +62,7 @@ export async function openLeaseSource(
       clientCertificate,
       firstNumber: config.firstNumber,
       log,
+      tlsFetch: runtime.tlsFetch,
     });
   }
   if (config.numbers !== null) {
@@ -70,5 +78,5 @@ export async function openLeaseSource(
   }
   return config.state === null
     ? new MemoryLeaseSource(Math.max(config.firstNumber, above + 1))
-    : StateFileLeaseSource.open(config.state, Math.max(config.firstNumber, above + 1));
+    : StateFileLeaseSource.open(config.state, Math.max(config.firstNumber, above + 1), runtime);
 }

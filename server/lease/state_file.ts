@@ -29,6 +29,7 @@ import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lea
 import { LeaseTally } from "./_lease_tally.ts";
 import { StateFileError } from "./state_file_error.ts";
 import { lockStateFile, type StateLock } from "./state_lock.ts";
+import type { TryLockFile } from "../adapters/file_lock.ts";
 import { DescriptorReserve } from "./descriptor_reserve.ts";
 
 export { StateFileError } from "./state_file_error.ts";
@@ -233,13 +234,18 @@ export class StateFileLeaseSource implements LeaseSource {
    *
    * @param path The state file.
    * @param firstNumber Where numbering starts when the file is missing or records less.
+   * @param runtime The runtime's file lock (the runtime adapter's `tryLockFile`).
    * @returns The source.
    * @throws {StateFileError} When the file is locked, unreadable, corrupt or truncated, or its
    *   directory can be written by other users.
    */
-  static open(path: string, firstNumber: number): StateFileLeaseSource {
+  static open(
+    path: string,
+    firstNumber: number,
+    runtime: { tryLockFile: TryLockFile },
+  ): StateFileLeaseSource {
     ignoreFileSizeSignal();
-    const lock = lockStateFile(path);
+    const lock = lockStateFile(path, runtime.tryLockFile);
     try {
       const recorded = readStateFile(path);
       const next = Math.max(recorded ?? firstNumber, firstNumber);

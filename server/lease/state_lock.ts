@@ -23,7 +23,7 @@ import {
   writeSync,
 } from "node:fs";
 import process from "node:process";
-import { type HeldFileLock, tryLockFile } from "../adapters/mod.ts";
+import type { HeldFileLock, TryLockFile } from "../adapters/file_lock.ts";
 import { assertPrivateStateDirectory } from "./state_directory.ts";
 import { StateFileError } from "./state_file_error.ts";
 
@@ -115,10 +115,11 @@ function holderOf(lockPath: string): string {
  * Takes the lock of a state file after checking that no other user can write its directory.
  *
  * @param path The state file; the lock file is `${path}.lock`.
+ * @param tryLockFile The runtime's file lock (the runtime adapter's `tryLockFile`).
  * @returns The held lock.
  * @throws {StateFileError} When another process holds it, or it cannot be taken.
  */
-export function lockStateFile(path: string): StateLock {
+export function lockStateFile(path: string, tryLockFile: TryLockFile): StateLock {
   assertPrivateStateDirectory(path);
   const lockPath = `${path}.lock`;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {

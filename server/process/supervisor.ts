@@ -13,6 +13,7 @@ import { ProcessStartError } from "./process_start_error.ts";
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { assertAddressFree } from "../address_probe.ts";
+import type { RuntimeCapabilities } from "../adapters/runtime_adapter.ts";
 import { selfCommand } from "../adapters/self_command.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ServeConfig } from "../config.ts";
@@ -40,6 +41,11 @@ export interface SupervisorOptions {
   defaults: ServeConfig;
   /** What every configuration change is clamped to. */
   host: HostFacts;
+  /**
+   * What the runtime that serves can do (its adapter's): a change it cannot serve is refused.
+   * @default {ANY_RUNTIME}
+   */
+  capabilities?: RuntimeCapabilities;
   /**
    * Child deaths within `crashWindowMs` that make a crash loop.
    * @default {5}
@@ -154,6 +160,7 @@ export class Supervisor {
     this.keeper = new ConfigKeeper(config, {
       defaults: options.defaults,
       host: options.host,
+      ...(options.capabilities === undefined ? {} : { capabilities: options.capabilities }),
       log: options.log,
       apply: (next, generation) => this.#applyConfig(next, generation),
     });
