@@ -13,7 +13,7 @@ import { configToJson } from "../server/config_json.ts";
 import { ConfigKeeper } from "../server/config_keeper.ts";
 import { planConfig } from "../server/config_plan.ts";
 import type { HostFacts } from "../server/host_facts.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { VERSION } from "../server/version.ts";
 import type {

@@ -9,7 +9,7 @@
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { configToJson } from "../server/config_json.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import { type CertificateInfo, readCertificateInfo } from "../server/tls_files.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { VERSION } from "../server/version.ts";

@@ -19,7 +19,7 @@ import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
 import type { LeaseSource } from "../server/lease/lease_source.ts";
 import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
 import { MAX_BLOCKS_PER_LEASE } from "../server/lease/lease_keeper.ts";
 import type { LeaseFigure, LeaseSourcesRun, ServeFigure } from "./_lease_sources_run.ts";

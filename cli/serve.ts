@@ -46,7 +46,7 @@ import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import { VERSION } from "../server/version.ts";
 import {
   formatLogLine,

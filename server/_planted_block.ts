@@ -13,7 +13,7 @@
  */
 
 import process from "node:process";
-import { monotonicNow } from "./monotonic_clock.ts";
+import { monotonicNow } from "./common/clock.ts";
 import type { MessageHandler } from "./message_handler.ts";
 
 /** The variable: busy-wait this many ms on every read a worker thread handles. */

@@ -18,7 +18,7 @@
  */
 
 import { SWEEP_EVERY_MS } from "./limits/timeouts.ts";
-import { monotonicNow } from "./monotonic_clock.ts";
+import { monotonicNow } from "./common/clock.ts";
 import { LOOP_DELAY_BUCKETS, Stat } from "./thread_stats.ts";
 
 /** How often a sample is taken, in ms: the period of the worker's TickingClock. */

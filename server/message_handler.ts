@@ -10,7 +10,7 @@ import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
 import { type NumberLedger, NumbersUnavailableError } from "./lease/number_ledger.ts";
-import type { CoarseClock } from "./coarse_clock.ts";
+import type { CoarseClock } from "./common/clock.ts";
 import { Stat } from "./thread_stats.ts";
 
 /** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */

@@ -10,7 +10,7 @@ import { LIMITS, type ServeConfig } from "./config.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 import type { NumberLedger } from "./lease/number_ledger.ts";
 import { createGateBuffers, setOutOfDescriptors } from "./limits/connection_gate.ts";
-import { monotonicNow } from "./monotonic_clock.ts";
+import { monotonicNow } from "./common/clock.ts";
 import { DeathWindow } from "./process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";

@@ -10,9 +10,9 @@ import { AddressInUseError } from "./address_in_use_error.ts";
 import { MessageHandler } from "./message_handler.ts";
 import { NumberLedger } from "./lease/number_ledger.ts";
 import { ConnectionGate } from "./limits/connection_gate.ts";
-import { TickingClock } from "./limits/timeouts.ts";
+import { TickingClock } from "./common/clock.ts";
 import { LoopDelayMeter } from "./loop_delay.ts";
-import { alignClock, monotonicNow } from "./monotonic_clock.ts";
+import { alignClock, monotonicNow } from "./common/clock.ts";
 import { plantBlock } from "./_planted_block.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
@@ -54,7 +54,7 @@ scope.onmessage = async (event) => {
       plantBlock(handler);
       gate = new ConnectionGate(message.gateBuffers, message.config, stats);
       // Times this thread writes to the address table are compared with other threads' times,
-      // so its clock must share their origin before it admits anyone (see monotonic_clock.ts).
+      // so its clock must share their origin before it admits anyone (see common/clock.ts).
       await alignClock(askMainThreadClock);
       clock.now = monotonicNow();
       // Started once the clock is aligned, so its first sample is not the alignment's jump.

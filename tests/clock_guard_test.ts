@@ -1,4 +1,4 @@
-// Durations are measured on one monotonic clock (server/monotonic_clock.ts). These guards fail
+// Durations are measured on one monotonic clock (server/common/clock.ts). These guards fail
 // when a wall-clock read, or a second way to read time, creeps back into server or admin code.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
@@ -15,7 +15,7 @@ const WALL_CLOCK_ALLOWED: Record<string, string> = {
 };
 
 /** The one file that reads the monotonic clock itself. */
-const CLOCK_MODULE = "server/monotonic_clock.ts";
+const CLOCK_MODULE = "server/common/clock.ts";
 
 function sources(folder: string): string[] {
   const files: string[] = [];
@@ -48,7 +48,7 @@ test("clock guard: no wall-clock read in server/ or admin/ outside the display-o
   assert.deepEqual(
     found,
     [],
-    "Measure durations with monotonicNow() from server/monotonic_clock.ts; a wall-clock time " +
+    "Measure durations with monotonicNow() from server/common/clock.ts; a wall-clock time " +
       "only for display, added to WALL_CLOCK_ALLOWED with the reason",
   );
 });

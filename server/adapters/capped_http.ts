@@ -42,7 +42,7 @@ import { probeAnswerer } from "./_probe_answer.ts";
 import type { RequestHead } from "./_request_head.ts";
 import { privateSocketDirectory, removeLeftovers } from "./_socket_directory.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 
 /** The most admin connections relayed at once, whatever the open-file limit. */
 export const ADMIN_MAX_CONNECTIONS = 64;

@@ -15,7 +15,7 @@
 import { Connection } from "../connection.ts";
 import { type MessageHandler, SLICE_BYTES } from "../message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
-import type { CoarseClock } from "../coarse_clock.ts";
+import type { CoarseClock } from "../common/clock.ts";
 import {
   awaitsFirstBytes,
   FIRST_REQUEST_GRACE_MS,
@@ -24,7 +24,7 @@ import {
   SWEEP_EVERY_MS,
 } from "../limits/timeouts.ts";
 import type { ServeConfig } from "../config.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { Stat } from "../thread_stats.ts";
 import { AddressInUseError } from "../address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";

@@ -5,7 +5,7 @@
  */
 
 import type { ConnectionGate } from "../limits/connection_gate.ts";
-import type { CoarseClock } from "../coarse_clock.ts";
+import type { CoarseClock } from "../common/clock.ts";
 import type { MessageHandler } from "../message_handler.ts";
 import type { Runtime } from "../runtime.ts";
 

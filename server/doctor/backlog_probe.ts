@@ -14,7 +14,7 @@ import { execFile } from "node:child_process";
 import type { Listen } from "../adapters/thread_listener.ts";
 import { defaultConfig, resolveConfig } from "../config.ts";
 import { MessageHandler } from "../message_handler.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { NumberLedger } from "../lease/number_ledger.ts";
 import { ConnectionGate, createGateBuffers } from "../limits/connection_gate.ts";
 import { createStatsBuffer, statsRow } from "../thread_stats.ts";

@@ -28,7 +28,7 @@
 
 import type { TlsFetchFactory } from "../adapters/tls_fetch.ts";
 import { MAX_NUMBER } from "../common/max_number.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { EtcdLeaseError } from "./etcd_lease_error.ts";
 import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";

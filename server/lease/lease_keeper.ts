@@ -6,7 +6,7 @@
  */
 
 import { BLOCK_SIZE, type NumberLedger, RING_BLOCKS } from "./number_ledger.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 
 /** Most blocks one lease asks for unless told otherwise (a quarter of the ledger's ring). */
 export const MAX_BLOCKS_PER_LEASE = 256;

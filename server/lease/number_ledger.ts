@@ -21,7 +21,7 @@
  */
 
 import { MAX_NUMBER } from "../common/max_number.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 
 /** Numbers per block. A grant carries one or more whole blocks. */
 export const BLOCK_SIZE = 4096;

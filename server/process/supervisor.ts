@@ -24,7 +24,7 @@ import type { ThreadFigures } from "../thread_stats.ts";
 import { DeathWindow } from "./death_window.ts";
 import { LeaseBehindError } from "../lease/lease_behind_error.ts";
 import { LeaseGuard } from "../lease/lease_guard.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { childEnvironment } from "./child_env.ts";
 import { LeasingTally, type ProcessLeasing } from "./process_leasing.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";

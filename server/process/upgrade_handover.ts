@@ -13,7 +13,7 @@ import { accessSync, constants } from "node:fs";
 import type { Duplex } from "node:stream";
 import process from "node:process";
 import type { LeaseSource, LeaseSourceStatus } from "../lease/lease_source.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { readJsonLines, writeJsonLine } from "./json_lines.ts";
 import type { Supervisor } from "./supervisor.ts";
 import {

@@ -1,6 +1,7 @@
 /**
  * The one clock every duration in the server is measured on: timeouts, the rate limiter's refill,
- * lease retry backoff, the ledger's wait, the crash-loop window, drain deadlines.
+ * lease retry backoff, the ledger's wait, the crash-loop window, drain deadlines; and the coarse
+ * clock the hot paths read ({@linkcode CoarseClock}, kept by a {@linkcode TickingClock}).
  *
  * It is `performance.now()`, which is monotonic on Bun and Deno: stepping the wall clock (NTP, an
  * operator, a resumed VM) moves `Date.now()` and never this. `Date.now()` is for times shown to
@@ -49,4 +50,38 @@ export async function alignClock(ask: () => Promise<number>, rounds = 5): Promis
     }
   }
   return best;
+}
+
+/** A clock read by hot paths: one `monotonicNow()` per tick instead of one per read. */
+export interface CoarseClock {
+  now: number;
+}
+
+/** How often a {@linkcode TickingClock} ticks unless told: five times per 250 ms sweep. */
+export const TICK_EVERY_MS = 50;
+
+/**
+ * A {@linkcode CoarseClock} brought up to date by a timer: by default five times per sweep of
+ * the connections (limits/timeouts.ts sweeps every 250 ms).
+ */
+export class TickingClock implements CoarseClock {
+  now: number = monotonicNow();
+  readonly #timer: ReturnType<typeof setInterval>;
+
+  /**
+   * @param everyMs How often it is brought up to date.
+   * @param onTick Called with the time at every tick: the event-loop delay meter rides on this
+   *   timer rather than waking the thread with one of its own (see loop_delay.ts).
+   */
+  constructor(everyMs: number = TICK_EVERY_MS, onTick?: (now: number) => void) {
+    this.#timer = setInterval(() => {
+      this.now = monotonicNow();
+      onTick?.(this.now);
+    }, everyMs);
+  }
+
+  /** Stops the timer (a worker's clock runs as long as the worker). */
+  stop(): void {
+    clearInterval(this.#timer);
+  }
 }
