@@ -14,11 +14,11 @@
  * @module
  */
 
-import type { ValueChange } from "../server/config_plan.ts";
-import type { ThreadFigures } from "../server/thread_stats.ts";
+import type { ValueChange } from "../server/config/config_plan.ts";
+import type { ThreadFigures } from "../server/threads/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 import type { Runtime } from "../server/runtime.ts";
-import type { CertificateInfo } from "../server/tls_files.ts";
+import type { CertificateInfo } from "../server/tls/tls_files.ts";
 import type { HistoryView } from "./stats_history.ts";
 import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 
@@ -88,7 +88,7 @@ export interface ProcessStats {
   index: number;
   /** Its operating-system pid. */
   pid: number;
-  /** One entry per thread, in thread-index order (see `server/thread_stats.ts`). */
+  /** One entry per thread, in thread-index order (see `server/threads/thread_stats.ts`). */
   threads: ThreadFigures[];
   /** Leased numbers the process holds and has not handed out yet, as of its last report. */
   numbersRemaining?: number;

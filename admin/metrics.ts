@@ -10,11 +10,11 @@
  * @module
  */
 
-import type { StatName } from "../server/thread_stats.ts";
-import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/thread_stats.ts";
+import type { StatName } from "../server/threads/thread_stats.ts";
+import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/threads/thread_stats.ts";
 import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
 import type { ProcessMetrics } from "./process_metrics.ts";
-import { parseDuration } from "../server/config_json.ts";
+import { parseDuration } from "../server/config/config_json.ts";
 import { configSchema } from "./config_schema.ts";
 import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 

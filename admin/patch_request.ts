@@ -8,17 +8,17 @@
  */
 
 import { describe } from "../server/common/describe.ts";
-import { FLAG_NAMES, RESTART_KEYS as RESTART_OPTIONS } from "../server/config.ts";
-import { ConfigShapeError } from "../server/config_error.ts";
-import { configToJson, optionsFromJson, unknownKeyError } from "../server/config_json.ts";
-import type { ConfigOutcome, ConfigRequest } from "../server/config_keeper.ts";
+import { FLAG_NAMES, RESTART_KEYS as RESTART_OPTIONS } from "../server/config/resolve_config.ts";
+import { ConfigShapeError } from "../server/common/config_error.ts";
+import { configToJson, optionsFromJson, unknownKeyError } from "../server/config/config_json.ts";
+import type { ConfigOutcome, ConfigRequest } from "../server/config/config_keeper.ts";
 import type { ConfigChange } from "./backend.ts";
 import { applyMergePatch } from "./merge_patch.ts";
 
 /**
  * Keys that a running server cannot change, by their flag names: the listeners would have to be
  * bound again (`host`, `port`) or the number source reopened (`first-number`, `state`). The list
- * is the server's own (`RESTART_KEYS` in server/config.ts); every other key is live.
+ * is the server's own (`RESTART_KEYS` in server/config/resolve_config.ts); every other key is live.
  */
 export const RESTART_KEYS: readonly string[] = RESTART_OPTIONS.map((key) => FLAG_NAMES[key]);
 

@@ -8,11 +8,11 @@
 
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { configToJson } from "../server/config_json.ts";
+import { configToJson } from "../server/config/config_json.ts";
 import { monotonicNow } from "../server/common/clock.ts";
-import { type CertificateInfo, readCertificateInfo } from "../server/tls_files.ts";
+import { type CertificateInfo, readCertificateInfo } from "../server/tls/tls_files.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
-import { VERSION } from "../server/version.ts";
+import { VERSION } from "../server/common/version.ts";
 import type {
   AdminBackend,
   AdminInfo,

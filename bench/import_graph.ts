@@ -4,7 +4,7 @@
  * import cycle"; run it directly for the figures of issue 24's note:
  *
  *   bun bench/import_graph.ts                      # module counts of the files issue 24 names
- *   bun bench/import_graph.ts server/config.ts     # or of any files, relative to the repository
+ *   bun bench/import_graph.ts server/config/resolve_config.ts     # or of any files, relative to the repository
  *   bun bench/import_graph.ts --cycles             # the value import cycles, one a line
  *
  * A type-only import (`import type`, `export type`, or braces whose every name is `type X`) is
@@ -204,7 +204,7 @@ export function importCycles(
 
 /** The files issue 24 counts the load of. */
 export const NAMED_FILES = [
-  "server/lease/number_ledger.ts",
+  "server/numbering/number_ledger.ts",
   "server/limits/cidr_list.ts",
   "load/load_options.ts",
 ] as const;

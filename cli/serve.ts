@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, bearerTokenMatcher, resolveAdminToken } from "../admin/token.ts";
-import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
+import { AddressUnusableError, assertAddressFree } from "../server/host/address_probe.ts";
 import {
   ADMIN_LISTENER_FD_ENV,
   adminConnectionCaps,
@@ -26,28 +26,28 @@ import {
   RUNTIME_VERSION,
   serveAdminHttp,
 } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { AddressInUseError } from "../server/host/address_in_use_error.ts";
 import { describe } from "../server/common/describe.ts";
-import { defaultConfig, type ServeOptions } from "../server/config.ts";
+import { defaultConfig, type ServeOptions } from "../server/config/resolve_config.ts";
 import {
   OPTION_ENTRIES,
   OPTION_TABLE,
   SERVER_OPTION_ENTRIES,
 } from "../server/config/option_table.ts";
-import { ConfigError } from "../server/config_error.ts";
-import { parseDuration, readConfigFileWith } from "../server/config_json.ts";
-import { planConfig } from "../server/config_plan.ts";
-import { readHostFacts } from "../server/host_facts.ts";
-import { readTlsFiles } from "../server/tls_files.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import { parseDuration, readConfigFileWith } from "../server/config/config_json.ts";
+import { planConfig } from "../server/config/config_plan.ts";
+import { readHostFacts } from "../server/host/host_facts.ts";
+import { readTlsFiles } from "../server/tls/tls_files.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
-import { StateFileError } from "../server/lease/state_file.ts";
+import { StateFileError } from "../server/lease/sources/state_file/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
 import { monotonicNow } from "../server/common/clock.ts";
-import { VERSION } from "../server/version.ts";
+import { VERSION } from "../server/common/version.ts";
 import {
   formatLogLine,
   LOG_FORMAT_ENV,

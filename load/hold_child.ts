@@ -10,7 +10,7 @@
 
 import { Buffer } from "node:buffer";
 import process from "node:process";
-import { readJsonLines } from "../server/process/json_lines.ts";
+import { readJsonLines } from "../server/common/json_lines.ts";
 import { LoadEngine } from "./load_engine.ts";
 import { resolveLoadOptions } from "./load_options.ts";
 import { chooseTransport } from "./transports/mod.ts";

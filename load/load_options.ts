@@ -6,7 +6,7 @@
  */
 
 import { isIP } from "node:net";
-import { ConfigError, ConfigShapeError } from "../server/config_error.ts";
+import { ConfigError, ConfigShapeError } from "../server/common/config_error.ts";
 import { describe } from "../server/common/describe.ts";
 import { decodeMessage } from "./message_bytes.ts";
 

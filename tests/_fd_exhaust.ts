@@ -6,7 +6,10 @@
 import { openSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { StateFileLeaseSource, writeStateFile } from "../server/lease/state_file.ts";
+import {
+  StateFileLeaseSource,
+  writeStateFile,
+} from "../server/lease/sources/state_file/state_file.ts";
 import { runtime } from "../server/adapters/mod.ts";
 
 const dir = process.argv[2]!;

@@ -12,7 +12,7 @@
 
 import { rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
-import { lockStateFile, type StateLock } from "../server/lease/state_lock.ts";
+import { lockStateFile, type StateLock } from "../server/lease/sources/state_file/state_lock.ts";
 import { runtime } from "../server/adapters/mod.ts";
 
 let held: StateLock | null = null;

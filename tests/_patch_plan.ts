@@ -4,8 +4,8 @@
  * host). For the unit tests of those rules.
  */
 import { PATCH_ORIGIN, patchRequest } from "../admin/patch_request.ts";
-import type { ServeConfig } from "../server/config.ts";
-import { type ConfigPlan, planConfig } from "../server/config_plan.ts";
+import type { ServeConfig } from "../server/config/resolve_config.ts";
+import { type ConfigPlan, planConfig } from "../server/config/config_plan.ts";
 
 /**
  * @param current The configuration in force.

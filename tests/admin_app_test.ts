@@ -7,9 +7,9 @@ import { test } from "node:test";
 import { createAdminApp } from "../admin/app.ts";
 import { StateConflictError } from "../admin/errors.ts";
 import { MemoryBackend } from "../admin/memory_backend.ts";
-import { configToJson } from "../server/config_json.ts";
-import { defaultConfig } from "../server/config.ts";
-import { VERSION } from "../server/version.ts";
+import { configToJson } from "../server/config/config_json.ts";
+import { defaultConfig } from "../server/config/resolve_config.ts";
+import { VERSION } from "../server/common/version.ts";
 import { adminFixture, errorOf, figures, TOKEN } from "./_admin.ts";
 
 /** Every endpoint that needs the token, with a request that succeeds once authorised. */

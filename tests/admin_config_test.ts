@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { RESTART_KEYS } from "../admin/patch_request.ts";
 import { planConfigChange } from "./_patch_plan.ts";
 import { applyMergePatch } from "../admin/merge_patch.ts";
-import { defaultConfig, FLAG_NAMES, resolveConfig } from "../server/config.ts";
+import { defaultConfig, FLAG_NAMES, resolveConfig } from "../server/config/resolve_config.ts";
 
 // RFC 7396, appendix A, every example.
 const RFC_EXAMPLES: Array<[unknown, unknown, unknown]> = [

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { createAdminApp } from "../admin/app.ts";
 import { MemoryBackend } from "../admin/memory_backend.ts";
 import { RUNTIME, runtime } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { AddressInUseError } from "../server/host/address_in_use_error.ts";
 import type { HttpServer } from "../server/adapters/http_server.ts";
 import { TOKEN } from "./_admin.ts";
 

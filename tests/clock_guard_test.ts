@@ -11,7 +11,7 @@ const WALL_CLOCK_ALLOWED: Record<string, string> = {
   "server/lease/_lease_tally.ts": "lastErrorAt, a time of day in /v1/info",
   "admin/process_metrics.ts": "the process start time for /metrics",
   "server/log_line.ts": "the time of day stamped on each log line",
-  "server/tls_files.ts": "formats the certificate's expiry date (new Date(x) reads no clock)",
+  "server/tls/tls_files.ts": "formats the certificate's expiry date (new Date(x) reads no clock)",
 };
 
 /** The one file that reads the monotonic clock itself. */

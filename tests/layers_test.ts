@@ -143,7 +143,7 @@ test("layers: server/common/ is a leaf: it imports nothing of the repository out
  * The modules of server/ that may pick the runtime (import server/adapters/mod.ts): the entry
  * points. Everything else is handed the runtime adapter, or the functions it holds.
  */
-const RUNTIME_PICKERS = ["server/serve.ts", "server/worker_main.ts"];
+const RUNTIME_PICKERS = ["server/start_server.ts", "server/threads/worker_main.ts"];
 
 test("layers: in server/ only the adapters and the entry points pick the runtime", () => {
   const graph = importGraph(ROOT, ["server"]);

@@ -15,7 +15,7 @@ import {
   type LeaseSourceStatus,
   MemoryLeaseSource,
 } from "../server/lease/lease_source.ts";
-import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
+import { RedisLeaseSource } from "../server/lease/sources/redis/redis_lease_source.ts";
 import { skipRedis, startRedis } from "./_redis.ts";
 
 /** A source whose next grant the test sets: it can go backwards, like a replaced file. */

@@ -6,7 +6,7 @@ import {
   NumberLedger,
   NumbersUnavailableError,
   RING_BLOCKS,
-} from "../server/lease/number_ledger.ts";
+} from "../server/numbering/number_ledger.ts";
 import type { LedgerResult, LedgerWork } from "./_ledger_worker.ts";
 
 /** A worker thread that does one piece of {@linkcode LedgerWork} at a time. */

@@ -12,9 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseServeArgs } from "../cli/serve.ts";
-import { defaultConfig, LIMITS, resolveConfig } from "../server/config.ts";
-import { optionsFromJson, parseDuration, readConfigFileWith } from "../server/config_json.ts";
-import { jsonErrorPosition } from "../server/json_error_position.ts";
+import { defaultConfig, LIMITS, resolveConfig } from "../server/config/resolve_config.ts";
+import {
+  optionsFromJson,
+  parseDuration,
+  readConfigFileWith,
+} from "../server/config/config_json.ts";
+import { jsonErrorPosition } from "../server/config/json_error_position.ts";
 import { runTallyho, UNDER_TEST } from "./_server.ts";
 
 function oneLine(stderr: string, expected: RegExp): void {

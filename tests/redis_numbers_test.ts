@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
+import { BLOCK_SIZE } from "../server/numbering/number_ledger.ts";
 import { inBatches, LineClient, replyNumber } from "./_client.ts";
 import { skipRedis, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
 import { freePort } from "./_ports.ts";

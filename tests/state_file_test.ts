@@ -28,8 +28,8 @@ import {
   StateFileError,
   StateFileLeaseSource,
   writeStateFile,
-} from "../server/lease/state_file.ts";
-import { lockStateFile } from "../server/lease/state_lock.ts";
+} from "../server/lease/sources/state_file/state_file.ts";
+import { lockStateFile } from "../server/lease/sources/state_file/state_lock.ts";
 import { LineClient, replyNumber } from "./_client.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 import { runtime } from "../server/adapters/mod.ts";

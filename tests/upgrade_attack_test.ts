@@ -32,7 +32,10 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type LeaseSource, MemoryLeaseSource } from "../server/lease/lease_source.ts";
 import { LeaseGuard } from "../server/lease/lease_guard.ts";
-import { readStateFile, StateFileLeaseSource } from "../server/lease/state_file.ts";
+import {
+  readStateFile,
+  StateFileLeaseSource,
+} from "../server/lease/sources/state_file/state_file.ts";
 import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { LineClient, replyNumber } from "./_client.ts";

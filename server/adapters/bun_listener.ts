@@ -12,8 +12,8 @@
  * @module
  */
 
-import { Connection } from "../connection.ts";
-import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
+import { Connection } from "../numbering/connection.ts";
+import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../common/clock.ts";
 import {
@@ -23,10 +23,10 @@ import {
   overstayed,
   SWEEP_EVERY_MS,
 } from "../limits/timeouts.ts";
-import type { ServeConfig } from "../config.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
 import { monotonicNow } from "../common/clock.ts";
-import { Stat } from "../thread_stats.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import { Stat } from "../threads/thread_stats.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { type ServerNameCheck, serverNameCheck } from "../server_names.ts";
 

@@ -1,7 +1,7 @@
 /**
  * The one place where the runtime is chosen: {@linkcode runtime} is Bun's or Deno's adapter
  * object ({@linkcode RuntimeAdapter}). Only entry points import it (`cli/`, the worker entry
- * `server/worker_main.ts`, `startServer` for an embedder, the load generator's workers) and hand
+ * `server/threads/worker_main.ts`, `startServer` for an embedder, the load generator's workers) and hand
  * it, or the functions it holds, down; `tests/layers_test.ts` keeps the rest of server/ from
  * importing this module.
  *

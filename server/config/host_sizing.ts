@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { HostFacts } from "../host_facts.ts";
+import type { HostFacts } from "../host/host_facts.ts";
 
 /** Descriptors kept back from the connection cap for listeners, logs, pipes and the runtime. */
 export const RESERVED_FILES = 256;

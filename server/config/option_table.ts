@@ -17,8 +17,8 @@
  */
 
 import { MAX_NUMBER } from "../common/max_number.ts";
-import type { Framing, LogLevel, NumberBy, ServeConfig } from "../config.ts";
-import type { HostFacts } from "../host_facts.ts";
+import type { Framing, LogLevel, NumberBy, ServeConfig } from "./resolve_config.ts";
+import type { HostFacts } from "../host/host_facts.ts";
 import { LOG_FORMATS } from "../log_line.ts";
 import {
   CONNECTIONS_MAX,

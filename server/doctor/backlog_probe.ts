@@ -12,12 +12,12 @@
 
 import { execFile } from "node:child_process";
 import type { Listen } from "../adapters/thread_listener.ts";
-import { defaultConfig, resolveConfig } from "../config.ts";
-import { MessageHandler } from "../message_handler.ts";
+import { defaultConfig, resolveConfig } from "../config/resolve_config.ts";
+import { MessageHandler } from "../numbering/message_handler.ts";
 import { monotonicNow } from "../common/clock.ts";
-import { NumberLedger } from "../lease/number_ledger.ts";
+import { NumberLedger } from "../numbering/number_ledger.ts";
 import { ConnectionGate, createGateBuffers } from "../limits/connection_gate.ts";
-import { createStatsBuffer, statsRow } from "../thread_stats.ts";
+import { createStatsBuffer, statsRow } from "../threads/thread_stats.ts";
 import { parseSsBacklog } from "./parse_ss_listen.ts";
 
 /** Options for {@linkcode probeListenBacklog}. */

@@ -8,10 +8,10 @@
  * @module
  */
 
-import { LIMITS } from "../config.ts";
+import { LIMITS } from "../config/resolve_config.ts";
 import { RESERVED_FILES } from "../config/host_sizing.ts";
 import type { DoctorItem } from "./checks.ts";
-import type { OpenFileLimit } from "../open_file_limit.ts";
+import type { OpenFileLimit } from "../host/open_file_limit.ts";
 
 /** Measured and budgeted costs a capacity plan is sized with. */
 export const CAPACITY_COSTS = {

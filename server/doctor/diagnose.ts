@@ -11,7 +11,7 @@ import { checkHost, type DoctorFacts, type DoctorItem, syncookiesOff } from "./c
 import { type CapacityPlan, planCapacity } from "./capacity.ts";
 import { readOpenFileLimit } from "./read_open_files.ts";
 import { checkCertificate } from "./certificate_check.ts";
-import { readCertificateInfo } from "../tls_files.ts";
+import { readCertificateInfo } from "../tls/tls_files.ts";
 import { type ProcOptions, readSysctls, readTextFile, sysctlPath } from "./read_sysctls.ts";
 
 /** Where the doctor reads the host from; every field is for tests that fake the host. */

@@ -8,13 +8,13 @@
 import process from "node:process";
 import type { TryLockFile } from "../adapters/file_lock.ts";
 import type { TlsFetchFactory } from "../adapters/tls_fetch.ts";
-import type { ServeConfig } from "../config.ts";
-import { isEtcdUrl } from "./etcd_url.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { isEtcdUrl } from "./sources/etcd/etcd_url.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
-import { readRedisPassword } from "./redis_password.ts";
-import { parseRedisUrl } from "./redis_url.ts";
-import { StateFileLeaseSource } from "./state_file.ts";
-import { readTlsFiles } from "../tls_files.ts";
+import { readRedisPassword } from "./sources/redis/redis_password.ts";
+import { parseRedisUrl } from "./sources/redis/redis_url.ts";
+import { StateFileLeaseSource } from "./sources/state_file/state_file.ts";
+import { readTlsFiles } from "../tls/tls_files.ts";
 
 /**
  * Opens the configured number source.
@@ -42,7 +42,7 @@ export async function openLeaseSource(
 ): Promise<LeaseSource> {
   const { runtime, above = 0 } = options;
   if (config.numbers !== null && isEtcdUrl(config.numbers)) {
-    const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
+    const { EtcdLeaseSource } = await import("./sources/etcd/etcd_lease_source.ts");
     let clientCertificate = null;
     if (config.numbersCertFile !== null && config.numbersKeyFile !== null) {
       // Read and checked as the listener's are: PEM, the key the certificate's own, and a key
@@ -68,7 +68,7 @@ export async function openLeaseSource(
   if (config.numbers !== null) {
     // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
     // processes (started from the same entry point) and servers without Redis need not pay.
-    const { RedisLeaseSource } = await import("./redis_lease_source.ts");
+    const { RedisLeaseSource } = await import("./sources/redis/redis_lease_source.ts");
     return await RedisLeaseSource.open(parseRedisUrl(config.numbers), {
       password: readRedisPassword(config.numbersPasswordFile, process.env),
       firstNumber: config.firstNumber,

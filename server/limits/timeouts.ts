@@ -6,9 +6,9 @@
  * @module
  */
 
-import type { ServeConfig } from "../config.ts";
-import type { Connection } from "../connection.ts";
-import { Stat } from "../thread_stats.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import type { Connection } from "../numbering/connection.ts";
+import { Stat } from "../threads/thread_stats.ts";
 import { PROXY_AWAIT } from "./connection_gate.ts";
 
 /** How often adapters sweep, in milliseconds: the timeouts' resolution. */

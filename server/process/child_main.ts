@@ -9,12 +9,12 @@
  */
 
 import process from "node:process";
-import { AddressInUseError } from "../address_in_use_error.ts";
-import type { ServeConfig } from "../config.ts";
-import { type RunningServer, startServer } from "../serve.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { type RunningServer, startServer } from "../start_server.ts";
 import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
 import { HealthReader } from "./health_reader.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 import { statsEveryMs } from "./_stats_every.ts";
 

@@ -12,22 +12,22 @@
 import { ProcessStartError } from "./process_start_error.ts";
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
-import { assertAddressFree } from "../address_probe.ts";
+import { assertAddressFree } from "../host/address_probe.ts";
 import type { RuntimeCapabilities } from "../adapters/runtime_adapter.ts";
 import { selfCommand } from "../adapters/self_command.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
-import type { ServeConfig } from "../config.ts";
-import { ConfigKeeper } from "../config_keeper.ts";
-import type { HostFacts } from "../host_facts.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { ConfigKeeper } from "../config/config_keeper.ts";
+import type { HostFacts } from "../host/host_facts.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
-import type { ThreadFigures } from "../thread_stats.ts";
+import type { ThreadFigures } from "../threads/thread_stats.ts";
 import { DeathWindow } from "./death_window.ts";
 import { LeaseBehindError } from "../lease/lease_behind_error.ts";
 import { LeaseGuard } from "../lease/lease_guard.ts";
 import { monotonicNow } from "../common/clock.ts";
 import { childEnvironment } from "./child_env.ts";
 import { LeasingTally, type ProcessLeasing } from "./process_leasing.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
 /** The internal command a child runs; not for people. */

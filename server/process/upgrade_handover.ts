@@ -14,7 +14,7 @@ import type { Duplex } from "node:stream";
 import process from "node:process";
 import type { LeaseSource, LeaseSourceStatus } from "../lease/lease_source.ts";
 import { monotonicNow } from "../common/clock.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { Supervisor } from "./supervisor.ts";
 import {
   type FromSuccessor,

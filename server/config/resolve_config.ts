@@ -8,11 +8,11 @@
  * @module
  */
 
-import { CidrList } from "./limits/cidr_list.ts";
-import { describe } from "./common/describe.ts";
-import type { RuntimeCapabilities } from "./adapters/runtime_adapter.ts";
-import { ConfigError, ConfigShapeError } from "./config_error.ts";
-import type { HostFacts } from "./host_facts.ts";
+import { CidrList } from "../limits/cidr_list.ts";
+import { describe } from "../common/describe.ts";
+import type { RuntimeCapabilities } from "../adapters/runtime_adapter.ts";
+import { ConfigError, ConfigShapeError } from "../common/config_error.ts";
+import type { HostFacts } from "../host/host_facts.ts";
 import {
   BUDGET_BYTES_PER_CONNECTION,
   BUDGET_BYTES_PER_THREAD,
@@ -20,17 +20,17 @@ import {
   hostConnectionCap,
   RESERVED_FILES,
   THREADS_PER_CORE,
-} from "./config/host_sizing.ts";
+} from "./host_sizing.ts";
 import {
   type KeysOfKind,
   OPTION_TABLE,
   type OptionType,
   SERVER_OPTION_ENTRIES,
-} from "./config/option_table.ts";
-import { isHostAddress } from "./host_address.ts";
-import { firstUnprintable } from "./common/printable.ts";
-import { isEtcdUrl, parseEtcdUrl } from "./lease/etcd_url.ts";
-import { parseRedisUrl } from "./lease/redis_url.ts";
+} from "./option_table.ts";
+import { isHostAddress } from "../host/host_address.ts";
+import { firstUnprintable } from "../common/printable.ts";
+import { isEtcdUrl, parseEtcdUrl } from "../lease/sources/etcd/etcd_url.ts";
+import { parseRedisUrl } from "../lease/sources/redis/redis_url.ts";
 
 /** How incoming bytes are cut into messages. */
 export type Framing = "chunk" | "line";

@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { ServeConfig } from "./config.ts";
-import type { Runtime } from "./runtime.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import type { Runtime } from "../runtime.ts";
 
 /** Main thread to worker: start serving. */
 export interface StartMessage {

@@ -26,15 +26,20 @@
  * @module
  */
 
-import type { TlsFetchFactory } from "../adapters/tls_fetch.ts";
-import { MAX_NUMBER } from "../common/max_number.ts";
-import { monotonicNow } from "../common/clock.ts";
+import type { TlsFetchFactory } from "../../../adapters/tls_fetch.ts";
+import { MAX_NUMBER } from "../../../common/max_number.ts";
+import { monotonicNow } from "../../../common/clock.ts";
 import { EtcdLeaseError } from "./etcd_lease_error.ts";
 import { type EtcdMember, type EtcdTarget, parseEtcdUrl } from "./etcd_url.ts";
-import { LeaseBehindError } from "./lease_behind_error.ts";
-import type { LeaseOptions, LeaseSource, LeaseSourceStatus, SourcePeek } from "./lease_source.ts";
-import { LeaseTally } from "./_lease_tally.ts";
-import { firstNumberOption, readCaFile } from "./_source_options.ts";
+import { LeaseBehindError } from "../../lease_behind_error.ts";
+import type {
+  LeaseOptions,
+  LeaseSource,
+  LeaseSourceStatus,
+  SourcePeek,
+} from "../../lease_source.ts";
+import { LeaseTally } from "../../_lease_tally.ts";
+import { firstNumberOption, readCaFile } from "../../_source_options.ts";
 import { explainTlsFailure, type TlsProbeSettings } from "./tls_refusal.ts";
 
 /** Options for {@linkcode EtcdLeaseSource.open}. */

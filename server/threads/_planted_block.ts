@@ -13,8 +13,8 @@
  */
 
 import process from "node:process";
-import { monotonicNow } from "./common/clock.ts";
-import type { MessageHandler } from "./message_handler.ts";
+import { monotonicNow } from "../common/clock.ts";
+import type { MessageHandler } from "../numbering/message_handler.ts";
 
 /** The variable: busy-wait this many ms on every read a worker thread handles. */
 export const PLANTED_BLOCK_ENV = "TALLYHO_TEST_ONLY_BLOCK_MS_PER_READ";

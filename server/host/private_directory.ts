@@ -11,7 +11,7 @@
 import { realpathSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
-import { ConfigError } from "./config_error.ts";
+import { ConfigError } from "../common/config_error.ts";
 
 /** A directory that other users could change under this user's files: refused. */
 export class UnsafeDirectoryError extends ConfigError {

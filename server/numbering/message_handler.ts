@@ -5,13 +5,13 @@
  * @module
  */
 
-import type { ServeConfig } from "./config.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
 import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
-import { type NumberLedger, NumbersUnavailableError } from "./lease/number_ledger.ts";
-import type { CoarseClock } from "./common/clock.ts";
-import { Stat } from "./thread_stats.ts";
+import { type NumberLedger, NumbersUnavailableError } from "./number_ledger.ts";
+import type { CoarseClock } from "../common/clock.ts";
+import { Stat } from "../threads/thread_stats.ts";
 
 /** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
 export const CLOSE_LINE_TOO_LONG = -1;

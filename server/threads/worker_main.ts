@@ -5,19 +5,19 @@
  * @module
  */
 
-import { runtime, type ThreadListener } from "./adapters/mod.ts";
-import { AddressInUseError } from "./address_in_use_error.ts";
-import { MessageHandler } from "./message_handler.ts";
-import { NumberLedger } from "./lease/number_ledger.ts";
-import { ConnectionGate } from "./limits/connection_gate.ts";
-import { TickingClock } from "./common/clock.ts";
-import { LoopDelayMeter } from "./loop_delay.ts";
-import { alignClock, monotonicNow } from "./common/clock.ts";
+import { runtime, type ThreadListener } from "../adapters/mod.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import { MessageHandler } from "../numbering/message_handler.ts";
+import { NumberLedger } from "../numbering/number_ledger.ts";
+import { ConnectionGate } from "../limits/connection_gate.ts";
+import { TickingClock } from "../common/clock.ts";
+import { LoopDelayMeter } from "../loop_delay.ts";
+import { alignClock, monotonicNow } from "../common/clock.ts";
 import { plantBlock } from "./_planted_block.ts";
 import { statsRow } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
-import type { ServeConfig } from "./config.ts";
-import { readTlsPair } from "./tls_files.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { readTlsPair } from "../tls/tls_files.ts";
 
 // `self` in a worker on both runtimes; declared narrowly so this file needs no DOM or worker lib.
 const scope = globalThis as unknown as {
@@ -116,7 +116,7 @@ function tlsContent(tls: { cert: string; key: string } | null, config: ServeConf
   return tls === null ? "" : `${tls.cert}\0${tls.key}\0${config.proxyProtocol}`;
 }
 
-// Read here, in each thread: planConfig checked them (server/tls_files.ts) before any thread is
+// Read here, in each thread: planConfig checked them (server/tls/tls_files.ts) before any thread is
 // asked to use them. Read the same bounded way: only regular files, at most 1 MiB each.
 function tlsOf(config: ServeConfig): { cert: string; key: string } | null {
   if (config.tlsCert === null || config.tlsKey === null) return null;

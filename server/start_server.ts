@@ -6,16 +6,21 @@
  * @module
  */
 
-import { assertAddressFree } from "./address_probe.ts";
+import { assertAddressFree } from "./host/address_probe.ts";
 import { runtime, type RuntimeCapabilities } from "./adapters/mod.ts";
-import { DescriptorWatch } from "./descriptor_watch.ts";
-import { defaultConfig, resolveConfig, type ServeConfig, type ServeOptions } from "./config.ts";
-import { readHostFacts } from "./host_facts.ts";
-import { LeaseKeeper } from "./lease/lease_keeper.ts";
+import { DescriptorWatch } from "./host/descriptor_watch.ts";
+import {
+  defaultConfig,
+  resolveConfig,
+  type ServeConfig,
+  type ServeOptions,
+} from "./config/resolve_config.ts";
+import { readHostFacts } from "./host/host_facts.ts";
+import { LeaseKeeper } from "./numbering/lease_keeper.ts";
 import { MemoryLeaseSource } from "./lease/lease_source.ts";
-import { BLOCK_SIZE, NumberLedger } from "./lease/number_ledger.ts";
-import { ThreadPool } from "./thread_pool.ts";
-import type { ThreadFigures } from "./thread_stats.ts";
+import { BLOCK_SIZE, NumberLedger } from "./numbering/number_ledger.ts";
+import { ThreadPool } from "./threads/thread_pool.ts";
+import type { ThreadFigures } from "./threads/thread_stats.ts";
 
 /** Options for {@linkcode startServer} beyond the configuration. */
 export interface StartOptions {

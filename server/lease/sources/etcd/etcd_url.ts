@@ -13,7 +13,7 @@ import {
   passwordInUrlError,
   refusePasswordInUrl,
   shownUpToHost,
-} from "./numbers_url.ts";
+} from "../../numbers_url.ts";
 
 const PASSWORD_GOES = "a file named by --numbers-password-file";
 

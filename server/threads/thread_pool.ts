@@ -6,12 +6,12 @@
  * @module
  */
 
-import { LIMITS, type ServeConfig } from "./config.ts";
-import { AddressInUseError } from "./address_in_use_error.ts";
-import type { NumberLedger } from "./lease/number_ledger.ts";
-import { createGateBuffers, setOutOfDescriptors } from "./limits/connection_gate.ts";
-import { monotonicNow } from "./common/clock.ts";
-import { DeathWindow } from "./process/death_window.ts";
+import { LIMITS, type ServeConfig } from "../config/resolve_config.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import type { NumberLedger } from "../numbering/number_ledger.ts";
+import { createGateBuffers, setOutOfDescriptors } from "../limits/connection_gate.ts";
+import { monotonicNow } from "../common/clock.ts";
+import { DeathWindow } from "../process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -35,10 +35,10 @@ export interface ThreadPoolOptions {
 // From source, and in `deno compile` output (which keeps module paths), the worker entry sits
 // beside this module. `bun build --compile` (Bun 1.4) bundles this module into the executable's
 // entry, so `import.meta.url` names the executable and the worker entry, included by compile.sh as
-// a second entry point, is at `server/worker_main.ts` under the bundle's root.
+// a second entry point, is at `server/threads/worker_main.ts` under the bundle's root.
 const WORKER_URL = import.meta.url.endsWith("/thread_pool.ts")
   ? new URL("./worker_main.ts", import.meta.url).href
-  : new URL("./server/worker_main.ts", import.meta.url).href;
+  : new URL("./server/threads/worker_main.ts", import.meta.url).href;
 
 interface Slot {
   worker: Worker;

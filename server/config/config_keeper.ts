@@ -8,18 +8,18 @@
  * @module
  */
 
-import type { ServeConfig, ServeOptions } from "./config.ts";
-import { StaleGenerationError } from "./config_error.ts";
+import type { ServeConfig, ServeOptions } from "./resolve_config.ts";
+import { StaleGenerationError } from "../common/config_error.ts";
 import { type ConfigPlan, describeChanges, planConfig } from "./config_plan.ts";
-import type { RuntimeCapabilities } from "./adapters/runtime_adapter.ts";
-import type { HostFacts } from "./host_facts.ts";
+import type { RuntimeCapabilities } from "../adapters/runtime_adapter.ts";
+import type { HostFacts } from "../host/host_facts.ts";
 import {
   describeTlsFiles,
   readTlsFileContents,
   readTlsFiles,
   type TlsFileContents,
   tlsFilesDigest,
-} from "./tls_files.ts";
+} from "../tls/tls_files.ts";
 
 /** What a change asks for, built from the configuration in force at the moment it runs. */
 export type ConfigRequest = (current: ServeConfig) => ServeOptions;

@@ -15,7 +15,7 @@ import {
   passwordInUrlError,
   refusePasswordInUrl,
   shownUpToHost,
-} from "./numbers_url.ts";
+} from "../../numbers_url.ts";
 
 const PASSWORD_GOES = "a file named by --numbers-password-file or in TALLYHO_REDIS_PASSWORD";
 

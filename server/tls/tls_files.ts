@@ -3,7 +3,7 @@
  * the certificate's own, and the key file closed to other users (warned, like the admin token's,
  * since container secrets are often mounted readable by all).
  *
- * Each is read as a regular file of at most {@linkcode TLS_FILE_MAX_BYTES} (server/regular_file.ts):
+ * Each is read as a regular file of at most {@linkcode TLS_FILE_MAX_BYTES} (server/host/regular_file.ts):
  * a path changed through the admin API, `--config` or SIGHUP may name a device or a FIFO, which is
  * refused before anything is read from it. A change made while the server runs reads the files
  * off the event loop first ({@linkcode readTlsFileContents}) and plans with what it read.
@@ -13,8 +13,8 @@
 
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { statSync } from "node:fs";
-import { ConfigError } from "./config_error.ts";
-import { readRegularFile, readRegularFileAsync, RegularFileError } from "./regular_file.ts";
+import { ConfigError } from "../common/config_error.ts";
+import { readRegularFile, readRegularFileAsync, RegularFileError } from "../host/regular_file.ts";
 
 /**
  * The most bytes a certificate chain or key file may hold: a chain of a few certificates is a few

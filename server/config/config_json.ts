@@ -6,16 +6,16 @@
  * @module
  */
 
-import { readRegularFile, RegularFileError } from "./regular_file.ts";
-import { describe } from "./common/describe.ts";
+import { readRegularFile, RegularFileError } from "../host/regular_file.ts";
+import { describe } from "../common/describe.ts";
 import {
   DURATION_KEYS,
   FLAG_NAMES,
   LIMITS,
   type ServeConfig,
   type ServeOptions,
-} from "./config.ts";
-import { ConfigError, ConfigShapeError } from "./config_error.ts";
+} from "./resolve_config.ts";
+import { ConfigError, ConfigShapeError } from "../common/config_error.ts";
 import { didYouMean } from "./did_you_mean.ts";
 import { jsonErrorPosition } from "./json_error_position.ts";
 
@@ -44,7 +44,7 @@ export function readConfigFileWith(
   let text: string;
   try {
     // A regular file of bounded size: SIGHUP re-reads it in the supervisor, which a FIFO or a
-    // device named here would block or fill (server/regular_file.ts).
+    // device named here would block or fill (server/host/regular_file.ts).
     text = new TextDecoder().decode(readRegularFile(path, CONFIG_FILE_MAX_BYTES));
   } catch (error) {
     const code = error instanceof RegularFileError

@@ -23,7 +23,7 @@ import {
   writeSync,
 } from "node:fs";
 import process from "node:process";
-import type { HeldFileLock, TryLockFile } from "../adapters/file_lock.ts";
+import type { HeldFileLock, TryLockFile } from "../../../adapters/file_lock.ts";
 import { assertPrivateStateDirectory } from "./state_directory.ts";
 import { StateFileError } from "./state_file_error.ts";
 

@@ -4,9 +4,9 @@
  * @module
  */
 
-import type { IpWords } from "./limits/ip_key.ts";
+import type { IpWords } from "../limits/ip_key.ts";
 import type { LineState } from "./line_scanner.ts";
-import type { ProxyHeaderState } from "./proxy_header.ts";
+import type { ProxyHeaderState } from "../proxy_header.ts";
 
 /** Per-connection state; the adapters keep one per socket and nothing else per connection. */
 export class Connection implements LineState, ProxyHeaderState {

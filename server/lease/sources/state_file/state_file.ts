@@ -24,13 +24,13 @@ import {
 } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
-import { MAX_NUMBER } from "../common/max_number.ts";
-import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "./lease_source.ts";
-import { LeaseTally } from "./_lease_tally.ts";
+import { MAX_NUMBER } from "../../../common/max_number.ts";
+import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "../../lease_source.ts";
+import { LeaseTally } from "../../_lease_tally.ts";
 import { StateFileError } from "./state_file_error.ts";
 import { lockStateFile, type StateLock } from "./state_lock.ts";
-import type { TryLockFile } from "../adapters/file_lock.ts";
-import { DescriptorReserve } from "./descriptor_reserve.ts";
+import type { TryLockFile } from "../../../adapters/file_lock.ts";
+import { DescriptorReserve } from "../../descriptor_reserve.ts";
 
 export { StateFileError } from "./state_file_error.ts";
 

@@ -30,13 +30,18 @@ import { isIP } from "node:net";
 // (WRONGPASS, ECONNREFUSED) where ioredis's says only "Connection is closed.", and it has no
 // dependencies. Both reconnected and failed fast while offline on Bun 1.4.5 and Deno 2.9.6.
 import { ClientOfflineError, createClient, ReconnectStrategyError } from "@redis/client";
-import { MAX_NUMBER } from "../common/max_number.ts";
-import { LeaseBehindError } from "./lease_behind_error.ts";
-import type { LeaseOptions, LeaseSource, LeaseSourceStatus, SourcePeek } from "./lease_source.ts";
+import { MAX_NUMBER } from "../../../common/max_number.ts";
+import { LeaseBehindError } from "../../lease_behind_error.ts";
+import type {
+  LeaseOptions,
+  LeaseSource,
+  LeaseSourceStatus,
+  SourcePeek,
+} from "../../lease_source.ts";
 import { RedisLeaseError } from "./redis_lease_error.ts";
 import { parseRedisUrl, type RedisTarget } from "./redis_url.ts";
-import { LeaseTally } from "./_lease_tally.ts";
-import { firstNumberOption, readCaFile } from "./_source_options.ts";
+import { LeaseTally } from "../../_lease_tally.ts";
+import { firstNumberOption, readCaFile } from "../../_source_options.ts";
 
 /** Options for {@linkcode RedisLeaseSource.open}. */
 export interface RedisLeaseSourceOptions {

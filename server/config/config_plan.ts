@@ -9,14 +9,14 @@
  * @module
  */
 
-import { describe } from "./common/describe.ts";
-import { clampToHost, FLAG_NAMES, resolveConfig, RESTART_KEYS } from "./config.ts";
-import type { ServeConfig, ServeOptions } from "./config.ts";
-import { RestartRequiredError } from "./config_error.ts";
+import { describe } from "../common/describe.ts";
+import { clampToHost, FLAG_NAMES, resolveConfig, RESTART_KEYS } from "./resolve_config.ts";
+import type { ServeConfig, ServeOptions } from "./resolve_config.ts";
+import { RestartRequiredError } from "../common/config_error.ts";
 import { configToJson } from "./config_json.ts";
-import type { HostFacts } from "./host_facts.ts";
-import type { RuntimeCapabilities } from "./adapters/runtime_adapter.ts";
-import { readTlsFiles, type TlsFileContents } from "./tls_files.ts";
+import type { HostFacts } from "../host/host_facts.ts";
+import type { RuntimeCapabilities } from "../adapters/runtime_adapter.ts";
+import { readTlsFiles, type TlsFileContents } from "../tls/tls_files.ts";
 
 /** A key's value before and after a change, as JSON with the flags' names. */
 export interface ValueChange {

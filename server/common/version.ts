@@ -6,7 +6,7 @@
  * @module
  */
 
-import pkg from "../package.json" with { type: "json" };
+import pkg from "../../package.json" with { type: "json" };
 
 /** tallyho's version. */
 export const VERSION: string = pkg.version;
