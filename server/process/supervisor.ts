@@ -22,11 +22,10 @@ import type { HostFacts } from "../host/host_facts.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
 import type { ThreadFigures } from "../threads/thread_stats.ts";
 import { DeathWindow } from "./death_window.ts";
-import { LeaseBehindError } from "../lease/lease_behind_error.ts";
-import { LeaseGuard } from "../lease/lease_guard.ts";
 import { monotonicNow } from "../common/clock.ts";
 import { childEnvironment } from "./child_env.ts";
-import { LeasingTally, type ProcessLeasing } from "./process_leasing.ts";
+import type { ProcessLeasing } from "./process_leasing.ts";
+import { LeaseBroker } from "./lease_broker.ts";
 import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 
@@ -123,9 +122,8 @@ export class Supervisor {
   port = 0;
   /** The configuration in force and the one way to change it (SIGHUP and the admin API). */
   readonly keeper: ConfigKeeper;
-  // Every child's leases pass this one guard, so the server's high-water mark covers all its
-  // processes: a source gone backwards is refused here whichever process asked.
-  readonly #source: LeaseGuard;
+  /** Every process's leases, from the one source. */
+  readonly #broker: LeaseBroker;
   readonly #log: (line: string, level?: "info" | "warn" | "error") => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
@@ -134,27 +132,11 @@ export class Supervisor {
   readonly #deaths: DeathWindow;
   /** Restarts after a death, by process index. */
   readonly #restarts: number[] = [];
-  /** Leasing figures, by process index. */
-  readonly #leasing: LeasingTally[] = [];
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
-  /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
-  #failedLeases = 0;
-  /** When a lease refused as gone backwards was last logged; 0 once leasing works again. */
-  #behindLoggedAt = -Infinity;
-  /** When the source seen gone backwards by a read (not a lease) was last logged; as above. */
-  #backwardsSeenLoggedAt = -Infinity;
   #stopping = false;
   #paused = false;
   #nextId = 1;
-  /** Leases in flight to the source; an upgrade waits for none before handing it over. */
-  #leasesInFlight = 0;
-  #noLeaseInFlight: (() => void) | null = null;
-  /**
-   * Leases asked while the source is being handed over (this tree's processes' and, in a chain
-   * of upgrades, those of the tree before it), asked again once a source is adopted.
-   */
-  #heldLeases: (() => void)[] | null = null;
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.keeper = new ConfigKeeper(config, {
@@ -164,11 +146,11 @@ export class Supervisor {
       log: options.log,
       apply: (next, generation) => this.#applyConfig(next, generation),
     });
-    this.#source = new LeaseGuard(source, options.above);
+    this.#broker = new LeaseBroker(source, {
+      log: options.log,
+      ...(options.above === undefined ? {} : { above: options.above }),
+    });
     this.#log = options.log;
-    // A process that holds numbers leases nothing for a while: the key set back must be said
-    // by every server that shares it, not only by the one whose lease it refused.
-    this.#source.watch({ onBehind: (error) => this.#logBehind(error) });
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
     this.#deaths = new DeathWindow(this.#crashWindowMs);
@@ -328,72 +310,14 @@ export class Supervisor {
   }
 
   #lease(child: Child, id: number, count: number): void {
-    if (this.#heldLeases !== null) {
-      this.#heldLeases.push(() => this.#lease(child, id, count));
-      return;
-    }
-    const tally = this.#leasing[child.index] ??= new LeasingTally();
-    const started = monotonicNow();
-    this.#counted(count).then(
-      (first) => {
-        tally.granted(count, monotonicNow() - started);
-        this.#behindLoggedAt = -Infinity;
-        this.#backwardsSeenLoggedAt = -Infinity;
-        if (this.#failedLeases > 0) {
-          this.#log(
-            `leasing numbers again from ${this.#source.description} after ` +
-              `${this.#failedLeases} failed lease${this.#failedLeases === 1 ? "" : "s"}`,
-          );
-          this.#failedLeases = 0;
-        }
-        this.#send(child, { type: "grant", id, first });
-      },
-      (error: Error) => {
-        tally.failed(monotonicNow() - started);
-        this.#failedLeases++;
-        if (error instanceof LeaseBehindError) {
-          // Never served: the processes run out of what they hold and refuse clients, and
-          // /readyz answers 503, until the source is set above the mark.
-          this.#logBehind(error);
-          this.#send(child, { type: "deny", id, message: error.message });
-          return;
-        }
-        // The processes serve on from the numbers they hold and retry with backoff; once those
-        // run out they close new clients unanswered (closedNumbersUnavailable).
-        this.#log(
-          `cannot lease ${count} numbers to process ${child.index}: ${error.message}` +
-            (this.#failedLeases === 1 ? "; serving from leased numbers, retrying" : ""),
-          "warn",
-        );
-        this.#send(child, { type: "deny", id, message: error.message });
-      },
+    void this.#broker.lease(child.index, count).then((answer) =>
+      this.#send(
+        child,
+        "first" in answer
+          ? { type: "grant", id, first: answer.first }
+          : { type: "deny", id, message: answer.denied },
+      )
     );
-  }
-
-  /**
-   * Says the source went backwards, with this server's mark: when it starts and every 10 s while
-   * it lasts (each process retries every few seconds, and the source is read every second).
-   */
-  #logBehind(error: LeaseBehindError): void {
-    const now = monotonicNow();
-    // Kept apart: a key seen set back by a read must not hide the refusals that follow.
-    const last = error.watched ? this.#backwardsSeenLoggedAt : this.#behindLoggedAt;
-    if (now - last < 10_000) return;
-    if (error.watched) this.#backwardsSeenLoggedAt = now;
-    else this.#behindLoggedAt = now;
-    const refused = this.#source.status().leasesRefused ?? 0;
-    this.#log(
-      `${error.message} (${refused} lease${refused === 1 ? "" : "s"} refused so far)`,
-      "error",
-    );
-  }
-
-  /** Leases from the source, counted so that {@linkcode releaseSource} waits for it. */
-  #counted(count: number): Promise<number> {
-    this.#leasesInFlight++;
-    return this.#source.lease(count).finally(() => {
-      if (--this.#leasesInFlight === 0) this.#noLeaseInFlight?.();
-    });
   }
 
   #childDied(child: Child, how: string): void {
@@ -423,60 +347,33 @@ export class Supervisor {
   }
 
   /**
-   * Stops leasing for an upgrade: leases asked from now on wait, those in flight are let finish,
-   * then the source is closed (a state file's lock released), so the tree taking over can open it.
-   * The processes serve on from the numbers they hold.
+   * Stops leasing for an upgrade (see {@linkcode LeaseBroker.release}).
    *
-   * @returns The highest number this tree was ever granted: every block a process holds, or
-   * ever held, ends at or below it.
+   * @returns The highest number this tree was ever granted.
    */
-  async releaseSource(): Promise<number> {
-    this.#heldLeases ??= [];
-    if (this.#leasesInFlight > 0) {
-      await new Promise<void>((resolve) => (this.#noLeaseInFlight = resolve));
-      this.#noLeaseInFlight = null;
-    }
-    try {
-      await this.#source.close();
-    } catch (error) {
-      // A state file's lock file that cannot be removed (a read-only directory): its kernel
-      // lock is released all the same, which is what the tree taking over needs. Thrown on, the
-      // handover would stall with both trees waiting and no one leasing.
-      this.#log(
-        `upgrade: the number source did not close cleanly: ${(error as Error).message}`,
-        "warn",
-      );
-    }
-    return this.#source.mark;
+  releaseSource(): Promise<number> {
+    return this.#broker.release();
   }
 
   /**
    * Leases from `source` from now on, and grants the leases that waited since
-   * {@linkcode releaseSource}: the same source opened again (an upgrade failed) or the tree that
-   * took over (it worked). The high-water mark is kept, so no grant can start at or below it.
+   * {@linkcode releaseSource} (see {@linkcode LeaseBroker.adopt}).
    *
    * @param source Where numbers come from now.
    */
   adoptSource(source: LeaseSource): void {
-    this.#source.replace(source);
-    const held = this.#heldLeases ?? [];
-    this.#heldLeases = null;
-    for (const ask of held) ask();
+    this.#broker.adopt(source);
   }
 
   /**
-   * Leases `count` numbers for the tree this one took over from, whose processes still serve
-   * their open connections: through the same guard as this tree's own leases, and held like
-   * them while this tree hands its source on (upgraded again while the tree before still
-   * drains): granted from the source let go, such a lease would overlap the next tree's numbers.
+   * Leases `count` numbers for the tree this one took over from (see
+   * {@linkcode LeaseBroker.leaseFor}).
    *
    * @param count How many.
    * @returns The first.
    */
   leaseFor(count: number): Promise<number> {
-    const held = this.#heldLeases;
-    if (held === null) return this.#counted(count);
-    return new Promise((resolve) => held.push(() => resolve(this.leaseFor(count))));
+    return this.#broker.leaseFor(count);
   }
 
   /** Connections open in every process, as of their last reports (each second). */
@@ -500,7 +397,7 @@ export class Supervisor {
 
   /** Where numbers come from. */
   get source(): LeaseSource {
-    return this.#source;
+    return this.#broker.source;
   }
 
   /**
@@ -534,7 +431,7 @@ export class Supervisor {
    * when it has numbers again, so `/readyz` follows within about 100 ms.
    */
   numbersAvailable(): boolean {
-    if (this.#source.refusing) return false;
+    if (this.#broker.refusing) return false;
     return this.#children.every((child) =>
       child === undefined || !child.listening || child.retiring || child.numbersRemaining > 0
     );
@@ -580,7 +477,7 @@ export class Supervisor {
       cpuSeconds: c.cpuSeconds,
       restarts: this.#restarts[c.index] ?? 0,
       uptimeSeconds: (now - c.startedAt) / 1000,
-      leasing: this.#leasing[c.index]?.figures() ?? new LeasingTally().figures(),
+      leasing: this.#broker.leasing(c.index),
     }));
   }
 
@@ -611,7 +508,7 @@ export class Supervisor {
     await Promise.all(
       this.#children.filter((c) => c !== undefined).map((c) => this.#drainChild(c)),
     );
-    await this.#source.close();
+    await this.#broker.close();
   }
 
   /** Kills every child at once (a second signal, or a failed start) and closes the source. */
@@ -619,6 +516,6 @@ export class Supervisor {
     this.#stopping = true;
     for (const child of this.#children) child?.process.kill("SIGKILL");
     await Promise.all(this.#children.filter((c) => c !== undefined).map((c) => c.exited));
-    await this.#source.close();
+    await this.#broker.close();
   }
 }
