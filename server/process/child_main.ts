@@ -17,6 +17,7 @@ import { HealthReader } from "./health_reader.ts";
 import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 import { statsEveryMs } from "./_stats_every.ts";
+import { PendingRequests } from "../common/pending_requests.ts";
 
 /**
  * How often a child looks whether it has run out of numbers, or has some again, to report it at
@@ -32,8 +33,7 @@ const NUMBERS_CHECK_EVERY_MS = 50;
  */
 export function runChild(): Promise<number> {
   const send = (message: FromChild) => writeJsonLine(process.stdout, message);
-  const pendingLeases = new Map<number, { resolve(first: number): void; reject(e: Error): void }>();
-  let nextLeaseId = 1;
+  const leases = new PendingRequests<number>();
   let server: RunningServer | null = null;
   let statsTimer: ReturnType<typeof setInterval> | undefined;
   let numbersTimer: ReturnType<typeof setInterval> | undefined;
@@ -60,11 +60,7 @@ export function runChild(): Promise<number> {
   const health = new HealthReader(log);
 
   const leaseNumbers = (count: number) =>
-    new Promise<number>((resolve, reject) => {
-      const id = nextLeaseId++;
-      pendingLeases.set(id, { resolve, reject });
-      send({ type: "lease", id, count });
-    });
+    leases.ask((id) => void send({ type: "lease", id, count }));
 
   return new Promise((resolveExit) => {
     const stop = async (code: number) => {
@@ -72,7 +68,7 @@ export function runChild(): Promise<number> {
       stopping = true;
       clearInterval(statsTimer);
       clearInterval(numbersTimer);
-      for (const lease of pendingLeases.values()) lease.reject(new Error("stopping"));
+      leases.failAll(new Error("stopping"));
       if (server) {
         await server.shutdown();
         await send({
@@ -145,12 +141,10 @@ export function runChild(): Promise<number> {
             }
             break;
           case "grant":
-            pendingLeases.get(message.id)?.resolve(message.first);
-            pendingLeases.delete(message.id);
+            leases.answer(message.id, message.first);
             break;
           case "deny":
-            pendingLeases.get(message.id)?.reject(new Error(message.message));
-            pendingLeases.delete(message.id);
+            leases.fail(message.id, new Error(message.message));
             break;
           case "configure":
             if (server === null) {

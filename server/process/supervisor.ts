@@ -28,6 +28,7 @@ import type { ProcessLeasing } from "./process_leasing.ts";
 import { LeaseBroker } from "./lease_broker.ts";
 import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
+import { PendingRequests } from "../common/pending_requests.ts";
 
 /** The internal command a child runs; not for people. */
 export const CHILD_COMMAND = "_child";
@@ -102,8 +103,6 @@ interface Child {
   /** Leased numbers the child had left at its last report. */
   numbersRemaining: number;
   exited: Promise<void>;
-  /** Acknowledgements awaited, by message id, with the configuration generation each needs. */
-  acks: Map<number, { generation: number; resolve: () => void }>;
   /** The configuration generation the child last said it serves with. */
   generation: number;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
@@ -136,7 +135,11 @@ export class Supervisor {
   #highestNumberSeen = 0;
   #stopping = false;
   #paused = false;
-  #nextId = 1;
+  /**
+   * Acknowledgements awaited from the children, by message id (unique across children), each
+   * tagged with the configuration generation it needs.
+   */
+  readonly #acks = new PendingRequests<void, number>();
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.keeper = new ConfigKeeper(config, {
@@ -205,7 +208,6 @@ export class Supervisor {
       exited,
       retiring: false,
       listening: false,
-      acks: new Map(),
       generation: this.keeper.generation,
       startedAt: monotonicNow(),
       rssBytes: 0,
@@ -221,7 +223,7 @@ export class Supervisor {
               listening = true;
               child.listening = true;
               child.numbersRemaining = message.remaining ?? 0;
-              if (this.#paused) this.#send(child, { type: "pause", id: this.#nextId++ });
+              if (this.#paused) this.#send(child, { type: "pause", id: this.#acks.nextId() });
               this.#log(`process ${index} listening (pid ${message.pid})`);
               resolve(message.port);
               break;
@@ -239,10 +241,9 @@ export class Supervisor {
               // Counted only from a child that serves with the generation asked for: one that
               // acknowledged without applying it would leave a process on the old configuration.
               if (message.generation !== undefined) child.generation = message.generation;
-              const waiting = child.acks.get(message.id);
-              if (waiting !== undefined && child.generation >= waiting.generation) {
-                child.acks.delete(message.id);
-                waiting.resolve();
+              const needed = this.#acks.tagOf(message.id);
+              if (needed !== undefined && child.generation >= needed) {
+                this.#acks.answer(message.id, undefined);
               }
               break;
             }
@@ -294,12 +295,11 @@ export class Supervisor {
   #everyChild(message: (id: number) => ToChild, generation = 0): Promise<unknown> {
     return Promise.all(
       this.#children.filter((c) => c !== undefined).map((child) =>
-        new Promise<void>((resolve) => {
-          const id = this.#nextId++;
-          child.acks.set(id, { generation, resolve });
-          child.exited.then(resolve);
+        this.#acks.ask((id) => {
+          // A child that dies meanwhile answers by dying: it is restarted with the change.
+          child.exited.then(() => this.#acks.answer(id, undefined));
           this.#send(child, message(id));
-        })
+        }, generation)
       ),
     );
   }
