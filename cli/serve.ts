@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeSync } from "node:fs";
+import { readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
@@ -20,7 +20,9 @@ import {
   ADMIN_LISTENER_FD_ENV,
   adminConnectionCaps,
   type CappedHttpServer,
+  closeDescriptor,
   closeOnExec,
+  duplicate,
   RUNTIME,
   runtime,
   RUNTIME_VERSION,
@@ -43,6 +45,7 @@ import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { StateFileError } from "../server/lease/sources/state_file/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
+import { UPGRADE_CHANNEL_FD } from "../server/process/upgrade_handover.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
@@ -378,7 +381,11 @@ async function runServeTree(
     : askedAdmin;
   // An upgrade passes the admin API's listening socket down (cli/upgrade.ts): the port is bound
   // without SO_REUSEPORT, so this tree accepts on that socket rather than binding it again.
-  const inheritedAdminFd = takeInheritedFd(process.env);
+  const inheritedAdminFd = takeInheritedFd(
+    process.env,
+    takeover !== null,
+    (line) => write("err", "warn", `tallyho: warning: ${line}`),
+  );
   // Not inherited by the serving processes started below (see closeOnExec).
   if (inheritedAdminFd !== undefined) closeOnExec(inheritedAdminFd);
   const tokenOptions = adminFlags.tokenFile === undefined
@@ -453,6 +460,8 @@ async function runServeTree(
   /** Serves the admin API on a port; set once it is configured. */
   let serveAdmin: ((port: number, fd?: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
+  /** A copy of the admin listening socket while an upgrade's new tree takes over, or null. */
+  let keptAdminFd: number | null = null;
   let adoptedAdminFd = false;
   let takingOverFrom = takeover?.handed.pid ?? null;
   const upgrade = upgrader({
@@ -466,6 +475,10 @@ async function runServeTree(
       const stopping = admin;
       admin = null;
       stoppedAdminPort = stopping?.port ?? null;
+      // A copy of the listening socket, kept until the new tree serves alone: if it dies before,
+      // this tree accepts on the socket again, and the port was never free for anyone to bind.
+      const listening = stopping?.handOff() ?? null;
+      keptAdminFd = listening === null ? null : duplicate(listening);
       // The requests it already accepted are answered meanwhile (for up to 2 s); the new tree
       // answers the rest, on the socket passed to it. The relay's listener closes as the stop
       // begins: a turn of the event loop later this tree accepts no more there (and where no
@@ -479,6 +492,17 @@ async function runServeTree(
     },
     resumeAdmin: async () => {
       if (serveAdmin === null || stoppedAdminPort === null) return;
+      const kept = keptAdminFd;
+      keptAdminFd = null;
+      if (kept !== null) {
+        try {
+          admin = await serveAdmin(stoppedAdminPort, kept);
+          return;
+        } catch (error) {
+          closeDescriptor(kept);
+          log(`upgrade: accepting on the admin socket again: ${(error as Error).message}`, "warn");
+        }
+      }
       // The tree that died may have left the socket open in its processes for a moment.
       const deadline = monotonicNow() + 5000;
       for (;;) {
@@ -490,6 +514,10 @@ async function runServeTree(
         }
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
+    },
+    adminTakenOver: () => {
+      if (keptAdminFd !== null) closeDescriptor(keptAdminFd);
+      keptAdminFd = null;
     },
     stop: (reason) => signals.stop(reason),
     log,
@@ -588,7 +616,7 @@ async function runServeTree(
     else await startAdmin();
   }
   if (inheritedAdminFd !== undefined && !adoptedAdminFd) {
-    closeQuietly(inheritedAdminFd); // Passed down, but this tree serves no admin API there.
+    closeDescriptor(inheritedAdminFd); // Passed down, but this tree serves no admin API there.
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
@@ -757,19 +785,34 @@ async function serveAdminWhenFree(
   }
 }
 
-/** Takes the descriptor an upgrade passed down out of the environment (see cli/upgrade.ts). */
-function takeInheritedFd(env: Record<string, string | undefined>): number | undefined {
+/**
+ * Takes the descriptor an upgrade passed down out of the environment (see cli/upgrade.ts), always
+ * taking the variable out so that the serving processes never see it. Only a tree an upgrade
+ * started (`takingOver`) has one: a socket after the handover channel. On any other start the
+ * variable names one of this process's own descriptors, which this tree would accept on or close
+ * as its own: set to its state file's lock, it let a second server number from the same file.
+ */
+function takeInheritedFd(
+  env: Record<string, string | undefined>,
+  takingOver: boolean,
+  warn: (line: string) => void,
+): number | undefined {
   const text = env[ADMIN_LISTENER_FD_ENV];
   delete env[ADMIN_LISTENER_FD_ENV];
-  return text !== undefined && /^\d+$/.test(text) ? Number(text) : undefined;
-}
-
-function closeQuietly(fd: number): void {
+  if (text === undefined) return undefined;
+  const fd = /^\d+$/.test(text) ? Number(text) : -1;
+  let link = "";
   try {
-    closeSync(fd);
+    link = readlinkSync(`/proc/self/fd/${fd}`);
   } catch {
-    // Not open.
+    // Not open (or no /proc, where the old tree could not have found a socket to pass).
   }
+  if (takingOver && fd > UPGRADE_CHANNEL_FD && link.startsWith("socket:")) return fd;
+  warn(
+    `${ADMIN_LISTENER_FD_ENV}=${text} ignored: only an upgrade passes a socket that way` +
+      (takingOver ? " (descriptor 4 on)" : "; unset it"),
+  );
+  return undefined;
 }
 
 /**

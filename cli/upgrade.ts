@@ -57,6 +57,12 @@ export interface UpgradeHooks {
   stopAdmin(): Promise<{ done: Promise<void> }>;
   /** Serves this tree's admin API again, on the same port (the new tree died before taking it). */
   resumeAdmin(): Promise<void>;
+  /**
+   * Called once the new tree serves alone: what was kept to serve the admin API again (see
+   * `resumeAdmin`) is let go.
+   * @default {() => {}}
+   */
+  adminTakenOver?(): void;
   /** Starts this tree's stop, as SIGTERM would. */
   stop(reason: string): void;
   log(line: string, level?: "info" | "warn" | "error"): void;
@@ -185,6 +191,7 @@ export function upgrader(hooks: UpgradeHooks): (origin: string) => UpgradeEvent 
         return;
       }
       // The one place where this tree has handed over: from here the new tree serves alone.
+      hooks.adminTakenOver?.();
       const handoverMs = monotonicNow() - started;
       note({ ...event, state: "handed-over", handoverMs });
       const drainMs = hooks.supervisor.config.drainTimeoutMs;

@@ -39,7 +39,16 @@ import {
 import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { LineClient, replyNumber } from "./_client.ts";
-import { ADMIN_TOKEN, isAlive, runTallyho, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import {
+  ADMIN_TOKEN,
+  isAlive,
+  runTallyho,
+  startTallyho,
+  tallyhoCommand,
+  type TestServer,
+  UNDER_TEST,
+} from "./_server.ts";
+import { python } from "./_python.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 import {
   assertNoRepeats,
@@ -341,10 +350,33 @@ test(
 
 const ENTRY = fileURLToPath(new URL("fixtures/upgrade_entry.ts", import.meta.url));
 
+// Binds 127.0.0.1:PORT (SO_REUSEADDR, as any server does, not SO_REUSEPORT) as often as it can
+// until the file STOP exists (30 s at most); holds the port for a second once it has it, and
+// prints whether it ever had it.
+const GRAB_PORT = `
+import json, os, socket, sys, time
+port, stop = int(sys.argv[1]), sys.argv[2]
+tries, bound, end = 0, False, time.time() + 30
+while not bound and not os.path.exists(stop) and time.time() < end:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    tries += 1
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(8)
+        bound = True
+        time.sleep(1)
+    except OSError:
+        pass
+    s.close()
+print(json.dumps({"bound": bound, "tries": tries}))
+`;
+
 test(
   // From source whatever the suite drives: the stand-in is this file run by the test's runtime.
-  `upgrade (from source): a new tree that dies after saying it listens, before the old one let go, leaves the old tree serving above the new tree's numbers`,
+  `upgrade (from source): a new tree that dies after saying it listens, before the old one let go, leaves the old tree serving above the new tree's numbers, on an admin port no other process could bind meanwhile`,
   {
+    skip: skipOffCi(toolMissing("python3", "python3")),
     timeout: 120_000,
   },
   async () => {
@@ -392,6 +424,12 @@ test(
       const before = await LineClient.connect(port);
       const served = [replyNumber(await before.request("x\n"))];
       writeFileSync(modeFile, "listen-die\n");
+      // Another local process tries to take the admin port all along.
+      const stopGrab = join(directory, "stop-grab");
+      const grab = python(GRAB_PORT, [new URL(admin).port, stopGrab], 40_000) as Promise<
+        { bound: boolean; tries: number }
+      >;
+      await sleep(200);
       process.kill(child.pid!, "SIGUSR2");
       const standIn = await waitFor(read, /stand-in successor \(pid \d+\) leased (\d+) to (\d+)/);
       const [low, high] = [Number(standIn[1]), Number(standIn[2])];
@@ -432,6 +470,10 @@ test(
       }).then((r) => r.json()) as { pid: number; upgrade?: { state: string } };
       assert.equal(info.pid, child.pid);
       assert.equal(info.upgrade?.state, "failed");
+      writeFileSync(stopGrab, "");
+      const grabbed = await grab;
+      assert.ok(grabbed.tries > 100, `the attacker tried: ${JSON.stringify(grabbed)}`);
+      assert.equal(grabbed.bound, false, "another process bound the admin port meanwhile");
     } finally {
       child.kill("SIGTERM");
       const gone = () => child.exitCode !== null || child.signalCode !== null;
@@ -695,6 +737,69 @@ binaryTest(
       assert.ok((await serveLines(tree.port, 3)).length === 3);
     } finally {
       await stopTree(tree);
+    }
+  },
+);
+
+/** The descriptor of `pid` that is open on a file whose path ends with `suffix`, or null. */
+function descriptorOn(pid: number, suffix: string): number | null {
+  for (const name of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${name}`).endsWith(suffix)) return Number(name);
+    } catch {
+      // Closed since the listing.
+    }
+  }
+  return null;
+}
+
+test(
+  `[${UNDER_TEST}] upgrade variables: TALLYHO_ADMIN_LISTENER_FD on a start that is no upgrade closes none of the server's descriptors, so its state file stays locked and no second server numbers from it`,
+  {
+    timeout: 120_000,
+  },
+  async () => {
+    const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
+    const state = join(directory, "numbers.state");
+    const args = ["--processes", "1", "--threads", "1", "--state", state];
+    const servers: TestServer[] = [];
+    try {
+      // Where this build keeps the state file's lock: the same descriptor at every start.
+      const first = await startTallyho(args);
+      servers.push(first);
+      const lockFd = descriptorOn(first.pid, "numbers.state.lock");
+      assert.notEqual(lockFd, null, "the server holds its state file's lock");
+      await first.stop();
+      // The variable only an upgrade's old tree sets, given on an ordinary start: pointing at that
+      // descriptor, at stdin, stdout and stderr.
+      for (const fd of [lockFd!, 0, 1, 2]) {
+        const server = await startTallyho(args, {
+          env: { TALLYHO_ADMIN_LISTENER_FD: String(fd) },
+        });
+        servers.push(server);
+        assert.equal(
+          descriptorOn(server.pid, "numbers.state.lock"),
+          lockFd,
+          `TALLYHO_ADMIN_LISTENER_FD=${fd}: the lock is still held; output:\n${server.output()}`,
+        );
+        const second = await runTallyho([
+          "serve",
+          "--host",
+          "127.0.0.1",
+          "--port",
+          "0",
+          "--admin",
+          "off",
+          ...args,
+        ], 10_000);
+        assert.notEqual(second.code, 0, `a second server started on the same state file`);
+        assert.match(second.stderr, /is in use by another tallyho/);
+        assert.equal((await server.admin("/readyz")).status, 200);
+        await server.stop();
+      }
+    } finally {
+      for (const server of servers) await server.stop("SIGKILL").catch(() => {});
+      rmSync(directory, { recursive: true, force: true });
     }
   },
 );

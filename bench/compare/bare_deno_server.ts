@@ -3,14 +3,21 @@
  * line with `Hello World<N>`, one counter for all replies, no features. Reads into 4 KiB, enough
  * for a batch of 100 pipelined requests.
  *
- *   deno run -A bench/compare/bare_deno_server.ts PORT
+ *   deno run -A bench/compare/bare_deno_server.ts PORT [--reuse-port] [--read-bytes N]
+ *
+ * `--reuse-port` lets several of them share the port (SO_REUSEPORT; needs `--unstable-net`), as
+ * tallyho's processes do; `--read-bytes` sizes each connection's read buffer (the memory
+ * benchmark reads into 256 bytes, the size of the region each tallyho connection reads into).
  */
 let n = 0;
 const port = Number(Deno.args[0] ?? 9000);
+const reusePort = Deno.args.includes("--reuse-port");
+const readAt = Deno.args.indexOf("--read-bytes");
+const readBytes = readAt === -1 ? 4096 : Number(Deno.args[readAt + 1]);
 const encoder = new TextEncoder();
 
 async function serve(conn: Deno.Conn): Promise<void> {
-  const buffer = new Uint8Array(4096);
+  const buffer = new Uint8Array(readBytes);
   try {
     while (true) {
       const read = await conn.read(buffer);
@@ -35,6 +42,6 @@ async function serve(conn: Deno.Conn): Promise<void> {
   }
 }
 
-const listener = Deno.listen({ hostname: "127.0.0.1", port });
+const listener = Deno.listen({ hostname: "127.0.0.1", port, ...(reusePort ? { reusePort } : {}) });
 console.log(`bare deno listening on 127.0.0.1:${port}`);
 for await (const conn of listener) serve(conn);

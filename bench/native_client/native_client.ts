@@ -48,29 +48,49 @@ export function hasCompiler(): boolean {
  * @throws {NativeClientUnavailableError} When there is no C compiler or the build fails.
  */
 export function nativeClientPath(): string {
-  if (existsSync(BINARY) && statSync(BINARY).mtimeMs >= statSync(SOURCE).mtimeMs) return BINARY;
+  return builtCProgram(SOURCE, BINARY, "the native client", "use '--driver tallyho-load'");
+}
+
+/**
+ * Builds a one-file C program of bench/ into the `.build/` folder beside it (ignored by git) on
+ * first use, and again whenever the source is newer than the executable.
+ *
+ * @param source The C file.
+ * @param binary Where the executable goes.
+ * @param what What it is, for an error message ("the native client").
+ * @param instead What to do without it, for an error message ("use '--driver tallyho-load'").
+ * @returns The executable's path.
+ * @throws {NativeClientUnavailableError} When there is no C compiler or the build fails.
+ */
+export function builtCProgram(
+  source: string,
+  binary: string,
+  what: string,
+  instead: string,
+): string {
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
   if (!hasCompiler()) {
     throw new NativeClientUnavailableError(
-      `Cannot build the native client: no C compiler ('${compiler()}') on PATH. Install one ` +
-        "(Debian: apt-get install gcc), set CC, or use '--driver tallyho-load'",
+      `Cannot build ${what}: no C compiler ('${compiler()}') on PATH. Install one ` +
+        `(Debian: apt-get install gcc), set CC, or ${instead}`,
     );
   }
-  mkdirSync(dirname(BINARY), { recursive: true });
+  mkdirSync(dirname(binary), { recursive: true });
   // Built beside and renamed into place, so a concurrent run never executes half a binary.
-  const partial = `${BINARY}.${process.pid}`;
+  const partial = `${binary}.${process.pid}`;
   try {
-    execFileSync(compiler(), ["-O2", "-Wall", "-o", partial, SOURCE], {
+    execFileSync(compiler(), ["-O2", "-Wall", "-o", partial, source], {
       stdio: ["ignore", "ignore", "pipe"],
       timeout: 120_000,
     });
   } catch (error) {
     const stderr = (error as { stderr?: { toString(): string } }).stderr?.toString() ?? "";
     throw new NativeClientUnavailableError(
-      `Cannot build the native client: '${compiler()} ${SOURCE}' failed: ${
+      `Cannot build ${what}: '${compiler()} ${source}' failed: ${
         stderr.trim() || (error as Error).message
-      }. Use '--driver tallyho-load' meanwhile`,
+      }; meanwhile, ${instead}`,
     );
   }
-  renameSync(partial, BINARY);
-  return BINARY;
+  renameSync(partial, binary);
+  return binary;
 }

@@ -30,7 +30,7 @@ export {
   type CappedHttpServer,
 } from "./capped_http.ts";
 
-export { closeOnExec } from "./descriptor_flags.ts";
+export { closeDescriptor, closeOnExec, duplicate } from "./descriptor_flags.ts";
 
 /** The adapter of the runtime this process runs on. */
 export const runtime: RuntimeAdapter = "Bun" in globalThis ? bunAdapter : denoAdapter;

@@ -93,9 +93,13 @@ export class DescriptorWatch {
         this.#release(this.#held.length - this.#size);
         return;
       }
+      // The flag first, then the reserve: the accept loop (another thread, spinning on EMFILE)
+      // takes a released descriptor at once, and must find the flag raised by then, or it serves
+      // with it and the reserve is gone before the queue is drained (seen: 8 more served, the
+      // 28 queued behind them left waiting).
       this.#out = true;
-      this.#release(this.#held.length);
       this.#onChange(true);
+      this.#release(this.#held.length);
       return;
     }
     if (this.#take(this.#size + this.#margin)) {

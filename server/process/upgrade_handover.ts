@@ -24,7 +24,7 @@ import {
 } from "./_upgrade_messages.ts";
 import { PendingRequests } from "../common/pending_requests.ts";
 
-export { UPGRADE_CHANNEL_ENV } from "./_upgrade_messages.ts";
+export { UPGRADE_CHANNEL_ENV, UPGRADE_CHANNEL_FD } from "./_upgrade_messages.ts";
 
 /** An upgrade that did not happen: the old tree serves on. */
 export class UpgradeFailedError extends Error {
