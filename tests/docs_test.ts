@@ -120,3 +120,18 @@ test(`[${UNDER_TEST}] docs: ./compile.sh --help prints its comment and nothing o
   assert.equal(run.stdout, comment.join("\n") + "\n");
   assert.doesNotMatch(run.stdout, /set -euo|^cd /m);
 });
+
+test("npm ci: every package with an install script is approved in package.json's allowScripts, so a newcomer's npm ci prints no warning", () => {
+  const lock = JSON.parse(read("package-lock.json")) as {
+    packages: Record<string, { hasInstallScript?: boolean }>;
+  };
+  const allowed = (JSON.parse(read("package.json")) as { allowScripts?: Record<string, boolean> })
+    .allowScripts ?? {};
+  const scripted = Object.entries(lock.packages)
+    .filter(([path, entry]) => path !== "" && entry.hasInstallScript === true)
+    .map(([path]) => path.slice(path.lastIndexOf("node_modules/") + "node_modules/".length));
+  assert.ok(scripted.includes("bun") && scripted.includes("deno"), `read ${scripted.join(", ")}`);
+  for (const name of scripted) {
+    assert.equal(allowed[name], true, `${name} runs an install script: approve it in allowScripts`);
+  }
+});

@@ -112,6 +112,20 @@ test(`[${UNDER_TEST}] tls: openssl s_client and the runtime's TLS client get Hel
     );
     const first = await opensslAsk(server.port);
     assert.match(first, /^Hello World\d+$/, "openssl s_client");
+    // The "try it" command of docs/proxy-and-tls.md, as written there: it ends by itself.
+    const tryIt = /^\(printf .*openssl s_client .*$/m.exec(
+      readFileSync(new URL("../docs/proxy-and-tls.md", import.meta.url), "utf8"),
+    )?.[0];
+    assert.ok(tryIt !== undefined, "docs/proxy-and-tls.md has a '(printf ...' s_client command");
+    const docs = spawnSync("sh", [
+      "-c",
+      tryIt.replace("127.0.0.1:9000", `127.0.0.1:${server.port}`),
+    ], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    assert.equal(docs.signal, null, `the docs' command did not end by itself: ${docs.stderr}`);
+    assert.match(docs.stdout.trim(), /^Hello World\d+$/, "the docs' s_client command");
     const second = await runtimeAsk(server.port, readFileSync(cert, "utf8"));
     assert.match(second, /^Hello World\d+$/, "the runtime's TLS client, verifying the certificate");
     assert.notEqual(first, second);
