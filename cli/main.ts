@@ -57,8 +57,9 @@ Usage:
 Options for serve:
 ${optionsUsage()}
 
-Signals: SIGTERM/SIGINT drain and exit 0 (a second one exits at once); SIGHUP reloads --config;
-SIGUSR2 upgrades: the program at the same path takes the port and the numbers over, unnoticed.
+Signals (to the supervisor; serving processes ignore them): SIGTERM/SIGINT/SIGQUIT drain and exit
+0 (a second one exits at once); SIGHUP reloads --config, or else re-reads the TLS files; SIGUSR2
+upgrades: the program at the same path takes the port and the numbers over; SIGUSR1 is ignored.
 Exit codes: 0 stopped cleanly, 1 could not serve, 2 bad command line or configuration.`;
 }
 

@@ -13,6 +13,7 @@ import { readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
+import { patchRequest } from "../admin/config_plan.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, bearerTokenMatcher, resolveAdminToken } from "../admin/token.ts";
 import { AddressUnusableError, assertAddressFree } from "../server/host/address_probe.ts";
@@ -620,26 +621,30 @@ async function runServeTree(
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
-    if (configFile === null) {
-      log("SIGHUP: no --config file to re-read; nothing changed");
-      return;
-    }
     // systemd: RELOADING=1 now, READY=1 once the change is in force or refused (finally below).
-    systemd.reloading(`reloading ${configFile}`);
+    systemd.reloading(`reloading ${configFile ?? "the TLS files"}`);
     let outcome = "";
     try {
       // The same way in as the admin API's PATCH: serialized with it, planned against the
-      // configuration in force when it runs, applied only if something changed.
-      const change = await supervisor.keeper.change(() => requested(args), {
-        origin: `the config file ${configFile}`,
-      });
+      // configuration in force when it runs, applied only if something changed. Without a
+      // --config file the configuration in force is planned again as it is (an empty PATCH):
+      // that re-reads the TLS files whatever named them (a renewed certificate, as certbot's
+      // deploy hook asks for), and keeps what PATCH changed.
+      const change = await supervisor.keeper.change(
+        configFile === null ? patchRequest({}) : () => requested(args),
+        { origin: configFile === null ? "SIGHUP" : `the config file ${configFile}` },
+      );
       if (Object.keys(change.changes).length === 0) {
         const clamped = change.warnings.length === 0
           ? ""
           : `; clamped: ${change.warnings.join("; ")}`;
+        const asked = configFile !== null
+          ? `${configFile} asks for the configuration in force`
+          : supervisor.config.tlsCert === null
+          ? "no --config file to re-read and no TLS files; nothing changed"
+          : "no --config file to re-read; the TLS files are unchanged";
         log(
-          `SIGHUP: ${configFile} asks for the configuration in force; ` +
-            `generation ${change.generation} stays${clamped}`,
+          `SIGHUP: ${asked}; generation ${change.generation} stays${clamped}`,
           clamped === "" ? "info" : "warn",
         );
       }
@@ -904,7 +909,15 @@ function listenForSignals(io: CliIo): Signals {
   };
   process.on("SIGINT", () => onStop("SIGINT"));
   process.on("SIGTERM", () => onStop("SIGTERM"));
+  // nginx's graceful quit: the same drain as SIGTERM (its default action would dump core).
+  process.on("SIGQUIT", () => onStop("SIGQUIT"));
   process.on("SIGHUP", () => signals.onReload());
   process.on("SIGUSR2", () => signals.onUpgrade());
+  // nginx reopens its log files on SIGUSR1; tallyho writes to stdout and stderr, which the
+  // service manager owns: nothing to reopen. Ignored on purpose, rather than ending the process.
+  process.on(
+    "SIGUSR1",
+    () => io.err(`tallyho: SIGUSR1 ignored: logs go to stdout and stderr, nothing to reopen`),
+  );
   return signals;
 }

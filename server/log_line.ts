@@ -44,7 +44,7 @@ const RULES: Rule[] = [
     "processes",
   ],
   [/^stopped; last number handed out: (\d+)/, "stop", "lastNumber"],
-  [/^(SIGTERM|SIGINT|admin drain): draining/, "stop_requested", "reason"],
+  [/^(SIGTERM|SIGINT|SIGQUIT|admin drain): draining/, "stop_requested", "reason"],
   [/^stopping: /, "stop_crash_loop"],
   [/^process (\d+) listening \(pid (\d+)\)/, "child_start", "process", "pid"],
   [

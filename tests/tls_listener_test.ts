@@ -384,6 +384,49 @@ test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SI
   }
 });
 
+test(`[${UNDER_TEST}] tls: given as flags (no --config), files renewed under the same names are taken up by SIGHUP, and what PATCH changed stays`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
+  const install = (pair: { cert: string; key: string }) => {
+    writeFileSync(live.cert, readFileSync(pair.cert));
+    writeFileSync(live.key, readFileSync(pair.key), { mode: 0o600 });
+  };
+  install(a);
+  const server = await startTallyho([
+    "--tls-cert",
+    live.cert,
+    "--tls-key",
+    live.key,
+    "--framing",
+    "line",
+  ]);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    const patched = await server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: JSON.stringify({ "idle-timeout": "45s" }),
+    });
+    assert.equal(patched.status, 200, await patched.text());
+    install(b);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 3: tls-files "CN=a, valid until .*" -> "CN=b/);
+    assert.equal(servedSubject(server.port), "b");
+    const config = await (await server.admin("/v1/config")).json() as Record<string, unknown>;
+    assert.equal(config["idle-timeout"], "45s", "the reload kept what PATCH changed");
+    // Nothing renewed: said so, and the generation stays.
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(
+      /SIGHUP: no --config file to re-read; the TLS files are unchanged; generation 3 stays/,
+    );
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 /**
  * A TLS client in Python's standard library (no code shared with the server): for each name it
  * connects with that SNI ("" sends none), asks one line and reports how the connection went.

@@ -27,6 +27,35 @@ import { PendingRequests } from "../common/pending_requests.ts";
 const NUMBERS_CHECK_EVERY_MS = 50;
 
 /**
+ * The signals the supervisor handles (cli/serve.ts). Sent to a serving process as well, as
+ * `kill -HUP $(pidof tallyho)` or a terminal's Ctrl-C (the whole process group) do, each would end
+ * it by default and drop its connections: here each is ignored, and the supervisor, which got it
+ * too or can be sent it, acts. A child still stops when told to, or when its supervisor is gone
+ * (stdin closes); the supervisor ends a stuck one with SIGKILL.
+ */
+const SUPERVISOR_SIGNALS = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGTERM",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+] as const;
+
+function ignoreSignals(log: (line: string) => void): void {
+  for (const signal of SUPERVISOR_SIGNALS) {
+    let said = false;
+    process.on(signal, () => {
+      // Ctrl-C and a stop reach every process at once: nothing to say. The others are said
+      // once, so that an operator who sent one to this pid alone learns where it goes.
+      if (said || signal === "SIGINT" || signal === "SIGTERM") return;
+      said = true;
+      log(`${signal} ignored: signals go to the supervisor (pid ${process.ppid})`);
+    });
+  }
+}
+
+/**
  * Runs this process as a child of a supervisor until told to stop.
  *
  * @returns The exit code.
@@ -57,6 +86,7 @@ export function runChild(): Promise<number> {
       ),
     );
 
+  ignoreSignals(log);
   const health = new HealthReader(log);
 
   const leaseNumbers = (count: number) =>
