@@ -59,6 +59,24 @@ export interface AdminInfo {
   processes?: ProcessHealth[];
   /** The last upgrade this tree started or came from (absent when none). */
   upgrade?: UpgradeEvent;
+  /** How the last reload (SIGHUP) went (absent for a backend that cannot reload). */
+  reload?: ReloadOutcome;
+}
+
+/**
+ * How the last reload went, as Prometheus reports its own (`prometheus_config_last_reload_*`): a
+ * refused reload keeps the configuration in force and changes no generation, so this is what an
+ * alert can watch.
+ */
+export interface ReloadOutcome {
+  /** Whether the last reload was applied (or asked for what was in force); true at start. */
+  successful: boolean;
+  /** When the last reload was asked for, in ms since the epoch; null before the first. */
+  lastAttemptAt: number | null;
+  /** When the last one succeeded (at start: when the server started), in ms since the epoch. */
+  lastSuccessAt: number;
+  /** Why the last one was refused (absent when it succeeded). */
+  reason?: string;
 }
 
 /** An upgrade as `GET /v1/info` and the dashboard show it. */

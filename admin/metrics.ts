@@ -454,6 +454,38 @@ const LEASING: ReadonlyArray<[keyof ProcessLeasing, Family, number]> = [
   }, 0.001],
 ];
 
+/** The last reload's outcome, named and shaped as Prometheus names its own. */
+function reloadFamilies(info: AdminInfo): Family[] {
+  const reload = info.reload;
+  if (reload === undefined) return [];
+  const families: Family[] = [
+    {
+      name: "tallyho_config_last_reload_successful",
+      type: "gauge",
+      help: "1 when the last reload (SIGHUP) was applied or asked for what was in force, 0 when " +
+        "it was refused (the configuration in force stays); 1 at start.",
+      samples: [[{}, reload.successful ? 1 : 0]],
+    },
+    {
+      name: "tallyho_config_last_reload_success_timestamp_seconds",
+      type: "gauge",
+      help: "When the last reload succeeded (at start: when the server started), in seconds " +
+        "since the epoch.",
+      samples: [[{}, reload.lastSuccessAt / 1000]],
+    },
+  ];
+  if (reload.lastAttemptAt !== null) {
+    families.push({
+      name: "tallyho_config_last_reload_attempt_timestamp_seconds",
+      type: "gauge",
+      help: "When a reload (SIGHUP) was last asked for, applied or refused, in seconds since the " +
+        "epoch.",
+      samples: [[{}, reload.lastAttemptAt / 1000]],
+    });
+  }
+  return families;
+}
+
 function leasingFamilies(processes: ProcessStats[]): Family[] {
   return LEASING.map(([field, family, scale]) => ({
     ...family,
@@ -506,6 +538,7 @@ export function renderMetrics({ info, processes, process, config }: MetricsInput
       help: "The configuration's generation: 1 at start, one more per applied change.",
       samples: [[{}, info.configGeneration]],
     },
+    ...reloadFamilies(info),
     ...figureFamilies(processes),
     ...numberFamilies(info, processes),
     ...healthFamilies(processes),

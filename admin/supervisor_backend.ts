@@ -21,6 +21,7 @@ import type {
   ConfigSnapshot,
   ListenerState,
   ProcessStats,
+  ReloadOutcome,
   UpgradeEvent,
 } from "./backend.ts";
 import { outcome, PATCH_ORIGIN, patchRequest } from "./patch_request.ts";
@@ -41,6 +42,8 @@ export interface SupervisorBackendOptions {
   upgrade?: () => UpgradeEvent;
   /** The last upgrade this tree started or came from. */
   lastUpgrade?: () => UpgradeEvent | null;
+  /** How the last reload (SIGHUP) went. */
+  lastReload?: () => ReloadOutcome;
 }
 
 /** {@linkcode AdminBackend} over a running supervisor. */
@@ -106,6 +109,7 @@ export class SupervisorBackend implements AdminBackend {
         leasing: p.leasing,
       })),
       ...this.#upgrade(),
+      ...(this.#options.lastReload === undefined ? {} : { reload: this.#options.lastReload() }),
     };
   }
 

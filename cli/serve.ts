@@ -50,6 +50,7 @@ import { UPGRADE_CHANNEL_FD } from "../server/process/upgrade_handover.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
+import type { ReloadOutcome } from "../admin/backend.ts";
 import { monotonicNow } from "../server/common/clock.ts";
 import { VERSION } from "../server/common/version.ts";
 import {
@@ -458,6 +459,12 @@ async function runServeTree(
   let admin = null as CappedHttpServer | null;
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
+  // The wall clock, read here: the admin API and /metrics give these as times of day.
+  let lastReload: ReloadOutcome = {
+    successful: true,
+    lastAttemptAt: null,
+    lastSuccessAt: Date.now(),
+  };
   /** Serves the admin API on a port; set once it is configured. */
   let serveAdmin: ((port: number, fd?: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
@@ -553,6 +560,7 @@ async function runServeTree(
       numbersAvailable: () => supervisor.numbersAvailable(),
       upgrade: () => upgrade("admin"),
       lastUpgrade: () => lastUpgrade,
+      lastReload: () => lastReload,
     });
     const app = createAdminApp(backend, {
       token: adminToken.token,
@@ -624,6 +632,7 @@ async function runServeTree(
     // systemd: RELOADING=1 now, READY=1 once the change is in force or refused (finally below).
     systemd.reloading(`reloading ${configFile ?? "the TLS files"}`);
     let outcome = "";
+    const attemptAt = Date.now();
     try {
       // The same way in as the admin API's PATCH: serialized with it, planned against the
       // configuration in force when it runs, applied only if something changed. Without a
@@ -648,7 +657,14 @@ async function runServeTree(
           clamped === "" ? "info" : "warn",
         );
       }
+      lastReload = { successful: true, lastAttemptAt: attemptAt, lastSuccessAt: attemptAt };
     } catch (error) {
+      lastReload = {
+        successful: false,
+        lastAttemptAt: attemptAt,
+        lastSuccessAt: lastReload.lastSuccessAt,
+        reason: (error as Error).message,
+      };
       outcome = `; last reload refused: ${(error as Error).message}`;
       log(
         `SIGHUP: configuration not applied, keeping generation ${supervisor.generation}: ${

@@ -5,7 +5,7 @@
  * script error may happen on the way.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -465,6 +465,45 @@ test(
       assert.equal(await page.locator("#field-idle-timeout").inputValue(), "30s");
       assert.equal(await page.locator("#field-greeting").inputValue(), "Hello World");
     });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: a refused reload is shown beside the generation, in red, until one is applied`,
+  {
+    skip: skipBrowser,
+  },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tallyho-dash-reload-"));
+    const file = join(dir, "tallyho.json");
+    writeFileSync(file, JSON.stringify({ greeting: "first " }));
+    try {
+      await withDashboard(["--config", file], async ({ server, page }) => {
+        await signedIn(page);
+        assert.equal(await text(page, "#reload"), "", "nothing said before the first reload");
+        writeFileSync(file, "{ not json");
+        process.kill(server.pid, "SIGHUP");
+        await waitUntil(
+          async () => /refused: .*is not valid JSON/.test(await text(page, "#reload")),
+          {
+            ...PAGE,
+            what: "the refused reload on the page",
+          },
+        );
+        assert.equal(await page.locator("#reload.error").count(), 1, "shown as an error");
+        assert.equal(await text(page, "#generation"), "1");
+        writeFileSync(file, JSON.stringify({ greeting: "second " }));
+        process.kill(server.pid, "SIGHUP");
+        await waitUntil(async () => /applied$/.test(await text(page, "#reload")), {
+          ...PAGE,
+          what: "the applied reload on the page",
+        });
+        assert.equal(await page.locator("#reload.error").count(), 0);
+        assert.equal(await text(page, "#generation"), "2");
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   },
 );
 

@@ -169,6 +169,20 @@ class Dashboard {
     );
   }
 
+  /** The last reload: said only once there was one, and in red while the last was refused. */
+  #renderReload(reload: AdminInfo["reload"]): void {
+    const element = $("reload");
+    if (reload === undefined || reload.lastAttemptAt === null) {
+      element.textContent = "";
+      return;
+    }
+    const at = clock(reload.lastAttemptAt);
+    element.textContent = reload.successful
+      ? `· last reload ${at} applied`
+      : `· last reload ${at} refused: ${reload.reason ?? "see the log"}`;
+    element.classList.toggle("error", !reload.successful);
+  }
+
   #renderInfo(info: AdminInfo): void {
     this.#renderState(info.state);
     $("version").textContent = `tallyho ${info.version}`;
@@ -176,6 +190,7 @@ class Dashboard {
     $("uptime").textContent = formatUptime(info.uptimeSeconds);
     $("listen").textContent = `${info.listen.host}:${info.listen.port}`;
     $("generation").textContent = String(info.configGeneration);
+    this.#renderReload(info.reload);
     this.#noteUpgrade(info.upgrade);
     const numbers = info.numbers;
     $("numbers").textContent = numbers === undefined ? "–" : [
