@@ -9,7 +9,7 @@
  * @module
  */
 
-import { readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
@@ -283,6 +283,21 @@ export async function assertFree(
   try {
     await assertAddressFree(host, port);
   } catch (error) {
+    if (error instanceof AddressUnusableError && error.code === "EACCES" && port > 0) {
+      // The port is the problem, not the address: below ip_unprivileged_port_start only a
+      // process with CAP_NET_BIND_SERVICE may bind.
+      const key = flags.port.replace(/^--/, "");
+      const start = unprivilegedPortStart();
+      throw new ConfigError(
+        key,
+        `'${key}' ${key === "port" ? "" : "port "}${port} needs privileges here (EACCES): ` +
+          `ports below ${start} are ` +
+          `reserved for processes with CAP_NET_BIND_SERVICE. Use a port of ${start} or more, ` +
+          `give tallyho that capability (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; ` +
+          `or setcap cap_net_bind_service=+ep on the binary), or lower ` +
+          `net.ipv4.ip_unprivileged_port_start`,
+      );
+    }
     if (error instanceof AddressUnusableError) {
       const key = flags.address.replace(/^--/, "");
       throw new ConfigError(
@@ -295,6 +310,16 @@ export async function assertFree(
     throw new AddressInUseError(
       `${error.message} (is another server running? try another ${flags.port})`,
     );
+  }
+}
+
+/** The first port any user may bind (`net.ipv4.ip_unprivileged_port_start`, 1024 by default). */
+function unprivilegedPortStart(): number {
+  try {
+    const value = Number(readFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8"));
+    return Number.isInteger(value) ? value : 1024;
+  } catch {
+    return 1024;
   }
 }
 
