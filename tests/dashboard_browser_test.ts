@@ -223,6 +223,12 @@ test(
               "return [s.scrollWidth, s.clientWidth, ...[...document.querySelectorAll('#processes tr.process > *')].map((c) => c.getBoundingClientRect().width)].join(' '); })()",
           )}`,
         );
+        // No delay figure is broken inside ("1.5" / "ms"): the cell breaks at its slash only.
+        const brokenFigures = await page.evaluate(
+          "[...document.querySelectorAll('#processes td.delay span')]" +
+            ".filter((span) => span.getClientRects().length !== 1).map((span) => span.textContent)",
+        ) as string[];
+        assert.deepEqual(brokenFigures, [], "delay figures broken over lines at 390 px");
         const narrow = join(SCREENSHOTS, "dashboard-narrow.png");
         await page.screenshot({ path: narrow });
         assert.deepEqual(pngSize(readFileSync(narrow)), { width: 390, height: 844 });

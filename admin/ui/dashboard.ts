@@ -18,6 +18,7 @@ import { ConfigPanel } from "./_config_panel.ts";
 import { $, make } from "./_dom.ts";
 import { renderNumbersPanel } from "./_numbers_panel.ts";
 import { ProcessCharts } from "./_process_charts.ts";
+import { formatShare } from "./chart_layout.ts";
 import { ProcessSeries } from "./process_series.ts";
 import {
   formatBytes,
@@ -317,7 +318,7 @@ class Dashboard {
       "chart-process-cpu",
       "CPU per process",
       "cpuShare",
-      (share) => `${Math.round(share * 100)} %`,
+      formatShare,
     );
     describe("chart-process-restarts", "Restarts per process", "restarts", formatCount);
   }
@@ -348,7 +349,10 @@ class Dashboard {
       make(
         "td",
         { className: "delay" },
-        `${formatDelay(figures.loopDelayP99Ms)} / ${formatDelay(figures.loopDelayMaxMs)}`,
+        // Each figure kept whole: on a phone the cell breaks at the slash, onto two lines at most.
+        make("span", {}, formatDelay(figures.loopDelayP99Ms)),
+        " / ",
+        make("span", {}, formatDelay(figures.loopDelayMaxMs)),
       );
     const health = (process: StatsView["processes"][number]) =>
       process.rssBytes === undefined ? "" : [
