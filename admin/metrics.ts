@@ -130,6 +130,13 @@ const FIGURES: {
     type: "counter",
     help: "Connections admitted without per-address limits because the address table was full.",
   },
+  healthChecks: {
+    name: "tallyho_health_checks_total",
+    type: "counter",
+    help: "Connections of a trusted balancer's own (proxy-from) that named no client: closed " +
+      "or reset before a PROXY header, or after a LOCAL or UNKNOWN one. Its health checks, " +
+      "counted apart from the clients' peer errors.",
+  },
 };
 
 const STATES: readonly ListenerState[] = ["running", "paused", "draining"];

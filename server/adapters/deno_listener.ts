@@ -262,7 +262,7 @@ class DenoThreadListener implements ThreadListener {
       }
     } catch (error) {
       if ((error as Error).message?.includes(NAME_REFUSED)) stats[Stat.rejectedServerName]!++;
-      else if (!this.#draining) stats[Stat.closedPeerError]!++;
+      else if (!this.#draining) this.#gate.peerError(tracked.state);
     } finally {
       // No read is pending into the region once the loop has ended.
       this.#regions.give(region);

@@ -52,6 +52,12 @@ export class Connection implements LineState, ProxyHeaderState {
   proxyHeld: Uint8Array | null = null;
   proxyClient: IpWords | null = null;
   /**
+   * Whether this is a trusted balancer's own connection, naming no client: from its accept until
+   * its PROXY header names one, and for good after a `LOCAL` or `UNKNOWN` header. How it ends is
+   * a health check's end (server/limits/connection_gate.ts), not a client's error.
+   */
+  fromBalancer = false;
+  /**
    * The TLS socket a plain connection was upgraded to once its PROXY header was read (Bun); the
    * plain socket's own events are then ignored. Null for every other connection.
    */

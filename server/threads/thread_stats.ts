@@ -26,6 +26,7 @@ export const STAT_NAMES = [
   "rejectedRate",
   "rejectedDenied",
   "untrackedAddresses",
+  "healthChecks",
   "closedFirstMessageTimeout",
   "closedIdleTimeout",
   "closedUnfinishedLine",
