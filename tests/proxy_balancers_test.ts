@@ -143,8 +143,8 @@ for (const balancer of ["haproxy", "nginx"] as const) {
         if (balancer === "haproxy") {
           // Its health checks every 100 ms (a v2 LOCAL header each, then a reset) are counted as
           // health checks, apart: not as the clients' peer errors, and without a warning line.
-          // (On Bun a reset can come before the open handler ran: the balancer's address says
-          // it was a check all the same.)
+          // (On Bun a check's reset can come before the open handler ran, with no address left:
+          // counted as a check too while the PROXY protocol is on.)
           figures = await waitUntil(async () => {
             figures = await totals(server.admin);
             return figures.healthChecks! >= 3 && figures;
