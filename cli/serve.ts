@@ -13,7 +13,7 @@ import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
-import { patchRequest } from "../admin/config_plan.ts";
+import { patchRequest } from "../admin/patch_request.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, bearerTokenMatcher, resolveAdminToken } from "../admin/token.ts";
 import { AddressUnusableError, assertAddressFree } from "../server/host/address_probe.ts";
