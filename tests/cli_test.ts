@@ -93,7 +93,7 @@ test(
         : toolMissing("setpriv", "util-linux"),
     ),
   },
-  async () => {
+  () => {
     // Root without the capability, as an ordinary user is: the bind is refused with EACCES.
     const unprivileged = [
       "setpriv",
