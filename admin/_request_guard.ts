@@ -41,7 +41,12 @@ export class RequestGuard {
       const hosts = new Set(names.map((name) => withPort(name, port)));
       // Browsers and curl leave out the default port.
       if (port === 80) { for (const name of names) hosts.add(withPort(name, port).slice(0, -3)); }
-      for (const host of this.#options.allowedHosts) hosts.add(host.toLowerCase());
+      for (const host of this.#options.allowedHosts) {
+        const name = host.toLowerCase();
+        hosts.add(name);
+        // A name given without a port is this API's on its own port (and as sent without one).
+        if (!/:\d+$/.test(name) || name.endsWith("]")) hosts.add(`${name}:${port}`);
+      }
       this.#hosts = hosts;
       this.#hostsPort = port;
     }

@@ -77,6 +77,8 @@ export interface AdminFlags {
   address?: string;
   /** The bearer token's file; see admin/token.ts for what happens without one. */
   tokenFile?: string;
+  /** `--admin-allowed-hosts` as given: more `Host` names the admin API answers. */
+  allowedHosts?: string;
 }
 
 /**
@@ -175,6 +177,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   }
   const configFile = values.config;
   const tokenFile = values["admin-token-file"];
+  const allowedHosts = values["admin-allowed-hosts"];
   const logFormat = values["log-format"];
   const logRejectionsEvery = values["log-rejections-every"];
   return {
@@ -185,6 +188,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
     admin: {
       ...(typeof values.admin === "string" ? { address: values.admin } : {}),
       ...(typeof tokenFile === "string" ? { tokenFile } : {}),
+      ...(typeof allowedHosts === "string" ? { allowedHosts } : {}),
     },
   };
 }
@@ -232,7 +236,13 @@ export function requested(args: ServeArgs, file: ServeFile = readServeFile(args)
 export function adminSettings(
   args: ServeArgs,
   file: ServeFile,
-): { address: string; tokenFile?: string; logFormat: LogFormat; logRejectionsEveryMs: number } {
+): {
+  address: string;
+  tokenFile?: string;
+  allowedHosts: string[];
+  logFormat: LogFormat;
+  logRejectionsEveryMs: number;
+} {
   const extra = file.extra;
   for (const key of CLI_KEYS) {
     if (key in extra && typeof extra[key] !== "string") {
@@ -246,6 +256,9 @@ export function adminSettings(
   return {
     address: args.admin.address ?? (extra.admin as string | undefined) ?? DEFAULT_ADMIN_ADDRESS,
     ...(tokenFile === undefined ? {} : { tokenFile }),
+    allowedHosts: allowedHostsOf(
+      args.admin.allowedHosts ?? (extra["admin-allowed-hosts"] as string | undefined),
+    ),
     logFormat: logFormatOf(args.logFormat ?? (extra["log-format"] as string | undefined)),
     logRejectionsEveryMs: parseDuration(
       "log-rejections-every",
@@ -253,6 +266,28 @@ export function adminSettings(
       OPTION_TABLE.logRejectionsEvery.type,
     ),
   };
+}
+
+/**
+ * `--admin-allowed-hosts`: names (`tallyho-01.example.com`, `tallyho.monitoring.svc`), each with
+ * a port or without one (then any port), IPv6 addresses in brackets.
+ */
+function allowedHostsOf(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const hosts = value.split(",").map((host) => host.trim()).filter((host) => host !== "");
+  for (const host of hosts) {
+    if (
+      !/^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i
+        .test(host)
+    ) {
+      throw new ConfigError(
+        "admin-allowed-hosts",
+        `'admin-allowed-hosts' must be host names, each with or without :PORT, comma-separated: ` +
+          `got ${describe(host)}`,
+      );
+    }
+  }
+  return hosts;
 }
 
 function logFormatOf(value: string | undefined): LogFormat {
@@ -591,6 +626,7 @@ async function runServeTree(
       token: adminToken.token,
       port: () => admin?.port ?? adminAddress.port,
       hostname: adminAddress.hostname,
+      allowedHosts: settings.allowedHosts,
       log,
     });
     const isOperator = bearerTokenMatcher(adminToken.token);

@@ -297,6 +297,18 @@ export const OPTION_TABLE = {
       "                          needs a configured token",
     docs: { default: "`127.0.0.1:9001`", bounds: "`HOST:PORT` or `off`" },
   },
+  adminAllowedHosts: {
+    flag: "admin-allowed-hosts",
+    type: { kind: "string" },
+    change: "start",
+    usage:
+      "  --admin-allowed-hosts NAME[:PORT],...   more Host names the admin API answers (a DNS or\n" +
+      "                          service name Prometheus scrapes by); without a port, on any port",
+    docs: {
+      default: "none: the admin address, localhost, 127.0.0.1 and [::1]",
+      bounds: "names, comma-separated",
+    },
+  },
   adminTokenFile: {
     flag: "admin-token-file",
     type: { kind: "path" },
