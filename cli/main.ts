@@ -112,10 +112,12 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
       io.err(`tallyho: ${error.message}`);
       return EXIT_FAILURE;
     }
-    if (
-      error instanceof UsageError || error instanceof ConfigError ||
-      error instanceof ConfigFileError
-    ) {
+    if (error instanceof ConfigFileError) {
+      // The file is the problem, and the line names it and the key: --help would not help.
+      io.err(`tallyho: ${error.message}`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof UsageError || error instanceof ConfigError) {
       io.err(`tallyho: ${error.message}`);
       io.err(`Run 'tallyho --help' for usage.`);
       return EXIT_USAGE;

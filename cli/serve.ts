@@ -38,9 +38,13 @@ import {
   SERVER_OPTION_ENTRIES,
 } from "../server/config/option_table.ts";
 import { ConfigError } from "../server/common/config_error.ts";
-import { parseDuration, readConfigFileWith } from "../server/config/config_json.ts";
-import { planConfig } from "../server/config/config_plan.ts";
-import { readHostFacts } from "../server/host/host_facts.ts";
+import {
+  ConfigFileError,
+  parseDuration,
+  readConfigFileWith,
+} from "../server/config/config_json.ts";
+import { type ConfigPlan, planConfig } from "../server/config/config_plan.ts";
+import { type HostFacts, readHostFacts } from "../server/host/host_facts.ts";
 import { readTlsFiles } from "../server/tls/tls_files.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
@@ -372,18 +376,38 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   // upgrade with the old tree's source never let go.
   const file = readServeFile(args);
   const takeover = await Takeover.join(process.env, VERSION_TEXT, () => {
-    const host = readHostFacts();
-    planConfig(requested(args, file), {
-      defaults: defaultConfig(host),
-      host,
-      capabilities: runtime.capabilities,
-    });
+    planStart(args, file, readHostFacts());
     adminSettings(args, file);
   });
   try {
     return await runServeTree(args, file, io, takeover);
   } catch (error) {
     await takeover?.fail((error as Error).message);
+    throw error;
+  }
+}
+
+/**
+ * Plans the configuration to start with; a bad value that came from the `--config` file (not a
+ * flag) is said as the file's ("Config file /etc/tallyho.json: 'threads' must be ..."), so the
+ * operator knows where to look.
+ */
+function planStart(args: ServeArgs, file: ServeFile, host: HostFacts): ConfigPlan {
+  try {
+    return planConfig(requested(args, file), {
+      defaults: defaultConfig(host),
+      host,
+      capabilities: runtime.capabilities,
+    });
+  } catch (error) {
+    const field = error instanceof ConfigError ? error.field : undefined;
+    const option = OPTION_ENTRIES.find(([, entry]) => entry.flag === field)?.[0];
+    if (
+      args.configFile !== null && option !== undefined && !(option in args.options) &&
+      option in file.options
+    ) {
+      throw new ConfigFileError(`Config file ${args.configFile}: ${(error as Error).message}`);
+    }
     throw error;
   }
 }
@@ -396,11 +420,7 @@ async function runServeTree(
 ): Promise<number> {
   const host = readHostFacts();
   const defaults = defaultConfig(host);
-  const planned = planConfig(requested(args, file), {
-    defaults,
-    host,
-    capabilities: runtime.capabilities,
-  });
+  const planned = planStart(args, file, host);
   const { warnings } = planned;
   // Port 0 in an upgrade means the port the old tree listens on, which this one shares with it.
   const config = takeover !== null && planned.config.port === 0

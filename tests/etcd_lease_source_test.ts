@@ -305,7 +305,7 @@ test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members 
     );
     await assert.rejects(
       EtcdLeaseSource.open(url, { caFile: "/nonexistent/ca.pem", tlsFetch: runtime.tlsFetch }),
-      /Cannot read the etcd CA file \/nonexistent\/ca\.pem: ENOENT/,
+      /Cannot read the etcd CA file \/nonexistent\/ca\.pem: no such file or directory \(ENOENT\)/,
     );
   } finally {
     await etcd.close();

@@ -214,3 +214,42 @@ test("JSON error position: line, column and what was expected, for each kind of 
     assert.equal(jsonErrorPosition(valid), null, valid);
   }
 });
+
+test(`[${UNDER_TEST}] config file errors name the file, say the system's reason in words, refuse a key given twice, and do not send the operator to --help`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-opconf-"));
+  try {
+    const config = join(dir, "tallyho.json");
+    const cases: Array<[string, RegExp]> = [
+      // A value the file gives: the line says it is the file's.
+      [
+        '{"threads": "4"}',
+        /^tallyho: Config file \S+tallyho\.json: 'threads' must be an integer from 1 to \d+: got "4"$/,
+      ],
+      // JSON.parse would keep the second silently.
+      [
+        '{"port": 1,\n "port": 2}',
+        /^tallyho: Config file \S+ gives 'port' twice \(again at line 2, column 2\): keep one$/,
+      ],
+      // A file it names that is not there: the reason in words, the code for searching.
+      [
+        `{"tls-cert": ${JSON.stringify(join(dir, "none.pem"))}, "tls-key": ${
+          JSON.stringify(join(dir, "none.key"))
+        }}`,
+        /^tallyho: Config file \S+: Cannot read 'tls-cert' file \S+none\.pem: no such file or directory \(ENOENT\)$/,
+      ],
+    ];
+    for (const [text, expected] of cases) {
+      writeFileSync(config, text);
+      const run = await runTallyho(["serve", "--config", config, "--port", "0"]);
+      assert.equal(run.code, 2, run.stderr);
+      oneLine(run.stderr, expected);
+      assert.doesNotMatch(run.stderr, /tallyho --help/, "a file's problem is not a usage one");
+    }
+    // The same bad value as a flag is the command line's: that one keeps the hint.
+    const flag = await runTallyho(["serve", "--threads", "x", "--port", "0"]);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /Run 'tallyho --help' for usage\./);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -114,7 +114,10 @@ test("redis password: from a file without its line break, or the environment, ne
     assert.throws(() => readRedisPassword(file, { [PASSWORD_ENV]: "x" }), /given twice/);
     writeFileSync(file, "\n");
     assert.throws(() => readRedisPassword(file, {}), /password file .* is empty/);
-    assert.throws(() => readRedisPassword(join(dir, "missing"), {}), /Cannot read .*: ENOENT/);
+    assert.throws(
+      () => readRedisPassword(join(dir, "missing"), {}),
+      /Cannot read .*: no such file or directory \(ENOENT\)/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -154,7 +154,7 @@ test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half
     [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
     [
       ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
-      /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
+      /Cannot read 'tls-cert' file .*missing\.crt: no such file or directory \(ENOENT\)/,
     ],
   ];
   try {

@@ -9,5 +9,6 @@
 
 export * from "./clock.ts";
 export * from "./describe.ts";
+export * from "./file_error.ts";
 export * from "./max_number.ts";
 export * from "./printable.ts";

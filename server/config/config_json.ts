@@ -6,6 +6,8 @@
  * @module
  */
 
+import { fileErrorReason } from "../common/file_error.ts";
+import { jsonDuplicateKey } from "./json_duplicate_key.ts";
 import { readRegularFile, RegularFileError } from "../host/regular_file.ts";
 import { describe } from "../common/describe.ts";
 import {
@@ -47,10 +49,8 @@ export function readConfigFileWith(
     // device named here would block or fill (server/host/regular_file.ts).
     text = new TextDecoder().decode(readRegularFile(path, CONFIG_FILE_MAX_BYTES));
   } catch (error) {
-    const code = error instanceof RegularFileError
-      ? error.message
-      : (error as { code?: string }).code ?? (error as Error).message;
-    throw new ConfigFileError(`Cannot read config file ${path}: ${code}`);
+    const reason = error instanceof RegularFileError ? error.message : fileErrorReason(error);
+    throw new ConfigFileError(`Cannot read config file ${path}: ${reason}`);
   }
   let json: unknown;
   try {
@@ -62,6 +62,13 @@ export function readConfigFileWith(
         ? `Config file ${path} is not valid JSON: ${(error as Error).message}`
         : `Config file ${path} is not valid JSON at line ${at.line}, column ${at.column}: ` +
           at.problem,
+    );
+  }
+  const twice = jsonDuplicateKey(text);
+  if (twice !== null) {
+    throw new ConfigFileError(
+      `Config file ${path} gives '${twice.key}' twice (again at line ${twice.line}, column ` +
+        `${twice.column}): keep one`,
     );
   }
   const extra: Record<string, unknown> = {};

@@ -11,6 +11,7 @@
  * @module
  */
 
+import { fileErrorReason } from "../common/file_error.ts";
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { statSync } from "node:fs";
 import { ConfigError } from "../common/config_error.ts";
@@ -170,8 +171,7 @@ function readText(flag: string, path: string, files?: TlsFileContents): string {
         `Cannot use ${JSON.stringify(path)} as '${flag}': ${error.message}; give the PEM file`,
       );
     }
-    const code = (error as { code?: string }).code ?? (error as Error).message;
-    throw new ConfigError(flag, `Cannot read '${flag}' file ${path}: ${code}`);
+    throw new ConfigError(flag, `Cannot read '${flag}' file ${path}: ${fileErrorReason(error)}`);
   }
 }
 

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { fileErrorReason } from "../../../common/file_error.ts";
 import { readFileSync } from "node:fs";
 
 /** The environment variable that may hold the Redis password. */
@@ -41,8 +42,9 @@ export function readRedisPassword(
   try {
     text = readFileSync(file, "utf8");
   } catch (error) {
-    const code = (error as { code?: string }).code ?? (error as Error).message;
-    throw new RedisPasswordError(`Cannot read the ${service} password file ${file}: ${code}`);
+    throw new RedisPasswordError(
+      `Cannot read the ${service} password file ${file}: ${fileErrorReason(error)}`,
+    );
   }
   // One trailing line break is what `echo secret > file` leaves; it is not part of the password.
   const password = text.replace(/\r?\n$/, "");

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { fileErrorReason } from "../../../common/file_error.ts";
 import { statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
@@ -26,8 +27,9 @@ export function assertPrivateStateDirectory(path: string): void {
   try {
     stat = statSync(directory);
   } catch (error) {
-    const code = (error as { code?: string }).code ?? (error as Error).message;
-    throw new StateFileError(`Cannot use state file ${path}: its directory ${directory}: ${code}`);
+    throw new StateFileError(
+      `Cannot use state file ${path}: its directory ${directory}: ${fileErrorReason(error)}`,
+    );
   }
   const uid = process.getuid?.();
   if (uid === undefined) return; // No users to tell apart (Windows).
