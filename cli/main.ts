@@ -32,6 +32,7 @@ import { VERSION, versionLine } from "../server/common/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
 import { adminTokenMain } from "./admin_token.ts";
 import { checkMain } from "./check.ts";
+import { CONTROL_COMMANDS, type ControlCommand, controlMain } from "./control.ts";
 import { doctorMain } from "./doctor.ts";
 import { loadMain } from "./load.ts";
 import { parseServeArgs, runServe } from "./serve.ts";
@@ -53,6 +54,9 @@ Usage:
   tallyho admin-token [--path] print the admin API's token, or the file it is in
   tallyho check [options]      check a configuration (serve's options, e.g. --config FILE)
                                without starting: values, addresses, numbers; exit 0 or 2
+  tallyho reload|stop|upgrade --pid-file FILE
+                               signal the server that wrote FILE (serve --pid-file) and say
+                               what happened: reloaded or refused, stopped, upgraded to pid N
 
 Options for serve:
 ${optionsUsage()}
@@ -95,6 +99,9 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     if (command === "load") return await loadMain(commandArgs, io);
     if (command === "admin-token") return adminTokenMain(commandArgs, io);
     if (command === "check") return await checkMain(commandArgs, io);
+    if (Object.hasOwn(CONTROL_COMMANDS, command)) {
+      return await controlMain(command as ControlCommand, commandArgs, io);
+    }
     if (command !== "serve") throw new UsageError(`Unknown command ${describe(command)}`);
     const parsed = parseServeArgs(commandArgs);
     if (parsed === "help") return printUsage(io);

@@ -53,6 +53,7 @@ import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts
 import { UPGRADE_CHANNEL_FD } from "../server/process/upgrade_handover.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
+import { removePidFile, writePidFile } from "./pid_file.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
 import type { ReloadOutcome } from "../admin/backend.ts";
 import { monotonicNow } from "../server/common/clock.ts";
@@ -122,6 +123,8 @@ export interface ServeArgs {
    * logged; unset, the config file's, then {@linkcode DEFAULT_REJECTION_LOG_EVERY}.
    */
   logRejectionsEvery?: string;
+  /** `--pid-file` as given; unset, the config file's `pid-file`, then none. */
+  pidFile?: string;
 }
 
 /** How often at most refused connections are summed up in the log. */
@@ -182,6 +185,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   const configFile = values.config;
   const tokenFile = values["admin-token-file"];
   const allowedHosts = values["admin-allowed-hosts"];
+  const pidFile = values["pid-file"];
   const logFormat = values["log-format"];
   const logRejectionsEvery = values["log-rejections-every"];
   return {
@@ -189,6 +193,7 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
     ...(typeof logRejectionsEvery === "string" ? { logRejectionsEvery } : {}),
     options: options as ServeOptions,
     configFile: typeof configFile === "string" ? configFile : null,
+    ...(typeof pidFile === "string" ? { pidFile } : {}),
     admin: {
       ...(typeof values.admin === "string" ? { address: values.admin } : {}),
       ...(typeof tokenFile === "string" ? { tokenFile } : {}),
@@ -783,6 +788,15 @@ async function runServeTree(
     );
     await adminServed;
   }
+  // Once it serves (in an upgrade: serves alone), so whoever reads it signals the right tree.
+  const pidFile = args.pidFile ?? (file.extra["pid-file"] as string | undefined);
+  if (pidFile !== undefined) {
+    try {
+      writePidFile(pidFile, process.pid);
+    } catch (error) {
+      log((error as Error).message, "warn");
+    }
+  }
   const c = supervisor.config;
   write(
     "out",
@@ -840,6 +854,7 @@ async function runServeTree(
     (sum, p) => p.threads.reduce((s, t) => s + t.closedNumbersUnavailable, sum),
     0,
   );
+  if (pidFile !== undefined) removePidFile(pidFile, process.pid);
   // Always written, whatever the log level: scripts read the last number from it.
   write(
     "out",

@@ -267,6 +267,16 @@ export const OPTION_TABLE = {
       "                          stop lines are always written",
     docs: { default: "`info`", bounds: "`info`, `warn`, `error`" },
   },
+  pidFile: {
+    flag: "pid-file",
+    type: { kind: "path" },
+    change: "start",
+    usage:
+      "  --pid-file FILE         write the supervisor's pid there once it serves (an upgrade moves it\n" +
+      "                          to the new supervisor; removed on stop): 'tallyho reload|stop|upgrade\n" +
+      "                          --pid-file FILE' find the server by it",
+    docs: { default: "none", bounds: "a file path" },
+  },
   logFormat: {
     flag: "log-format",
     type: { kind: "choice", choices: LOG_FORMATS },
