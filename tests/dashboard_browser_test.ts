@@ -364,6 +364,8 @@ test(`[${UNDER_TEST}] dashboard in chromium: a greeting applied in the panel rea
   await withDashboard(["--threads", "2"], async ({ server, page }) => {
     await signedIn(page);
     const before = await currentConfig(server);
+    // A switch is a choice of two, not a text box holding "false".
+    assert.equal(await page.locator("select#field-proxy-protocol").inputValue(), "false");
     await page.locator("#field-greeting").fill("Howdy ");
     await page.locator("#validate").click();
     await waitUntil(

@@ -152,11 +152,13 @@ export class ConfigPanel {
       }
       const id = `field-${key}`;
       let input: HTMLInputElement | HTMLSelectElement;
-      if (keySchema.type === "choice") {
+      if (keySchema.type === "choice" || keySchema.type === "boolean") {
+        // A switch is a choice of two, not a box to type "false" into.
+        const choices = keySchema.type === "choice" ? keySchema.choices : ["false", "true"];
         input = make(
           "select",
           {},
-          ...keySchema.choices.map((choice) => make("option", { value: choice }, choice)),
+          ...choices.map((choice) => make("option", { value: choice }, choice)),
         );
         input.value = value;
       } else {
