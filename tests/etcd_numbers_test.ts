@@ -289,11 +289,16 @@ test(`[${UNDER_TEST}] etcd: two of three members stopped: held blocks served, th
       servers.map((s) => loggedRuns(s).length),
       "a lease once etcd is back",
     );
-    // And replies written since (the clients refused meanwhile reconnect at their own pace).
+    // And replies written since (the clients refused meanwhile reconnect at their own pace),
+    // through the whole second after the one etcd came back in: the clients count seconds from
+    // their own start, a little after loadStart.
     for (const [i, server] of servers.entries()) {
-      await waitUntil(async () => await replies(server) > repliedBefore[i]!, {
-        what: "replies once etcd is back",
-      });
+      await waitUntil(
+        async () =>
+          Date.now() - loadStart > (backSecond + 2) * 1000 &&
+          await replies(server) > repliedBefore[i]!,
+        { what: "replies once etcd is back" },
+      );
     }
     enough.abort();
     const recorded = await load;
