@@ -379,11 +379,15 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   // if this one fails to start, at once when told why.
   // The configuration is checked before the old tree is asked for anything: a bad one fails the
   // upgrade with the old tree's source never let go.
-  const file = readServeFile(args);
+  // In an upgrade the config file is read inside the check, so that a bad one is told to the
+  // old tree ("it failed: Config file ...") rather than ending this process unexplained.
+  let read = null as ServeFile | null;
   const takeover = await Takeover.join(process.env, VERSION_TEXT, () => {
-    planStart(args, file, readHostFacts());
-    adminSettings(args, file);
+    read = readServeFile(args);
+    planStart(args, read, readHostFacts());
+    adminSettings(args, read);
   });
+  const file = read ?? readServeFile(args);
   try {
     return await runServeTree(args, file, io, takeover);
   } catch (error) {
