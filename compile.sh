@@ -64,7 +64,7 @@ if [ "$runtime" = bun ]; then
   # into the bundle by itself (see Bun's "Standalone executables: Worker" docs).
   bun build --compile --minify-syntax --minify-whitespace "${defines[@]}" \
     ${passthrough[@]+"${passthrough[@]}"} \
-    mod.ts server/worker_main.ts load/load_worker.ts --outfile "$outfile"
+    mod.ts server/threads/worker_main.ts load/load_worker.ts --outfile "$outfile"
 else
   command -v deno >/dev/null || die "deno not found: run 'npm ci' first"
   outfile="${outfile:-dist/tallyho-deno}"
@@ -75,7 +75,7 @@ else
   fi
   [ -x "$DENORT_BIN" ] || die "DENORT_BIN names '$DENORT_BIN', which is not an executable file"
   DENORT_BIN="$DENORT_BIN" deno compile --allow-all --unstable-net --no-check \
-    --include server/worker_main.ts --include load/load_worker.ts \
+    --include server/threads/worker_main.ts --include load/load_worker.ts \
     ${passthrough[@]+"${passthrough[@]}"} \
     --output "$outfile" mod.ts
 fi

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { jsonErrorPosition } from "../server/json_error_position.ts";
+import { jsonErrorPosition } from "../server/config/json_error_position.ts";
 import { HttpError } from "./_http_error.ts";
 
 /** The largest body the admin API reads. */

@@ -41,7 +41,12 @@ export class RequestGuard {
       const hosts = new Set(names.map((name) => withPort(name, port)));
       // Browsers and curl leave out the default port.
       if (port === 80) { for (const name of names) hosts.add(withPort(name, port).slice(0, -3)); }
-      for (const host of this.#options.allowedHosts) hosts.add(host.toLowerCase());
+      for (const host of this.#options.allowedHosts) {
+        const name = host.toLowerCase();
+        hosts.add(name);
+        // A name given without a port is this API's on its own port (and as sent without one).
+        if (!/:\d+$/.test(name) || name.endsWith("]")) hosts.add(`${name}:${port}`);
+      }
       this.#hosts = hosts;
       this.#hostsPort = port;
     }
@@ -59,7 +64,7 @@ export class RequestGuard {
     if (host === null) {
       throw new HttpError(400, "The request has no Host header", { field: "host" });
     }
-    if (!this.hosts().has(host.toLowerCase())) {
+    if (!this.hosts().has(host.toLowerCase()) && !this.#ownNameWithoutPort(host)) {
       throw new HttpError(
         403,
         `Host ${JSON.stringify(host)} is not this admin API's address: use one of ${
@@ -68,6 +73,24 @@ export class RequestGuard {
         { field: "host" },
       );
     }
+  }
+
+  /**
+   * A `Host` of this API's own addresses without a port (`Host: 127.0.0.1`, as some scrapers and
+   * probes send): an address literal names no DNS name that another site could rebind, so it is
+   * as safe as the same address with the port. Names (`localhost`) still need the port, and
+   * `Origin` is not checked this way: there no port means port 80, another server.
+   */
+  #ownNameWithoutPort(host: string): boolean {
+    const name = host.toLowerCase();
+    if (/:\d+$/.test(name) && !name.endsWith("]")) return false;
+    const names = [this.#options.hostname, "127.0.0.1", "::1"].filter((own) =>
+      /^[\d.]+$/.test(own) || own.includes(":")
+    );
+    return names.some((own) => {
+      const bracketed = own.includes(":") && !own.startsWith("[") ? `[${own}]` : own;
+      return bracketed.toLowerCase() === name;
+    });
   }
 
   /**

@@ -6,8 +6,8 @@
  */
 
 import { type Context, Hono } from "hono";
-import { describe } from "../server/config.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { describe } from "../server/common/describe.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import type { AdminBackend, ConfigChange } from "./backend.ts";
 import { configSchema } from "./config_schema.ts";
 import {

@@ -6,7 +6,7 @@
  * implements one in memory for tests and as a reference.
  *
  * Configuration changes are planned in one place, the server's `ConfigKeeper` (over
- * `planConfig`): a backend turns the patch into a request with `patchRequest` (config_plan.ts) and
+ * `planConfig`): a backend turns the patch into a request with `patchRequest` (patch_request.ts) and
  * hands it to its keeper from both {@linkcode AdminBackend.validateConfig} and
  * {@linkcode AdminBackend.applyConfig}, and throws what it throws, so the HTTP status of every
  * rejection is the same whoever implements the backend.
@@ -14,11 +14,11 @@
  * @module
  */
 
-import type { ValueChange } from "../server/config_plan.ts";
-import type { ThreadFigures } from "../server/thread_stats.ts";
+import type { ValueChange } from "../server/config/config_plan.ts";
+import type { ThreadFigures } from "../server/threads/thread_stats.ts";
 import type { LeaseSourceStatus } from "../server/lease/lease_source.ts";
 import type { Runtime } from "../server/runtime.ts";
-import type { CertificateInfo } from "../server/tls_files.ts";
+import type { CertificateInfo } from "../server/tls/tls_files.ts";
 import type { HistoryView } from "./stats_history.ts";
 import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 
@@ -59,6 +59,24 @@ export interface AdminInfo {
   processes?: ProcessHealth[];
   /** The last upgrade this tree started or came from (absent when none). */
   upgrade?: UpgradeEvent;
+  /** How the last reload (SIGHUP) went (absent for a backend that cannot reload). */
+  reload?: ReloadOutcome;
+}
+
+/**
+ * How the last reload went, as Prometheus reports its own (`prometheus_config_last_reload_*`): a
+ * refused reload keeps the configuration in force and changes no generation, so this is what an
+ * alert can watch.
+ */
+export interface ReloadOutcome {
+  /** Whether the last reload was applied (or asked for what was in force); true at start. */
+  successful: boolean;
+  /** When the last reload was asked for, in ms since the epoch; null before the first. */
+  lastAttemptAt: number | null;
+  /** When the last one succeeded (at start: when the server started), in ms since the epoch. */
+  lastSuccessAt: number;
+  /** Why the last one was refused (absent when it succeeded). */
+  reason?: string;
 }
 
 /** An upgrade as `GET /v1/info` and the dashboard show it. */
@@ -88,7 +106,7 @@ export interface ProcessStats {
   index: number;
   /** Its operating-system pid. */
   pid: number;
-  /** One entry per thread, in thread-index order (see `server/thread_stats.ts`). */
+  /** One entry per thread, in thread-index order (see `server/threads/thread_stats.ts`). */
   threads: ThreadFigures[];
   /** Leased numbers the process holds and has not handed out yet, as of its last report. */
   numbersRemaining?: number;

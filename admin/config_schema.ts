@@ -1,20 +1,13 @@
 /**
  * What each configuration key accepts, for `GET /v1/config/schema`: its type, its bounds or
- * choices, and whether a running server can change it. Everything is read from
- * `server/config.ts` (`LIMITS`, `CHOICES`, `FLAG_NAMES`, `DURATION_KEYS`, `RESTART_KEYS`), so a
- * bound changed there changes here, and the dashboard never holds a copy.
+ * choices, and whether a running server can change it. Everything is read from the option table
+ * (`server/config/option_table.ts`), so a bound changed there changes here, and the dashboard
+ * never holds a copy.
  *
  * @module
  */
 
-import {
-  CHOICES,
-  DURATION_KEYS,
-  FLAG_NAMES,
-  LIMITS,
-  RESTART_KEYS,
-  type ServeOptions,
-} from "../server/config.ts";
+import { type OptionType, SERVER_OPTION_ENTRIES } from "../server/config/option_table.ts";
 
 /** What a key's values are. */
 export type KeyType =
@@ -42,49 +35,27 @@ export interface ConfigSchema {
   keys: Record<string, KeySchema>;
 }
 
-type BoundedKey = keyof typeof LIMITS & keyof ServeOptions;
-type ChoiceKey = keyof typeof CHOICES;
-
-// The keys whose type is neither bounded by LIMITS nor a choice. Typed so that a key added to
-// ServeOptions without bounds or choices fails to compile until it is described here.
-const OTHER_KEYS: Record<
-  Exclude<keyof ServeOptions, BoundedKey | ChoiceKey>,
-  KeyType
-> = {
-  host: { type: "string" },
-  greeting: { type: "string", maxBytes: LIMITS.greetingBytes.max },
-  state: { type: "path", nullable: true },
-  allow: { type: "cidr-list" },
-  deny: { type: "cidr-list" },
-  proxyProtocol: { type: "boolean" },
-  proxyFrom: { type: "cidr-list" },
-  tlsCert: { type: "path", nullable: true },
-  tlsKey: { type: "path", nullable: true },
-  // A redis:// URL; shown and set like a path (text, or null for none).
-  numbers: { type: "path", nullable: true },
-  numbersPasswordFile: { type: "path", nullable: true },
-  numbersCaFile: { type: "path", nullable: true },
-  numbersCertFile: { type: "path", nullable: true },
-  numbersKeyFile: { type: "path", nullable: true },
-};
-
-function isBounded(option: keyof ServeOptions): option is BoundedKey {
-  return Object.hasOwn(LIMITS, option);
-}
-
-function isChoice(option: keyof ServeOptions): option is ChoiceKey {
-  return Object.hasOwn(CHOICES, option);
-}
-
-function keySchema(option: keyof ServeOptions): KeyType {
-  if (isBounded(option)) {
-    const { min, max } = LIMITS[option];
-    return DURATION_KEYS.has(option)
-      ? { type: "duration", min, max, unit: "ms" }
-      : { type: "integer", min, max };
+function keyType(type: OptionType): KeyType {
+  switch (type.kind) {
+    case "integer":
+      return { type: "integer", min: type.min, max: type.max };
+    case "duration":
+      return { type: "duration", min: type.min, max: type.max, unit: "ms" };
+    case "choice":
+      return { type: "choice", choices: type.choices };
+    case "string":
+      return type.maxBytes === undefined
+        ? { type: "string" }
+        : { type: "string", maxBytes: type.maxBytes };
+    case "boolean":
+      return { type: "boolean" };
+    case "cidr-list":
+      return { type: "cidr-list" };
+    case "path":
+    // A redis:// or etcd:// URL is shown and set like a path (text, or null for none).
+    case "url":
+      return { type: "path", nullable: true };
   }
-  if (isChoice(option)) return { type: "choice", choices: CHOICES[option] };
-  return OTHER_KEYS[option];
 }
 
 /**
@@ -99,8 +70,8 @@ function keySchema(option: keyof ServeOptions): KeyType {
  */
 export function configSchema(): ConfigSchema {
   const keys: Record<string, KeySchema> = {};
-  for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
-    keys[flag] = { ...keySchema(option), live: !RESTART_KEYS.includes(option) };
+  for (const [, entry] of SERVER_OPTION_ENTRIES) {
+    keys[entry.flag] = { ...keyType(entry.type), live: entry.change === "live" };
   }
   return { keys };
 }

@@ -8,14 +8,18 @@
  */
 
 import process from "node:process";
-import { defaultConfig, type ServeConfig, type ServeOptions } from "../server/config.ts";
-import { configToJson } from "../server/config_json.ts";
-import { ConfigKeeper } from "../server/config_keeper.ts";
-import { planConfig } from "../server/config_plan.ts";
-import type { HostFacts } from "../server/host_facts.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import {
+  defaultConfig,
+  type ServeConfig,
+  type ServeOptions,
+} from "../server/config/resolve_config.ts";
+import { configToJson } from "../server/config/config_json.ts";
+import { ConfigKeeper } from "../server/config/config_keeper.ts";
+import { planConfig } from "../server/config/config_plan.ts";
+import type { HostFacts } from "../server/host/host_facts.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { VERSION } from "../server/version.ts";
+import { VERSION } from "../server/common/version.ts";
 import type {
   AdminBackend,
   AdminInfo,
@@ -25,7 +29,7 @@ import type {
   ListenerState,
   ProcessStats,
 } from "./backend.ts";
-import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
+import { outcome, PATCH_ORIGIN, patchRequest } from "./patch_request.ts";
 import { StateConflictError } from "./errors.ts";
 
 /** Options for {@linkcode MemoryBackend}. */

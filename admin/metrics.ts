@@ -10,11 +10,11 @@
  * @module
  */
 
-import type { StatName } from "../server/thread_stats.ts";
-import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/thread_stats.ts";
+import type { StatName } from "../server/threads/thread_stats.ts";
+import { LOOP_DELAY_BUCKETS, STAT_NAMES } from "../server/threads/thread_stats.ts";
 import type { AdminInfo, ListenerState, ProcessStats } from "./backend.ts";
 import type { ProcessMetrics } from "./process_metrics.ts";
-import { parseDuration } from "../server/config_json.ts";
+import { parseDuration } from "../server/config/config_json.ts";
 import { configSchema } from "./config_schema.ts";
 import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 
@@ -129,6 +129,13 @@ const FIGURES: {
     name: "tallyho_untracked_addresses_total",
     type: "counter",
     help: "Connections admitted without per-address limits because the address table was full.",
+  },
+  healthChecks: {
+    name: "tallyho_health_checks_total",
+    type: "counter",
+    help: "Connections of a trusted balancer's own (proxy-from) that named no client: closed " +
+      "or reset before a PROXY header, or after a LOCAL or UNKNOWN one. Its health checks, " +
+      "counted apart from the clients' peer errors.",
   },
 };
 
@@ -454,6 +461,38 @@ const LEASING: ReadonlyArray<[keyof ProcessLeasing, Family, number]> = [
   }, 0.001],
 ];
 
+/** The last reload's outcome, named and shaped as Prometheus names its own. */
+function reloadFamilies(info: AdminInfo): Family[] {
+  const reload = info.reload;
+  if (reload === undefined) return [];
+  const families: Family[] = [
+    {
+      name: "tallyho_config_last_reload_successful",
+      type: "gauge",
+      help: "1 when the last reload (SIGHUP) was applied or asked for what was in force, 0 when " +
+        "it was refused (the configuration in force stays); 1 at start.",
+      samples: [[{}, reload.successful ? 1 : 0]],
+    },
+    {
+      name: "tallyho_config_last_reload_success_timestamp_seconds",
+      type: "gauge",
+      help: "When the last reload succeeded (at start: when the server started), in seconds " +
+        "since the epoch.",
+      samples: [[{}, reload.lastSuccessAt / 1000]],
+    },
+  ];
+  if (reload.lastAttemptAt !== null) {
+    families.push({
+      name: "tallyho_config_last_reload_attempt_timestamp_seconds",
+      type: "gauge",
+      help: "When a reload (SIGHUP) was last asked for, applied or refused, in seconds since the " +
+        "epoch.",
+      samples: [[{}, reload.lastAttemptAt / 1000]],
+    });
+  }
+  return families;
+}
+
 function leasingFamilies(processes: ProcessStats[]): Family[] {
   return LEASING.map(([field, family, scale]) => ({
     ...family,
@@ -506,6 +545,7 @@ export function renderMetrics({ info, processes, process, config }: MetricsInput
       help: "The configuration's generation: 1 at start, one more per applied change.",
       samples: [[{}, info.configGeneration]],
     },
+    ...reloadFamilies(info),
     ...figureFamilies(processes),
     ...numberFamilies(info, processes),
     ...healthFamilies(processes),

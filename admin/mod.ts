@@ -7,7 +7,7 @@
 
 export * from "./app.ts";
 export * from "./backend.ts";
-export * from "./config_plan.ts";
+export * from "./patch_request.ts";
 export * from "./config_schema.ts";
 export * from "./errors.ts";
 export * from "./memory_backend.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { STAT_NAMES, type ThreadFigures } from "../server/thread_stats.ts";
+import { STAT_NAMES, type ThreadFigures } from "../server/threads/thread_stats.ts";
 import type { ProcessStats } from "./backend.ts";
 import type { ProcessLeasing } from "../server/process/process_leasing.ts";
 

@@ -8,11 +8,11 @@
 
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { configToJson } from "../server/config_json.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
-import { type CertificateInfo, readCertificateInfo } from "../server/tls_files.ts";
+import { configToJson } from "../server/config/config_json.ts";
+import { monotonicNow } from "../server/common/clock.ts";
+import { type CertificateInfo, readCertificateInfo } from "../server/tls/tls_files.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
-import { VERSION } from "../server/version.ts";
+import { VERSION } from "../server/common/version.ts";
 import type {
   AdminBackend,
   AdminInfo,
@@ -21,9 +21,10 @@ import type {
   ConfigSnapshot,
   ListenerState,
   ProcessStats,
+  ReloadOutcome,
   UpgradeEvent,
 } from "./backend.ts";
-import { outcome, PATCH_ORIGIN, patchRequest } from "./config_plan.ts";
+import { outcome, PATCH_ORIGIN, patchRequest } from "./patch_request.ts";
 import { StateConflictError } from "./errors.ts";
 import { type HistoryView, StatsHistory } from "./stats_history.ts";
 
@@ -41,6 +42,8 @@ export interface SupervisorBackendOptions {
   upgrade?: () => UpgradeEvent;
   /** The last upgrade this tree started or came from. */
   lastUpgrade?: () => UpgradeEvent | null;
+  /** How the last reload (SIGHUP) went. */
+  lastReload?: () => ReloadOutcome;
 }
 
 /** {@linkcode AdminBackend} over a running supervisor. */
@@ -106,6 +109,7 @@ export class SupervisorBackend implements AdminBackend {
         leasing: p.leasing,
       })),
       ...this.#upgrade(),
+      ...(this.#options.lastReload === undefined ? {} : { reload: this.#options.lastReload() }),
     };
   }
 

@@ -17,7 +17,7 @@
  * would let another user create the name first (a link, a directory of theirs) and so stop the
  * server from starting, or hand it a token of their choosing. The directory the token's own
  * directory is made in must be writable only by the user and root, and each one above it owned by
- * the user or root (see server/private_directory.ts).
+ * the user or root (see server/host/private_directory.ts).
  *
  * @module
  */
@@ -38,8 +38,8 @@ import {
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
-import { ConfigError } from "../server/config_error.ts";
-import { assertSafeDirectory } from "../server/private_directory.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import { assertSafeDirectory } from "../server/host/private_directory.ts";
 
 /** The environment variable that may hold the token. */
 export const TOKEN_ENV = "TALLYHO_ADMIN_TOKEN";

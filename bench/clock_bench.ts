@@ -12,8 +12,8 @@ import { bench, do_not_optimize, group, run, summary } from "mitata";
 import { availableParallelism, cpus, release } from "node:os";
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { TickingClock } from "../server/limits/timeouts.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { TickingClock } from "../server/common/clock.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 
 console.log(
   `# tallyho clock reads on ${RUNTIME} ${RUNTIME_VERSION}, ${availableParallelism()} cores ` +

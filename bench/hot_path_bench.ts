@@ -7,13 +7,13 @@
  */
 import { bench, do_not_optimize, group, run, summary } from "mitata";
 import { availableParallelism, cpus, release } from "node:os";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { Connection } from "../server/connection.ts";
-import { scanLines } from "../server/line_scanner.ts";
-import { MessageHandler } from "../server/message_handler.ts";
-import { ReplyEncoder } from "../server/reply_encoder.ts";
-import { BLOCK_SIZE, NumberLedger } from "../server/lease/number_ledger.ts";
-import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { Connection } from "../server/numbering/connection.ts";
+import { scanLines } from "../server/numbering/line_scanner.ts";
+import { MessageHandler } from "../server/numbering/message_handler.ts";
+import { ReplyEncoder } from "../server/numbering/reply_encoder.ts";
+import { BLOCK_SIZE, NumberLedger } from "../server/numbering/number_ledger.ts";
+import { createStatsBuffer, statsRow } from "../server/threads/thread_stats.ts";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 
 console.log(

@@ -16,12 +16,12 @@ import { availableParallelism, cpus, loadavg, release } from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
+import { EtcdLeaseSource } from "../server/lease/sources/etcd/etcd_lease_source.ts";
 import type { LeaseSource } from "../server/lease/lease_source.ts";
-import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
-import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
-import { MAX_BLOCKS_PER_LEASE } from "../server/lease/lease_keeper.ts";
+import { BLOCK_SIZE } from "../server/numbering/number_ledger.ts";
+import { monotonicNow } from "../server/common/clock.ts";
+import { RedisLeaseSource } from "../server/lease/sources/redis/redis_lease_source.ts";
+import { MAX_BLOCKS_PER_LEASE } from "../server/numbering/lease_keeper.ts";
 import type { LeaseFigure, LeaseSourcesRun, ServeFigure } from "./_lease_sources_run.ts";
 
 const [etcdBase, redisBase, jsonFlag, jsonFile] = process.argv.slice(2);

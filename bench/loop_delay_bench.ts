@@ -14,8 +14,8 @@ import { availableParallelism, cpus, release } from "node:os";
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { LOOP_DELAY_EVERY_MS, LoopDelayMeter } from "../server/loop_delay.ts";
-import { TickingClock } from "../server/limits/timeouts.ts";
-import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
+import { TickingClock } from "../server/common/clock.ts";
+import { createStatsBuffer, statsRow } from "../server/threads/thread_stats.ts";
 
 console.log(
   `# tallyho event-loop delay meter on ${RUNTIME} ${RUNTIME_VERSION}, ${availableParallelism()} ` +

@@ -25,7 +25,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { readMachineMemory } from "../load/host_memory.ts";
-import { readHostFacts } from "../server/host_facts.ts";
+import { readHostFacts } from "../server/host/host_facts.ts";
 import { freePort } from "./compare/server_process.ts";
 import { BUN, DENO, ROOT } from "./compare/servers.ts";
 import { holderPath, PER_HOLDER } from "./memory/holders.ts";

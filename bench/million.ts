@@ -24,7 +24,7 @@ import { cpus, totalmem } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { planCapacity } from "../server/doctor/capacity.ts";
-import { readHostFacts } from "../server/host_facts.ts";
+import { readHostFacts } from "../server/host/host_facts.ts";
 import { readMachineMemory } from "../load/host_memory.ts";
 import type { HoldReport } from "../load/run_hold.ts";
 import { writeSection } from "./results_section.ts";

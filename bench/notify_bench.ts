@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, cpus, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { openUnixDatagram, RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
+import { RUNTIME, runtime, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { notifySocketAddress } from "../server/systemd/mod.ts";
 
 console.log(
@@ -38,7 +38,7 @@ await new Promise<void>((resolve) => receiver.stdout!.once("data", () => resolve
 
 try {
   const opened = performance.now();
-  const sender = openUnixDatagram(notifySocketAddress(path));
+  const sender = runtime.openUnixDatagram(notifySocketAddress(path));
   console.log(
     `first use (load libc through FFI, socket(2)): ${(performance.now() - opened).toFixed(2)} ms`,
   );

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { describe } from "../server/config.ts";
-import { didYouMean } from "../server/did_you_mean.ts";
+import { describe } from "../server/common/describe.ts";
+import { didYouMean } from "../server/config/did_you_mean.ts";
 
 /** Exit code for a mistake in the command line or the configuration. */
 export const EXIT_USAGE = 2;

@@ -10,20 +10,21 @@
  */
 
 import { accessSync, constants, existsSync } from "node:fs";
+import { runtime } from "../server/adapters/mod.ts";
 import process from "node:process";
 import { dirname } from "node:path";
 import { resolveAdminToken, TOKEN_ENV } from "../admin/token.ts";
 import { assertAdminBindAllowed, defaultTokenPath } from "../admin/token.ts";
-import { AddressInUseError } from "../server/address_in_use_error.ts";
-import { defaultConfig, type ServeConfig } from "../server/config.ts";
-import { configToJson } from "../server/config_json.ts";
-import { planConfig } from "../server/config_plan.ts";
-import { readHostFacts } from "../server/host_facts.ts";
-import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
-import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
-import { RedisPasswordError } from "../server/lease/redis_password.ts";
-import { StateFileError } from "../server/lease/state_file.ts";
-import { assertPrivateStateDirectory } from "../server/lease/state_directory.ts";
+import { AddressInUseError } from "../server/host/address_in_use_error.ts";
+import { defaultConfig, type ServeConfig } from "../server/config/resolve_config.ts";
+import { configToJson } from "../server/config/config_json.ts";
+import { planConfig } from "../server/config/config_plan.ts";
+import { readHostFacts } from "../server/host/host_facts.ts";
+import { EtcdLeaseError } from "../server/lease/sources/etcd/etcd_lease_error.ts";
+import { RedisLeaseError } from "../server/lease/sources/redis/redis_lease_error.ts";
+import { RedisPasswordError } from "../server/lease/sources/redis/redis_password.ts";
+import { StateFileError } from "../server/lease/sources/state_file/state_file.ts";
+import { assertPrivateStateDirectory } from "../server/lease/sources/state_file/state_directory.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { type CliIo, consoleIo, UsageError } from "./_io.ts";
 import {
@@ -31,6 +32,7 @@ import {
   assertFree,
   parseAdminAddress,
   parseServeArgs,
+  readServeFile,
   requested,
 } from "./serve.ts";
 
@@ -71,7 +73,7 @@ async function checkNumbers(config: ServeConfig, warnings: string[]): Promise<st
   const source = await openLeaseSource(config, (line, level) => {
     // A warning serve would log (a client key others can read); the source's info lines are not.
     if (level === "warn") warnings.push(line);
-  });
+  }, { runtime });
   try {
     return `${source.description}, next number ${source.next}`;
   } finally {
@@ -96,11 +98,13 @@ export async function checkMain(args: string[], io: CliIo = consoleIo): Promise<
   }
   if (parsed === "version") throw new UsageError("'tallyho check' takes no --version");
   const host = readHostFacts();
-  const { config, warnings: planned } = planConfig(requested(parsed), {
+  const file = readServeFile(parsed);
+  const { config, warnings: planned } = planConfig(requested(parsed, file), {
     defaults: defaultConfig(host),
     host,
+    capabilities: runtime.capabilities,
   });
-  const admin = adminSettings(parsed);
+  const admin = adminSettings(parsed, file);
   const adminAddress = parseAdminAddress(admin.address);
   const tokenOptions = admin.tokenFile === undefined ? {} : { tokenFile: admin.tokenFile };
   let token = "none (admin off)";

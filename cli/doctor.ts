@@ -6,7 +6,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
+import { RUNTIME, runtime, RUNTIME_VERSION } from "../server/adapters/mod.ts";
 import { diagnose, type DoctorOptions } from "../server/doctor/diagnose.ts";
 import { renderJson, renderText } from "../server/doctor/render.ts";
 import { type CliIo, consoleIo, EXIT_USAGE, usageErrorFrom } from "./_io.ts";
@@ -93,7 +93,9 @@ export async function doctorMain(
   const tlsCert = values["tls-cert"];
   // The one wall-clock read: a certificate's expiry is a time of day.
   const report = await diagnose(
-    tlsCert === undefined ? options : { now: Date.now(), ...options, tlsCert },
+    tlsCert === undefined
+      ? { listen: runtime.listen, ...options }
+      : { now: Date.now(), listen: runtime.listen, ...options, tlsCert },
   );
   if (values.json) io.out(renderJson(report));
   else for (const line of renderText(report, `${RUNTIME} ${RUNTIME_VERSION}`)) io.out(line);

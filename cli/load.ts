@@ -11,8 +11,8 @@
 import { availableParallelism } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { ConfigError } from "../server/config_error.ts";
-import { parseDuration } from "../server/config_json.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import { parseDuration } from "../server/config/config_json.ts";
 import { formatProgress, formatReport } from "../load/format_report.ts";
 import {
   LOAD_LIMITS,
@@ -25,7 +25,7 @@ import { EXIT_CHECK_FAILED, exitCodeFor } from "../load/load_report.ts";
 import { parseAddressList } from "../load/address_list.ts";
 import { type HoldConfig, type HoldOptions, resolveHoldOptions } from "../load/hold_options.ts";
 import { formatHoldReport, runHold } from "../load/run_hold.ts";
-import { readHostFacts } from "../server/host_facts.ts";
+import { readHostFacts } from "../server/host/host_facts.ts";
 import { decodeMessage } from "../load/message_bytes.ts";
 import { runLoad } from "../load/run_load.ts";
 import {

@@ -9,13 +9,14 @@
  * @module
  */
 
-import { readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { ADMIN_PROBE_PATHS, createAdminApp } from "../admin/app.ts";
+import { patchRequest } from "../admin/patch_request.ts";
 import { SupervisorBackend } from "../admin/supervisor_backend.ts";
 import { assertAdminBindAllowed, bearerTokenMatcher, resolveAdminToken } from "../admin/token.ts";
-import { AddressUnusableError, assertAddressFree } from "../server/address_probe.ts";
+import { AddressUnusableError, assertAddressFree } from "../server/host/address_probe.ts";
 import {
   ADMIN_LISTENER_FD_ENV,
   adminConnectionCaps,
@@ -23,35 +24,40 @@ import {
   closeDescriptor,
   closeOnExec,
   duplicate,
-  openUnixDatagram,
   RUNTIME,
+  runtime,
   RUNTIME_VERSION,
   serveAdminHttp,
 } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { AddressInUseError } from "../server/host/address_in_use_error.ts";
+import { describe } from "../server/common/describe.ts";
+import { defaultConfig, type ServeOptions } from "../server/config/resolve_config.ts";
 import {
-  defaultConfig,
-  describe,
-  DURATION_KEYS,
-  FLAG_NAMES,
-  LIMITS,
-  type ServeOptions,
-} from "../server/config.ts";
-import { ConfigError } from "../server/config_error.ts";
-import { parseDuration, readConfigFileWith } from "../server/config_json.ts";
-import { planConfig } from "../server/config_plan.ts";
-import { readHostFacts } from "../server/host_facts.ts";
-import { readTlsFiles } from "../server/tls_files.ts";
+  OPTION_ENTRIES,
+  OPTION_TABLE,
+  SERVER_OPTION_ENTRIES,
+} from "../server/config/option_table.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import {
+  ConfigFileError,
+  parseDuration,
+  readConfigFileWith,
+} from "../server/config/config_json.ts";
+import { type ConfigPlan, planConfig } from "../server/config/config_plan.ts";
+import { type HostFacts, readHostFacts } from "../server/host/host_facts.ts";
+import { readTlsFiles } from "../server/tls/tls_files.ts";
 import { ADDRESS_TABLE_BYTES } from "../server/limits/connection_gate.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
-import { StateFileError } from "../server/lease/state_file.ts";
+import { StateFileError } from "../server/lease/sources/state_file/state_file.ts";
 import { type ProcessFigures, Supervisor } from "../server/process/supervisor.ts";
 import { UPGRADE_CHANNEL_FD } from "../server/process/upgrade_handover.ts";
 import { Takeover } from "../server/process/upgrade_takeover.ts";
 import { SystemdNotifier } from "../server/systemd/mod.ts";
+import { removePidFile, writePidFile } from "./pid_file.ts";
 import { type UpgradeEvent, upgrader } from "./upgrade.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
-import { VERSION } from "../server/version.ts";
+import type { ReloadOutcome } from "../admin/backend.ts";
+import { monotonicNow } from "../server/common/clock.ts";
+import { VERSION } from "../server/common/version.ts";
 import {
   formatLogLine,
   LOG_FORMAT_ENV,
@@ -65,7 +71,7 @@ import { type CliIo, integerFlag, joinNegativeValues, usageErrorFrom } from "./_
 const VERSION_TEXT = `tallyho ${VERSION} on ${RUNTIME} ${RUNTIME_VERSION}`;
 
 /** Where the admin API listens by default: loopback only. */
-export const DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9001";
+export const DEFAULT_ADMIN_ADDRESS: string = OPTION_TABLE.admin.default;
 
 /** The admin API's command-line settings. */
 export interface AdminFlags {
@@ -76,6 +82,8 @@ export interface AdminFlags {
   address?: string;
   /** The bearer token's file; see admin/token.ts for what happens without one. */
   tokenFile?: string;
+  /** `--admin-allowed-hosts` as given: more `Host` names the admin API answers. */
+  allowedHosts?: string;
 }
 
 /**
@@ -115,28 +123,34 @@ export interface ServeArgs {
    * logged; unset, the config file's, then {@linkcode DEFAULT_REJECTION_LOG_EVERY}.
    */
   logRejectionsEvery?: string;
+  /** `--pid-file` as given; unset, the config file's `pid-file`, then none. */
+  pidFile?: string;
 }
 
 /** How often at most refused connections are summed up in the log. */
-export const DEFAULT_REJECTION_LOG_EVERY = "10s";
+export const DEFAULT_REJECTION_LOG_EVERY: string = OPTION_TABLE.logRejectionsEvery.default;
+
+/** The command line's own keys, which the config file may also hold: read at start only. */
+const CLI_KEYS = OPTION_ENTRIES.filter(([key, entry]) =>
+  entry.change === "start" && key !== "config"
+)
+  .map(([, entry]) => entry.flag);
 
 const SERVE_FLAGS = {
-  ...Object.fromEntries(Object.values(FLAG_NAMES).map((flag) => [flag, { type: "string" }])),
   // A switch on the command line (`--proxy-protocol`), true or false in a config file or PATCH.
-  "proxy-protocol": { type: "boolean" },
-  config: { type: "string" },
-  admin: { type: "string" },
-  "admin-token-file": { type: "string" },
-  "log-format": { type: "string" },
-  "log-rejections-every": { type: "string" },
+  ...Object.fromEntries(
+    OPTION_ENTRIES.map((
+      [, entry],
+    ) => [entry.flag, { type: entry.type.kind === "boolean" ? "boolean" : "string" }]),
+  ) as Record<string, { type: "string" | "boolean" }>,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
-} as const satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
+} satisfies Record<string, { type: "string" | "boolean"; short?: string }>;
 
 /**
- * Turns `serve` flags into options: integers for the numeric keys, durations for the timeouts,
- * comma-separated lists for `allow`, `deny` and `proxy-from`, a switch for `proxy-protocol`, text
- * for the rest.
+ * Turns `serve` flags into options, each as its entry in the option table says: integers for the
+ * numeric keys, durations for the timeouts, comma-separated lists for CIDR ranges, a switch for
+ * a boolean, text for the rest.
  *
  * @param args The arguments after the command.
  * @returns What was asked for, or `"help"` / `"version"`.
@@ -158,19 +172,20 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
   if (values.help) return "help";
   if (values.version) return "version";
   const options: Record<string, unknown> = {};
-  for (const [option, flag] of Object.entries(FLAG_NAMES) as [keyof ServeOptions, string][]) {
+  for (const [option, { flag, type }] of SERVER_OPTION_ENTRIES) {
     const text = values[flag];
     if (typeof text === "boolean") options[option] = text;
     if (typeof text !== "string") continue;
-    if (DURATION_KEYS.has(option)) {
-      options[option] = parseDuration(flag, text, LIMITS[option as keyof typeof LIMITS]);
-    } else if (option in LIMITS) options[option] = integerFlag(flag, text);
-    else if (option === "allow" || option === "deny" || option === "proxyFrom") {
+    if (type.kind === "duration") options[option] = parseDuration(flag, text, type);
+    else if (type.kind === "integer") options[option] = integerFlag(flag, text);
+    else if (type.kind === "cidr-list") {
       options[option] = text === "" ? [] : text.split(",").map((range) => range.trim());
     } else options[option] = text;
   }
   const configFile = values.config;
   const tokenFile = values["admin-token-file"];
+  const allowedHosts = values["admin-allowed-hosts"];
+  const pidFile = values["pid-file"];
   const logFormat = values["log-format"];
   const logRejectionsEvery = values["log-rejections-every"];
   return {
@@ -178,42 +193,67 @@ export function parseServeArgs(args: string[]): ServeArgs | "help" | "version" {
     ...(typeof logRejectionsEvery === "string" ? { logRejectionsEvery } : {}),
     options: options as ServeOptions,
     configFile: typeof configFile === "string" ? configFile : null,
+    ...(typeof pidFile === "string" ? { pidFile } : {}),
     admin: {
       ...(typeof values.admin === "string" ? { address: values.admin } : {}),
       ...(typeof tokenFile === "string" ? { tokenFile } : {}),
+      ...(typeof allowedHosts === "string" ? { allowedHosts } : {}),
     },
   };
 }
 
-/** The config file's keys that are the command line's, not the server's: read at start only. */
-const FILE_ADMIN_KEYS = [
-  "admin",
-  "admin-token-file",
-  "log-format",
-  "log-rejections-every",
-] as const;
+/** What the `--config` file holds: the server's options and the command line's own keys. */
+export interface ServeFile {
+  /** The server's options it sets. */
+  options: ServeOptions;
+  /** The command line's own keys it sets (`admin`, `log-format`, ...), as given. */
+  extra: Record<string, unknown>;
+}
 
-/** What the configuration is asked to be: the `--config` file's keys under the flags. */
-export function requested(args: ServeArgs): ServeOptions {
-  const fromFile = args.configFile === null
-    ? {}
-    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).options;
-  return { ...fromFile, ...args.options };
+/**
+ * Reads the `--config` file, if there is one: once at start (SIGHUP reads it again).
+ *
+ * @param args What the command line asked for.
+ * @returns What it holds; nothing without a file.
+ * @throws {ConfigFileError} When it cannot be read or holds a bad key or value.
+ */
+export function readServeFile(args: ServeArgs): ServeFile {
+  return args.configFile === null
+    ? { options: {}, extra: {} }
+    : readConfigFileWith(args.configFile, CLI_KEYS);
+}
+
+/**
+ * What the configuration is asked to be: the `--config` file's keys under the flags.
+ *
+ * @param args What the command line asked for.
+ * @param file The file as read; read now when not given (SIGHUP).
+ * @returns The options.
+ */
+export function requested(args: ServeArgs, file: ServeFile = readServeFile(args)): ServeOptions {
+  return { ...file.options, ...args.options };
 }
 
 /**
  * The command line's own settings (the admin API's, the log's): the flags over the config
  * file's `admin`, `admin-token-file`, `log-format` and `log-rejections-every` over the defaults.
  *
+ * @param args What the command line asked for.
+ * @param file The config file as read at start.
  * @throws {ConfigError} When the file gives one that is not a string.
  */
 export function adminSettings(
   args: ServeArgs,
-): { address: string; tokenFile?: string; logFormat: LogFormat; logRejectionsEveryMs: number } {
-  const extra = args.configFile === null
-    ? {}
-    : readConfigFileWith(args.configFile, FILE_ADMIN_KEYS).extra;
-  for (const key of FILE_ADMIN_KEYS) {
+  file: ServeFile,
+): {
+  address: string;
+  tokenFile?: string;
+  allowedHosts: string[];
+  logFormat: LogFormat;
+  logRejectionsEveryMs: number;
+} {
+  const extra = file.extra;
+  for (const key of CLI_KEYS) {
     if (key in extra && typeof extra[key] !== "string") {
       throw new ConfigError(
         key,
@@ -225,17 +265,42 @@ export function adminSettings(
   return {
     address: args.admin.address ?? (extra.admin as string | undefined) ?? DEFAULT_ADMIN_ADDRESS,
     ...(tokenFile === undefined ? {} : { tokenFile }),
+    allowedHosts: allowedHostsOf(
+      args.admin.allowedHosts ?? (extra["admin-allowed-hosts"] as string | undefined),
+    ),
     logFormat: logFormatOf(args.logFormat ?? (extra["log-format"] as string | undefined)),
     logRejectionsEveryMs: parseDuration(
       "log-rejections-every",
       args.logRejectionsEvery ?? extra["log-rejections-every"] ?? DEFAULT_REJECTION_LOG_EVERY,
-      { min: 0, max: 86_400_000 },
+      OPTION_TABLE.logRejectionsEvery.type,
     ),
   };
 }
 
+/**
+ * `--admin-allowed-hosts`: names (`tallyho-01.example.com`, `tallyho.monitoring.svc`), each with
+ * a port or without one (then any port), IPv6 addresses in brackets.
+ */
+function allowedHostsOf(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const hosts = value.split(",").map((host) => host.trim()).filter((host) => host !== "");
+  for (const host of hosts) {
+    if (
+      !/^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::\d{1,5})?$/i
+        .test(host)
+    ) {
+      throw new ConfigError(
+        "admin-allowed-hosts",
+        `'admin-allowed-hosts' must be host names, each with or without :PORT, comma-separated: ` +
+          `got ${describe(host)}`,
+      );
+    }
+  }
+  return hosts;
+}
+
 function logFormatOf(value: string | undefined): LogFormat {
-  if (value === undefined) return "text";
+  if (value === undefined) return OPTION_TABLE.logFormat.default;
   if (!(LOG_FORMATS as readonly string[]).includes(value)) {
     throw new ConfigError(
       "log-format",
@@ -262,6 +327,21 @@ export async function assertFree(
   try {
     await assertAddressFree(host, port);
   } catch (error) {
+    if (error instanceof AddressUnusableError && error.code === "EACCES" && port > 0) {
+      // The port is the problem, not the address: below ip_unprivileged_port_start only a
+      // process with CAP_NET_BIND_SERVICE may bind.
+      const key = flags.port.replace(/^--/, "");
+      const start = unprivilegedPortStart();
+      throw new ConfigError(
+        key,
+        `'${key}' ${key === "port" ? "" : "port "}${port} needs privileges here (EACCES): ` +
+          `ports below ${start} are ` +
+          `reserved for processes with CAP_NET_BIND_SERVICE. Use a port of ${start} or more, ` +
+          `give tallyho that capability (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; ` +
+          `or setcap cap_net_bind_service=+ep on the binary), or lower ` +
+          `net.ipv4.ip_unprivileged_port_start`,
+      );
+    }
     if (error instanceof AddressUnusableError) {
       const key = flags.address.replace(/^--/, "");
       throw new ConfigError(
@@ -277,6 +357,16 @@ export async function assertFree(
   }
 }
 
+/** The first port any user may bind (`net.ipv4.ip_unprivileged_port_start`, 1024 by default). */
+function unprivilegedPortStart(): number {
+  try {
+    const value = Number(readFileSync("/proc/sys/net/ipv4/ip_unprivileged_port_start", "utf8"));
+    return Number.isInteger(value) ? value : 1024;
+  } catch {
+    return 1024;
+  }
+}
+
 /**
  * Runs the server until a signal stops it.
  *
@@ -289,27 +379,57 @@ export async function runServe(args: ServeArgs, io: CliIo): Promise<number> {
   // if this one fails to start, at once when told why.
   // The configuration is checked before the old tree is asked for anything: a bad one fails the
   // upgrade with the old tree's source never let go.
+  // In an upgrade the config file is read inside the check, so that a bad one is told to the
+  // old tree ("it failed: Config file ...") rather than ending this process unexplained.
+  let read = null as ServeFile | null;
   const takeover = await Takeover.join(process.env, VERSION_TEXT, () => {
-    const host = readHostFacts();
-    planConfig(requested(args), { defaults: defaultConfig(host), host });
-    adminSettings(args);
+    read = readServeFile(args);
+    planStart(args, read, readHostFacts());
+    adminSettings(args, read);
   });
+  const file = read ?? readServeFile(args);
   try {
-    return await runServeTree(args, io, takeover);
+    return await runServeTree(args, file, io, takeover);
   } catch (error) {
     await takeover?.fail((error as Error).message);
     throw error;
   }
 }
 
+/**
+ * Plans the configuration to start with; a bad value that came from the `--config` file (not a
+ * flag) is said as the file's ("Config file /etc/tallyho.json: 'threads' must be ..."), so the
+ * operator knows where to look.
+ */
+function planStart(args: ServeArgs, file: ServeFile, host: HostFacts): ConfigPlan {
+  try {
+    return planConfig(requested(args, file), {
+      defaults: defaultConfig(host),
+      host,
+      capabilities: runtime.capabilities,
+    });
+  } catch (error) {
+    const field = error instanceof ConfigError ? error.field : undefined;
+    const option = OPTION_ENTRIES.find(([, entry]) => entry.flag === field)?.[0];
+    if (
+      args.configFile !== null && option !== undefined && !(option in args.options) &&
+      option in file.options
+    ) {
+      throw new ConfigFileError(`Config file ${args.configFile}: ${(error as Error).message}`);
+    }
+    throw error;
+  }
+}
+
 async function runServeTree(
   args: ServeArgs,
+  file: ServeFile,
   io: CliIo,
   takeover: Takeover | null,
 ): Promise<number> {
   const host = readHostFacts();
   const defaults = defaultConfig(host);
-  const planned = planConfig(requested(args), { defaults, host });
+  const planned = planStart(args, file, host);
   const { warnings } = planned;
   // Port 0 in an upgrade means the port the old tree listens on, which this one shares with it.
   const config = takeover !== null && planned.config.port === 0
@@ -317,7 +437,7 @@ async function runServeTree(
     : planned.config;
   const sharedPort = takeover !== null && config.port === takeover.handed.port;
   // The level is read at each line, so a live change of 'log-level' applies at once.
-  const settings = adminSettings(args);
+  const settings = adminSettings(args, file);
   const format = settings.logFormat;
   // The children inherit the environment: they write their own lines in the same format.
   process.env[LOG_FORMAT_ENV] = format;
@@ -341,7 +461,7 @@ async function runServeTree(
   };
   // systemd (Type=notify): does nothing unless $NOTIFY_SOCKET is set. Every message is sent from
   // this file; the call sites are marked "systemd:".
-  const systemd = SystemdNotifier.fromEnv(process.env, openUnixDatagram, { log });
+  const systemd = SystemdNotifier.fromEnv(process.env, runtime.openUnixDatagram, { log });
   // The admin API's settings and both addresses are checked before anything starts, so a
   // mistake or a busy port costs nothing and names the flag to change.
   const adminFlags = settings;
@@ -388,7 +508,10 @@ async function runServeTree(
   }
   // Installed before anything starts, so an early signal is never met by the default action.
   const signals = listenForSignals(io);
-  const opened = await openLeaseSource(config, log, takeover?.handed.mark ?? 0);
+  const opened = await openLeaseSource(config, log, {
+    runtime,
+    above: takeover?.handed.mark ?? 0,
+  });
   const source = takeover === null ? opened : takeover.reporting(opened);
   // The old tree stopped leasing when this one said hello: its processes lease through this
   // tree from now on, while this one starts.
@@ -409,6 +532,7 @@ async function runServeTree(
       log,
       defaults,
       host,
+      capabilities: runtime.capabilities,
       onCrashLoop: (r) => crashed(r),
       // In an upgrade every process leases its first block before it listens, or the upgrade
       // fails: the old tree serves on rather than hand the port to a tree without numbers.
@@ -424,6 +548,12 @@ async function runServeTree(
   let admin = null as CappedHttpServer | null;
   let backend: SupervisorBackend | null = null;
   let lastUpgrade: UpgradeEvent | null = null;
+  // The wall clock, read here: the admin API and /metrics give these as times of day.
+  let lastReload: ReloadOutcome = {
+    successful: true,
+    lastAttemptAt: null,
+    lastSuccessAt: Date.now(),
+  };
   /** Serves the admin API on a port; set once it is configured. */
   let serveAdmin: ((port: number, fd?: number) => Promise<CappedHttpServer>) | null = null;
   let stoppedAdminPort: number | null = null;
@@ -437,7 +567,7 @@ async function runServeTree(
     handOffAdmin: () => admin?.handOff() ?? null,
     adminHandedOff: () => admin?.handedOff(),
     takeBackAdmin: async () => await admin?.takeBack(),
-    reopen: (mark) => openLeaseSource(config, log, mark),
+    reopen: (mark) => openLeaseSource(config, log, { runtime, above: mark }),
     stopAdmin: async () => {
       const stopping = admin;
       admin = null;
@@ -519,11 +649,13 @@ async function runServeTree(
       numbersAvailable: () => supervisor.numbersAvailable(),
       upgrade: () => upgrade("admin"),
       lastUpgrade: () => lastUpgrade,
+      lastReload: () => lastReload,
     });
     const app = createAdminApp(backend, {
       token: adminToken.token,
       port: () => admin?.port ?? adminAddress.port,
       hostname: adminAddress.hostname,
+      allowedHosts: settings.allowedHosts,
       log,
     });
     const isOperator = bearerTokenMatcher(adminToken.token);
@@ -587,30 +719,42 @@ async function runServeTree(
   }
   signals.onReload = async () => {
     const configFile = args.configFile;
-    if (configFile === null) {
-      log("SIGHUP: no --config file to re-read; nothing changed");
-      return;
-    }
     // systemd: RELOADING=1 now, READY=1 once the change is in force or refused (finally below).
-    systemd.reloading(`reloading ${configFile}`);
+    systemd.reloading(`reloading ${configFile ?? "the TLS files"}`);
     let outcome = "";
+    const attemptAt = Date.now();
     try {
       // The same way in as the admin API's PATCH: serialized with it, planned against the
-      // configuration in force when it runs, applied only if something changed.
-      const change = await supervisor.keeper.change(() => requested(args), {
-        origin: `the config file ${configFile}`,
-      });
+      // configuration in force when it runs, applied only if something changed. Without a
+      // --config file the configuration in force is planned again as it is (an empty PATCH):
+      // that re-reads the TLS files whatever named them (a renewed certificate, as certbot's
+      // deploy hook asks for), and keeps what PATCH changed.
+      const change = await supervisor.keeper.change(
+        configFile === null ? patchRequest({}) : () => requested(args),
+        { origin: configFile === null ? "SIGHUP" : `the config file ${configFile}` },
+      );
       if (Object.keys(change.changes).length === 0) {
         const clamped = change.warnings.length === 0
           ? ""
           : `; clamped: ${change.warnings.join("; ")}`;
+        const asked = configFile !== null
+          ? `${configFile} asks for the configuration in force`
+          : supervisor.config.tlsCert === null
+          ? "no --config file to re-read and no TLS files; nothing changed"
+          : "no --config file to re-read; the TLS files are unchanged";
         log(
-          `SIGHUP: ${configFile} asks for the configuration in force; ` +
-            `generation ${change.generation} stays${clamped}`,
+          `SIGHUP: ${asked}; generation ${change.generation} stays${clamped}`,
           clamped === "" ? "info" : "warn",
         );
       }
+      lastReload = { successful: true, lastAttemptAt: attemptAt, lastSuccessAt: attemptAt };
     } catch (error) {
+      lastReload = {
+        successful: false,
+        lastAttemptAt: attemptAt,
+        lastSuccessAt: lastReload.lastSuccessAt,
+        reason: (error as Error).message,
+      };
       outcome = `; last reload refused: ${(error as Error).message}`;
       log(
         `SIGHUP: configuration not applied, keeping generation ${supervisor.generation}: ${
@@ -647,6 +791,15 @@ async function runServeTree(
         `it no longer accepts` + (version === null ? "" : ` (it ran ${version})`),
     );
     await adminServed;
+  }
+  // Once it serves (in an upgrade: serves alone), so whoever reads it signals the right tree.
+  const pidFile = args.pidFile ?? (file.extra["pid-file"] as string | undefined);
+  if (pidFile !== undefined) {
+    try {
+      writePidFile(pidFile, process.pid);
+    } catch (error) {
+      log((error as Error).message, "warn");
+    }
   }
   const c = supervisor.config;
   write(
@@ -705,6 +858,7 @@ async function runServeTree(
     (sum, p) => p.threads.reduce((s, t) => s + t.closedNumbersUnavailable, sum),
     0,
   );
+  if (pidFile !== undefined) removePidFile(pidFile, process.pid);
   // Always written, whatever the log level: scripts read the last number from it.
   write(
     "out",
@@ -871,7 +1025,15 @@ function listenForSignals(io: CliIo): Signals {
   };
   process.on("SIGINT", () => onStop("SIGINT"));
   process.on("SIGTERM", () => onStop("SIGTERM"));
+  // nginx's graceful quit: the same drain as SIGTERM (its default action would dump core).
+  process.on("SIGQUIT", () => onStop("SIGQUIT"));
   process.on("SIGHUP", () => signals.onReload());
   process.on("SIGUSR2", () => signals.onUpgrade());
+  // nginx reopens its log files on SIGUSR1; tallyho writes to stdout and stderr, which the
+  // service manager owns: nothing to reopen. Ignored on purpose, rather than ending the process.
+  process.on(
+    "SIGUSR1",
+    () => io.err(`tallyho: SIGUSR1 ignored: logs go to stdout and stderr, nothing to reopen`),
+  );
   return signals;
 }

@@ -15,7 +15,7 @@ import { StateConflictError } from "../admin/errors.ts";
 import { ADMIN_LISTENER_FD_ENV } from "../server/adapters/mod.ts";
 import { startedCommand } from "../server/adapters/self_command.ts";
 import type { LeaseSource } from "../server/lease/lease_source.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import {
   type Handover,
   startHandover,

@@ -6,7 +6,7 @@
  */
 
 import { isIP } from "node:net";
-import { ConfigError } from "../server/config_error.ts";
+import { ConfigError } from "../server/common/config_error.ts";
 
 /** The most addresses one list may expand to (a /16). */
 export const MAX_LIST_ADDRESSES = 65536;

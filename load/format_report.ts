@@ -24,7 +24,7 @@ export function formatCount(n: number): string {
  * @param us Microseconds.
  * @returns E.g. `812 us`, `1.25 ms`, `2.40 s`.
  */
-export function formatMicros(us: number): string {
+function formatMicros(us: number): string {
   if (us < 1000) return `${us < 10 ? us.toFixed(2) : us < 100 ? us.toFixed(1) : us.toFixed(0)} us`;
   if (us < 1_000_000) return `${(us / 1000).toFixed(us < 10_000 ? 2 : 1)} ms`;
   return `${(us / 1_000_000).toFixed(2)} s`;

@@ -10,10 +10,11 @@
 
 import { Buffer } from "node:buffer";
 import process from "node:process";
-import { readJsonLines } from "../server/process/json_lines.ts";
+import { readJsonLines } from "../server/common/json_lines.ts";
 import { LoadEngine } from "./load_engine.ts";
 import { resolveLoadOptions } from "./load_options.ts";
 import { chooseTransport } from "./transports/mod.ts";
+import { RUNTIME } from "../server/adapters/mod.ts";
 import type { FromHoldChild, HoldChildPlan, ToHoldChild, WireResult } from "./_hold_messages.ts";
 
 function send(message: FromHoldChild): void {
@@ -44,7 +45,7 @@ export function runHoldChild(args: string[]): Promise<number> {
   const engine = new LoadEngine(
     { config, thread: plan.index, connections: plan.connections, count: null, hold: plan.hold },
     stats,
-    chooseTransport(config.source),
+    chooseTransport(config.source, RUNTIME),
   );
   const ticker = setInterval(() => {
     send({

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { ConfigError } from "../server/config_error.ts";
-import { describe } from "../server/config.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import { describe } from "../server/common/describe.ts";
 import { parseAddressList } from "./address_list.ts";
 import { decodeMessage } from "./message_bytes.ts";
 

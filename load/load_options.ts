@@ -6,8 +6,8 @@
  */
 
 import { isIP } from "node:net";
-import { ConfigError, ConfigShapeError } from "../server/config_error.ts";
-import { describe } from "../server/config.ts";
+import { ConfigError, ConfigShapeError } from "../server/common/config_error.ts";
+import { describe } from "../server/common/describe.ts";
 import { decodeMessage } from "./message_bytes.ts";
 
 /**

@@ -9,7 +9,7 @@ import { LatencyHistogram, RELATIVE_ERROR_BOUND } from "./latency_histogram.ts";
 import type { StoppedBy, ThreadResult } from "./load_engine.ts";
 import type { LoadConfig, Workload } from "./load_options.ts";
 import { encodeMessage } from "./message_bytes.ts";
-import { checkFailed, type CheckFigures, REPEAT_EXAMPLES } from "./reply_checker.ts";
+import { checkFailed, type CheckFigures, noFigures, REPEAT_EXAMPLES } from "./reply_checker.ts";
 import { SeenNumbers } from "./seen_numbers.ts";
 
 /** Exit code: the run went and every number checked out. */
@@ -101,16 +101,7 @@ export function buildReport(
 ): LoadReport {
   const histogram = new LatencyHistogram();
   const seen = new SeenNumbers();
-  const check: CheckFigures = {
-    numbered: 0,
-    other: 0,
-    malformed: 0,
-    repeats: 0,
-    decreasing: 0,
-    mixed: 0,
-    untracked: 0,
-    repeatExamples: [],
-  };
+  const check = noFigures();
   const noteRepeat = (n: number) => {
     check.repeats++;
     if (check.repeatExamples.length < REPEAT_EXAMPLES) check.repeatExamples.push(n);

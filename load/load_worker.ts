@@ -8,6 +8,7 @@
 import { LoadEngine } from "./load_engine.ts";
 import { loadStatsRow } from "./load_stats.ts";
 import { chooseTransport } from "./transports/mod.ts";
+import { RUNTIME } from "../server/adapters/mod.ts";
 import type { FromLoadWorker, ToLoadWorker } from "./_load_messages.ts";
 
 // `self` in a worker on both runtimes; declared narrowly so this file needs no DOM or worker lib.
@@ -29,7 +30,7 @@ scope.onmessage = async (event) => {
     engine = new LoadEngine(
       plan,
       loadStatsRow(statsBuffer, plan.thread),
-      chooseTransport(plan.config.source),
+      chooseTransport(plan.config.source, RUNTIME),
     );
     const result = await engine.run(() => scope.postMessage({ type: "held" }));
     scope.postMessage({ type: "done", result });

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { ConfigError } from "../server/config_error.ts";
-import { describe } from "../server/config.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import { describe } from "../server/common/describe.ts";
 
 const ESCAPES: Record<string, number> = { n: 10, r: 13, t: 9, "0": 0, "\\": 92 };
 

@@ -49,10 +49,9 @@ export interface CheckFigures {
   repeatExamples: number[];
 }
 
-/** One thread's reply check. */
-export class ReplyChecker {
-  readonly seen: SeenNumbers;
-  readonly figures: CheckFigures = {
+/** Figures of a check that has seen nothing yet. */
+export function noFigures(): CheckFigures {
+  return {
     numbered: 0,
     other: 0,
     malformed: 0,
@@ -62,6 +61,12 @@ export class ReplyChecker {
     untracked: 0,
     repeatExamples: [],
   };
+}
+
+/** One thread's reply check. */
+export class ReplyChecker {
+  readonly seen: SeenNumbers;
+  readonly figures: CheckFigures = noFigures();
 
   /** @param seen The set to record numbers in. */
   constructor(seen: SeenNumbers = new SeenNumbers()) {

@@ -6,7 +6,7 @@
  */
 
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { VERSION } from "../server/version.ts";
+import { VERSION } from "../server/common/version.ts";
 import type { LoadProgress } from "./format_report.ts";
 import type { ThreadPlan, ThreadResult } from "./load_engine.ts";
 import type { LoadConfig } from "./load_options.ts";
@@ -17,7 +17,7 @@ import type { FromLoadWorker, ToLoadWorker } from "./_load_messages.ts";
 // From source the worker entry sits beside this module. `bun build --compile` bundles this module
 // into the executable's entry, so `import.meta.url` names the executable and the worker entry,
 // listed in compile.sh as another entry point, is at `load/load_worker.ts` under the
-// bundle's root (the same quirk as server/thread_pool.ts).
+// bundle's root (the same quirk as server/threads/thread_pool.ts).
 const WORKER_URL = import.meta.url.endsWith("/run_load.ts")
   ? new URL("./load_worker.ts", import.meta.url).href
   : new URL("./load/load_worker.ts", import.meta.url).href;

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { escapeUnprintable } from "./printable.ts";
+import { escapeUnprintable } from "./common/printable.ts";
 
 /** How log lines are written. */
 export type LogFormat = "text" | "json";
@@ -44,7 +44,7 @@ const RULES: Rule[] = [
     "processes",
   ],
   [/^stopped; last number handed out: (\d+)/, "stop", "lastNumber"],
-  [/^(SIGTERM|SIGINT|admin drain): draining/, "stop_requested", "reason"],
+  [/^(SIGTERM|SIGINT|SIGQUIT|admin drain): draining/, "stop_requested", "reason"],
   [/^stopping: /, "stop_crash_loop"],
   [/^process (\d+) listening \(pid (\d+)\)/, "child_start", "process", "pid"],
   [

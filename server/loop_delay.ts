@@ -18,8 +18,8 @@
  */
 
 import { SWEEP_EVERY_MS } from "./limits/timeouts.ts";
-import { monotonicNow } from "./monotonic_clock.ts";
-import { LOOP_DELAY_BUCKETS, Stat } from "./thread_stats.ts";
+import { monotonicNow } from "./common/clock.ts";
+import { LOOP_DELAY_BUCKETS, Stat } from "./threads/thread_stats.ts";
 
 /** How often a sample is taken, in ms: the period of the worker's TickingClock. */
 export const LOOP_DELAY_EVERY_MS = SWEEP_EVERY_MS / 5;

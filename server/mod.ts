@@ -4,11 +4,12 @@
  * @module
  */
 
-export * from "./config.ts";
-export * from "./config_json.ts";
-export * from "./reply_encoder.ts";
-export * from "./line_scanner.ts";
-export * from "./message_handler.ts";
-export * from "./thread_stats.ts";
-export * from "./serve.ts";
-export { VERSION } from "./version.ts";
+export * from "./common/mod.ts";
+export * from "./config/resolve_config.ts";
+export * from "./config/config_json.ts";
+export * from "./numbering/reply_encoder.ts";
+export * from "./numbering/line_scanner.ts";
+export * from "./numbering/message_handler.ts";
+export * from "./threads/thread_stats.ts";
+export * from "./start_server.ts";
+export { VERSION } from "./common/version.ts";

@@ -6,8 +6,8 @@
 
 import { createAdminApp } from "../admin/app.ts";
 import { type AdminBackend, MemoryBackend, type MemoryBackendOptions } from "../admin/mod.ts";
-import type { ThreadFigures } from "../server/thread_stats.ts";
-import { STAT_NAMES } from "../server/thread_stats.ts";
+import type { ThreadFigures } from "../server/threads/thread_stats.ts";
+import { STAT_NAMES } from "../server/threads/thread_stats.ts";
 
 /** The token every fixture app requires. */
 export const TOKEN = "test-token-5f0c2a9e1b7d4c63";

@@ -1,6 +1,6 @@
 // A worker that aligns its monotonic clock with the main thread's as a server thread does, then
 // answers each "read" with its clock. For tests/clock_jump_test.ts.
-import { alignClock, monotonicNow } from "../server/monotonic_clock.ts";
+import { alignClock, monotonicNow } from "../server/common/clock.ts";
 
 const scope = globalThis as unknown as {
   onmessage: ((event: MessageEvent<{ type: string; now?: number }>) => void) | null;

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { tlsFetch } from "../server/adapters/mod.ts";
+import { runtime } from "../server/adapters/mod.ts";
 import { freePort } from "./_ports.ts";
 import { waitUntil } from "./_wait.ts";
 import type { TestCertificates } from "./_certificates.ts";
@@ -101,13 +101,13 @@ export async function startEtcd(size = 3, options: EtcdOptions = {}): Promise<Te
   const tls = (options.tls ?? false) || mutual !== undefined;
   const scheme = tls ? "https" : "http";
   const fetchHealth = mutual !== undefined
-    ? tlsFetch({
+    ? runtime.tlsFetch({
       ca: readFileSync(mutual.ca, "utf8"),
       cert: readFileSync(mutual.clientCert, "utf8"),
       key: readFileSync(mutual.clientKey, "utf8"),
     })
     : tls
-    ? tlsFetch({ ca: readFileSync(ETCD_TLS.ca, "utf8"), cert: null, key: null })
+    ? runtime.tlsFetch({ ca: readFileSync(ETCD_TLS.ca, "utf8"), cert: null, key: null })
     : fetch;
   const serverTls = mutual !== undefined
     ? [

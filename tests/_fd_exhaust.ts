@@ -6,10 +6,14 @@
 import { openSync } from "node:fs";
 import { join } from "node:path";
 import process from "node:process";
-import { StateFileLeaseSource, writeStateFile } from "../server/lease/state_file.ts";
+import {
+  StateFileLeaseSource,
+  writeStateFile,
+} from "../server/lease/sources/state_file/state_file.ts";
+import { runtime } from "../server/adapters/mod.ts";
 
 const dir = process.argv[2]!;
-const source = StateFileLeaseSource.open(join(dir, "state"), 1);
+const source = StateFileLeaseSource.open(join(dir, "state"), 1, runtime);
 let taken = 0;
 for (;;) {
   try {

@@ -1,6 +1,6 @@
 // Worker for number_ledger_test: takes positions from a shared ledger, the way a server thread
 // does, and sends back what it was given.
-import { NumberLedger, NumbersUnavailableError } from "../server/lease/number_ledger.ts";
+import { NumberLedger, NumbersUnavailableError } from "../server/numbering/number_ledger.ts";
 
 /** What number_ledger_test asks a worker to do. */
 export type LedgerWork =

@@ -12,7 +12,8 @@
 
 import { rmSync, writeFileSync } from "node:fs";
 import process from "node:process";
-import { lockStateFile, type StateLock } from "../server/lease/state_lock.ts";
+import { lockStateFile, type StateLock } from "../server/lease/sources/state_file/state_lock.ts";
+import { runtime } from "../server/adapters/mod.ts";
 
 let held: StateLock | null = null;
 let pending = "";
@@ -20,7 +21,7 @@ let pending = "";
 function answer(line: string): void {
   if (line.startsWith("lock ")) {
     try {
-      held = lockStateFile(line.slice(5));
+      held = lockStateFile(line.slice(5), runtime.tryLockFile);
       process.stdout.write("held\n");
     } catch (error) {
       process.stdout.write(`busy ${(error as Error).message.replaceAll("\n", " ")}\n`);
@@ -32,7 +33,7 @@ function answer(line: string): void {
     for (let i = 0; i < Number(times); i++) {
       let lock: StateLock;
       try {
-        lock = lockStateFile(path!);
+        lock = lockStateFile(path!, runtime.tryLockFile);
       } catch {
         continue; // The other racer holds it.
       }

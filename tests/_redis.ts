@@ -61,7 +61,7 @@ const TLS_KEY = fileURLToPath(new URL("fixtures/redis_tls_key.pem", import.meta.
 /** A running test Redis. */
 export interface TestRedis {
   readonly port: number;
-  /** `redis://127.0.0.1:PORT/KEY` (`rediss://` with `tls`). */
+  /** `redis://127.0.0.1:PORT/0?key=KEY` (`rediss://` with `tls`). */
   url(key: string): string;
   /** Runs one command and resolves with its reply. */
   command(...args: string[]): Promise<unknown>;
@@ -199,7 +199,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<TestRedis>
   };
   return {
     port,
-    url: (key) => `${tls ? "rediss" : "redis"}://127.0.0.1:${port}/${key}`,
+    url: (key) => `${tls ? "rediss" : "redis"}://127.0.0.1:${port}/0?key=${key}`,
     command: async (...command) => {
       const client = await connect();
       try {

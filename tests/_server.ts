@@ -102,6 +102,12 @@ export interface StartOptions {
    * @default {[]}
    */
   unset?: string[];
+  /**
+   * Started as the leader of a process group of its own, which `process.kill(-pid, signal)`
+   * signals whole, as a terminal's Ctrl-C does.
+   * @default {false}
+   */
+  detached?: boolean;
 }
 
 /**
@@ -131,7 +137,12 @@ export function startTallyho(
     ...options.env,
   };
   for (const name of options.unset ?? []) delete env[name];
-  const child = spawn(cmd, argv, { cwd, stdio: ["ignore", "pipe", "pipe"], env });
+  const child = spawn(cmd, argv, {
+    cwd,
+    stdio: ["ignore", "pipe", "pipe"],
+    env,
+    detached: options.detached ?? false,
+  });
   let output = "";
   const exited = new Promise<number | string>((resolve) =>
     child.on("exit", (code, signal) => resolve(code ?? signal ?? "unknown"))

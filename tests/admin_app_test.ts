@@ -7,9 +7,9 @@ import { test } from "node:test";
 import { createAdminApp } from "../admin/app.ts";
 import { StateConflictError } from "../admin/errors.ts";
 import { MemoryBackend } from "../admin/memory_backend.ts";
-import { configToJson } from "../server/config_json.ts";
-import { defaultConfig } from "../server/config.ts";
-import { VERSION } from "../server/version.ts";
+import { configToJson } from "../server/config/config_json.ts";
+import { defaultConfig } from "../server/config/resolve_config.ts";
+import { VERSION } from "../server/common/version.ts";
 import { adminFixture, errorOf, figures, TOKEN } from "./_admin.ts";
 
 /** Every endpoint that needs the token, with a request that succeeds once authorised. */
@@ -123,6 +123,21 @@ test("admin refuses a Host that is not its address (DNS rebinding) before any ch
   for (const host of ["127.0.0.1:9001", "localhost:9001", "LOCALHOST:9001", "[::1]:9001"]) {
     assert.equal((await call("/v1/info", { headers: { host } })).status, 200, host);
   }
+  // Its own addresses without the port, as some scrapers and probes send them: no DNS name, so
+  // nothing another site could rebind ('localhost' still needs the port, above).
+  for (const host of ["127.0.0.1", "[::1]"]) {
+    assert.equal((await call("/v1/info", { headers: { host } })).status, 200, host);
+  }
+  for (const host of ["evil.example", "127.0.0.2", "[::2]", "127.0.0.1:"]) {
+    assert.equal((await call("/v1/info", { headers: { host } })).status, 403, host);
+  }
+  // An Origin without a port is port 80: another site there is still refused.
+  const fromPort80 = await call("/v1/config", {
+    method: "PATCH",
+    json: { greeting: "pwned" },
+    headers: { origin: "http://127.0.0.1" },
+  });
+  assert.equal(fromPort80.status, 403);
 });
 
 test("admin accepts the Host names given in allowedHosts and its own bind address", async () => {

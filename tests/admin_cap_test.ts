@@ -11,7 +11,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { serveAdminHttp } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { AddressInUseError } from "../server/host/address_in_use_error.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -4,9 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { planConfigChange, RESTART_KEYS } from "../admin/config_plan.ts";
+import { RESTART_KEYS } from "../admin/patch_request.ts";
+import { planConfigChange } from "./_patch_plan.ts";
 import { applyMergePatch } from "../admin/merge_patch.ts";
-import { defaultConfig, FLAG_NAMES, resolveConfig } from "../server/config.ts";
+import { defaultConfig, FLAG_NAMES, resolveConfig } from "../server/config/resolve_config.ts";
 
 // RFC 7396, appendix A, every example.
 const RFC_EXAMPLES: Array<[unknown, unknown, unknown]> = [

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "node:test";
 import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
-import { FAST_STATS, runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import { ADMIN_TOKEN, FAST_STATS, runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 import { promtoolCheck, skipOffCi, toolMissing } from "./_tools.ts";
 import { waitUntil } from "./_wait.ts";
 
@@ -204,4 +204,41 @@ test(`[${UNDER_TEST}] admin: log-level is live: at warn, routine lines stop; bac
     assert.equal(await server.stop(), 0);
   }
   assert.match(server.output(), /tallyho: stopped; last number handed out/);
+});
+
+test(`[${UNDER_TEST}] admin: --admin-allowed-hosts lets Prometheus scrape by a DNS or service name; other names stay refused; a bad one is one line and exit 2`, async () => {
+  const server = await startTallyho([
+    "--admin-allowed-hosts",
+    "tallyho-01.example.com, tallyho.monitoring.svc:9001",
+  ]);
+  try {
+    const port = new URL(server.adminUrl!).port;
+    // node:http, not fetch: fetch sets Host from the URL and will not send another.
+    const { request } = await import("node:http");
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request({
+          host: "127.0.0.1",
+          port: Number(port),
+          path: "/metrics",
+          headers: { host, authorization: `Bearer ${ADMIN_TOKEN}` },
+        }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+    assert.equal(await status(`tallyho-01.example.com:${port}`), 200, "the name on its port");
+    assert.equal(await status("tallyho-01.example.com"), 200, "the name without a port");
+    assert.equal(await status("tallyho.monitoring.svc:9001"), 200, "as given, with its port");
+    assert.equal(await status(`tallyho.monitoring.svc:${port}`), 403, "that name on another port");
+    assert.equal(await status(`evil.example:${port}`), 403, "any other name");
+    assert.equal(await status(`127.0.0.1:${port}`), 200, "the admin address still");
+  } finally {
+    await server.stop();
+  }
+  const bad = await runTallyho(["serve", "--port", "0", "--admin-allowed-hosts", "a b/c"]);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /^tallyho: 'admin-allowed-hosts' must be host names, .*got "a b\/c"$/m);
 });

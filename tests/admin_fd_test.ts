@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { adminConnectionCaps } from "../server/adapters/mod.ts";
-import { readStateFile } from "../server/lease/state_file.ts";
+import { readStateFile } from "../server/lease/sources/state_file/state_file.ts";
 import { python } from "./_python.ts";
 import { startTallyho } from "./_server.ts";
 

@@ -6,15 +6,15 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createAdminApp } from "../admin/app.ts";
 import { MemoryBackend } from "../admin/memory_backend.ts";
-import { RUNTIME, serveHttp } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/address_in_use_error.ts";
+import { RUNTIME, runtime } from "../server/adapters/mod.ts";
+import { AddressInUseError } from "../server/host/address_in_use_error.ts";
 import type { HttpServer } from "../server/adapters/http_server.ts";
 import { TOKEN } from "./_admin.ts";
 
 function serveAdmin(backend = new MemoryBackend()): HttpServer {
   let server: HttpServer | undefined = undefined;
   const app = createAdminApp(backend, { token: TOKEN, port: () => server?.port ?? 0 });
-  server = serveHttp(app.fetch, { hostname: "127.0.0.1", port: 0 });
+  server = runtime.serveHttp(app.fetch, { hostname: "127.0.0.1", port: 0 });
   return server;
 }
 
@@ -65,7 +65,8 @@ test("serveHttp reports a busy port as AddressInUseError naming the address", as
   const server = serveAdmin();
   try {
     assert.throws(
-      () => serveHttp(() => new Response("no"), { hostname: "127.0.0.1", port: server.port }),
+      () =>
+        runtime.serveHttp(() => new Response("no"), { hostname: "127.0.0.1", port: server.port }),
       (error: Error) => {
         assert.ok(error instanceof AddressInUseError);
         assert.equal(
@@ -81,7 +82,7 @@ test("serveHttp reports a busy port as AddressInUseError naming the address", as
 });
 
 test("serveHttp answers a handler that throws with a bare 500 and no stack trace", async () => {
-  const server = serveHttp(() => {
+  const server = runtime.serveHttp(() => {
     throw new Error("secret internals");
   }, { hostname: "127.0.0.1", port: 0 });
   try {

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import type { AdminInfo, ProcessStats } from "../admin/backend.ts";
 import { renderMetrics } from "../admin/metrics.ts";
 import { type ProcessMetrics, readProcessMetrics } from "../admin/process_metrics.ts";
-import { STAT_NAMES } from "../server/thread_stats.ts";
+import { STAT_NAMES } from "../server/threads/thread_stats.ts";
 import { figures } from "./_admin.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 
@@ -354,8 +354,8 @@ test("metrics give each process's leases a process label, and the state file's d
 });
 
 test("metrics give the limits in force, one sample per numeric key, durations in seconds", async () => {
-  const { configToJson } = await import("../server/config_json.ts");
-  const { defaultConfig } = await import("../server/config.ts");
+  const { configToJson } = await import("../server/config/config_json.ts");
+  const { defaultConfig } = await import("../server/config/resolve_config.ts");
   const config = configToJson({ ...defaultConfig(2), maxConnections: 5000, idleTimeoutMs: 30_000 });
   const text = renderMetrics({ info: INFO, processes: PROCESSES, process: PROCESS, config });
   const lines = new Set(text.split("\n"));

@@ -17,7 +17,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { ConfigError } from "../server/config_error.ts";
+import { ConfigError } from "../server/common/config_error.ts";
 import {
   assertAdminBindAllowed,
   defaultTokenPath,

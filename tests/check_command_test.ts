@@ -172,7 +172,7 @@ test(`[${UNDER_TEST}] check: a mistake anywhere is one line and exit 2`, async (
       "--admin",
       "off",
       "--numbers",
-      `redis://127.0.0.1:${unreachable}/k`,
+      `redis://127.0.0.1:${unreachable}/0?key=k`,
     ]);
     assert.equal(result.code, 2, result.stderr);
     oneLine(result.stderr, new RegExp(`127\\.0\\.0\\.1:${unreachable}`));

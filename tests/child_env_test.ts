@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import process from "node:process";
 import { test } from "node:test";
 import { TOKEN_ENV } from "../admin/token.ts";
-import { PASSWORD_ENV } from "../server/lease/redis_password.ts";
+import { PASSWORD_ENV } from "../server/lease/sources/redis/redis_password.ts";
 import { CHILD_SECRET_ENV } from "../server/process/child_env.ts";
 import { skipRedis, startRedis } from "./_redis.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";

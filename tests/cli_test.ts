@@ -2,12 +2,14 @@
  * The command line as an operator meets it: one-line errors, exit codes, signals.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import process from "node:process";
 import { test } from "node:test";
 import { main } from "../cli/main.ts";
 import { LineClient } from "./_client.ts";
-import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import { runTallyho, startTallyho, tallyhoCommand, UNDER_TEST } from "./_server.ts";
+import { skipOffCi, toolMissing } from "./_tools.ts";
 import pkg from "../package.json" with { type: "json" };
 
 function assertOneLineError(stderr: string, expected: RegExp) {
@@ -81,6 +83,46 @@ test(`[${UNDER_TEST}] cli: a busy port is one line and exit code 1, whoever hold
     await first.stop();
   }
 });
+
+test(
+  `[${UNDER_TEST}] cli: a port below 1024 without CAP_NET_BIND_SERVICE is blamed on the port, with the ways to allow it, for --port and --admin`,
+  {
+    skip: skipOffCi(
+      process.getuid?.() !== 0
+        ? "needs root, to take CAP_NET_BIND_SERVICE away from a child (setpriv)"
+        : toolMissing("setpriv", "util-linux"),
+    ),
+  },
+  () => {
+    // Root without the capability, as an ordinary user is: the bind is refused with EACCES.
+    const unprivileged = [
+      "setpriv",
+      "--bounding-set=-net_bind_service",
+      "--inh-caps=-net_bind_service",
+    ];
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ["--port", "443", "--admin", "off"],
+        /^tallyho: 'port' 443 needs privileges here \(EACCES\): ports below \d+ are reserved for processes with CAP_NET_BIND_SERVICE\. Use a port of \d+ or more, .*AmbientCapabilities=CAP_NET_BIND_SERVICE.*ip_unprivileged_port_start$/,
+      ],
+      [
+        ["--port", "0", "--admin", "127.0.0.1:80"],
+        /^tallyho: 'admin' port 80 needs privileges here \(EACCES\)/,
+      ],
+    ];
+    for (const [args, expected] of cases) {
+      const { cmd, argv, cwd } = tallyhoCommand(["serve", "--host", "127.0.0.1", ...args]);
+      const run = spawnSync(unprivileged[0]!, [...unprivileged.slice(1), cmd, ...argv], {
+        cwd,
+        encoding: "utf8",
+        timeout: 20_000,
+      });
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr.split("\n")[0]!, expected);
+      assert.doesNotMatch(run.stderr, /give one of this machine's addresses/);
+    }
+  },
+);
 
 test(`[${UNDER_TEST}] cli: --help and --version`, async () => {
   const help = await runTallyho(["--help"]);

@@ -1,4 +1,4 @@
-// Durations are measured on one monotonic clock (server/monotonic_clock.ts). These guards fail
+// Durations are measured on one monotonic clock (server/common/clock.ts). These guards fail
 // when a wall-clock read, or a second way to read time, creeps back into server or admin code.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
@@ -11,11 +11,11 @@ const WALL_CLOCK_ALLOWED: Record<string, string> = {
   "server/lease/_lease_tally.ts": "lastErrorAt, a time of day in /v1/info",
   "admin/process_metrics.ts": "the process start time for /metrics",
   "server/log_line.ts": "the time of day stamped on each log line",
-  "server/tls_files.ts": "formats the certificate's expiry date (new Date(x) reads no clock)",
+  "server/tls/tls_files.ts": "formats the certificate's expiry date (new Date(x) reads no clock)",
 };
 
 /** The one file that reads the monotonic clock itself. */
-const CLOCK_MODULE = "server/monotonic_clock.ts";
+const CLOCK_MODULE = "server/common/clock.ts";
 
 function sources(folder: string): string[] {
   const files: string[] = [];
@@ -48,7 +48,7 @@ test("clock guard: no wall-clock read in server/ or admin/ outside the display-o
   assert.deepEqual(
     found,
     [],
-    "Measure durations with monotonicNow() from server/monotonic_clock.ts; a wall-clock time " +
+    "Measure durations with monotonicNow() from server/common/clock.ts; a wall-clock time " +
       "only for display, added to WALL_CLOCK_ALLOWED with the reason",
   );
 });

@@ -4,17 +4,18 @@
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { test } from "node:test";
-import { listen } from "../server/adapters/mod.ts";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { Connection } from "../server/connection.ts";
-import { LeaseKeeper } from "../server/lease/lease_keeper.ts";
-import { NumberLedger, NumbersUnavailableError } from "../server/lease/number_ledger.ts";
+import { runtime } from "../server/adapters/mod.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { Connection } from "../server/numbering/connection.ts";
+import { LeaseKeeper } from "../server/numbering/lease_keeper.ts";
+import { NumberLedger, NumbersUnavailableError } from "../server/numbering/number_ledger.ts";
 import { ConnectionGate, createGateBuffers } from "../server/limits/connection_gate.ts";
-import { overstayed, TickingClock } from "../server/limits/timeouts.ts";
-import { MessageHandler } from "../server/message_handler.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
+import { overstayed } from "../server/limits/timeouts.ts";
+import { TickingClock } from "../server/common/clock.ts";
+import { MessageHandler } from "../server/numbering/message_handler.ts";
+import { monotonicNow } from "../server/common/clock.ts";
 import { DeathWindow } from "../server/process/death_window.ts";
-import { createStatsBuffer, statsRow } from "../server/thread_stats.ts";
+import { createStatsBuffer, statsRow } from "../server/threads/thread_stats.ts";
 import { HOUR_MS, jumpWallClock } from "./_wall_clock.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 
@@ -193,7 +194,7 @@ test("clock jump: a drain lasts its timeout whichever way the wall clock steps",
   for (const jump of [-HOUR_MS, HOUR_MS]) {
     const stats = statsRow(createStatsBuffer(1), 0);
     const clock = new TickingClock(5);
-    const listener = await listen({
+    const listener = await runtime.listen({
       host: "127.0.0.1",
       port: 0,
       handler: new MessageHandler(config, NumberLedger.create(), stats, 0, clock),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { configToJson, optionsFromJson, parseDuration } from "../server/config_json.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { configToJson, optionsFromJson, parseDuration } from "../server/config/config_json.ts";
 
 test("config JSON uses the flags' names and round-trips", () => {
   const config = resolveConfig(

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
 
 const base = defaultConfig(4);
 

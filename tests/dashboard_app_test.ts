@@ -17,7 +17,7 @@ import {
   LIMITS,
   RESTART_KEYS,
   type ServeOptions,
-} from "../server/config.ts";
+} from "../server/config/resolve_config.ts";
 import { adminFixture, errorOf } from "./_admin.ts";
 
 const FILES: Array<[string, RegExp]> = [
@@ -112,7 +112,7 @@ test("dashboard files keep the Host and Origin checks; the JSON endpoints still 
   assert.equal(post.headers.get("allow"), "GET, HEAD");
 });
 
-test("config schema gives every key its bounds, choices and liveness from server/config.ts", async () => {
+test("config schema gives every key its bounds, choices and liveness from server/config/resolve_config.ts", async () => {
   const { call } = adminFixture();
   const response = await call("/v1/config/schema");
   assert.equal(response.status, 200);

@@ -5,7 +5,7 @@
  * script error may happen on the way.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -223,6 +223,12 @@ test(
               "return [s.scrollWidth, s.clientWidth, ...[...document.querySelectorAll('#processes tr.process > *')].map((c) => c.getBoundingClientRect().width)].join(' '); })()",
           )}`,
         );
+        // No delay figure is broken inside ("1.5" / "ms"): the cell breaks at its slash only.
+        const brokenFigures = await page.evaluate(
+          "[...document.querySelectorAll('#processes td.delay span')]" +
+            ".filter((span) => span.getClientRects().length !== 1).map((span) => span.textContent)",
+        ) as string[];
+        assert.deepEqual(brokenFigures, [], "delay figures broken over lines at 390 px");
         const narrow = join(SCREENSHOTS, "dashboard-narrow.png");
         await page.screenshot({ path: narrow });
         assert.deepEqual(pngSize(readFileSync(narrow)), { width: 390, height: 844 });
@@ -358,6 +364,8 @@ test(`[${UNDER_TEST}] dashboard in chromium: a greeting applied in the panel rea
   await withDashboard(["--threads", "2"], async ({ server, page }) => {
     await signedIn(page);
     const before = await currentConfig(server);
+    // A switch is a choice of two, not a text box holding "false".
+    assert.equal(await page.locator("select#field-proxy-protocol").inputValue(), "false");
     await page.locator("#field-greeting").fill("Howdy ");
     await page.locator("#validate").click();
     await waitUntil(
@@ -465,6 +473,45 @@ test(
       assert.equal(await page.locator("#field-idle-timeout").inputValue(), "30s");
       assert.equal(await page.locator("#field-greeting").inputValue(), "Hello World");
     });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: a refused reload is shown beside the generation, in red, until one is applied`,
+  {
+    skip: skipBrowser,
+  },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tallyho-dash-reload-"));
+    const file = join(dir, "tallyho.json");
+    writeFileSync(file, JSON.stringify({ greeting: "first " }));
+    try {
+      await withDashboard(["--config", file], async ({ server, page }) => {
+        await signedIn(page);
+        assert.equal(await text(page, "#reload"), "", "nothing said before the first reload");
+        writeFileSync(file, "{ not json");
+        process.kill(server.pid, "SIGHUP");
+        await waitUntil(
+          async () => /refused: .*is not valid JSON/.test(await text(page, "#reload")),
+          {
+            ...PAGE,
+            what: "the refused reload on the page",
+          },
+        );
+        assert.equal(await page.locator("#reload.error").count(), 1, "shown as an error");
+        assert.equal(await text(page, "#generation"), "1");
+        writeFileSync(file, JSON.stringify({ greeting: "second " }));
+        process.kill(server.pid, "SIGHUP");
+        await waitUntil(async () => /applied$/.test(await text(page, "#reload")), {
+          ...PAGE,
+          what: "the applied reload on the page",
+        });
+        assert.equal(await page.locator("#reload.error").count(), 0);
+        assert.equal(await text(page, "#generation"), "2");
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   },
 );
 

@@ -4,7 +4,13 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { COUNT_INCREMENTS, placeLabels } from "../admin/ui/chart_layout.ts";
+import {
+  axisWidth,
+  COUNT_INCREMENTS,
+  formatShare,
+  placeLabels,
+  SHARE_INCREMENTS,
+} from "../admin/ui/chart_layout.ts";
 
 test("dashboard annotations close together go on separate rows, never over each other", () => {
   // Three changes 10 px apart on a 600 px plot, labels 120 px wide: the old layout drew all three
@@ -49,4 +55,22 @@ test("dashboard count axes step by whole numbers (no '1, 1, 0')", () => {
   assert.ok(COUNT_INCREMENTS.every((step) => Number.isInteger(step) && step >= 1));
   assert.deepEqual(COUNT_INCREMENTS.slice(0, 6), [1, 2, 5, 10, 20, 50]);
   assert.ok(COUNT_INCREMENTS.at(-1)! >= 1e15);
+});
+
+test("dashboard value axes are as wide as their widest label, so '150 ms' is never cut to 'L50 ms'", () => {
+  const measure = (text: string) => text.length * 7; // 7 px a character
+  const width = axisWidth(["0 ms", "50 ms", "100 ms", "150 ms"], measure, 15);
+  assert.ok(width >= "150 ms".length * 7 + 15, `${width} px holds "150 ms" and the ticks`);
+  assert.equal(axisWidth(["0", "1"], measure, 15), 40, "narrow labels keep the minimum");
+  assert.ok(axisWidth(["1,200 MiB"], measure, 15) > axisWidth(["120 MiB"], measure, 15));
+});
+
+test("dashboard CPU axis: ticks at the share steps read apart ('1 %, 1 %, 0 %' was the old axis)", () => {
+  for (const step of SHARE_INCREMENTS.slice(0, 12)) {
+    const labels = Array.from({ length: 11 }, (_, k) => formatShare(k * step));
+    assert.equal(new Set(labels).size, labels.length, `step ${step}: ${labels.join(", ")}`);
+  }
+  assert.equal(formatShare(0.005), "0.5 %");
+  assert.equal(formatShare(0.25), "25 %");
+  assert.equal(formatShare(1), "100 %");
 });

@@ -13,8 +13,8 @@ import {
   StatsSeries,
   type ThreadSample,
 } from "../admin/ui/stats_series.ts";
-import { configToJson } from "../server/config_json.ts";
-import { defaultConfig } from "../server/config.ts";
+import { configToJson } from "../server/config/config_json.ts";
+import { defaultConfig } from "../server/config/resolve_config.ts";
 
 const T0 = 1_700_000_000_000;
 

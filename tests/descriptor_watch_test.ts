@@ -7,16 +7,16 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "node:test";
-import { Connection } from "../server/connection.ts";
-import { defaultConfig } from "../server/config.ts";
-import { DescriptorWatch } from "../server/descriptor_watch.ts";
+import { Connection } from "../server/numbering/connection.ts";
+import { defaultConfig } from "../server/config/resolve_config.ts";
+import { DescriptorWatch } from "../server/host/descriptor_watch.ts";
 import {
   ConnectionGate,
   createGateBuffers,
   setOutOfDescriptors,
 } from "../server/limits/connection_gate.ts";
 import { HealthReader } from "../server/process/health_reader.ts";
-import { createStatsBuffer, Stat, statsRow } from "../server/thread_stats.ts";
+import { createStatsBuffer, Stat, statsRow } from "../server/threads/thread_stats.ts";
 
 /** A process with `limit` descriptors, `used` of them taken by connections. */
 class Descriptors {

@@ -1,5 +1,6 @@
 /**
- * The docs held to the program: the usage they print is `--help` word for word, every relative
+ * The docs held to the program: the usage they print is `--help` word for word, the keys table is
+ * the option table's, every relative
  * link resolves, every command runs after the README's setup (no bare `bun`, `deno` or
  * `tallyho`, which `npm ci` does not put on PATH), the README stays a first screen whose test
  * command CI runs, and the build script's help is its help.
@@ -10,6 +11,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, normalize } from "node:path";
 import { test } from "node:test";
 import { anchors, blockAfter, docFiles, links, shellCommands } from "./_docs.ts";
+import { optionReferenceTable } from "../server/config/option_reference.ts";
 import { ROOT, runTallyho, UNDER_TEST } from "./_server.ts";
 
 function read(file: string): string {
@@ -27,6 +29,20 @@ test(`[${UNDER_TEST}] docs: the usage in docs/configuration.md and the README is
   assert.ok(
     printed.includes(readmeUsage),
     `the README's usage block is not part of --help:\n${readmeUsage}`,
+  );
+});
+
+test(`[${UNDER_TEST}] docs: the keys table in docs/configuration.md is the option table's`, () => {
+  const text = read("docs/configuration.md");
+  const start = text.indexOf("<!-- options:start");
+  const end = text.indexOf("<!-- options:end -->");
+  assert.ok(start >= 0 && end > start, "docs/configuration.md has no options:start/end markers");
+  const documented = text.slice(text.indexOf("\n", start) + 1, end).trim();
+  assert.equal(
+    documented,
+    optionReferenceTable(),
+    "docs/configuration.md's keys table differs from server/config/option_table.ts: paste " +
+      "optionReferenceTable()'s output between the markers",
   );
 });
 
@@ -103,4 +119,19 @@ test(`[${UNDER_TEST}] docs: ./compile.sh --help prints its comment and nothing o
   assert.equal(run.status, 0, run.stderr);
   assert.equal(run.stdout, comment.join("\n") + "\n");
   assert.doesNotMatch(run.stdout, /set -euo|^cd /m);
+});
+
+test("npm ci: every package with an install script is approved in package.json's allowScripts, so a newcomer's npm ci prints no warning", () => {
+  const lock = JSON.parse(read("package-lock.json")) as {
+    packages: Record<string, { hasInstallScript?: boolean }>;
+  };
+  const allowed = (JSON.parse(read("package.json")) as { allowScripts?: Record<string, boolean> })
+    .allowScripts ?? {};
+  const scripted = Object.entries(lock.packages)
+    .filter(([path, entry]) => path !== "" && entry.hasInstallScript === true)
+    .map(([path]) => path.slice(path.lastIndexOf("node_modules/") + "node_modules/".length));
+  assert.ok(scripted.includes("bun") && scripted.includes("deno"), `read ${scripted.join(", ")}`);
+  for (const name of scripted) {
+    assert.equal(allowed[name], true, `${name} runs an install script: approve it in allowScripts`);
+  }
 });

@@ -37,6 +37,7 @@ function fakeHost(changes: Record<string, string> = {}, connections?: number): D
         : Promise.resolve(content);
     },
     probeBacklog: () => Promise.resolve({ backlog: 512, runtime: "bun" }),
+    canRaiseHardLimit: () => Promise.resolve(true),
     ...(connections === undefined ? {} : { connections }),
   };
 }

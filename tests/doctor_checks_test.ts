@@ -65,6 +65,8 @@ function fakeHost(
       backlog instanceof Error
         ? Promise.reject(backlog)
         : Promise.resolve({ backlog, runtime: "bun" }),
+    // A host where root may raise the hard limit (the default asks a real shell).
+    canRaiseHardLimit: () => Promise.resolve(true),
   };
 }
 
@@ -368,6 +370,34 @@ test("doctor unit: the reasons carry the figures that make the verdict", async (
   );
   assert.match(missing.why, /ENOENT/);
   assert.match(missing.why, /\/fake\/proc\/sys\/net\/ipv4\/tcp_migrate_req/);
+});
+
+test("doctor unit: where the hard open-file limit cannot be raised (no CAP_SYS_RESOURCE, a container), no ulimit is offered as the fix; the places that set it are named", async () => {
+  const capped = await item("open files", {
+    ...fakeHost({ "self/limits": limits(20000, 20000) }),
+    canRaiseHardLimit: () => Promise.resolve(false),
+  });
+  assert.equal(capped.verdict, "risky");
+  assert.equal(capped.fix, null, "ulimit -Hn fails here: not a fix");
+  assert.match(capped.why, /A shell here cannot raise the hard limit/);
+  assert.match(capped.why, /LimitNOFILE=65536/);
+  assert.match(capped.why, /limits\.conf/);
+  assert.match(capped.why, /--ulimit nofile=65536:65536/);
+  // The soft limit alone can always be raised: that fix stays.
+  const soft = await item("open files", {
+    ...fakeHost({ "self/limits": limits(1024, 1048576) }),
+    canRaiseHardLimit: () => Promise.resolve(false),
+  });
+  assert.equal(soft.fix, "ulimit -Sn 65536");
+});
+
+test("doctor: the hard-limit probe tells this host's truth: the fix it offers works in a shell here", async () => {
+  const { probeHardLimitRaise } = await import("../server/doctor/hard_limit_probe.ts");
+  const { spawnSync } = await import("node:child_process");
+  const real = await item("open files", {});
+  if (real.fix === null || !real.fix.startsWith("ulimit -Hn")) return; // nothing to raise here
+  assert.equal(await probeHardLimitRaise(65536), true);
+  assert.equal(spawnSync("/bin/sh", ["-c", real.fix]).status, 0, `${real.fix} fails here`);
 });
 
 test("doctor unit: exit code is 1 exactly when SYN cookies are off", async () => {

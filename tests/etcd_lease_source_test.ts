@@ -8,15 +8,16 @@ import { testNeeding } from "./_tools.ts";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import process from "node:process";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { EtcdLeaseError } from "../server/lease/etcd_lease_error.ts";
-import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
-import { parseEtcdUrl } from "../server/lease/etcd_url.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { EtcdLeaseError } from "../server/lease/sources/etcd/etcd_lease_error.ts";
+import { EtcdLeaseSource } from "../server/lease/sources/etcd/etcd_lease_source.ts";
+import { parseEtcdUrl } from "../server/lease/sources/etcd/etcd_url.ts";
 import { LeaseBehindError } from "../server/lease/lease_behind_error.ts";
 import { ETCD_TLS, skipEtcd, startEtcd } from "./_etcd.ts";
 import { freePort } from "./_ports.ts";
 import { makeCertificates, skipOpenssl } from "./_certificates.ts";
-import { readTlsFiles } from "../server/tls_files.ts";
+import { readTlsFiles } from "../server/tls/tls_files.ts";
+import { runtime } from "../server/adapters/mod.ts";
 
 const test = testNeeding(skipEtcd);
 
@@ -284,7 +285,11 @@ test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members 
   try {
     const url = etcd.url("n");
     assert.match(url, /^etcds:\/\//);
-    const source = await EtcdLeaseSource.open(url, { caFile: ETCD_TLS.ca, firstNumber: 5 });
+    const source = await EtcdLeaseSource.open(url, {
+      caFile: ETCD_TLS.ca,
+      firstNumber: 5,
+      tlsFetch: runtime.tlsFetch,
+    });
     assert.equal(await source.lease(3), 5);
     assert.equal(source.status().member, `127.0.0.1:${etcd.clientPorts[0]}`);
     await assert.rejects(
@@ -299,8 +304,8 @@ test("etcd source: etcds:// with --numbers-ca-file leases over TLS from members 
       },
     );
     await assert.rejects(
-      EtcdLeaseSource.open(url, { caFile: "/nonexistent/ca.pem" }),
-      /Cannot read the etcd CA file \/nonexistent\/ca\.pem: ENOENT/,
+      EtcdLeaseSource.open(url, { caFile: "/nonexistent/ca.pem", tlsFetch: runtime.tlsFetch }),
+      /Cannot read the etcd CA file \/nonexistent\/ca\.pem: no such file or directory \(ENOENT\)/,
     );
   } finally {
     await etcd.close();
@@ -322,6 +327,7 @@ testMutual(
       };
       const source = await EtcdLeaseSource.open(url, {
         caFile: pki.ca,
+        tlsFetch: runtime.tlsFetch,
         clientCertificate: files(pki.clientCert, pki.clientKey),
         firstNumber: 40,
       });
@@ -331,7 +337,11 @@ testMutual(
       await source.close();
 
       await assert.rejects(
-        EtcdLeaseSource.open(url, { caFile: pki.ca, leaseTimeoutMs: 3000 }),
+        EtcdLeaseSource.open(url, {
+          caFile: pki.ca,
+          leaseTimeoutMs: 3000,
+          tlsFetch: runtime.tlsFetch,
+        }),
         (error: Error) => {
           assert.ok(error instanceof EtcdLeaseError);
           assert.match(
@@ -344,6 +354,7 @@ testMutual(
       await assert.rejects(
         EtcdLeaseSource.open(url, {
           caFile: pki.ca,
+          tlsFetch: runtime.tlsFetch,
           clientCertificate: files(pki.strangerCert, pki.strangerKey),
           leaseTimeoutMs: 3000,
         }),
@@ -361,6 +372,7 @@ testMutual(
         EtcdLeaseSource.open(url, {
           clientCertificate: files(pki.clientCert, pki.clientKey),
           leaseTimeoutMs: 3000,
+          tlsFetch: runtime.tlsFetch,
         }),
         /: the member's certificate is not trusted \(.+\): name the CA that signed it with --numbers-ca-file/,
       );

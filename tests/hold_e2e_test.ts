@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { readHostFacts } from "../server/host_facts.ts";
+import { readHostFacts } from "../server/host/host_facts.ts";
 import { python } from "./_python.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseAddressList } from "../load/address_list.ts";
 import { holdProcesses, resolveHoldOptions } from "../load/hold_options.ts";
-import { ConfigError } from "../server/config_error.ts";
+import { ConfigError } from "../server/common/config_error.ts";
 
 test("hold options unit: a million at 20,000 files a process takes 52 client processes of 19,488", () => {
   const config = resolveHoldOptions({ connections: 1_000_000 }, 20_000);

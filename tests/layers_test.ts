@@ -1,12 +1,20 @@
 /**
  * The layers only look down: cli/ (the composition root) -> admin/, load/ -> server/. Every
  * import of every source file is read, so a new import that crosses a layer upwards (or sideways
- * between admin/ and load/) fails here, and so does a mod.ts that re-exports a private `_` file.
+ * between admin/ and load/) fails here, and so does a mod.ts that re-exports a private `_` file,
+ * and so does a value import cycle anywhere in the product (bench/import_graph.ts reads the graph).
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { test } from "node:test";
+import {
+  importCycles,
+  importGraph,
+  importsIn,
+  PRODUCT_FOLDERS,
+  sourceFiles,
+} from "../bench/import_graph.ts";
 import { ROOT } from "./_server.ts";
 
 /** What each top-level folder may import from the others. */
@@ -18,29 +26,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   bench: ["server", "load"],
 };
 
-function sourceFiles(dir: string): string[] {
-  const files: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (name === "node_modules" || name === "bundle") continue;
-    if (statSync(path).isDirectory()) files.push(...sourceFiles(path));
-    else if (name.endsWith(".ts")) files.push(path);
-  }
-  return files;
-}
-
-/** Every relative module specifier in a file: `import`, `export ... from`, `import()`, `new URL`. */
+/** Every relative module specifier in a file: `import`, `export ... from`, `import()`. */
 function relativeImports(text: string): string[] {
-  const found: string[] = [];
-  const patterns = [
-    /(?:import|export)\s[^;]*?from\s*["'](\.{1,2}\/[^"']+)["']/g,
-    /import\s*\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g,
-    /import\s*["'](\.{1,2}\/[^"']+)["']/g,
-  ];
-  for (const pattern of patterns) {
-    for (const match of text.matchAll(pattern)) found.push(match[1]!);
-  }
-  return found;
+  return importsIn(text).map(({ specifier }) => specifier);
 }
 
 function layerOf(path: string): string {
@@ -90,4 +78,86 @@ test("layers: no mod.ts re-exports a folder-private _ file", () => {
     }
   }
   assert.deepEqual(offenders, []);
+});
+
+/**
+ * Value import cycles still in the product, each as its files sorted and joined by a space: issue
+ * 24 removes them one by one. A cycle not listed fails the test below, and so does a listed one
+ * that is gone (take it off the list).
+ */
+const KNOWN_VALUE_CYCLES: readonly string[] = [];
+
+test("layers: no value import cycle anywhere in the product, inside a layer either", () => {
+  // Type-only imports (`import type`, braces of `type X` only) are erased by both runtimes'
+  // transpilers: they load nothing and order no evaluation, so they are allowed to close a loop.
+  // A dynamic import() loads when it runs, and is no edge either.
+  const graph = importGraph(ROOT, PRODUCT_FOLDERS);
+  assert.ok(graph.size > 150, `read only ${graph.size} modules: is the scan still finding them?`);
+  const cycles = importCycles(graph, ["value"]).map((cycle) => cycle.join(" "));
+  const unknown = cycles.filter((cycle) => !KNOWN_VALUE_CYCLES.includes(cycle));
+  const gone = KNOWN_VALUE_CYCLES.filter((cycle) => !cycles.includes(cycle));
+  assert.deepEqual(unknown, [], `value import cycles:\n${unknown.join("\n")}`);
+  assert.deepEqual(gone, [], `cycles listed as known that are gone:\n${gone.join("\n")}`);
+});
+
+test("layers: the cycle check sees a value cycle, and not a type-only one", () => {
+  const edges = (text: string) =>
+    importsIn(text).map(({ specifier, kind }) => `${kind} ${specifier}`);
+  assert.deepEqual(
+    edges(
+      `import type { A } from "./a.ts";\nimport { type B, type C } from "./b.ts";\n` +
+        `import { type D, e } from "./d.ts";\nexport * from "./f.ts";\nimport "./g.ts";\n` +
+        `/** import { x } from "./comment.ts"; */\nconst h = await import("./h.ts");`,
+    ),
+    [
+      "type ./a.ts",
+      "type ./b.ts",
+      "value ./d.ts",
+      "value ./f.ts",
+      "value ./g.ts",
+      "dynamic ./h.ts",
+    ],
+  );
+  const graph = new Map([
+    ["a.ts", [{ to: "b.ts", kind: "value" as const }]],
+    ["b.ts", [{ to: "c.ts", kind: "value" as const }]],
+    ["c.ts", [{ to: "a.ts", kind: "value" as const }, { to: "d.ts", kind: "type" as const }]],
+    ["d.ts", [{ to: "c.ts", kind: "value" as const }]],
+  ]);
+  assert.deepEqual(importCycles(graph, ["value"]), [["a.ts", "b.ts", "c.ts"]]);
+  assert.deepEqual(importCycles(graph, ["value", "type"]), [["a.ts", "b.ts", "c.ts", "d.ts"]]);
+});
+
+test("layers: server/common/ is a leaf: it imports nothing of the repository outside itself", () => {
+  const graph = importGraph(ROOT, ["server/common"]);
+  const outside = [...graph].flatMap(([file, edges]) =>
+    edges.filter((edge) => !edge.to.startsWith("server/common/")).map((edge) =>
+      `${file} imports ${edge.to}`
+    )
+  );
+  assert.ok(graph.size >= 2, `found only ${graph.size} files in server/common/`);
+  assert.deepEqual(outside, []);
+});
+
+/**
+ * The modules of server/ that may pick the runtime (import server/adapters/mod.ts): the entry
+ * points. Everything else is handed the runtime adapter, or the functions it holds.
+ */
+const RUNTIME_PICKERS = ["server/start_server.ts", "server/threads/worker_main.ts"];
+
+test("layers: in server/ only the adapters and the entry points pick the runtime", () => {
+  const graph = importGraph(ROOT, ["server"]);
+  const pickers = [...graph].filter(([file, edges]) =>
+    !file.startsWith("server/adapters/") &&
+    edges.some((edge) => edge.to === "server/adapters/mod.ts" && edge.kind !== "type")
+  ).map(([file]) => file);
+  assert.deepEqual(pickers.sort(), RUNTIME_PICKERS);
+  const asking: string[] = [];
+  for (const file of sourceFiles(join(ROOT, "server"))) {
+    if (file.includes("/adapters/")) continue;
+    if (/["'](Bun|Deno)["']\s+in\s+globalThis/.test(readFileSync(file, "utf8"))) {
+      asking.push(relative(ROOT, file));
+    }
+  }
+  assert.deepEqual(asking, [], "asks which runtime it runs on");
 });

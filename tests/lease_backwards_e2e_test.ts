@@ -57,7 +57,7 @@ async function backwardsUnderLoad(
 
     // The refusal, as operators see it: one error line naming the key and both numbers.
     const refusal = new RegExp(
-      `error: refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/${key}: ` +
+      `error: refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=${key}: ` +
         `the key (?:holds (\\d+)|is missing), but this server's mark is (\\d+) `,
     );
     let logged: RegExpExecArray | null = null;

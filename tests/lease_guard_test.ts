@@ -15,7 +15,7 @@ import {
   type LeaseSourceStatus,
   MemoryLeaseSource,
 } from "../server/lease/lease_source.ts";
-import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
+import { RedisLeaseSource } from "../server/lease/sources/redis/redis_lease_source.ts";
 import { skipRedis, startRedis } from "./_redis.ts";
 
 /** A source whose next grant the test sets: it can go backwards, like a replaced file. */
@@ -121,7 +121,7 @@ test(
         assert.match(
           error.message,
           new RegExp(
-            `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/n: the key holds ` +
+            `^refused a lease from redis redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=n: the key holds ` +
               `5000, but this server's mark is 8192 `,
           ),
         );

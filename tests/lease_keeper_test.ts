@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LeaseKeeper } from "../server/lease/lease_keeper.ts";
-import { BLOCK_SIZE, NumberLedger } from "../server/lease/number_ledger.ts";
+import { LeaseKeeper } from "../server/numbering/lease_keeper.ts";
+import { BLOCK_SIZE, NumberLedger } from "../server/numbering/number_ledger.ts";
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
 

@@ -16,7 +16,7 @@ const test = testNeeding(skipRedis);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Numbers per block (server/lease/number_ledger.ts), restated: the test shares no constant. */
+/** Numbers per block (server/numbering/number_ledger.ts), restated: the test shares no constant. */
 const BLOCK = 4096;
 const PROCESSES = 2;
 /**

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { EtcdLeaseSource } from "../server/lease/etcd_lease_source.ts";
+import { EtcdLeaseSource } from "../server/lease/sources/etcd/etcd_lease_source.ts";
 import { LeaseBehindError } from "../server/lease/lease_behind_error.ts";
 import { LeaseGuard } from "../server/lease/lease_guard.ts";
 import type {
@@ -16,7 +16,7 @@ import type {
   LeaseSourceStatus,
   SourcePeek,
 } from "../server/lease/lease_source.ts";
-import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
+import { RedisLeaseSource } from "../server/lease/sources/redis/redis_lease_source.ts";
 import { skipEtcd, startEtcd } from "./_etcd.ts";
 import { skipRedis, startRedis } from "./_redis.ts";
 
@@ -159,7 +159,7 @@ test(
         assert.match(
           lines[0]!,
           new RegExp(
-            `^redis redis://127\\.0\\.0\\.1:${redis.port}/n went backwards: the key is ` +
+            `^redis redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=n went backwards: the key is ` +
               `missing, but this server's mark is 8192 `,
           ),
           `server ${i}`,

@@ -18,9 +18,9 @@ import {
   SWEEP_EVERY_MS,
 } from "../server/limits/timeouts.ts";
 import { PROXY_AWAIT } from "../server/limits/connection_gate.ts";
-import { Connection } from "../server/connection.ts";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { Stat } from "../server/thread_stats.ts";
+import { Connection } from "../server/numbering/connection.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { Stat } from "../server/threads/thread_stats.ts";
 
 test("ip keys: IPv4, IPv6, IPv4-mapped and zones parse to the same 128-bit space", () => {
   assert.deepEqual(parseIp("1.2.3.4"), [0, 0, 0xffff, 0x01020304]);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LINE_TOO_LONG, type LineState, scanLines } from "../server/line_scanner.ts";
+import { LINE_TOO_LONG, type LineState, scanLines } from "../server/numbering/line_scanner.ts";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const fresh = (): LineState => ({ pendingLineBytes: 0, pendingEndsWithCr: false });

@@ -4,8 +4,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { LOOP_DELAY_EVERY_MS, LoopDelayMeter, percentile } from "../server/loop_delay.ts";
-import { monotonicNow } from "../server/monotonic_clock.ts";
-import { createStatsBuffer, readStats, statsRow } from "../server/thread_stats.ts";
+import { monotonicNow } from "../server/common/clock.ts";
+import { createStatsBuffer, readStats, statsRow } from "../server/threads/thread_stats.ts";
 
 test("loop delay histogram counts each sample under every bound it fits, cumulatively", () => {
   const buffer = createStatsBuffer(1);

@@ -4,11 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { Connection } from "../server/connection.ts";
-import { MessageHandler, SLICE_BYTES } from "../server/message_handler.ts";
-import { NumberLedger } from "../server/lease/number_ledger.ts";
-import { createStatsBuffer, Stat, statsRow } from "../server/thread_stats.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { Connection } from "../server/numbering/connection.ts";
+import { MessageHandler, SLICE_BYTES } from "../server/numbering/message_handler.ts";
+import { NumberLedger } from "../server/numbering/number_ledger.ts";
+import { createStatsBuffer, Stat, statsRow } from "../server/threads/thread_stats.ts";
 
 const GREETING = "G".repeat(1024);
 

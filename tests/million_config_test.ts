@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { defaultConfig } from "../server/config.ts";
-import { planConfig } from "../server/config_plan.ts";
-import type { HostFacts } from "../server/host_facts.ts";
+import { defaultConfig } from "../server/config/resolve_config.ts";
+import { planConfig } from "../server/config/config_plan.ts";
+import type { HostFacts } from "../server/host/host_facts.ts";
 
 const MACHINE: HostFacts = { cores: 2, openFiles: 20_000, memoryBytes: 24 * 1024 ** 3 };
 

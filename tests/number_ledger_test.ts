@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { MAX_NUMBER } from "../server/config.ts";
+import { MAX_NUMBER } from "../server/common/max_number.ts";
 import {
   BLOCK_SIZE,
   NumberLedger,
   NumbersUnavailableError,
   RING_BLOCKS,
-} from "../server/lease/number_ledger.ts";
+} from "../server/numbering/number_ledger.ts";
 import type { LedgerResult, LedgerWork } from "./_ledger_worker.ts";
 
 /** A worker thread that does one piece of {@linkcode LedgerWork} at a time. */

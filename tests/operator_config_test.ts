@@ -12,9 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { parseServeArgs } from "../cli/serve.ts";
-import { defaultConfig, LIMITS, resolveConfig } from "../server/config.ts";
-import { optionsFromJson, parseDuration, readConfigFile } from "../server/config_json.ts";
-import { jsonErrorPosition } from "../server/json_error_position.ts";
+import { defaultConfig, LIMITS, resolveConfig } from "../server/config/resolve_config.ts";
+import {
+  optionsFromJson,
+  parseDuration,
+  readConfigFileWith,
+} from "../server/config/config_json.ts";
+import { jsonErrorPosition } from "../server/config/json_error_position.ts";
 import { runTallyho, UNDER_TEST } from "./_server.ts";
 
 function oneLine(stderr: string, expected: RegExp): void {
@@ -80,7 +84,7 @@ test("host: an address that is no IP address or host name is a ConfigError namin
 
 test("config file: a trailing comma is reported with its line and column", () => {
   withFile("bad.json", `{\n  "port": 9000,\n  "threads": 2,\n}\n`, (path) => {
-    assert.throws(() => readConfigFile(path), {
+    assert.throws(() => readConfigFileWith(path, []).options, {
       name: "ConfigFileError",
       message: new RegExp(
         `^Config file ${path.replaceAll(/[.*+?^${}()|[\]\\]/g, "\\$&")}` +
@@ -89,7 +93,10 @@ test("config file: a trailing comma is reported with its line and column", () =>
     });
   });
   withFile("bad2.json", `{"port": 9000 "threads": 2}`, (path) => {
-    assert.throws(() => readConfigFile(path), /at line 1, column 15: expected ',' or '\}'/);
+    assert.throws(
+      () => readConfigFileWith(path, []).options,
+      /at line 1, column 15: expected ',' or '\}'/,
+    );
   });
 });
 
@@ -205,5 +212,44 @@ test("JSON error position: line, column and what was expected, for each kind of 
   }
   for (const valid of ['{"a": [1, -2.5e3, true, null, "\\u00e9"]}', " 1 ", '"x"']) {
     assert.equal(jsonErrorPosition(valid), null, valid);
+  }
+});
+
+test(`[${UNDER_TEST}] config file errors name the file, say the system's reason in words, refuse a key given twice, and do not send the operator to --help`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-opconf-"));
+  try {
+    const config = join(dir, "tallyho.json");
+    const cases: Array<[string, RegExp]> = [
+      // A value the file gives: the line says it is the file's.
+      [
+        '{"threads": "4"}',
+        /^tallyho: Config file \S+tallyho\.json: 'threads' must be an integer from 1 to \d+: got "4"$/,
+      ],
+      // JSON.parse would keep the second silently.
+      [
+        '{"port": 1,\n "port": 2}',
+        /^tallyho: Config file \S+ gives 'port' twice \(again at line 2, column 2\): keep one$/,
+      ],
+      // A file it names that is not there: the reason in words, the code for searching.
+      [
+        `{"tls-cert": ${JSON.stringify(join(dir, "none.pem"))}, "tls-key": ${
+          JSON.stringify(join(dir, "none.key"))
+        }}`,
+        /^tallyho: Config file \S+: Cannot read 'tls-cert' file \S+none\.pem: no such file or directory \(ENOENT\)$/,
+      ],
+    ];
+    for (const [text, expected] of cases) {
+      writeFileSync(config, text);
+      const run = await runTallyho(["serve", "--config", config, "--port", "0"]);
+      assert.equal(run.code, 2, run.stderr);
+      oneLine(run.stderr, expected);
+      assert.doesNotMatch(run.stderr, /tallyho --help/, "a file's problem is not a usage one");
+    }
+    // The same bad value as a flag is the command line's: that one keeps the hint.
+    const flag = await runTallyho(["serve", "--threads", "x", "--port", "0"]);
+    assert.equal(flag.code, 2);
+    assert.match(flag.stderr, /Run 'tallyho --help' for usage\./);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -5,8 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { planConfigChange } from "../admin/config_plan.ts";
-import { defaultConfig, defaultPerAddressCap, resolveConfig } from "../server/config.ts";
+import { planConfigChange } from "./_patch_plan.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { defaultPerAddressCap } from "../server/config/host_sizing.ts";
 import { python } from "./_python.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
 

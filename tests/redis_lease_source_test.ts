@@ -9,61 +9,51 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { RedisLeaseError } from "../server/lease/redis_lease_error.ts";
-import { RedisLeaseSource } from "../server/lease/redis_lease_source.ts";
-import { PASSWORD_ENV, readRedisPassword } from "../server/lease/redis_password.ts";
-import { parseRedisUrl } from "../server/lease/redis_url.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { RedisLeaseError } from "../server/lease/sources/redis/redis_lease_error.ts";
+import { RedisLeaseSource } from "../server/lease/sources/redis/redis_lease_source.ts";
+import { PASSWORD_ENV, readRedisPassword } from "../server/lease/sources/redis/redis_password.ts";
+import { parseRedisUrl } from "../server/lease/sources/redis/redis_url.ts";
 import { skipRedis, startRedis } from "./_redis.ts";
 import { freePort } from "./_ports.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 
-test("redis url: host, port, key and TLS are read; the path is the key, not a database", () => {
-  const old = parseRedisUrl("redis://10.0.0.5:6380/tallyho:numbers");
-  assert.deepEqual({ ...old, deprecation: null }, {
-    tls: false,
-    host: "10.0.0.5",
-    port: 6380,
-    key: "tallyho:numbers",
-    database: 0,
-    deprecation: null,
-    username: null,
-    display: "redis://10.0.0.5:6380/tallyho:numbers",
-  });
-  assert.match(
-    old.deprecation!,
-    /deprecated: write redis:\/\/10\.0\.0\.5:6380\/0\?key=tallyho%3Anumbers/,
-  );
-  const tls = parseRedisUrl("rediss://ops@redis.example/0");
+test("redis url: host, port, key and TLS are read; the path is the database, ?key= the key", () => {
+  const tls = parseRedisUrl("rediss://ops@redis.example/0?key=k");
   assert.equal(tls.tls, true);
   assert.equal(tls.port, 6379, "the default port");
-  assert.equal(tls.key, "0");
+  assert.equal(tls.key, "k");
   assert.equal(tls.username, "ops");
-  assert.equal(parseRedisUrl("redis://[::1]:7000/k").host, "::1");
-  assert.equal(parseRedisUrl("redis://h/a%2Fb").key, "a/b");
+  assert.equal(parseRedisUrl("redis://[::1]:7000/0?key=k").host, "::1");
+  assert.equal(parseRedisUrl("redis://h/0?key=a%2Fb").key, "a/b");
 });
 
-test("redis url: the Redis convention, path the database and ?key= the key; the old form (path as key) kept with a deprecation", () => {
+test("redis url: the Redis convention, path the database and ?key= the key; a URL without ?key= is refused", () => {
   assert.deepEqual(parseRedisUrl("redis://10.0.0.5:6380/2?key=tallyho:numbers"), {
     tls: false,
     host: "10.0.0.5",
     port: 6380,
     key: "tallyho:numbers",
     database: 2,
-    deprecation: null,
     username: null,
     display: "redis://10.0.0.5:6380/2?key=tallyho:numbers",
   });
   assert.equal(parseRedisUrl("redis://h?key=n").database, 0);
   assert.equal(parseRedisUrl("redis://h/?key=a%2Fb").key, "a/b");
-  const old = parseRedisUrl("redis://h:6379/0");
-  assert.equal(old.key, "0", "the old form still reads the path as the key");
-  assert.equal(old.database, 0);
-  assert.equal(
-    old.deprecation,
-    "--numbers redis://h:6379/0 takes the path as the key, which other Redis clients read as a " +
-      "database number; this form is deprecated: write redis://h:6379/0?key=0 (the same key, " +
-      "database 0)",
+  // The path-as-key form of before the first release: the path is a database, the key missing.
+  for (const url of ["redis://h:6379/0", "redis://10.0.0.5:6380/tallyho:numbers"]) {
+    assert.throws(
+      () => parseRedisUrl(url),
+      (error: Error) => {
+        assert.ok(error instanceof RangeError);
+        assert.match(error.message, /names no key \(\?key= names the key that holds/);
+        return true;
+      },
+    );
+  }
+  assert.throws(
+    () => resolveConfig({ numbers: "redis://h:6379/n" }, defaultConfig(2)),
+    { name: "ConfigError", field: "numbers", message: /names no key/ },
   );
   assert.throws(() => parseRedisUrl("redis://h/abc?key=n"), /path "abc" is not a number/);
   assert.throws(() => parseRedisUrl("redis://h/0?key="), /whose key is empty/);
@@ -93,17 +83,17 @@ test("redis url: a password is refused without echoing it, saying where to put i
 
 test("redis config: numbers and state are exclusive, and a password file needs numbers", () => {
   const base = defaultConfig(2);
-  const config = resolveConfig({ numbers: "redis://127.0.0.1:6379/k" }, base);
-  assert.equal(config.numbers, "redis://127.0.0.1:6379/k");
+  const config = resolveConfig({ numbers: "redis://127.0.0.1:6379/0?key=k" }, base);
+  assert.equal(config.numbers, "redis://127.0.0.1:6379/0?key=k");
   assert.equal(config.numbersPasswordFile, null);
   assert.throws(
-    () => resolveConfig({ numbers: "redis://127.0.0.1:6379/k", state: "/tmp/s" }, base),
+    () => resolveConfig({ numbers: "redis://127.0.0.1:6379/0?key=k", state: "/tmp/s" }, base),
     {
       // A user's mistake is a ConfigError (style.md rule 5); a RangeError would be a bug.
       name: "ConfigError",
       field: "numbers",
       message: `'state' and 'numbers' cannot both be set (numbers come from one place): ` +
-        `got state "/tmp/s" and numbers "redis://127.0.0.1:6379/k"`,
+        `got state "/tmp/s" and numbers "redis://127.0.0.1:6379/0?key=k"`,
     },
   );
   assert.throws(
@@ -124,7 +114,10 @@ test("redis password: from a file without its line break, or the environment, ne
     assert.throws(() => readRedisPassword(file, { [PASSWORD_ENV]: "x" }), /given twice/);
     writeFileSync(file, "\n");
     assert.throws(() => readRedisPassword(file, {}), /password file .* is empty/);
-    assert.throws(() => readRedisPassword(join(dir, "missing"), {}), /Cannot read .*: ENOENT/);
+    assert.throws(
+      () => readRedisPassword(join(dir, "missing"), {}),
+      /Cannot read .*: no such file or directory \(ENOENT\)/,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -275,7 +268,7 @@ test(
           assert.ok(error instanceof RedisLeaseError);
           assert.match(
             error.message,
-            /^Redis at redis:\/\/127\.0\.0\.1:\d+\/k refused the password/,
+            /^Redis at redis:\/\/127\.0\.0\.1:\d+\/0\?key=k refused the password/,
           );
           assert.ok(!error.message.includes("not-it-42"), "the password is never echoed");
           return true;
@@ -290,8 +283,10 @@ test(
     }
     const nobody = await freePort();
     await assert.rejects(
-      RedisLeaseSource.open(`redis://127.0.0.1:${nobody}/k`),
-      new RegExp(`^RedisLeaseError: Cannot reach Redis at redis://127\\.0\\.0\\.1:${nobody}/k: `),
+      RedisLeaseSource.open(`redis://127.0.0.1:${nobody}/0?key=k`),
+      new RegExp(
+        `^RedisLeaseError: Cannot reach Redis at redis://127\\.0\\.0\\.1:${nobody}/0\\?key=k: `,
+      ),
     );
   },
 );

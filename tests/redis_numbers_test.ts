@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { BLOCK_SIZE } from "../server/lease/number_ledger.ts";
+import { BLOCK_SIZE } from "../server/numbering/number_ledger.ts";
 import { inBatches, LineClient, replyNumber } from "./_client.ts";
 import { skipRedis, startRedis, type TestRedis, TLS_CERT } from "./_redis.ts";
 import { freePort } from "./_ports.ts";
@@ -370,7 +370,7 @@ test(
     try {
       await expectOneLineExit1(
         ["--numbers", redis.url("k")],
-        /^tallyho: Cannot reach Redis at rediss:\/\/127\.0\.0\.1:\d+\/k: self.signed certificate/,
+        /^tallyho: Cannot reach Redis at rediss:\/\/127\.0\.0\.1:\d+\/0\?key=k: self.signed certificate/,
       );
       const server = await startTallyho([
         "--threads",
@@ -414,7 +414,7 @@ test(`[${UNDER_TEST}] cli: a wrong Redis password stops the start with one line 
     writeFileSync(file, "wrong-one\n");
     await expectOneLineExit1(
       ["--numbers", redis.url("k"), "--numbers-password-file", file],
-      /^tallyho: Redis at redis:\/\/127\.0\.0\.1:\d+\/k refused the password \(WRONGPASS/,
+      /^tallyho: Redis at redis:\/\/127\.0\.0\.1:\d+\/0\?key=k refused the password \(WRONGPASS/,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -425,8 +425,10 @@ test(`[${UNDER_TEST}] cli: a wrong Redis password stops the start with one line 
 test(`[${UNDER_TEST}] cli: an unreachable Redis stops the start with one line and exit 1`, async () => {
   const port = await freePort();
   await expectOneLineExit1(
-    ["--numbers", `redis://127.0.0.1:${port}/k`],
-    new RegExp(`^tallyho: Cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/k: .*ECONNREFUSED`),
+    ["--numbers", `redis://127.0.0.1:${port}/0?key=k`],
+    new RegExp(
+      `^tallyho: Cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/0\\?key=k: .*ECONNREFUSED`,
+    ),
   );
 });
 
@@ -439,7 +441,7 @@ test(
       await redis.command("SET", "k", "twelve");
       await expectOneLineExit1(
         ["--numbers", redis.url("k")],
-        /^tallyho: Redis key "k" at redis:\/\/127\.0\.0\.1:\d+\/k holds "twelve", not an integer/,
+        /^tallyho: Redis key "k" at redis:\/\/127\.0\.0\.1:\d+\/0\?key=k holds "twelve", not an integer/,
       );
       assert.equal(await redis.command("GET", "k"), "twelve", "the key is left as it was");
     } finally {
@@ -449,41 +451,26 @@ test(
 );
 
 test(
-  `[${UNDER_TEST}] redis url: the old form (path as key) serves with a deprecation warning; redis://HOST:PORT/DB?key=KEY serves without one, from the same key`,
+  `[${UNDER_TEST}] redis url: a URL without ?key= (the path-as-key form) stops the start with one line and exit 2; redis://HOST:PORT/DB?key=KEY serves`,
   { skip: skipRedis },
   async () => {
     const redis = await startRedis();
-    const servers: TestServer[] = [];
+    let current: TestServer | null = null;
     try {
-      const old = await startTallyho(["--numbers", redis.url("n")]);
-      servers.push(old);
+      const old = await runTallyho(["--numbers", `redis://127.0.0.1:${redis.port}/n`]);
+      assert.equal(old.code, 2, old.stderr);
       assert.match(
-        old.output(),
-        new RegExp(
-          `^\\S+ warn tallyho: warning: --numbers redis://127\\.0\\.0\\.1:${redis.port}/n takes the path as ` +
-            `the key, .* deprecated: write redis://127\\.0\\.0\\.1:${redis.port}/0\\?key=n `,
-          "m",
-        ),
+        old.stderr,
+        /^tallyho: 'numbers' must be redis:\/\/HOST:PORT\/DB\?key=KEY .*names no key \(\?key= names the key/,
       );
-      const first = await LineClient.connect(old.port);
-      first.send("x\n");
-      const a = replyNumber((await first.lines(1, 5000))[0]!);
-      first.close();
-      assert.equal(await old.stop(), 0, old.output());
-      const current = await startTallyho([
-        "--numbers",
-        `redis://127.0.0.1:${redis.port}/0?key=n`,
-      ]);
-      servers.push(current);
-      assert.doesNotMatch(current.output(), /deprecated/);
-      const second = await LineClient.connect(current.port);
-      second.send("x\n");
-      const b = replyNumber((await second.lines(1, 5000))[0]!);
-      second.close();
-      assert.ok(b > a, `the new form leased from the same key: ${b} after ${a}`);
+      current = await startTallyho(["--numbers", `redis://127.0.0.1:${redis.port}/0?key=n`]);
+      const client = await LineClient.connect(current.port);
+      client.send("x\n");
+      assert.ok(replyNumber((await client.lines(1, 5000))[0]!) >= 1, "a numbered reply");
+      client.close();
       assert.equal(await current.stop(), 0, current.output());
     } finally {
-      for (const server of servers) await server.stop("SIGKILL");
+      await current?.stop("SIGKILL");
       await redis.close();
     }
   },

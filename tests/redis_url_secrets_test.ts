@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { defaultConfig, resolveConfig } from "../server/config.ts";
-import { parseRedisUrl } from "../server/lease/redis_url.ts";
+import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
+import { parseRedisUrl } from "../server/lease/sources/redis/redis_url.ts";
 import { runTallyho } from "./_server.ts";
 
 // Each holds the secret "hunter2" (or its halves) somewhere after the host, or in a user part.

@@ -10,6 +10,7 @@ import process from "node:process";
 import { test } from "node:test";
 import { LineClient } from "./_client.ts";
 import { startTallyho, UNDER_TEST } from "./_server.ts";
+import { waitUntil } from "./_wait.ts";
 
 async function greetingSeen(port: number): Promise<string> {
   const client = await LineClient.connect(port);
@@ -51,6 +52,52 @@ test(`[${UNDER_TEST}] SIGHUP applies a valid --config to every process and refus
       /'first-number' cannot change while the server runs; a restart is needed: it is 1, the config file .* asks for 5/,
     );
     for (let i = 0; i < 10; i++) assert.equal(await greetingSeen(server.port), "second ");
+  } finally {
+    assert.equal(await server.stop(), 0);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] a refused reload is visible: /metrics says the last reload failed and when, /v1/info says why, until one succeeds`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-reload-"));
+  const file = join(dir, "tallyho.json");
+  writeFileSync(file, JSON.stringify({ greeting: "first " }));
+  const startedAt = Date.now();
+  const server = await startTallyho(["--config", file]);
+  const gauge = async (name: string): Promise<number | null> => {
+    const text = await (await server.admin("/metrics")).text();
+    const line = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+    return line === null ? null : Number(line[1]);
+  };
+  const reload = async () =>
+    ((await (await server.admin("/v1/info")).json()) as { reload: Record<string, unknown> })
+      .reload;
+  try {
+    assert.equal(await gauge("tallyho_config_last_reload_successful"), 1, "1 at start");
+    const started = await gauge("tallyho_config_last_reload_success_timestamp_seconds");
+    assert.ok(started !== null && started * 1000 >= startedAt - 1000, `start time ${started}`);
+    assert.equal(await gauge("tallyho_config_last_reload_attempt_timestamp_seconds"), null);
+
+    writeFileSync(file, "{ not json");
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration not applied, keeping generation 1/);
+    assert.equal(await gauge("tallyho_config_last_reload_successful"), 0);
+    const attempted = await gauge("tallyho_config_last_reload_attempt_timestamp_seconds");
+    assert.ok(attempted !== null && attempted >= started!, `attempt ${attempted}`);
+    assert.equal(await gauge("tallyho_config_last_reload_success_timestamp_seconds"), started);
+    const refused = await reload();
+    assert.equal(refused.successful, false);
+    assert.match(String(refused.reason), /is not valid JSON/);
+
+    writeFileSync(file, JSON.stringify({ greeting: "second " }));
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 2: .*greeting "first " -> "second "/);
+    await waitUntil(async () => (await gauge("tallyho_config_last_reload_successful")) === 1, {
+      what: "the gauge back at 1",
+    });
+    const succeeded = await gauge("tallyho_config_last_reload_success_timestamp_seconds");
+    assert.ok(succeeded !== null && succeeded >= attempted!, `success ${succeeded}`);
+    assert.equal((await reload()).reason, undefined);
   } finally {
     assert.equal(await server.stop(), 0);
     rmSync(dir, { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ReplyEncoder } from "../server/reply_encoder.ts";
+import { ReplyEncoder } from "../server/numbering/reply_encoder.ts";
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 

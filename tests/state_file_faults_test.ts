@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { readStateFile, writeStateFile } from "../server/lease/state_file.ts";
+import { readStateFile, writeStateFile } from "../server/lease/sources/state_file/state_file.ts";
 import { LineClient, replyNumber } from "./_client.ts";
 import { isAlive, startTallyho, UNDER_TEST } from "./_server.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";

@@ -28,10 +28,11 @@ import {
   StateFileError,
   StateFileLeaseSource,
   writeStateFile,
-} from "../server/lease/state_file.ts";
-import { lockStateFile } from "../server/lease/state_lock.ts";
+} from "../server/lease/sources/state_file/state_file.ts";
+import { lockStateFile } from "../server/lease/sources/state_file/state_lock.ts";
 import { LineClient, replyNumber } from "./_client.ts";
 import { runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
+import { runtime } from "../server/adapters/mod.ts";
 
 const AS_ROOT = process.getuid?.() === 0;
 
@@ -55,7 +56,7 @@ test("state file leases persist the new mark before returning, once per lease", 
   const dir = tempDir();
   try {
     const path = join(dir, "s");
-    const source = StateFileLeaseSource.open(path, 100);
+    const source = StateFileLeaseSource.open(path, 100, runtime);
     assert.equal(readStateFile(path), 100, "created at the first number");
     assert.equal(await source.lease(4096), 100);
     assert.equal(readStateFile(path), 4196);
@@ -63,7 +64,7 @@ test("state file leases persist the new mark before returning, once per lease", 
     assert.equal(readStateFile(path), 4206);
     assert.equal(source.writes, 2);
     await source.close();
-    const reopened = StateFileLeaseSource.open(path, 1);
+    const reopened = StateFileLeaseSource.open(path, 1, runtime);
     assert.equal(await reopened.lease(1), 4206, "a restart resumes above the mark");
     await reopened.close();
   } finally {
@@ -102,11 +103,14 @@ test("state file lock refuses a second holder and takes over a dead one's", () =
   const dir = tempDir();
   try {
     const path = join(dir, "s");
-    const lock = lockStateFile(path);
-    assert.throws(() => lockStateFile(path), /is in use by another tallyho \(pid \d+/);
+    const lock = lockStateFile(path, runtime.tryLockFile);
+    assert.throws(
+      () => lockStateFile(path, runtime.tryLockFile),
+      /is in use by another tallyho \(pid \d+/,
+    );
     lock.release();
     writeFileSync(`${path}.lock`, "999999999\n"); // a pid that cannot exist
-    lockStateFile(path).release();
+    lockStateFile(path, runtime.tryLockFile).release();
   } finally {
     rmSync(dir, { recursive: true });
   }
@@ -139,7 +143,10 @@ test("state file lock refuses a symlink planted at the lock file's name", () => 
     const victim = join(dir, "victim");
     writeFileSync(victim, "precious\n");
     symlinkSync(victim, `${path}.lock`);
-    assert.throws(() => lockStateFile(path), /Cannot lock state file .*s\.lock: ELOOP/);
+    assert.throws(
+      () => lockStateFile(path, runtime.tryLockFile),
+      /Cannot lock state file .*s\.lock: ELOOP/,
+    );
     assert.equal(readFileSync(victim, "utf8"), "precious\n");
   } finally {
     rmSync(dir, { recursive: true });
@@ -153,7 +160,7 @@ test("state file in a directory other users can write is refused, naming the dir
     for (const mode of [0o777, 0o1777, 0o770, 0o702]) {
       chmodSync(dir, mode);
       assert.throws(
-        () => StateFileLeaseSource.open(path, 1),
+        () => StateFileLeaseSource.open(path, 1, runtime),
         (error: Error) => {
           assert.ok(error instanceof StateFileError);
           assert.match(
@@ -170,7 +177,7 @@ test("state file in a directory other users can write is refused, naming the dir
     }
     assert.deepEqual(readdirSync(dir), [], "nothing was created there");
     chmodSync(dir, 0o755);
-    const source = StateFileLeaseSource.open(path, 1);
+    const source = StateFileLeaseSource.open(path, 1, runtime);
     return source.close();
   } finally {
     rmSync(dir, { recursive: true });
@@ -182,7 +189,7 @@ test("state file in a directory owned by another user is refused", { skip: !AS_R
   try {
     chownSync(dir, 65534, 65534);
     assert.throws(
-      () => StateFileLeaseSource.open(join(dir, "s"), 1),
+      () => StateFileLeaseSource.open(join(dir, "s"), 1, runtime),
       /its directory .* belongs to another user \(uid 65534\)/,
     );
   } finally {
@@ -232,12 +239,12 @@ test("state file lease fails once its lock file was removed under it", async () 
   const dir = tempDir();
   try {
     const path = join(dir, "s");
-    const source = StateFileLeaseSource.open(path, 1);
+    const source = StateFileLeaseSource.open(path, 1, runtime);
     assert.equal(await source.lease(10), 1);
     unlinkSync(`${path}.lock`); // by hand: another server may take the file now
     await assert.rejects(source.lease(10), /Lock file .*s\.lock was removed or replaced/);
     assert.equal(source.status().leaseErrors, 1);
-    const second = StateFileLeaseSource.open(path, 1);
+    const second = StateFileLeaseSource.open(path, 1, runtime);
     assert.equal(await second.lease(1), 21, "the second starts above every recorded lease");
     await second.close();
     await source.close();

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { openUnixDatagram } from "../server/adapters/mod.ts";
+import { runtime } from "../server/adapters/mod.ts";
 import type { UnixDatagramSender } from "../server/adapters/unix_datagram.ts";
 import { notifySocketAddress, NotifySocketError, SystemdNotifier } from "../server/systemd/mod.ts";
 import { startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
@@ -187,7 +187,7 @@ for (const abstract of [false, true]) {
     async () => {
       const listener = await listen(abstract);
       try {
-        const sender = openUnixDatagram(notifySocketAddress(listener.address));
+        const sender = runtime.openUnixDatagram(notifySocketAddress(listener.address));
         sender.send(new TextEncoder().encode("READY=1\nSTATUS=é ok"));
         sender.close();
         sender.close();
@@ -206,7 +206,9 @@ test(
   "systemd notify: a socket nobody listens on is an error with errno, not a crash",
   { skip },
   () => {
-    const sender = openUnixDatagram(notifySocketAddress(`/tmp/tallyho-nobody-${process.pid}`));
+    const sender = runtime.openUnixDatagram(
+      notifySocketAddress(`/tmp/tallyho-nobody-${process.pid}`),
+    );
     try {
       assert.throws(() => sender.send(new Uint8Array([65])), /sendto failed with errno 2\b/);
     } finally {

@@ -112,6 +112,20 @@ test(`[${UNDER_TEST}] tls: openssl s_client and the runtime's TLS client get Hel
     );
     const first = await opensslAsk(server.port);
     assert.match(first, /^Hello World\d+$/, "openssl s_client");
+    // The "try it" command of docs/proxy-and-tls.md, as written there: it ends by itself.
+    const tryIt = /^\(printf .*openssl s_client .*$/m.exec(
+      readFileSync(new URL("../docs/proxy-and-tls.md", import.meta.url), "utf8"),
+    )?.[0];
+    assert.ok(tryIt !== undefined, "docs/proxy-and-tls.md has a '(printf ...' s_client command");
+    const docs = spawnSync("sh", [
+      "-c",
+      tryIt.replace("127.0.0.1:9000", `127.0.0.1:${server.port}`),
+    ], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    assert.equal(docs.signal, null, `the docs' command did not end by itself: ${docs.stderr}`);
+    assert.match(docs.stdout.trim(), /^Hello World\d+$/, "the docs' s_client command");
     const second = await runtimeAsk(server.port, readFileSync(cert, "utf8"));
     assert.match(second, /^Hello World\d+$/, "the runtime's TLS client, verifying the certificate");
     assert.notEqual(first, second);
@@ -140,7 +154,7 @@ test(`[${UNDER_TEST}] tls: a bad certificate, a key that is not its own, or half
     [["--tls-cert", a.cert], /'tls-cert' needs 'tls-key'/],
     [
       ["--tls-cert", join(dir, "missing.crt"), "--tls-key", a.key],
-      /Cannot read 'tls-cert' file .*missing\.crt: ENOENT/,
+      /Cannot read 'tls-cert' file .*missing\.crt: no such file or directory \(ENOENT\)/,
     ],
   ];
   try {
@@ -365,6 +379,49 @@ test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SI
     assert.match(await held.ask(), /^Hello World\d+$/);
   } finally {
     held.close();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] tls: given as flags (no --config), files renewed under the same names are taken up by SIGHUP, and what PATCH changed stays`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
+  const a = makeCertificate(dir, "a");
+  const b = makeCertificate(dir, "b");
+  const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
+  const install = (pair: { cert: string; key: string }) => {
+    writeFileSync(live.cert, readFileSync(pair.cert));
+    writeFileSync(live.key, readFileSync(pair.key), { mode: 0o600 });
+  };
+  install(a);
+  const server = await startTallyho([
+    "--tls-cert",
+    live.cert,
+    "--tls-key",
+    live.key,
+    "--framing",
+    "line",
+  ]);
+  try {
+    assert.equal(servedSubject(server.port), "a");
+    const patched = await server.admin("/v1/config", {
+      method: "PATCH",
+      headers: { "content-type": "application/merge-patch+json" },
+      body: JSON.stringify({ "idle-timeout": "45s" }),
+    });
+    assert.equal(patched.status, 200, await patched.text());
+    install(b);
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(/configuration generation 3: tls-files "CN=a, valid until .*" -> "CN=b/);
+    assert.equal(servedSubject(server.port), "b");
+    const config = await (await server.admin("/v1/config")).json() as Record<string, unknown>;
+    assert.equal(config["idle-timeout"], "45s", "the reload kept what PATCH changed");
+    // Nothing renewed: said so, and the generation stays.
+    process.kill(server.pid, "SIGHUP");
+    await server.waitFor(
+      /SIGHUP: no --config file to re-read; the TLS files are unchanged; generation 3 stays/,
+    );
+  } finally {
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }

@@ -20,9 +20,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { ConfigError } from "../server/config_error.ts";
-import { readTlsFiles, TLS_FILE_MAX_BYTES } from "../server/tls_files.ts";
-import { readRegularFile, readRegularFileAsync } from "../server/regular_file.ts";
+import { ConfigError } from "../server/common/config_error.ts";
+import { readTlsFiles, TLS_FILE_MAX_BYTES } from "../server/tls/tls_files.ts";
+import { readRegularFile, readRegularFileAsync } from "../server/host/regular_file.ts";
 import { runTallyho, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 

@@ -32,7 +32,10 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { type LeaseSource, MemoryLeaseSource } from "../server/lease/lease_source.ts";
 import { LeaseGuard } from "../server/lease/lease_guard.ts";
-import { readStateFile, StateFileLeaseSource } from "../server/lease/state_file.ts";
+import {
+  readStateFile,
+  StateFileLeaseSource,
+} from "../server/lease/sources/state_file/state_file.ts";
 import { startHandover, UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import type { Supervisor } from "../server/process/supervisor.ts";
 import { LineClient, replyNumber } from "./_client.ts";
@@ -63,16 +66,17 @@ import {
 } from "./_upgrade.ts";
 import { BINARY, binaryTest, RUNNER, scriptCommand } from "./_target.ts";
 import { sleep, waitUntil } from "./_wait.ts";
+import { runtime } from "../server/adapters/mod.ts";
 
 test("state file: a source closed for an upgrade grants nothing and never writes the file its new holder leases from", async () => {
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
   try {
     const path = join(directory, "numbers.state");
-    const old = StateFileLeaseSource.open(path, 1);
+    const old = StateFileLeaseSource.open(path, 1, runtime);
     assert.equal(await old.lease(10), 1);
     // The old tree lets go (releaseSource), the new one takes the lock and leases on.
     await old.close();
-    const taker = StateFileLeaseSource.open(path, 1);
+    const taker = StateFileLeaseSource.open(path, 1, runtime);
     assert.equal(await taker.lease(1000), 11);
     assert.equal(readStateFile(path), 1011);
     // A lease that reaches the closed source (a process of the old tree asking late) must fail
@@ -90,10 +94,10 @@ test("state file: a source closed twice (an upgrade's release, then the old tree
   const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-attack-"));
   try {
     const path = join(directory, "numbers.state");
-    const old = StateFileLeaseSource.open(path, 1);
+    const old = StateFileLeaseSource.open(path, 1, runtime);
     assert.equal(await old.lease(10), 1);
     await old.close(); // released for the new tree
-    const taker = StateFileLeaseSource.open(path, 1);
+    const taker = StateFileLeaseSource.open(path, 1, runtime);
     // SIGTERM while the handover is under way: the old tree's stop closes its source again. Its
     // lock file is gone; the taker's may have the same inode number, and must not be removed.
     await old.close();

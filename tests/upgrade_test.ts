@@ -149,6 +149,11 @@ test(
       writeFileSync(config, "{ not json\n");
       process.kill(tree.pid, "SIGUSR2");
       await tree.waitFor(/upgrade failed: .*this tree serves on/, 1);
+      // The new tree said why, over the handover channel, before it exited.
+      assert.match(
+        tree.output(),
+        /did not take over: it failed: Config file \S+ is not valid JSON/,
+      );
       const busy = createServer();
       await new Promise<void>((resolve) => busy.listen({ host: "127.0.0.1", port: 0 }, resolve));
       const busyPort = (busy.address() as AddressInfo).port;

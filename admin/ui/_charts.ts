@@ -15,7 +15,13 @@ import {
   REJECTION_REASONS,
 } from "./stats_series.ts";
 import { formatCount, formatDelay, formatRate } from "./format.ts";
-import { COUNT_INCREMENTS, placeLabels } from "./chart_layout.ts";
+import {
+  axisWidth,
+  COUNT_INCREMENTS,
+  formatShare,
+  placeLabels,
+  SHARE_INCREMENTS,
+} from "./chart_layout.ts";
 
 /** The x axis spans at most this much... */
 const WINDOW_SECONDS = 300;
@@ -187,8 +193,22 @@ export function chartOptions(
       grid: { show: side === 3, stroke: gridColor, width: 1 },
       ticks: { stroke: gridColor, width: 1 },
       values: (_u, values) => values.map((value) => format(value)),
-      size: 56,
-      ...(format === formatCount ? { incrs: [...COUNT_INCREMENTS] } : {}),
+      // As wide as its widest label ("150 ms", "1,200 MiB"), measured in the axis' own font.
+      size: (u, values, axisIndex) => {
+        const { font, ticks, gap } = u.axes[axisIndex]!;
+        u.ctx.font = (Array.isArray(font) ? font[0] : font) as string;
+        const ratio = globalThis.devicePixelRatio || 1;
+        return axisWidth(
+          values ?? [],
+          (text) => u.ctx.measureText(text).width / ratio,
+          ((ticks as { size?: number } | undefined)?.size ?? 10) + (gap ?? 5),
+        );
+      },
+      ...(format === formatCount
+        ? { incrs: [...COUNT_INCREMENTS] }
+        : format === formatShare
+        ? { incrs: [...SHARE_INCREMENTS] }
+        : {}),
     };
   };
   const scales = new Set(spec.series.map((series) => series.scale ?? "y"));

@@ -7,17 +7,8 @@
  */
 
 import type { AdminInfo } from "../backend.ts";
+import { make } from "./_dom.ts";
 import { formatCount, formatDelay, formatUptime } from "./format.ts";
-
-function make<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  properties: Partial<HTMLElementTagNameMap[K]> = {},
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const element = Object.assign(document.createElement(tag), properties);
-  element.append(...children);
-  return element;
-}
 
 /**
  * Fills `#source-facts` and `#source-processes`.

@@ -10,6 +10,7 @@
 
 import uPlot from "uplot";
 import { chartOptions, type ChartSpec } from "./_charts.ts";
+import { formatShare } from "./chart_layout.ts";
 import { formatCount } from "./format.ts";
 import type { ProcessColumns } from "./process_series.ts";
 import type { Annotation } from "./stats_series.ts";
@@ -17,7 +18,6 @@ import type { Annotation } from "./stats_series.ts";
 /** How many colours the page defines (`--series-1` ...). */
 const COLOURS = 6;
 
-const formatShare = (share: number) => `${Math.round(share * 100)} %`;
 const MIB = 1024 * 1024;
 // Memory is drawn in MiB, so the axis ticks whole MiB and its labels fit ("120 MiB").
 const formatMiB = (mib: number) => `${formatCount(mib)} MiB`;

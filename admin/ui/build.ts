@@ -89,7 +89,7 @@ export function buildUi(): UiBundle {
  * @param dir Where to write it.
  * @returns The files written.
  */
-export function writeUi(dir: string = BUNDLE_DIR): UiBundle {
+function writeUi(dir: string = BUNDLE_DIR): UiBundle {
   const bundle = buildUi();
   mkdirSync(dir, { recursive: true });
   for (const [name, text] of Object.entries(bundle)) writeFileSync(join(dir, name), text);

@@ -60,3 +60,42 @@ export function placeLabels(
     return null;
   });
 }
+
+/**
+ * Tick steps for an axis of shares of one core (0.25 is 25 %): 0.1 %, 0.2 %, 0.5 %, 1 %, 2 % ...
+ * With uPlot's own steps a small scale ticks at 0.5 % and a whole-percent format writes it as
+ * "1 %, 1 %, 0 %".
+ */
+export const SHARE_INCREMENTS: readonly number[] = COUNT_INCREMENTS.map((step) => step / 1000);
+
+/**
+ * A share of one core as a percentage, with one decimal below 10 % so that ticks 0.1 % apart read
+ * apart.
+ *
+ * @param share The share (1 is one whole core).
+ * @returns Such as `"0.5 %"`, `"12 %"`.
+ */
+export function formatShare(share: number): string {
+  const percent = share * 100;
+  return `${Number(percent.toFixed(Math.abs(percent) < 10 ? 1 : 0))} %`;
+}
+
+/**
+ * How wide a value axis must be for its widest label, so that none is cut at the canvas' edge
+ * ("L50 ms" for "150 ms"): the text's width plus the ticks and the gap, never under `minimum`.
+ *
+ * @param labels The labels drawn on the axis.
+ * @param measure The width of a text in CSS pixels (the canvas' `measureText` in the font used).
+ * @param ticksAndGap The tick length and the gap between tick and text, in CSS pixels.
+ * @param minimum The width kept when the labels are narrow.
+ * @returns The axis width in CSS pixels.
+ */
+export function axisWidth(
+  labels: readonly string[],
+  measure: (text: string) => number,
+  ticksAndGap: number,
+  minimum = 40,
+): number {
+  const widest = labels.reduce((most, label) => Math.max(most, measure(label)), 0);
+  return Math.max(minimum, Math.ceil(widest + ticksAndGap + 4));
+}

@@ -1,23 +1,25 @@
 /// <reference lib="dom" />
 /**
  * The dashboard page: asks for the token, polls `/v1/stats` and `/v1/info` every second, and
- * drives the charts, the process table, the configuration panel and the listener's actions.
- * Bundled with uPlot into `bundle/dashboard.js` by `build.ts`; the data handling it relies on
- * lives in `stats_series.ts` and `config_form.ts`, which hold no DOM code.
+ * drives the charts, the process table, the panels (`_config_panel.ts`, `_numbers_panel.ts`)
+ * and the listener's actions. Bundled with uPlot into `bundle/dashboard.js` by `build.ts`; the
+ * data handling it relies on lives in `stats_series.ts` and `config_form.ts`, which hold no DOM
+ * code.
  *
  * @module
  */
 
 import type { AdminInfo, ListenerState, UpgradeEvent } from "../backend.ts";
-import type { ConfigSchema } from "../config_schema.ts";
 import type { HistoryView } from "../stats_history.ts";
 import type { StatsView } from "../stats_view.ts";
 import { AdminClient, AdminError } from "./_admin_client.ts";
 import { Charts } from "./_charts.ts";
+import { ConfigPanel } from "./_config_panel.ts";
+import { $, make } from "./_dom.ts";
 import { renderNumbersPanel } from "./_numbers_panel.ts";
 import { ProcessCharts } from "./_process_charts.ts";
+import { formatShare } from "./chart_layout.ts";
 import { ProcessSeries } from "./process_series.ts";
-import { boundsText, buildPatch, describeChanges, fieldText } from "./config_form.ts";
 import {
   formatBytes,
   formatCount,
@@ -32,45 +34,6 @@ import { CLOSE_REASONS, REJECTION_LABELS, REJECTION_REASONS, StatsSeries } from 
 const TOKEN_KEY = "tallyho-admin-token";
 const POLL_MS = 1000;
 
-function $(id: string): HTMLElement {
-  const element = document.getElementById(id);
-  if (element === null) throw new Error(`The page has no #${id}`);
-  return element;
-}
-
-function make<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  properties: Partial<HTMLElementTagNameMap[K]> = {},
-  ...children: (Node | string)[]
-): HTMLElementTagNameMap[K] {
-  const element = Object.assign(document.createElement(tag), properties);
-  element.append(...children);
-  return element;
-}
-
-interface ConfigState {
-  etag: string;
-  generation: number;
-  values: Record<string, unknown>;
-}
-
-function generationOf(etag: string | null): number {
-  return Number(/"(\d+)"/.exec(etag ?? "")?.[1] ?? 0);
-}
-
-function diff(
-  before: Record<string, unknown>,
-  after: Record<string, unknown>,
-): Record<string, { from: unknown; to: unknown }> {
-  const changes: Record<string, { from: unknown; to: unknown }> = {};
-  for (const [key, to] of Object.entries(after)) {
-    if (JSON.stringify(before[key]) !== JSON.stringify(to)) {
-      changes[key] = { from: before[key], to };
-    }
-  }
-  return changes;
-}
-
 class Dashboard {
   #client: AdminClient | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -80,15 +43,13 @@ class Dashboard {
   #charts: Charts | null = null;
   #processSeries = new ProcessSeries();
   #processCharts: ProcessCharts | null = null;
-  #schema: ConfigSchema | null = null;
-  /** The configuration in force, as last read. */
-  #config: ConfigState | null = null;
-  /** The configuration the form was filled from: its ETag goes in `If-Match`. */
-  #formBase: ConfigState | null = null;
-  #dirty = false;
-  /** Set while this page's own PATCH is in flight, so a poll does not take it for another's. */
-  #applying = false;
-  #drainTimeout = "";
+  readonly #configPanel = new ConfigPanel({
+    client: () => this.#client,
+    annotate: (text, render) => {
+      this.#series.annotate(Date.now(), text);
+      if (render) this.#renderAnnotations();
+    },
+  });
 
   start(): void {
     $("login-form").addEventListener("submit", (event) => {
@@ -100,21 +61,7 @@ class Dashboard {
     $("pause").addEventListener("click", () => void this.#action("pause"));
     $("resume").addEventListener("click", () => void this.#action("resume"));
     $("drain").addEventListener("click", () => void this.#action("drain"));
-    const form = $("config-form") as HTMLFormElement;
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      void this.#apply();
-    });
-    form.addEventListener("input", (event) => {
-      this.#dirty = true;
-      const key = (event.target as HTMLElement).dataset.key;
-      if (key !== undefined) this.#fieldError(key, "");
-    });
-    $("validate").addEventListener("click", () => void this.#validate());
-    $("reset").addEventListener("click", () => {
-      if (this.#config) this.#renderForm(this.#config);
-      this.#configStatus("", false);
-    });
+    this.#configPanel.attach();
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (saved) void this.#signIn(saved);
     else this.#showLogin("");
@@ -144,12 +91,7 @@ class Dashboard {
     this.#processCharts ??= new ProcessCharts(() => this.#series.annotations());
     this.#renderInfo(info);
     await this.#loadHistory(client);
-    try {
-      this.#schema = (await client.call<ConfigSchema>("v1/config/schema")).body;
-      await this.#readConfig(false);
-    } catch (error) {
-      this.#configStatus((error as Error).message, true);
-    }
+    await this.#configPanel.load(client);
     void this.#tick();
   }
 
@@ -214,10 +156,7 @@ class Dashboard {
       this.#renderInfo(info.body);
       this.#renderStats(stats.body);
       this.#notice("");
-      const generation = info.body.configGeneration;
-      if (this.#config !== null && !this.#applying && generation !== this.#config.generation) {
-        await this.#readConfig(true);
-      }
+      await this.#configPanel.follow(info.body.configGeneration);
     } catch (error) {
       if (client !== this.#client) return;
       if (error instanceof AdminError && error.status === 401) {
@@ -231,6 +170,20 @@ class Dashboard {
     );
   }
 
+  /** The last reload: said only once there was one, and in red while the last was refused. */
+  #renderReload(reload: AdminInfo["reload"]): void {
+    const element = $("reload");
+    if (reload === undefined || reload.lastAttemptAt === null) {
+      element.textContent = "";
+      return;
+    }
+    const at = clock(reload.lastAttemptAt);
+    element.textContent = reload.successful
+      ? `· last reload ${at} applied`
+      : `· last reload ${at} refused: ${reload.reason ?? "see the log"}`;
+    element.classList.toggle("error", !reload.successful);
+  }
+
   #renderInfo(info: AdminInfo): void {
     this.#renderState(info.state);
     $("version").textContent = `tallyho ${info.version}`;
@@ -238,6 +191,7 @@ class Dashboard {
     $("uptime").textContent = formatUptime(info.uptimeSeconds);
     $("listen").textContent = `${info.listen.host}:${info.listen.port}`;
     $("generation").textContent = String(info.configGeneration);
+    this.#renderReload(info.reload);
     this.#noteUpgrade(info.upgrade);
     const numbers = info.numbers;
     $("numbers").textContent = numbers === undefined ? "–" : [
@@ -364,7 +318,7 @@ class Dashboard {
       "chart-process-cpu",
       "CPU per process",
       "cpuShare",
-      (share) => `${Math.round(share * 100)} %`,
+      formatShare,
     );
     describe("chart-process-restarts", "Restarts per process", "restarts", formatCount);
   }
@@ -395,7 +349,10 @@ class Dashboard {
       make(
         "td",
         { className: "delay" },
-        `${formatDelay(figures.loopDelayP99Ms)} / ${formatDelay(figures.loopDelayMaxMs)}`,
+        // Each figure kept whole: on a phone the cell breaks at the slash, onto two lines at most.
+        make("span", {}, formatDelay(figures.loopDelayP99Ms)),
+        " / ",
+        make("span", {}, formatDelay(figures.loopDelayMaxMs)),
       );
     const health = (process: StatsView["processes"][number]) =>
       process.rssBytes === undefined ? "" : [
@@ -438,177 +395,6 @@ class Dashboard {
     $("processes").replaceChildren(...rows);
   }
 
-  // --- configuration ------------------------------------------------------------------------
-
-  /** Reads the configuration; `elsewhere`: a change this page did not make, to annotate. */
-  async #readConfig(elsewhere: boolean): Promise<void> {
-    const answer = await this.#client!.call<Record<string, unknown>>("v1/config");
-    const etag = answer.headers.get("etag") ?? "";
-    const next = { etag, generation: generationOf(etag), values: answer.body };
-    const before = this.#config;
-    this.#config = next;
-    this.#drainTimeout = String(next.values["drain-timeout"] ?? "");
-    if (elsewhere && before !== null && next.generation !== before.generation) {
-      const changes = diff(before.values, next.values);
-      this.#series.annotate(
-        Date.now(),
-        `gen ${next.generation} (elsewhere): ${describeChanges(changes)}`,
-      );
-      if (this.#dirty) {
-        this.#configStatus(
-          `The configuration changed elsewhere (now generation ${next.generation}): ` +
-            `${describeChanges(changes)}. Your edits are kept; Apply will say if they clash.`,
-          false,
-        );
-      }
-    }
-    if (!this.#dirty) this.#renderForm(next);
-  }
-
-  #renderForm(config: ConfigState): void {
-    const schema = this.#schema;
-    if (schema === null) return;
-    this.#formBase = config;
-    this.#dirty = false;
-    const live: HTMLElement[] = [];
-    const fixed: HTMLElement[] = [];
-    for (const [key, keySchema] of Object.entries(schema.keys)) {
-      const value = fieldText(config.values[key]);
-      if (!keySchema.live) {
-        fixed.push(make("dt", {}, key), make("dd", {}, value === "" ? "none" : value));
-        continue;
-      }
-      const id = `field-${key}`;
-      let input: HTMLInputElement | HTMLSelectElement;
-      if (keySchema.type === "choice") {
-        input = make(
-          "select",
-          {},
-          ...keySchema.choices.map((choice) => make("option", { value: choice }, choice)),
-        );
-        input.value = value;
-      } else {
-        input = make("input", { type: "text", value, spellcheck: false, autocomplete: "off" });
-        if (keySchema.type === "integer") input.inputMode = "numeric";
-      }
-      input.id = id;
-      input.name = key;
-      input.dataset.key = key;
-      input.setAttribute("aria-describedby", `bounds-${key} error-${key}`);
-      live.push(make(
-        "div",
-        { className: "field" },
-        make("label", { htmlFor: id }, key),
-        input,
-        make("small", { id: `bounds-${key}`, className: "bounds" }, boundsText(keySchema)),
-        make("p", { id: `error-${key}`, className: "field-error", hidden: true }),
-      ));
-    }
-    $("config-fields").replaceChildren(...live);
-    $("config-restart").replaceChildren(...fixed);
-    $("config-generation").textContent = `generation ${config.generation}`;
-  }
-
-  #patch(): Record<string, unknown> {
-    const texts: Record<string, string> = {};
-    for (const element of $("config-fields").querySelectorAll<HTMLInputElement>("[data-key]")) {
-      texts[element.dataset.key!] = element.value;
-    }
-    return buildPatch(this.#schema!, this.#formBase!.values, texts);
-  }
-
-  #fieldError(key: string, message: string): boolean {
-    const error = document.getElementById(`error-${key}`);
-    const input = document.getElementById(`field-${key}`);
-    if (error === null || input === null) return false;
-    error.textContent = message;
-    error.hidden = message === "";
-    if (message === "") input.removeAttribute("aria-invalid");
-    else input.setAttribute("aria-invalid", "true");
-    return true;
-  }
-
-  #clearFieldErrors(): void {
-    for (const error of $("config-fields").querySelectorAll<HTMLElement>(".field-error")) {
-      this.#fieldError(error.id.slice("error-".length), "");
-    }
-  }
-
-  #configStatus(message: string, isError: boolean): void {
-    const status = $("config-status");
-    status.textContent = message;
-    status.classList.toggle("error", isError);
-  }
-
-  /** Shows an API error beside its field when it names one, in the status line otherwise. */
-  #configError(prefix: string, error: unknown): void {
-    if (error instanceof AdminError && error.field !== undefined) {
-      if (this.#fieldError(error.field, error.message)) {
-        this.#configStatus(`${prefix}: ${error.field} — see the field.`, true);
-        document.getElementById(`field-${error.field}`)?.focus();
-        return;
-      }
-    }
-    this.#configStatus(`${prefix}: ${(error as Error).message}`, true);
-  }
-
-  async #validate(): Promise<void> {
-    if (this.#client === null || this.#formBase === null) return;
-    this.#clearFieldErrors();
-    const patch = this.#patch();
-    if (Object.keys(patch).length === 0) return this.#configStatus("Nothing changed.", false);
-    try {
-      const { body } = await this.#client.call<{ changes: Record<string, never> }>(
-        "v1/config/validate",
-        { method: "POST", json: patch },
-      );
-      this.#configStatus(`Valid: ${describeChanges(body.changes)}.`, false);
-    } catch (error) {
-      this.#configError("Not valid", error);
-    }
-  }
-
-  async #apply(): Promise<void> {
-    const base = this.#formBase;
-    if (this.#client === null || base === null) return;
-    this.#clearFieldErrors();
-    const patch = this.#patch();
-    if (Object.keys(patch).length === 0) return this.#configStatus("Nothing to apply.", false);
-    let answer;
-    this.#applying = true;
-    try {
-      answer = await this.#client.call<Record<string, unknown>>("v1/config", {
-        method: "PATCH",
-        headers: { "if-match": base.etag },
-        json: patch,
-      });
-    } catch (error) {
-      this.#applying = false;
-      if (error instanceof AdminError && error.status === 412) {
-        this.#dirty = false;
-        await this.#readConfig(true);
-        this.#configStatus(
-          "Not applied: someone else changed the configuration first (it is now generation " +
-            `${this.#config?.generation}). The form shows the current values; make your ` +
-            "change again.",
-          true,
-        );
-        return;
-      }
-      return this.#configError("Not applied", error);
-    }
-    this.#applying = false;
-    const etag = answer.headers.get("etag") ?? "";
-    const next = { etag, generation: generationOf(etag), values: answer.body };
-    const described = describeChanges(diff(base.values, next.values));
-    this.#config = next;
-    this.#drainTimeout = String(next.values["drain-timeout"] ?? "");
-    this.#series.annotate(Date.now(), `gen ${next.generation}: ${described}`);
-    this.#renderAnnotations();
-    this.#renderForm(next);
-    this.#configStatus(`Applied as generation ${next.generation}: ${described}.`, false);
-  }
-
   // --- listener actions ---------------------------------------------------------------------
 
   async #action(action: "pause" | "resume" | "drain"): Promise<void> {
@@ -622,7 +408,9 @@ class Dashboard {
       drain: [
         "Drain and stop the server?",
         "It stops accepting, lets replies in flight finish and exits within its drain timeout " +
-        `(${this.#drainTimeout || formatMs(10_000)}). It cannot be started again from here.`,
+        `(${
+          this.#configPanel.drainTimeout || formatMs(10_000)
+        }). It cannot be started again from here.`,
         "Drain and stop",
       ],
     } as const;

@@ -34,7 +34,7 @@ export function formatRate(value: number): string {
 
 /**
  * Milliseconds the way the configuration writes durations (see `formatDuration` in
- * server/config_json.ts, which the page cannot import: it reads files).
+ * server/config/config_json.ts, which the page cannot import: it reads files).
  *
  * @param ms Milliseconds.
  * @returns `"10s"` or `"250ms"`.

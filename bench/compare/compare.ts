@@ -22,7 +22,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { parseDuration } from "../../server/config_json.ts";
+import { parseDuration } from "../../server/config/config_json.ts";
 import { coreBusySeconds, machineBusyAllSeconds, machineBusySeconds } from "./cpu_usage.ts";
 import { machineInfo } from "./machine.ts";
 import type { CompareResults, Measurement, MemoryFigure } from "./results.ts";

@@ -13,7 +13,7 @@
 
 import type { RelayListen, RelayListenOptions } from "./capped_http.ts";
 import type { Relay } from "./_relay_book.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 import { listenerFdOf } from "./_listener_fd.ts";
 
 function closeQuietly(conn: Deno.Conn | null): void {

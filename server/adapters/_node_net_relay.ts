@@ -11,7 +11,7 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { RelayListen, RelayListenOptions } from "./capped_http.ts";
 import type { Relay, RelayBook } from "./_relay_book.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 import { listenerFdOf } from "./_listener_fd.ts";
 
 function onClient(client: Socket, { path, book, answer }: RelayListenOptions): void {

@@ -32,7 +32,7 @@
 
 import type { CappedHttpCounts } from "./capped_http.ts";
 import { headerOf, parseRequestHead, type RequestHead } from "./_request_head.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 
 /** One connection. */
 export interface Relay {

@@ -1,6 +1,6 @@
 /**
  * The private directory of the capped admin server's inner socket: made in TMPDIR, which must be a
- * directory no other user can change (server/private_directory.ts), and held by a descriptor, so
+ * directory no other user can change (server/host/private_directory.ts), and held by a descriptor, so
  * that the socket is bound and reached through `/proc/self/fd/N/http.sock` and renaming the
  * directory changes nothing. A supervisor killed before it removed its directory leaves it
  * behind; {@linkcode removeLeftovers} removes those on the next start.
@@ -22,7 +22,7 @@ import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { assertSafeDirectory, UnsafeDirectoryError } from "../private_directory.ts";
+import { assertSafeDirectory, UnsafeDirectoryError } from "../host/private_directory.ts";
 
 /** The first part of the name of the inner socket's directory in TMPDIR. */
 export const ADMIN_DIRECTORY_PREFIX = "tallyho-admin-";

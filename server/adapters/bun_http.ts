@@ -10,7 +10,7 @@ import {
   internalError,
   type ServeHttpOptions,
 } from "./http_server.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).

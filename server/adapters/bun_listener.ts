@@ -12,10 +12,10 @@
  * @module
  */
 
-import { Connection } from "../connection.ts";
-import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../message_handler.ts";
+import { Connection } from "../numbering/connection.ts";
+import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
-import type { CoarseClock } from "../coarse_clock.ts";
+import type { CoarseClock } from "../common/clock.ts";
 import {
   awaitsFirstBytes,
   FIRST_REQUEST_GRACE_MS,
@@ -23,10 +23,10 @@ import {
   overstayed,
   SWEEP_EVERY_MS,
 } from "../limits/timeouts.ts";
-import type { ServeConfig } from "../config.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
-import { Stat } from "../thread_stats.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { monotonicNow } from "../common/clock.ts";
+import { Stat } from "../threads/thread_stats.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { type ServerNameCheck, serverNameCheck } from "../server_names.ts";
 
@@ -140,6 +140,13 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   }
 
   open(socket: BunSocket): void {
+    // Reset by its peer before this handler ran (Bun 1.4.5 then has no address for it; an
+    // exception here would reach `error` as a TypeError): nothing to serve, counted and closed.
+    if (socket.remoteAddress === undefined) {
+      this.#gate.peerError(undefined, undefined);
+      socket.terminate();
+      return;
+    }
     const connection = new Connection();
     socket.data = connection;
     if (!this.#gate.admit(connection, socket.remoteAddress, this.#clock.now)) {
@@ -304,7 +311,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
    * stay open, with its backlog, until the sweep or shutdown found it.
    */
   #peerGone(socket: BunSocket, connection: Connection): void {
-    if (!connection.closing) this.#stats[Stat.closedPeerError]!++;
+    if (!connection.closing) this.#gate.peerError(connection);
     connection.closing = true;
     connection.unsent = null;
     connection.owedReplies = 0;
@@ -334,8 +341,9 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     connection.owedReplies = 0;
   }
 
-  error(_socket: BunSocket, _error: Error): void {
-    this.#stats[Stat.closedPeerError]!++;
+  error(socket: BunSocket, _error: Error): void {
+    // socket.data is unset for a reset that came before the open handler ran.
+    this.#gate.peerError(socket.data as Connection | undefined, socket.remoteAddress);
   }
 
   #sweep(): void {

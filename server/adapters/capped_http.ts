@@ -41,8 +41,8 @@ import { RelayBook } from "./_relay_book.ts";
 import { probeAnswerer } from "./_probe_answer.ts";
 import type { RequestHead } from "./_request_head.ts";
 import { privateSocketDirectory, removeLeftovers } from "./_socket_directory.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import { monotonicNow } from "../common/clock.ts";
 
 /** The most admin connections relayed at once, whatever the open-file limit. */
 export const ADMIN_MAX_CONNECTIONS = 64;

@@ -10,7 +10,7 @@ import {
   internalError,
   type ServeHttpOptions,
 } from "./http_server.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 
 /**
  * Serves `fetch` on Deno.

@@ -12,10 +12,10 @@
  * @module
  */
 
-import { Connection } from "../connection.ts";
-import { type MessageHandler, SLICE_BYTES } from "../message_handler.ts";
+import { Connection } from "../numbering/connection.ts";
+import { type MessageHandler, SLICE_BYTES } from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
-import type { CoarseClock } from "../coarse_clock.ts";
+import type { CoarseClock } from "../common/clock.ts";
 import {
   awaitsFirstBytes,
   FIRST_REQUEST_GRACE_MS,
@@ -23,10 +23,10 @@ import {
   overstayed,
   SWEEP_EVERY_MS,
 } from "../limits/timeouts.ts";
-import type { ServeConfig } from "../config.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
-import { Stat } from "../thread_stats.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { monotonicNow } from "../common/clock.ts";
+import { Stat } from "../threads/thread_stats.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { serverNameCheck } from "../server_names.ts";
 import { ReadRegions, REGION_BYTES, WriteArena, type WriteSlab } from "./_deno_buffers.ts";
@@ -262,7 +262,7 @@ class DenoThreadListener implements ThreadListener {
       }
     } catch (error) {
       if ((error as Error).message?.includes(NAME_REFUSED)) stats[Stat.rejectedServerName]!++;
-      else if (!this.#draining) stats[Stat.closedPeerError]!++;
+      else if (!this.#draining) this.#gate.peerError(tracked.state);
     } finally {
       // No read is pending into the region once the loop has ended.
       this.#regions.give(region);

@@ -5,8 +5,8 @@
  */
 
 import type { ConnectionGate } from "../limits/connection_gate.ts";
-import type { CoarseClock } from "../coarse_clock.ts";
-import type { MessageHandler } from "../message_handler.ts";
+import type { CoarseClock } from "../common/clock.ts";
+import type { MessageHandler } from "../numbering/message_handler.ts";
 import type { Runtime } from "../runtime.ts";
 
 /** What a runtime adapter is given to start one thread's listener. */

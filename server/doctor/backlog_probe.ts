@@ -11,13 +11,13 @@
  */
 
 import { execFile } from "node:child_process";
-import { type Listen, listen as runtimeListen } from "../adapters/mod.ts";
-import { defaultConfig, resolveConfig } from "../config.ts";
-import { MessageHandler } from "../message_handler.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
-import { NumberLedger } from "../lease/number_ledger.ts";
+import type { Listen } from "../adapters/thread_listener.ts";
+import { defaultConfig, resolveConfig } from "../config/resolve_config.ts";
+import { MessageHandler } from "../numbering/message_handler.ts";
+import { monotonicNow } from "../common/clock.ts";
+import { NumberLedger } from "../numbering/number_ledger.ts";
 import { ConnectionGate, createGateBuffers } from "../limits/connection_gate.ts";
-import { createStatsBuffer, statsRow } from "../thread_stats.ts";
+import { createStatsBuffer, statsRow } from "../threads/thread_stats.ts";
 import { parseSsBacklog } from "./parse_ss_listen.ts";
 
 /** Options for {@linkcode probeListenBacklog}. */
@@ -28,12 +28,8 @@ export interface BacklogProbeOptions {
    * @default {"127.0.0.1"}
    */
   host?: string;
-  /**
-   * Starts the listener.
-   *
-   * @default {the runtime's thread listener from server/adapters}
-   */
-  listen?: Listen;
+  /** Starts the listener: the runtime adapter's `listen`, as a thread starts its own. */
+  listen: Listen;
   /**
    * Runs `ss` with the given arguments and resolves with what it printed.
    *
@@ -78,12 +74,12 @@ function runSs(args: string[]): Promise<string> {
  *
  * @example
  * ```ts
- * const { backlog } = await probeListenBacklog();
+ * const { backlog } = await probeListenBacklog({ listen: runtime.listen });
  * console.log(backlog); // 512 on Bun 1.4 with somaxconn >= 512
  * ```
  */
 export async function probeListenBacklog(
-  options: BacklogProbeOptions = {},
+  options: BacklogProbeOptions,
 ): Promise<ListenBacklog> {
   const host = options.host ?? "127.0.0.1";
   const config = resolveConfig({ host, port: 0, threads: 1 }, defaultConfig(1));
@@ -92,7 +88,7 @@ export async function probeListenBacklog(
   const handler = new MessageHandler(config, NumberLedger.create(), stats, 0);
   const gate = new ConnectionGate(createGateBuffers(), config, stats);
   const clock = { now: monotonicNow() };
-  const listener = await (options.listen ?? runtimeListen)({
+  const listener = await options.listen({
     host,
     port: 0,
     handler,

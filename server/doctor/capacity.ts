@@ -8,9 +8,11 @@
  * @module
  */
 
-import { LIMITS, RESERVED_FILES } from "../config.ts";
+import { LIMITS } from "../config/resolve_config.ts";
+import { RESERVED_FILES } from "../config/host_sizing.ts";
+import { hardLimitAdvice } from "./checks.ts";
 import type { DoctorItem } from "./checks.ts";
-import type { OpenFileLimit } from "../open_file_limit.ts";
+import type { OpenFileLimit } from "../host/open_file_limit.ts";
 
 /** Measured and budgeted costs a capacity plan is sized with. */
 export const CAPACITY_COSTS = {
@@ -36,6 +38,12 @@ export interface CapacityFacts {
   /** Connections to hold. */
   connections: number;
   openFiles: OpenFileLimit | { error: string };
+  /**
+   * Whether `ulimit -Hn` to the limit the plan asks for works here (null: not asked, or cannot
+   * tell); see {@linkcode capacityHardLimit}.
+   * @default {null}
+   */
+  hardLimitRaisable?: boolean | null;
   /** fs.nr_open, fs.file-max, net.ipv4.tcp_mem, ip_local_port_range, somaxconn and max_syn_backlog as read; `null` when unreadable. */
   nrOpen: string | null;
   fileMax: string | null;
@@ -69,6 +77,26 @@ const gib = (bytes: number) => `${(bytes / 1024 ** 3).toFixed(1)} GiB`;
 const count = (n: number) => n.toLocaleString("en-US");
 
 /**
+ * The open-file limit the plan asks each server process for, when `connections` need more
+ * processes than one supervisor runs at the limit in force; null when they do not.
+ *
+ * @param connections Connections to hold.
+ * @param openFiles The limit in force.
+ * @returns The limit to raise to, or null.
+ */
+export function capacityHardLimit(
+  connections: number,
+  openFiles: OpenFileLimit | { error: string },
+): number | null {
+  const soft = "error" in openFiles ? 1024 : openFiles.soft;
+  const perServer = Math.max(1, Math.min(soft, 10_000_000) - RESERVED_FILES);
+  const maxProcesses = LIMITS.processes.max;
+  return Math.ceil(connections / perServer) > maxProcesses
+    ? Math.ceil(connections / maxProcesses) + RESERVED_FILES
+    : null;
+}
+
+/**
  * Sizes a host for `connections` held at once.
  *
  * @param facts What was read.
@@ -84,6 +112,8 @@ export function planCapacity(facts: CapacityFacts): CapacityPlan {
   const perClient = Math.max(1, Math.min(soft, 10_000_000) - c.clientReservedFiles);
   const clientProcesses = Math.ceil(n / perClient);
   const maxProcesses = LIMITS.processes.max;
+  const target = capacityHardLimit(n, facts.openFiles);
+  const advice = target === null ? null : hardLimitAdvice(target, facts.hardLimitRaisable ?? null);
   items.push({
     name: "open files per process",
     value: "error" in facts.openFiles ? null : `${facts.openFiles.soft}`,
@@ -91,15 +121,11 @@ export function planCapacity(facts: CapacityFacts): CapacityPlan {
     why: `One descriptor per connection: a serving process holds ${count(perServer)} ` +
       `(the limit less ${RESERVED_FILES} kept back), so ${count(n)} connections need ` +
       `${serverProcesses} processes (tallyho --processes ${serverProcesses} --threads 1)` +
-      (serverProcesses > maxProcesses
-        ? `, more than the ${maxProcesses} one supervisor runs; raise the limit (up to fs.nr_open)`
-        : "") +
-      ".",
-    fix: serverProcesses > maxProcesses
-      ? `ulimit -Hn ${Math.ceil(n / maxProcesses) + RESERVED_FILES} && ulimit -Sn ${
-        Math.ceil(n / maxProcesses) + RESERVED_FILES
-      }`
-      : null,
+      (advice === null
+        ? "."
+        : `, more than the ${maxProcesses} one supervisor runs; raise the limit (up to ` +
+          `fs.nr_open). ${advice.how}`),
+    fix: advice?.fix ?? null,
   });
   const nrOpen = facts.nrOpen === null ? null : Number(facts.nrOpen);
   items.push({

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { CertificateInfo } from "../tls_files.ts";
+import type { CertificateInfo } from "../tls/tls_files.ts";
 import type { DoctorItem } from "./checks.ts";
 
 /** Days left under which the certificate is reported risky: time for a renewal to be noticed. */

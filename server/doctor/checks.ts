@@ -30,6 +30,12 @@ export interface DoctorFacts {
   sysctls: Record<SysctlName, SysctlReading>;
   openFiles: OpenFileLimit | { error: string };
   backlog: ListenBacklog | { error: string };
+  /**
+   * Whether this user may raise the open-file hard limit to `THRESHOLDS.openFilesOk` here (null:
+   * not asked, or cannot tell).
+   * @default {null}
+   */
+  hardLimitRaisable?: boolean | null;
 }
 
 /** The thresholds and recommended values the checks use. */
@@ -295,18 +301,47 @@ function checkLocalPortRange(reading: SysctlReading): DoctorItem {
 
 const showLimit = (n: number): string => (n === Infinity ? "unlimited" : String(n));
 
-function checkOpenFiles(limit: OpenFileLimit | { error: string }): DoctorItem {
+/**
+ * The advice for a hard open-file limit below `target`: the shell command where this user may
+ * raise it, and otherwise where the limit is set (a shell cannot raise it, not even root's
+ * without CAP_SYS_RESOURCE, as in most containers).
+ *
+ * @param target The limit wanted.
+ * @param raisable Whether `ulimit -Hn target` works here (null: cannot tell).
+ * @returns What to add to the item's `why`, and its `fix`.
+ */
+export function hardLimitAdvice(
+  target: number,
+  raisable: boolean | null,
+): { how: string; fix: string | null } {
+  if (raisable === false) {
+    return {
+      how: `A shell here cannot raise the hard limit ('ulimit -Hn ${target}' is refused, as ` +
+        `it is even for root without CAP_SYS_RESOURCE, in most containers): set it where tallyho ` +
+        `is started: LimitNOFILE=${target} in its systemd unit, a 'nofile' line in ` +
+        `/etc/security/limits.conf for login sessions, or the container runtime's ` +
+        `--ulimit nofile=${target}:${target} (docker, podman).`,
+      fix: null,
+    };
+  }
+  return {
+    how: `Raise it in the shell that starts tallyho (the hard limit needs root) or with ` +
+      `LimitNOFILE=${target} in its systemd unit.`,
+    fix: `ulimit -Hn ${target} && ulimit -Sn ${target}`,
+  };
+}
+
+function checkOpenFiles(
+  limit: OpenFileLimit | { error: string },
+  raisable: boolean | null,
+): DoctorItem {
   const name = "open files";
   const target = THRESHOLDS.openFilesOk;
-  const how = `Raise it in the shell that starts tallyho (the hard limit needs root) or with ` +
-    `LimitNOFILE=${target} in its systemd unit.`;
-  if ("error" in limit) {
-    return unreadable(
-      name,
-      `${limit.error}. ${how}`,
-      `ulimit -Hn ${target} && ulimit -Sn ${target}`,
-    );
-  }
+  const hard = hardLimitAdvice(target, raisable);
+  const how = "error" in limit || limit.hard < target
+    ? hard.how
+    : `Raise it in the shell that starts tallyho or with LimitNOFILE=${target} in its systemd unit.`;
+  if ("error" in limit) return unreadable(name, `${limit.error}. ${how}`, hard.fix);
   const value = `soft ${showLimit(limit.soft)}, hard ${showLimit(limit.hard)}`;
   const role = "Every connection is one file descriptor; Bun and Deno raise the soft limit to " +
     "the hard one when they start.";
@@ -325,9 +360,7 @@ function checkOpenFiles(limit: OpenFileLimit | { error: string }): DoctorItem {
     verdict: limit.soft < THRESHOLDS.openFilesBad ? "bad" : "risky",
     why: `${role} tallyho can hold only about ${limit.soft} connections at once; past that, ` +
       `accept fails (EMFILE) and new clients wait in the queue until some leave. ${how}`,
-    fix: limit.hard >= target
-      ? `ulimit -Sn ${target}`
-      : `ulimit -Hn ${target} && ulimit -Sn ${target}`,
+    fix: limit.hard >= target ? `ulimit -Sn ${target}` : hard.fix,
   };
 }
 
@@ -383,6 +416,6 @@ export function checkHost(facts: DoctorFacts): DoctorItem[] {
     checkAbortOnOverflow(s["net.ipv4.tcp_abort_on_overflow"]),
     checkMigrateReq(s["net.ipv4.tcp_migrate_req"]),
     checkLocalPortRange(s["net.ipv4.ip_local_port_range"]),
-    checkOpenFiles(facts.openFiles),
+    checkOpenFiles(facts.openFiles, facts.hardLimitRaisable ?? null),
   ];
 }

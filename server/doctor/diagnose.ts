@@ -5,12 +5,23 @@
  */
 
 import { errorReason } from "./_error_reason.ts";
+import type { Listen } from "../adapters/thread_listener.ts";
 import { type ListenBacklog, probeListenBacklog } from "./backlog_probe.ts";
-import { checkHost, type DoctorFacts, type DoctorItem, syncookiesOff } from "./checks.ts";
-import { type CapacityPlan, planCapacity } from "./capacity.ts";
+import {
+  checkHost,
+  type DoctorFacts,
+  type DoctorItem,
+  syncookiesOff,
+  THRESHOLDS,
+} from "./checks.ts";
+import { capacityHardLimit, type CapacityPlan, planCapacity } from "./capacity.ts";
+
+/** The hard limit the open-files check asks for. */
+const HARD_LIMIT_WANTED = THRESHOLDS.openFilesOk;
+import { probeHardLimitRaise } from "./hard_limit_probe.ts";
 import { readOpenFileLimit } from "./read_open_files.ts";
 import { checkCertificate } from "./certificate_check.ts";
-import { readCertificateInfo } from "../tls_files.ts";
+import { readCertificateInfo } from "../tls/tls_files.ts";
 import { type ProcOptions, readSysctls, readTextFile, sysctlPath } from "./read_sysctls.ts";
 
 /** Where the doctor reads the host from; every field is for tests that fake the host. */
@@ -18,9 +29,15 @@ export interface DoctorOptions extends ProcOptions {
   /**
    * Measures the listen backlog.
    *
-   * @default {probeListenBacklog: a real listener on 127.0.0.1 port 0, read back with ss}
+   * @default {probeListenBacklog with `listen`: a real listener on 127.0.0.1 port 0, read back with ss}
    */
   probeBacklog?: () => Promise<ListenBacklog>;
+  /**
+   * Starts a listener the way a thread does (the runtime adapter's `listen`), for the backlog
+   * probe; needed unless `probeBacklog` is given.
+   * @default {undefined}
+   */
+  listen?: Listen;
   /**
    * The listener's certificate (`--tls-cert`), judged for how long it has left.
    *
@@ -39,6 +56,12 @@ export interface DoctorOptions extends ProcOptions {
    * @default {undefined: no capacity plan}
    */
   connections?: number;
+  /**
+   * Whether the open-file hard limit can be raised to a value from here (null: cannot tell).
+   *
+   * @default {probeHardLimitRaise: `ulimit -Hn N` tried in a child shell}
+   */
+  canRaiseHardLimit?: (to: number) => Promise<boolean | null>;
 }
 
 /** The doctor's findings. */
@@ -66,13 +89,23 @@ export interface DoctorReport {
  * ```
  */
 export async function diagnose(options: DoctorOptions = {}): Promise<DoctorReport> {
-  const probe = options.probeBacklog ?? (() => probeListenBacklog());
+  const listen = options.listen;
+  const probe = options.probeBacklog ??
+    (() =>
+      listen === undefined
+        ? Promise.reject(new TypeError("diagnose needs probeBacklog or listen"))
+        : probeListenBacklog({ listen }));
   const [sysctls, openFiles, backlog] = await Promise.all([
     readSysctls(options),
     readOpenFileLimit(options),
     probe().catch((error) => ({ error: errorReason(error) })),
   ]);
-  const facts: DoctorFacts = { sysctls, openFiles, backlog };
+  // Asked only where the advice would raise the hard limit: the shell costs a few milliseconds.
+  const raise = options.canRaiseHardLimit ?? probeHardLimitRaise;
+  const hardLimitRaisable = "error" in openFiles || openFiles.hard < HARD_LIMIT_WANTED
+    ? await raise(HARD_LIMIT_WANTED)
+    : null;
+  const facts: DoctorFacts = { sysctls, openFiles, backlog, hardLimitRaisable };
   const items = checkHost(facts);
   if (options.tlsCert !== undefined) {
     items.push(
@@ -104,9 +137,11 @@ export async function diagnose(options: DoctorOptions = {}): Promise<DoctorRepor
     const reading = sysctls[name];
     return "value" in reading ? reading.value : null;
   };
+  const capacityTarget = capacityHardLimit(options.connections, openFiles);
   report.capacity = planCapacity({
     connections: options.connections,
     openFiles,
+    hardLimitRaisable: capacityTarget === null ? null : await raise(capacityTarget),
     nrOpen,
     fileMax,
     tcpMem,

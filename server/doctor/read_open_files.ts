@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type OpenFileLimit, parseOpenFileLimit } from "../open_file_limit.ts";
+import { type OpenFileLimit, parseOpenFileLimit } from "../host/open_file_limit.ts";
 import { errorReason } from "./_error_reason.ts";
 import { type ProcOptions, readTextFile } from "./read_sysctls.ts";
 

@@ -5,8 +5,9 @@
  * @module
  */
 
+import { fileErrorReason } from "../common/file_error.ts";
 import { readFileSync } from "node:fs";
-import { MAX_NUMBER } from "../config.ts";
+import { MAX_NUMBER } from "../common/max_number.ts";
 
 /**
  * The first number to hand out, checked.
@@ -43,7 +44,6 @@ export function readCaFile(
   try {
     return readFileSync(file, "utf8");
   } catch (error) {
-    const code = (error as { code?: string }).code ?? (error as Error).message;
-    throw new Failure(`Cannot read the ${service} CA file ${file}: ${code}`);
+    throw new Failure(`Cannot read the ${service} CA file ${file}: ${fileErrorReason(error)}`);
   }
 }

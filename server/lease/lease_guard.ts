@@ -17,7 +17,7 @@
  * @module
  */
 
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { LeaseBehindError } from "./lease_behind_error.ts";
 import type { LeaseOptions, LeaseSource, LeaseSourceStatus } from "./lease_source.ts";
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { MAX_NUMBER } from "../config.ts";
+import { MAX_NUMBER } from "../common/max_number.ts";
 import { LeaseTally } from "./_lease_tally.ts";
 
 /** Options for {@linkcode LeaseSource.lease}. */

@@ -6,21 +6,23 @@
  */
 
 import process from "node:process";
-import type { ServeConfig } from "../config.ts";
-import { isEtcdUrl } from "./etcd_url.ts";
+import type { TryLockFile } from "../adapters/file_lock.ts";
+import type { TlsFetchFactory } from "../adapters/tls_fetch.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { isEtcdUrl } from "./sources/etcd/etcd_url.ts";
 import { type LeaseSource, MemoryLeaseSource } from "./lease_source.ts";
-import { readRedisPassword } from "./redis_password.ts";
-import { parseRedisUrl } from "./redis_url.ts";
-import { StateFileLeaseSource } from "./state_file.ts";
-import { readTlsFiles } from "../tls_files.ts";
+import { readRedisPassword } from "./sources/redis/redis_password.ts";
+import { parseRedisUrl } from "./sources/redis/redis_url.ts";
+import { StateFileLeaseSource } from "./sources/state_file/state_file.ts";
+import { readTlsFiles } from "../tls/tls_files.ts";
 
 /**
  * Opens the configured number source.
  *
  * @param config The resolved configuration.
- * @param log Receives the source's own lines (a Redis connection lost and back, a deprecated
- * URL form as a warning).
- * @param above The highest number the tree handing over in an upgrade ever leased (or, after a
+ * @param log Receives the source's own lines (a Redis connection lost and back).
+ * @param options `runtime`: the runtime's file lock and TLS fetch (from the runtime adapter);
+ * `above`: the highest number the tree handing over in an upgrade ever leased (or, after a
  * failed one, that the new tree reported): numbers in memory and a state file start above it.
  * A state file is this server's alone, so a file that records less (new, or memory before)
  * is simply behind, and numbering from it would be refused as going backwards until it caught
@@ -33,10 +35,14 @@ import { readTlsFiles } from "../tls_files.ts";
 export async function openLeaseSource(
   config: ServeConfig,
   log: (line: string, level?: "info" | "warn") => void,
-  above = 0,
+  options: {
+    runtime: { tryLockFile: TryLockFile; tlsFetch: TlsFetchFactory };
+    above?: number;
+  },
 ): Promise<LeaseSource> {
+  const { runtime, above = 0 } = options;
   if (config.numbers !== null && isEtcdUrl(config.numbers)) {
-    const { EtcdLeaseSource } = await import("./etcd_lease_source.ts");
+    const { EtcdLeaseSource } = await import("./sources/etcd/etcd_lease_source.ts");
     let clientCertificate = null;
     if (config.numbersCertFile !== null && config.numbersKeyFile !== null) {
       // Read and checked as the listener's are: PEM, the key the certificate's own, and a key
@@ -56,15 +62,14 @@ export async function openLeaseSource(
       clientCertificate,
       firstNumber: config.firstNumber,
       log,
+      tlsFetch: runtime.tlsFetch,
     });
   }
   if (config.numbers !== null) {
     // Loaded only here: the Redis client costs ~170 ms to load, which the serving child
     // processes (started from the same entry point) and servers without Redis need not pay.
-    const { RedisLeaseSource } = await import("./redis_lease_source.ts");
-    const target = parseRedisUrl(config.numbers);
-    if (target.deprecation !== null) log(target.deprecation, "warn");
-    return await RedisLeaseSource.open(target, {
+    const { RedisLeaseSource } = await import("./sources/redis/redis_lease_source.ts");
+    return await RedisLeaseSource.open(parseRedisUrl(config.numbers), {
       password: readRedisPassword(config.numbersPasswordFile, process.env),
       firstNumber: config.firstNumber,
       caFile: config.numbersCaFile,
@@ -73,5 +78,5 @@ export async function openLeaseSource(
   }
   return config.state === null
     ? new MemoryLeaseSource(Math.max(config.firstNumber, above + 1))
-    : StateFileLeaseSource.open(config.state, Math.max(config.firstNumber, above + 1));
+    : StateFileLeaseSource.open(config.state, Math.max(config.firstNumber, above + 1), runtime);
 }

@@ -15,7 +15,7 @@
  */
 
 import { BlockList } from "node:net";
-import { describe } from "../config.ts";
+import { describe } from "../common/describe.ts";
 import { type IpWords, parseIp } from "./ip_key.ts";
 
 /** A list of ranges to test addresses against. */

@@ -6,9 +6,9 @@
  * @module
  */
 
-import type { ServeConfig } from "../config.ts";
-import type { Connection } from "../connection.ts";
-import { Stat } from "../thread_stats.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import type { Connection } from "../numbering/connection.ts";
+import { Stat } from "../threads/thread_stats.ts";
 import {
   type AddressLimits,
   AddressTable,
@@ -31,7 +31,7 @@ export const PROXY_AWAIT = 1;
 /** `Connection.proxyPhase`: a direct client whose first read must not be a header. */
 export const PROXY_SNIFF = 2;
 /** From {@linkcode ConnectionGate.proxyData}: the header has not ended; nothing to serve yet. */
-export const PROXY_WAIT = PROXY_MORE;
+const PROXY_WAIT = PROXY_MORE;
 /** From {@linkcode ConnectionGate.proxyData}: close the connection now (counted by reason). */
 export const PROXY_CLOSE = PROXY_INVALID;
 
@@ -135,6 +135,7 @@ export class ConnectionGate {
         // checked against the lists and counted once its header names it.
         if (!this.#takeProcessSlot()) return false;
         connection.proxyPhase = PROXY_AWAIT;
+        connection.fromBalancer = true;
         return this.#admitted(connection, now);
       }
       connection.proxyPhase = PROXY_SNIFF;
@@ -166,13 +167,41 @@ export class ConnectionGate {
     connection.proxyPhase = 0;
     connection.proxyHeld = null;
     if (offset === PROXY_INVALID) {
+      connection.fromBalancer = false;
       this.#stats[Stat.rejectedProxyHeaderInvalid]!++;
       return PROXY_CLOSE;
     }
     const client = connection.proxyClient;
     // LOCAL and UNKNOWN: the balancer's own connection (a health check), served as itself.
-    if (client !== null && !this.#admitAddress(connection, client, now, false)) return PROXY_CLOSE;
+    if (client === null) return offset;
+    connection.fromBalancer = false;
+    if (!this.#admitAddress(connection, client, now, false)) return PROXY_CLOSE;
     return offset;
+  }
+
+  /**
+   * Counts a connection that the peer reset: a client's peer error, or nothing here for a
+   * balancer's own connection (HAProxy ends its checks with a reset every `inter`), which
+   * `release` counts as a health check instead, without a warning.
+   *
+   * @param connection Its state, or undefined for a socket reset before it was opened (Bun
+   *   reports such a reset too): then its address says whether a trusted balancer made it.
+   * @param remoteAddress The peer's address, for a socket with no state yet; undefined when even
+   *   that was gone (Bun: reset before its open handler ran). With the PROXY protocol on, such a
+   *   connection, which carried nothing, is counted as a health check: the balancer's checks
+   *   (HAProxy resets each one at once) are where it comes from there, and a warning every
+   *   `inter` would be noise; without it, a peer error.
+   */
+  peerError(connection: Connection | undefined, remoteAddress?: string): void {
+    if (connection !== undefined) {
+      if (!connection.fromBalancer) this.#stats[Stat.closedPeerError]!++;
+      return;
+    }
+    const address = remoteAddress === undefined ? null : parseIp(remoteAddress);
+    const balancer = address === null
+      ? this.#proxyFrom !== null
+      : this.#proxyFrom?.contains(address) === true;
+    this.#stats[balancer ? Stat.healthChecks : Stat.closedPeerError]!++;
   }
 
   #takeProcessSlot(): boolean {
@@ -234,6 +263,10 @@ export class ConnectionGate {
   release(connection: Connection, now: number): void {
     if (!connection.admitted) return;
     connection.admitted = false;
+    if (connection.fromBalancer) {
+      connection.fromBalancer = false;
+      this.#stats[Stat.healthChecks]!++;
+    }
     Atomics.sub(this.#active, ACTIVE, 1);
     if (connection.address !== null) this.#table.release(connection.address, now);
   }

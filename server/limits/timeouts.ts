@@ -6,11 +6,9 @@
  * @module
  */
 
-import type { ServeConfig } from "../config.ts";
-import type { Connection } from "../connection.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
-import type { CoarseClock } from "../coarse_clock.ts";
-import { Stat } from "../thread_stats.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import type { Connection } from "../numbering/connection.ts";
+import { Stat } from "../threads/thread_stats.ts";
 import { PROXY_AWAIT } from "./connection_gate.ts";
 
 /** How often adapters sweep, in milliseconds: the timeouts' resolution. */
@@ -85,27 +83,4 @@ export function overstayed(connection: Connection, now: number, config: ServeCon
   }
   if (now - connection.lastActivityAt > idle) return Stat.closedIdleTimeout;
   return -1;
-}
-
-/** A {@linkcode CoarseClock} brought up to date by a timer, five times per sweep. */
-export class TickingClock implements CoarseClock {
-  now: number = monotonicNow();
-  readonly #timer: ReturnType<typeof setInterval>;
-
-  /**
-   * @param everyMs How often it is brought up to date.
-   * @param onTick Called with the time at every tick: the event-loop delay meter rides on this
-   *   timer rather than waking the thread with one of its own (see loop_delay.ts).
-   */
-  constructor(everyMs: number = SWEEP_EVERY_MS / 5, onTick?: (now: number) => void) {
-    this.#timer = setInterval(() => {
-      this.now = monotonicNow();
-      onTick?.(this.now);
-    }, everyMs);
-  }
-
-  /** Stops the timer (a worker's clock runs as long as the worker). */
-  stop(): void {
-    clearInterval(this.#timer);
-  }
 }

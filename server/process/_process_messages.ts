@@ -4,8 +4,8 @@
  * @module
  */
 
-import type { ServeConfig } from "../config.ts";
-import type { ThreadFigures } from "../thread_stats.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import type { ThreadFigures } from "../threads/thread_stats.ts";
 
 /** Supervisor to child, on the child's stdin. */
 export type ToChild =

@@ -2,7 +2,7 @@
  * How often a serving child reports its figures to the supervisor, and the test-only knob that
  * makes it report more often.
  *
- * The knob is read from the environment, like the planted block (server/_planted_block.ts) and
+ * The knob is read from the environment, like the planted block (server/threads/_planted_block.ts) and
  * for the same reasons: it is no setting an operator should find in `--help`, the config file or
  * the admin API, and the name says what it is to anyone who finds it in a process's environment.
  * Tests set it so that they wait for a report instead of out a second.

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { PASSWORD_ENV } from "../lease/redis_password.ts";
+import { PASSWORD_ENV } from "../lease/sources/redis/redis_password.ts";
 
 /**
  * The variables children never get. `TALLYHO_ADMIN_TOKEN` is admin/token.ts's `TOKEN_ENV`,

@@ -9,14 +9,15 @@
  */
 
 import process from "node:process";
-import { AddressInUseError } from "../address_in_use_error.ts";
-import type { ServeConfig } from "../config.ts";
-import { type RunningServer, startServer } from "../serve.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { type RunningServer, startServer } from "../start_server.ts";
 import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
 import { HealthReader } from "./health_reader.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 import { statsEveryMs } from "./_stats_every.ts";
+import { PendingRequests } from "../common/pending_requests.ts";
 
 /**
  * How often a child looks whether it has run out of numbers, or has some again, to report it at
@@ -26,14 +27,42 @@ import { statsEveryMs } from "./_stats_every.ts";
 const NUMBERS_CHECK_EVERY_MS = 50;
 
 /**
+ * The signals the supervisor handles (cli/serve.ts). Sent to a serving process as well, as
+ * `kill -HUP $(pidof tallyho)` or a terminal's Ctrl-C (the whole process group) do, each would end
+ * it by default and drop its connections: here each is ignored, and the supervisor, which got it
+ * too or can be sent it, acts. A child still stops when told to, or when its supervisor is gone
+ * (stdin closes); the supervisor ends a stuck one with SIGKILL.
+ */
+const SUPERVISOR_SIGNALS = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGTERM",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+] as const;
+
+function ignoreSignals(log: (line: string) => void): void {
+  for (const signal of SUPERVISOR_SIGNALS) {
+    let said = false;
+    process.on(signal, () => {
+      // Ctrl-C and a stop reach every process at once: nothing to say. The others are said
+      // once, so that an operator who sent one to this pid alone learns where it goes.
+      if (said || signal === "SIGINT" || signal === "SIGTERM") return;
+      said = true;
+      log(`${signal} ignored: signals go to the supervisor (pid ${process.ppid})`);
+    });
+  }
+}
+
+/**
  * Runs this process as a child of a supervisor until told to stop.
  *
  * @returns The exit code.
  */
 export function runChild(): Promise<number> {
   const send = (message: FromChild) => writeJsonLine(process.stdout, message);
-  const pendingLeases = new Map<number, { resolve(first: number): void; reject(e: Error): void }>();
-  let nextLeaseId = 1;
+  const leases = new PendingRequests<number>();
   let server: RunningServer | null = null;
   let statsTimer: ReturnType<typeof setInterval> | undefined;
   let numbersTimer: ReturnType<typeof setInterval> | undefined;
@@ -57,14 +86,11 @@ export function runChild(): Promise<number> {
       ),
     );
 
+  ignoreSignals(log);
   const health = new HealthReader(log);
 
   const leaseNumbers = (count: number) =>
-    new Promise<number>((resolve, reject) => {
-      const id = nextLeaseId++;
-      pendingLeases.set(id, { resolve, reject });
-      send({ type: "lease", id, count });
-    });
+    leases.ask((id) => void send({ type: "lease", id, count }));
 
   return new Promise((resolveExit) => {
     const stop = async (code: number) => {
@@ -72,7 +98,7 @@ export function runChild(): Promise<number> {
       stopping = true;
       clearInterval(statsTimer);
       clearInterval(numbersTimer);
-      for (const lease of pendingLeases.values()) lease.reject(new Error("stopping"));
+      leases.failAll(new Error("stopping"));
       if (server) {
         await server.shutdown();
         await send({
@@ -145,12 +171,10 @@ export function runChild(): Promise<number> {
             }
             break;
           case "grant":
-            pendingLeases.get(message.id)?.resolve(message.first);
-            pendingLeases.delete(message.id);
+            leases.answer(message.id, message.first);
             break;
           case "deny":
-            pendingLeases.get(message.id)?.reject(new Error(message.message));
-            pendingLeases.delete(message.id);
+            leases.fail(message.id, new Error(message.message));
             break;
           case "configure":
             if (server === null) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 
 /** The times of recent deaths, forgetting those older than the window. */
 export class DeathWindow {

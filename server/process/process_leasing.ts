@@ -6,7 +6,7 @@
  * @module
  */
 
-import { BLOCK_SIZE } from "../lease/number_ledger.ts";
+import { BLOCK_SIZE } from "../numbering/number_ledger.ts";
 
 /** A serving process's leasing figures, as `/v1/stats`, `/v1/info` and `/metrics` show them. */
 export interface ProcessLeasing {

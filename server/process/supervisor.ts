@@ -12,22 +12,23 @@
 import { ProcessStartError } from "./process_start_error.ts";
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
-import { assertAddressFree } from "../address_probe.ts";
+import { assertAddressFree } from "../host/address_probe.ts";
+import type { RuntimeCapabilities } from "../adapters/runtime_adapter.ts";
 import { selfCommand } from "../adapters/self_command.ts";
-import { AddressInUseError } from "../address_in_use_error.ts";
-import type { ServeConfig } from "../config.ts";
-import { ConfigKeeper } from "../config_keeper.ts";
-import type { HostFacts } from "../host_facts.ts";
+import { AddressInUseError } from "../host/address_in_use_error.ts";
+import type { ServeConfig } from "../config/resolve_config.ts";
+import { ConfigKeeper } from "../config/config_keeper.ts";
+import type { HostFacts } from "../host/host_facts.ts";
 import type { LeaseSource } from "../lease/lease_source.ts";
-import type { ThreadFigures } from "../thread_stats.ts";
+import type { ThreadFigures } from "../threads/thread_stats.ts";
 import { DeathWindow } from "./death_window.ts";
-import { LeaseBehindError } from "../lease/lease_behind_error.ts";
-import { LeaseGuard } from "../lease/lease_guard.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
+import { monotonicNow } from "../common/clock.ts";
 import { childEnvironment } from "./child_env.ts";
-import { LeasingTally, type ProcessLeasing } from "./process_leasing.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import type { ProcessLeasing } from "./process_leasing.ts";
+import { LeaseBroker } from "./lease_broker.ts";
+import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
+import { PendingRequests } from "../common/pending_requests.ts";
 
 /** The internal command a child runs; not for people. */
 export const CHILD_COMMAND = "_child";
@@ -40,6 +41,11 @@ export interface SupervisorOptions {
   defaults: ServeConfig;
   /** What every configuration change is clamped to. */
   host: HostFacts;
+  /**
+   * What the runtime that serves can do (its adapter's): a change it cannot serve is refused.
+   * @default {ANY_RUNTIME}
+   */
+  capabilities?: RuntimeCapabilities;
   /**
    * Child deaths within `crashWindowMs` that make a crash loop.
    * @default {5}
@@ -97,8 +103,6 @@ interface Child {
   /** Leased numbers the child had left at its last report. */
   numbersRemaining: number;
   exited: Promise<void>;
-  /** Acknowledgements awaited, by message id, with the configuration generation each needs. */
-  acks: Map<number, { generation: number; resolve: () => void }>;
   /** The configuration generation the child last said it serves with. */
   generation: number;
   /** Set when the supervisor itself ends this child, so its exit is not a crash. */
@@ -117,9 +121,8 @@ export class Supervisor {
   port = 0;
   /** The configuration in force and the one way to change it (SIGHUP and the admin API). */
   readonly keeper: ConfigKeeper;
-  // Every child's leases pass this one guard, so the server's high-water mark covers all its
-  // processes: a source gone backwards is refused here whichever process asked.
-  readonly #source: LeaseGuard;
+  /** Every process's leases, from the one source. */
+  readonly #broker: LeaseBroker;
   readonly #log: (line: string, level?: "info" | "warn" | "error") => void;
   readonly #crashLimit: number;
   readonly #crashWindowMs: number;
@@ -128,40 +131,29 @@ export class Supervisor {
   readonly #deaths: DeathWindow;
   /** Restarts after a death, by process index. */
   readonly #restarts: number[] = [];
-  /** Leasing figures, by process index. */
-  readonly #leasing: LeasingTally[] = [];
   /** The highest number any child ever reported, including children that have since died. */
   #highestNumberSeen = 0;
-  /** Leases failed since the last one granted: an outage of the source, logged when it ends. */
-  #failedLeases = 0;
-  /** When a lease refused as gone backwards was last logged; 0 once leasing works again. */
-  #behindLoggedAt = -Infinity;
-  /** When the source seen gone backwards by a read (not a lease) was last logged; as above. */
-  #backwardsSeenLoggedAt = -Infinity;
   #stopping = false;
   #paused = false;
-  #nextId = 1;
-  /** Leases in flight to the source; an upgrade waits for none before handing it over. */
-  #leasesInFlight = 0;
-  #noLeaseInFlight: (() => void) | null = null;
   /**
-   * Leases asked while the source is being handed over (this tree's processes' and, in a chain
-   * of upgrades, those of the tree before it), asked again once a source is adopted.
+   * Acknowledgements awaited from the children, by message id (unique across children), each
+   * tagged with the configuration generation it needs.
    */
-  #heldLeases: (() => void)[] | null = null;
+  readonly #acks = new PendingRequests<void, number>();
 
   private constructor(config: ServeConfig, source: LeaseSource, options: SupervisorOptions) {
     this.keeper = new ConfigKeeper(config, {
       defaults: options.defaults,
       host: options.host,
+      ...(options.capabilities === undefined ? {} : { capabilities: options.capabilities }),
       log: options.log,
       apply: (next, generation) => this.#applyConfig(next, generation),
     });
-    this.#source = new LeaseGuard(source, options.above);
+    this.#broker = new LeaseBroker(source, {
+      log: options.log,
+      ...(options.above === undefined ? {} : { above: options.above }),
+    });
     this.#log = options.log;
-    // A process that holds numbers leases nothing for a while: the key set back must be said
-    // by every server that shares it, not only by the one whose lease it refused.
-    this.#source.watch({ onBehind: (error) => this.#logBehind(error) });
     this.#crashLimit = options.crashLimit ?? 5;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
     this.#deaths = new DeathWindow(this.#crashWindowMs);
@@ -216,7 +208,6 @@ export class Supervisor {
       exited,
       retiring: false,
       listening: false,
-      acks: new Map(),
       generation: this.keeper.generation,
       startedAt: monotonicNow(),
       rssBytes: 0,
@@ -232,7 +223,7 @@ export class Supervisor {
               listening = true;
               child.listening = true;
               child.numbersRemaining = message.remaining ?? 0;
-              if (this.#paused) this.#send(child, { type: "pause", id: this.#nextId++ });
+              if (this.#paused) this.#send(child, { type: "pause", id: this.#acks.nextId() });
               this.#log(`process ${index} listening (pid ${message.pid})`);
               resolve(message.port);
               break;
@@ -250,10 +241,9 @@ export class Supervisor {
               // Counted only from a child that serves with the generation asked for: one that
               // acknowledged without applying it would leave a process on the old configuration.
               if (message.generation !== undefined) child.generation = message.generation;
-              const waiting = child.acks.get(message.id);
-              if (waiting !== undefined && child.generation >= waiting.generation) {
-                child.acks.delete(message.id);
-                waiting.resolve();
+              const needed = this.#acks.tagOf(message.id);
+              if (needed !== undefined && child.generation >= needed) {
+                this.#acks.answer(message.id, undefined);
               }
               break;
             }
@@ -305,12 +295,11 @@ export class Supervisor {
   #everyChild(message: (id: number) => ToChild, generation = 0): Promise<unknown> {
     return Promise.all(
       this.#children.filter((c) => c !== undefined).map((child) =>
-        new Promise<void>((resolve) => {
-          const id = this.#nextId++;
-          child.acks.set(id, { generation, resolve });
-          child.exited.then(resolve);
+        this.#acks.ask((id) => {
+          // A child that dies meanwhile answers by dying: it is restarted with the change.
+          child.exited.then(() => this.#acks.answer(id, undefined));
           this.#send(child, message(id));
-        })
+        }, generation)
       ),
     );
   }
@@ -321,72 +310,14 @@ export class Supervisor {
   }
 
   #lease(child: Child, id: number, count: number): void {
-    if (this.#heldLeases !== null) {
-      this.#heldLeases.push(() => this.#lease(child, id, count));
-      return;
-    }
-    const tally = this.#leasing[child.index] ??= new LeasingTally();
-    const started = monotonicNow();
-    this.#counted(count).then(
-      (first) => {
-        tally.granted(count, monotonicNow() - started);
-        this.#behindLoggedAt = -Infinity;
-        this.#backwardsSeenLoggedAt = -Infinity;
-        if (this.#failedLeases > 0) {
-          this.#log(
-            `leasing numbers again from ${this.#source.description} after ` +
-              `${this.#failedLeases} failed lease${this.#failedLeases === 1 ? "" : "s"}`,
-          );
-          this.#failedLeases = 0;
-        }
-        this.#send(child, { type: "grant", id, first });
-      },
-      (error: Error) => {
-        tally.failed(monotonicNow() - started);
-        this.#failedLeases++;
-        if (error instanceof LeaseBehindError) {
-          // Never served: the processes run out of what they hold and refuse clients, and
-          // /readyz answers 503, until the source is set above the mark.
-          this.#logBehind(error);
-          this.#send(child, { type: "deny", id, message: error.message });
-          return;
-        }
-        // The processes serve on from the numbers they hold and retry with backoff; once those
-        // run out they close new clients unanswered (closedNumbersUnavailable).
-        this.#log(
-          `cannot lease ${count} numbers to process ${child.index}: ${error.message}` +
-            (this.#failedLeases === 1 ? "; serving from leased numbers, retrying" : ""),
-          "warn",
-        );
-        this.#send(child, { type: "deny", id, message: error.message });
-      },
+    void this.#broker.lease(child.index, count).then((answer) =>
+      this.#send(
+        child,
+        "first" in answer
+          ? { type: "grant", id, first: answer.first }
+          : { type: "deny", id, message: answer.denied },
+      )
     );
-  }
-
-  /**
-   * Says the source went backwards, with this server's mark: when it starts and every 10 s while
-   * it lasts (each process retries every few seconds, and the source is read every second).
-   */
-  #logBehind(error: LeaseBehindError): void {
-    const now = monotonicNow();
-    // Kept apart: a key seen set back by a read must not hide the refusals that follow.
-    const last = error.watched ? this.#backwardsSeenLoggedAt : this.#behindLoggedAt;
-    if (now - last < 10_000) return;
-    if (error.watched) this.#backwardsSeenLoggedAt = now;
-    else this.#behindLoggedAt = now;
-    const refused = this.#source.status().leasesRefused ?? 0;
-    this.#log(
-      `${error.message} (${refused} lease${refused === 1 ? "" : "s"} refused so far)`,
-      "error",
-    );
-  }
-
-  /** Leases from the source, counted so that {@linkcode releaseSource} waits for it. */
-  #counted(count: number): Promise<number> {
-    this.#leasesInFlight++;
-    return this.#source.lease(count).finally(() => {
-      if (--this.#leasesInFlight === 0) this.#noLeaseInFlight?.();
-    });
   }
 
   #childDied(child: Child, how: string): void {
@@ -416,60 +347,33 @@ export class Supervisor {
   }
 
   /**
-   * Stops leasing for an upgrade: leases asked from now on wait, those in flight are let finish,
-   * then the source is closed (a state file's lock released), so the tree taking over can open it.
-   * The processes serve on from the numbers they hold.
+   * Stops leasing for an upgrade (see {@linkcode LeaseBroker.release}).
    *
-   * @returns The highest number this tree was ever granted: every block a process holds, or
-   * ever held, ends at or below it.
+   * @returns The highest number this tree was ever granted.
    */
-  async releaseSource(): Promise<number> {
-    this.#heldLeases ??= [];
-    if (this.#leasesInFlight > 0) {
-      await new Promise<void>((resolve) => (this.#noLeaseInFlight = resolve));
-      this.#noLeaseInFlight = null;
-    }
-    try {
-      await this.#source.close();
-    } catch (error) {
-      // A state file's lock file that cannot be removed (a read-only directory): its kernel
-      // lock is released all the same, which is what the tree taking over needs. Thrown on, the
-      // handover would stall with both trees waiting and no one leasing.
-      this.#log(
-        `upgrade: the number source did not close cleanly: ${(error as Error).message}`,
-        "warn",
-      );
-    }
-    return this.#source.mark;
+  releaseSource(): Promise<number> {
+    return this.#broker.release();
   }
 
   /**
    * Leases from `source` from now on, and grants the leases that waited since
-   * {@linkcode releaseSource}: the same source opened again (an upgrade failed) or the tree that
-   * took over (it worked). The high-water mark is kept, so no grant can start at or below it.
+   * {@linkcode releaseSource} (see {@linkcode LeaseBroker.adopt}).
    *
    * @param source Where numbers come from now.
    */
   adoptSource(source: LeaseSource): void {
-    this.#source.replace(source);
-    const held = this.#heldLeases ?? [];
-    this.#heldLeases = null;
-    for (const ask of held) ask();
+    this.#broker.adopt(source);
   }
 
   /**
-   * Leases `count` numbers for the tree this one took over from, whose processes still serve
-   * their open connections: through the same guard as this tree's own leases, and held like
-   * them while this tree hands its source on (upgraded again while the tree before still
-   * drains): granted from the source let go, such a lease would overlap the next tree's numbers.
+   * Leases `count` numbers for the tree this one took over from (see
+   * {@linkcode LeaseBroker.leaseFor}).
    *
    * @param count How many.
    * @returns The first.
    */
   leaseFor(count: number): Promise<number> {
-    const held = this.#heldLeases;
-    if (held === null) return this.#counted(count);
-    return new Promise((resolve) => held.push(() => resolve(this.leaseFor(count))));
+    return this.#broker.leaseFor(count);
   }
 
   /** Connections open in every process, as of their last reports (each second). */
@@ -493,7 +397,7 @@ export class Supervisor {
 
   /** Where numbers come from. */
   get source(): LeaseSource {
-    return this.#source;
+    return this.#broker.source;
   }
 
   /**
@@ -527,7 +431,7 @@ export class Supervisor {
    * when it has numbers again, so `/readyz` follows within about 100 ms.
    */
   numbersAvailable(): boolean {
-    if (this.#source.refusing) return false;
+    if (this.#broker.refusing) return false;
     return this.#children.every((child) =>
       child === undefined || !child.listening || child.retiring || child.numbersRemaining > 0
     );
@@ -573,7 +477,7 @@ export class Supervisor {
       cpuSeconds: c.cpuSeconds,
       restarts: this.#restarts[c.index] ?? 0,
       uptimeSeconds: (now - c.startedAt) / 1000,
-      leasing: this.#leasing[c.index]?.figures() ?? new LeasingTally().figures(),
+      leasing: this.#broker.leasing(c.index),
     }));
   }
 
@@ -604,7 +508,7 @@ export class Supervisor {
     await Promise.all(
       this.#children.filter((c) => c !== undefined).map((c) => this.#drainChild(c)),
     );
-    await this.#source.close();
+    await this.#broker.close();
   }
 
   /** Kills every child at once (a second signal, or a failed start) and closes the source. */
@@ -612,6 +516,6 @@ export class Supervisor {
     this.#stopping = true;
     for (const child of this.#children) child?.process.kill("SIGKILL");
     await Promise.all(this.#children.filter((c) => c !== undefined).map((c) => c.exited));
-    await this.#source.close();
+    await this.#broker.close();
   }
 }

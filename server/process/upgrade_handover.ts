@@ -13,8 +13,8 @@ import { accessSync, constants } from "node:fs";
 import type { Duplex } from "node:stream";
 import process from "node:process";
 import type { LeaseSource, LeaseSourceStatus } from "../lease/lease_source.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
-import { readJsonLines, writeJsonLine } from "./json_lines.ts";
+import { monotonicNow } from "../common/clock.ts";
+import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { Supervisor } from "./supervisor.ts";
 import {
   type FromSuccessor,
@@ -22,6 +22,7 @@ import {
   UPGRADE_CHANNEL_ENV,
   UPGRADE_CHANNEL_FD,
 } from "./_upgrade_messages.ts";
+import { PendingRequests } from "../common/pending_requests.ts";
 
 export { UPGRADE_CHANNEL_ENV, UPGRADE_CHANNEL_FD } from "./_upgrade_messages.ts";
 
@@ -161,8 +162,7 @@ export function startHandover(options: HandoverOptions): Handover {
   let adopted = false;
   /** The end of the highest block the new tree granted this tree's processes. */
   let granted = -Infinity;
-  const pendingLeases = new Map<number, { resolve(first: number): void; reject(e: Error): void }>();
-  let nextLeaseId = 1;
+  const leases = new PendingRequests<number>();
   let resolveListening: (ms: number) => void = () => {};
   let rejectListening: (error: Error) => void = () => {};
   const listening = new Promise<number>((resolve, reject) => {
@@ -185,10 +185,7 @@ export function startHandover(options: HandoverOptions): Handover {
     onEnd: () => {
       ended = true;
       onEnded();
-      for (const lease of pendingLeases.values()) {
-        lease.reject(new Error(`the tree that took over (pid ${pid}) is gone`));
-      }
-      pendingLeases.clear();
+      leases.failAll(new Error(`the tree that took over (pid ${pid}) is gone`));
       fail("it closed the handover channel");
     },
   });
@@ -248,12 +245,10 @@ export function startHandover(options: HandoverOptions): Handover {
         resolveListening(monotonicNow() - started);
         break;
       case "grant":
-        pendingLeases.get(message.id)?.resolve(message.first);
-        pendingLeases.delete(message.id);
+        leases.answer(message.id, message.first);
         break;
       case "deny":
-        pendingLeases.get(message.id)?.reject(new Error(message.message));
-        pendingLeases.delete(message.id);
+        leases.fail(message.id, new Error(message.message));
         break;
     }
   }
@@ -270,11 +265,7 @@ export function startHandover(options: HandoverOptions): Handover {
         if (ended || channel!.destroyed) {
           return Promise.reject(new Error(`the tree that took over (pid ${pid}) is gone`));
         }
-        const id = nextLeaseId++;
-        const answer = new Promise<number>((resolve, reject) =>
-          pendingLeases.set(id, { resolve, reject })
-        );
-        send({ type: "lease", id, count });
+        const answer = leases.ask((id) => void send({ type: "lease", id, count }));
         return answer.then((first) => {
           last = { first, last: first + count - 1 };
           granted = Math.max(granted, last.last);

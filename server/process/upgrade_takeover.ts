@@ -11,8 +11,8 @@
 import { closeSync, createReadStream, fstatSync, writeSync } from "node:fs";
 import process from "node:process";
 import type { LeaseOptions, LeaseSource } from "../lease/lease_source.ts";
-import { monotonicNow } from "../monotonic_clock.ts";
-import { readJsonLines } from "./json_lines.ts";
+import { monotonicNow } from "../common/clock.ts";
+import { readJsonLines } from "../common/json_lines.ts";
 import { UpgradeFailedError } from "./upgrade_handover.ts";
 import type { Supervisor } from "./supervisor.ts";
 import { type FromSuccessor, type ToSuccessor, UPGRADE_CHANNEL_ENV } from "./_upgrade_messages.ts";

@@ -1,0 +1,65 @@
+/**
+ * What tallyho remembers about one connection, whatever the runtime.
+ *
+ * @module
+ */
+
+import type { IpWords } from "../limits/ip_key.ts";
+import type { LineState } from "./line_scanner.ts";
+import type { ProxyHeaderState } from "../proxy_header.ts";
+
+/** Per-connection state; the adapters keep one per socket and nothing else per connection. */
+export class Connection implements LineState, ProxyHeaderState {
+  /** The connection's number in `connection` numbering; 0 until its first message. */
+  number = 0;
+  /** Its reply bytes in `connection` numbering, encoded once with its first message. */
+  reply: Uint8Array | null = null;
+  pendingLineBytes = 0;
+  pendingEndsWithCr = false;
+  /**
+   * Lines read whose replies are not encoded yet. They hold no memory and no number: a reply is
+   * numbered and encoded only when the socket can take it (in bounded slices), so what a client
+   * that never reads makes the server hold is a count, however many lines it sends.
+   */
+  owedReplies = 0;
+  /** Encoded reply bytes the socket has not taken yet, at most one slice (Bun only), or null. */
+  unsent: Uint8Array | null = null;
+  /** Whether reading is paused because the replies owed passed `maxPendingReplyBytes`. */
+  readPaused = false;
+  /** Whether the server is closing this connection once its queue is written. */
+  closing = false;
+  /** Whether the gate admitted it (and must count it out when it closes). */
+  admitted = false;
+  /** The client's address while the address table counts it. */
+  address: IpWords | null = null;
+  /** When it was accepted (ms). */
+  openedAt = 0;
+  /** When it last delivered data (ms); 0 until its first read. */
+  lastReadAt = 0;
+  /** When it last read or had replies written (ms). */
+  lastActivityAt = 0;
+  /** When its unfinished line began (ms); 0 when no line is unfinished. */
+  lineStartedAt = 0;
+  /** Since when replies have waited on a client that does not read (ms); 0 when none wait. */
+  blockedSince = 0;
+  /**
+   * What the PROXY protocol still asks of this connection: 0 nothing (the hot path's one check),
+   * or `PROXY_AWAIT` / `PROXY_SNIFF` from server/limits/connection_gate.ts.
+   */
+  proxyPhase = 0;
+  proxyGot = 0;
+  proxyNeed = 0;
+  proxyHeld: Uint8Array | null = null;
+  proxyClient: IpWords | null = null;
+  /**
+   * Whether this is a trusted balancer's own connection, naming no client: from its accept until
+   * its PROXY header names one, and for good after a `LOCAL` or `UNKNOWN` header. How it ends is
+   * a health check's end (server/limits/connection_gate.ts), not a client's error.
+   */
+  fromBalancer = false;
+  /**
+   * The TLS socket a plain connection was upgraded to once its PROXY header was read (Bun); the
+   * plain socket's own events are then ignored. Null for every other connection.
+   */
+  secure: object | null = null;
+}

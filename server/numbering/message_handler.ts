@@ -1,0 +1,241 @@
+/**
+ * Turns the bytes a connection delivers into reply bytes: framing, numbering and encoding in one
+ * place, shared by the Bun and Deno adapters.
+ *
+ * @module
+ */
+
+import type { ServeConfig } from "../config/resolve_config.ts";
+import type { Connection } from "./connection.ts";
+import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
+import { ReplyEncoder } from "./reply_encoder.ts";
+import { type NumberLedger, NumbersUnavailableError } from "./number_ledger.ts";
+import type { CoarseClock } from "../common/clock.ts";
+import { Stat } from "../threads/thread_stats.ts";
+
+/** Why {@linkcode MessageHandler.handle} asks for a connection to be closed. */
+export const CLOSE_LINE_TOO_LONG = -1;
+// No leased number was available in time (the number source is down or used up). Not exported:
+// an adapter tells only CLOSE_LINE_TOO_LONG apart and closes cleanly for any other reason.
+const CLOSE_NUMBERS_UNAVAILABLE = -2;
+
+/**
+ * How long a thread may wait for its process's next block before it refuses the connection.
+ * Blocks are leased ahead, so this wait happens only when a burst outruns the leases in flight
+ * (the keeper then leases more each time) or the source is down, and then only once until a
+ * block arrives (see NumberLedger): a healthy but briefly slow source delays a burst rather than
+ * refusing it, and a source that is down costs each thread one wait, not one per client.
+ */
+const NUMBER_WAIT_MS = 1000;
+
+/**
+ * The most reply bytes encoded at a time for one connection. Replies are encoded only as the
+ * socket takes them, one slice at a time, so a read of 64 KiB of `\n` (64 Ki replies, 64 MiB with
+ * a 1 KiB greeting) never becomes more than a slice in memory; the rest stays a count of replies
+ * owed. 64 KiB is about what one write to a socket takes, so a slice is rarely split, and it is
+ * also the reused output buffer's size, which never has to grow.
+ */
+export const SLICE_BYTES = 64 * 1024;
+
+/**
+ * One per thread. {@linkcode handle} counts the replies a read asks for and writes the first slice
+ * of them into {@linkcode output}, a buffer reused for every connection (or points it at the
+ * connection's own reply bytes); {@linkcode next} writes the following slices as the socket takes
+ * them. A reply is numbered only when it is encoded, so a number is never taken for a reply that
+ * waits unbounded, and replies on one connection are numbered in the order its lines came.
+ */
+export class MessageHandler {
+  /** The bytes to send after {@linkcode handle} or {@linkcode next}: valid until the next call. */
+  output: Uint8Array;
+  #scratch = new Uint8Array(SLICE_BYTES);
+  #config: ServeConfig;
+  #encoder: ReplyEncoder;
+  #sliceBytes = SLICE_BYTES;
+  /** Replies per slice in `message` numbering (each may take the encoder's most bytes). */
+  #repliesPerSlice = 1;
+  readonly #ledger: NumberLedger;
+  readonly #waitMs: number;
+  readonly #clock: CoarseClock;
+  readonly #stats: Float64Array;
+
+  /**
+   * @param config The configuration to serve with; see {@linkcode configure}.
+   * @param ledger The process's numbers.
+   * @param stats This thread's stats row.
+   * @param waitMs How long to wait for a block (0 on a main thread, which may not wait).
+   * @param clock The thread's coarse clock, for the timeouts' timestamps.
+   */
+  constructor(
+    config: ServeConfig,
+    ledger: NumberLedger,
+    stats: Float64Array,
+    waitMs = NUMBER_WAIT_MS,
+    clock: CoarseClock = { now: 0 },
+  ) {
+    this.#clock = clock;
+    this.#config = config;
+    this.#encoder = new ReplyEncoder(config.greeting);
+    this.#ledger = ledger;
+    this.#waitMs = waitMs;
+    this.#stats = stats;
+    this.output = this.#scratch;
+    this.#sizeSlices();
+  }
+
+  /** The configuration in force. */
+  get config(): ServeConfig {
+    return this.#config;
+  }
+
+  /**
+   * Switches to a new configuration. Connections that already have their number keep their
+   * reply; every reply encoded from now on (replies owed included) uses the new greeting,
+   * framing and numbering.
+   *
+   * @param config The new configuration.
+   */
+  configure(config: ServeConfig): void {
+    if (config.greeting !== this.#config.greeting) {
+      this.#encoder = new ReplyEncoder(config.greeting);
+    }
+    this.#config = config;
+    this.#sizeSlices();
+  }
+
+  #sizeSlices(): void {
+    // A slice never passes the connection's cap either, so a small cap holds whatever the
+    // greeting; but it always holds one reply, or nothing could be sent.
+    this.#sliceBytes = Math.min(SLICE_BYTES, this.#config.maxPendingReplyBytes);
+    this.#repliesPerSlice = Math.max(1, Math.floor(this.#sliceBytes / this.#encoder.maxReplyBytes));
+  }
+
+  /**
+   * Handles one read: {@linkcode receive}, then {@linkcode next}. For a connection whose socket
+   * is ready to write.
+   *
+   * @param connection The connection the bytes came from.
+   * @param chunk The bytes read; not kept after the call.
+   * @returns Bytes of {@linkcode output} to send (0 when a line is still unfinished), or a
+   *   negative `CLOSE_*` reason when the connection must be closed.
+   */
+  handle(connection: Connection, chunk: Uint8Array): number {
+    const messages = this.receive(connection, chunk);
+    if (messages < 0) return messages;
+    return this.next(connection);
+  }
+
+  /**
+   * Counts the replies one read asks for into the connection's replies owed, encoding nothing:
+   * for a connection whose socket is not taking bytes.
+   *
+   * @param connection The connection the bytes came from.
+   * @param chunk The bytes read; not kept after the call.
+   * @returns How many messages the read completed, or {@linkcode CLOSE_LINE_TOO_LONG}.
+   */
+  receive(connection: Connection, chunk: Uint8Array): number {
+    const stats = this.#stats;
+    const now = this.#clock.now;
+    stats[Stat.bytesIn]! += chunk.length;
+    connection.lastReadAt = now;
+    connection.lastActivityAt = now;
+    let messages = 1;
+    if (this.#config.framing === "line") {
+      messages = scanLines(chunk, connection, this.#config.maxLineBytes);
+      if (messages === LINE_TOO_LONG) {
+        stats[Stat.closedLineTooLong]!++;
+        return CLOSE_LINE_TOO_LONG;
+      }
+      // A line left unfinished starts its clock when it begins, not at each byte (slowloris).
+      if (connection.pendingLineBytes === 0) connection.lineStartedAt = 0;
+      else if (messages > 0 || connection.lineStartedAt === 0) connection.lineStartedAt = now;
+    }
+    stats[Stat.messages]! += messages;
+    connection.owedReplies += messages;
+    return messages;
+  }
+
+  /**
+   * Numbers and encodes the next slice of the connection's replies owed into
+   * {@linkcode output}: at most 64 KiB (or the cap, if smaller), and at least one reply.
+   *
+   * @param connection The connection.
+   * @returns Bytes of {@linkcode output} to send (0 when nothing is owed), or
+   *   {@linkcode CLOSE_NUMBERS_UNAVAILABLE} (the replies owed are then dropped).
+   */
+  next(connection: Connection): number {
+    const owed = connection.owedReplies;
+    if (owed === 0) return 0;
+    try {
+      let replies: number;
+      let length: number;
+      if (this.#config.numberBy === "connection") {
+        const reply = connection.reply ?? this.#firstReply(connection);
+        // One reply a read is the common case (chunk framing): no division for it.
+        replies = owed === 1
+          ? 1
+          : Math.min(owed, Math.max(1, Math.floor(this.#sliceBytes / reply.length)));
+        length = this.#repeat(reply, replies);
+      } else {
+        replies = Math.min(owed, this.#repliesPerSlice);
+        length = this.#numberEach(replies);
+      }
+      connection.owedReplies = owed - replies;
+      this.#stats[Stat.replies]! += replies;
+      this.#stats[Stat.bytesOut]! += length;
+      return length;
+    } catch (error) {
+      if (!(error instanceof NumbersUnavailableError)) throw error;
+      connection.owedReplies = 0;
+      this.#stats[Stat.closedNumbersUnavailable]!++;
+      return CLOSE_NUMBERS_UNAVAILABLE;
+    }
+  }
+
+  /**
+   * Bytes of replies the connection is owed or has not had written, counting each owed reply at
+   * the most a reply can take: what an adapter compares with `maxPendingReplyBytes`.
+   *
+   * @param connection The connection.
+   * @returns The backlog in bytes.
+   */
+  backlogBytes(connection: Connection): number {
+    return (connection.unsent?.length ?? 0) +
+      connection.owedReplies * this.#encoder.maxReplyBytes;
+  }
+
+  #firstReply(connection: Connection): Uint8Array {
+    connection.number = this.#ledger.numberAt(this.#ledger.reserve(1), this.#waitMs);
+    this.#stats[Stat.lastNumber] = connection.number;
+    return connection.reply = this.#encoder.encode(connection.number);
+  }
+
+  #repeat(reply: Uint8Array, replies: number): number {
+    if (replies === 1) {
+      this.output = reply;
+      return reply.length;
+    }
+    const total = reply.length * replies;
+    const out = this.#scratch;
+    for (let offset = 0; offset < total; offset += reply.length) out.set(reply, offset);
+    this.output = out;
+    return total;
+  }
+
+  #numberEach(replies: number): number {
+    // One atomic operation reserves the whole run of positions for this slice; a run may cross
+    // from one leased block into the next, so each position is looked up (cached per block).
+    const ledger = this.#ledger;
+    const first = ledger.reserve(replies);
+    const encoder = this.#encoder;
+    const out = this.#scratch;
+    let offset = 0;
+    let n = 0;
+    for (let i = 0; i < replies; i++) {
+      n = ledger.numberAt(first + i, this.#waitMs);
+      offset = encoder.write(out, offset, n);
+    }
+    this.#stats[Stat.lastNumber] = n;
+    this.output = out;
+    return offset;
+  }
+}
