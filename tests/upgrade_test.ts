@@ -42,7 +42,7 @@ import {
   treeArgs,
   upgrade,
 } from "./_upgrade.ts";
-import { binaryTest } from "./_target.ts";
+import { BINARY, binaryTest } from "./_target.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 
 const SKIP = skipOffCi(toolMissing("python3", "python3") ?? migrateUnavailable());
@@ -121,11 +121,18 @@ async function assertTreesEnded(tree: Tree, upgrades: number): Promise<void> {
   );
 }
 
+/**
+ * Upgrades in a row: 50 against the binary, the program operators run, enough to count resets
+ * over (issue 23); 12 from source, where the same steps run on Bun (which the binary embeds) and
+ * on Deno: each step proven, the count kept for the binary, so the suite stays short (issue 25).
+ */
+const UPGRADES = BINARY !== null ? 50 : 12;
+
 test(
-  `[${UNDER_TEST}] upgrade: 50 upgrades in a row under the fastest connect-per-request load here reset, refuse and repeat nothing, /readyz answers 200 or is passed between trees; failed upgrades leave the old tree serving`,
+  `[${UNDER_TEST}] upgrade: ${UPGRADES} upgrades in a row under the fastest connect-per-request load here reset, refuse and repeat nothing, /readyz answers 200 or is passed between trees; failed upgrades leave the old tree serving`,
   { skip: SKIP_NATIVE, timeout: 240_000 },
   async () => {
-    const upgrades = 50;
+    const upgrades = UPGRADES;
     const restore = enableMigration();
     const directory = mkdtempSync(join(tmpdir(), "tallyho-upgrade-config-"));
     const config = join(directory, "tallyho.json");
