@@ -333,17 +333,25 @@ function heldSubject(port: number, ca: string[]): Promise<string> {
   });
 }
 
-test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SIGHUP and by a PATCH; open connections keep theirs`, async () => {
+/**
+ * Two certificates (CN=a, CN=b) and the paths a server is given, which never change, as with
+ * certbot's live/NAME/ files: `install` puts a pair's bytes there; `a` is in place.
+ */
+function renewable() {
   const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
   const a = makeCertificate(dir, "a");
   const b = makeCertificate(dir, "b");
-  // The paths the server is given never change, as with certbot's live/NAME/ files.
   const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
   const install = (pair: { cert: string; key: string }) => {
     writeFileSync(live.cert, readFileSync(pair.cert));
     writeFileSync(live.key, readFileSync(pair.key), { mode: 0o600 });
   };
   install(a);
+  return { dir, a, b, live, install };
+}
+
+test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SIGHUP and by a PATCH; open connections keep theirs`, async () => {
+  const { dir, a, b, live, install } = renewable();
   const file = join(dir, "tallyho.json");
   writeFileSync(file, JSON.stringify({ "tls-cert": live.cert, "tls-key": live.key, threads: 2 }));
   const server = await startTallyho(["--config", file, "--framing", "line"]);
@@ -385,15 +393,7 @@ test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SI
 });
 
 test(`[${UNDER_TEST}] tls: given as flags (no --config), files renewed under the same names are taken up by SIGHUP, and what PATCH changed stays`, async () => {
-  const dir = mkdtempSync(join(tmpdir(), "tallyho-tls-"));
-  const a = makeCertificate(dir, "a");
-  const b = makeCertificate(dir, "b");
-  const live = { cert: join(dir, "live.crt"), key: join(dir, "live.key") };
-  const install = (pair: { cert: string; key: string }) => {
-    writeFileSync(live.cert, readFileSync(pair.cert));
-    writeFileSync(live.key, readFileSync(pair.key), { mode: 0o600 });
-  };
-  install(a);
+  const { dir, a, b, live, install } = renewable();
   const server = await startTallyho([
     "--tls-cert",
     live.cert,
