@@ -393,7 +393,7 @@ test(`[${UNDER_TEST}] tls: files renewed under the same names are taken up by SI
 });
 
 test(`[${UNDER_TEST}] tls: given as flags (no --config), files renewed under the same names are taken up by SIGHUP, and what PATCH changed stays`, async () => {
-  const { dir, a, b, live, install } = renewable();
+  const { dir, b, live, install } = renewable();
   const server = await startTallyho([
     "--tls-cert",
     live.cert,
