@@ -7,10 +7,12 @@
  */
 
 import process from "node:process";
-import { main } from "./cli/main.ts";
 
 export * from "./server/mod.ts";
 
 if (import.meta.main) {
-  process.exit(await main(process.argv.slice(2)));
+  // Imported only when run, and then only what the command needs: a serving child does not load
+  // the command line (cli/run_program.ts).
+  const { runProgram } = await import("./cli/run_program.ts");
+  process.exit(await runProgram(process.argv.slice(2)));
 }

@@ -23,11 +23,7 @@ import { EtcdLeaseError } from "../server/lease/sources/etcd/etcd_lease_error.ts
 import { RedisLeaseError } from "../server/lease/sources/redis/redis_lease_error.ts";
 import { RedisPasswordError } from "../server/lease/sources/redis/redis_password.ts";
 import { StateFileError } from "../server/lease/sources/state_file/state_file.ts";
-import { runChild } from "../server/process/child_main.ts";
 import { UpgradeFailedError } from "../server/process/upgrade_handover.ts";
-import { CHILD_COMMAND } from "../server/process/supervisor.ts";
-import { runHoldChild } from "../load/hold_child.ts";
-import { HOLD_CHILD_COMMAND } from "../load/run_hold.ts";
 import { VERSION, versionLine } from "../server/common/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
 import { adminTokenMain } from "./admin_token.ts";
@@ -93,8 +89,6 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
   }
   try {
     if (command === "help") return printUsage(io);
-    if (command === CHILD_COMMAND) return await runChild();
-    if (command === HOLD_CHILD_COMMAND) return await runHoldChild(commandArgs);
     if (command === "doctor") return await doctorMain(commandArgs, io);
     if (command === "load") return await loadMain(commandArgs, io);
     if (command === "admin-token") return adminTokenMain(commandArgs, io);

@@ -31,9 +31,7 @@ import { buildReport, type LatencyFigures, type LoadReport } from "./load_report
 import { SeenNumbers } from "./seen_numbers.ts";
 import { split } from "./run_load.ts";
 import type { FromHoldChild, HoldChildPlan, ToHoldChild, WireResult } from "./_hold_messages.ts";
-
-/** The hidden command a client process runs. */
-export const HOLD_CHILD_COMMAND = "_hold";
+import { HOLD_CHILD_COMMAND } from "./hold_child_command.ts";
 
 /** Why the hold ended. */
 export type HoldStoppedBy = "done" | "signal" | "low_memory" | "setup_timeout" | "client_died";

@@ -29,9 +29,7 @@ import { LeaseBroker } from "./lease_broker.ts";
 import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 import { PendingRequests } from "../common/pending_requests.ts";
-
-/** The internal command a child runs; not for people. */
-export const CHILD_COMMAND = "_child";
+import { CHILD_COMMAND } from "./child_command.ts";
 
 /** Options for {@linkcode Supervisor.start}. */
 export interface SupervisorOptions {
