@@ -62,7 +62,11 @@ if [ "$runtime" = bun ]; then
   mapfile -t defines < <(build_defines)
   # The worker entries are listed as more entry points: Bun does not yet follow `new Worker(url)`
   # into the bundle by itself (see Bun's "Standalone executables: Worker" docs).
-  bun build --compile --minify-syntax --minify-whitespace "${defines[@]}" \
+  # --splitting puts each dynamically imported module graph in a chunk of its own, read only when
+  # it is imported: without it Bun 1.4.5 makes one file of the whole program, which every process
+  # parses and keeps, so a serving child held the command line, the admin API and the load
+  # generator it never runs (3.2 MB of its RSS; docs/tuning.md, "Memory").
+  bun build --compile --splitting --minify-syntax --minify-whitespace "${defines[@]}" \
     ${passthrough[@]+"${passthrough[@]}"} \
     mod.ts server/threads/worker_main.ts load/load_worker.ts --outfile "$outfile"
 else

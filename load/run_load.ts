@@ -14,10 +14,10 @@ import { buildReport, type LoadReport } from "./load_report.ts";
 import { createLoadStats, LoadStat, sumLoadStats } from "./load_stats.ts";
 import type { FromLoadWorker, ToLoadWorker } from "./_load_messages.ts";
 
-// From source the worker entry sits beside this module. `bun build --compile` bundles this module
-// into the executable's entry, so `import.meta.url` names the executable and the worker entry,
-// listed in compile.sh as another entry point, is at `load/load_worker.ts` under the
-// bundle's root (the same quirk as server/threads/thread_pool.ts).
+// From source the worker entry sits beside this module. `bun build --compile --splitting` bundles
+// this module into a chunk at the bundle's root, so `import.meta.url` names that chunk and the
+// worker entry, listed in compile.sh as another entry point, is at `load/load_worker.ts` under the
+// root (the same quirk as server/threads/thread_pool.ts).
 const WORKER_URL = import.meta.url.endsWith("/run_load.ts")
   ? new URL("./load_worker.ts", import.meta.url).href
   : new URL("./load/load_worker.ts", import.meta.url).href;

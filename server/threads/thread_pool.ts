@@ -33,9 +33,9 @@ export interface ThreadPoolOptions {
 }
 
 // From source, and in `deno compile` output (which keeps module paths), the worker entry sits
-// beside this module. `bun build --compile` (Bun 1.4) bundles this module into the executable's
-// entry, so `import.meta.url` names the executable and the worker entry, included by compile.sh as
-// a second entry point, is at `server/threads/worker_main.ts` under the bundle's root.
+// beside this module. `bun build --compile --splitting` (Bun 1.4) bundles this module into a chunk
+// at the bundle's root, so `import.meta.url` names that chunk and the worker entry, included by
+// compile.sh as a second entry point, is at `server/threads/worker_main.ts` under the root.
 const WORKER_URL = import.meta.url.endsWith("/thread_pool.ts")
   ? new URL("./worker_main.ts", import.meta.url).href
   : new URL("./server/threads/worker_main.ts", import.meta.url).href;
