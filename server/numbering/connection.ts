@@ -10,10 +10,11 @@ import type { ProxyHeaderState } from "../proxy_header.ts";
 
 /** Per-connection state; the adapters keep one per socket and nothing else per connection. */
 export class Connection implements LineState, ProxyHeaderState {
-  /** The connection's number in `connection` numbering; 0 until its first message. */
+  /**
+   * The connection's number in `connection` numbering; 0 until its first message. Its reply is
+   * encoded from it for each message, not kept (docs/tuning.md, "A held connection").
+   */
   number = 0;
-  /** Its reply bytes in `connection` numbering, encoded once with its first message. */
-  reply: Uint8Array | null = null;
   pendingLineBytes = 0;
   pendingEndsWithCr = false;
   /**
