@@ -9,7 +9,7 @@ import {
   UNTRACKED,
 } from "../server/limits/address_table.ts";
 import { CidrList } from "../server/limits/cidr_list.ts";
-import { parseIp } from "../server/limits/ip_key.ts";
+import { type IpWords, parseIp, readIp } from "../server/limits/ip_key.ts";
 import {
   awaitsFirstBytes,
   FULL_SWEEP_MAX_MS,
@@ -94,6 +94,43 @@ test("cidr lists reject bad ranges naming the key and the range as given", () =>
       bad,
     );
   }
+});
+
+test("ip keys: readIp reads into reused words exactly what parseIp reads, and leaves them on a non-address", () => {
+  const texts = [
+    ...["1.2.3.4", "0.0.0.0", "255.255.255.255", "01.002.3.4", "127.0.1.1", "::ffff:1.2.3.4"],
+    ...["::1", "2001:db8::8a2e:370:7334", "fe80::1%eth0", "::FFFF:1.2.3.4", "1:2:3:4:5:6:1.2.3.4"],
+    ...["1.2.3", "1.2.3.256", "1.2.3.4.5", "1..2.3", "1.2.3.", "0001.2.3.4", " 1.2.3.4", "a.b.c.d"],
+    ...["::ffff:1.2.3.256", "::ffff:1.2.3", "::1::2", "hello", "1:2:3:4:5:6:7:8:9", ""],
+  ];
+  for (let i = 0; i < 2000; i++) {
+    const parts = 3 + (i % 3);
+    texts.push(Array.from({ length: parts }, (_, j) => String((i * 37 + j * 101) % 300)).join("."));
+  }
+  const words: IpWords = [7, 7, 7, 7];
+  for (const text of texts) {
+    const parsed = parseIp(text);
+    const before = [...words];
+    assert.equal(readIp(text, words), parsed !== null, text);
+    assert.deepEqual(words, parsed ?? before, text);
+  }
+});
+
+test("address table releases a connection by the slot it was admitted in, never another address's", () => {
+  const table = AddressTable.create(64);
+  const other = new AddressTable(table.buffer);
+  const a = parseIp("10.9.8.7")!;
+  const limits = { maxPerAddress: 2, rate: 0, burst: 0 };
+  assert.equal(table.admit(a, limits, 0), ADMITTED);
+  const slot = table.admittedSlot;
+  assert.equal(other.admit(a, limits, 0), ADMITTED);
+  assert.equal(other.admittedSlot, slot, "one address, one slot, whichever thread admits");
+  assert.equal(table.admit(a, limits, 0), OVER_ADDRESS_CAP);
+  other.releaseSlot(slot, 1);
+  assert.equal(table.active(a), 1);
+  table.releaseSlot(slot, 2);
+  table.releaseSlot(slot, 3);
+  assert.equal(table.active(a), 0, "a release past 0 is ignored");
 });
 
 test("address table holds an address at its cap across views (threads) and frees on release", () => {

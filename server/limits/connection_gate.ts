@@ -18,7 +18,7 @@ import {
   UNTRACKED,
 } from "./address_table.ts";
 import { CidrList } from "./cidr_list.ts";
-import { type IpWords, parseIp } from "./ip_key.ts";
+import { type IpWords, readIp } from "./ip_key.ts";
 import {
   looksLikeProxyHeader,
   PROXY_INVALID,
@@ -80,6 +80,8 @@ export class ConnectionGate {
   #deny!: CidrList;
   #proxyFrom: CidrList | null = null;
   #limits!: AddressLimits;
+  /** Each new connection's address is read into these words: nothing is made per accept. */
+  readonly #key: IpWords = [0, 0, 0, 0];
 
   /**
    * @param buffers From {@linkcode createGateBuffers}, shared by the process's threads.
@@ -127,7 +129,7 @@ export class ConnectionGate {
       this.#stats[Stat.rejectedNoDescriptors]!++;
       return false;
     }
-    const address = parseIp(remoteAddress);
+    const address = readIp(remoteAddress, this.#key) ? this.#key : null;
     const proxyFrom = this.#proxyFrom;
     if (proxyFrom !== null) {
       if (address !== null && proxyFrom.contains(address)) {
@@ -197,7 +199,9 @@ export class ConnectionGate {
       if (!connection.fromBalancer) this.#stats[Stat.closedPeerError]!++;
       return;
     }
-    const address = remoteAddress === undefined ? null : parseIp(remoteAddress);
+    const address = remoteAddress !== undefined && readIp(remoteAddress, this.#key)
+      ? this.#key
+      : null;
     const balancer = address === null
       ? this.#proxyFrom !== null
       : this.#proxyFrom?.contains(address) === true;
@@ -249,7 +253,7 @@ export class ConnectionGate {
         return false;
       }
       if (verdict === UNTRACKED) stats[Stat.untrackedAddresses]!++;
-      else connection.address = address;
+      else connection.addressSlot = this.#table.admittedSlot;
     }
     return true;
   }
@@ -268,7 +272,8 @@ export class ConnectionGate {
       this.#stats[Stat.healthChecks]!++;
     }
     Atomics.sub(this.#active, ACTIVE, 1);
-    if (connection.address !== null) this.#table.release(connection.address, now);
+    if (connection.addressSlot >= 0) this.#table.releaseSlot(connection.addressSlot, now);
+    connection.addressSlot = -1;
   }
 
   /** Connections the whole process holds now. */

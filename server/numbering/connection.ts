@@ -31,8 +31,8 @@ export class Connection implements LineState, ProxyHeaderState {
   closing = false;
   /** Whether the gate admitted it (and must count it out when it closes). */
   admitted = false;
-  /** The client's address while the address table counts it. */
-  address: IpWords | null = null;
+  /** The address table's slot that counts the client's address, or -1 when none does. */
+  addressSlot = -1;
   /** When it was accepted (ms). */
   openedAt = 0;
   /** When it last delivered data (ms); 0 until its first read. */
