@@ -18,7 +18,7 @@ import {
   SWEEP_EVERY_MS,
 } from "../server/limits/timeouts.ts";
 import { PROXY_AWAIT } from "../server/limits/connection_gate.ts";
-import { Connection } from "../server/numbering/connection.ts";
+import { Connection, ConnectionExtra } from "../server/numbering/connection.ts";
 import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
 import { Stat } from "../server/threads/thread_stats.ts";
 
@@ -229,7 +229,8 @@ test("timeouts unit: full sweeps follow the idle timeout (none when off), so hel
     false,
     "once it has read, only the idle sweeps see it",
   );
-  connection.proxyPhase = PROXY_AWAIT;
+  connection.extra = new ConnectionExtra();
+  connection.extra.proxyPhase = PROXY_AWAIT;
   assert.equal(awaitsFirstBytes(connection), true, "a balancer's header is still awaited");
   // What the per-sweep pass over the silent ones can close is exactly what the full sweep would
   // with the idle timeout off: a connection that has spoken is never due.

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { Connection } from "../numbering/connection.ts";
+import { Connection, ConnectionExtra } from "../numbering/connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../common/clock.ts";
@@ -181,23 +181,27 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
-    // Upgraded to TLS: the plain socket still sees the ciphertext; only the TLS socket's bytes count.
-    if (connection.secure !== null && connection.secure !== socket) return;
-    if (connection.proxyPhase !== 0) {
-      const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
-      if (skip < 0) {
-        if (skip === PROXY_CLOSE) {
-          connection.closing = true;
-          socket.terminate();
+    const extra = connection.extra;
+    if (extra !== null) {
+      // Upgraded to TLS: the plain socket still sees the ciphertext; only the TLS socket's bytes
+      // count.
+      if (extra.secure !== null && extra.secure !== socket) return;
+      if (extra.proxyPhase !== 0) {
+        const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
+        if (skip < 0) {
+          if (skip === PROXY_CLOSE) {
+            connection.closing = true;
+            socket.terminate();
+          }
+          return;
         }
-        return;
+        if (this.#tlsAfterHeader && extra.secure === null) {
+          this.#upgrade(socket, connection, chunk.subarray(skip));
+          return;
+        }
+        if (skip === chunk.length) return;
+        if (skip > 0) chunk = chunk.subarray(skip);
       }
-      if (this.#tlsAfterHeader && connection.secure === null) {
-        this.#upgrade(socket, connection, chunk.subarray(skip));
-        return;
-      }
-      if (skip === chunk.length) return;
-      if (skip > 0) chunk = chunk.subarray(skip);
     }
     const handler = this.#handler;
     // While a slice waits for `drain`, lines are only counted; drain encodes their replies.
@@ -239,7 +243,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       socket: this.#secureHandler,
       ...(rest.length === 0 ? {} : { initialData: rest }),
     });
-    connection.secure = secure;
+    (connection.extra ??= new ConnectionExtra()).secure = secure;
     // From here the TLS socket is the connection: the sweep, the drain at shutdown and `close`
     // (which Bun 1.4.5 calls for it, not for the plain socket, once initialData was given) use it.
     this.#sockets.delete(socket);
@@ -278,7 +282,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   drain(socket: BunSocket): void {
     const connection = socket.data;
     // Replies to an upgraded connection go out through its TLS socket only.
-    if (connection.secure !== null && connection.secure !== socket) return;
+    const extra = connection.extra;
+    if (extra !== null && extra.secure !== null && extra.secure !== socket) return;
     const unsent = connection.unsent;
     if (unsent !== null) {
       const written = socket.write(unsent);

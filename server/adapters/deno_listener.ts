@@ -195,7 +195,7 @@ class DenoThreadListener implements ThreadListener {
         // with unread data would reset the connection) until it closes its side.
         if (tracked.state.closing) continue;
         let chunk = buffer.subarray(0, read);
-        if (tracked.state.proxyPhase !== 0) {
+        if (tracked.state.extra !== null && tracked.state.extra.proxyPhase !== 0) {
           const skip = this.#gate.proxyData(tracked.state, chunk, this.#clock.now);
           if (skip === PROXY_CLOSE) break;
           if (skip < 0 || skip === read) continue;

@@ -9,7 +9,7 @@ import type { LineState } from "./line_scanner.ts";
 import type { ProxyHeaderState } from "../proxy_header.ts";
 
 /** Per-connection state; the adapters keep one per socket and nothing else per connection. */
-export class Connection implements LineState, ProxyHeaderState {
+export class Connection implements LineState {
   /**
    * The connection's number in `connection` numbering; 0 until its first message. Its reply is
    * encoded from it for each message, not kept (docs/tuning.md, "A held connection").
@@ -44,8 +44,18 @@ export class Connection implements LineState, ProxyHeaderState {
   /** Since when replies have waited on a client that does not read (ms); 0 when none wait. */
   blockedSince = 0;
   /**
-   * What the PROXY protocol still asks of this connection: 0 nothing (the hot path's one check),
-   * or `PROXY_AWAIT` / `PROXY_SNIFF` from server/limits/connection_gate.ts.
+   * What only PROXY-protocol and TLS-after-header connections need, made when one does; null on
+   * every plain connection, so the hot path has one check for both and a held connection does
+   * not carry seven fields it never uses (docs/tuning.md, "A held connection").
+   */
+  extra: ConnectionExtra | null = null;
+}
+
+/** The rare part of a {@linkcode Connection}: the PROXY protocol's state and the TLS upgrade. */
+export class ConnectionExtra implements ProxyHeaderState {
+  /**
+   * What the PROXY protocol still asks of this connection: 0 nothing, or `PROXY_AWAIT` /
+   * `PROXY_SNIFF` from server/limits/connection_gate.ts.
    */
   proxyPhase = 0;
   proxyGot = 0;
