@@ -31,6 +31,8 @@ export class Connection implements LineState {
   closing = false;
   /** Whether the gate admitted it (and must count it out when it closes). */
   admitted = false;
+  /** Its place in its adapter's list of open sockets (Bun), or -1 while it holds none. */
+  openIndex = -1;
   /** The address table's slot that counts the client's address, or -1 when none does. */
   addressSlot = -1;
   /** When it was accepted (ms). */
