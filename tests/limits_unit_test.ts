@@ -183,17 +183,17 @@ test("timeouts: silent, idle, unfinished line and unread replies each close with
   const fresh = () => Object.assign(new Connection(), { openedAt: 0, lastActivityAt: 0 });
   assert.equal(overstayed(fresh(), 999, config), -1);
   assert.equal(overstayed(fresh(), 1001, config), Stat.closedFirstMessageTimeout);
-  const talked = Object.assign(fresh(), { lastReadAt: 100, lastActivityAt: 100 });
+  const talked = Object.assign(fresh(), { heard: true, lastActivityAt: 100 });
   assert.equal(overstayed(talked, 5000, config), -1);
   assert.equal(overstayed(talked, 5101, config), Stat.closedIdleTimeout);
   const slowloris = Object.assign(fresh(), {
-    lastReadAt: 4900,
+    heard: true,
     lastActivityAt: 4900,
     lineStartedAt: 10,
   });
   assert.equal(overstayed(slowloris, 5011, config), Stat.closedUnfinishedLine);
   const notReading = Object.assign(fresh(), {
-    lastReadAt: 4900,
+    heard: true,
     lastActivityAt: 4900,
     blockedSince: 20,
   });
@@ -223,7 +223,7 @@ test("timeouts unit: full sweeps follow the idle timeout (none when off), so hel
   assert.equal(fullSweepEveryMs(3_600_000), FULL_SWEEP_MAX_MS);
   const connection = new Connection();
   assert.equal(awaitsFirstBytes(connection), true, "a new connection has not spoken");
-  connection.lastReadAt = 5;
+  connection.heard = true;
   assert.equal(
     awaitsFirstBytes(connection),
     false,
@@ -237,7 +237,7 @@ test("timeouts unit: full sweeps follow the idle timeout (none when off), so hel
   const config = { ...defaultConfig(2), idleTimeoutMs: 0, firstMessageTimeoutMs: 100 };
   const spoke = new Connection();
   spoke.openedAt = 0;
-  spoke.lastReadAt = 1;
+  spoke.heard = true;
   spoke.lastActivityAt = 1;
   assert.equal(overstayed(spoke, 1_000_000, config), -1);
   const silent = new Connection();

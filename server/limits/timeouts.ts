@@ -51,7 +51,7 @@ export const FIRST_REQUEST_GRACE_MS = 1000;
  * @returns `true` while it has not spoken.
  */
 export function awaitsFirstBytes(connection: Connection): boolean {
-  return connection.lastReadAt === 0 || connection.extra?.proxyPhase === PROXY_AWAIT;
+  return !connection.heard || connection.extra?.proxyPhase === PROXY_AWAIT;
 }
 
 /**
@@ -70,7 +70,7 @@ export function overstayed(connection: Connection, now: number, config: ServeCon
       ? Stat.closedProxyHeaderTimeout
       : -1;
   }
-  if (connection.lastReadAt === 0) {
+  if (!connection.heard) {
     const first = config.firstMessageTimeoutMs;
     if (first > 0 && now - connection.openedAt > first) return Stat.closedFirstMessageTimeout;
   }

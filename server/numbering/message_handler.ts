@@ -136,7 +136,7 @@ export class MessageHandler {
     const stats = this.#stats;
     const now = this.#clock.now;
     stats[Stat.bytesIn]! += chunk.length;
-    connection.lastReadAt = now;
+    connection.heard = true;
     connection.lastActivityAt = now;
     let messages = 1;
     if (this.#config.framing === "line") {
