@@ -9,7 +9,7 @@ import {
   UNTRACKED,
 } from "../server/limits/address_table.ts";
 import { CidrList } from "../server/limits/cidr_list.ts";
-import { parseIp } from "../server/limits/ip_key.ts";
+import { type IpWords, parseIp, readIp } from "../server/limits/ip_key.ts";
 import {
   awaitsFirstBytes,
   FULL_SWEEP_MAX_MS,
@@ -18,7 +18,7 @@ import {
   SWEEP_EVERY_MS,
 } from "../server/limits/timeouts.ts";
 import { PROXY_AWAIT } from "../server/limits/connection_gate.ts";
-import { Connection } from "../server/numbering/connection.ts";
+import { Connection, ConnectionExtra } from "../server/numbering/connection.ts";
 import { defaultConfig, resolveConfig } from "../server/config/resolve_config.ts";
 import { Stat } from "../server/threads/thread_stats.ts";
 
@@ -96,6 +96,43 @@ test("cidr lists reject bad ranges naming the key and the range as given", () =>
   }
 });
 
+test("ip keys: readIp reads into reused words exactly what parseIp reads, and leaves them on a non-address", () => {
+  const texts = [
+    ...["1.2.3.4", "0.0.0.0", "255.255.255.255", "01.002.3.4", "127.0.1.1", "::ffff:1.2.3.4"],
+    ...["::1", "2001:db8::8a2e:370:7334", "fe80::1%eth0", "::FFFF:1.2.3.4", "1:2:3:4:5:6:1.2.3.4"],
+    ...["1.2.3", "1.2.3.256", "1.2.3.4.5", "1..2.3", "1.2.3.", "0001.2.3.4", " 1.2.3.4", "a.b.c.d"],
+    ...["::ffff:1.2.3.256", "::ffff:1.2.3", "::1::2", "hello", "1:2:3:4:5:6:7:8:9", ""],
+  ];
+  for (let i = 0; i < 2000; i++) {
+    const parts = 3 + (i % 3);
+    texts.push(Array.from({ length: parts }, (_, j) => String((i * 37 + j * 101) % 300)).join("."));
+  }
+  const words: IpWords = [7, 7, 7, 7];
+  for (const text of texts) {
+    const parsed = parseIp(text);
+    const before = [...words];
+    assert.equal(readIp(text, words), parsed !== null, text);
+    assert.deepEqual(words, parsed ?? before, text);
+  }
+});
+
+test("address table releases a connection by the slot it was admitted in, never another address's", () => {
+  const table = AddressTable.create(64);
+  const other = new AddressTable(table.buffer);
+  const a = parseIp("10.9.8.7")!;
+  const limits = { maxPerAddress: 2, rate: 0, burst: 0 };
+  assert.equal(table.admit(a, limits, 0), ADMITTED);
+  const slot = table.admittedSlot;
+  assert.equal(other.admit(a, limits, 0), ADMITTED);
+  assert.equal(other.admittedSlot, slot, "one address, one slot, whichever thread admits");
+  assert.equal(table.admit(a, limits, 0), OVER_ADDRESS_CAP);
+  other.releaseSlot(slot, 1);
+  assert.equal(table.active(a), 1);
+  table.releaseSlot(slot, 2);
+  table.releaseSlot(slot, 3);
+  assert.equal(table.active(a), 0, "a release past 0 is ignored");
+});
+
 test("address table holds an address at its cap across views (threads) and frees on release", () => {
   const table = AddressTable.create(1024);
   const other = new AddressTable(table.buffer); // another thread's view
@@ -146,17 +183,17 @@ test("timeouts: silent, idle, unfinished line and unread replies each close with
   const fresh = () => Object.assign(new Connection(), { openedAt: 0, lastActivityAt: 0 });
   assert.equal(overstayed(fresh(), 999, config), -1);
   assert.equal(overstayed(fresh(), 1001, config), Stat.closedFirstMessageTimeout);
-  const talked = Object.assign(fresh(), { lastReadAt: 100, lastActivityAt: 100 });
+  const talked = Object.assign(fresh(), { heard: true, lastActivityAt: 100 });
   assert.equal(overstayed(talked, 5000, config), -1);
   assert.equal(overstayed(talked, 5101, config), Stat.closedIdleTimeout);
   const slowloris = Object.assign(fresh(), {
-    lastReadAt: 4900,
+    heard: true,
     lastActivityAt: 4900,
     lineStartedAt: 10,
   });
   assert.equal(overstayed(slowloris, 5011, config), Stat.closedUnfinishedLine);
   const notReading = Object.assign(fresh(), {
-    lastReadAt: 4900,
+    heard: true,
     lastActivityAt: 4900,
     blockedSince: 20,
   });
@@ -186,20 +223,21 @@ test("timeouts unit: full sweeps follow the idle timeout (none when off), so hel
   assert.equal(fullSweepEveryMs(3_600_000), FULL_SWEEP_MAX_MS);
   const connection = new Connection();
   assert.equal(awaitsFirstBytes(connection), true, "a new connection has not spoken");
-  connection.lastReadAt = 5;
+  connection.heard = true;
   assert.equal(
     awaitsFirstBytes(connection),
     false,
     "once it has read, only the idle sweeps see it",
   );
-  connection.proxyPhase = PROXY_AWAIT;
+  connection.extra = new ConnectionExtra();
+  connection.extra.proxyPhase = PROXY_AWAIT;
   assert.equal(awaitsFirstBytes(connection), true, "a balancer's header is still awaited");
   // What the per-sweep pass over the silent ones can close is exactly what the full sweep would
   // with the idle timeout off: a connection that has spoken is never due.
   const config = { ...defaultConfig(2), idleTimeoutMs: 0, firstMessageTimeoutMs: 100 };
   const spoke = new Connection();
   spoke.openedAt = 0;
-  spoke.lastReadAt = 1;
+  spoke.heard = true;
   spoke.lastActivityAt = 1;
   assert.equal(overstayed(spoke, 1_000_000, config), -1);
   const silent = new Connection();

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { Connection } from "../numbering/connection.ts";
+import { Connection, ConnectionExtra } from "../numbering/connection.ts";
 import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../common/clock.ts";
@@ -92,9 +92,19 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   readonly #secureHandler: BunSocketHandler;
   readonly #handler: MessageHandler;
   readonly #stats: Float64Array;
-  readonly #sockets = new Set<BunSocket>();
-  /** Sockets that have not sent their first bytes yet (see the sweep). */
-  readonly #unheard = new Set<BunSocket>();
+  /**
+   * The open sockets, for the sweep and the drain: a dense array, each socket's place kept in its
+   * `connection.openIndex` and filled by the last one when it closes. A `Set` entry cost a held
+   * connection about 52 bytes of heap, a place here 8 and the index (docs/tuning.md). Walked from
+   * the end, so a socket that closes during the walk (and the last one moved into its place,
+   * already walked) is never skipped.
+   */
+  readonly #sockets: BunSocket[] = [];
+  /**
+   * Sockets that had not sent their first bytes when last swept (see the sweep), in accept
+   * order; those that have spoken or closed are dropped by the next sweep, not at once.
+   */
+  #unheard: BunSocket[] = [];
   #fullSweepAt = 0;
   readonly #gate: ConnectionGate;
   readonly #clock: CoarseClock;
@@ -155,8 +165,9 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       socket.terminate();
       return;
     }
-    this.#sockets.add(socket);
-    this.#unheard.add(socket);
+    connection.openIndex = this.#sockets.length;
+    this.#sockets.push(socket);
+    this.#unheard.push(socket);
     this.#stats[Stat.connectionsAccepted]!++;
     this.#stats[Stat.connectionsActive]!++;
   }
@@ -181,23 +192,27 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   data(socket: BunSocket, chunk: Uint8Array): void {
     const connection = socket.data;
     if (connection.closing) return;
-    // Upgraded to TLS: the plain socket still sees the ciphertext; only the TLS socket's bytes count.
-    if (connection.secure !== null && connection.secure !== socket) return;
-    if (connection.proxyPhase !== 0) {
-      const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
-      if (skip < 0) {
-        if (skip === PROXY_CLOSE) {
-          connection.closing = true;
-          socket.terminate();
+    const extra = connection.extra;
+    if (extra !== null) {
+      // Upgraded to TLS: the plain socket still sees the ciphertext; only the TLS socket's bytes
+      // count.
+      if (extra.secure !== null && extra.secure !== socket) return;
+      if (extra.proxyPhase !== 0) {
+        const skip = this.#gate.proxyData(connection, chunk, this.#clock.now);
+        if (skip < 0) {
+          if (skip === PROXY_CLOSE) {
+            connection.closing = true;
+            socket.terminate();
+          }
+          return;
         }
-        return;
+        if (this.#tlsAfterHeader && extra.secure === null) {
+          this.#upgrade(socket, connection, chunk.subarray(skip));
+          return;
+        }
+        if (skip === chunk.length) return;
+        if (skip > 0) chunk = chunk.subarray(skip);
       }
-      if (this.#tlsAfterHeader && connection.secure === null) {
-        this.#upgrade(socket, connection, chunk.subarray(skip));
-        return;
-      }
-      if (skip === chunk.length) return;
-      if (skip > 0) chunk = chunk.subarray(skip);
     }
     const handler = this.#handler;
     // While a slice waits for `drain`, lines are only counted; drain encodes their replies.
@@ -239,11 +254,10 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       socket: this.#secureHandler,
       ...(rest.length === 0 ? {} : { initialData: rest }),
     });
-    connection.secure = secure;
+    (connection.extra ??= new ConnectionExtra()).secure = secure;
     // From here the TLS socket is the connection: the sweep, the drain at shutdown and `close`
     // (which Bun 1.4.5 calls for it, not for the plain socket, once initialData was given) use it.
-    this.#sockets.delete(socket);
-    this.#sockets.add(secure);
+    this.#sockets[connection.openIndex] = secure;
   }
 
   /**
@@ -278,7 +292,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   drain(socket: BunSocket): void {
     const connection = socket.data;
     // Replies to an upgraded connection go out through its TLS socket only.
-    if (connection.secure !== null && connection.secure !== socket) return;
+    const extra = connection.extra;
+    if (extra !== null && extra.secure !== null && extra.secure !== socket) return;
     const unsent = connection.unsent;
     if (unsent !== null) {
       const written = socket.write(unsent);
@@ -332,8 +347,17 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   }
 
   close(socket: BunSocket): void {
-    this.#unheard.delete(socket);
-    if (!this.#sockets.delete(socket)) return;
+    const index = socket.data?.openIndex ?? -1;
+    // Not opened (refused, or reset before `open`), closed already, or the plain socket of one
+    // upgraded to TLS (its TLS socket holds the place).
+    if (index < 0 || this.#sockets[index] !== socket) return;
+    const sockets = this.#sockets;
+    const last = sockets.pop()!;
+    if (last !== socket) {
+      sockets[index] = last;
+      last.data.openIndex = index;
+    }
+    socket.data.openIndex = -1;
     this.#stats[Stat.connectionsActive]!--;
     const connection = socket.data;
     this.#gate.release(connection, this.#clock.now);
@@ -351,14 +375,27 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     const config = this.#handler.config;
     if (now - this.#fullSweepAt >= fullSweepEveryMs(config.idleTimeoutMs)) {
       this.#fullSweepAt = now;
-      for (const socket of this.#sockets) this.#closeIfOverstayed(socket, now, config);
+      const sockets = this.#sockets;
+      for (let i = sockets.length - 1; i >= 0; i--) {
+        const socket = sockets[i];
+        if (socket !== undefined) this.#closeIfOverstayed(socket, now, config);
+      }
     }
     // Every sweep, only the connections that have not spoken yet: a held connection that has
     // costs nothing here, so a million held cost what the new ones do.
-    for (const socket of this.#unheard) {
-      if (socket.data.closing || !awaitsFirstBytes(socket.data)) this.#unheard.delete(socket);
-      else this.#closeIfOverstayed(socket, now, config);
+    const unheard = this.#unheard;
+    let kept = 0;
+    for (let i = 0; i < unheard.length; i++) {
+      const socket = unheard[i]!;
+      const connection = socket.data;
+      if (connection.openIndex < 0 || connection.closing || !awaitsFirstBytes(connection)) continue;
+      this.#closeIfOverstayed(socket, now, config);
+      unheard[kept++] = socket;
     }
+    // Compacted in place; an array whose length fell far below what it once held is replaced,
+    // so a burst of accepts does not keep its backing store for good.
+    if (kept < unheard.length >>> 2) this.#unheard = unheard.slice(0, kept);
+    else unheard.length = kept;
   }
 
   #closeIfOverstayed(socket: BunSocket, now: number, config: ServeConfig): void {
@@ -374,6 +411,14 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       socket.end();
     } else {
       socket.terminate();
+    }
+  }
+
+  /** Calls `f` on every open socket, from the end (see `#sockets`): for the drain only. */
+  #eachSocket(f: (socket: BunSocket) => void): void {
+    const sockets = this.#sockets;
+    for (let i = sockets.length - 1; i >= 0; i--) {
+      if (i < sockets.length) f(sockets[i]!);
     }
   }
 
@@ -402,20 +447,20 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     this.#draining = true;
     // A connection that has not spoken yet is left open for its first request (see
     // FIRST_REQUEST_GRACE_MS); every other one is closed now.
-    for (const socket of this.#sockets) {
+    this.#eachSocket((socket) => {
       if (!awaitsFirstBytes(socket.data)) this.#closeForDrain(socket);
-    }
+    });
     const started = monotonicNow();
     const deadline = started + timeoutMs;
     let graceOver = false;
-    while (this.#sockets.size > 0 && monotonicNow() < deadline) {
+    while (this.#sockets.length > 0 && monotonicNow() < deadline) {
       if (!graceOver && monotonicNow() - started >= FIRST_REQUEST_GRACE_MS) {
         graceOver = true;
-        for (const socket of this.#sockets) this.#closeForDrain(socket);
+        this.#eachSocket((socket) => this.#closeForDrain(socket));
       }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    for (const socket of this.#sockets) socket.terminate();
+    this.#eachSocket((socket) => socket.terminate());
     this.#listener?.stop(true);
     this.#listener = null;
   }

@@ -195,7 +195,7 @@ class DenoThreadListener implements ThreadListener {
         // with unread data would reset the connection) until it closes its side.
         if (tracked.state.closing) continue;
         let chunk = buffer.subarray(0, read);
-        if (tracked.state.proxyPhase !== 0) {
+        if (tracked.state.extra !== null && tracked.state.extra.proxyPhase !== 0) {
           const skip = this.#gate.proxyData(tracked.state, chunk, this.#clock.now);
           if (skip === PROXY_CLOSE) break;
           if (skip < 0 || skip === read) continue;
@@ -210,19 +210,17 @@ class DenoThreadListener implements ThreadListener {
           // reclaims on a quiet server: about 2 MiB per such connection (measured, Deno 2.9).
           let slab: Uint8Array | null = null;
           do {
-            // The handler's output is reused by every connection of this thread, so anything
-            // that is not the connection's own fixed reply is copied before the await.
+            // The handler's output is reused by every connection of this thread: copied before
+            // the await.
             let out = handler.output;
             let copied: WriteSlab | null = null;
-            if (out !== tracked.state.reply) {
-              if (slab === null && tracked.state.owedReplies === 0) {
-                out = this.#arena.copy(out, length);
-                copied = this.#arena.last;
-              } else {
-                slab ??= new Uint8Array(SLICE_BYTES);
-                slab.set(out.subarray(0, length));
-                out = slab;
-              }
+            if (slab === null && tracked.state.owedReplies === 0) {
+              out = this.#arena.copy(out, length);
+              copied = this.#arena.last;
+            } else {
+              slab ??= new Uint8Array(SLICE_BYTES);
+              slab.set(out.subarray(0, length));
+              out = slab;
             }
             // A write that does not finish means the client is not reading: the sweep closes it
             // once it has waited longer than the idle timeout.

@@ -56,6 +56,12 @@ export class AddressTable {
   readonly #floats: Float64Array;
   /** Insert locks, one per home slot, so two threads never add one address twice. */
   readonly #inserting: Int32Array;
+  /**
+   * The slot of the address {@linkcode admit} last counted a connection for (this view's, so
+   * this thread's), for {@linkcode releaseSlot}: a connection keeps this number rather than its
+   * address.
+   */
+  admittedSlot = -1;
 
   /**
    * @param buffer From {@linkcode AddressTable.create}.
@@ -95,6 +101,7 @@ export class AddressTable {
       // The slot may have been given to another address between finding and locking it.
       const verdict = this.#holds(base, address) ? this.#count(slot, limits, now) : -1;
       Atomics.store(this.#ints, base + LOCK, 0);
+      if (verdict === ADMITTED) this.admittedSlot = slot;
       if (verdict >= 0) return verdict;
     }
   }
@@ -135,10 +142,21 @@ export class AddressTable {
    */
   release(address: IpWords, now: number): void {
     const slot = this.#find(address, now, false);
-    if (slot < 0) return;
+    if (slot >= 0) this.releaseSlot(slot, now);
+  }
+
+  /**
+   * Counts a connection as closed by the slot it was admitted in ({@linkcode admittedSlot}). The
+   * slot still holds its address: a slot is given to another address only once its count is 0,
+   * and this connection is in it.
+   *
+   * @param slot The slot its address was counted in.
+   * @param now The time in ms.
+   */
+  releaseSlot(slot: number, now: number): void {
     const base = slot * 16;
     this.#lock(base);
-    if (this.#holds(base, address) && this.#ints[base + ACTIVE]! > 0) {
+    if (this.#ints[base + USED] === 1 && this.#ints[base + ACTIVE]! > 0) {
       this.#ints[base + ACTIVE]!--;
       this.#floats[slot * 8 + SEEN] = now;
     }

@@ -7,7 +7,7 @@
  */
 
 import type { ServeConfig } from "../config/resolve_config.ts";
-import type { Connection } from "../numbering/connection.ts";
+import { type Connection, ConnectionExtra } from "../numbering/connection.ts";
 import { Stat } from "../threads/thread_stats.ts";
 import {
   type AddressLimits,
@@ -18,7 +18,7 @@ import {
   UNTRACKED,
 } from "./address_table.ts";
 import { CidrList } from "./cidr_list.ts";
-import { type IpWords, parseIp } from "./ip_key.ts";
+import { type IpWords, readIp } from "./ip_key.ts";
 import {
   looksLikeProxyHeader,
   PROXY_INVALID,
@@ -26,9 +26,9 @@ import {
   readProxyHeader,
 } from "../proxy_header.ts";
 
-/** `Connection.proxyPhase`: a trusted balancer's connection whose header has not ended. */
+/** `ConnectionExtra.proxyPhase`: a trusted balancer's connection whose header has not ended. */
 export const PROXY_AWAIT = 1;
-/** `Connection.proxyPhase`: a direct client whose first read must not be a header. */
+/** `ConnectionExtra.proxyPhase`: a direct client whose first read must not be a header. */
 export const PROXY_SNIFF = 2;
 /** From {@linkcode ConnectionGate.proxyData}: the header has not ended; nothing to serve yet. */
 const PROXY_WAIT = PROXY_MORE;
@@ -80,6 +80,8 @@ export class ConnectionGate {
   #deny!: CidrList;
   #proxyFrom: CidrList | null = null;
   #limits!: AddressLimits;
+  /** Each new connection's address is read into these words: nothing is made per accept. */
+  readonly #key: IpWords = [0, 0, 0, 0];
 
   /**
    * @param buffers From {@linkcode createGateBuffers}, shared by the process's threads.
@@ -127,18 +129,19 @@ export class ConnectionGate {
       this.#stats[Stat.rejectedNoDescriptors]!++;
       return false;
     }
-    const address = parseIp(remoteAddress);
+    const address = readIp(remoteAddress, this.#key) ? this.#key : null;
     const proxyFrom = this.#proxyFrom;
     if (proxyFrom !== null) {
       if (address !== null && proxyFrom.contains(address)) {
         // A trusted balancer: it holds a descriptor like anyone, but the client it speaks for is
         // checked against the lists and counted once its header names it.
         if (!this.#takeProcessSlot()) return false;
-        connection.proxyPhase = PROXY_AWAIT;
-        connection.fromBalancer = true;
+        const extra = connection.extra ??= new ConnectionExtra();
+        extra.proxyPhase = PROXY_AWAIT;
+        extra.fromBalancer = true;
         return this.#admitted(connection, now);
       }
-      connection.proxyPhase = PROXY_SNIFF;
+      (connection.extra ??= new ConnectionExtra()).proxyPhase = PROXY_SNIFF;
     }
     if (!this.#admitAddress(connection, address, now, true)) return false;
     return this.#admitted(connection, now);
@@ -156,27 +159,36 @@ export class ConnectionGate {
    *   connection now (counted by reason; the gate still counts it out in `release`).
    */
   proxyData(connection: Connection, chunk: Uint8Array, now: number): number {
-    if (connection.proxyPhase === PROXY_SNIFF) {
-      connection.proxyPhase = 0;
+    const extra = connection.extra!;
+    if (extra.proxyPhase === PROXY_SNIFF) {
+      extra.proxyPhase = 0;
+      this.#dropExtra(connection, extra);
       if (!looksLikeProxyHeader(chunk)) return 0;
       this.#stats[Stat.rejectedProxyHeaderUntrusted]!++;
       return PROXY_CLOSE;
     }
-    const offset = readProxyHeader(connection, chunk);
+    const offset = readProxyHeader(extra, chunk);
     if (offset === PROXY_MORE) return PROXY_WAIT;
-    connection.proxyPhase = 0;
-    connection.proxyHeld = null;
+    extra.proxyPhase = 0;
+    extra.proxyHeld = null;
     if (offset === PROXY_INVALID) {
-      connection.fromBalancer = false;
+      extra.fromBalancer = false;
       this.#stats[Stat.rejectedProxyHeaderInvalid]!++;
       return PROXY_CLOSE;
     }
-    const client = connection.proxyClient;
+    const client = extra.proxyClient;
     // LOCAL and UNKNOWN: the balancer's own connection (a health check), served as itself.
     if (client === null) return offset;
-    connection.fromBalancer = false;
+    extra.fromBalancer = false;
+    extra.proxyClient = null;
+    this.#dropExtra(connection, extra);
     if (!this.#admitAddress(connection, client, now, false)) return PROXY_CLOSE;
     return offset;
+  }
+
+  /** Lets the rare part go once the PROXY protocol has nothing more to say about it. */
+  #dropExtra(connection: Connection, extra: ConnectionExtra): void {
+    if (!extra.fromBalancer && extra.secure === null) connection.extra = null;
   }
 
   /**
@@ -194,10 +206,12 @@ export class ConnectionGate {
    */
   peerError(connection: Connection | undefined, remoteAddress?: string): void {
     if (connection !== undefined) {
-      if (!connection.fromBalancer) this.#stats[Stat.closedPeerError]!++;
+      if (connection.extra?.fromBalancer !== true) this.#stats[Stat.closedPeerError]!++;
       return;
     }
-    const address = remoteAddress === undefined ? null : parseIp(remoteAddress);
+    const address = remoteAddress !== undefined && readIp(remoteAddress, this.#key)
+      ? this.#key
+      : null;
     const balancer = address === null
       ? this.#proxyFrom !== null
       : this.#proxyFrom?.contains(address) === true;
@@ -249,7 +263,7 @@ export class ConnectionGate {
         return false;
       }
       if (verdict === UNTRACKED) stats[Stat.untrackedAddresses]!++;
-      else connection.address = address;
+      else connection.addressSlot = this.#table.admittedSlot;
     }
     return true;
   }
@@ -263,12 +277,14 @@ export class ConnectionGate {
   release(connection: Connection, now: number): void {
     if (!connection.admitted) return;
     connection.admitted = false;
-    if (connection.fromBalancer) {
-      connection.fromBalancer = false;
+    const extra = connection.extra;
+    if (extra !== null && extra.fromBalancer) {
+      extra.fromBalancer = false;
       this.#stats[Stat.healthChecks]!++;
     }
     Atomics.sub(this.#active, ACTIVE, 1);
-    if (connection.address !== null) this.#table.release(connection.address, now);
+    if (connection.addressSlot >= 0) this.#table.releaseSlot(connection.addressSlot, now);
+    connection.addressSlot = -1;
   }
 
   /** Connections the whole process holds now. */

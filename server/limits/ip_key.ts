@@ -20,6 +20,69 @@ export function parseIp(address: string): IpWords | null {
   return v4 === null ? null : [0, 0, 0xffff, v4];
 }
 
+/**
+ * Reads an address as {@linkcode parseIp} does, into words the caller reuses: IPv4 (and IPv6's
+ * `::ffff:a.b.c.d`) by a scan of its characters, with no string or array made, as each accepted
+ * connection's address is read. Other IPv6 forms go through {@linkcode parseIp}.
+ *
+ * @param address The address text.
+ * @param into Where its words go; left as it was when the text is not an address.
+ * @returns Whether it was an address.
+ */
+export function readIp(address: string, into: IpWords): boolean {
+  let start = 0;
+  if (address.length > 7 && address.charCodeAt(0) === COLON) {
+    if (!address.startsWith("::ffff:") || address.indexOf(".", 7) === -1) {
+      return copyWords(parseIp(address), into);
+    }
+    start = 7;
+  }
+  const v4 = scanIpv4(address, start);
+  if (v4 < 0) {
+    return start === 0 && address.includes(":") ? copyWords(parseIp(address), into) : false;
+  }
+  into[0] = 0;
+  into[1] = 0;
+  into[2] = 0xffff;
+  into[3] = v4;
+  return true;
+}
+
+const COLON = 0x3a;
+const DOT = 0x2e;
+const ZERO = 0x30;
+
+function copyWords(words: IpWords | null, into: IpWords): boolean {
+  if (words === null) return false;
+  into[0] = words[0];
+  into[1] = words[1];
+  into[2] = words[2];
+  into[3] = words[3];
+  return true;
+}
+
+/** `a.b.c.d` from `start` to the end, each part one to three digits up to 255; -1 when not. */
+function scanIpv4(text: string, start: number): number {
+  let value = 0;
+  let parts = 0;
+  let octet = 0;
+  let digits = 0;
+  for (let i = start; i <= text.length; i++) {
+    const code = i === text.length ? DOT : text.charCodeAt(i);
+    if (code === DOT) {
+      if (digits === 0 || octet > 255 || ++parts > 4) return -1;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+    } else {
+      const digit = code - ZERO;
+      if (digit < 0 || digit > 9 || ++digits > 3) return -1;
+      octet = octet * 10 + digit;
+    }
+  }
+  return parts === 4 ? value >>> 0 : -1;
+}
+
 function parseIpv4(text: string): number | null {
   const parts = text.split(".");
   if (parts.length !== 4) return null;

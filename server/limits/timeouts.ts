@@ -51,7 +51,7 @@ export const FIRST_REQUEST_GRACE_MS = 1000;
  * @returns `true` while it has not spoken.
  */
 export function awaitsFirstBytes(connection: Connection): boolean {
-  return connection.lastReadAt === 0 || connection.proxyPhase === PROXY_AWAIT;
+  return !connection.heard || connection.extra?.proxyPhase === PROXY_AWAIT;
 }
 
 /**
@@ -64,13 +64,13 @@ export function awaitsFirstBytes(connection: Connection): boolean {
  */
 export function overstayed(connection: Connection, now: number, config: ServeConfig): number {
   const idle = config.idleTimeoutMs;
-  if (connection.proxyPhase === PROXY_AWAIT) {
+  if (connection.extra?.proxyPhase === PROXY_AWAIT) {
     // A balancer sends its header at once; one that does not is closed sooner than a client.
     return now - connection.openedAt > config.proxyHeaderTimeoutMs
       ? Stat.closedProxyHeaderTimeout
       : -1;
   }
-  if (connection.lastReadAt === 0) {
+  if (!connection.heard) {
     const first = config.firstMessageTimeoutMs;
     if (first > 0 && now - connection.openedAt > first) return Stat.closedFirstMessageTimeout;
   }
