@@ -428,8 +428,14 @@ row(
 row("sustained set-up rate", (_, h) => `${f(h.setupRate)}/s (best second ${f(h.peakRate)}/s)`);
 row("serving processes (+ supervisor)", (r) => String(r.serverProcesses));
 row("client processes", (_, h) => String(h.processes));
-row("server RSS (tree) at the peak", (_, h) => mib(h.memory.serverRssPeakBytes));
+row("server RSS (tree) idle before", (_, h) => mib(h.memory.serverRssBeforeBytes));
+row("server RSS (tree) with every connection held", (_, h) => mib(h.memory.serverRssPeakBytes));
+row("server RSS (tree), highest while opening", (_, h) => mib(h.memory.serverRssMaxOpeningBytes));
 row("server RSS per connection", (_, h) => `${f(h.memory.serverRssPerConnection)} B`);
+row(
+  "of the RSS, anonymous (less the code's file pages) idle / held",
+  (_, h) => `${mib(h.memory.serverAnonBeforeBytes)} / ${mib(h.memory.serverAnonPeakBytes)}`,
+);
 row("server CPU while holding", (_, h) => `${h.memory.serverHoldCpuPercent ?? "n/a"} % of a core`);
 row("kernel slab per connection (both ends)", (_, h) => `${f(h.memory.slabPerConnection)} B`);
 row("TCP buffers at the peak (sockstat)", (_, h) => mib(h.memory.tcpBufferBytes));

@@ -56,17 +56,31 @@ export function readMachineMemory(): MachineMemory {
 /** Clock ticks per second of /proc/PID/stat's times (USER_HZ, 100 on every Linux build). */
 const USER_HZ = 100;
 
+/** A process tree's memory and CPU time. */
+export interface TreeUsage {
+  /** The sum of the processes' RSS (VmRSS). */
+  bytes: number;
+  /**
+   * The sum of their anonymous and shared-memory RSS (RssAnon + RssShmem): heaps, stacks, buffers,
+   * what each process holds for itself. RSS less this is file pages (RssFile): the program's code
+   * and the runtime's, the same pages in every process of the tree (and in the page cache once),
+   * counted again in each process's RSS.
+   */
+  anonBytes: number;
+  /** Processes in the tree. */
+  processes: number;
+  /** Their CPU seconds, user + system. */
+  cpuSeconds: number;
+}
+
 /**
  * Sums the resident memory and CPU time of a process and all its descendants (a supervisor and
  * its serving processes).
  *
  * @param rootPid The tree's root.
- * @returns RSS in bytes, the number of processes and their CPU seconds (user + system), or
- *   `null` when the root is gone.
+ * @returns The sums, or `null` when the root is gone.
  */
-export function readTreeRss(
-  rootPid: number,
-): { bytes: number; processes: number; cpuSeconds: number } | null {
+export function readTreeRss(rootPid: number): TreeUsage | null {
   const parents = new Map<number, number[]>();
   const ticks = new Map<number, number>();
   let entries: string[];
@@ -89,6 +103,7 @@ export function readTreeRss(
     parents.set(ppid, list);
   }
   let bytes = 0;
+  let anonBytes = 0;
   let processes = 0;
   let cpuTicks = 0;
   const queue = [rootPid];
@@ -100,9 +115,10 @@ export function readTreeRss(
       continue;
     }
     bytes += meminfoField(status, "VmRSS");
+    anonBytes += meminfoField(status, "RssAnon") + meminfoField(status, "RssShmem");
     processes++;
     cpuTicks += ticks.get(pid) ?? 0;
     queue.push(...(parents.get(pid) ?? []));
   }
-  return { bytes, processes, cpuSeconds: cpuTicks / USER_HZ };
+  return { bytes, anonBytes, processes, cpuSeconds: cpuTicks / USER_HZ };
 }

@@ -76,6 +76,11 @@ export interface HoldReport {
     serverRssBeforeBytes: number | null;
     serverRssPeakBytes: number | null;
     serverRssPerConnection: number | null;
+    /** The highest tree RSS read up to all held (each progress reading, 1 a second, and the last). */
+    serverRssMaxOpeningBytes: number | null;
+    /** The tree's anonymous memory (RSS less the program's shared file pages; see `TreeUsage`). */
+    serverAnonBeforeBytes: number | null;
+    serverAnonPeakBytes: number | null;
     serverProcesses: number | null;
     /**
      * The server tree's CPU while it held every connection and nothing else happened (the
@@ -210,6 +215,7 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
   const shares = split(config.connections, processes);
   const before = readMachineMemory();
   const serverBefore = config.serverPid === null ? null : readTreeRss(config.serverPid);
+  let serverMaxOpening: number | null = null;
   let stoppedBy: HoldStoppedBy = "done";
   let stopRequested = false;
   hooks.stop?.then(() => {
@@ -305,6 +311,9 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
       ", ",
     );
     const server = config.serverPid === null ? null : readTreeRss(config.serverPid);
+    if (server !== null && phase === "opening") {
+      serverMaxOpening = Math.max(serverMaxOpening ?? 0, server.bytes);
+    }
     const serverText = server === null
       ? ""
       : ` | server ${Math.round(server.bytes / MiB)} MiB in ${server.processes} processes`;
@@ -343,6 +352,7 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
     phase = "holding";
     tick();
     serverPeak = config.serverPid === null ? null : readTreeRss(config.serverPid);
+    if (serverPeak !== null) serverMaxOpening = Math.max(serverMaxOpening ?? 0, serverPeak.bytes);
     peak = readMachineMemory();
     hooks.onNote?.(
       establishMs === null
@@ -469,6 +479,9 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
       serverRssPerConnection: serverBefore === null || serverPeak === null
         ? null
         : perConnection(serverPeak.bytes - serverBefore.bytes),
+      serverRssMaxOpeningBytes: serverMaxOpening,
+      serverAnonBeforeBytes: serverBefore?.anonBytes ?? null,
+      serverAnonPeakBytes: serverPeak?.anonBytes ?? null,
       serverProcesses: serverPeak?.processes ?? null,
       serverHoldCpuPercent: holdCpuPercent,
       slabPerConnection: perConnection(peak.slabBytes - before.slabBytes),
@@ -516,7 +529,11 @@ export function formatHoldReport(r: HoldReport): string[] {
     `  server      RSS ${mib(m.serverRssBeforeBytes)} -> ${mib(m.serverRssPeakBytes)} in ` +
     `${m.serverProcesses ?? "n/a"} processes, ${
       m.serverRssPerConnection ?? "n/a"
-    } bytes per connection; CPU while holding ${m.serverHoldCpuPercent ?? "n/a"} % of a core`,
+    } bytes per connection (highest while opening ${mib(m.serverRssMaxOpeningBytes)}; anonymous ${
+      mib(m.serverAnonBeforeBytes)
+    } -> ${mib(m.serverAnonPeakBytes)}); CPU while holding ${
+      m.serverHoldCpuPercent ?? "n/a"
+    } % of a core`,
     `  kernel      slab +${m.slabPerConnection ?? "n/a"} bytes per connection (both ends), ` +
     `TCP buffers ${mib(m.tcpBufferBytes)}, ${formatCount(m.tcpInUse)} TCP sockets`,
     `  machine     available ${mib(m.availableBeforeBytes)} -> ${mib(m.availablePeakBytes)} of ${

@@ -128,6 +128,11 @@ test(`hold e2e (${UNDER_TEST}): connections over ${SERVER_PROCESSES} server and 
     const code = await server.stop();
     assert.equal(code, 0);
     assert.match(server.output(), /refused and closed: \{\}/, server.output());
+    // The tree's anonymous memory is read beside its RSS, and the highest reading while opening.
+    const { serverAnonPeakBytes, serverRssPeakBytes, serverRssMaxOpeningBytes } = report.memory;
+    assert.ok((serverAnonPeakBytes ?? 0) > 0, JSON.stringify(report.memory));
+    assert.ok(serverAnonPeakBytes! < serverRssPeakBytes!, JSON.stringify(report.memory));
+    assert.ok((serverRssMaxOpeningBytes ?? 0) > 0, JSON.stringify(report.memory));
     console.log(
       `hold e2e (${UNDER_TEST}): ${connections} connections in ${report.establishMs} ms ` +
         `(${report.setupRate}/s); server tree RSS ${report.memory.serverRssPerConnection} ` +
