@@ -39,6 +39,7 @@ import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import process from "node:process";
 import { ConfigError } from "../server/common/config_error.ts";
+import { fileErrorReason } from "../server/common/file_error.ts";
 import { assertSafeDirectory } from "../server/host/private_directory.ts";
 
 /** The environment variable that may hold the token. */
@@ -170,7 +171,7 @@ function privateDirectory(dir: string): void {
   } catch (error) {
     throw new ConfigError(
       "admin-token-file",
-      `Cannot keep the admin token in '${dir}': ${errorCode(error) ?? (error as Error).message}; ` +
+      `Cannot keep the admin token in '${dir}': ${fileErrorReason(error)}; ` +
         `set XDG_RUNTIME_DIR or XDG_STATE_HOME to a directory this user can write, or give ` +
         `--admin-token-file or ${TOKEN_ENV}`,
     );
@@ -258,9 +259,7 @@ export function resolveAdminToken(options: AdminTokenOptions = {}): AdminToken {
     } catch (error) {
       throw new ConfigError(
         "admin-token-file",
-        `Cannot read 'admin-token-file' '${options.tokenFile}': ${
-          errorCode(error) ?? (error as Error).message
-        }`,
+        `Cannot read 'admin-token-file' '${options.tokenFile}': ${fileErrorReason(error)}`,
       );
     }
     const token = checkToken(text.trim(), `in '${options.tokenFile}'`);

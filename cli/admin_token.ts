@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { parseArgs } from "node:util";
 import { defaultTokenPath, TOKEN_ENV } from "../admin/token.ts";
+import { fileErrorReason } from "../server/common/file_error.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, usageErrorFrom } from "./_io.ts";
 
 /** The usage text printed by `tallyho admin-token --help`. */
@@ -92,13 +93,13 @@ export function adminTokenMain(
   try {
     token = readFileSync(path, "utf8").trim();
   } catch (error) {
-    const code = (error as { code?: string }).code ?? (error as Error).message;
+    const code = (error as { code?: string }).code;
     io.err(
       code === "ENOENT"
         ? `tallyho: no admin token at ${path} yet: the server writes one there when it starts ` +
           `(or it was given --admin-token-file or ${TOKEN_ENV}; see 'tallyho admin-token --help')`
-        : `tallyho: cannot read the admin token at ${path}: ${code}` +
-          (code === "EACCES" ? " (run as the user the server runs as, or with sudo)" : ""),
+        : `tallyho: cannot read the admin token at ${path}: ${fileErrorReason(error)}` +
+          (code === "EACCES" ? "; run as the user the server runs as, or with sudo" : ""),
     );
     return EXIT_FAILURE;
   }

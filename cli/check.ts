@@ -27,6 +27,7 @@ import { StateFileError } from "../server/lease/sources/state_file/state_file.ts
 import { assertPrivateStateDirectory } from "../server/lease/sources/state_file/state_directory.ts";
 import { openLeaseSource } from "../server/lease/open_lease_source.ts";
 import { type CliIo, consoleIo, UsageError } from "./_io.ts";
+import { fileErrorReason } from "../server/common/file_error.ts";
 import {
   adminSettings,
   assertFree,
@@ -61,9 +62,7 @@ async function checkNumbers(config: ServeConfig, warnings: string[]): Promise<st
       accessSync(dir, constants.W_OK);
     } catch (error) {
       throw new StateFileError(
-        `State file ${config.state} cannot be created: ${dir}: ${
-          (error as { code?: string }).code ?? (error as Error).message
-        }`,
+        `State file ${config.state} cannot be created: ${dir}: ${fileErrorReason(error)}`,
       );
     }
     // The rule serve applies before it creates the file: no other user may write the directory.

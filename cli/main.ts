@@ -11,21 +11,13 @@
  * @module
  */
 
-import { ProcessStartError } from "../server/process/process_start_error.ts";
 import process from "node:process";
 import { RUNTIME, RUNTIME_VERSION } from "../server/adapters/mod.ts";
-import { AddressInUseError } from "../server/host/address_in_use_error.ts";
 import { describe } from "../server/common/describe.ts";
 import { optionsUsage } from "../server/config/option_table.ts";
-import { ConfigError } from "../server/common/config_error.ts";
-import { ConfigFileError } from "../server/config/config_json.ts";
-import { EtcdLeaseError } from "../server/lease/sources/etcd/etcd_lease_error.ts";
-import { RedisLeaseError } from "../server/lease/sources/redis/redis_lease_error.ts";
-import { RedisPasswordError } from "../server/lease/sources/redis/redis_password.ts";
-import { StateFileError } from "../server/lease/sources/state_file/state_file.ts";
-import { UpgradeFailedError } from "../server/process/upgrade_handover.ts";
 import { VERSION, versionLine } from "../server/common/version.ts";
 import { type CliIo, consoleIo, EXIT_FAILURE, EXIT_USAGE, UsageError } from "./_io.ts";
+import { logFormatAsked, reportFailure } from "./_fatal.ts";
 import { adminTokenMain } from "./admin_token.ts";
 import { checkMain } from "./check.ts";
 import { CONTROL_COMMANDS, type ControlCommand, controlMain } from "./control.ts";
@@ -105,35 +97,8 @@ export async function main(args: string[], io: CliIo = consoleIo): Promise<numbe
     }
     return await runServe(parsed, io);
   } catch (error) {
-    if (
-      error instanceof StateFileError || error instanceof RedisLeaseError ||
-      error instanceof EtcdLeaseError || error instanceof RedisPasswordError ||
-      error instanceof UpgradeFailedError || error instanceof ProcessStartError
-    ) {
-      io.err(`tallyho: ${error.message}`);
-      return EXIT_FAILURE;
-    }
-    if (error instanceof ConfigFileError) {
-      // The file is the problem, and the line names it and the key: --help would not help.
-      io.err(`tallyho: ${error.message}`);
-      return EXIT_USAGE;
-    }
-    if (error instanceof UsageError || error instanceof ConfigError) {
-      io.err(`tallyho: ${error.message}`);
-      io.err(`Run 'tallyho --help' for usage.`);
-      return EXIT_USAGE;
-    }
-    if (error instanceof AddressInUseError) {
-      io.err(`tallyho: ${error.message}`);
-      return EXIT_FAILURE;
-    }
-    // Anything else is a bug in tallyho, never the user's mistake: say so, with the stack.
-    io.err(
-      `tallyho: internal error (a bug; please report it): ${
-        (error as Error).stack ?? String(error)
-      }`,
-    );
-    return EXIT_FAILURE;
+    // In the log format serve was asked for: a start-up failure is a log line like the rest.
+    return reportFailure(error, io, command === "serve" ? logFormatAsked(commandArgs) : "text");
   }
 }
 

@@ -353,6 +353,7 @@ export async function assertFree(
     if (!(error instanceof AddressInUseError)) throw error;
     throw new AddressInUseError(
       `${error.message} (is another server running? try another ${flags.port})`,
+      flags.port.replace(/^--/, ""),
     );
   }
 }
@@ -415,7 +416,10 @@ function planStart(args: ServeArgs, file: ServeFile, host: HostFacts): ConfigPla
       args.configFile !== null && option !== undefined && !(option in args.options) &&
       option in file.options
     ) {
-      throw new ConfigFileError(`Config file ${args.configFile}: ${(error as Error).message}`);
+      throw new ConfigFileError(`Config file ${args.configFile}: ${(error as Error).message}`, {
+        file: args.configFile,
+        field,
+      });
     }
     throw error;
   }
@@ -520,9 +524,14 @@ async function runServeTree(
     log(
       `numbers are kept in memory: they restart from ${config.firstNumber} on the next start` +
         ` (use --state FILE to make them unique across restarts)`,
+      "info",
+      { source: "memory", firstNumber: config.firstNumber },
     );
   } else {
-    log(`numbers continue from ${source.next} (${source.description})`);
+    log(`numbers continue from ${source.next} (${source.description})`, "info", {
+      next: source.next,
+      source: source.description,
+    });
   }
   let crashed: (reason: string) => void = () => {};
   const crashLoop = new Promise<string>((resolve) => (crashed = resolve));
@@ -816,6 +825,15 @@ async function runServeTree(
       `, ${c.connectionRate ? `${c.connectionRate}/s per address` : "no rate limit"}` +
       `; timeouts: first message ${c.firstMessageTimeoutMs} ms, idle ${c.idleTimeoutMs} ms` +
       `; address table ${ADDRESS_TABLE_BYTES} bytes`,
+    "info",
+    {
+      maxConnections: c.maxConnections,
+      maxConnectionsPerAddress: c.maxConnectionsPerAddress,
+      connectionRate: c.connectionRate,
+      firstMessageTimeoutMs: c.firstMessageTimeoutMs,
+      idleTimeoutMs: c.idleTimeoutMs,
+      addressTableBytes: ADDRESS_TABLE_BYTES,
+    },
   );
   // systemd: ready once every process listens (and, after an upgrade, the old tree has let go:
   // this process becomes the unit's main PID), then a status line whenever it changes.

@@ -8,7 +8,13 @@
  * The event and its fields are read from the message by {@linkcode classifyLogLine}, one table
  * for every line the server writes, rather than at each call site: the call sites live in many
  * files (the supervisor, the children, the lease sources, the config keeper) that pass plain
- * text, and a line nobody named yet still comes out as event `log` rather than being lost.
+ * text, and a line nobody named yet still comes out as event `log` rather than being lost. A
+ * caller that knows a line's values (the limits, where the numbers come from) passes them as
+ * fields beside the text.
+ *
+ * Field names are kebab-case in JSON, like every config key and flag (`delay-ms`,
+ * `closed-peer-error`): {@linkcode formatLogLine} converts them in one place, so the call sites
+ * and the table below keep the names of the code that counts them.
  *
  * @module
  */
@@ -45,7 +51,7 @@ const RULES: Rule[] = [
   ],
   [/^stopped; last number handed out: (\d+)/, "stop", "lastNumber"],
   [/^(SIGTERM|SIGINT|SIGQUIT|admin drain): draining/, "stop_requested", "reason"],
-  [/^stopping: /, "stop_crash_loop"],
+  [/^stopping: (.*)$/, "stop_crash_loop", "reason"],
   [/^process (\d+) listening \(pid (\d+)\)/, "child_start", "process", "pid"],
   [
     /^process (\d+) \(pid (\d+)\) died \(([^)]*)\); restarting in (\d+) ms/,
@@ -59,17 +65,41 @@ const RULES: Rule[] = [
   [/^threads are crashing in a loop/, "thread_crash_loop"],
   [/^threads: (\d+) -> (\d+)/, "threads_changed", "from", "to"],
   [/^configuration generation (\d+)/, "config_change", "generation"],
+  [/^SIGHUP: .*generation (\d+)/, "config_reload", "generation"],
   [/^SIGHUP: /, "config_reload"],
-  [/^cannot lease (\d+) numbers to process (\d+)/, "lease_failed", "count", "process"],
-  [/^cannot lease numbers: /, "lease_failed"],
-  [/^leasing numbers again from /, "lease_recovered"],
-  [/^lost the connection to Redis/, "lease_connection_lost"],
-  [/^reconnected to Redis/, "lease_connection_back"],
-  [/^numbers (continue from|are kept in memory)/, "numbers"],
+  [
+    /^cannot lease (\d+) numbers to process (\d+): (.*?)(?:; serving from|$)/,
+    "lease_failed",
+    "count",
+    "process",
+    "error",
+  ],
+  [
+    /^cannot lease numbers(?: yet)?: (.*?)(?:; retrying|; refusing clients|$)/,
+    "lease_failed",
+    "error",
+  ],
+  [
+    /^leasing numbers again from (.*) after (\d+) failed lease/,
+    "lease_recovered",
+    "source",
+    "failedLeases",
+  ],
+  [
+    /^lost the connection to Redis at (\S+) \((.*)\); reconnecting/,
+    "lease_connection_lost",
+    "target",
+    "error",
+  ],
+  [/^reconnected to Redis at (\S+)/, "lease_connection_back", "target"],
+  [/^numbers (?:continue from|are kept in memory)/, "numbers"],
   [/^admin API on (\S+)/, "admin_start", "url"],
   [/^limits per process: /, "limits"],
   [/^rejected and closed in the last ([\d.]+) s: /, "rejections", "seconds"],
   [/^listener (paused|resumed)/, "listener", "state"],
+  [/^out of file descriptors/, "descriptors"],
+  [/^file descriptors free again: .*\((\d+) refused\)/, "descriptors", "refused"],
+  [/^TLS with (.*), valid until (\S+)$/, "tls", "subject", "notAfter"],
 ];
 
 /**
@@ -120,8 +150,44 @@ export function formatLogLine(
     level,
     event,
     message,
-    fields: { ...(source ? { process: Number(source[1]) } : {}), ...fields, ...extra },
+    fields: kebabKeys({ ...(source ? { process: Number(source[1]) } : {}), ...fields, ...extra }),
   }));
+}
+
+/**
+ * Formats an error that ends a command before it serves (a bad flag value, a busy port, a number
+ * source that cannot be reached): `tallyho: <message>` as it always read in text, or one JSON
+ * object of the same shape as every other line (event `start_failed`, level `error`) in json.
+ *
+ * @param format `text` or `json`.
+ * @param message What went wrong, without the `tallyho: ` prefix.
+ * @param fields What failed (the option's key, the file), and the exit code.
+ * @param now The time to stamp.
+ * @returns The line to write.
+ */
+export function formatStartFailure(
+  format: LogFormat,
+  message: string,
+  fields: Record<string, string | number>,
+  now: Date = new Date(),
+): string {
+  if (format === "text") return `tallyho: ${message}`;
+  return escapeUnprintable(JSON.stringify({
+    time: now.toISOString(),
+    level: "error",
+    event: "start_failed",
+    message,
+    fields: kebabKeys(fields),
+  }));
+}
+
+/** `delayMs` -> `delay-ms`, `closedPeerError` -> `closed-peer-error`; kebab-case stays. */
+function kebabKeys(fields: Record<string, string | number>): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    out[key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`)] = value;
+  }
+  return out;
 }
 
 /**

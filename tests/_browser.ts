@@ -8,7 +8,7 @@
 
 import process from "node:process";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { startTallyho, type TestServer } from "./_server.ts";
+import { type StartOptions, startTallyho, type TestServer } from "./_server.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 
 /** The browser the tests drive: Debian's package (`apt-get install chromium`). */
@@ -87,12 +87,14 @@ export async function openDashboard(
  *
  * @param args The server's arguments (see `startTallyho`).
  * @param body The test.
+ * @param options How the server is started (`{ env: FAST_STATS }` for fast samples).
  */
 export async function withDashboard(
   args: string[],
   body: (context: { server: TestServer; page: Page }) => Promise<void>,
+  options: StartOptions = {},
 ): Promise<void> {
-  const server = await startTallyho(args);
+  const server = await startTallyho(args, options);
   let dashboard: DashboardPage | undefined;
   let failure: unknown = null;
   try {

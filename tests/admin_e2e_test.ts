@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "node:test";
+import type { HistorySample } from "../admin/stats_history.ts";
 import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
 import { ADMIN_TOKEN, FAST_STATS, runTallyho, startTallyho, UNDER_TEST } from "./_server.ts";
 import { promtoolCheck, skipOffCi, toolMissing } from "./_tools.ts";
@@ -241,4 +242,45 @@ test(`[${UNDER_TEST}] admin: --admin-allowed-hosts lets Prometheus scrape by a D
   const bad = await runTallyho(["serve", "--port", "0", "--admin-allowed-hosts", "a b/c"]);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /^tallyho: 'admin-allowed-hosts' must be host names, .*got "a b\/c"$/m);
+});
+
+test(`[${UNDER_TEST}] admin: /v1/stats/history keeps each process's memory, CPU and restarts by index, across a restart and a removal`, async () => {
+  const server = await startTallyho(["--processes", "2", "--threads", "1"], { env: FAST_STATS });
+  type Sample = Pick<HistorySample, "processes">;
+  const samples = async (): Promise<Sample[]> =>
+    ((await (await server.admin("/v1/stats/history")).json()) as { samples: Sample[] }).samples;
+  const measured = (sample: Sample, index: number) =>
+    sample.processes.find((p) => p.index === index && p.rssBytes! > 0 && p.cpuSeconds! > 0);
+  try {
+    // A few samples (taken as often as the processes report here) with both processes measured.
+    await waitUntil(
+      async () => (await samples()).filter((s) => measured(s, 0) && measured(s, 1)).length >= 3,
+      { what: "3 samples of /v1/stats/history with both processes' memory and CPU" },
+    );
+    const before = server.childPids().get(1)!;
+    process.kill(before, "SIGKILL");
+    await waitUntil(
+      async () =>
+        (await samples()).some((s) =>
+          s.processes.some((p) => p.index === 1 && p.pid !== before && p.restarts === 1)
+        ),
+      { what: "process 1 restarted (a new pid, restarts 1) in the history" },
+    );
+    assert.equal((await patch(server, { processes: 1 })).status, 200);
+    await waitUntil(
+      async () => (await samples()).at(-1)!.processes.map((p) => p.index).join(",") === "0",
+      { what: "only process 0 in the newest sample" },
+    );
+    const all = await samples();
+    const ofOne = all.flatMap((s) => s.processes.filter((p) => p.index === 1));
+    // Index 1's series goes on across its restart and stays after its removal.
+    assert.equal(ofOne[0]!.pid, before, "the old pid's samples kept");
+    assert.ok(ofOne.some((p) => p.pid !== before), "the new pid's samples under the same index");
+    assert.ok(ofOne.every((p, i) => i === 0 || p.restarts! >= ofOne[i - 1]!.restarts!));
+    assert.ok(
+      all.every((s) => s.processes.every((p, i) => i === 0 || p.index > s.processes[i - 1]!.index)),
+    );
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
 });

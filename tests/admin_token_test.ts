@@ -127,7 +127,7 @@ test("token: a missing file, an empty token or one with spaces is one error that
   const missing = join(tmp.dir, "nope");
   assert.throws(() => resolveAdminToken({ tokenFile: missing }), {
     name: "ConfigError",
-    message: `Cannot read 'admin-token-file' '${missing}': ENOENT`,
+    message: `Cannot read 'admin-token-file' '${missing}': no such file or directory (ENOENT)`,
   });
   const empty = join(tmp.dir, "empty");
   writeFileSync(empty, "\n");

@@ -146,7 +146,10 @@ test(`[${UNDER_TEST}] check: a mistake anywhere is one line and exit 2`, async (
       join(dir, "no-such-dir", "x.state"),
     ]);
     assert.equal(result.code, 2, result.stderr);
-    oneLine(result.stderr, /cannot be created: .*no-such-dir: ENOENT/);
+    oneLine(
+      result.stderr,
+      /cannot be created: .*no-such-dir: no such file or directory \(ENOENT\)$/,
+    );
 
     // A new state file in a directory other users can write: refused as serve would refuse it.
     const shared = join(dir, "shared");

@@ -14,7 +14,7 @@ import type { Page } from "playwright-core";
 import { LineClient } from "./_client.ts";
 import { pngSize, readShown, signIn, skipBrowser, withDashboard } from "./_browser.ts";
 import { startLoad } from "./_load.ts";
-import { ADMIN_TOKEN, type TestServer, UNDER_TEST } from "./_server.ts";
+import { ADMIN_TOKEN, FAST_STATS, type TestServer, UNDER_TEST } from "./_server.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 
 /**
@@ -580,6 +580,53 @@ test(
       });
       assert.ok(Number(await chart.getAttribute("data-peak")) > 0, "no history on the chart");
     });
+  },
+);
+
+test(
+  `[${UNDER_TEST}] dashboard in chromium: the per-process charts start from /v1/stats/history, before the page opened`,
+  { skip: skipBrowser },
+  async () => {
+    await withDashboard(["--processes", "2", "--threads", "1"], async ({ server, page }) => {
+      type History = {
+        samples: { ageSeconds: number; processes: { index: number; rssBytes?: number }[] }[];
+      };
+      // The processes report (and the supervisor samples) every 50 ms here: wait until the
+      // history reaches a second back with both processes' memory in it.
+      await waitUntil(async () => {
+        const { samples } = await (await server.admin("/v1/stats/history")).json() as History;
+        const measured = samples.filter((s) =>
+          s.processes.filter((p) => p.rssBytes! > 0).length === 2
+        );
+        return measured.length > 0 && measured[0]!.ageSeconds >= 1;
+      }, { ...PAGE, what: "a second of both processes' memory in /v1/stats/history" });
+      const openedAt = Date.now();
+      await signedIn(page);
+      for (
+        const id of ["#chart-process-memory", "#chart-process-cpu", "#chart-process-restarts"]
+      ) {
+        const chart = page.locator(id);
+        await waitUntil(async () => (await chart.getAttribute("data-processes")) === "0,1", {
+          ...PAGE,
+          what: `${id} to have both processes`,
+        });
+        const oldestAttribute = await chart.getAttribute("data-oldest");
+        assert.ok(oldestAttribute !== null, `${id} says when its oldest point was taken`);
+        const oldest = Number(oldestAttribute);
+        assert.ok(
+          oldest < openedAt - 900,
+          `${id} starts ${openedAt - oldest} ms before the page opened, not a second or more`,
+        );
+      }
+      // Both processes' memory is on the chart, as read from the history already.
+      assert.match(
+        await page.locator("#chart-process-memory").getAttribute("aria-label") ?? "",
+        /process 0 now [\d.]+ MiB, peak [\d.]+ MiB; process 1 now [\d.]+ MiB/,
+      );
+      mkdirSync(SCREENSHOTS, { recursive: true });
+      await page.locator("#chart-process-memory").scrollIntoViewIfNeeded();
+      await page.screenshot({ path: join(SCREENSHOTS, "dashboard-process-history.png") });
+    }, { env: FAST_STATS });
   },
 );
 

@@ -6,7 +6,7 @@
  * misspelt key, and a busy admin port named as `--admin` before any child is started.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -249,6 +249,47 @@ test(`[${UNDER_TEST}] config file errors name the file, say the system's reason 
     const flag = await runTallyho(["serve", "--threads", "x", "--port", "0"]);
     assert.equal(flag.code, 2);
     assert.match(flag.stderr, /Run 'tallyho --help' for usage\./);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`[${UNDER_TEST}] admin token and state files that cannot be read say the system's reason in words with its code, not a bare code`, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "tallyho-opconf-"));
+  try {
+    // The state file's directory must be closed to other users; a directory where a file is
+    // expected fails the read with EISDIR, even as root.
+    chmodSync(dir, 0o700);
+    const missing = join(dir, "none.token");
+    const directory = join(dir, "a-directory");
+    mkdirSync(directory);
+    const cases: Array<[string[], number, RegExp]> = [
+      [
+        ["serve", "--port", "0", "--admin-token-file", missing],
+        2,
+        /^tallyho: Cannot read 'admin-token-file' '\S+none\.token': no such file or directory \(ENOENT\)$/,
+      ],
+      [
+        ["serve", "--port", "0", "--admin", "off", "--state", directory],
+        1,
+        /^tallyho: Cannot read state file \S+a-directory: it is a directory \(EISDIR\)$/,
+      ],
+      [
+        ["admin-token", "--admin-token-file", directory],
+        1,
+        /^tallyho: cannot read the admin token at \S+a-directory: it is a directory \(EISDIR\)$/,
+      ],
+      [
+        ["check", "--port", "0", "--admin", "off", "--state", join(dir, "no-dir", "x.state")],
+        2,
+        /^tallyho: State file \S+x\.state cannot be created: \S+no-dir: no such file or directory \(ENOENT\)$/,
+      ],
+    ];
+    for (const [args, code, expected] of cases) {
+      const run = await runTallyho(args);
+      assert.equal(run.code, code, `${args.join(" ")}: ${run.stderr}`);
+      oneLine(run.stderr, expected);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

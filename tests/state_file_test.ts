@@ -145,7 +145,7 @@ test("state file lock refuses a symlink planted at the lock file's name", () => 
     symlinkSync(victim, `${path}.lock`);
     assert.throws(
       () => lockStateFile(path, runtime.tryLockFile),
-      /Cannot lock state file .*s\.lock: ELOOP/,
+      /Cannot lock state file .*s\.lock: too many symbolic links \(ELOOP\)/,
     );
     assert.equal(readFileSync(victim, "utf8"), "precious\n");
   } finally {
@@ -210,7 +210,7 @@ test("state file write that stops short fails, leaves the previous mark and no t
           if (offset > 0) throw Object.assign(new Error("file too large"), { code: "EFBIG" });
           return writeSync(fd, bytes, offset, Math.min(length, 20), position);
         },
-      }, /could not write \d+ bytes \(20 written\): EFBIG/],
+      }, /could not write \d+ bytes \(20 written\): over the file size limit \(EFBIG\)/],
       ["nothing written", { writeChunk: () => 0 }, /the write stopped after 0 bytes/],
       // A write that claims more than it wrote is caught by reading the file back.
       ["claims all, writes half", {
@@ -259,7 +259,11 @@ const badStates: Array<[string, (path: string) => void, RegExp]> = [
     writeStateFile(p, 777);
     writeFileSync(p, readFileSync(p, "utf8").slice(0, 20));
   }, /is corrupt or truncated/],
-  ["unreadable (a directory)", (p) => mkdirSync(p), /Cannot read state file .*: EISDIR/],
+  [
+    "unreadable (a directory)",
+    (p) => mkdirSync(p),
+    /Cannot read state file .*: it is a directory \(EISDIR\)$/,
+  ],
 ];
 
 for (const [what, make, expected] of badStates) {

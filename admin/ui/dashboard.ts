@@ -100,10 +100,15 @@ class Dashboard {
     try {
       const { samples } = (await client.call<HistoryView>("v1/stats/history")).body;
       const now = Date.now();
-      this.#series.seed(samples.map(({ ageSeconds, ...point }) => ({
+      this.#series.seed(samples.map(({ ageSeconds, processes: _, ...point }) => ({
         ...point,
         at: now - ageSeconds * 1000,
       })));
+      // The per-process charts start as far back as the others (an older server sends no
+      // processes: they fill as the page polls).
+      for (const { ageSeconds, processes } of samples) {
+        if (processes !== undefined) this.#processSeries.add(processes, now - ageSeconds * 1000);
+      }
     } catch {
       // An older server without the history: the charts fill as the page polls.
     }
@@ -312,6 +317,9 @@ class Dashboard {
       const element = $(id);
       element.setAttribute("aria-label", `${title}, last five minutes: ${parts.join("; ")}`);
       element.dataset.processes = indexes.join(",");
+      // When its oldest point was taken (ms since the epoch), for the browser test.
+      const oldest = series.oldestAt();
+      if (oldest !== null) element.dataset.oldest = String(oldest);
     };
     describe("chart-process-memory", "Resident memory per process", "rssBytes", formatBytes);
     describe(

@@ -141,6 +141,11 @@ export class ProcessSeries {
     return reference;
   }
 
+  /** When the oldest point kept was taken, in ms since the epoch; null before the first. */
+  oldestAt(): number | null {
+    return this.#points[0]?.at ?? null;
+  }
+
   /** The process indexes seen in the window, in order. */
   indexes(): number[] {
     const seen = new Set<number>();

@@ -18,6 +18,8 @@ const REASONS: Readonly<Record<string, string>> = {
   EMFILE: "this process has too many open files",
   ENFILE: "the system has too many open files",
   EIO: "input/output error",
+  EFBIG: "over the file size limit",
+  EDQUOT: "disk quota exceeded",
 };
 
 /**

@@ -24,6 +24,20 @@ import { jsonErrorPosition } from "./json_error_position.ts";
 /** A configuration file that cannot be read or parsed; the message names the file. */
 export class ConfigFileError extends Error {
   override name = "ConfigFileError";
+  /** The file. */
+  readonly file: string | undefined;
+  /** The key whose value is wrong, by its flag name; undefined when the file as a whole is. */
+  readonly field: string | undefined;
+
+  /**
+   * @param message What was wrong, naming the file.
+   * @param where The file, and the key when one value is what is wrong.
+   */
+  constructor(message: string, where: { file?: string; field?: string | undefined } = {}) {
+    super(message);
+    this.file = where.file;
+    this.field = where.field;
+  }
 }
 
 /** The most bytes a `--config` file may hold. */
@@ -50,7 +64,7 @@ export function readConfigFileWith(
     text = new TextDecoder().decode(readRegularFile(path, CONFIG_FILE_MAX_BYTES));
   } catch (error) {
     const reason = error instanceof RegularFileError ? error.message : fileErrorReason(error);
-    throw new ConfigFileError(`Cannot read config file ${path}: ${reason}`);
+    throw new ConfigFileError(`Cannot read config file ${path}: ${reason}`, { file: path });
   }
   let json: unknown;
   try {
@@ -62,6 +76,7 @@ export function readConfigFileWith(
         ? `Config file ${path} is not valid JSON: ${(error as Error).message}`
         : `Config file ${path} is not valid JSON at line ${at.line}, column ${at.column}: ` +
           at.problem,
+      { file: path },
     );
   }
   const twice = jsonDuplicateKey(text);
@@ -69,6 +84,7 @@ export function readConfigFileWith(
     throw new ConfigFileError(
       `Config file ${path} gives '${twice.key}' twice (again at line ${twice.line}, column ` +
         `${twice.column}): keep one`,
+      { file: path, field: twice.key },
     );
   }
   const extra: Record<string, unknown> = {};
@@ -85,7 +101,10 @@ export function readConfigFileWith(
   try {
     return { options: optionsFromJson(json, extraKeys), extra };
   } catch (error) {
-    throw new ConfigFileError(`Config file ${path}: ${(error as Error).message}`);
+    throw new ConfigFileError(`Config file ${path}: ${(error as Error).message}`, {
+      file: path,
+      field: error instanceof ConfigError ? error.field : undefined,
+    });
   }
 }
 

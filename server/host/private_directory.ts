@@ -12,6 +12,7 @@ import { realpathSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
 import { ConfigError } from "../common/config_error.ts";
+import { fileErrorReason } from "../common/file_error.ts";
 
 /** A directory that other users could change under this user's files: refused. */
 export class UnsafeDirectoryError extends ConfigError {
@@ -69,7 +70,7 @@ export function assertSafeDirectory(
   } catch (error) {
     throw new UnsafeDirectoryError(
       field,
-      `Cannot use ${what} '${path}': ${(error as { code?: string }).code ?? error}${
+      `Cannot use ${what} '${path}': ${fileErrorReason(error)}${
         options.advice ? `; ${options.advice}` : ""
       }`,
     );

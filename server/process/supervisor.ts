@@ -30,6 +30,7 @@ import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
 import type { FromChild, ToChild } from "./_process_messages.ts";
 import { PendingRequests } from "../common/pending_requests.ts";
 import { CHILD_COMMAND } from "./child_command.ts";
+import { statsEveryMs } from "./_stats_every.ts";
 
 /** Options for {@linkcode Supervisor.start}. */
 export interface SupervisorOptions {
@@ -385,6 +386,11 @@ export class Supervisor {
       for (const thread of child?.threads ?? []) open += thread.connectionsActive;
     }
     return open;
+  }
+
+  /** How often each serving process reports its figures: once a second (faster only in tests). */
+  get statsEveryMs(): number {
+    return statsEveryMs(process.env);
   }
 
   /** The configuration in force. */

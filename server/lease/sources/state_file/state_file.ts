@@ -28,6 +28,7 @@ import { MAX_NUMBER } from "../../../common/max_number.ts";
 import { assertLeaseFits, type LeaseSource, type LeaseSourceStatus } from "../../lease_source.ts";
 import { LeaseTally } from "../../_lease_tally.ts";
 import { StateFileError } from "./state_file_error.ts";
+import { fileErrorReason } from "../../../common/file_error.ts";
 import { lockStateFile, type StateLock } from "./state_lock.ts";
 import type { TryLockFile } from "../../../adapters/file_lock.ts";
 import { DescriptorReserve } from "../../descriptor_reserve.ts";
@@ -61,11 +62,8 @@ export function readStateFile(path: string): number | null {
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT") return null;
-    throw new StateFileError(
-      `Cannot read state file ${path}: ${code ?? (error as Error).message}`,
-    );
+    if ((error as { code?: string }).code === "ENOENT") return null;
+    throw new StateFileError(`Cannot read state file ${path}: ${fileErrorReason(error)}`);
   }
   let parsed: unknown;
   try {
@@ -184,10 +182,9 @@ export function writeStateFile(path: string, next: number, options: WriteStateOp
         // The directory refuses changes; the random name harms nothing.
       }
     }
-    const code = (error as { code?: string }).code;
     throw new StateFileError(
       `Cannot record ${next} in state file ${path}: could not ${step}: ` +
-        `${code ?? (error as Error).message}` +
+        fileErrorReason(error) +
         (renamed ? "" : "; the file still holds the previous mark"),
     );
   }

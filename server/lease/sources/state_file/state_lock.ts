@@ -26,6 +26,7 @@ import process from "node:process";
 import type { HeldFileLock, TryLockFile } from "../../../adapters/file_lock.ts";
 import { assertPrivateStateDirectory } from "./state_directory.ts";
 import { StateFileError } from "./state_file_error.ts";
+import { fileErrorReason } from "../../../common/file_error.ts";
 
 const ATTEMPTS = 10;
 
@@ -127,10 +128,11 @@ export function lockStateFile(path: string, tryLockFile: TryLockFile): StateLock
     try {
       held = tryLockFile(lockPath);
     } catch (error) {
-      const code = (error as { code?: string }).code ?? (error as Error).message;
       // Removed between our open and our lock by a holder releasing it: take the new one.
-      if (code === "ENOENT" && attempt < ATTEMPTS - 1) continue;
-      throw new StateFileError(`Cannot lock state file ${path}: ${lockPath}: ${code}`);
+      if ((error as { code?: string }).code === "ENOENT" && attempt < ATTEMPTS - 1) continue;
+      throw new StateFileError(
+        `Cannot lock state file ${path}: ${lockPath}: ${fileErrorReason(error)}`,
+      );
     }
     if (held === null) {
       throw new StateFileError(
