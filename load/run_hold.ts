@@ -245,6 +245,7 @@ export async function runHold(config: HoldConfig, hooks: RunHoldHooks = {}): Pro
     offset += shares[index]!;
     const proc = spawn(self.command, [...self.args, HOLD_CHILD_COMMAND, JSON.stringify(plan)], {
       stdio: ["pipe", "pipe", "inherit"],
+      ...(self.argv0 === undefined ? {} : { argv0: self.argv0 }),
     });
     const state: ChildState = {
       process: proc,

@@ -3,7 +3,7 @@
  * killed mid-load, or across `kill -9` of the whole tree and a restart on the same state file.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -12,6 +12,8 @@ import { inBatches, LineClient, oneRequest, replyNumber } from "./_client.ts";
 import { burstThenKillTree } from "./_kill_tree.ts";
 import { sleep, waitUntil } from "./_wait.ts";
 import { isAlive, startTallyho, type TestServer, UNDER_TEST } from "./_server.ts";
+import { binaryTest } from "./_target.ts";
+import { startTree, stopTree, treeArgs } from "./_upgrade.ts";
 
 function perProcessCounts(server: TestServer): number[] {
   const match = /connections per process: \[([\d, ]*)\]/.exec(server.output());
@@ -104,6 +106,52 @@ test(`[${UNDER_TEST}] kill -9 of one child mid-load: service continues, the chil
     assert.equal(await server.stop(), 0);
   }
 });
+
+// A deploy deletes or replaces the binary under a running tree before it upgrades it: a child
+// killed meanwhile must come back as the program its supervisor runs. Only the binary has a file
+// of its own to lose (from source the runtime and the scripts stay).
+binaryTest(
+  `[${UNDER_TEST}] kill -9 of one child after the binary was deleted, then replaced by another program: the child comes back as the running program, no number repeats, and SIGTERM stops the tree`,
+  async () => {
+    const tree = await startTree(treeArgs([], { processes: 2 }));
+    try {
+      const seen: number[] = [];
+      const ask = async () => {
+        for (let i = 0; i < 20; i++) {
+          const n = await oneRequest(tree.port);
+          assert.notEqual(n, null, "every connection answered");
+          seen.push(n!);
+        }
+      };
+      await ask();
+      const executable = tree.executable!;
+      const restart = async (index: number, round: number) => {
+        const listening = new RegExp(`process ${index} listening \\(pid (\\d+)\\)`);
+        const victim = Number((await tree.waitFor(listening, round))[1]);
+        process.kill(victim, "SIGKILL");
+        const back = await tree.waitFor(listening, round + 1);
+        assert.notEqual(Number(back[1]), victim, "a new child took its place");
+      };
+      rmSync(executable);
+      await restart(1, 1);
+      await ask();
+      // Another program at the path, as a half-done deploy could leave it.
+      writeFileSync(`${executable}.new`, "#!/bin/sh\necho 'not tallyho' >&2\nexit 3\n");
+      chmodSync(`${executable}.new`, 0o755);
+      renameSync(`${executable}.new`, executable);
+      await restart(0, 1);
+      await restart(1, 2);
+      await ask();
+      assert.doesNotMatch(tree.output(), /not tallyho|ENOENT|could not start|before listening/);
+      assert.equal(new Set(seen).size, seen.length, "a number was repeated");
+      process.kill(tree.pid, "SIGTERM");
+      await waitUntil(() => !isAlive(tree.pid), { what: "the supervisor's exit on SIGTERM" });
+      assert.match(tree.output(), /stopped; last number handed out/);
+    } finally {
+      await stopTree(tree);
+    }
+  },
+);
 
 test(`[${UNDER_TEST}] 10 rounds of kill -9 of the whole tree on one state file: no repeats, each round above the last`, async () => {
   const dir = mkdtempSync(join(tmpdir(), "tallyho-state-"));

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
 import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -15,7 +15,12 @@ import { fileURLToPath } from "node:url";
 export interface SelfCommand {
   command: string;
   args: string[];
+  /** The name the new process is given (its argv[0]) where `command` is not its path. */
+  argv0?: string;
 }
+
+/** Linux's name for the running executable's file, which stays runnable once it is replaced. */
+const PROC_SELF_EXE = "/proc/self/exe";
 
 /**
  * The command that runs this tallyho again.
@@ -27,8 +32,16 @@ export function selfCommand(): SelfCommand {
   if ("Bun" in globalThis) {
     const main = (globalThis as unknown as { Bun: { main: string } }).Bun.main;
     // A compiled executable's entry lives in Bun's embedded file system.
+    // Run through /proc/self/exe, the file this process runs even when the path it was started
+    // by has been deleted or now names another binary (a deploy mid-way): a child restarted
+    // after a kill -9 then runs this very program, not whatever the path holds, as a fork would.
+    // By the path, the restart failed once the binary was deleted (ENOENT) and ran another
+    // version's child beside this supervisor once it was replaced. An upgrade runs the path
+    // (startedCommand). Bun's standalone executable reads its modules from that file.
     if (main.startsWith("/$bunfs/") || main.includes("~BUN")) {
-      return { command: execPath, args: [] };
+      return existsSync(PROC_SELF_EXE)
+        ? { command: PROC_SELF_EXE, args: [], argv0: execPath }
+        : { command: execPath, args: [] };
     }
     return { command: execPath, args: [main] };
   }
@@ -54,7 +67,7 @@ export function selfCommand(): SelfCommand {
 export function startedCommand(): SelfCommand {
   const self = selfCommand();
   if (self.args.length > 0) return self; // from source: the runtime and script, read again
-  startedPath ??= pathStartedAs(self.command);
+  startedPath ??= pathStartedAs(process.execPath);
   return { command: startedPath, args: [] };
 }
 

@@ -196,8 +196,14 @@ export class Supervisor {
     const proc = spawn(self.command, [...self.args, CHILD_COMMAND], {
       stdio: ["pipe", "pipe", "inherit"],
       env: childEnvironment(process.env),
+      ...(self.argv0 === undefined ? {} : { argv0: self.argv0 }),
     });
-    const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+    // A child that could not be started (its executable gone) emits "error" and no "exit": it
+    // counts as exited, or a stop would wait for it forever.
+    const exited = new Promise<void>((resolve) => {
+      proc.once("exit", () => resolve());
+      proc.once("error", () => resolve());
+    });
     const child: Child = {
       index,
       process: proc,
@@ -275,6 +281,12 @@ export class Supervisor {
           return;
         }
         if (!this.#stopping && !child.retiring) this.#childDied(child, signal ?? `code ${code}`);
+      });
+      proc.once("error", (error) => {
+        child.listening = false;
+        if (!listening) {
+          reject(new ProcessStartError(`process ${index} could not start: ${error.message}`));
+        }
       });
       proc.stdin!.on("error", () => {}); // a dead child's stdin: its exit is handled above
       // The configuration in force now: a change that lands while this child starts is sent to
