@@ -52,6 +52,31 @@ test(`[${UNDER_TEST}] admin: a PATCH of the greeting reaches every thread of eve
   }
 });
 
+test(`[${UNDER_TEST}] admin: a connection held across a PATCH of the greeting keeps its N and gets the new greeting`, async () => {
+  // Numbering by connection: the reply is encoded from the connection's number each time, so
+  // what changes live is the greeting only (docs/protocol.md).
+  const server = await startTallyho(["--threads", "1", "--framing", "line"]);
+  const held = await LineClient.connect(server.port);
+  try {
+    const first = await held.request("a\n");
+    assert.match(first, /^Hello World\d+$/);
+    const n = replyNumber(first);
+    assert.equal((await patch(server, { greeting: "Howdy " })).status, 200);
+    held.send("b\nc\n");
+    assert.deepEqual(await held.lines(3), [first, `Howdy ${n}`, `Howdy ${n}`]);
+    // A new connection takes the next number with the new greeting.
+    const fresh = await LineClient.connect(server.port);
+    try {
+      assert.equal(await fresh.request("d\n"), `Howdy ${n + 1}`);
+    } finally {
+      fresh.close();
+    }
+  } finally {
+    held.close();
+    assert.equal(await server.stop(), 0);
+  }
+});
+
 test(`[${UNDER_TEST}] admin: threads and processes scale live, stats follow, numbers stay unique`, async () => {
   const server = await startTallyho([
     "--processes",

@@ -39,7 +39,9 @@ export function readIp(address: string, into: IpWords): boolean {
   }
   const v4 = scanIpv4(address, start);
   if (v4 < 0) {
-    return start === 0 && address.includes(":") ? copyWords(parseIp(address), into) : false;
+    // Not plain a.b.c.d after the prefix (a zone, or `::ffff:0:a.b.c.d`): parseIp decides, so
+    // the allow and deny lists never see a different address than they would from parseIp.
+    return start !== 0 || address.includes(":") ? copyWords(parseIp(address), into) : false;
   }
   into[0] = 0;
   into[1] = 0;
