@@ -6,7 +6,7 @@
  * @module
  */
 
-import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { basename, delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -32,16 +32,17 @@ export function selfCommand(): SelfCommand {
   if ("Bun" in globalThis) {
     const main = (globalThis as unknown as { Bun: { main: string } }).Bun.main;
     // A compiled executable's entry lives in Bun's embedded file system.
-    // Run through /proc/self/exe, the file this process runs even when the path it was started
-    // by has been deleted or now names another binary (a deploy mid-way): a child restarted
-    // after a kill -9 then runs this very program, not whatever the path holds, as a fork would.
-    // By the path, the restart failed once the binary was deleted (ENOENT) and ran another
-    // version's child beside this supervisor once it was replaced. An upgrade runs the path
-    // (startedCommand). Bun's standalone executable reads its modules from that file.
+    // Where the path no longer names the file this process runs (a deploy deleted or replaced
+    // it), run /proc/self/exe, which still is that file: a child restarted after a kill -9 then
+    // runs this very program, as a fork would. By the path, the restart failed once the binary
+    // was deleted (ENOENT) and ran another version's child beside this supervisor once it was
+    // replaced. Otherwise the path, so that the kernel names the process after it (`ps -C`,
+    // `top`, `pkill` read that name: by /proc/self/exe it would be "exe"). An upgrade runs the
+    // path (startedCommand). Bun's standalone executable reads its modules from that file.
     if (main.startsWith("/$bunfs/") || main.includes("~BUN")) {
-      return existsSync(PROC_SELF_EXE)
-        ? { command: PROC_SELF_EXE, args: [], argv0: execPath }
-        : { command: execPath, args: [] };
+      return pathRunsThisFile(execPath)
+        ? { command: execPath, args: [] }
+        : { command: PROC_SELF_EXE, args: [], argv0: execPath };
     }
     return { command: execPath, args: [main] };
   }
@@ -51,6 +52,22 @@ export function selfCommand(): SelfCommand {
     command: execPath,
     args: ["run", "-A", "--unstable-net", fileURLToPath(deno.Deno.mainModule)],
   };
+}
+
+/** Whether `path` is the file this process runs (false once it is deleted or replaced). */
+function pathRunsThisFile(path: string): boolean {
+  let running;
+  try {
+    running = statSync(PROC_SELF_EXE);
+  } catch {
+    return true; // no /proc: the path is all there is
+  }
+  try {
+    const named = statSync(path);
+    return named.ino === running.ino && named.dev === running.dev;
+  } catch {
+    return false;
+  }
 }
 
 /**
