@@ -355,7 +355,7 @@ const ENTRY = fileURLToPath(new URL("fixtures/upgrade_entry.ts", import.meta.url
 // prints whether it ever had it.
 const GRAB_PORT = `
 import json, os, socket, sys, time
-port, stop = int(sys.argv[1]), sys.argv[2]
+port, stop, trying = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 tries, bound, end = 0, False, time.time() + 30
 while not bound and not os.path.exists(stop) and time.time() < end:
     s = socket.socket()
@@ -369,6 +369,8 @@ while not bound and not os.path.exists(stop) and time.time() < end:
     except OSError:
         pass
     s.close()
+    if tries == 1:
+        open(trying, "w").close()
 print(json.dumps({"bound": bound, "tries": tries}))
 `;
 
@@ -426,10 +428,13 @@ test(
       writeFileSync(modeFile, "listen-die\n");
       // Another local process tries to take the admin port all along.
       const stopGrab = join(directory, "stop-grab");
-      const grab = python(GRAB_PORT, [new URL(admin).port, stopGrab], 40_000) as Promise<
+      const trying = join(directory, "grab-trying");
+      const grab = python(GRAB_PORT, [new URL(admin).port, stopGrab, trying], 40_000) as Promise<
         { bound: boolean; tries: number }
       >;
-      await sleep(200);
+      // The upgrade starts once the attacker tries (a loaded machine starts Python slowly: with
+      // a fixed 200 ms wait it had not tried once before the test ended).
+      await waitUntil(() => existsSync(trying), { what: "the attacker's first try" });
       process.kill(child.pid!, "SIGUSR2");
       const standIn = await waitFor(read, /stand-in successor \(pid \d+\) leased (\d+) to (\d+)/);
       const [low, high] = [Number(standIn[1]), Number(standIn[2])];
