@@ -16,6 +16,8 @@ export interface BunFfi {
     symbols: Record<keyof T, { args: string[]; returns: string }>,
   ): { symbols: T };
   read: { i32(pointer: number, offset?: number): number };
+  /** The address of a typed array's bytes, for a `ptr` argument. */
+  ptr(view: ArrayBufferView): number;
 }
 
 /** The names glibc's C library is found under (tallyho's binaries target glibc on Linux). */

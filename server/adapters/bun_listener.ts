@@ -29,6 +29,7 @@ import { Stat } from "../threads/thread_stats.ts";
 import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { type ServerNameCheck, serverNameCheck } from "../server_names.ts";
+import { quietListener } from "./_quiet_listener.ts";
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).
@@ -56,6 +57,8 @@ interface BunSocket {
 }
 interface BunListener {
   readonly port: number;
+  /** The listening socket's descriptor (Bun 1.4.5; not in bun-types). */
+  readonly fd: number;
   stop(closeActiveConnections?: boolean): void;
 }
 interface BunSocketHandler {
@@ -422,8 +425,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     }
   }
 
+  /**
+   * Closes a listener while the port's other listeners stay (an upgrade's new tree, the other
+   * threads): quieted first, so that a handshake completing in that moment is not reset (see
+   * _quiet_listener.ts).
+   */
+  #close(listener: BunListener): void {
+    quietListener(listener.fd);
+    listener.stop(false);
+  }
+
   pause(): void {
-    this.#listener?.stop(false);
+    if (this.#listener !== null) this.#close(this.#listener);
     this.#listener = null;
   }
 
@@ -437,13 +450,13 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     if (this.#listener === null) return; // paused: resume() binds with it
     // The new socket joins the port's SO_REUSEPORT group before the old one leaves it.
     const next = this.#listen();
-    this.#listener.stop(false);
+    this.#close(this.#listener);
     this.#listener = next;
   }
 
   async shutdown(timeoutMs: number): Promise<void> {
     clearInterval(this.#sweeper);
-    this.#listener?.stop(false);
+    if (this.#listener !== null) this.#close(this.#listener);
     this.#draining = true;
     // A connection that has not spoken yet is left open for its first request (see
     // FIRST_REQUEST_GRACE_MS); every other one is closed now.
