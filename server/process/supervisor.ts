@@ -484,9 +484,10 @@ export class Supervisor {
     if (paused) {
       // One process's listeners at a time: when two listeners of the port's SO_REUSEPORT group
       // close at once, the kernel may move a queued connection from the first to the second
-      // just as the second empties its queue, and that connection is reset (tcp_migrate_req;
-      // seen as one reset in about 300,000 connect-per-request replies over 50 upgrades).
-      // Closed one after the other, each queue moves to a listener that stays.
+      // just as the second empties its queue, and that connection is reset (tcp_migrate_req).
+      // Closed one after the other, each queue moves to a listener that stays. A handshake
+      // completing at the moment of a close is reset as well; that the adapter prevents
+      // (server/adapters/_quiet_listener.ts: the resets measured over 50 upgrades were those).
       for (const child of this.#children) {
         if (child !== undefined) await this.#askChild(child, (id) => ({ type: "pause", id }));
       }
