@@ -88,10 +88,17 @@ test(
       for (const listener of listeners) listener.stop(true);
       restore();
     }
-    const report = JSON.parse(out) as { replies: number; errors: Record<string, number> };
+    const report = JSON.parse(out) as {
+      replies: number;
+      errors: Record<string, number>;
+      latencyUs: { p99: number; p999: number };
+    };
     console.log(
       `[bun] ${CLOSES} listener closes (${quieted} quieted): ${report.replies} replies, ` +
-        `errors ${JSON.stringify(report.errors)}`,
+        `errors ${JSON.stringify(report.errors)}; connect to reply p99 ` +
+        `${(report.latencyUs.p99 / 1000).toFixed(1)} ms, p99.9 ${
+          (report.latencyUs.p999 / 1000).toFixed(1)
+        } ms`,
     );
     assert.deepEqual(report.errors, {}, "no connection reset or refused");
     assert.ok(report.replies > 0);

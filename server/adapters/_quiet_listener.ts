@@ -14,10 +14,14 @@
  * So before the close a classic BPF socket filter is attached that drops every segment but a
  * SYN: a final ACK (and the data behind it) for this listener is then dropped, not raced, and
  * the client's retransmission, after the close, finds the listener closed and is migrated to one
- * that stays (a delay of one retransmission, about 200 ms, for the few handshakes under way in
- * that moment, instead of a reset). A short wait lets an ACK that passed the filter just before
- * it was attached reach the queue, which the close then migrates. With tallyho's churn (plain
- * listeners, 4,400 closes under the native client): 54 resets without, 0 with a 200 µs wait.
+ * that stays (a delay of one retransmission, about 200 ms, for the handshakes under way in that
+ * moment, instead of a reset). A short wait lets an ACK that passed the filter just before it was
+ * attached reach the queue, which the close then migrates. Measured here: plain Python listeners
+ * closed 4,400 times under the native client, 54 resets without the filter, 0 with it and a
+ * 200 µs wait; tests/listener_quiet_test.ts, 1,500 closes of Bun listeners, 12 and 17 without,
+ * 0 with 50 µs (its p99.9 connect-to-reply stayed under 130 ms either way); 50 upgrades of the
+ * binary, 0 resets in 14 runs against 2 in 6 before, the longest wait a client saw per run up
+ * from 20-30 ms to 206-223 ms (that retransmission).
  *
  * @module
  */
