@@ -97,6 +97,8 @@ function load(): SetSockOpt | null {
  * @returns Whether the filter is attached (false without FFI, or when the kernel refused it).
  */
 export function quietListener(fd: number): boolean {
+  // Bun 1.4.5 says the descriptor (not in bun-types); another version may not.
+  if (typeof fd !== "number" || fd < 0) return false;
   const call = load();
   if (call === null || fprog === null) return false;
   if (call(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprogAddress, fprog.length) !== 0) return false;
