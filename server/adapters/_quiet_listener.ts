@@ -26,6 +26,8 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
+import { monotonicNow } from "../common/clock.ts";
 import { type BunFfi, openLibc } from "./_libc.ts";
 
 const SOL_SOCKET = 1;
@@ -99,11 +101,25 @@ function load(): SetSockOpt | null {
 export function quietListener(fd: number): boolean {
   // Bun 1.4.5 says the descriptor (not in bun-types); another version may not.
   if (typeof fd !== "number" || fd < 0) return false;
+  // Without migration the kernel resets whatever is under way on a listener that closes, so
+  // holding its ACKs back only adds the handshakes begun in the wait to those reset (seen in a
+  // container's own network namespace, where the setting starts at 0). Read at each close: the
+  // operator may set it while the server runs.
+  if (!migrationOn()) return false;
   const call = load();
   if (call === null || fprog === null) return false;
   if (call(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprogAddress, fprog.length) !== 0) return false;
   // A spin, not a timer: the close must follow in this turn, before anything else runs here.
-  const until = performance.now() + SETTLE_MS;
-  while (performance.now() < until) { /* an ACK past the filter reaches the queue */ }
+  const until = monotonicNow() + SETTLE_MS;
+  while (monotonicNow() < until) { /* an ACK past the filter reaches the queue */ }
   return true;
+}
+
+/** Whether this network namespace moves a closing listener's connections to the port's others. */
+function migrationOn(): boolean {
+  try {
+    return readFileSync("/proc/sys/net/ipv4/tcp_migrate_req", "utf8").trim() === "1";
+  } catch {
+    return false;
+  }
 }
