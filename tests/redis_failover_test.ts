@@ -69,7 +69,7 @@ test(`[${UNDER_TEST}] redis failover side by side: a promoted replica 2 s behind
     await waitUntil(
       async () =>
         /master_link_status:up/.test(String(await replica.command("INFO", "replication"))),
-      { what: "the replica's link to the primary", timeoutMs: 5000, everyMs: 50 },
+      { what: "the replica's link to the primary", timeoutMs: 30_000, everyMs: 50 },
     );
     const url = `redis://127.0.0.1:${proxy.port}/0?key=n`;
     const server = await startTallyho([

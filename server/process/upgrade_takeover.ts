@@ -54,13 +54,21 @@ class Channel {
 
   read(handlers: { onMessage(message: ToSuccessor): void; onEnd(): void }): void {
     const stream = createReadStream("", { fd: this.#fd, autoClose: false });
-    stream.on("error", () => {});
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      this.#close();
+      handlers.onEnd();
+    };
+    // A read that fails ends the channel too: an old tree that dies with this tree's hello
+    // unread resets its end, and Deno 2.9.6 then emits no 'end' or 'close' for a stream that
+    // does not close its descriptor, so the takeover waited on nothing and the process ended
+    // with "Top-level await promise never resolved" instead of saying it cannot take over.
+    stream.on("error", end);
     readJsonLines<ToSuccessor>(stream, {
       onMessage: (message) => handlers.onMessage(message),
-      onEnd: () => {
-        this.#close();
-        handlers.onEnd();
-      },
+      onEnd: end,
     });
   }
 
