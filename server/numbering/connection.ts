@@ -15,6 +15,11 @@ const CLOSING = 4;
 const ADMITTED = 8;
 const HEARD = 16;
 
+/** `flags` with `bit` set or cleared (a module function: a private method would brand every instance). */
+function withFlag(flags: number, bit: number, on: boolean): number {
+  return on ? flags | bit : flags & ~bit;
+}
+
 /**
  * Per-connection state; the adapters keep one per socket and nothing else per connection.
  *
@@ -65,7 +70,7 @@ export class Connection implements LineState {
     return (this.flags & ENDS_WITH_CR) !== 0;
   }
   set pendingEndsWithCr(on: boolean) {
-    this.flags = on ? this.flags | ENDS_WITH_CR : this.flags & ~ENDS_WITH_CR;
+    this.flags = withFlag(this.flags, ENDS_WITH_CR, on);
   }
 
   /** Whether reading is paused because the replies owed passed `maxPendingReplyBytes`. */
@@ -73,7 +78,7 @@ export class Connection implements LineState {
     return (this.flags & READ_PAUSED) !== 0;
   }
   set readPaused(on: boolean) {
-    this.flags = on ? this.flags | READ_PAUSED : this.flags & ~READ_PAUSED;
+    this.flags = withFlag(this.flags, READ_PAUSED, on);
   }
 
   /** Whether the server is closing this connection once its queue is written. */
@@ -81,7 +86,7 @@ export class Connection implements LineState {
     return (this.flags & CLOSING) !== 0;
   }
   set closing(on: boolean) {
-    this.flags = on ? this.flags | CLOSING : this.flags & ~CLOSING;
+    this.flags = withFlag(this.flags, CLOSING, on);
   }
 
   /** Whether the gate admitted it (and must count it out when it closes). */
@@ -89,7 +94,7 @@ export class Connection implements LineState {
     return (this.flags & ADMITTED) !== 0;
   }
   set admitted(on: boolean) {
-    this.flags = on ? this.flags | ADMITTED : this.flags & ~ADMITTED;
+    this.flags = withFlag(this.flags, ADMITTED, on);
   }
 
   /** Whether it has delivered any data (its PROXY header apart). */
@@ -97,7 +102,7 @@ export class Connection implements LineState {
     return (this.flags & HEARD) !== 0;
   }
   set heard(on: boolean) {
-    this.flags = on ? this.flags | HEARD : this.flags & ~HEARD;
+    this.flags = withFlag(this.flags, HEARD, on);
   }
 }
 
