@@ -14,6 +14,7 @@ import { monotonicNow } from "../common/clock.ts";
 import { DeathWindow } from "../process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
+import { InlineThread, type ThreadPort } from "./inline_thread.ts";
 
 /** Options for {@linkcode ThreadPool.start}. */
 export interface ThreadPoolOptions {
@@ -41,14 +42,20 @@ const WORKER_URL = import.meta.url.endsWith("/thread_pool.ts")
   : new URL("./server/threads/worker_main.ts", import.meta.url).href;
 
 interface Slot {
-  worker: Worker;
+  /** A `Worker`, or thread 0 of a pool started with one thread, run inline (inline_thread.ts). */
+  worker: ThreadPort;
   listening: boolean;
   retired: boolean;
   /** Resolvers waiting for this thread to acknowledge a change, oldest first. */
   acks: Array<() => void>;
 }
 
-/** Worker threads sharing one port, one number ledger and one stats buffer. */
+/**
+ * Serving threads sharing one port, one number ledger and one stats buffer. A pool started with
+ * one thread serves it on this thread (inline_thread.ts) instead of in a worker: thread 0 stays
+ * there for the pool's life, and threads added live are workers beside it. A worker that dies is
+ * started again; an error in the inline thread ends the process, whose supervisor starts another.
+ */
 export class ThreadPool {
   /** The port every thread listens on. */
   port = 0;
@@ -98,7 +105,7 @@ export class ThreadPool {
   ): Promise<ThreadPool> {
     const pool = new ThreadPool(config, ledger, options);
     try {
-      pool.port = await pool.#startThread(0, port);
+      pool.port = await pool.#startThread(0, port, config.threads === 1);
       await Promise.all(
         Array.from({ length: config.threads - 1 }, (_, i) => pool.#startThread(i + 1, pool.port)),
       );
@@ -110,8 +117,10 @@ export class ThreadPool {
     return pool;
   }
 
-  #startThread(thread: number, port: number): Promise<number> {
-    const worker = new Worker(WORKER_URL, { type: "module" });
+  #startThread(thread: number, port: number, inline = false): Promise<number> {
+    const worker: ThreadPort = inline
+      ? new InlineThread()
+      : new Worker(WORKER_URL, { type: "module" });
     const slot: Slot = { worker, listening: false, retired: false, acks: [] };
     this.#slots[thread] = slot;
     return new Promise((resolve, reject) => {
@@ -176,7 +185,7 @@ export class ThreadPool {
     );
   }
 
-  #post(worker: Worker, message: ToWorker): void {
+  #post(worker: ThreadPort, message: ToWorker): void {
     worker.postMessage(message);
   }
 
