@@ -134,6 +134,7 @@ export async function startServer(
     }
     pool = await ThreadPool.start(config, ledger, start.joinPort ?? config.port, {
       log,
+      runtime,
       onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
       onStarved: () => keeper.starved(),
     });

@@ -12,6 +12,7 @@
  * @module
  */
 
+import type { RuntimeAdapter } from "../adapters/mod.ts";
 import { serveThread, type ThreadChannel } from "./serve_thread.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 
@@ -32,7 +33,8 @@ export class InlineThread implements ThreadPort {
   readonly #stop: () => void;
   #terminated = false;
 
-  constructor() {
+  /** @param runtime The runtime's adapter, whose listener the thread serves with. */
+  constructor(runtime: RuntimeAdapter) {
     this.#inside = {
       onmessage: null,
       postMessage: (message) =>
@@ -40,7 +42,7 @@ export class InlineThread implements ThreadPort {
           if (!this.#terminated) this.onmessage?.(new MessageEvent("message", { data: message }));
         }),
     };
-    this.#stop = serveThread(this.#inside);
+    this.#stop = serveThread(this.#inside, runtime);
   }
 
   /** Hands the thread a message, as `Worker.postMessage` does (the same object, not a copy). */

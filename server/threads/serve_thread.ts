@@ -8,7 +8,7 @@
  * @module
  */
 
-import { runtime, type ThreadListener } from "../adapters/mod.ts";
+import type { RuntimeAdapter, ThreadListener } from "../adapters/mod.ts";
 import { AddressInUseError } from "../host/address_in_use_error.ts";
 import { MessageHandler } from "../numbering/message_handler.ts";
 import { NumberLedger } from "../numbering/number_ledger.ts";
@@ -34,10 +34,11 @@ export interface ThreadChannel {
  * Serves one thread over `channel`: sets its `onmessage` and answers the pool's messages there.
  *
  * @param channel The thread's end of the channel.
+ * @param runtime The runtime's adapter, whose listener the thread serves with.
  * @returns Stops the thread's clock timer, for a thread that does not end with its worker (the
  *   listener is closed by the pool's `drain` first).
  */
-export function serveThread(channel: ThreadChannel): () => void {
+export function serveThread(channel: ThreadChannel, runtime: RuntimeAdapter): () => void {
   let handler: MessageHandler | null = null;
   let gate: ConnectionGate | null = null;
   let listener: ThreadListener | null = null;

@@ -15,6 +15,7 @@ import { DeathWindow } from "../process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 import { InlineThread, type ThreadPort } from "./inline_thread.ts";
+import type { RuntimeAdapter } from "../adapters/mod.ts";
 
 /** Options for {@linkcode ThreadPool.start}. */
 export interface ThreadPoolOptions {
@@ -27,6 +28,11 @@ export interface ThreadPoolOptions {
   onCrashLoop?: (reason: string) => void;
   /** Called when a thread had to wait for numbers, so more are leased at once. */
   onStarved?: () => void;
+  /**
+   * The runtime's adapter, for a pool started with one thread to serve it on this thread
+   * (inline_thread.ts); without it every thread is a worker, which picks the runtime itself.
+   */
+  runtime?: RuntimeAdapter;
   /** @default {5} */
   crashLimit?: number;
   /** @default {10000} */
@@ -68,6 +74,7 @@ export class ThreadPool {
   readonly #onCrashLoop: (reason: string) => void;
   readonly #onStarved: () => void;
   readonly #crashLimit: number;
+  readonly #runtime: RuntimeAdapter | undefined;
   readonly #crashWindowMs: number;
   readonly #deaths: DeathWindow;
   readonly #gateBuffers = createGateBuffers();
@@ -81,6 +88,7 @@ export class ThreadPool {
     this.#onCrashLoop = options.onCrashLoop ?? (() => {});
     this.#onStarved = options.onStarved ?? (() => {});
     this.#crashLimit = options.crashLimit ?? 5;
+    this.#runtime = options.runtime;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
     this.#deaths = new DeathWindow(this.#crashWindowMs);
   }
@@ -118,8 +126,8 @@ export class ThreadPool {
   }
 
   #startThread(thread: number, port: number, inline = false): Promise<number> {
-    const worker: ThreadPort = inline
-      ? new InlineThread()
+    const worker: ThreadPort = inline && this.#runtime !== undefined
+      ? new InlineThread(this.#runtime)
       : new Worker(WORKER_URL, { type: "module" });
     const slot: Slot = { worker, listening: false, retired: false, acks: [] };
     this.#slots[thread] = slot;
