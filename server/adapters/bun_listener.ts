@@ -13,7 +13,11 @@
  */
 
 import { Connection, ConnectionExtra } from "../numbering/connection.ts";
-import { CLOSE_LINE_TOO_LONG, type MessageHandler } from "../numbering/message_handler.ts";
+import {
+  CLOSE_LINE_TOO_LONG,
+  type MessageHandler,
+  WAIT_FOR_NUMBERS,
+} from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../common/clock.ts";
 import {
@@ -30,6 +34,12 @@ import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { type ServerNameCheck, serverNameCheck } from "../server_names.ts";
 import { quietListener } from "./_quiet_listener.ts";
+
+/**
+ * A connection's `unsent` while it is parked for numbers (a thread that may not block, see
+ * numbering/number_wait_list.ts): not null, so reads only count lines and `drain` leaves it be.
+ */
+const WAITING_FOR_NUMBERS = new Uint8Array(0);
 
 // The few parts of Bun's API this adapter uses, declared here so that shared code never loads
 // bun-types (whose globals clash with Deno's).
@@ -286,10 +296,25 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       }
       length = handler.next(connection);
     }
+    if (length === WAIT_FOR_NUMBERS) {
+      // Nothing more is sent or encoded until numbers come; lines read meanwhile are counted.
+      connection.unsent = WAITING_FOR_NUMBERS;
+      this.#handler.whenNumbers(() => this.#numbersCame(socket));
+      return true;
+    }
     // A refusal (no numbers; the replies owed are dropped) is a clean close after what was
     // already written: the caller shuts the socket down.
     if (length < 0) connection.closing = true;
     return true;
+  }
+
+  /** A connection parked by `#send` is called back: numbers came, or its wait is over. */
+  #numbersCame(socket: BunSocket): void {
+    const connection = socket.data;
+    // Closed meanwhile (`close` and a reset clear `unsent`): nothing is owed any more.
+    if (connection.unsent !== WAITING_FOR_NUMBERS) return;
+    connection.unsent = null;
+    this.#sendOwed(socket, connection);
   }
 
   drain(socket: BunSocket): void {
@@ -298,6 +323,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     const extra = connection.extra;
     if (extra !== null && extra.secure !== null && extra.secure !== socket) return;
     const unsent = connection.unsent;
+    // Parked for numbers: only its retry sends on it (see `#send`).
+    if (unsent === WAITING_FOR_NUMBERS) return;
     if (unsent !== null) {
       const written = socket.write(unsent);
       if (written < 0) {
@@ -311,6 +338,11 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       // The slice is gone: its memory goes back with it.
       connection.unsent = null;
     }
+    this.#sendOwed(socket, connection);
+  }
+
+  /** After a slice was written whole: the next slices, then the close or the reads owed. */
+  #sendOwed(socket: BunSocket, connection: Connection): void {
     connection.blockedSince = 0;
     connection.lastActivityAt = this.#clock.now;
     // Replies owed are still sent while closing: their lines were read before the close began.

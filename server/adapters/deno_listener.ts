@@ -13,7 +13,11 @@
  */
 
 import { Connection } from "../numbering/connection.ts";
-import { type MessageHandler, SLICE_BYTES } from "../numbering/message_handler.ts";
+import {
+  type MessageHandler,
+  SLICE_BYTES,
+  WAIT_FOR_NUMBERS,
+} from "../numbering/message_handler.ts";
 import { type ConnectionGate, PROXY_CLOSE } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../common/clock.ts";
 import {
@@ -202,6 +206,13 @@ class DenoThreadListener implements ThreadListener {
           if (skip > 0) chunk = chunk.subarray(skip);
         }
         let length = handler.handle(tracked.state, chunk);
+        // `next` runs right after the await, in the same task as the copy below: the handler's
+        // output is shared by the thread's connections.
+        while (length === WAIT_FOR_NUMBERS) {
+          await this.#numbersCame(tracked);
+          length = handler.next(tracked.state);
+          tracked.writing = false;
+        }
         if (length > 0) {
           tracked.writing = true;
           // A backlog of several slices is copied through one buffer of its own, dropped when
@@ -238,6 +249,10 @@ class DenoThreadListener implements ThreadListener {
             tracked.state.lastActivityAt = this.#clock.now;
             // Replies owed are still sent while draining: their lines were read before it began.
             length = handler.next(tracked.state);
+            while (length === WAIT_FOR_NUMBERS) {
+              await this.#numbersCame(tracked);
+              length = handler.next(tracked.state);
+            }
           } while (length > 0);
           tracked.writing = false;
         }
@@ -274,6 +289,19 @@ class DenoThreadListener implements ThreadListener {
         // Already closed by a drain.
       }
     }
+  }
+
+  /**
+   * Resolves once numbers came or the wait is over, on a thread that may not block
+   * (numbering/number_wait_list.ts); the caller then asks the handler again. Counts as a write in
+   * flight meanwhile (the caller clears it), so a drain answers the request first. Not an async function that calls
+   * `next` itself: its result would reach the caller one microtask later, after another
+   * connection's `next` had overwritten the shared output (replies mixed, numbers repeated on
+   * the wire: seen on Deno).
+   */
+  #numbersCame(tracked: Tracked): Promise<void> {
+    tracked.writing = true;
+    return new Promise<void>((resolve) => this.#handler.whenNumbers(resolve));
   }
 
   /** A FIN, once: what the client sends after it is dropped (the read loop). */

@@ -9,7 +9,8 @@ import type { ServeConfig } from "../config/resolve_config.ts";
 import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
-import { type NumberLedger, NumbersUnavailableError } from "./number_ledger.ts";
+import { NONE_GRANTED, type NumberLedger, NumbersUnavailableError } from "./number_ledger.ts";
+import { NumberWaitList } from "./number_wait_list.ts";
 import type { CoarseClock } from "../common/clock.ts";
 import { Stat } from "../threads/thread_stats.ts";
 
@@ -18,6 +19,12 @@ export const CLOSE_LINE_TOO_LONG = -1;
 // No leased number was available in time (the number source is down or used up). Not exported:
 // an adapter tells only CLOSE_LINE_TOO_LONG apart and closes cleanly for any other reason.
 const CLOSE_NUMBERS_UNAVAILABLE = -2;
+/**
+ * {@linkcode MessageHandler.next} on a thread that may not block: no number is granted yet. The
+ * replies stay owed; the adapter sends nothing more on the connection and calls `next` again from
+ * {@linkcode MessageHandler.whenNumbers}.
+ */
+export const WAIT_FOR_NUMBERS = -3;
 
 /**
  * How long a thread may wait for its process's next block before it refuses the connection.
@@ -55,6 +62,8 @@ export class MessageHandler {
   #repliesPerSlice = 1;
   readonly #ledger: NumberLedger;
   readonly #waitMs: number;
+  /** Set on a thread that may not block: connections wait here for a grant instead. */
+  readonly #waitList: NumberWaitList | null;
   readonly #clock: CoarseClock;
   readonly #stats: Float64Array;
 
@@ -62,8 +71,12 @@ export class MessageHandler {
    * @param config The configuration to serve with; see {@linkcode configure}.
    * @param ledger The process's numbers.
    * @param stats This thread's stats row.
-   * @param waitMs How long to wait for a block (0 on a main thread, which may not wait).
+   * @param waitMs How long a connection waits for a block before it is refused (0: refused at once).
    * @param clock The thread's coarse clock, for the timeouts' timestamps.
+   * @param mayBlock Whether the thread may block while it waits (`Atomics.wait`): a worker may;
+   *   the process's main thread may not, since the grant it waits for comes through its own event
+   *   loop. There `next` answers {@linkcode WAIT_FOR_NUMBERS} and the adapter parks the
+   *   connection with {@linkcode whenNumbers}.
    */
   constructor(
     config: ServeConfig,
@@ -71,8 +84,10 @@ export class MessageHandler {
     stats: Float64Array,
     waitMs = NUMBER_WAIT_MS,
     clock: CoarseClock = { now: 0 },
+    mayBlock = true,
   ) {
     this.#clock = clock;
+    this.#waitList = mayBlock || waitMs === 0 ? null : new NumberWaitList(ledger, waitMs);
     this.#config = config;
     this.#encoder = new ReplyEncoder(config.greeting);
     this.#ledger = ledger;
@@ -159,8 +174,9 @@ export class MessageHandler {
    * {@linkcode output}: at most 64 KiB (or the cap, if smaller), and at least one reply.
    *
    * @param connection The connection.
-   * @returns Bytes of {@linkcode output} to send (0 when nothing is owed), or
-   *   {@linkcode CLOSE_NUMBERS_UNAVAILABLE} (the replies owed are then dropped).
+   * @returns Bytes of {@linkcode output} to send (0 when nothing is owed),
+   *   {@linkcode CLOSE_NUMBERS_UNAVAILABLE} (the replies owed are then dropped), or, on a thread
+   *   that may not block, {@linkcode WAIT_FOR_NUMBERS}.
    */
   next(connection: Connection): number {
     const owed = connection.owedReplies;
@@ -171,7 +187,10 @@ export class MessageHandler {
       if (this.#config.numberBy === "connection") {
         // The reply is encoded again from the connection's number each time rather than kept:
         // 18 bytes of reply cost a connection 80 bytes of heap for as long as it is held.
-        if (connection.number === 0) this.#takeNumber(connection);
+        if (connection.number === 0) {
+          const waiting = this.#takeNumber(connection);
+          if (waiting < 0) return this.#noNumber(connection, waiting);
+        }
         const out = this.#scratch;
         const one = this.#encoder.write(out, 0, connection.number);
         // One reply a read is the common case (chunk framing): no division for it.
@@ -184,7 +203,14 @@ export class MessageHandler {
         this.output = out;
       } else {
         replies = Math.min(owed, this.#repliesPerSlice);
-        length = this.#numberEach(replies);
+        if (this.#waitList !== null) {
+          const first = this.#ledger.reserveGranted(replies);
+          if (first < 0) return this.#noNumber(connection, first);
+          replies = this.#ledger.reservedCount;
+          length = this.#encodeEach(first, replies);
+        } else {
+          length = this.#encodeEach(this.#ledger.reserve(replies), replies);
+        }
       }
       connection.owedReplies = owed - replies;
       this.#stats[Stat.replies]! += replies;
@@ -210,16 +236,48 @@ export class MessageHandler {
       connection.owedReplies * this.#encoder.maxReplyBytes;
   }
 
-  #takeNumber(connection: Connection): void {
-    connection.number = this.#ledger.numberAt(this.#ledger.reserve(1), this.#waitMs);
-    this.#stats[Stat.lastNumber] = connection.number;
+  /**
+   * Parks a connection that {@linkcode next} answered {@linkcode WAIT_FOR_NUMBERS}: `retry` is
+   * called once a block is granted, or once the wait has lasted `waitMs` (the next `next` then
+   * refuses it, unless a block came just then). A connection is parked at most once at a time:
+   * the adapter sends nothing on it and calls `next` for it only from `retry`.
+   *
+   * @param retry Calls `next` for the connection again and sends what it gives.
+   */
+  whenNumbers(retry: () => void): void {
+    this.#waitList!.park(retry);
   }
 
-  #numberEach(replies: number): number {
-    // One atomic operation reserves the whole run of positions for this slice; a run may cross
+  /** A `next` that found no number: waits (replies kept) or refuses (replies dropped). */
+  #noNumber(connection: Connection, why: number): number {
+    if (why === NONE_GRANTED) return WAIT_FOR_NUMBERS;
+    connection.owedReplies = 0;
+    this.#stats[Stat.closedNumbersUnavailable]!++;
+    return CLOSE_NUMBERS_UNAVAILABLE;
+  }
+
+  /**
+   * Numbers the connection: 0, or on a thread that may not block, `NONE_GRANTED` or `REFUSE_NOW`
+   * when no position is granted (see `NumberLedger.reserveGranted`).
+   */
+  #takeNumber(connection: Connection): number {
+    const ledger = this.#ledger;
+    let position: number;
+    if (this.#waitList !== null) {
+      position = ledger.reserveGranted(1);
+      if (position < 0) return position;
+    } else {
+      position = ledger.reserve(1);
+    }
+    connection.number = ledger.numberAt(position, this.#waitMs);
+    this.#stats[Stat.lastNumber] = connection.number;
+    return 0;
+  }
+
+  #encodeEach(first: number, replies: number): number {
+    // One atomic operation reserved the whole run of positions for this slice; a run may cross
     // from one leased block into the next, so each position is looked up (cached per block).
     const ledger = this.#ledger;
-    const first = ledger.reserve(replies);
     const encoder = this.#encoder;
     const out = this.#scratch;
     let offset = 0;

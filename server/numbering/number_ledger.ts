@@ -40,6 +40,11 @@ const REFUSED_OFFSET = TAGS_OFFSET + RING_BLOCKS * 8;
 /** Bytes a ledger needs in shared memory. */
 const LEDGER_BYTES = REFUSED_OFFSET + 8;
 
+/** {@linkcode NumberLedger.reserveGranted}: no granted position is left; try again later. */
+export const NONE_GRANTED = -1;
+/** {@linkcode NumberLedger.reserveGranted}: none is left and the source is known down: refuse. */
+export const REFUSE_NOW = -2;
+
 /** Thrown when a position's block has not been leased in time; the connection is refused. */
 export class NumbersUnavailableError extends Error {
   override name = "NumbersUnavailableError";
@@ -71,6 +76,10 @@ export class NumberLedger {
   // The granted count when this view's last wait timed out: until it changes, a position past it
   // is refused at once, so a source that is down costs each connection no wait.
   #starvedAtGranted = -1;
+  // The granted count when this view last told `onStarved` from `reserveGranted`: once per grant.
+  #toldAtGranted = -1;
+  /** Positions the last {@linkcode reserveGranted} reserved. */
+  reservedCount = 0;
   /** Called (at most once per wait) when a thread had to wait for a block; see `onStarved`. */
   onStarved: (() => void) | null = null;
 
@@ -99,6 +108,55 @@ export class NumberLedger {
    */
   reserve(count: number): number {
     return Number(Atomics.add(this.#taken, 0, count === 1 ? 1n : BigInt(count)));
+  }
+
+  /**
+   * Reserves up to `count` consecutive positions whose blocks are granted already, for a thread
+   * that may not wait (one on the main thread, whose event loop delivers the grants): it never
+   * holds a position it cannot number, so nothing is refused or skipped on its account, and it
+   * tries again once a block is granted (see {@linkcode available}).
+   *
+   * @param count How many (1 or more).
+   * @returns The first position, with how many in {@linkcode reservedCount} (1 to `count`);
+   *   {@linkcode NONE_GRANTED} when no granted position is left (`onStarved` is told, once per
+   *   grant), or {@linkcode REFUSE_NOW} when none is and the last wait for one timed out with no
+   *   grant since (see {@linkcode starve}): a source that is down costs each client no wait.
+   */
+  reserveGranted(count: number): number {
+    for (;;) {
+      const taken = Atomics.load(this.#taken, 0);
+      const granted = this.grantedBlocks;
+      const left = granted * BLOCK_SIZE - Number(taken);
+      if (left <= 0) {
+        if (granted === this.#starvedAtGranted) return REFUSE_NOW;
+        if (granted !== this.#toldAtGranted) {
+          this.#toldAtGranted = granted;
+          this.onStarved?.();
+        }
+        return NONE_GRANTED;
+      }
+      const n = count < left ? count : left;
+      // A compare-and-swap, not an add: threads in workers beside this one take positions too.
+      if (Atomics.compareExchange(this.#taken, 0, taken, taken + BigInt(n)) === taken) {
+        this.reservedCount = n;
+        return Number(taken);
+      }
+    }
+  }
+
+  /**
+   * Whether a position is granted and not yet taken: what a thread that may not wait polls for.
+   */
+  get available(): boolean {
+    return this.grantedBlocks * BLOCK_SIZE > this.taken;
+  }
+
+  /**
+   * Records that a wait for a block timed out: until the next grant, {@linkcode reserveGranted}
+   * refuses at once (as `numberAt` does after its own wait timed out).
+   */
+  starve(): void {
+    this.#starvedAtGranted = this.grantedBlocks;
   }
 
   /**

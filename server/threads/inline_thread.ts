@@ -42,7 +42,7 @@ export class InlineThread implements ThreadPort {
           if (!this.#terminated) this.onmessage?.(new MessageEvent("message", { data: message }));
         }),
     };
-    this.#stop = serveThread(this.#inside, runtime);
+    this.#stop = serveThread(this.#inside, runtime, false);
   }
 
   /** Hands the thread a message, as `Worker.postMessage` does (the same object, not a copy). */

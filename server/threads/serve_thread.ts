@@ -35,10 +35,16 @@ export interface ThreadChannel {
  *
  * @param channel The thread's end of the channel.
  * @param runtime The runtime's adapter, whose listener the thread serves with.
+ * @param mayBlock Whether the thread may block waiting for numbers: a worker may; the process's
+ *   main thread may not (its event loop brings the numbers), so its connections wait parked.
  * @returns Stops the thread's clock timer, for a thread that does not end with its worker (the
  *   listener is closed by the pool's `drain` first).
  */
-export function serveThread(channel: ThreadChannel, runtime: RuntimeAdapter): () => void {
+export function serveThread(
+  channel: ThreadChannel,
+  runtime: RuntimeAdapter,
+  mayBlock: boolean,
+): () => void {
   let handler: MessageHandler | null = null;
   let gate: ConnectionGate | null = null;
   let listener: ThreadListener | null = null;
@@ -83,7 +89,7 @@ export function serveThread(channel: ThreadChannel, runtime: RuntimeAdapter): ()
         const ledger = new NumberLedger(message.ledgerBuffer);
         ledger.onStarved = () => channel.postMessage({ type: "starved" });
         const stats = statsRow(message.statsBuffer, message.thread);
-        handler = new MessageHandler(message.config, ledger, stats, undefined, clock);
+        handler = new MessageHandler(message.config, ledger, stats, undefined, clock, mayBlock);
         plantBlock(handler);
         gate = new ConnectionGate(message.gateBuffers, message.config, stats);
         // Times this thread writes to the address table are compared with other threads' times,

@@ -9,4 +9,4 @@ import { runtime } from "../adapters/mod.ts";
 import { serveThread, type ThreadChannel } from "./serve_thread.ts";
 
 // `self` in a worker on both runtimes; declared narrowly so this file needs no DOM or worker lib.
-serveThread(globalThis as unknown as ThreadChannel, runtime);
+serveThread(globalThis as unknown as ThreadChannel, runtime, true);
