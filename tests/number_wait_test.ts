@@ -71,9 +71,11 @@ function client(
   port: number,
   lines: number,
   writes: number,
+  halfClose = false,
 ): Promise<{ numbers: number[]; ended: boolean }> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: "127.0.0.1", port });
+    // With halfClose, the client sends its FIN after its lines and goes on reading.
+    const socket = connect({ host: "127.0.0.1", port, allowHalfOpen: halfClose });
     let text = "";
     const numbers: number[] = [];
     const done = (ended: boolean) => {
@@ -83,6 +85,7 @@ function client(
     socket.setEncoding("latin1");
     socket.on("connect", () => {
       for (let i = 0; i < writes; i++) socket.write("x\n".repeat(lines / writes));
+      if (halfClose) socket.end();
     });
     socket.on("data", (chunk: string) => {
       text += chunk;
@@ -97,7 +100,7 @@ function client(
         }
         numbers.push(Number(match[1]));
       }
-      if (numbers.length === lines) done(false);
+      if (numbers.length === lines && !halfClose) done(false);
     });
     socket.on("end", () => done(true));
     socket.on("error", reject);
@@ -194,5 +197,69 @@ test(`[${runtime.runtime}] number wait: a drain answers a connection parked when
   const { numbers } = await reply;
   assert.deepEqual(numbers, [1, 2]);
   await drained;
+  await server.stop();
+});
+
+test(`[${runtime.runtime}] number wait: a client that sends its lines and its FIN while parked is answered, then closed`, async () => {
+  const server = await serve({ framing: "line", numberBy: "message" }, 10_000);
+  try {
+    const reply = client(server.listener.port, 2, 1, true);
+    await waitUntil(() => server.starved() > 0, { what: "the connection waiting", everyMs: 2 });
+    await sleep(30); // its FIN arrives while it waits
+    server.keeper.grant(1, 1);
+    const { numbers, ended } = await reply;
+    assert.deepEqual(numbers, [1, 2]);
+    assert.ok(ended, "the server closed its side after the replies");
+  } finally {
+    await server.stop();
+  }
+});
+
+test(`[${runtime.runtime}] number wait: a connection refused while its reads were paused (its owed replies past the cap) is closed and released`, async () => {
+  const server = await serve(
+    { framing: "line", numberBy: "message", maxPendingReplyBytes: 4096 },
+    200,
+  );
+  try {
+    const refused = await client(server.listener.port, 20_000, 1);
+    assert.ok(refused.ended && refused.numbers.length === 0);
+    assert.equal(server.stats[Stat.closedNumbersUnavailable], 1);
+    await waitUntil(() => server.stats[Stat.connectionsActive] === 0, {
+      what: () => `the connection closed (${server.stats[Stat.connectionsActive]} open)`,
+      timeoutMs: 5000,
+    });
+  } finally {
+    await server.stop();
+  }
+});
+
+test(`[${runtime.runtime}] number wait: the idle sweep leaves a parked connection be (its wait is the server's); answered when the block comes`, async () => {
+  const server = await serve({ framing: "line", numberBy: "message", idleTimeoutMs: 200 }, 10_000);
+  try {
+    const reply = client(server.listener.port, 2, 1);
+    await waitUntil(() => server.starved() > 0, { what: "the connection waiting", everyMs: 2 });
+    // Past the idle timeout, with sweeps every 250 ms: the rule it must not apply here.
+    await sleep(800);
+    server.keeper.grant(1, 1);
+    const { numbers } = await reply;
+    assert.deepEqual(numbers, [1, 2]);
+    assert.equal(server.stats[Stat.closedIdleTimeout], 0);
+  } finally {
+    await server.stop();
+  }
+});
+
+test(`[${runtime.runtime}] number wait: a parked connection cut at the drain's deadline takes no number when the block comes`, async () => {
+  const server = await serve({ framing: "line", numberBy: "message" }, 10_000);
+  const reply = client(server.listener.port, 2, 1);
+  await waitUntil(() => server.starved() > 0, { what: "the connection waiting", everyMs: 2 });
+  await server.listener.shutdown(100);
+  // Cut with a reset (Bun) or a close (Deno): either way no reply.
+  const cut = await reply.catch((error: Error) => ({ numbers: [], ended: true, error }));
+  assert.ok(cut.ended && cut.numbers.length === 0, JSON.stringify(cut));
+  server.keeper.grant(1, 1);
+  await sleep(50); // the wait list looks every 1 ms; nothing must happen
+  assert.equal(server.ledger.taken, 0, "a cut connection took numbers");
+  assert.equal(server.stats[Stat.replies], 0);
   await server.stop();
 });

@@ -75,6 +75,7 @@ interface BunSocketHandler {
   open(socket: BunSocket): void;
   data(socket: BunSocket, chunk: Uint8Array): void;
   drain(socket: BunSocket): void;
+  end(socket: BunSocket): void;
   handshake(socket: BunSocket, success: boolean, error: Error | null): void;
   close(socket: BunSocket): void;
   error(socket: BunSocket, error: Error): void;
@@ -84,6 +85,8 @@ interface BunGlobal {
     hostname: string;
     port: number;
     reusePort: boolean;
+    /** Keep a socket open after the client's FIN (its `end` handler decides): Bun 1.4.5. */
+    allowHalfOpen: boolean;
     socket: BunSocketHandler;
     tls?: { cert: string; key: string };
   }): BunListener;
@@ -136,6 +139,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       open: (s) => this.open(s),
       data: (s, chunk) => this.data(s, chunk),
       drain: (s) => this.drain(s),
+      end: (s) => this.end(s),
       handshake: (s) => this.handshake(s),
       close: (s) => this.close(s),
       error: (s, e) => this.error(s, e),
@@ -148,7 +152,14 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     this.#listen = (at = this.port) => {
       this.#tlsAfterHeader = this.#tls !== null && handler.config.proxyProtocol;
       const secure = this.#tls === null || this.#tlsAfterHeader ? {} : { tls: this.#tls };
-      return bun.listen({ hostname: host, port: at, reusePort: true, socket, ...secure });
+      return bun.listen({
+        hostname: host,
+        port: at,
+        reusePort: true,
+        allowHalfOpen: true,
+        socket,
+        ...secure,
+      });
     };
     try {
       this.#listener = this.#listen(port);
@@ -299,7 +310,7 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
     if (length === WAIT_FOR_NUMBERS) {
       // Nothing more is sent or encoded until numbers come; lines read meanwhile are counted.
       connection.unsent = WAITING_FOR_NUMBERS;
-      this.#handler.whenNumbers(() => this.#numbersCame(socket));
+      this.#handler.whenNumbers((expired) => this.#numbersCame(socket, expired));
       return true;
     }
     // A refusal (no numbers; the replies owed are dropped) is a clean close after what was
@@ -309,12 +320,17 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   }
 
   /** A connection parked by `#send` is called back: numbers came, or its wait is over. */
-  #numbersCame(socket: BunSocket): void {
+  #numbersCame(socket: BunSocket, expired: boolean): void {
     const connection = socket.data;
     // Closed meanwhile (`close` and a reset clear `unsent`): nothing is owed any more.
     if (connection.unsent !== WAITING_FOR_NUMBERS) return;
     connection.unsent = null;
-    this.#sendOwed(socket, connection);
+    const handler = this.#handler;
+    this.#sendOwed(
+      socket,
+      connection,
+      expired ? handler.refuse(connection) : handler.next(connection),
+    );
   }
 
   drain(socket: BunSocket): void {
@@ -338,21 +354,43 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
       // The slice is gone: its memory goes back with it.
       connection.unsent = null;
     }
-    this.#sendOwed(socket, connection);
+    // Replies owed are still sent while closing: their lines were read before the close began.
+    this.#sendOwed(socket, connection, this.#handler.next(connection));
   }
 
-  /** After a slice was written whole: the next slices, then the close or the reads owed. */
-  #sendOwed(socket: BunSocket, connection: Connection): void {
+  /**
+   * After a slice was written whole or a wait for numbers ended: sends `length` bytes of the
+   * handler's output and the slices after, then closes or reads again.
+   */
+  #sendOwed(socket: BunSocket, connection: Connection, length: number): void {
     connection.blockedSince = 0;
     connection.lastActivityAt = this.#clock.now;
-    // Replies owed are still sent while closing: their lines were read before the close began.
-    if (!this.#send(socket, connection, this.#handler.next(connection))) return;
+    if (!this.#send(socket, connection, length)) return;
     if (connection.unsent !== null) return;
-    if (connection.closing) socket.shutdown();
-    else if (connection.readPaused) {
+    if (connection.readPaused) {
+      // Read again, closing too: a half-closed socket closes once the client's FIN is read, and
+      // one never read again would stay open (and counted against its address) for good.
       connection.readPaused = false;
       socket.resume();
     }
+    if (connection.closing) socket.shutdown();
+  }
+
+  /**
+   * The client closed its side (FIN). Bun is asked to keep the socket open then (allowHalfOpen),
+   * so what the client sent before it is still answered: a slice the kernel did not take yet, or
+   * replies waiting for numbers (a thread that may not block parks them), as `printf 'x\n' | nc -N`
+   * expects. The socket closes once they are written (our FIN after the client's closes it).
+   */
+  end(socket: BunSocket): void {
+    const connection = socket.data as Connection | undefined;
+    if (connection === undefined) return;
+    const extra = connection.extra;
+    if (extra !== null && extra.secure !== null && extra.secure !== socket) return;
+    const wasClosing = connection.closing;
+    connection.closing = true;
+    // Closing already: our FIN was sent or is sent once the replies owed are (see `#sendOwed`).
+    if (!wasClosing && connection.unsent === null) socket.shutdown();
   }
 
   /**
@@ -371,8 +409,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   /**
    * Half-closes (FIN) rather than closes, once its replies owed are written: a request the client
    * sends meanwhile is read and dropped instead of drawing a reset, and the client sees a clean
-   * end of stream. The socket closes when the client closes its side (allowHalfOpen is off), or
-   * at the drain's deadline.
+   * end of stream. The socket closes when the client closes its side (its FIN after ours), or at
+   * the drain's deadline.
    */
   #closeForDrain(socket: BunSocket): void {
     const connection = socket.data;
@@ -435,7 +473,8 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
 
   #closeIfOverstayed(socket: BunSocket, now: number, config: ServeConfig): void {
     const connection = socket.data;
-    if (connection.closing) return;
+    // Waiting for numbers is the server's wait, bounded by the handler's, not the client's.
+    if (connection.closing || connection.unsent === WAITING_FOR_NUMBERS) return;
     const reason = overstayed(connection, now, config);
     if (reason < 0) return;
     this.#stats[reason]!++;

@@ -55,7 +55,14 @@ interface Tracked {
   state: Connection;
   /** Whether a write is in flight; a drain lets it finish before closing. */
   writing: boolean;
+  /** Closed by the sweep or the drain's deadline: a wait for numbers ends with nothing sent. */
+  cut: boolean;
+  /** Parked for numbers (a thread that may not block): the sweep's idle rule passes it by. */
+  waiting: boolean;
 }
+
+/** `#afterWait` for a connection cut while it waited: the read loop ends. */
+const CUT = -1;
 
 class DenoThreadListener implements ThreadListener {
   readonly runtime = "deno";
@@ -149,10 +156,13 @@ class DenoThreadListener implements ThreadListener {
   }
 
   #closeIfOverstayed(tracked: Tracked, now: number, config: ServeConfig): void {
+    // Waiting for numbers is the server's wait, bounded by the handler's, not the client's.
+    if (tracked.waiting) return;
     const reason = overstayed(tracked.state, now, config);
     if (reason < 0 || tracked.state.closing) return;
     this.#stats[reason]!++;
     tracked.state.closing = true;
+    tracked.cut = true;
     closeQuietly(tracked.conn); // the pending read or write rejects and the loop ends
   }
 
@@ -178,7 +188,7 @@ class DenoThreadListener implements ThreadListener {
   async #serve(conn: Deno.Conn): Promise<void> {
     const stats = this.#stats;
     const handler = this.#handler;
-    const tracked: Tracked = { conn, state: new Connection(), writing: false };
+    const tracked: Tracked = { conn, state: new Connection(), writing: false, cut: false, waiting: false };
     const remote = conn.remoteAddr as Deno.NetAddr;
     if (!this.#gate.admit(tracked.state, remote.hostname, this.#clock.now)) {
       closeQuietly(conn); // refused: closed at once, counted by the gate
@@ -208,11 +218,12 @@ class DenoThreadListener implements ThreadListener {
         let length = handler.handle(tracked.state, chunk);
         // `next` runs right after the await, in the same task as the copy below: the handler's
         // output is shared by the thread's connections.
+        let deadline = 0;
         while (length === WAIT_FOR_NUMBERS) {
-          await this.#numbersCame(tracked);
-          length = handler.next(tracked.state);
-          tracked.writing = false;
+          deadline ||= handler.numbersDeadline();
+          length = this.#afterWait(tracked, await this.#numbersCame(tracked, deadline));
         }
+        tracked.writing = false;
         if (length > 0) {
           tracked.writing = true;
           // A backlog of several slices is copied through one buffer of its own, dropped when
@@ -249,9 +260,10 @@ class DenoThreadListener implements ThreadListener {
             tracked.state.lastActivityAt = this.#clock.now;
             // Replies owed are still sent while draining: their lines were read before it began.
             length = handler.next(tracked.state);
+            deadline = 0;
             while (length === WAIT_FOR_NUMBERS) {
-              await this.#numbersCame(tracked);
-              length = handler.next(tracked.state);
+              deadline ||= handler.numbersDeadline();
+              length = this.#afterWait(tracked, await this.#numbersCame(tracked, deadline));
             }
           } while (length > 0);
           tracked.writing = false;
@@ -292,16 +304,29 @@ class DenoThreadListener implements ThreadListener {
   }
 
   /**
-   * Resolves once numbers came or the wait is over, on a thread that may not block
+   * Resolves once numbers came (false) or the wait is over (true), on a thread that may not block
    * (numbering/number_wait_list.ts); the caller then asks the handler again. Counts as a write in
    * flight meanwhile (the caller clears it), so a drain answers the request first. Not an async function that calls
    * `next` itself: its result would reach the caller one microtask later, after another
    * connection's `next` had overwritten the shared output (replies mixed, numbers repeated on
    * the wire: seen on Deno).
    */
-  #numbersCame(tracked: Tracked): Promise<void> {
+  #numbersCame(tracked: Tracked, deadline: number): Promise<boolean> {
     tracked.writing = true;
-    return new Promise<void>((resolve) => this.#handler.whenNumbers(resolve));
+    tracked.waiting = true;
+    return new Promise<boolean>((resolve) => this.#handler.whenNumbers(resolve, deadline));
+  }
+
+  /**
+   * What a connection sends once its wait for numbers ended (`expired`: refused), called in the
+   * task the wait resumed; {@linkcode CUT} for one closed meanwhile, which takes no number.
+   */
+  #afterWait(tracked: Tracked, expired: boolean): number {
+    tracked.waiting = false;
+    // The wait was the server's, not the client's idleness.
+    tracked.state.lastActivityAt = this.#clock.now;
+    if (tracked.cut) return CUT;
+    return expired ? this.#handler.refuse(tracked.state) : this.#handler.next(tracked.state);
   }
 
   /** A FIN, once: what the client sends after it is dropped (the read loop). */
@@ -334,7 +359,10 @@ class DenoThreadListener implements ThreadListener {
       }
       await sleep(10);
     }
-    for (const tracked of this.#open) closeQuietly(tracked.conn);
+    for (const tracked of this.#open) {
+      tracked.cut = true;
+      closeQuietly(tracked.conn);
+    }
   }
 }
 

@@ -9,8 +9,13 @@ import type { ServeConfig } from "../config/resolve_config.ts";
 import type { Connection } from "./connection.ts";
 import { LINE_TOO_LONG, scanLines } from "./line_scanner.ts";
 import { ReplyEncoder } from "./reply_encoder.ts";
-import { NONE_GRANTED, type NumberLedger, NumbersUnavailableError } from "./number_ledger.ts";
-import { NumberWaitList } from "./number_wait_list.ts";
+import {
+  NONE_GRANTED,
+  type NumberLedger,
+  NumbersUnavailableError,
+  REFUSE_NOW,
+} from "./number_ledger.ts";
+import { type NumbersRetry, NumberWaitList } from "./number_wait_list.ts";
 import type { CoarseClock } from "../common/clock.ts";
 import { Stat } from "../threads/thread_stats.ts";
 
@@ -238,14 +243,32 @@ export class MessageHandler {
 
   /**
    * Parks a connection that {@linkcode next} answered {@linkcode WAIT_FOR_NUMBERS}: `retry` is
-   * called once a block is granted, or once the wait has lasted `waitMs` (the next `next` then
-   * refuses it, unless a block came just then). A connection is parked at most once at a time:
-   * the adapter sends nothing on it and calls `next` for it only from `retry`.
+   * called once a block is granted (`expired` false: call `next` again) or once the connection has
+   * waited `waitMs` in all (`expired` true: {@linkcode refuse} it). A connection is parked at most
+   * once at a time: the adapter sends nothing on it and calls `next` for it only from `retry`.
    *
-   * @param retry Calls `next` for the connection again and sends what it gives.
+   * @param retry What the adapter does with the connection next.
+   * @param deadline When the wait ends (from {@linkcode numbersDeadline}), for a connection parked
+   *   again outside its retry (Deno's, which resumes a promise); by default `waitMs` from its first
+   *   park.
    */
-  whenNumbers(retry: () => void): void {
-    this.#waitList!.park(retry);
+  whenNumbers(retry: NumbersRetry, deadline?: number): void {
+    this.#waitList!.park(retry, deadline);
+  }
+
+  /** When a wait for numbers that begins now ends (see {@linkcode whenNumbers}). */
+  numbersDeadline(): number {
+    return this.#waitList!.deadlineFromNow();
+  }
+
+  /**
+   * Refuses a connection whose wait for numbers is over: its replies owed are dropped and it is
+   * counted as `closedNumbersUnavailable`.
+   *
+   * @returns The refusal, as {@linkcode next} returns it: the adapter closes the connection.
+   */
+  refuse(connection: Connection): number {
+    return this.#noNumber(connection, REFUSE_NOW);
   }
 
   /** A `next` that found no number: waits (replies kept) or refuses (replies dropped). */
