@@ -188,7 +188,13 @@ class DenoThreadListener implements ThreadListener {
   async #serve(conn: Deno.Conn): Promise<void> {
     const stats = this.#stats;
     const handler = this.#handler;
-    const tracked: Tracked = { conn, state: new Connection(), writing: false, cut: false, waiting: false };
+    const tracked: Tracked = {
+      conn,
+      state: new Connection(),
+      writing: false,
+      cut: false,
+      waiting: false,
+    };
     const remote = conn.remoteAddr as Deno.NetAddr;
     if (!this.#gate.admit(tracked.state, remote.hostname, this.#clock.now)) {
       closeQuietly(conn); // refused: closed at once, counted by the gate
