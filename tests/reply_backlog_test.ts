@@ -258,3 +258,53 @@ test(`[${UNDER_TEST}] clients that reset while their replies are held back are c
     assert.equal(await server.stop(), 0);
   }
 });
+
+test(`[${UNDER_TEST}] a client that sends its lines and its FIN gets every reply if it reads, and is cut at the idle timeout if it never does`, async () => {
+  const LINES = 20_000; // about 20 MiB of replies: the server is still writing when the FIN comes
+  const server = await startTallyho([
+    "--threads",
+    "1",
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    "--greeting",
+    GREETING,
+    "--idle-timeout",
+    "1s",
+  ], { env: FAST_STATS });
+  const reader = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
+  const stuck = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
+  try {
+    for (const socket of [reader, stuck]) {
+      socket.on("error", () => {});
+      await new Promise((resolve) => socket.once("connect", resolve));
+    }
+    stuck.pause(); // never reads
+    stuck.end(Buffer.alloc(LINES, "\n"));
+    let replies = 0;
+    let rest = "";
+    const ended = new Promise<void>((resolve) => reader.once("end", resolve));
+    reader.on("data", (chunk: Buffer) => {
+      const lines = (rest + chunk.toString("latin1")).split("\n");
+      rest = lines.pop()!;
+      replies += lines.length;
+    });
+    reader.end(Buffer.alloc(LINES, "\n"));
+    await ended;
+    assert.equal(replies, LINES, "the replies to lines sent before the FIN");
+    let totals = { connectionsActive: -1, closedSlowReader: 0 };
+    await waitUntil(async () => {
+      totals = (await (await server.admin("/v1/stats")).json()).totals;
+      return totals.connectionsActive === 0 && totals;
+    }, {
+      what: () => `the client that never reads cut (last totals: ${JSON.stringify(totals)})`,
+      timeoutMs: 10_000,
+    });
+    assert.equal(totals.closedSlowReader, 1);
+  } finally {
+    reader.destroy();
+    stuck.destroy();
+    assert.equal(await server.stop(), 0);
+  }
+});

@@ -474,9 +474,18 @@ class BunThreadListener implements ThreadListener, BunSocketHandler {
   #closeIfOverstayed(socket: BunSocket, now: number, config: ServeConfig): void {
     const connection = socket.data;
     // Waiting for numbers is the server's wait, bounded by the handler's, not the client's.
-    if (connection.closing || connection.unsent === WAITING_FOR_NUMBERS) return;
+    if (connection.unsent === WAITING_FOR_NUMBERS) return;
     const reason = overstayed(connection, now, config);
     if (reason < 0) return;
+    if (connection.closing) {
+      // Closing already (counted when that began, or after the client's FIN), it waits only for
+      // the client to take its last replies or to close its side. One that does neither within
+      // the timeouts is cut (a client that sends lines and its FIN and never reads would keep the
+      // socket and its slice for good), counted only as the slow reader it is.
+      if (reason === Stat.closedSlowReader) this.#stats[reason]!++;
+      socket.terminate();
+      return;
+    }
     this.#stats[reason]!++;
     connection.closing = true;
     // Idle and silent clients get a clean close; a slowloris or a client that never reads
