@@ -273,13 +273,15 @@ test(`[${UNDER_TEST}] a client that sends its lines and its FIN gets every reply
     "--idle-timeout",
     "1s",
   ], { env: FAST_STATS });
-  const reader = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
-  const stuck = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
+  const open = async () => {
+    const socket = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
+    socket.on("error", () => {});
+    await new Promise((resolve) => socket.once("connect", resolve));
+    return socket;
+  };
+  const reader = await open();
+  const stuck = await open();
   try {
-    for (const socket of [reader, stuck]) {
-      socket.on("error", () => {});
-      await new Promise((resolve) => socket.once("connect", resolve));
-    }
     stuck.pause(); // never reads
     stuck.end(Buffer.alloc(LINES, "\n"));
     let replies = 0;
