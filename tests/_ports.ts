@@ -45,14 +45,16 @@ function accepts(port: number): Promise<boolean> {
  * @param port The port it was told to listen on.
  * @param child The program.
  * @param output What it printed so far, for the error.
+ * @param ready Whether it is ready now; by default, whether it accepts a connection.
  */
 export async function waitForListener(
   port: number,
   child: ChildProcess,
   output: () => string,
+  ready: (port: number) => Promise<boolean> = accepts,
 ): Promise<void> {
   const exited = () => child.exitCode !== null || child.signalCode !== null;
-  await waitUntil(async () => exited() || await accepts(port), {
+  await waitUntil(async () => exited() || await ready(port), {
     what: `${child.spawnfile} listening on ${port} (output: ${output()})`,
     timeoutMs: 10_000,
     everyMs: 50,

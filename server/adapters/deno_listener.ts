@@ -176,9 +176,13 @@ class DenoThreadListener implements ThreadListener {
         // Deno 2.9's accept() also rejects, with NotConnected (ENOTCONN from reading the peer's
         // address), for a connection its peer reset while it waited in the queue; that ends only
         // that connection, never the loop. Anything else (EMFILE: out of descriptors) backs off
-        // briefly so the loop does not spin while the table is full.
-        this.#stats[Stat.acceptErrors]!++;
-        if (!isPeerGone(error)) await sleep(ACCEPT_BACKOFF_MS);
+        // briefly so the loop does not spin while the table is full. With the PROXY protocol on,
+        // such a reset is counted as Bun counts one before its open handler ran: as a balancer's
+        // health check (HAProxy resets each check at once; most land here on Deno).
+        const gone = isPeerGone(error);
+        if (gone && this.#handler.config.proxyProtocol) this.#gate.peerError(undefined);
+        else this.#stats[Stat.acceptErrors]!++;
+        if (!gone) await sleep(ACCEPT_BACKOFF_MS);
         continue;
       }
       this.#serve(conn);
