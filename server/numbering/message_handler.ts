@@ -69,6 +69,8 @@ export class MessageHandler {
   readonly #waitMs: number;
   /** Set on a thread that may not block: connections wait here for a grant instead. */
   readonly #waitList: NumberWaitList | null;
+  /** Positions the last `#reserve` took. */
+  #reserved = 0;
   readonly #clock: CoarseClock;
   readonly #stats: Float64Array;
 
@@ -207,15 +209,10 @@ export class MessageHandler {
         }
         this.output = out;
       } else {
-        replies = Math.min(owed, this.#repliesPerSlice);
-        if (this.#waitList !== null) {
-          const first = this.#ledger.reserveGranted(replies);
-          if (first < 0) return this.#noNumber(connection, first);
-          replies = this.#ledger.reservedCount;
-          length = this.#encodeEach(first, replies);
-        } else {
-          length = this.#encodeEach(this.#ledger.reserve(replies), replies);
-        }
+        const first = this.#reserve(Math.min(owed, this.#repliesPerSlice));
+        if (first < 0) return this.#noNumber(connection, first);
+        replies = this.#reserved;
+        length = this.#encodeEach(first, replies);
       }
       connection.owedReplies = owed - replies;
       this.#stats[Stat.replies]! += replies;
@@ -284,17 +281,27 @@ export class MessageHandler {
    * when no position is granted (see `NumberLedger.reserveGranted`).
    */
   #takeNumber(connection: Connection): number {
-    const ledger = this.#ledger;
-    let position: number;
-    if (this.#waitList !== null) {
-      position = ledger.reserveGranted(1);
-      if (position < 0) return position;
-    } else {
-      position = ledger.reserve(1);
-    }
-    connection.number = ledger.numberAt(position, this.#waitMs);
+    const position = this.#reserve(1);
+    if (position < 0) return position;
+    connection.number = this.#ledger.numberAt(position, this.#waitMs);
     this.#stats[Stat.lastNumber] = connection.number;
     return 0;
+  }
+
+  /**
+   * Reserves up to `count` positions, how many in `#reserved`: all of them where the thread may
+   * block (`numberAt` waits for their block), only granted ones where it may not
+   * (`NumberLedger.reserveGranted`: negative when none is).
+   */
+  #reserve(count: number): number {
+    const ledger = this.#ledger;
+    if (this.#waitList === null) {
+      this.#reserved = count;
+      return ledger.reserve(count);
+    }
+    const first = ledger.reserveGranted(count);
+    this.#reserved = ledger.reservedCount;
+    return first;
   }
 
   #encodeEach(first: number, replies: number): number {
