@@ -35,9 +35,15 @@ async function openMany(
   return clients;
 }
 
-/** Waits until the server (reporting every 50 ms) counts no open connection. */
+/**
+ * Waits until the server (reporting every 50 ms) counts no open connection, in a snapshot taken
+ * after the connections were counted in (the first ones may predate them: all zeros).
+ */
 async function noneOpen(server: TestServer): Promise<void> {
-  await waitUntil(async () => (await totals(server.admin)).connectionsActive === 0, {
+  await waitUntil(async () => {
+    const now = await totals(server.admin);
+    return now.connectionsAccepted > 0 && now.connectionsActive === 0;
+  }, {
     what: "every connection counted closed",
   });
 }

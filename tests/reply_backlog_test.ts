@@ -295,15 +295,18 @@ test(`[${UNDER_TEST}] a client that sends its lines and its FIN gets every reply
     reader.end(Buffer.alloc(LINES, "\n"));
     await ended;
     assert.equal(replies, LINES, "the replies to lines sent before the FIN");
-    let totals = { connectionsActive: -1, closedSlowReader: 0 };
+    let totals = { connectionsAccepted: 0, connectionsActive: -1, closedSlowReader: 0, closedPeerError: 0 };
     await waitUntil(async () => {
       totals = (await (await server.admin("/v1/stats")).json()).totals;
-      return totals.connectionsActive === 0 && totals;
+      // Both counted in, then out: the first snapshots may predate both connections.
+      return totals.connectionsAccepted === 2 && totals.connectionsActive === 0 && totals;
     }, {
       what: () => `the client that never reads cut (last totals: ${JSON.stringify(totals)})`,
       timeoutMs: 10_000,
     });
     assert.equal(totals.closedSlowReader, 1);
+    // Counted once, by why it was cut, not again for the write the cut made fail.
+    assert.equal(totals.closedPeerError, 0);
   } finally {
     reader.destroy();
     stuck.destroy();

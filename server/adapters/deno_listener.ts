@@ -297,7 +297,9 @@ class DenoThreadListener implements ThreadListener {
       }
     } catch (error) {
       if ((error as Error).message?.includes(NAME_REFUSED)) stats[Stat.rejectedServerName]!++;
-      else if (!this.#draining) this.#gate.peerError(tracked.state);
+      // A connection the sweep cut is counted once, by its reason, not again for the write or
+      // read that the close made fail.
+      else if (!this.#draining && !tracked.cut) this.#gate.peerError(tracked.state);
     } finally {
       // No read is pending into the region once the loop has ended.
       this.#regions.give(region);
