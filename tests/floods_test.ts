@@ -42,7 +42,7 @@ async function openMany(
 async function noneOpen(server: TestServer): Promise<void> {
   await waitUntil(async () => {
     const now = await totals(server.admin);
-    return now.connectionsAccepted > 0 && now.connectionsActive === 0;
+    return (now.connectionsAccepted ?? 0) > 0 && now.connectionsActive === 0;
   }, {
     what: "every connection counted closed",
   });

@@ -295,7 +295,12 @@ test(`[${UNDER_TEST}] a client that sends its lines and its FIN gets every reply
     reader.end(Buffer.alloc(LINES, "\n"));
     await ended;
     assert.equal(replies, LINES, "the replies to lines sent before the FIN");
-    let totals = { connectionsAccepted: 0, connectionsActive: -1, closedSlowReader: 0, closedPeerError: 0 };
+    let totals = {
+      connectionsAccepted: 0,
+      connectionsActive: -1,
+      closedSlowReader: 0,
+      closedPeerError: 0,
+    };
     await waitUntil(async () => {
       totals = (await (await server.admin("/v1/stats")).json()).totals;
       // Both counted in, then out: the first snapshots may predate both connections.
