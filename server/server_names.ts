@@ -9,7 +9,7 @@
  * @module
  */
 
-import { X509Certificate } from "node:crypto";
+import { nodeCrypto } from "./common/lazy_builtins.ts";
 
 /** Whether a server name a client asked for is one the certificate covers. */
 export type ServerNameCheck = (name: string) => boolean;
@@ -23,7 +23,7 @@ const ANY_NAME: ServerNameCheck = () => true;
  * @returns Lower-case names, wildcards kept as `*.example.com`; empty when it names no host.
  */
 export function certificateNames(certPem: string): string[] {
-  const certificate = new X509Certificate(certPem);
+  const certificate = new (nodeCrypto().X509Certificate)(certPem);
   const names: string[] = [];
   for (const entry of (certificate.subjectAltName ?? "").split(", ")) {
     if (entry.startsWith("DNS:")) names.push(entry.slice(4).toLowerCase());

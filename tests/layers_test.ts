@@ -12,6 +12,7 @@ import {
   importCycles,
   importGraph,
   importsIn,
+  modulesLoadedBy,
   PRODUCT_FOLDERS,
   sourceFiles,
 } from "../bench/import_graph.ts";
@@ -143,7 +144,11 @@ test("layers: server/common/ is a leaf: it imports nothing of the repository out
  * The modules of server/ that may pick the runtime (import server/adapters/mod.ts): the entry
  * points. Everything else is handed the runtime adapter, or the functions it holds.
  */
-const RUNTIME_PICKERS = ["server/start_server.ts", "server/threads/worker_main.ts"];
+const RUNTIME_PICKERS = [
+  "server/process/child_main.ts",
+  "server/start_server.ts",
+  "server/threads/worker_main.ts",
+];
 
 test("layers: in server/ only the adapters and the entry points pick the runtime", () => {
   const graph = importGraph(ROOT, ["server"]);
@@ -160,4 +165,29 @@ test("layers: in server/ only the adapters and the entry points pick the runtime
     }
   }
   assert.deepEqual(asking, [], "asks which runtime it runs on");
+});
+
+/**
+ * What a serving child (`tallyho _child`) loads: `mod.ts`, the dispatcher and the child's own
+ * graph. Each builtin below cost it RSS at idle while most processes never use it; they are
+ * loaded where used (server/common/lazy_builtins.ts).
+ */
+const CHILD_ENTRIES = ["mod.ts", "cli/run_program.ts", "server/process/child_main.ts"];
+const LAZY_BUILTINS = ["node:net", "node:crypto"];
+
+test("layers: a serving child's modules import node:net and node:crypto for types only", () => {
+  const graph = importGraph(ROOT, CHILD_ENTRIES);
+  const loaded = new Set(CHILD_ENTRIES.flatMap((entry) => modulesLoadedBy(graph, entry)));
+  assert.ok(loaded.size > 50, `the child's graph holds only ${loaded.size} modules`);
+  const eager: string[] = [];
+  const statement =
+    /(?:^|[;\n])\s*(?:import|export)\s+(type\s)?[^;]*?from\s*["'](node:[a-z/_]+)["']/g;
+  for (const file of loaded) {
+    for (const match of readFileSync(join(ROOT, file), "utf8").matchAll(statement)) {
+      if (match[1] === undefined && LAZY_BUILTINS.includes(match[2]!)) {
+        eager.push(`${file} imports ${match[2]}`);
+      }
+    }
+  }
+  assert.deepEqual(eager, []);
 });

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { connect, createServer, type Server, type Socket } from "node:net";
+import type { Server, Socket } from "node:net";
+import { nodeNet } from "../common/lazy_builtins.ts";
 import type { RelayListen, RelayListenOptions } from "./capped_http.ts";
 import type { Relay, RelayBook } from "./_relay_book.ts";
 import { AddressInUseError } from "../host/address_in_use_error.ts";
@@ -58,7 +59,7 @@ function onClient(client: Socket, { path, book, answer }: RelayListenOptions): v
 }
 
 function relayTo(path: string, book: RelayBook, relay: Relay, client: Socket): Socket {
-  const inner = connect({ path });
+  const inner = nodeNet().connect({ path });
   inner.on("data", (chunk: Buffer) => {
     book.fromServer(relay, chunk);
     if (!client.write(chunk)) inner.pause();
@@ -72,7 +73,10 @@ function relayTo(path: string, book: RelayBook, relay: Relay, client: Socket): S
 }
 
 function serve(options: RelayListenOptions): Server {
-  return createServer({ allowHalfOpen: true }, (client: Socket) => onClient(client, options));
+  return nodeNet().createServer(
+    { allowHalfOpen: true },
+    (client: Socket) => onClient(client, options),
+  );
 }
 
 async function listening(front: Server, listen: (done: () => void) => void): Promise<void> {

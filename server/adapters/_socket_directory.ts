@@ -18,7 +18,7 @@ import {
   readdirSync,
   rmSync,
 } from "node:fs";
-import { connect } from "node:net";
+import { nodeNet } from "../common/lazy_builtins.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -40,7 +40,7 @@ function processExists(pid: number): boolean {
 /** Whether nothing listens on the Unix socket at `path` (refused, or no socket there). */
 function nobodyListens(path: string, missingCounts: boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect({ path });
+    const socket = nodeNet().connect({ path });
     const timer = setTimeout(() => finish(false), 1000);
     function finish(result: boolean): void {
       clearTimeout(timer);

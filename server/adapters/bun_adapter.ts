@@ -9,6 +9,7 @@ import { tryLockFileBun } from "./bun_file_lock.ts";
 import { serveHttpBun } from "./bun_http.ts";
 import { listenBun } from "./bun_listener.ts";
 import { tlsFetchBun } from "./bun_tls_fetch.ts";
+import { openStdioBun } from "./bun_stdio.ts";
 import { openUnixDatagramBun } from "./bun_unix_datagram.ts";
 import { relayInheritedNodeNet, relayNodeNet } from "./_node_net_relay.ts";
 import type { RuntimeAdapter } from "./runtime_adapter.ts";
@@ -26,6 +27,7 @@ export const bunAdapter: RuntimeAdapter = {
   tlsFetch: tlsFetchBun,
   tryLockFile: tryLockFileBun,
   openUnixDatagram: openUnixDatagramBun,
+  openStdio: openStdioBun,
   // Bun 1.4.5's node:child_process leaves O_NONBLOCK set on a socket it passes to a child.
   adminHttp: {
     serve: serveHttpBun,

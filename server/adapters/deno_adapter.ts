@@ -8,6 +8,7 @@ import { tryLockFileDeno } from "./deno_file_lock.ts";
 import { serveHttpDeno } from "./deno_http.ts";
 import { listenDeno } from "./deno_listener.ts";
 import { tlsFetchDeno } from "./deno_tls_fetch.ts";
+import { openStdioDeno } from "./deno_stdio.ts";
 import { openUnixDatagramDeno } from "./deno_unix_datagram.ts";
 import { setNonBlocking } from "./descriptor_flags.ts";
 import { relayDeno } from "./_deno_relay.ts";
@@ -33,6 +34,7 @@ export const denoAdapter: RuntimeAdapter = {
   tlsFetch: tlsFetchDeno,
   tryLockFile: tryLockFileDeno,
   openUnixDatagram: openUnixDatagramDeno,
+  openStdio: openStdioDeno,
   adminHttp: {
     serve: serveHttpDeno,
     relay: relayDeno,

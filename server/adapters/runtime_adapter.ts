@@ -14,6 +14,7 @@ import type { TryLockFile } from "./file_lock.ts";
 import type { ServeHttp } from "./http_server.ts";
 import type { Listen } from "./thread_listener.ts";
 import type { TlsFetchFactory } from "./tls_fetch.ts";
+import type { OpenStdio } from "./stdio_channel.ts";
 import type { OpenUnixDatagram } from "./unix_datagram.ts";
 
 /** What a runtime can and cannot do, as data for the configuration's checks. */
@@ -43,6 +44,8 @@ export interface RuntimeAdapter {
   readonly tryLockFile: TryLockFile;
   /** Opens a Unix datagram socket (systemd's `$NOTIFY_SOCKET`). */
   readonly openUnixDatagram: OpenUnixDatagram;
+  /** Opens this process's stdin and stdout as a line channel (a serving child's, to its supervisor). */
+  readonly openStdio: OpenStdio;
   /** What the capped admin HTTP server needs of the runtime (see capped_http.ts). */
   readonly adminHttp: Parameters<typeof serveCappedHttp>[0];
 }

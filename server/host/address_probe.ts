@@ -8,7 +8,7 @@
  * @module
  */
 
-import { createServer } from "node:net";
+import { nodeNet } from "../common/lazy_builtins.ts";
 import { AddressInUseError } from "./address_in_use_error.ts";
 
 /** An address this machine cannot listen on at all (not its own, or not resolvable). */
@@ -33,7 +33,7 @@ export class AddressUnusableError extends Error {
  */
 export function assertAddressFree(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const probe = createServer();
+    const probe = nodeNet().createServer();
     probe.once("error", (error: Error & { code?: string }) => {
       if (error.code === "EADDRINUSE") {
         reject(new AddressInUseError(`Cannot listen on ${host}:${port}: the address is in use`));

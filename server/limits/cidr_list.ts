@@ -14,13 +14,15 @@
  * @module
  */
 
-import { BlockList } from "node:net";
+import type { BlockList } from "node:net";
 import { describe } from "../common/describe.ts";
+import { nodeNet } from "../common/lazy_builtins.ts";
 import { type IpWords, parseIp } from "./ip_key.ts";
 
 /** A list of ranges to test addresses against. */
 export class CidrList {
-  readonly #blocks = new BlockList();
+  /** `null` for an empty list: most are, and `node:net` is then never loaded. */
+  readonly #blocks: BlockList | null;
   readonly #empty: boolean;
   /** The ranges as given, for logs and the configuration. */
   readonly source: readonly string[];
@@ -33,10 +35,9 @@ export class CidrList {
   constructor(ranges: readonly string[], key = "ranges") {
     this.source = ranges;
     this.#empty = ranges.length === 0;
-    for (const text of ranges) {
-      const { words, bits } = parseRange(text, key);
-      this.#blocks.addSubnet(ipv6Text(words), bits, "ipv6");
-    }
+    const parsed = ranges.map((text) => parseRange(text, key));
+    this.#blocks = this.#empty ? null : new (nodeNet().BlockList)();
+    for (const { words, bits } of parsed) this.#blocks!.addSubnet(ipv6Text(words), bits, "ipv6");
   }
 
   /** Whether the list has no range. */
@@ -52,7 +53,7 @@ export class CidrList {
   contains(address: IpWords): boolean {
     // The default lists are empty, and a `BlockList.check` costs about 5 µs on Deno 2.9.6 even
     // then (0.3 µs on Bun 1.4.5; see bench/cidr_list_bench.ts): an empty list answers at once.
-    if (this.#empty) return false;
+    if (this.#blocks === null) return false;
     return this.#blocks.check(ipv6Text(address), "ipv6");
   }
 }

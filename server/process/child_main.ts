@@ -12,6 +12,7 @@ import process from "node:process";
 import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ServeConfig } from "../config/resolve_config.ts";
 import { type RunningServer, startServer } from "../start_server.ts";
+import { runtime } from "../adapters/mod.ts";
 import { formatLogLine, logFormatFromEnv } from "../log_line.ts";
 import { HealthReader } from "./health_reader.ts";
 import { readJsonLines, writeJsonLine } from "../common/json_lines.ts";
@@ -61,7 +62,8 @@ function ignoreSignals(log: (line: string) => void): void {
  * @returns The exit code.
  */
 export function runChild(): Promise<number> {
-  const send = (message: FromChild) => writeJsonLine(process.stdout, message);
+  const stdio = runtime.openStdio();
+  const send = (message: FromChild) => writeJsonLine(stdio.sink, message);
   const leases = new PendingRequests<number>();
   let server: RunningServer | null = null;
   let statsTimer: ReturnType<typeof setInterval> | undefined;
@@ -110,7 +112,7 @@ export function runChild(): Promise<number> {
       resolveExit(code);
     };
 
-    readJsonLines<ToChild>(process.stdin, {
+    readJsonLines<ToChild>(stdio.source, {
       onMessage: async (message) => {
         switch (message.type) {
           case "start":

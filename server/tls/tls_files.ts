@@ -12,7 +12,8 @@
  */
 
 import { fileErrorReason } from "../common/file_error.ts";
-import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
+import { nodeCrypto } from "../common/lazy_builtins.ts";
 import { statSync } from "node:fs";
 import { ConfigError } from "../common/config_error.ts";
 import { readRegularFile, readRegularFileAsync, RegularFileError } from "../host/regular_file.ts";
@@ -112,7 +113,7 @@ export function readTlsFiles(
   const key = readText(keyFlag, keyPath, files);
   let certificate: X509Certificate;
   try {
-    certificate = new X509Certificate(cert);
+    certificate = new (nodeCrypto().X509Certificate)(cert);
   } catch (error) {
     throw new ConfigError(
       certFlag,
@@ -124,7 +125,7 @@ export function readTlsFiles(
   }
   let matches: boolean;
   try {
-    matches = certificate.checkPrivateKey(createPrivateKey(key));
+    matches = certificate.checkPrivateKey(nodeCrypto().createPrivateKey(key));
   } catch (error) {
     throw new ConfigError(
       keyFlag,
@@ -209,7 +210,7 @@ export interface CertificateInfo {
  */
 export function readCertificateInfo(certPath: string): CertificateInfo | null {
   try {
-    const certificate = new X509Certificate(bytesOf(certPath, undefined));
+    const certificate = new (nodeCrypto().X509Certificate)(bytesOf(certPath, undefined));
     const notAfter = Date.parse(certificate.validTo);
     return {
       file: certPath,
@@ -239,7 +240,7 @@ export function tlsFilesDigest(
 ): string {
   if (certPath === null || keyPath === null) return "";
   try {
-    return createHash("sha256").update(bytesOf(certPath, files)).update("\0")
+    return nodeCrypto().createHash("sha256").update(bytesOf(certPath, files)).update("\0")
       .update(bytesOf(keyPath, files)).digest("hex");
   } catch {
     return "";
