@@ -28,21 +28,35 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 const ratio = (a: number, b: number | undefined) =>
   b === undefined || b <= 0 ? "-" : `${(a / b).toFixed(2)}x`;
 
+/** A bare server's RSS a process after serving (its processes are alike: their mean). */
+function afterRss(run: MemoryRun): number | undefined {
+  const after = run.afterProcesses ?? [];
+  return after.length === 0 ? undefined : after.reduce((sum, m) => sum + m.rss, 0) / after.length;
+}
+
 function idleRows(results: MemoryResults): string[] {
   const rows: string[] = [];
   const smallest = Math.min(...results.runs.map((run) => run.connections));
   const firstRuns = results.runs.filter((run) => run.connections === smallest);
   const bareRss = new Map<MemoryServerName, number>();
+  const bareAfter = new Map<MemoryServerName, number>();
   for (const run of firstRuns) {
-    if (!isTallyho(run.server)) bareRss.set(run.server, run.idle.rss / run.processes);
+    if (isTallyho(run.server)) continue;
+    bareRss.set(run.server, run.idle.rss / run.processes);
+    const after = afterRss(run);
+    if (after !== undefined) bareAfter.set(run.server, after);
   }
-  const row = (run: MemoryRun, role: string, m: ProcessMemory, bare: boolean) =>
+  const row = (run: MemoryRun, role: string, m: ProcessMemory, bare: boolean) => {
+    const after = run.afterProcesses?.find((a) => a.pid === m.pid)?.rss;
     rows.push(
       `| ${run.server} | ${role} | ${mb(m.rss)} | ${mb(m.anon)} | ${mb(m.file)} | ${mb(m.pss)} | ` +
         `${mb(m.private)} | ${m.threads} | ${
           bare ? ratio(m.rss, bareRss.get(BARE_OF[run.server])) : "-"
+        } | ${after === undefined ? "-" : mb(after)} | ${
+          bare && after !== undefined ? ratio(after, bareAfter.get(BARE_OF[run.server])) : "-"
         } |`,
     );
+  };
   for (const run of firstRuns) {
     for (const m of run.idleProcesses) {
       const supervisor = m.pid === run.idleSupervisorPid;
@@ -96,11 +110,18 @@ function goalLines(results: MemoryResults): string[] {
     const serving = run?.idleProcesses.find((m) => m.pid !== run.idleSupervisorPid);
     if (bare === undefined || serving === undefined) continue;
     const x = serving.rss / (bare.idle.rss / bare.processes);
+    const after = run?.afterProcesses?.find((m) => m.pid === serving.pid)?.rss;
+    const bareAfter = afterRss(bare);
+    const afterText = after === undefined || bareAfter === undefined
+      ? ""
+      : ` (idle again after serving: ${mb(after)} against ${mb(bareAfter)}, ${
+        (after / bareAfter).toFixed(2)
+      }x)`;
     lines.push(
       `- ${name}: a serving process idle within 1.25x a bare \`Bun.listen\` process (RSS)? ` +
         `**${x <= 1.25 ? "yes" : "no"}**: ${mb(serving.rss)} against ${
           mb(bare.idle.rss / bare.processes)
-        }, ${x.toFixed(2)}x.`,
+        }, ${x.toFixed(2)}x${afterText}.`,
     );
   }
   for (const run of results.runs) {
@@ -159,8 +180,14 @@ export function memoryMarkdown(results: MemoryResults): string {
     "",
     "### Idle",
     "",
-    "| server | process | RSS | anon | file | PSS | private | OS threads | vs bare (RSS) |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "Idle is each process before any connection. **After serving** is its RSS again once the " +
+    "run's connections have all closed and its memory has settled: by then the bare server has " +
+    "compiled and loaded the code its requests ran, which tallyho's timers (its clock, lease " +
+    "keeper and statistics) already ran before the first connection.",
+    "",
+    "| server | process | RSS | anon | file | PSS | private | OS threads | vs bare (RSS) | " +
+    "after serving (RSS) | vs bare, after |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...idleRows(results),
     "",
     "### Per held connection",

@@ -57,6 +57,11 @@ export interface MemoryRun {
   perConnectionPeak: number;
   /** (steady - idle RSS) / held. */
   perConnectionSteady: number;
+  /**
+   * Each process again once every connection had closed and its memory settled: idle after
+   * serving, when the code the requests ran is compiled and loaded in the bare server too.
+   */
+  afterProcesses: ProcessMemory[];
   /** The second message on every held connection. */
   again: { answered: number; same: number; errors: ErrorCounts };
   /** Numbers given to more than one connection; `null` for bare servers (one counter each). */
@@ -173,6 +178,8 @@ export async function measureRun(
     const again = await holders.askAgain();
     const numbers = await holders.close();
     holders = null;
+    await settle(() => pids, settings.settleMs);
+    const afterProcesses = pids.map(readProcessMemory).filter((m) => m !== null);
     if (!server.alive()) note ||= "a server process exited during the run";
     const held = outcome.held;
     const per = (bytes: number) => held > 0 ? Math.round((bytes - idle.rss) / held) : 0;
@@ -193,6 +200,7 @@ export async function measureRun(
       settled,
       perConnectionPeak: per(peakBytes),
       perConnectionSteady: per(steady.rss),
+      afterProcesses,
       again,
       repeats: isTallyho(name) ? countRepeats(numbers) : null,
       note,
