@@ -25,6 +25,7 @@ interface Run {
   held: number;
   failed: number;
   again: { answered: number };
+  afterProcesses: Array<{ rss: number }>;
   repeats: number | null;
 }
 
@@ -59,6 +60,15 @@ test("memory bench --quick: holds every server's connections and writes the memo
       assert.match(section, new RegExp(`\\n\\| ${server} \\| [^|]+ \\| \\d+\\.\\d MB \\|`));
       assert.match(section, new RegExp(`\\n\\| ${server} \\| 1,000 \\| 1 \\| `));
     }
+    // Each process read again after serving, beside its fresh idle figure and ratio.
+    assert.match(
+      section,
+      /\n\| bare-bun \| the process \|(?: [^|]+ \|){6} 1\.00x \| \d+\.\d MB \| 1\.00x \|\n/,
+    );
+    assert.match(
+      section,
+      /\n\| tallyho-bun \| serving process \(1 thread\) \|(?: [^|]+ \|){6} \d\.\d\dx \| \d+\.\d MB \| \d\.\d\dx \|\n/,
+    );
     assert.match(section, /serving process \(1 thread\)/);
     assert.match(section, /supervisor \(admin API on\)/);
 
@@ -68,6 +78,7 @@ test("memory bench --quick: holds every server's connections and writes the memo
       assert.equal(r.connections, 1000, r.server);
       assert.equal(r.held, 1000, `${r.server}: ${r.failed} failed`);
       assert.equal(r.again.answered, 1000, r.server);
+      assert.ok(r.afterProcesses.length > 0, `${r.server}: no process read after serving`);
       assert.equal(r.repeats, r.server.startsWith("tallyho-") ? 0 : null, r.server);
     }
   } finally {

@@ -180,16 +180,17 @@ export function memoryMarkdown(results: MemoryResults): string {
     "",
     "### Idle",
     "",
-    "Idle is each process before any connection. **After serving** is its RSS again once the " +
-    "run's connections have all closed and its memory has settled: by then the bare server has " +
-    "compiled and loaded the code its requests ran, which tallyho's timers (its clock, lease " +
-    "keeper and statistics) already ran before the first connection.",
-    "",
     "| server | process | RSS | anon | file | PSS | private | OS threads | vs bare (RSS) | " +
     "after serving (RSS) | vs bare, after |",
     "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...idleRows(results),
     "",
+    "Idle is each process before any connection. **After serving** is its RSS again once the " +
+    "run's connections have all closed and its memory has settled: by then the bare server has " +
+    "compiled and loaded the code its requests ran, which tallyho's timers (its clock, lease " +
+    "keeper and statistics) already ran before the first connection.",
+    "",
+
     "### Per held connection",
     "",
     "| server | held | processes | idle (all processes) | peak | per connection at the peak | " +
