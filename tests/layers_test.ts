@@ -180,8 +180,9 @@ test("layers: a serving child's modules import node:net and node:crypto for type
   const loaded = new Set(CHILD_ENTRIES.flatMap((entry) => modulesLoadedBy(graph, entry)));
   assert.ok(loaded.size > 50, `the child's graph holds only ${loaded.size} modules`);
   const eager: string[] = [];
+  // `import ... from "node:x"`, `export ... from "node:x"` and a bare `import "node:x"`.
   const statement =
-    /(?:^|[;\n])\s*(?:import|export)\s+(type\s)?[^;]*?from\s*["'](node:[a-z/_]+)["']/g;
+    /(?:^|[;\n])\s*(?:import|export)\s+(type\s)?(?:[^;"']*?from\s*)?["'](node:[a-z/_]+)["']/g;
   for (const file of loaded) {
     for (const match of readFileSync(join(ROOT, file), "utf8").matchAll(statement)) {
       if (match[1] === undefined && LAZY_BUILTINS.includes(match[2]!)) {

@@ -4,7 +4,7 @@
  * order, and the end of stdin is seen. A real process on the runtime under test, through pipes.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { test } from "node:test";
 import { lineSourceOf } from "../server/adapters/stdio_channel.ts";
@@ -37,6 +37,18 @@ test(`[${UNDER_TEST}] stdio channel: 2,000 lines written in odd chunks come back
     assert.equal(line.seen, i + 1);
     assert.equal(line.message.i, i);
   });
+});
+
+test(`[${UNDER_TEST}] stdio channel: a listener that throws ends the process with its error, not as a quiet end of stdin`, () => {
+  const { cmd, argv } = scriptCommand(join(ROOT, "tests/fixtures/stdio_echo.ts"), [
+    "--throw-at",
+    "3",
+  ]);
+  const input = Array.from({ length: 5 }, (_, i) => JSON.stringify({ i }) + "\n").join("");
+  const run = spawnSync(cmd, argv, { input, encoding: "utf8", timeout: 30_000 });
+  assert.notEqual(run.status, 0, `exit ${run.status}: ${run.stdout}`);
+  assert.match(run.stderr, /a listener's bug at message 3/);
+  assert.doesNotMatch(run.stdout, /"end"/, "taken for the end of stdin");
 });
 
 test("stdio channel: a source reads once a data listener is there, delivers to every listener, ends once", async () => {

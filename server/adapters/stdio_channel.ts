@@ -6,6 +6,11 @@
  * `node:process`'s `stdin` and `stdout`: on Bun 1.4.5 those load the node stream machinery and
  * four more threads, about 1 MB of a serving process's RSS at idle (docs/tuning.md, "Memory").
  *
+ * Writes never block: while the supervisor does not read, they queue in memory in order (Deno's
+ * `process.stdout` wrote synchronously and stalled the child's loop instead, measured by a
+ * review at about 3 s). A supervisor gone fails the writes quietly (node:process's streams threw
+ * an uncaught EPIPE on Deno); the child stops when its stdin ends.
+ *
  * @module
  */
 
@@ -22,6 +27,11 @@ export interface StdioChannel {
 /** Opens the channel; called once per process. */
 export type OpenStdio = () => StdioChannel;
 
+/** A `data` listener's error, told apart from the stream's own. */
+class ListenerFailure {
+  constructor(readonly error: unknown) {}
+}
+
 /**
  * A {@linkcode LineSource} over chunks that `read` delivers: listeners may be added at any
  * time before the first chunk, and reading starts once there is a `data` listener.
@@ -35,11 +45,25 @@ export function lineSourceOf(
   const onEnd: Array<() => void> = [];
   let started = false;
   const start = () => {
-    // A read error (the pipe gone) ends the channel like a close: the child then stops.
     read((chunk) => {
-      for (const listener of onData) listener(chunk);
-    }).catch(() => {}).finally(() => {
-      for (const listener of onEnd) listener();
+      for (const listener of onData) {
+        try {
+          listener(chunk);
+        } catch (error) {
+          throw new ListenerFailure(error); // ends the read
+        }
+      }
+    }).then(() => false, (error) => {
+      if (!(error instanceof ListenerFailure)) return false; // the pipe failed: an end, as a close
+      // A listener's error is a bug, not the end of the channel: no `end` (which a child takes
+      // for its supervisor going away, and stops quietly); thrown again, uncaught, it ends the
+      // process with its stack (exit 1), as a stream listener's error did.
+      queueMicrotask(() => {
+        throw error.error;
+      });
+      return true;
+    }).then((failed) => {
+      if (!failed) { for (const listener of onEnd) listener(); }
     });
   };
   return {
