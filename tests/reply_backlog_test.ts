@@ -20,6 +20,20 @@ const PER_CLIENT = 4 * MiB;
 const FLOOD_SECONDS = 8;
 /** The longest greeting allowed (1024 bytes): a reply is 1,025 to 1,041 bytes. */
 const GREETING = "G".repeat(1024);
+
+/** One thread pool of `threads`, a number per line, each reply after the 1 KiB greeting. */
+function perMessage(threads: number): string[] {
+  return [
+    "--threads",
+    String(threads),
+    "--framing",
+    "line",
+    "--number-by",
+    "message",
+    "--greeting",
+    GREETING,
+  ];
+}
 /** The default `--max-pending-reply-bytes`. */
 const CAP = MiB;
 /**
@@ -86,18 +100,7 @@ async function floodWithoutReading(port: number, total: number, deadline: number
 }
 
 test(`[${UNDER_TEST}] ${CLIENTS} clients sending newlines that never read, 1 KiB greeting: RSS stays bounded and comes back, others served`, async () => {
-  const server = await startTallyho([
-    "--threads",
-    "2",
-    "--framing",
-    "line",
-    "--number-by",
-    "message",
-    "--greeting",
-    GREETING,
-    "--idle-timeout",
-    "120s",
-  ]);
+  const server = await startTallyho([...perMessage(2), "--idle-timeout", "120s"]);
   const sockets: Socket[] = [];
   let bystander: LineClient | null = null;
   try {
@@ -175,16 +178,7 @@ test(`[${UNDER_TEST}] ${CLIENTS} clients sending newlines that never read, 1 KiB
 
 test(`[${UNDER_TEST}] a client that sends 40,000 lines before it reads gets every reply in order`, async () => {
   const LINES = 40_000; // about 40 MiB of replies: far past the cap and the kernel's buffers
-  const server = await startTallyho([
-    "--threads",
-    "1",
-    "--framing",
-    "line",
-    "--number-by",
-    "message",
-    "--greeting",
-    GREETING,
-  ]);
+  const server = await startTallyho(perMessage(1));
   const socket = connect({ port: server.port, host: "127.0.0.1" });
   try {
     socket.on("error", () => {});
@@ -225,16 +219,7 @@ test(`[${UNDER_TEST}] a client that sends 40,000 lines before it reads gets ever
 });
 
 test(`[${UNDER_TEST}] clients that reset while their replies are held back are closed at once`, async () => {
-  const server = await startTallyho([
-    "--threads",
-    "2",
-    "--framing",
-    "line",
-    "--number-by",
-    "message",
-    "--greeting",
-    GREETING,
-  ], { env: FAST_STATS });
+  const server = await startTallyho(perMessage(2), { env: FAST_STATS });
   try {
     // The reset follows the lines at once: the server's first write meets it, while the
     // backlog (about 100 MiB of replies) has paused the connection's reads.
@@ -261,18 +246,9 @@ test(`[${UNDER_TEST}] clients that reset while their replies are held back are c
 
 test(`[${UNDER_TEST}] a client that sends its lines and its FIN gets every reply if it reads, and is cut at the idle timeout if it never does`, async () => {
   const LINES = 20_000; // about 20 MiB of replies: the server is still writing when the FIN comes
-  const server = await startTallyho([
-    "--threads",
-    "1",
-    "--framing",
-    "line",
-    "--number-by",
-    "message",
-    "--greeting",
-    GREETING,
-    "--idle-timeout",
-    "1s",
-  ], { env: FAST_STATS });
+  const server = await startTallyho([...perMessage(1), "--idle-timeout", "1s"], {
+    env: FAST_STATS,
+  });
   const open = async () => {
     const socket = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true });
     socket.on("error", () => {});
