@@ -23,7 +23,6 @@ import { type IpWords, parseIp } from "./ip_key.ts";
 export class CidrList {
   /** `null` for an empty list: most are, and `node:net` is then never loaded. */
   readonly #blocks: BlockList | null;
-  readonly #empty: boolean;
   /** The ranges as given, for logs and the configuration. */
   readonly source: readonly string[];
 
@@ -34,15 +33,15 @@ export class CidrList {
    */
   constructor(ranges: readonly string[], key = "ranges") {
     this.source = ranges;
-    this.#empty = ranges.length === 0;
     const parsed = ranges.map((text) => parseRange(text, key));
-    this.#blocks = this.#empty ? null : new (nodeNet().BlockList)();
-    for (const { words, bits } of parsed) this.#blocks!.addSubnet(ipv6Text(words), bits, "ipv6");
+    const blocks = parsed.length === 0 ? null : new (nodeNet().BlockList)();
+    for (const { words, bits } of parsed) blocks!.addSubnet(ipv6Text(words), bits, "ipv6");
+    this.#blocks = blocks;
   }
 
   /** Whether the list has no range. */
   get empty(): boolean {
-    return this.#empty;
+    return this.#blocks === null;
   }
 
   /**
