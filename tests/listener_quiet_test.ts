@@ -5,7 +5,8 @@
  * (server/adapters/_quiet_listener.ts). Races many times: 1,500 closes. Without the filter this
  * machine's kernel reset about one connection in a hundred closes.
  *
- * Bun only: Deno's listeners say no descriptor to attach the filter to.
+ * On Bun the listener says its descriptor; on Deno it is found as the Deno adapter finds it
+ * (server/adapters/_deno_listener_fd.ts), so this also proves that it is found every time.
  *
  * @module
  */
@@ -15,16 +16,19 @@ import { spawn } from "node:child_process";
 import { test } from "node:test";
 import { nativeClientPath } from "../bench/native_client/native_client.ts";
 import { quietListener } from "../server/adapters/_quiet_listener.ts";
+import { listenWithDescriptor } from "../server/adapters/_deno_listener_fd.ts";
 import { skipOffCi, toolMissing } from "./_tools.ts";
 import { enableMigration, migrateUnavailable } from "./_upgrade.ts";
 import { sleep } from "./_wait.ts";
 
 const CLOSES = 1500;
 
+/** One SO_REUSEPORT listener answering each request with a number, on either runtime. */
 interface Listener {
   readonly port: number;
+  /** Its descriptor, or -1 where it is not known. */
   readonly fd: number;
-  stop(closeActiveConnections?: boolean): void;
+  close(): void;
 }
 interface Socket {
   write(data: string): number;
@@ -35,25 +39,58 @@ interface BunListen {
     port: number;
     reusePort: boolean;
     socket: { data(socket: Socket): void; open(): void };
-  }): Listener;
+  }): { port: number; fd: number; stop(closeActiveConnections?: boolean): void };
 }
 
 const bun = (globalThis as unknown as { Bun?: BunListen }).Bun;
-const SKIP = bun === undefined
-  ? "Deno's listeners expose no descriptor (the Deno adapter closes them as before)"
-  : skipOffCi(migrateUnavailable() ?? toolMissing("cc", "gcc"));
+const RUNTIME = bun === undefined ? "deno" : "bun";
+const SKIP = skipOffCi(migrateUnavailable() ?? toolMissing("cc", "gcc"));
+
+/** A listener on Bun: `Bun.listen`, which says its descriptor. */
+function bunListener(port: number, next: () => number): Listener {
+  const socket = { data: (s: Socket) => void s.write(`Hello World${next()}\n`), open() {} };
+  const listener = bun!.listen({ hostname: "127.0.0.1", port, reusePort: true, socket });
+  return { port: listener.port, fd: listener.fd, close: () => listener.stop(false) };
+}
+
+/** A listener on Deno: `Deno.listen`, its descriptor found as the Deno adapter finds it. */
+function denoListener(port: number, next: () => number): Listener {
+  const { listener, fd } = listenWithDescriptor(() =>
+    Deno.listen({ hostname: "127.0.0.1", port, reusePort: true, transport: "tcp" })
+  );
+  const reply = new TextEncoder();
+  const serve = async (conn: Deno.Conn) => {
+    const buffer = new Uint8Array(256);
+    try {
+      while ((await conn.read(buffer)) !== null) {
+        await conn.write(reply.encode(`Hello World${next()}\n`));
+      }
+    } catch {
+      // Reset by the client: counted by the client, not here.
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+  };
+  (async () => {
+    try {
+      for (;;) void serve(await listener.accept());
+    } catch {
+      // Closed: its accept ends.
+    }
+  })();
+  return { port: (listener.addr as Deno.NetAddr).port, fd, close: () => listener.close() };
+}
 
 test(
-  `[${
-    bun === undefined ? "deno" : "bun"
-  }] quiet listener: ${CLOSES} closes of SO_REUSEPORT listeners under the native client's connect-per-request load reset no connection`,
+  `[${RUNTIME}] quiet listener: ${CLOSES} closes of SO_REUSEPORT listeners under the native client's connect-per-request load reset no connection`,
   { skip: SKIP, timeout: 120_000 },
   async () => {
     const restore = enableMigration();
     let number = 0;
-    const socket = { data: (s: Socket) => void s.write(`Hello World${++number}\n`), open() {} };
-    const open = (port: number) =>
-      bun!.listen({ hostname: "127.0.0.1", port, reusePort: true, socket });
+    const next = () => ++number;
+    const open = (port: number) => (bun ? bunListener : denoListener)(port, next);
     const listeners = [open(0)];
     const port = listeners[0]!.port;
     listeners.push(open(port));
@@ -78,14 +115,14 @@ test(
         listeners.push(open(port));
         const oldest = listeners.shift()!;
         if (quietListener(oldest.fd)) quieted++;
-        oldest.stop(false);
+        oldest.close();
         await sleep(1);
       }
       await sleep(200);
     } finally {
       client.kill("SIGTERM");
       await ended;
-      for (const listener of listeners) listener.stop(true);
+      for (const listener of listeners) listener.close();
       restore();
     }
     const report = JSON.parse(out) as {
@@ -94,7 +131,7 @@ test(
       latencyUs: { p99: number; p999: number };
     };
     console.log(
-      `[bun] ${CLOSES} listener closes (${quieted} quieted): ${report.replies} replies, ` +
+      `[${RUNTIME}] ${CLOSES} listener closes (${quieted} quieted): ${report.replies} replies, ` +
         `errors ${JSON.stringify(report.errors)}; connect to reply p99 ` +
         `${(report.latencyUs.p99 / 1000).toFixed(1)} ms, p99.9 ${
           (report.latencyUs.p999 / 1000).toFixed(1)

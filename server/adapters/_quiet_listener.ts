@@ -1,5 +1,6 @@
 /**
- * Readies a SO_REUSEPORT listener to be closed without resetting a handshake (Bun, Linux).
+ * Readies a SO_REUSEPORT listener to be closed without resetting a handshake (Linux; Bun, and
+ * Deno through its FFI with the descriptor _deno_listener_fd.ts finds).
  *
  * Closing a listener while the port's other listeners stay (an upgrade's old tree, a TLS swap, a
  * retired thread) resets a connection whose handshake completes at that very moment, even with
@@ -28,7 +29,7 @@
 
 import { readFileSync } from "node:fs";
 import { monotonicNow } from "../common/clock.ts";
-import { type BunFfi, openLibc } from "./_libc.ts";
+import { type BunFfi, LIBC_NAMES, openLibc } from "./_libc.ts";
 
 const SOL_SOCKET = 1;
 const SO_ATTACH_FILTER = 26;
@@ -46,29 +47,64 @@ const PROGRAM = [
   [0x06, 0, 0, 0],
 ] as const;
 
+/** `setsockopt` with the option's value given by its address. */
 type SetSockOpt = (
   fd: number,
   level: number,
   name: number,
-  value: number,
+  value: number | bigint,
   length: number,
 ) => number;
+
+/** The slice of Deno's FFI used here, declared so that the module type-checks on Bun too. */
+interface DenoFfi {
+  dlopen(
+    path: string,
+    symbols: {
+      setsockopt: { parameters: ["i32", "i32", "i32", "u64", "u32"]; result: "i32" };
+    },
+  ): { symbols: { setsockopt: SetSockOpt } };
+  UnsafePointer: { of(view: ArrayBufferView): unknown; value(pointer: unknown): bigint };
+}
 
 let setsockopt: SetSockOpt | null | undefined;
 /** `struct sock_fprog` and the program it points to, kept alive for the thread. */
 let fprog: Uint8Array | null = null;
-let fprogAddress = 0;
+let fprogAddress: number | bigint = 0;
 let filter: Uint8Array | null = null;
+
+/** `setsockopt` and a way to take a buffer's address, from whichever runtime runs this. */
+function openSetSockOpt(): { call: SetSockOpt; address(view: Uint8Array): number | bigint } {
+  const deno = (globalThis as unknown as { Deno?: DenoFfi }).Deno;
+  if (deno !== undefined && !("Bun" in globalThis)) {
+    let lastError: unknown = null;
+    for (const name of LIBC_NAMES) {
+      try {
+        // The address goes as a plain u64: the struct is ours, its bytes stay where they are.
+        const { symbols } = deno.dlopen(name, {
+          setsockopt: { parameters: ["i32", "i32", "i32", "u64", "u32"], result: "i32" },
+        });
+        const address = (view: Uint8Array) => deno.UnsafePointer.value(deno.UnsafePointer.of(view));
+        return { call: symbols.setsockopt, address };
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError;
+  }
+  const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
+  const { libc } = openLibc<{ setsockopt: SetSockOpt }>(
+    { setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" } },
+    "a listener's socket filter",
+  );
+  return { call: libc.setsockopt, address: (view) => ffi.ptr(view) };
+}
 
 function load(): SetSockOpt | null {
   if (setsockopt !== undefined) return setsockopt;
   setsockopt = null;
   try {
-    const ffi = (import.meta as unknown as { require(id: string): BunFfi }).require("bun:ffi");
-    const { libc } = openLibc<{ setsockopt: SetSockOpt }>(
-      { setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" } },
-      "a listener's socket filter",
-    );
+    const { call, address } = openSetSockOpt();
     // Out-of-line buffers: their bytes stay where the kernel is told they are.
     filter = new Uint8Array(new ArrayBuffer(PROGRAM.length * 8));
     const instructions = new DataView(filter.buffer);
@@ -82,11 +118,11 @@ function load(): SetSockOpt | null {
     fprog = new Uint8Array(new ArrayBuffer(16));
     const header = new DataView(fprog.buffer);
     header.setUint16(0, PROGRAM.length, true);
-    header.setBigUint64(8, BigInt(ffi.ptr(filter)), true);
-    fprogAddress = ffi.ptr(fprog);
-    setsockopt = libc.setsockopt;
+    header.setBigUint64(8, BigInt(address(filter)), true);
+    fprogAddress = address(fprog);
+    setsockopt = call;
   } catch {
-    // No FFI (or no glibc): the listener is closed as before.
+    // No FFI (no access on Deno, or no glibc): the listener is closed as before.
   }
   return setsockopt;
 }
@@ -99,7 +135,8 @@ function load(): SetSockOpt | null {
  * @returns Whether the filter is attached (false without FFI, or when the kernel refused it).
  */
 export function quietListener(fd: number): boolean {
-  // Bun 1.4.5 says the descriptor (not in bun-types); another version may not.
+  // Bun 1.4.5 says the descriptor (not in bun-types), Deno's is found (_deno_listener_fd.ts);
+  // another version may not say it, or it may not be found.
   if (typeof fd !== "number" || fd < 0) return false;
   // Without migration the kernel resets whatever is under way on a listener that closes, so
   // holding its ACKs back only adds the handshakes begun in the wait to those reset (seen in a

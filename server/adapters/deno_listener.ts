@@ -33,6 +33,8 @@ import { Stat } from "../threads/thread_stats.ts";
 import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { serverNameCheck } from "../server_names.ts";
+import { listenWithDescriptor } from "./_deno_listener_fd.ts";
+import { quietListener } from "./_quiet_listener.ts";
 import { ReadRegions, REGION_BYTES, WriteArena, type WriteSlab } from "./_deno_buffers.ts";
 
 const MAX_READ_BYTES = 64 * 1024;
@@ -68,6 +70,8 @@ class DenoThreadListener implements ThreadListener {
   readonly runtime = "deno";
   readonly port: number;
   #listener: Deno.Listener | null;
+  /** Each open listener's descriptor, where it was found (see _deno_listener_fd.ts). */
+  readonly #descriptors = new WeakMap<Deno.Listener, number>();
   readonly #host: string;
   #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
@@ -104,7 +108,7 @@ class DenoThreadListener implements ThreadListener {
   }
 
   pause(): void {
-    this.#listener?.close(); // its accept loop ends with BadResource
+    if (this.#listener !== null) this.#close(this.#listener); // its accept loop ends
     this.#listener = null;
   }
 
@@ -121,14 +125,24 @@ class DenoThreadListener implements ThreadListener {
     const old = this.#listener;
     this.#listener = this.#bind(this.port);
     this.#acceptLoop(this.#listener);
-    old.close(); // its accept loop ends with BadResource
+    this.#close(old); // its accept loop ends with BadResource
+  }
+
+  /**
+   * Closes a listener while the port's other listeners stay (an upgrade's new tree, the other
+   * threads): quieted first where its descriptor is known, so that a handshake completing in
+   * that moment is not reset (see _quiet_listener.ts).
+   */
+  #close(listener: Deno.Listener): void {
+    quietListener(this.#descriptors.get(listener) ?? -1);
+    listener.close();
   }
 
   #bind(port: number): Deno.Listener {
     const options = { hostname: this.#host, port, reusePort: true, transport: "tcp" } as const;
     // Deno.listenTls (rustls) accepts before the handshake; the first read completes it, so an
     // unfinished handshake is bounded by the first-message timeout like a silent client.
-    if (this.#tls === null) return Deno.listen(options);
+    if (this.#tls === null) return this.#withDescriptor(() => Deno.listen(options));
     const tls = this.#tls;
     const accepts = serverNameCheck(tls.cert);
     // A client that asks for a name the certificate does not cover has its handshake aborted
@@ -138,7 +152,14 @@ class DenoThreadListener implements ThreadListener {
       return tls;
     };
     const withResolver = { ...options, ...tls, [SNI_RESOLVER]: resolve };
-    return Deno.listenTls(withResolver);
+    return this.#withDescriptor(() => Deno.listenTls(withResolver));
+  }
+
+  /** Opens a listener with `listen` and keeps its descriptor, for {@linkcode #close}. */
+  #withDescriptor(listen: () => Deno.Listener): Deno.Listener {
+    const { listener, fd } = listenWithDescriptor(listen);
+    if (fd >= 0) this.#descriptors.set(listener, fd);
+    return listener;
   }
 
   #sweep(): void {
@@ -351,7 +372,7 @@ class DenoThreadListener implements ThreadListener {
   async shutdown(timeoutMs: number): Promise<void> {
     clearInterval(this.#sweeper);
     this.#draining = true;
-    this.#listener?.close();
+    if (this.#listener !== null) this.#close(this.#listener);
     this.#listener = null;
     // Half-close (FIN) connections waiting to read now, one being written after its write (the
     // read loop), one that has not spoken yet once it has been answered or its grace is over (see
