@@ -137,6 +137,7 @@ export async function startServer(
       runtime,
       onCrashLoop: start.onCrashLoop ?? ((reason) => log(`crash loop: ${reason}`)),
       onStarved: () => keeper.starved(),
+      onLow: () => keeper.check(),
     });
   } catch (error) {
     keeper.stop();

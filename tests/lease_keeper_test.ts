@@ -110,3 +110,45 @@ test("lease keeper after an outage: clients refused meanwhile neither grow the n
     keeper.stop();
   }
 });
+
+test("lease keeper leases when a thread numbers past its low-water mark, not when its timer polls; an idle ledger asks nothing", async () => {
+  const ledger = NumberLedger.create();
+  const asked: number[] = [];
+  let next = 1;
+  const keeper = new LeaseKeeper(ledger, (blocks) => {
+    asked.push(blocks);
+    const first = next;
+    next += blocks * BLOCK_SIZE;
+    return Promise.resolve(first);
+  }, { checkEveryMs: 1_000_000 });
+  let told = 0;
+  let starved = 0;
+  ledger.onLow = () => {
+    told++;
+    keeper.check();
+  };
+  ledger.onStarved = () => starved++;
+  try {
+    await keeper.prime();
+    // Idle: the timer never fires here, and nothing is leased ahead of need.
+    for (let i = 0; i < 5; i++) await tick();
+    assert.deepEqual(asked, [1]);
+    // A thread that may not wait numbers 40 blocks' worth, 1,024 a turn: every number is
+    // there when it is taken, leased because the ledger told the keeper, never polled for.
+    const numbers = new Set<number>();
+    for (let turn = 0; turn < 40 * 4; turn++) {
+      for (let i = 0; i < BLOCK_SIZE / 4; i++) {
+        const position = ledger.reserveGranted(1);
+        assert.ok(position >= 0, `turn ${turn}: no granted position (${position})`);
+        numbers.add(ledger.numberAt(position));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    assert.equal(numbers.size, 40 * BLOCK_SIZE, "every number once");
+    assert.equal(starved, 0, "no thread found the ledger empty");
+    assert.ok(told > 0 && asked.length > 1, `told ${told} times, leases ${asked}`);
+    assert.equal(told, asked.length - 1, "each lease after the first was asked for by the mark");
+  } finally {
+    keeper.stop();
+  }
+});

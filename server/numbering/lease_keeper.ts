@@ -2,6 +2,12 @@
  * Keeps a process's ledger supplied: leases blocks well before the threads run out, sized to
  * how fast they use numbers, so no thread waits on the supervisor in the common case.
  *
+ * It leases when told: a thread that numbers a position past the low-water mark the keeper set
+ * in the ledger (`NumberLedger.tellAt`) tells it, at once, and so does one that had to wait
+ * (`starved`). The timer is a backstop and measures the rate; it no longer has to poll fast
+ * enough to catch a burst, so an idle process wakes for it 4 times a second, not 100 (an idle
+ * serving process's CPU halved: docs/tuning.md, "Sweeps").
+ *
  * @module
  */
 
@@ -24,8 +30,8 @@ export interface LeaseKeeperOptions {
    */
   maxBlocksPerLease?: number;
   /**
-   * How often the ledger is checked, in milliseconds.
-   * @default {10}
+   * How often the ledger is checked without being told, in milliseconds.
+   * @default {250}
    */
   checkEveryMs?: number;
   /** Called with a lease failure; the keeper retries with backoff. */
@@ -41,6 +47,8 @@ export class LeaseKeeper {
   readonly #onError: (error: Error) => void;
   readonly #timer: ReturnType<typeof setInterval>;
   #inFlight = false;
+  #stopped = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #rate = 0;
   #lastCovered = 0;
   #lastTime = monotonicNow();
@@ -72,13 +80,14 @@ export class LeaseKeeper {
     this.#aheadSeconds = options.aheadSeconds ?? 1;
     this.#maxBlocks = Math.min(options.maxBlocksPerLease ?? MAX_BLOCKS_PER_LEASE, RING_BLOCKS / 2);
     this.#onError = options.onError ?? (() => {});
-    this.#timer = setInterval(() => this.check(), options.checkEveryMs ?? 10);
+    this.#timer = setInterval(() => this.check(), options.checkEveryMs ?? 250);
   }
 
   /** Leases the first block; resolves once the threads can number. */
   async prime(): Promise<void> {
     const first = await this.#leaseBlocks(1);
     this.#ledger.grant(first, 1);
+    this.check();
   }
 
   /** A thread had to wait for a block: lease more, and more each time it happens again. */
@@ -109,19 +118,23 @@ export class LeaseKeeper {
       this.#lastCovered = covered;
       this.#lastTime = now;
     }
-    if (this.#inFlight || now < this.#retryAt) return;
+    if (this.#inFlight) return; // the grant checks again
     // Never more than half the ring ahead: the ledger refuses to overwrite blocks in use.
     const target = Math.min(
       Math.max(this.#floorBlocks * BLOCK_SIZE, this.#rate * this.#aheadSeconds),
       (RING_BLOCKS / 2) * BLOCK_SIZE,
     );
     const remaining = this.#ledger.remaining;
-    if (remaining >= target / 2) return;
+    if (now < this.#retryAt || remaining >= target / 2) {
+      this.#askAt(remaining, target);
+      return;
+    }
     const blocks = Math.max(
       1,
       Math.min(this.#maxBlocks, Math.ceil((target - remaining) / BLOCK_SIZE)),
     );
     this.#inFlight = true;
+    let grantedNow = false;
     this.#leaseBlocks(blocks).then(
       (first) => {
         const skipped = this.#ledger.skippedBlocks;
@@ -134,19 +147,39 @@ export class LeaseKeeper {
         }
         this.#backoffMs = 0;
         this.#grownSinceGrant = false;
+        grantedNow = true;
       },
       (error: Error) => {
         this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, 50), 5000);
         this.#retryAt = monotonicNow() + this.#backoffMs;
         this.#onError(error);
+        // Retried when the backoff is over, not at the backstop's next tick.
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.check(), this.#backoffMs);
       },
     ).finally(() => {
       this.#inFlight = false;
+      // The next mark, or another lease if a burst outran this one.
+      if (grantedNow && !this.#stopped) this.check();
     });
+  }
+
+  /**
+   * Sets the ledger's low-water mark: the block holding the first position whose number leaves
+   * fewer than `target / 2` remaining (exact while the floor sets the target: whole blocks), and
+   * never a block begun already, whose first number has been told (then the next one).
+   */
+  #askAt(remaining: number, target: number): void {
+    const taken = this.#ledger.taken;
+    const low = Math.floor((taken + remaining - target / 2) / BLOCK_SIZE);
+    this.#ledger.tellAt(Math.max(low, Math.ceil(taken / BLOCK_SIZE)));
   }
 
   /** Stops checking. */
   stop(): void {
+    this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#retryTimer);
+    this.#ledger.tellAt(-1);
   }
 }

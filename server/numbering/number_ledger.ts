@@ -37,8 +37,10 @@ const STARTS_OFFSET = 16; // BigInt64[RING_BLOCKS]: each block's first real numb
 const TAGS_OFFSET = STARTS_OFFSET + RING_BLOCKS * 8; // BigInt64[RING_BLOCKS]: a slot's block
 // BigInt64: one above the highest position refused for want of a block (0 when none was).
 const REFUSED_OFFSET = TAGS_OFFSET + RING_BLOCKS * 8;
+// BigInt64: the block whose first use the main thread asked to be told of (-1 when none).
+const LOW_OFFSET = REFUSED_OFFSET + 8;
 /** Bytes a ledger needs in shared memory. */
-const LEDGER_BYTES = REFUSED_OFFSET + 8;
+const LEDGER_BYTES = LOW_OFFSET + 8;
 
 /** {@linkcode NumberLedger.reserveGranted}: no granted position is left; try again later. */
 export const NONE_GRANTED = -1;
@@ -68,6 +70,7 @@ export class NumberLedger {
   readonly #starts: BigInt64Array;
   readonly #tags: BigInt64Array;
   readonly #refusedBelow: BigInt64Array;
+  readonly #low: BigInt64Array;
   // Blocks skipped by this view's grants (the main thread's): see `skippedBlocks`.
   #skipped = 0;
   // The last block this view looked up: most lookups hit it.
@@ -82,6 +85,11 @@ export class NumberLedger {
   reservedCount = 0;
   /** Called (at most once per wait) when a thread had to wait for a block; see `onStarved`. */
   onStarved: (() => void) | null = null;
+  /**
+   * Called when this view is the first to number a position at or past the block the main
+   * thread asked for with {@linkcode tellAt}: once per request, whichever thread gets there.
+   */
+  onLow: (() => void) | null = null;
 
   /** @param buffer A buffer of {@linkcode LEDGER_BYTES} bytes from {@linkcode create}. */
   constructor(buffer: SharedArrayBuffer) {
@@ -91,12 +99,14 @@ export class NumberLedger {
     this.#starts = new BigInt64Array(buffer, STARTS_OFFSET, RING_BLOCKS);
     this.#tags = new BigInt64Array(buffer, TAGS_OFFSET, RING_BLOCKS);
     this.#refusedBelow = new BigInt64Array(buffer, REFUSED_OFFSET, 1);
+    this.#low = new BigInt64Array(buffer, LOW_OFFSET, 1);
   }
 
   /** Makes a ledger in fresh shared memory, with no block granted. */
   static create(): NumberLedger {
     const ledger = new NumberLedger(new SharedArrayBuffer(LEDGER_BYTES));
     ledger.#tags.fill(-1n);
+    ledger.#low[0] = -1n;
     return ledger;
   }
 
@@ -182,7 +192,28 @@ export class NumberLedger {
     }
     this.#cachedBlock = block;
     this.#cachedStart = start;
+    this.#tellIfLow(block);
     return start + (position - block * BLOCK_SIZE);
+  }
+
+  /**
+   * Asks to be told ({@linkcode onLow}, on the thread that gets there) when a position in
+   * `block` or past it is numbered: the lease keeper's low-water mark, so that it leases as soon
+   * as the numbers run low instead of polling the ledger while nothing is taken (main thread).
+   * Replaces the last request.
+   *
+   * @param block The block; -1 asks for nothing.
+   */
+  tellAt(block: number): void {
+    Atomics.store(this.#low, 0, BigInt(block));
+  }
+
+  /** Tells `onLow` once when `block` reaches the mark: a thread's first number in a block. */
+  #tellIfLow(block: number): void {
+    const low = Atomics.load(this.#low, 0);
+    if (low < 0n || block < Number(low)) return;
+    // One thread wins the request; the others see -1 (or the keeper's next mark).
+    if (Atomics.compareExchange(this.#low, 0, low, -1n) === low) this.onLow?.();
   }
 
   #waitFor(block: number, position: number, waitMs: number): void {

@@ -60,5 +60,7 @@ export type FromWorker =
   | { type: "ack" }
   /** The thread had to wait for a block of numbers: lease more now. */
   | { type: "starved" }
+  /** The thread numbered past the ledger's low-water mark (`NumberLedger.tellAt`): lease now. */
+  | { type: "low" }
   /** The thread asks for the main thread's monotonic clock, to align its own (at start). */
   | { type: "clock" };

@@ -88,6 +88,7 @@ export function serveThread(
         // Made before the first await, so a `configure` arriving meanwhile reaches them.
         const ledger = new NumberLedger(message.ledgerBuffer);
         ledger.onStarved = () => channel.postMessage({ type: "starved" });
+        ledger.onLow = () => channel.postMessage({ type: "low" });
         const stats = statsRow(message.statsBuffer, message.thread);
         handler = new MessageHandler(message.config, ledger, stats, undefined, clock, mayBlock);
         plantBlock(handler);

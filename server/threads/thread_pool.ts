@@ -28,6 +28,8 @@ export interface ThreadPoolOptions {
   onCrashLoop?: (reason: string) => void;
   /** Called when a thread had to wait for numbers, so more are leased at once. */
   onStarved?: () => void;
+  /** Called when a thread numbered past the ledger's low-water mark, so more are leased now. */
+  onLow?: () => void;
   /**
    * The runtime's adapter, for a pool started with one thread to serve it on this thread
    * (inline_thread.ts); without it every thread is a worker, which picks the runtime itself.
@@ -73,6 +75,7 @@ export class ThreadPool {
   readonly #log: (line: string) => void;
   readonly #onCrashLoop: (reason: string) => void;
   readonly #onStarved: () => void;
+  readonly #onLow: () => void;
   readonly #crashLimit: number;
   readonly #runtime: RuntimeAdapter | undefined;
   readonly #crashWindowMs: number;
@@ -87,6 +90,7 @@ export class ThreadPool {
     this.#log = options.log ?? (() => {});
     this.#onCrashLoop = options.onCrashLoop ?? (() => {});
     this.#onStarved = options.onStarved ?? (() => {});
+    this.#onLow = options.onLow ?? (() => {});
     this.#crashLimit = options.crashLimit ?? 5;
     this.#runtime = options.runtime;
     this.#crashWindowMs = options.crashWindowMs ?? 10_000;
@@ -135,6 +139,7 @@ export class ThreadPool {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
         const message = event.data;
         if (message.type === "starved") this.#onStarved();
+        else if (message.type === "low") this.#onLow();
         else if (message.type === "clock") {
           this.#post(worker, { type: "clock", now: monotonicNow() });
         } else if (message.type === "ack") slot.acks.shift()?.();
