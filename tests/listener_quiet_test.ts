@@ -53,10 +53,14 @@ function bunListener(port: number, next: () => number): Listener {
   return { port: listener.port, fd: listener.fd, close: () => listener.stop(false) };
 }
 
+/** The turns a process's threads take to listen (one thread here). */
+const LISTEN_LOCK = new Int32Array(new SharedArrayBuffer(4));
+
 /** A listener on Deno: `Deno.listen`, its descriptor found as the Deno adapter finds it. */
 function denoListener(port: number, next: () => number): Listener {
-  const { listener, fd } = listenWithDescriptor(() =>
-    Deno.listen({ hostname: "127.0.0.1", port, reusePort: true, transport: "tcp" })
+  const { listener, fd } = listenWithDescriptor(
+    LISTEN_LOCK,
+    () => Deno.listen({ hostname: "127.0.0.1", port, reusePort: true, transport: "tcp" }),
   );
   const reply = new TextEncoder();
   const serve = async (conn: Deno.Conn) => {

@@ -1,14 +1,23 @@
 /**
- * The descriptor of a listener `Deno.listen` opened, which Deno does not say (Linux): so that it
+ * The descriptor of a listener `Deno.listen` opens, which Deno does not say (Linux): so that it
  * can be quieted before it closes (_quiet_listener.ts), as Bun's are.
  *
- * The descriptors open before and after the listen (`/proc/self/fd`: one directory read, no call
- * per descriptor) are compared, and of those that appeared the one listening on the port that was
- * bound is the listener's (`getsockopt(SO_ACCEPTCONN)` and `getsockname`, through Deno's FFI). A
- * connection another thread accepted in that moment is not listening; a listener another thread
- * of this process bound on the same port in that very moment makes two candidates, and then none
- * is named (the listener closes unquieted, as before). Without FFI or read access (a Deno run
- * without `--allow-ffi`/`--allow-read`) none is named either.
+ * A new socket takes the lowest free descriptor. So the lowest free one is found just before the
+ * listen (`fcntl(F_DUPFD)` of an open descriptor, closed at once), and after it that descriptor
+ * is taken as the listener's only if it is now a listening socket on the port just bound
+ * (`getsockopt(SO_ACCEPTCONN)`, `getsockname`), all through Deno's FFI: two calls before the
+ * listen and two after, whatever the process holds.
+ *
+ * Another thread may take that descriptor in between. One that accepts a connection or opens a
+ * file makes it fail the check (then none is named, and the listener closes unquieted, as
+ * before); one that opens a listener on the same port would pass it with its own, which is why
+ * the threads of a process take turns through `lock` (one Int32 they share: a wait of at most
+ * {@linkcode LOCK_WAIT_MS}, then none is named rather than the listen delayed). A thread that
+ * took another's listener for its own would quiet that one when it closed its own: a listener
+ * that drops every handshake's last ACK for as long as it stays open.
+ *
+ * Without FFI access (a Deno run without `--allow-ffi`), without a lock, or where no descriptor
+ * 0 to 2 is open to copy, none is named. The permission is queried, never prompted for.
  *
  * @module
  */
@@ -17,11 +26,14 @@ import { LIBC_NAMES } from "./_libc.ts";
 
 const SOL_SOCKET = 1;
 const SO_ACCEPTCONN = 30;
+const F_DUPFD = 0;
+/** The longest a thread waits for another's listen; it takes well under a millisecond. */
+export const LOCK_WAIT_MS = 100;
 
 const SYMBOLS = {
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  dup: { parameters: ["i32"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
 } as const;
 
@@ -32,67 +44,82 @@ let libc: Symbols | null | undefined;
 function load(): Symbols | null {
   if (libc !== undefined) return libc;
   libc = null;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return libc;
+  } catch {
+    return libc;
+  }
   for (const name of LIBC_NAMES) {
     try {
       libc = Deno.dlopen(name, SYMBOLS).symbols;
       break;
     } catch {
-      // Another name, or no FFI access: none is named.
+      // Another name, or no glibc: none is named.
     }
   }
   return libc;
 }
 
-/**
- * The descriptors open in this process, or null where they cannot be read. The listing holds the
- * directory's own descriptor, closed once it is read, which the listen may then take: it is the
- * lowest free one when the read begins, found by taking (and giving back) the lowest free one
- * just before, and left out.
- */
-function openDescriptors(calls: Symbols): Set<number> | null {
-  const lowest = calls.dup(0);
-  if (lowest >= 0) calls.close(lowest);
-  try {
-    const open = new Set<number>();
-    for (const entry of Deno.readDirSync("/proc/self/fd")) open.add(Number(entry.name));
-    open.delete(lowest);
-    return open;
-  } catch {
-    return null;
+/** The lowest free descriptor now (a copy of 0, 1 or 2, closed at once), or -1. */
+function lowestFree(calls: Symbols): number {
+  for (const open of [0, 1, 2]) {
+    const copy = calls.fcntl(open, F_DUPFD, 0);
+    if (copy >= 0) {
+      calls.close(copy);
+      return copy;
+    }
   }
+  return -1;
 }
 
 /** Whether `fd` is a listening socket bound to `port` (IPv4 or IPv6). */
 function listensOn(calls: Symbols, fd: number, port: number): boolean {
   const value = new Uint8Array(4);
-  const length = new Uint32Array([4]);
-  if (calls.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, new Uint8Array(length.buffer)) !== 0) {
-    return false;
-  }
+  const length = new Uint8Array(new Uint32Array([4]).buffer);
+  if (calls.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, length) !== 0) return false;
   if (new DataView(value.buffer).getInt32(0, true) !== 1) return false;
   // struct sockaddr_in and sockaddr_in6 both hold the port at bytes 2-3, in network order.
   const address = new Uint8Array(128);
-  const addressLength = new Uint32Array([address.length]);
-  if (calls.getsockname(fd, address, new Uint8Array(addressLength.buffer)) !== 0) return false;
+  const addressLength = new Uint8Array(new Uint32Array([address.length]).buffer);
+  if (calls.getsockname(fd, address, addressLength) !== 0) return false;
   return new DataView(address.buffer).getUint16(2, false) === port;
+}
+
+/** Takes the lock, waiting at most {@linkcode LOCK_WAIT_MS}; false when it could not. */
+function acquire(lock: Int32Array): boolean {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    Atomics.wait(lock, 0, 1, left);
+  }
+  return true;
+}
+
+function release(lock: Int32Array): void {
+  Atomics.store(lock, 0, 0);
+  Atomics.notify(lock, 0, 1);
 }
 
 /**
  * Calls `listen` and finds the descriptor of the listener it returns.
  *
+ * @param lock The Int32 the process's threads take turns with; none is named without it.
  * @param listen Opens the listener (`Deno.listen`, `Deno.listenTls`).
  * @returns The listener, and its descriptor, or -1 when it cannot be told (see the module).
  */
 export function listenWithDescriptor<L extends Deno.Listener>(
+  lock: Int32Array | undefined,
   listen: () => L,
 ): { listener: L; fd: number } {
   const calls = load();
-  const before = calls === null ? null : openDescriptors(calls);
-  const listener = listen();
-  if (calls === null || before === null) return { listener, fd: -1 };
-  const port = (listener.addr as Deno.NetAddr).port;
-  const candidates = [...openDescriptors(calls) ?? []].filter((fd) =>
-    !before.has(fd) && listensOn(calls, fd, port)
-  );
-  return { listener, fd: candidates.length === 1 ? candidates[0]! : -1 };
+  if (calls === null || lock === undefined || !acquire(lock)) return { listener: listen(), fd: -1 };
+  try {
+    const lowest = lowestFree(calls);
+    const listener = listen();
+    const port = (listener.addr as Deno.NetAddr).port;
+    return { listener, fd: lowest >= 0 && listensOn(calls, lowest, port) ? lowest : -1 };
+  } finally {
+    release(lock);
+  }
 }

@@ -65,6 +65,7 @@ interface DenoFfi {
     },
   ): { symbols: { setsockopt: SetSockOpt } };
   UnsafePointer: { of(view: ArrayBufferView): unknown; value(pointer: unknown): bigint };
+  permissions: { querySync(descriptor: { name: "ffi" }): { state: string } };
 }
 
 let setsockopt: SetSockOpt | null | undefined;
@@ -77,6 +78,10 @@ let filter: Uint8Array | null = null;
 function openSetSockOpt(): { call: SetSockOpt; address(view: Uint8Array): number | bigint } {
   const deno = (globalThis as unknown as { Deno?: DenoFfi }).Deno;
   if (deno !== undefined && !("Bun" in globalThis)) {
+    // Queried, never prompted for: a listener's close must not wait on a terminal.
+    if (deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+      throw new Error("no FFI access");
+    }
     let lastError: unknown = null;
     for (const name of LIBC_NAMES) {
       try {
@@ -147,6 +152,8 @@ export function quietListener(fd: number): boolean {
   if (call === null || fprog === null) return false;
   if (call(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprogAddress, fprog.length) !== 0) return false;
   // A spin, not a timer: the close must follow in this turn, before anything else runs here.
+  // (On Deno the descriptor itself closes a tick later, once the pending accept lets go of it:
+  // the filter holds its ACKs back until then, which costs them the same retransmission.)
   const until = monotonicNow() + SETTLE_MS;
   while (monotonicNow() < until) { /* an ACK past the filter reaches the queue */ }
   return true;

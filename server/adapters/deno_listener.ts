@@ -72,6 +72,7 @@ class DenoThreadListener implements ThreadListener {
   #listener: Deno.Listener | null;
   /** Each open listener's descriptor, where it was found (see _deno_listener_fd.ts). */
   readonly #descriptors = new WeakMap<Deno.Listener, number>();
+  readonly #listenLock: Int32Array | undefined;
   readonly #host: string;
   #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
@@ -87,7 +88,8 @@ class DenoThreadListener implements ThreadListener {
   readonly #arena = new WriteArena();
   #draining = false;
 
-  constructor({ host, port, handler, stats, gate, clock, tls }: ListenOptions) {
+  constructor({ host, port, handler, stats, gate, clock, tls, listenLock }: ListenOptions) {
+    this.#listenLock = listenLock;
     this.#handler = handler;
     this.#stats = stats;
     this.#host = host;
@@ -157,7 +159,7 @@ class DenoThreadListener implements ThreadListener {
 
   /** Opens a listener with `listen` and keeps its descriptor, for {@linkcode #close}. */
   #withDescriptor(listen: () => Deno.Listener): Deno.Listener {
-    const { listener, fd } = listenWithDescriptor(listen);
+    const { listener, fd } = listenWithDescriptor(this.#listenLock, listen);
     if (fd >= 0) this.#descriptors.set(listener, fd);
     return listener;
   }

@@ -23,6 +23,12 @@ export interface ListenOptions {
   clock: CoarseClock;
   /** The certificate and key (PEM) to serve TLS with; plain TCP when absent. */
   tls?: { cert: string; key: string };
+  /**
+   * One Int32 in memory the process's threads share: they take turns to open a listener with it,
+   * so that an adapter can tell which descriptor is its own (Deno: _deno_listener_fd.ts). Without
+   * it, such an adapter does not tell (its listeners close unquieted).
+   */
+  listenLock?: Int32Array;
 }
 
 /** One thread's running listener. */

@@ -19,6 +19,8 @@ export interface StartMessage {
   statsBuffer: SharedArrayBuffer;
   /** The process's admission state (connection count, address table). */
   gateBuffers: { active: SharedArrayBuffer; addresses: SharedArrayBuffer };
+  /** One Int32: the process's threads take turns to listen (see `ListenOptions.listenLock`). */
+  listenLock: SharedArrayBuffer;
 }
 
 /** Main thread to worker: serve with a new configuration from now on. */

@@ -109,6 +109,7 @@ export function serveThread(
             stats,
             gate,
             clock,
+            listenLock: new Int32Array(message.listenLock),
             ...(tls === null ? {} : { tls }),
           });
           tlsInForce = tlsContent(tls, handler.config);

@@ -81,6 +81,7 @@ export class ThreadPool {
   readonly #crashWindowMs: number;
   readonly #deaths: DeathWindow;
   readonly #gateBuffers = createGateBuffers();
+  readonly #listenLock = new SharedArrayBuffer(4);
   #paused = false;
   #stopping = false;
 
@@ -173,6 +174,7 @@ export class ThreadPool {
         ledgerBuffer: this.#ledger.buffer,
         statsBuffer: this.statsBuffer,
         gateBuffers: this.#gateBuffers,
+        listenLock: this.#listenLock,
       });
     });
   }
