@@ -22,6 +22,7 @@
  * @module
  */
 
+import { monotonicNow } from "../common/clock.ts";
 import { LIBC_NAMES } from "./_libc.ts";
 
 const SOL_SOCKET = 1;
@@ -87,9 +88,9 @@ function listensOn(calls: Symbols, fd: number, port: number): boolean {
 
 /** Takes the lock, waiting at most {@linkcode LOCK_WAIT_MS}; false when it could not. */
 function acquire(lock: Int32Array): boolean {
-  const deadline = Date.now() + LOCK_WAIT_MS;
+  const deadline = monotonicNow() + LOCK_WAIT_MS;
   while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) {
-    const left = deadline - Date.now();
+    const left = deadline - monotonicNow();
     if (left <= 0) return false;
     Atomics.wait(lock, 0, 1, left);
   }
