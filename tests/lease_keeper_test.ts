@@ -120,7 +120,8 @@ test("lease keeper leases when a thread numbers past its low-water mark, not whe
     const first = next;
     next += blocks * BLOCK_SIZE;
     return Promise.resolve(first);
-  }, { checkEveryMs: 1_000_000 });
+    // Numbers kept ahead by the floor alone (whole blocks), not by the rate: the mark is exact.
+  }, { checkEveryMs: 1_000_000, aheadSeconds: 0 });
   let told = 0;
   let starved = 0;
   ledger.onLow = () => {
@@ -147,7 +148,54 @@ test("lease keeper leases when a thread numbers past its low-water mark, not whe
     assert.equal(numbers.size, 40 * BLOCK_SIZE, "every number once");
     assert.equal(starved, 0, "no thread found the ledger empty");
     assert.ok(told > 0 && asked.length > 1, `told ${told} times, leases ${asked}`);
-    assert.equal(told, asked.length - 1, "each lease after the first was asked for by the mark");
+  } finally {
+    keeper.stop();
+  }
+});
+
+test("lease keeper: once stopped it leases no more, though a lease in flight then fails", async () => {
+  const ledger = NumberLedger.create();
+  let calls = 0;
+  const keeper = new LeaseKeeper(ledger, () => {
+    calls++;
+    return new Promise((_, reject) => setTimeout(() => reject(new Error("source down")), 20));
+  }, { checkEveryMs: 1_000_000 });
+  keeper.starved(); // a lease in flight
+  keeper.stop();
+  // Past the failure and two backoffs (50 then 100 ms) that a running keeper would retry after.
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  assert.equal(calls, 1);
+});
+
+test("lease keeper: a mark set on a block a thread began meanwhile is taken back and looked at again", async () => {
+  const ledger = NumberLedger.create();
+  const asked: number[] = [];
+  let next = 1;
+  const keeper = new LeaseKeeper(ledger, (blocks) => {
+    asked.push(blocks);
+    const first = next;
+    next += blocks * BLOCK_SIZE;
+    return Promise.resolve(first);
+  }, { checkEveryMs: 1_000_000, aheadSeconds: 0 });
+  ledger.onLow = () => keeper.check();
+  try {
+    await keeper.prime();
+    await keeper.prime(); // blocks 0 to 1 granted
+    // The keeper reads `taken` before a thread takes block 1's first position, and stores its
+    // mark (block 1) after: as if the thread's look at the mark came between the two.
+    ledger.tellAt(-1); // no mark standing when the thread looks
+    const tellAt = ledger.tellAt.bind(ledger);
+    ledger.tellAt = (block) => {
+      ledger.reserve(BLOCK_SIZE + 1 - ledger.taken); // the thread begins block 1 ...
+      ledger.numberAt(BLOCK_SIZE); // ... and finds no mark yet
+      ledger.tellAt = tellAt;
+      tellAt(block);
+    };
+    keeper.check();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    // Block 1 is the last granted and begun: the keeper leased for it all the same.
+    assert.ok(asked.length > 2, `leases ${asked}`);
+    assert.ok(ledger.remaining > BLOCK_SIZE, `remaining ${ledger.remaining}`);
   } finally {
     keeper.stop();
   }

@@ -102,6 +102,7 @@ export class LeaseKeeper {
 
   /** Looks at the ledger and leases more if it is running low (called on a timer, or at once). */
   check(): void {
+    if (this.#stopped) return;
     const now = monotonicNow();
     if (this.#floorBlocks > 2 && now - this.#lastStarvedAt > 1000) {
       this.#floorBlocks = Math.max(2, this.#floorBlocks / 2);
@@ -113,8 +114,10 @@ export class LeaseKeeper {
     const elapsed = now - this.#lastTime;
     if (elapsed >= 100) {
       const current = (Math.max(0, covered - this.#lastCovered) * 1000) / elapsed;
-      // Rise at once, fall slowly: a burst should find numbers waiting.
-      this.#rate = current > this.#rate ? current : this.#rate * 0.8 + current * 0.2;
+      // Rise at once, fall slowly (to 0.8 each 100 ms, however far apart the checks come): a
+      // burst should find numbers waiting, and a keeper at rest should not lease for an old one.
+      const keep = 0.8 ** (elapsed / 100);
+      this.#rate = current > this.#rate ? current : this.#rate * keep + current * (1 - keep);
       this.#lastCovered = covered;
       this.#lastTime = now;
     }
@@ -152,10 +155,10 @@ export class LeaseKeeper {
       (error: Error) => {
         this.#backoffMs = Math.min(Math.max(this.#backoffMs * 2, 50), 5000);
         this.#retryAt = monotonicNow() + this.#backoffMs;
-        this.#onError(error);
-        // Retried when the backoff is over, not at the backstop's next tick.
+        // Retried when the backoff is over, not at the backstop's next tick; not once stopped.
         clearTimeout(this.#retryTimer);
-        this.#retryTimer = setTimeout(() => this.check(), this.#backoffMs);
+        if (!this.#stopped) this.#retryTimer = setTimeout(() => this.check(), this.#backoffMs);
+        this.#onError(error);
       },
     ).finally(() => {
       this.#inFlight = false;
@@ -172,7 +175,13 @@ export class LeaseKeeper {
   #askAt(remaining: number, target: number): void {
     const taken = this.#ledger.taken;
     const low = Math.floor((taken + remaining - target / 2) / BLOCK_SIZE);
-    this.#ledger.tellAt(Math.max(low, Math.ceil(taken / BLOCK_SIZE)));
+    const mark = Math.max(low, Math.ceil(taken / BLOCK_SIZE));
+    this.#ledger.tellAt(mark);
+    // A thread that began that block between the read above and the store missed the mark and
+    // will not tell: take it back (unless a thread told meanwhile) and look again.
+    if (this.#ledger.taken > mark * BLOCK_SIZE && this.#ledger.untell(mark)) {
+      queueMicrotask(() => this.check());
+    }
   }
 
   /** Stops checking. */

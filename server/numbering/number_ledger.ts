@@ -208,6 +208,18 @@ export class NumberLedger {
     Atomics.store(this.#low, 0, BigInt(block));
   }
 
+  /**
+   * Takes back the request for `block` made with {@linkcode tellAt}, unless a thread has told it
+   * already or another request replaced it.
+   *
+   * @param block The block asked for.
+   * @returns Whether it was still asked for (and is no longer).
+   */
+  untell(block: number): boolean {
+    const asked = BigInt(block);
+    return Atomics.compareExchange(this.#low, 0, asked, -1n) === asked;
+  }
+
   /** Tells `onLow` once when `block` reaches the mark: a thread's first number in a block. */
   #tellIfLow(block: number): void {
     const low = Atomics.load(this.#low, 0);
