@@ -1,7 +1,10 @@
 /**
  * A worker for tests/deno_listener_fd_test.ts: opens and closes listeners on one port as fast
  * as it can for a while, each through `listenWithDescriptor`, and counts whether the descriptor
- * it was given is its own listener (its address), another thread's, or none.
+ * it was given is its own listener, another thread's, or none. Another thread's shows as a
+ * descriptor bound to another address, or as one another thread holds named: `owners` (one Int32
+ * a descriptor, shared by the workers) says which thread named each descriptor whose listener
+ * is open.
  *
  * @module
  */
@@ -12,6 +15,8 @@ interface Start {
   host: string;
   port: number;
   lock: SharedArrayBuffer;
+  holder: number;
+  owners: SharedArrayBuffer;
   millis: number;
 }
 
@@ -33,18 +38,26 @@ const scope = globalThis as unknown as {
 };
 
 scope.onmessage = (event) => {
-  const { host, port, millis } = event.data;
-  const lock = new Int32Array(event.data.lock);
+  const { host, port, holder, millis } = event.data;
+  const turns = { lock: new Int32Array(event.data.lock), holder };
+  const owners = new Int32Array(event.data.owners);
   const counts = { own: 0, none: 0, wrong: 0 };
   const until = Date.now() + millis;
   while (Date.now() < until) {
     const { listener, fd } = listenWithDescriptor(
-      lock,
+      turns,
       () => Deno.listen({ hostname: host, port, reusePort: true }),
     );
+    let named = false;
     if (fd < 0) counts.none++;
-    else if (boundHost(fd) === host) counts.own++;
-    else counts.wrong++;
+    else if (boundHost(fd) !== host) counts.wrong++;
+    else if (Atomics.compareExchange(owners, fd, 0, holder) !== 0) counts.wrong++;
+    else {
+      counts.own++;
+      named = true;
+    }
+    // Given up before the close: the descriptor is not free until it has closed.
+    if (named) Atomics.store(owners, fd, 0);
     listener.close();
   }
   scope.postMessage(counts);

@@ -3,8 +3,8 @@
  * _deno_listener_fd.ts) is that listener's, never another thread's, while the threads of a
  * process open listeners on one port at once: naming another's would quiet a listener that stays
  * open (every handshake's last ACK dropped). Races many times: two workers open and close
- * listeners on the same port, on 127.0.0.1 and 127.0.0.2, for 2 s each run, and each checks the
- * address of the descriptor it was given; a third opens and closes files the whole time, taking
+ * listeners on the same port (on one address, then on two) and each checks the descriptor it was
+ * given (its address, and whether another thread holds it named); a third opens and closes files, taking
  * the descriptor a listen was expecting. Deno only: Bun's listeners say their descriptor.
  *
  * @module
@@ -21,11 +21,16 @@ interface Counts {
   wrong: number;
 }
 
-/** Runs the two listening workers (sharing `locks` as given) beside a descriptor churn. */
-async function race(locks: [SharedArrayBuffer, SharedArrayBuffer], millis: number) {
+/** Runs the two listening workers (on `hosts`, sharing `locks` as given) beside a churn. */
+async function race(
+  hosts: [string, string],
+  locks: [SharedArrayBuffer, SharedArrayBuffer],
+  millis: number,
+) {
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0, reusePort: true });
   const port = (probe.addr as Deno.NetAddr).port;
   probe.close();
+  const owners = new SharedArrayBuffer(4 * 65536);
   const url = new URL("./_listen_fd_worker.ts", import.meta.url).href;
   const workers = [new Worker(url, { type: "module" }), new Worker(url, { type: "module" })];
   const results = workers.map((worker) =>
@@ -35,7 +40,7 @@ async function race(locks: [SharedArrayBuffer, SharedArrayBuffer], millis: numbe
     })
   );
   workers.forEach((worker, i) =>
-    worker.postMessage({ host: `127.0.0.${i + 1}`, port, lock: locks[i], millis })
+    worker.postMessage({ host: hosts[i], port, lock: locks[i], holder: i + 1, owners, millis })
   );
   // Descriptors opened and closed on this thread meanwhile: a listen's expected one is taken.
   const until = Date.now() + millis;
@@ -50,19 +55,28 @@ async function race(locks: [SharedArrayBuffer, SharedArrayBuffer], millis: numbe
   }
 }
 
+const ONE: [string, string] = ["127.0.0.1", "127.0.0.1"];
+const TWO: [string, string] = ["127.0.0.1", "127.0.0.2"];
+const own = () => new SharedArrayBuffer(4);
+
 test(
   "[deno] listener descriptor: two threads opening listeners on one port at once are each named their own, never the other's",
   { skip: deno ? false : "Bun's listeners say their descriptor" },
   async () => {
-    const shared = new SharedArrayBuffer(4);
-    const counts = await race([shared, shared], 2000);
-    // The lock's work, shown: each thread with a lock of its own (no turns taken).
-    const unshared = await race([new SharedArrayBuffer(4), new SharedArrayBuffer(4)], 1000);
+    const shared = own();
+    // The threads of one pool: one address, turns taken.
+    const counts = await race(ONE, [shared, shared], 1500);
+    // Two servers of one process on two addresses: the address tells them apart even without
+    // the turns (a pool's own lock, as it was).
+    const apart = await race(TWO, [own(), own()], 750);
+    // The turns' work, shown: one address, each thread with a lock of its own.
+    const unshared = await race(ONE, [own(), own()], 750);
     console.log(
-      `[deno] two threads, turns taken: ${JSON.stringify(counts)}; ` +
-        `without turns: ${JSON.stringify(unshared)}`,
+      `[deno] two threads on one address, turns taken: ${JSON.stringify(counts)}; two ` +
+        `addresses, no turns: ${JSON.stringify(apart)}; one address, no turns: ` +
+        JSON.stringify(unshared),
     );
-    for (const count of counts) {
+    for (const count of [...counts, ...apart]) {
       assert.equal(count.wrong, 0, "never another thread's listener");
       assert.ok(count.own > count.none, `named its own in most listens: ${JSON.stringify(count)}`);
     }

@@ -54,12 +54,12 @@ function bunListener(port: number, next: () => number): Listener {
 }
 
 /** The turns a process's threads take to listen (one thread here). */
-const LISTEN_LOCK = new Int32Array(new SharedArrayBuffer(4));
+const LISTEN_TURNS = { lock: new Int32Array(new SharedArrayBuffer(4)), holder: 1 };
 
 /** A listener on Deno: `Deno.listen`, its descriptor found as the Deno adapter finds it. */
 function denoListener(port: number, next: () => number): Listener {
   const { listener, fd } = listenWithDescriptor(
-    LISTEN_LOCK,
+    LISTEN_TURNS,
     () => Deno.listen({ hostname: "127.0.0.1", port, reusePort: true, transport: "tcp" }),
   );
   const reply = new TextEncoder();

@@ -4,14 +4,14 @@
  *
  * A new socket takes the lowest free descriptor. So the lowest free one is found just before the
  * listen (`fcntl(F_DUPFD)` of an open descriptor, closed at once), and after it that descriptor
- * is taken as the listener's only if it is now a listening socket on the port just bound
- * (`getsockopt(SO_ACCEPTCONN)`, `getsockname`), all through Deno's FFI: two calls before the
+ * is taken as the listener's only if it is now a listening socket bound where the listener is
+ * (`getsockopt(SO_ACCEPTCONN)`, `getsockname`: the family, address and port), all through Deno's FFI: two calls before the
  * listen and two after, whatever the process holds.
  *
  * Another thread may take that descriptor in between. One that accepts a connection or opens a
  * file makes it fail the check (then none is named, and the listener closes unquieted, as
- * before); one that opens a listener on the same port would pass it with its own, which is why
- * the threads of a process take turns through `lock` (one Int32 they share: a wait of at most
+ * before); one that opens a listener on the same address would pass it with its own, which is why
+ * the threads of a process take turns (common/listen_turns.ts: a wait of at most
  * {@linkcode LOCK_WAIT_MS}, then none is named rather than the listen delayed). A thread that
  * took another's listener for its own would quiet that one when it closed its own: a listener
  * that drops every handshake's last ACK for as long as it stays open.
@@ -22,10 +22,13 @@
  * @module
  */
 
-import { monotonicNow } from "../common/clock.ts";
+import { endTurn, type ListenTurns, takeTurn } from "../common/listen_turns.ts";
+import { type IpWords, parseIp } from "../limits/ip_key.ts";
 import { LIBC_NAMES } from "./_libc.ts";
 
 const SOL_SOCKET = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
 const SO_ACCEPTCONN = 30;
 const F_DUPFD = 0;
 /** The longest a thread waits for another's listen; it takes well under a millisecond. */
@@ -73,54 +76,50 @@ function lowestFree(calls: Symbols): number {
   return -1;
 }
 
-/** Whether `fd` is a listening socket bound to `port` (IPv4 or IPv6). */
-function listensOn(calls: Symbols, fd: number, port: number): boolean {
+/** Whether `fd` is a listening socket bound to `at` (IPv4 or IPv6: its address and port). */
+function listensOn(calls: Symbols, fd: number, at: Deno.NetAddr): boolean {
   const value = new Uint8Array(4);
   const length = new Uint8Array(new Uint32Array([4]).buffer);
   if (calls.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, value, length) !== 0) return false;
   if (new DataView(value.buffer).getInt32(0, true) !== 1) return false;
-  // struct sockaddr_in and sockaddr_in6 both hold the port at bytes 2-3, in network order.
   const address = new Uint8Array(128);
   const addressLength = new Uint8Array(new Uint32Array([address.length]).buffer);
   if (calls.getsockname(fd, address, addressLength) !== 0) return false;
-  return new DataView(address.buffer).getUint16(2, false) === port;
-}
-
-/** Takes the lock, waiting at most {@linkcode LOCK_WAIT_MS}; false when it could not. */
-function acquire(lock: Int32Array): boolean {
-  const deadline = monotonicNow() + LOCK_WAIT_MS;
-  while (Atomics.compareExchange(lock, 0, 0, 1) !== 0) {
-    const left = deadline - monotonicNow();
-    if (left <= 0) return false;
-    Atomics.wait(lock, 0, 1, left);
+  // struct sockaddr_in and sockaddr_in6: the family, then the port (network order), then the
+  // address at byte 4 (IPv4) or 8 (IPv6). A Unix socket's path could read as any port.
+  const view = new DataView(address.buffer);
+  const family = view.getUint16(0, true);
+  if ((family !== AF_INET && family !== AF_INET6) || view.getUint16(2, false) !== at.port) {
+    return false;
   }
-  return true;
-}
-
-function release(lock: Int32Array): void {
-  Atomics.store(lock, 0, 0);
-  Atomics.notify(lock, 0, 1);
+  const bound: IpWords = family === AF_INET
+    ? [0, 0, 0xffff, view.getUint32(4, false)]
+    : [0, 1, 2, 3].map((i) => view.getUint32(8 + i * 4, false)) as IpWords;
+  const wanted = parseIp(at.hostname);
+  return wanted !== null && wanted.every((word, i) => word === bound[i]);
 }
 
 /**
  * Calls `listen` and finds the descriptor of the listener it returns.
  *
- * @param lock The Int32 the process's threads take turns with; none is named without it.
+ * @param turns The turns the process's threads take to listen; none is named without them.
  * @param listen Opens the listener (`Deno.listen`, `Deno.listenTls`).
  * @returns The listener, and its descriptor, or -1 when it cannot be told (see the module).
  */
 export function listenWithDescriptor<L extends Deno.Listener>(
-  lock: Int32Array | undefined,
+  turns: ListenTurns | undefined,
   listen: () => L,
 ): { listener: L; fd: number } {
   const calls = load();
-  if (calls === null || lock === undefined || !acquire(lock)) return { listener: listen(), fd: -1 };
+  if (calls === null || turns === undefined || !takeTurn(turns, LOCK_WAIT_MS)) {
+    return { listener: listen(), fd: -1 };
+  }
   try {
     const lowest = lowestFree(calls);
     const listener = listen();
-    const port = (listener.addr as Deno.NetAddr).port;
-    return { listener, fd: lowest >= 0 && listensOn(calls, lowest, port) ? lowest : -1 };
+    const at = listener.addr as Deno.NetAddr;
+    return { listener, fd: lowest >= 0 && listensOn(calls, lowest, at) ? lowest : -1 };
   } finally {
-    release(lock);
+    endTurn(turns);
   }
 }

@@ -34,6 +34,7 @@ import { AddressInUseError } from "../host/address_in_use_error.ts";
 import type { ListenOptions, ThreadListener } from "./thread_listener.ts";
 import { serverNameCheck } from "../server_names.ts";
 import { listenWithDescriptor } from "./_deno_listener_fd.ts";
+import type { ListenTurns } from "../common/listen_turns.ts";
 import { quietListener } from "./_quiet_listener.ts";
 import { ReadRegions, REGION_BYTES, WriteArena, type WriteSlab } from "./_deno_buffers.ts";
 
@@ -72,7 +73,7 @@ class DenoThreadListener implements ThreadListener {
   #listener: Deno.Listener | null;
   /** Each open listener's descriptor, where it was found (see _deno_listener_fd.ts). */
   readonly #descriptors = new WeakMap<Deno.Listener, number>();
-  readonly #listenLock: Int32Array | undefined;
+  readonly #listenTurns: ListenTurns | undefined;
   readonly #host: string;
   #tls: { cert: string; key: string } | null;
   readonly #handler: MessageHandler;
@@ -88,8 +89,8 @@ class DenoThreadListener implements ThreadListener {
   readonly #arena = new WriteArena();
   #draining = false;
 
-  constructor({ host, port, handler, stats, gate, clock, tls, listenLock }: ListenOptions) {
-    this.#listenLock = listenLock;
+  constructor({ host, port, handler, stats, gate, clock, tls, listenTurns }: ListenOptions) {
+    this.#listenTurns = listenTurns;
     this.#handler = handler;
     this.#stats = stats;
     this.#host = host;
@@ -159,7 +160,7 @@ class DenoThreadListener implements ThreadListener {
 
   /** Opens a listener with `listen` and keeps its descriptor, for {@linkcode #close}. */
   #withDescriptor(listen: () => Deno.Listener): Deno.Listener {
-    const { listener, fd } = listenWithDescriptor(this.#listenLock, listen);
+    const { listener, fd } = listenWithDescriptor(this.#listenTurns, listen);
     if (fd >= 0) this.#descriptors.set(listener, fd);
     return listener;
   }

@@ -8,6 +8,7 @@ import type { ConnectionGate } from "../limits/connection_gate.ts";
 import type { CoarseClock } from "../common/clock.ts";
 import type { MessageHandler } from "../numbering/message_handler.ts";
 import type { Runtime } from "../runtime.ts";
+import type { ListenTurns } from "../common/listen_turns.ts";
 
 /** What a runtime adapter is given to start one thread's listener. */
 export interface ListenOptions {
@@ -24,11 +25,11 @@ export interface ListenOptions {
   /** The certificate and key (PEM) to serve TLS with; plain TCP when absent. */
   tls?: { cert: string; key: string };
   /**
-   * One Int32 in memory the process's threads share: they take turns to open a listener with it,
-   * so that an adapter can tell which descriptor is its own (Deno: _deno_listener_fd.ts). Without
-   * it, such an adapter does not tell (its listeners close unquieted).
+   * The turns the process's threads take to open a listener, so that an adapter can tell which
+   * descriptor is its own (Deno: _deno_listener_fd.ts). Without them, such an adapter does not
+   * tell (its listeners close unquieted).
    */
-  listenLock?: Int32Array;
+  listenTurns?: ListenTurns;
 }
 
 /** One thread's running listener. */

@@ -19,8 +19,10 @@ export interface StartMessage {
   statsBuffer: SharedArrayBuffer;
   /** The process's admission state (connection count, address table). */
   gateBuffers: { active: SharedArrayBuffer; addresses: SharedArrayBuffer };
-  /** One Int32: the process's threads take turns to listen (see `ListenOptions.listenLock`). */
+  /** One Int32: the process's threads take turns to listen (common/listen_turns.ts). */
   listenLock: SharedArrayBuffer;
+  /** This thread's id in those turns: unique in the process, across pools. */
+  listenHolder: number;
 }
 
 /** Main thread to worker: serve with a new configuration from now on. */

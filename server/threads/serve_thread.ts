@@ -109,7 +109,10 @@ export function serveThread(
             stats,
             gate,
             clock,
-            listenLock: new Int32Array(message.listenLock),
+            listenTurns: {
+              lock: new Int32Array(message.listenLock),
+              holder: message.listenHolder,
+            },
             ...(tls === null ? {} : { tls }),
           });
           tlsInForce = tlsContent(tls, handler.config);

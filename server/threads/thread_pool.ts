@@ -15,6 +15,7 @@ import { DeathWindow } from "../process/death_window.ts";
 import { createStatsBuffer, readStats, type ThreadFigures } from "./thread_stats.ts";
 import type { FromWorker, ToWorker } from "./_thread_messages.ts";
 import { InlineThread, type ThreadPort } from "./inline_thread.ts";
+import { endTurn } from "../common/listen_turns.ts";
 import type { RuntimeAdapter } from "../adapters/mod.ts";
 
 /** Options for {@linkcode ThreadPool.start}. */
@@ -49,9 +50,19 @@ const WORKER_URL = import.meta.url.endsWith("/thread_pool.ts")
   ? new URL("./worker_main.ts", import.meta.url).href
   : new URL("./server/threads/worker_main.ts", import.meta.url).href;
 
+/**
+ * The turns every thread of this process takes to open a listener (common/listen_turns.ts): one
+ * lock for the process, not one a pool, since a listener another pool opened in a thread's turn
+ * could pass for its own; and each thread's id in them, unique across pools.
+ */
+const PROCESS_LISTEN_LOCK = new SharedArrayBuffer(4);
+let nextListenHolder = 1;
+
 interface Slot {
   /** A `Worker`, or thread 0 of a pool started with one thread, run inline (inline_thread.ts). */
   worker: ThreadPort;
+  /** Its id in the listen turns. */
+  listenHolder: number;
   listening: boolean;
   retired: boolean;
   /** Resolvers waiting for this thread to acknowledge a change, oldest first. */
@@ -81,7 +92,6 @@ export class ThreadPool {
   readonly #crashWindowMs: number;
   readonly #deaths: DeathWindow;
   readonly #gateBuffers = createGateBuffers();
-  readonly #listenLock = new SharedArrayBuffer(4);
   #paused = false;
   #stopping = false;
 
@@ -124,7 +134,7 @@ export class ThreadPool {
       );
     } catch (error) {
       pool.#stopping = true;
-      for (const slot of pool.#slots) slot?.worker.terminate();
+      for (const slot of pool.#slots) if (slot) terminate(slot);
       throw error;
     }
     return pool;
@@ -134,7 +144,13 @@ export class ThreadPool {
     const worker: ThreadPort = inline && this.#runtime !== undefined
       ? new InlineThread(this.#runtime)
       : new Worker(WORKER_URL, { type: "module" });
-    const slot: Slot = { worker, listening: false, retired: false, acks: [] };
+    const slot: Slot = {
+      worker,
+      listenHolder: nextListenHolder++,
+      listening: false,
+      retired: false,
+      acks: [],
+    };
     this.#slots[thread] = slot;
     return new Promise((resolve, reject) => {
       worker.onmessage = (event: MessageEvent<FromWorker>) => {
@@ -174,7 +190,8 @@ export class ThreadPool {
         ledgerBuffer: this.#ledger.buffer,
         statsBuffer: this.statsBuffer,
         gateBuffers: this.#gateBuffers,
-        listenLock: this.#listenLock,
+        listenLock: PROCESS_LISTEN_LOCK,
+        listenHolder: slot.listenHolder,
       });
     });
   }
@@ -182,7 +199,7 @@ export class ThreadPool {
   #restart(thread: number, reason: string): void {
     if (this.#stopping) return;
     const dead = this.#slots[thread];
-    dead?.worker.terminate();
+    if (dead) terminate(dead);
     // The thread that replaces it starts with the configuration and pause state in force, so
     // what the dead one still owed an acknowledgement for is in force there: release the waiters
     // rather than leave a change waiting for a thread that no longer exists.
@@ -291,7 +308,7 @@ export class ThreadPool {
         resolve();
       };
       this.#post(slot.worker, { type: "drain" });
-    }).then(() => slot.worker.terminate());
+    }).then(() => terminate(slot));
   }
 
   /**
@@ -302,4 +319,10 @@ export class ThreadPool {
     this.#stopping = true;
     await Promise.all(this.#slots.map((slot) => this.#drainSlot(slot)));
   }
+}
+
+/** Ends a thread; a turn it held to listen (a worker ended inside it) is given back. */
+function terminate(slot: Slot): void {
+  slot.worker.terminate();
+  endTurn({ lock: new Int32Array(PROCESS_LISTEN_LOCK), holder: slot.listenHolder });
 }
