@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { LeaseKeeper } from "../server/numbering/lease_keeper.ts";
+import { LeaseKeeper, type LeaseKeeperOptions } from "../server/numbering/lease_keeper.ts";
 import { BLOCK_SIZE, NumberLedger } from "../server/numbering/number_ledger.ts";
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
 
-test("lease keeper primes one block, then leases more each time a thread starves", async () => {
+/**
+ * A keeper over a fresh ledger whose leases always succeed, dense from 1, and are recorded (in
+ * blocks); its timer never fires unless `options` say so.
+ */
+function grantingKeeper(options: LeaseKeeperOptions = {}) {
   const ledger = NumberLedger.create();
   const asked: number[] = [];
   let next = 1;
@@ -14,7 +18,12 @@ test("lease keeper primes one block, then leases more each time a thread starves
     const first = next;
     next += blocks * BLOCK_SIZE;
     return Promise.resolve(first);
-  }, { checkEveryMs: 1_000_000 });
+  }, { checkEveryMs: 1_000_000, ...options });
+  return { ledger, asked, keeper };
+}
+
+test("lease keeper primes one block, then leases more each time a thread starves", async () => {
+  const { ledger, asked, keeper } = grantingKeeper();
   try {
     await keeper.prime();
     assert.deepEqual(asked, [1]);
@@ -112,16 +121,8 @@ test("lease keeper after an outage: clients refused meanwhile neither grow the n
 });
 
 test("lease keeper leases when a thread numbers past its low-water mark, not when its timer polls; an idle ledger asks nothing", async () => {
-  const ledger = NumberLedger.create();
-  const asked: number[] = [];
-  let next = 1;
-  const keeper = new LeaseKeeper(ledger, (blocks) => {
-    asked.push(blocks);
-    const first = next;
-    next += blocks * BLOCK_SIZE;
-    return Promise.resolve(first);
-    // Numbers kept ahead by the floor alone (whole blocks), not by the rate: the mark is exact.
-  }, { checkEveryMs: 1_000_000, aheadSeconds: 0 });
+  // Numbers kept ahead by the floor alone (whole blocks), not by the rate: the mark is exact.
+  const { ledger, asked, keeper } = grantingKeeper({ aheadSeconds: 0 });
   let told = 0;
   let starved = 0;
   ledger.onLow = () => {
@@ -168,15 +169,7 @@ test("lease keeper: once stopped it leases no more, though a lease in flight the
 });
 
 test("lease keeper: a mark set on a block a thread began meanwhile is taken back and looked at again", async () => {
-  const ledger = NumberLedger.create();
-  const asked: number[] = [];
-  let next = 1;
-  const keeper = new LeaseKeeper(ledger, (blocks) => {
-    asked.push(blocks);
-    const first = next;
-    next += blocks * BLOCK_SIZE;
-    return Promise.resolve(first);
-  }, { checkEveryMs: 1_000_000, aheadSeconds: 0 });
+  const { ledger, asked, keeper } = grantingKeeper({ aheadSeconds: 0 });
   ledger.onLow = () => keeper.check();
   try {
     await keeper.prime();
